@@ -1,0 +1,71 @@
+# Omega Reach. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+TOOLS := $(CURDIR)/.tools
+BUF := $(TOOLS)/node_modules/.bin/buf
+BUF_VERSION := 1.75.0
+PROTOC_GEN_GO_VERSION := v1.36.12
+CONNECT_VERSION := v1.21.1
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: build build-dev ## bring up the stack and Omega Reach with the demo journey; prints where things are
+	deploy/local/run.sh
+
+.PHONY: up
+up: build-dev ## start the local stack alone (Temporal + UI, Kafka, Redis, PostgreSQL)
+	deploy/local/stack.sh up
+
+.PHONY: down
+down: ## stop every process make run / make up started (data stays)
+	deploy/local/stack.sh down
+
+.PHONY: status
+status: ## show what the local stack runs
+	deploy/local/stack.sh status
+
+.PHONY: build
+build: ## build bin/omega (api, cep, worker, receiver, migrate)
+	$(GO) build -o bin/omega ./cmd/omega
+
+.PHONY: build-dev
+build-dev: ## build bin/omega-dev (Temporal server, UI and Kafka broker for the local stack; heavy when cold)
+	$(GO) build -o bin/omega-dev ./cmd/omega-dev
+
+.PHONY: test
+test: check-generate vet build-dev ## everything: generated code, vet, unit tests, and integration + e2e tests on a fresh stack
+	deploy/local/test.sh $(GO) test -count=1 -timeout 20m ./...
+
+.PHONY: test-short
+test-short: ## unit tests only, no servers
+	$(GO) test -short ./...
+
+.PHONY: vet
+vet: ## go vet
+	$(GO) vet ./...
+
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
+
+$(TOOLS)/bin/protoc-gen-go:
+	GOBIN=$(TOOLS)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+$(TOOLS)/bin/protoc-gen-connect-go:
+	GOBIN=$(TOOLS)/bin $(GO) install connectrpc.com/connect/cmd/protoc-gen-connect-go@$(CONNECT_VERSION)
+
+.PHONY: tools
+tools: $(BUF) $(TOOLS)/bin/protoc-gen-go $(TOOLS)/bin/protoc-gen-connect-go ## install buf and the protoc plugins into .tools/
+
+.PHONY: generate
+generate: tools ## regenerate proto/gen from proto/ (lint first)
+	cd proto && $(BUF) lint && $(BUF) generate
+
+.PHONY: check-generate
+check-generate: generate ## fail when the committed generated code differs from what make generate makes
+	@git diff --exit-code --stat -- proto/gen && test -z "$$(git ls-files --others --exclude-standard -- proto/gen)" || \
+		{ git status --short -- proto/gen; echo "proto/gen differs from what make generate makes: run make generate and commit"; exit 1; }

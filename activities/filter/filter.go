@@ -1,0 +1,90 @@
+// Package filter is the reach center's chain of responsibility: before a send, each filter in the
+// chain looks at the request and passes it on, drops it with a reason, or defers it to a later time.
+// The first verdict that is not a pass ends the chain; the verdict is audited and shown in the
+// Temporal UI as the filter activity's result, so "why was this user not messaged" has an answer.
+package filter
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Outcomes of a verdict.
+const (
+	Pass  = "pass"
+	Drop  = "drop"
+	Defer = "defer"
+)
+
+// Request is one intended send.
+type Request struct {
+	ReachID   string `json:"reach_id"`
+	UserID    string `json:"user_id"`
+	RuleID    string `json:"rule_id"`
+	JourneyID string `json:"journey_id"`
+	Channel   string `json:"channel"`
+	// DispatchKey is the idempotency key of the send; reservations are made under it so a retried
+	// check reserves nothing twice.
+	DispatchKey string    `json:"dispatch_key"`
+	Now         time.Time `json:"now"`
+}
+
+// Verdict is a filter's decision.
+type Verdict struct {
+	Outcome string    `json:"outcome"`
+	Filter  string    `json:"filter,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	Until   time.Time `json:"until,omitzero"`
+}
+
+// String reads well in the Temporal UI and in logs.
+func (v Verdict) String() string {
+	if v.Outcome == Pass {
+		return "pass"
+	}
+	return fmt.Sprintf("%s by %s: %s", v.Outcome, v.Filter, v.Reason)
+}
+
+// Filter decides on one request. An error means the filter could not decide (its store is down)
+// and the check should be retried; it is never a verdict.
+type Filter interface {
+	Name() string
+	Check(ctx context.Context, r Request) (Verdict, error)
+}
+
+// Releaser is a filter that reserves something on pass (a fatigue slot) and can give it back when
+// the send fails for good.
+type Releaser interface {
+	Release(ctx context.Context, r Request) error
+}
+
+// Chain runs filters in order.
+type Chain []Filter
+
+// Check returns the first verdict that is not a pass, or a pass.
+func (c Chain) Check(ctx context.Context, r Request) (Verdict, error) {
+	for _, f := range c {
+		v, err := f.Check(ctx, r)
+		if err != nil {
+			return Verdict{}, fmt.Errorf("filter %s: %w", f.Name(), err)
+		}
+		if v.Outcome != Pass {
+			v.Filter = f.Name()
+			return v, nil
+		}
+	}
+	return Verdict{Outcome: Pass}, nil
+}
+
+// Release gives back what the chain's filters reserved for r.
+func (c Chain) Release(ctx context.Context, r Request) error {
+	for _, f := range c {
+		if rel, ok := f.(Releaser); ok {
+			if err := rel.Release(ctx, r); err != nil {
+				return fmt.Errorf("release %s: %w", f.Name(), err)
+			}
+		}
+	}
+	return nil
+}

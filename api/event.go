@@ -1,0 +1,63 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/IBM/sarama"
+
+	"github.com/omegareach/omega/event"
+	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
+)
+
+// MaxIngestBatch is the most events one Ingest call takes.
+const MaxIngestBatch = 1000
+
+// Ingest validates every event, then produces them all; it answers once Kafka acknowledged them.
+func (s *server) Ingest(ctx context.Context, req *connect.Request[omegav1.IngestRequest]) (*connect.Response[omegav1.IngestResponse], error) {
+	evs := req.Msg.GetEvents()
+	switch {
+	case len(evs) == 0:
+		return nil, invalid("events", "at least one event is required")
+	case len(evs) > MaxIngestBatch:
+		return nil, invalid("events", "at most %d events per call, got %d", MaxIngestBatch, len(evs))
+	}
+	now := time.Now()
+	msgs := make([]*sarama.ProducerMessage, len(evs))
+	for i, pe := range evs {
+		ev := fromProto(pe)
+		if err := ev.Validate(now); err != nil {
+			var fe *event.FieldError
+			if errors.As(err, &fe) {
+				return nil, invalid(fmt.Sprintf("events[%d].%s", i, fe.Field), "%s", fe.Reason)
+			}
+			return nil, invalid(fmt.Sprintf("events[%d]", i), "%v", err)
+		}
+		b, err := ev.Encode()
+		if err != nil {
+			return nil, invalid(fmt.Sprintf("events[%d].attrs", i), "%v", err)
+		}
+		if len(b) > event.MaxSize {
+			return nil, invalid(fmt.Sprintf("events[%d]", i), "%d bytes encoded exceeds the %d byte limit", len(b), event.MaxSize)
+		}
+		msgs[i] = &sarama.ProducerMessage{Topic: s.topic, Key: sarama.StringEncoder(ev.Key()), Value: sarama.ByteEncoder(b)}
+	}
+	if err := s.producer.SendMessages(msgs); err != nil {
+		return nil, s.internal("produce events", err)
+	}
+	return connect.NewResponse(&omegav1.IngestResponse{Accepted: int32(len(msgs))}), nil
+}
+
+func fromProto(pe *omegav1.Event) event.Event {
+	ev := event.Event{EventID: pe.GetEventId(), UserID: pe.GetUserId(), Type: pe.GetType(), ItemID: pe.GetItemId()}
+	if pe.GetTs() != nil {
+		ev.TS = pe.GetTs().AsTime()
+	}
+	if pe.GetAttrs() != nil {
+		ev.Attrs = pe.GetAttrs().AsMap()
+	}
+	return ev
+}

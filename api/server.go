@@ -1,0 +1,126 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"github.com/IBM/sarama"
+	"go.temporal.io/sdk/client"
+
+	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
+	"github.com/omegareach/omega/workflows"
+)
+
+// Config wires the API to its backends.
+type Config struct {
+	// Producer sends ingested events; it must wait for all in-sync replicas.
+	Producer sarama.SyncProducer
+	// Topic ingested events go to (event.Topic when empty).
+	Topic    string
+	Temporal client.Client
+	Audit    *audit.Store
+	// Journeys reports whether a journey exists, for Trigger's validation.
+	Journeys func(id string) bool
+	// TaskQueue of reach workflows (workflows.TaskQueue when empty).
+	TaskQueue string
+	// MaxRequestBytes caps a request body (4 MiB when zero).
+	MaxRequestBytes int
+	Log             *slog.Logger
+}
+
+type server struct {
+	producer  sarama.SyncProducer
+	topic     string
+	temporal  client.Client
+	audit     *audit.Store
+	journeys  func(string) bool
+	taskQueue string
+	log       *slog.Logger
+	now       func() time.Time
+}
+
+// NewHandler returns the HTTP handler serving every service, gRPC health and reflection.
+func NewHandler(cfg Config) (http.Handler, error) {
+	if cfg.Producer == nil || cfg.Temporal == nil || cfg.Audit == nil || cfg.Journeys == nil {
+		return nil, errors.New("api: producer, temporal, audit and journeys are required")
+	}
+	if cfg.TaskQueue == "" {
+		cfg.TaskQueue = workflows.TaskQueue
+	}
+	if cfg.Topic == "" {
+		cfg.Topic = event.Topic
+	}
+	if cfg.MaxRequestBytes == 0 {
+		cfg.MaxRequestBytes = 4 << 20
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	s := &server{producer: cfg.Producer, topic: cfg.Topic, temporal: cfg.Temporal, audit: cfg.Audit, journeys: cfg.Journeys,
+		taskQueue: cfg.TaskQueue, log: cfg.Log, now: time.Now}
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(cfg.MaxRequestBytes)}
+	mux := http.NewServeMux()
+	mux.Handle(omegav1connect.NewEventServiceHandler(s, opts...))
+	mux.Handle(omegav1connect.NewReachServiceHandler(s, opts...))
+	services := []string{omegav1connect.EventServiceName, omegav1connect.ReachServiceName}
+	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(services...)))
+	mux.Handle(grpcreflect.NewHandlerV1(grpcreflect.NewStaticReflector(services...)))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(grpcreflect.NewStaticReflector(services...)))
+	return mux, nil
+}
+
+// Serve serves h on addr (HTTP/1.1 and cleartext HTTP/2, so gRPC works without TLS) until ctx
+// ends, then drains in-flight calls for up to 10 seconds.
+func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("api listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// NewProducer returns the idempotent producer Ingest needs: acknowledged only when every in-sync
+// replica has the events, and never duplicated by its own retries.
+func NewProducer(brokers []string) (sarama.SyncProducer, error) {
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_6_0_0
+	sc.ClientID = "omega-api"
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Return.Successes = true
+	sc.Producer.Idempotent = true
+	sc.Net.MaxOpenRequests = 1
+	sc.Producer.Retry.Max = 10
+	sc.Producer.Partitioner = sarama.NewHashPartitioner
+	return sarama.NewSyncProducer(brokers, sc)
+}

@@ -1,0 +1,39 @@
+package audit
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/golang-migrate/migrate/v4"
+	_ "github.com/golang-migrate/migrate/v4/database/pgx/v5" // registers pgx5://
+	"github.com/golang-migrate/migrate/v4/source/iofs"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrate brings the schema at dsn (postgres://...) up to date. Concurrent callers are safe: the
+// library holds an advisory lock while it migrates.
+func Migrate(dsn string) error {
+	src, err := iofs.New(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("open embedded migrations: %w", err)
+	}
+	u := dsn
+	for _, scheme := range []string{"postgres://", "postgresql://"} {
+		if rest, ok := strings.CutPrefix(dsn, scheme); ok {
+			u = "pgx5://" + rest
+		}
+	}
+	m, err := migrate.NewWithSourceInstance("iofs", src, u)
+	if err != nil {
+		return fmt.Errorf("connect for migration: %w", err)
+	}
+	defer m.Close()
+	if err := m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+		return fmt.Errorf("migrate audit schema: %w", err)
+	}
+	return nil
+}

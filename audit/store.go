@@ -1,0 +1,208 @@
+package audit
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Kinds of audit records.
+const (
+	KindMatched    = "matched"
+	KindRouted     = "routed"
+	KindFiltered   = "filtered"
+	KindSuppressed = "suppressed"
+	KindDispatched = "dispatched"
+	KindFailed     = "failed"
+	KindCancelled  = "cancelled"
+	KindCompleted  = "completed"
+)
+
+// Record is one audited step.
+type Record struct {
+	ReachID        string
+	Step           string
+	Kind           string
+	UserID         string
+	RuleID         string
+	JourneyID      string
+	Channel        string
+	Outcome        string
+	Reason         string
+	IdempotencyKey string
+	At             time.Time
+}
+
+// Reach is a reach rebuilt from its records.
+type Reach struct {
+	ID        string
+	UserID    string
+	RuleID    string
+	JourneyID string
+	Status    string
+	Channel   string
+	StartedAt time.Time
+	UpdatedAt time.Time
+	Records   []Record
+}
+
+// ErrNotFound is returned when no record exists for a reach.
+var ErrNotFound = errors.New("reach not found")
+
+// Store reads and writes audit records.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// NewStore wraps a pool whose database has been migrated with Migrate.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Append writes records in one statement; a record whose (reach, step, kind) exists is skipped, so
+// replays are no-ops. It returns how many rows were new.
+func (s *Store) Append(ctx context.Context, recs ...Record) (int64, error) {
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	cols := make([][]string, 10)
+	ats := make([]time.Time, len(recs))
+	for i, r := range recs {
+		for c, v := range []string{r.ReachID, r.Step, r.Kind, r.UserID, r.RuleID, r.JourneyID, r.Channel, r.Outcome, r.Reason, r.IdempotencyKey} {
+			cols[c] = append(cols[c], v)
+		}
+		ats[i] = r.At
+	}
+	tag, err := s.pool.Exec(ctx, `
+		INSERT INTO audit_records (reach_id, step, kind, user_id, rule_id, journey_id, channel, outcome, reason, idempotency_key, at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[])
+		ON CONFLICT DO NOTHING`,
+		cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], ats)
+	if err != nil {
+		return 0, fmt.Errorf("append %d audit records: %w", len(recs), err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+const recordCols = `reach_id, step, kind, user_id, rule_id, journey_id, channel, outcome, reason, idempotency_key, at`
+
+// Get returns one reach with all its records.
+func (s *Store) Get(ctx context.Context, reachID string) (Reach, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+recordCols+` FROM audit_records WHERE reach_id = $1 ORDER BY at, id`, reachID)
+	if err != nil {
+		return Reach{}, fmt.Errorf("read reach %s: %w", reachID, err)
+	}
+	recs, err := pgx.CollectRows(rows, scanRecord)
+	if err != nil {
+		return Reach{}, fmt.Errorf("read reach %s: %w", reachID, err)
+	}
+	if len(recs) == 0 {
+		return Reach{}, ErrNotFound
+	}
+	return fold(recs), nil
+}
+
+// ListByUser returns a user's reaches, newest first, at most limit per page. pageToken is empty
+// for the first page; the returned token is empty on the last page.
+func (s *Store) ListByUser(ctx context.Context, userID string, limit int, pageToken string) ([]Reach, string, error) {
+	before, beforeID, err := decodeToken(pageToken)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := s.pool.Query(ctx, `
+		WITH r AS (
+			SELECT reach_id, min(at) AS started FROM audit_records WHERE user_id = $1
+			GROUP BY reach_id
+			HAVING (min(at), reach_id) < ($2::timestamptz, $3::text)
+			ORDER BY started DESC, reach_id DESC
+			LIMIT $4)
+		SELECT `+prefixed("a.", recordCols)+` FROM audit_records a JOIN r USING (reach_id)
+		ORDER BY r.started DESC, a.reach_id DESC, a.at, a.id`,
+		userID, before, beforeID, limit+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("list reaches of %s: %w", userID, err)
+	}
+	recs, err := pgx.CollectRows(rows, scanRecord)
+	if err != nil {
+		return nil, "", fmt.Errorf("list reaches of %s: %w", userID, err)
+	}
+	var out []Reach
+	for start := 0; start < len(recs); {
+		end := start
+		for end < len(recs) && recs[end].ReachID == recs[start].ReachID {
+			end++
+		}
+		out = append(out, fold(recs[start:end]))
+		start = end
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		last := out[len(out)-1]
+		next = encodeToken(last.StartedAt, last.ID)
+	}
+	return out, next, nil
+}
+
+func prefixed(p, cols string) string {
+	parts := strings.Split(cols, ", ")
+	for i := range parts {
+		parts[i] = p + parts[i]
+	}
+	return strings.Join(parts, ", ")
+}
+
+func scanRecord(row pgx.CollectableRow) (Record, error) {
+	var r Record
+	err := row.Scan(&r.ReachID, &r.Step, &r.Kind, &r.UserID, &r.RuleID, &r.JourneyID, &r.Channel, &r.Outcome, &r.Reason, &r.IdempotencyKey, &r.At)
+	return r, err
+}
+
+// fold rebuilds a reach from its records in time order. The completed record's outcome is the final
+// status; before it, the reach is running.
+func fold(recs []Record) Reach {
+	r := Reach{ID: recs[0].ReachID, UserID: recs[0].UserID, Status: "running", StartedAt: recs[0].At, Records: recs}
+	for _, rec := range recs {
+		if rec.RuleID != "" {
+			r.RuleID = rec.RuleID
+		}
+		if rec.JourneyID != "" {
+			r.JourneyID = rec.JourneyID
+		}
+		if rec.Channel != "" {
+			r.Channel = rec.Channel
+		}
+		if rec.Kind == KindCompleted || rec.Kind == KindCancelled {
+			r.Status = rec.Outcome
+		}
+		r.UpdatedAt = rec.At
+	}
+	return r
+}
+
+// ErrBadPageToken is returned for a page token this store did not issue.
+var ErrBadPageToken = errors.New("malformed page token")
+
+func encodeToken(at time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(at.UTC().Format(time.RFC3339Nano) + "|" + id))
+}
+
+func decodeToken(tok string) (time.Time, string, error) {
+	if tok == "" {
+		return time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return time.Time{}, "", ErrBadPageToken
+	}
+	ts, id, ok := strings.Cut(string(b), "|")
+	at, err := time.Parse(time.RFC3339Nano, ts)
+	if !ok || err != nil {
+		return time.Time{}, "", ErrBadPageToken
+	}
+	return at, id, nil
+}

@@ -1,0 +1,393 @@
+package cep
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/workflows"
+)
+
+// Starter starts one reach workflow per match. Starting a match that was already started must
+// succeed without starting a second run.
+type Starter interface {
+	Start(ctx context.Context, m workflows.Match) error
+}
+
+// Config configures a Stage.
+type Config struct {
+	// Brokers of the Kafka cluster; Sarama is the consumer config (defaults applied when nil).
+	Brokers []string
+	Sarama  *sarama.Config
+	// Group is the consumer group ("omega-cep" when empty).
+	Group string
+	// Topic and DLQTopic default to the wire contract's topics.
+	Topic    string
+	DLQTopic string
+	Redis    redis.UniversalClient
+	// KeyPrefix prefixes every Redis key ("omega" when empty); tests use a unique one.
+	KeyPrefix string
+	// DedupeTTL is how long an event_id is remembered (24h when zero).
+	DedupeTTL time.Duration
+	Rules     []Rule
+	Starter   Starter
+	// BatchSize and BatchWait bound a batch: whichever comes first (500 and 20ms when zero).
+	BatchSize int
+	BatchWait time.Duration
+	// StartConcurrency bounds concurrent workflow starts per partition (32 when zero).
+	StartConcurrency int
+	Log              *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Group == "" {
+		c.Group = "omega-cep"
+	}
+	if c.Topic == "" {
+		c.Topic = event.Topic
+	}
+	if c.DLQTopic == "" {
+		c.DLQTopic = event.DLQTopic
+	}
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = "omega"
+	}
+	if c.DedupeTTL == 0 {
+		c.DedupeTTL = 24 * time.Hour
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 500
+	}
+	if c.BatchWait == 0 {
+		c.BatchWait = 20 * time.Millisecond
+	}
+	if c.StartConcurrency == 0 {
+		c.StartConcurrency = 32
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	if c.Sarama == nil {
+		c.Sarama = DefaultSaramaConfig()
+	}
+}
+
+// Validate reports what is missing.
+func (c *Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("cep: brokers are required")
+	case c.Redis == nil:
+		return errors.New("cep: redis client is required")
+	case c.Starter == nil:
+		return errors.New("cep: starter is required")
+	}
+	return nil
+}
+
+// DefaultSaramaConfig is the consumer and DLQ producer setup the stage expects: offsets marked by
+// the stage and committed in the background, the oldest offset for a new group (nothing produced
+// before the first start is skipped), and a DLQ producer that waits for all replicas.
+func DefaultSaramaConfig() *sarama.Config {
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_6_0_0
+	sc.ClientID = "omega-cep"
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	sc.Consumer.Offsets.AutoCommit.Enable = true
+	sc.Consumer.Offsets.AutoCommit.Interval = 500 * time.Millisecond
+	sc.Consumer.Return.Errors = true
+	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Return.Successes = true
+	sc.Producer.Retry.Max = 10
+	return sc
+}
+
+// Stage is one CEP replica.
+type Stage struct {
+	cfg   Config
+	rules []compiledRule
+}
+
+// New validates cfg and compiles its rules.
+func New(cfg Config) (*Stage, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Stage{cfg: cfg}
+	for _, r := range cfg.Rules {
+		c, err := compile(r)
+		if err != nil {
+			return nil, err
+		}
+		s.rules = append(s.rules, c)
+	}
+	return s, nil
+}
+
+// Run consumes until ctx ends, rejoining the group after every rebalance.
+func (s *Stage) Run(ctx context.Context) error {
+	group, err := sarama.NewConsumerGroup(s.cfg.Brokers, s.cfg.Group, s.cfg.Sarama)
+	if err != nil {
+		return fmt.Errorf("join consumer group %s: %w", s.cfg.Group, err)
+	}
+	defer group.Close()
+	dlq, err := sarama.NewSyncProducer(s.cfg.Brokers, s.cfg.Sarama)
+	if err != nil {
+		return fmt.Errorf("dead-letter producer: %w", err)
+	}
+	defer dlq.Close()
+
+	go func() {
+		for err := range group.Errors() {
+			s.cfg.Log.Warn("consumer group error", "err", err)
+		}
+	}()
+	h := &handler{s: s, dlq: dlq}
+	s.cfg.Log.Info("cep stage consuming", "topic", s.cfg.Topic, "group", s.cfg.Group, "rules", len(s.rules))
+	for ctx.Err() == nil {
+		if err := group.Consume(ctx, []string{s.cfg.Topic}, h); err != nil {
+			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
+				return nil
+			}
+			s.cfg.Log.Warn("consume", "err", err)
+			if !sleep(ctx, time.Second) {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+type handler struct {
+	s   *Stage
+	dlq sarama.SyncProducer
+}
+
+func (h *handler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (h *handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+// ConsumeClaim processes one partition in batches. A batch's last offset is marked only after the
+// batch is durable; on rebalance (session context done) an unfinished batch is left unmarked and
+// the partition's next owner replays it.
+func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	ctx := sess.Context()
+	cfg := h.s.cfg
+	batch := make([]*sarama.ConsumerMessage, 0, cfg.BatchSize)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	flush := func() bool {
+		if len(batch) == 0 {
+			return true
+		}
+		if err := h.s.processBatch(ctx, h.dlq, batch); err != nil {
+			// Only a cancelled session gets here: the batch stays unmarked.
+			cfg.Log.Info("batch left for the next owner", "partition", claim.Partition(), "err", err)
+			return false
+		}
+		sess.MarkMessage(batch[len(batch)-1], "")
+		batch = batch[:0]
+		return true
+	}
+	for {
+		select {
+		case msg, ok := <-claim.Messages():
+			if !ok {
+				flush()
+				return nil
+			}
+			if len(batch) == 0 {
+				timer.Reset(cfg.BatchWait)
+			}
+			batch = append(batch, msg)
+			if len(batch) >= cfg.BatchSize {
+				timer.Stop()
+				if !flush() {
+					return nil
+				}
+			}
+		case <-timer.C:
+			if !flush() {
+				return nil
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+type decoded struct {
+	msg *sarama.ConsumerMessage
+	ev  event.Event
+}
+
+// processBatch makes one batch durable: dead letters written, replays dropped, matches started,
+// event IDs remembered. Failures of Redis, Kafka or Temporal are retried with backoff until they
+// succeed or ctx ends (backpressure: the partition waits, nothing is dropped).
+func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, msgs []*sarama.ConsumerMessage) error {
+	var good []decoded
+	var dead []*sarama.ProducerMessage
+	for _, m := range msgs {
+		ev, err := event.Decode(m.Value)
+		if err != nil {
+			dead = append(dead, s.deadLetter(m, err))
+			continue
+		}
+		good = append(good, decoded{msg: m, ev: ev})
+	}
+	if len(dead) > 0 {
+		if err := retry(ctx, s.cfg.Log, "write dead letters", func() error { return dlq.SendMessages(dead) }); err != nil {
+			return err
+		}
+	}
+	if len(good) == 0 {
+		return nil
+	}
+
+	var fresh []decoded
+	if err := retry(ctx, s.cfg.Log, "read dedupe marks", func() (err error) {
+		fresh, err = s.dropSeen(ctx, good)
+		return err
+	}); err != nil {
+		return err
+	}
+
+	var matches []workflows.Match
+	now := time.Now().UTC()
+	for i := range fresh {
+		ev := &fresh[i].ev
+		var vars map[string]any
+		for j := range s.rules {
+			r := &s.rules[j]
+			if r.EventType != ev.Type {
+				continue
+			}
+			if vars == nil {
+				vars = celVars(ev)
+			}
+			if r.matches(ev, vars) {
+				matches = append(matches, workflows.Match{
+					RuleID: r.ID, UserID: ev.UserID, JourneyID: r.JourneyID, MatchKey: ev.EventID,
+					EventIDs: []string{ev.EventID}, EventType: ev.Type, ItemID: ev.ItemID,
+					EventTime: ev.TS, MatchedAt: now, Attrs: ev.Attrs,
+				})
+			}
+		}
+	}
+	if err := s.startAll(ctx, matches); err != nil {
+		return err
+	}
+	return retry(ctx, s.cfg.Log, "write dedupe marks", func() error { return s.markSeen(ctx, fresh) })
+}
+
+func (s *Stage) deadLetter(m *sarama.ConsumerMessage, err error) *sarama.ProducerMessage {
+	s.cfg.Log.Warn("dead-lettering event", "partition", m.Partition, "offset", m.Offset, "err", err)
+	return &sarama.ProducerMessage{
+		Topic: s.cfg.DLQTopic,
+		Key:   sarama.ByteEncoder(m.Key),
+		Value: sarama.ByteEncoder(m.Value),
+		Headers: []sarama.RecordHeader{
+			{Key: []byte(event.HeaderDLQReason), Value: []byte(err.Error())},
+			{Key: []byte("omega-source"), Value: []byte(m.Topic + "/" + strconv.Itoa(int(m.Partition)) + "/" + strconv.FormatInt(m.Offset, 10))},
+		},
+	}
+}
+
+// The hash tag keeps a user's keys on one Redis Cluster slot.
+func (s *Stage) seenKey(ev *event.Event) string {
+	return s.cfg.KeyPrefix + ":{" + ev.Key() + "}:ev:" + ev.EventID
+}
+
+// dropSeen removes events whose ID was processed before, and repeats within the batch.
+func (s *Stage) dropSeen(ctx context.Context, evs []decoded) ([]decoded, error) {
+	pipe := s.cfg.Redis.Pipeline()
+	cmds := make([]*redis.IntCmd, len(evs))
+	for i := range evs {
+		cmds[i] = pipe.Exists(ctx, s.seenKey(&evs[i].ev))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	inBatch := make(map[string]bool, len(evs))
+	out := evs[:0:0]
+	for i := range evs {
+		k := s.seenKey(&evs[i].ev)
+		if cmds[i].Val() > 0 || inBatch[k] {
+			continue
+		}
+		inBatch[k] = true
+		out = append(out, evs[i])
+	}
+	return out, nil
+}
+
+func (s *Stage) markSeen(ctx context.Context, evs []decoded) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	pipe := s.cfg.Redis.Pipeline()
+	for i := range evs {
+		pipe.Set(ctx, s.seenKey(&evs[i].ev), 1, s.cfg.DedupeTTL)
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// startAll starts every match, concurrently, each retried until it is durable.
+func (s *Stage) startAll(ctx context.Context, ms []workflows.Match) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	sem := make(chan struct{}, s.cfg.StartConcurrency)
+	var wg sync.WaitGroup
+	errs := make([]error, len(ms))
+	for i := range ms {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = retry(ctx, s.cfg.Log, "start reach workflow", func() error { return s.cfg.Starter.Start(ctx, ms[i]) })
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// retry calls fn with capped exponential backoff until it succeeds or ctx ends.
+func retry(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Warn("retrying", "what", what, "attempt", attempt, "backoff", backoff, "err", err)
+		if !sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/server/common/authorization"
+	"go.temporal.io/server/common/cluster"
+	"go.temporal.io/server/common/config"
+	"go.temporal.io/server/common/dynamicconfig"
+	tlog "go.temporal.io/server/common/log"
+	"go.temporal.io/server/common/metrics"
+	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
+	sqliteschema "go.temporal.io/server/schema/sqlite"
+	"go.temporal.io/server/temporal"
+
+	uiserver "github.com/temporalio/ui-server/v2/server"
+	uiconfig "github.com/temporalio/ui-server/v2/server/config"
+	uioptions "github.com/temporalio/ui-server/v2/server/server_options"
+
+	"github.com/omegareach/omega/workflows"
+)
+
+const namespace = "default"
+
+// runTemporal runs a single-process Temporal server persisted to a SQLite file under -data, the
+// "default" namespace with the reach search attributes, and the Web UI.
+func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
+	fs := flag.NewFlagSet("temporal", flag.ContinueOnError)
+	dataDir := fs.String("data", "", "data directory (required)")
+	port := fs.Int("port", 7233, "frontend gRPC port on 127.0.0.1")
+	uiPort := fs.Int("ui-port", 8233, "Web UI port on 127.0.0.1 (0 disables the UI)")
+	logLevel := fs.String("log-level", "warn", "server log level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dataDir == "" {
+		return errors.New("-data is required")
+	}
+	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	for _, p := range []int{*port, *uiPort} {
+		if p == 0 {
+			continue
+		}
+		if err := portFree(p); err != nil {
+			return err
+		}
+	}
+
+	cfg, err := serverConfig(filepath.Join(*dataDir, "temporal.db"), *port)
+	if err != nil {
+		return err
+	}
+	sqlCfg := cfg.Persistence.DataStores[sqliteplugin.PluginName].SQL
+	if _, err := os.Stat(sqlCfg.DatabaseName); errors.Is(err, os.ErrNotExist) {
+		if err := sqliteschema.SetupSchema(sqlCfg); err != nil {
+			return fmt.Errorf("set up sqlite schema: %w", err)
+		}
+	}
+	sas := map[string]enumspb.IndexedValueType{}
+	for _, k := range workflows.SearchAttributes {
+		sas[k.GetName()] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
+	}
+	ns, err := sqliteschema.NewNamespaceConfig(cfg.ClusterMetadata.CurrentClusterName, namespace, false, sas)
+	if err != nil {
+		return fmt.Errorf("namespace config: %w", err)
+	}
+	if err := sqliteschema.CreateNamespaces(sqlCfg, ns); err != nil {
+		return fmt.Errorf("create namespace: %w", err)
+	}
+
+	zl := tlog.NewZapLogger(tlog.BuildZapLogger(tlog.Config{Stdout: true, Level: *logLevel}))
+	authorizer, err := authorization.GetAuthorizerFromConfig(&cfg.Global.Authorization)
+	if err != nil {
+		return fmt.Errorf("authorizer: %w", err)
+	}
+	claimMapper, err := authorization.GetClaimMapperFromConfig(&cfg.Global.Authorization, zl)
+	if err != nil {
+		return fmt.Errorf("claim mapper: %w", err)
+	}
+	srv, err := temporal.NewServer(
+		temporal.WithConfig(cfg),
+		temporal.ForServices(temporal.DefaultServices),
+		temporal.WithLogger(zl),
+		temporal.WithAuthorizer(authorizer),
+		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
+		temporal.WithDynamicConfigClient(dynamicconfig.StaticClient{
+			// Search attributes registered a moment ago are usable at once.
+			dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): true,
+			dynamicconfig.EnableEagerWorkflowStart.Key():                true,
+			dynamicconfig.FrontendEnableUpdateWorkflowExecution.Key():   true,
+		}),
+	)
+	if err != nil {
+		return fmt.Errorf("new temporal server: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("start temporal server: %w", err)
+	}
+	defer func() {
+		if err := srv.Stop(); err != nil {
+			log.Warn("stop temporal server", "err", err)
+		}
+	}()
+	hostPort := fmt.Sprintf("127.0.0.1:%d", *port)
+	if err := ensureSearchAttributes(ctx, hostPort, sas); err != nil {
+		return err
+	}
+
+	if *uiPort != 0 {
+		ui := uiserver.NewServer(uioptions.WithConfigProvider(&uiconfig.Config{
+			Host:                "127.0.0.1",
+			Port:                *uiPort,
+			TemporalGRPCAddress: hostPort,
+			EnableUI:            true,
+			DefaultNamespace:    namespace,
+			DisableNewsFetch:    true,
+			HideLogs:            true,
+		}))
+		go func() {
+			if err := ui.Start(); err != nil {
+				log.Error("temporal ui stopped", "err", err)
+			}
+		}()
+		defer ui.Stop()
+	}
+	log.Info("temporal ready", "frontend", hostPort, "ui_port", *uiPort, "data", *dataDir)
+	<-ctx.Done()
+	log.Info("temporal stopping")
+	return nil
+}
+
+// ensureSearchAttributes registers any search attribute the namespace lacks: a database created
+// by an older stack keeps working after a new attribute is added.
+func ensureSearchAttributes(ctx context.Context, hostPort string, want map[string]enumspb.IndexedValueType) error {
+	c, err := client.DialContext(ctx, client.Options{HostPort: hostPort, Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("dial temporal: %w", err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	have, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes: %w", err)
+	}
+	missing := map[string]enumspb.IndexedValueType{}
+	for name, typ := range want {
+		if _, ok := have.GetCustomAttributes()[name]; !ok {
+			missing[name] = typ
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace: namespace, SearchAttributes: missing,
+	})
+	if err != nil {
+		return fmt.Errorf("add search attributes: %w", err)
+	}
+	return nil
+}
+
+// serverConfig describes one process running all four Temporal services on loopback.
+func serverConfig(dbPath string, port int) (*config.Config, error) {
+	svc := func(grpcPort int) (config.Service, error) {
+		if grpcPort == 0 {
+			p, err := freePort()
+			if err != nil {
+				return config.Service{}, err
+			}
+			grpcPort = p
+		}
+		mp, err := freePort()
+		if err != nil {
+			return config.Service{}, err
+		}
+		return config.Service{RPC: config.RPC{GRPCPort: grpcPort, MembershipPort: mp, BindOnLocalHost: true}}, nil
+	}
+	services := map[string]config.Service{}
+	for name, p := range map[string]int{"frontend": port, "history": 0, "matching": 0, "worker": 0} {
+		s, err := svc(p)
+		if err != nil {
+			return nil, fmt.Errorf("pick port for %s: %w", name, err)
+		}
+		services[name] = s
+	}
+	metricsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	hostPort := fmt.Sprintf("127.0.0.1:%d", port)
+	const clusterName = "active"
+	return &config.Config{
+		Global: config.Global{
+			Membership: config.Membership{MaxJoinDuration: 30 * time.Second, BroadcastAddress: "127.0.0.1"},
+			Metrics: &metrics.Config{Prometheus: &metrics.PrometheusConfig{
+				ListenAddress: fmt.Sprintf("127.0.0.1:%d", metricsPort), HandlerPath: "/metrics",
+			}},
+		},
+		Persistence: config.Persistence{
+			DefaultStore:     sqliteplugin.PluginName,
+			VisibilityStore:  sqliteplugin.PluginName,
+			NumHistoryShards: 1,
+			DataStores: map[string]config.DataStore{sqliteplugin.PluginName: {SQL: &config.SQL{
+				PluginName:        sqliteplugin.PluginName,
+				DatabaseName:      dbPath,
+				ConnectAttributes: map[string]string{"mode": "rwc", "_journal_mode": "wal", "_synchronous": "2"},
+			}}},
+		},
+		ClusterMetadata: &cluster.Config{
+			FailoverVersionIncrement: 10,
+			MasterClusterName:        clusterName,
+			CurrentClusterName:       clusterName,
+			ClusterInformation: map[string]cluster.ClusterInformation{clusterName: {
+				Enabled: true, InitialFailoverVersion: 1, RPCAddress: hostPort,
+			}},
+		},
+		DCRedirectionPolicy: config.DCRedirectionPolicy{Policy: "noop"},
+		Services:            services,
+		Archival: config.Archival{
+			History:    config.HistoryArchival{State: "disabled"},
+			Visibility: config.VisibilityArchival{State: "disabled"},
+		},
+		NamespaceDefaults: config.NamespaceDefaults{Archival: config.ArchivalNamespaceDefaults{
+			History:    config.HistoryArchivalNamespaceDefaults{State: "disabled"},
+			Visibility: config.VisibilityArchivalNamespaceDefaults{State: "disabled"},
+		}},
+		PublicClient: config.PublicClient{HostPort: hostPort},
+	}, nil
+}

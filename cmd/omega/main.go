@@ -1,0 +1,235 @@
+// Command omega runs the parts of Omega Reach: `omega api`, `omega cep`, `omega worker`, plus
+// `omega receiver` (a stand-in provider for the local stack) and `omega migrate`. Configuration
+// comes from OMEGA_* environment variables; `deploy/local/stack.sh env` prints the local ones.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	"github.com/omegareach/omega/activities"
+	"github.com/omegareach/omega/activities/channel"
+	"github.com/omegareach/omega/api"
+	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/cep"
+	"github.com/omegareach/omega/worker"
+)
+
+const usage = `usage: omega <command>
+
+commands:
+  api       serve EventService and ReachService (OMEGA_API_ADDR)
+  cep       run a CEP replica: consume omega.events, start reach workflows
+  worker    run reach workflows and activities
+  receiver  a stand-in provider that logs webhook deliveries (OMEGA_RECEIVER_ADDR)
+  migrate   bring the PostgreSQL schema up to date
+
+environment (defaults in brackets):
+  OMEGA_KAFKA_BROKERS [127.0.0.1:9092]   OMEGA_REDIS_ADDR [127.0.0.1:6379]
+  OMEGA_PG_URL [postgres://postgres@127.0.0.1:5432/omega?sslmode=disable]
+  OMEGA_TEMPORAL_ADDR [127.0.0.1:7233]   OMEGA_TEMPORAL_NAMESPACE [default]
+  OMEGA_API_ADDR [127.0.0.1:8080]        OMEGA_RECEIVER_ADDR [127.0.0.1:8090]
+  OMEGA_WEBHOOK_URL [http://127.0.0.1:8090/deliveries]  OMEGA_DAILY_CAP [3]
+  OMEGA_LOG_FORMAT [text|json]
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	log := newLogger()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg := configFromEnv()
+
+	var err error
+	switch os.Args[1] {
+	case "api":
+		err = runAPI(ctx, log, cfg)
+	case "cep":
+		err = runCEP(ctx, log, cfg)
+	case "worker":
+		err = runWorker(ctx, log, cfg)
+	case "receiver":
+		err = runReceiver(ctx, log, cfg)
+	case "migrate":
+		err = audit.Migrate(cfg.pgURL)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprint(os.Stderr, usage)
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("omega stopped", "cmd", os.Args[1], "err", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	brokers      []string
+	redisAddr    string
+	pgURL        string
+	temporalAddr string
+	namespace    string
+	apiAddr      string
+	receiverAddr string
+	webhookURL   string
+	dailyCap     int
+}
+
+func env(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func configFromEnv() config {
+	capN, err := strconv.Atoi(env("OMEGA_DAILY_CAP", "3"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "OMEGA_DAILY_CAP: not a number")
+		os.Exit(2)
+	}
+	return config{
+		brokers:      strings.Split(env("OMEGA_KAFKA_BROKERS", "127.0.0.1:9092"), ","),
+		redisAddr:    env("OMEGA_REDIS_ADDR", "127.0.0.1:6379"),
+		pgURL:        env("OMEGA_PG_URL", "postgres://postgres@127.0.0.1:5432/omega?sslmode=disable"),
+		temporalAddr: env("OMEGA_TEMPORAL_ADDR", "127.0.0.1:7233"),
+		namespace:    env("OMEGA_TEMPORAL_NAMESPACE", "default"),
+		apiAddr:      env("OMEGA_API_ADDR", "127.0.0.1:8080"),
+		receiverAddr: env("OMEGA_RECEIVER_ADDR", "127.0.0.1:8090"),
+		webhookURL:   env("OMEGA_WEBHOOK_URL", "http://127.0.0.1:8090/deliveries"),
+		dailyCap:     capN,
+	}
+}
+
+func newLogger() *slog.Logger {
+	if os.Getenv("OMEGA_LOG_FORMAT") == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+}
+
+func dialTemporal(ctx context.Context, log *slog.Logger, cfg config) (client.Client, error) {
+	c, err := client.DialContext(ctx, client.Options{
+		HostPort: cfg.temporalAddr, Namespace: cfg.namespace, Logger: tlog.NewStructuredLogger(log),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dial temporal at %s: %w", cfg.temporalAddr, err)
+	}
+	return c, nil
+}
+
+func openAudit(ctx context.Context, cfg config) (*audit.Store, func(), error) {
+	if err := audit.Migrate(cfg.pgURL); err != nil {
+		return nil, nil, err
+	}
+	pool, err := pgxpool.New(ctx, cfg.pgURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect postgres: %w", err)
+	}
+	return audit.NewStore(pool), pool.Close, nil
+}
+
+func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
+	tc, err := dialTemporal(ctx, log, cfg)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	store, closeDB, err := openAudit(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	prod, err := api.NewProducer(cfg.brokers)
+	if err != nil {
+		return fmt.Errorf("kafka producer: %w", err)
+	}
+	defer prod.Close()
+	catalog, err := activities.NewCatalog(activities.DemoJourneys()...)
+	if err != nil {
+		return err
+	}
+	h, err := api.NewHandler(api.Config{Producer: prod, Temporal: tc, Audit: store, Journeys: catalog.Has, Log: log})
+	if err != nil {
+		return err
+	}
+	return api.Serve(ctx, cfg.apiAddr, h, log)
+}
+
+func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
+	tc, err := dialTemporal(ctx, log, cfg)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: cfg.redisAddr})
+	defer rdb.Close()
+	st, err := cep.New(cep.Config{
+		Brokers: cfg.brokers, Redis: rdb, Rules: cep.DemoRules(),
+		Starter: &cep.TemporalStarter{Client: tc}, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	return st.Run(ctx)
+}
+
+func runWorker(ctx context.Context, log *slog.Logger, cfg config) error {
+	tc, err := dialTemporal(ctx, log, cfg)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	store, closeDB, err := openAudit(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	rdb := redis.NewClient(&redis.Options{Addr: cfg.redisAddr})
+	defer rdb.Close()
+	w, err := worker.New(worker.Config{Temporal: tc, Redis: rdb, Audit: store, WebhookURL: cfg.webhookURL,
+		DailyCap: cfg.dailyCap, Log: log})
+	if err != nil {
+		return err
+	}
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	log.Info("worker running", "task_queue", "omega-reach")
+	<-ctx.Done()
+	w.Stop()
+	return nil
+}
+
+func runReceiver(ctx context.Context, log *slog.Logger, cfg config) error {
+	srv := &http.Server{Addr: cfg.receiverAddr, Handler: channel.NewReceiver(log), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	log.Info("receiver listening", "addr", cfg.receiverAddr)
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

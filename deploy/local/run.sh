@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make run`: the local stack, then the Omega Reach processes (receiver, worker, CEP, API) with the
+# built-in demo rule (cart_add -> journey cart-reminder -> webhook to the local receiver).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+STACK=$ROOT/deploy/local/stack.sh
+BIN=${OMEGA_BIN:-$ROOT/bin}
+export OMEGA_DATA=${OMEGA_DATA:-/var/lib/omega}
+
+"$STACK" up
+eval "$("$STACK" env)"
+"$BIN/omega" migrate
+"$STACK" start-app receiver "${OMEGA_RECEIVER_ADDR##*:}" "$BIN/omega" receiver
+"$STACK" start-app worker - "$BIN/omega" worker
+"$STACK" start-app cep - "$BIN/omega" cep
+"$STACK" start-app api "${OMEGA_API_ADDR##*:}" "$BIN/omega" api
+
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+ui=http://127.0.0.1:${OMEGA_UI_PORT:-8233}
+cat <<MSG
+
+Omega Reach is running (data and logs in $OMEGA_DATA; stop everything with: make down)
+  API          http://$OMEGA_API_ADDR   (Connect, gRPC and gRPC-Web; JSON works with curl)
+  Temporal UI  $ui
+  Receiver     http://$OMEGA_RECEIVER_ADDR/deliveries   (log: $OMEGA_DATA/log/app-receiver.log)
+
+Send a demo event (alice adds an item to her cart):
+  curl -s -X POST http://$OMEGA_API_ADDR/omega.v1.EventService/Ingest -H 'Content-Type: application/json' \\
+    -d '{"events":[{"event_id":"demo-$(date +%s)","user_id":"alice","type":"cart_add","item_id":"sku-42","ts":"$now"}]}'
+
+Then:
+  the delivery   curl -s http://$OMEGA_RECEIVER_ADDR/deliveries
+  alice's runs   $ui/namespaces/default/workflows?query=UserId%3D%22alice%22
+  her reaches    curl -s -X POST http://$OMEGA_API_ADDR/omega.v1.ReachService/List -H 'Content-Type: application/json' -d '{"user_id":"alice"}'
+(At most ${OMEGA_DAILY_CAP:-3} sends per user per day: a fourth demo event for alice is audited as suppressed.)
+MSG

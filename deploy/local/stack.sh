@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# The local stack: Redis and PostgreSQL from Debian packages, and the Temporal server (with its Web
+# UI) and a Kafka-protocol broker from bin/omega-dev, each a process with its data under $OMEGA_DATA.
+#
+#   stack.sh up       start whatever is not running (data survives down + up)
+#   stack.sh down     stop every process this stack started (the apps of `make run` included)
+#   stack.sh status   show what runs
+#   stack.sh env      print the OMEGA_* variables the omega binary and the tests read
+#
+# Ports come from OMEGA_*_PORT (defaults in the table below); a taken port fails with its name.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+DATA=${OMEGA_DATA:-/var/lib/omega}
+BIN=${OMEGA_BIN:-$ROOT/bin}
+API_PORT=${OMEGA_API_PORT:-8080}
+TEMPORAL_PORT=${OMEGA_TEMPORAL_PORT:-7233}
+UI_PORT=${OMEGA_UI_PORT:-8233}
+KAFKA_PORT=${OMEGA_KAFKA_PORT:-9092}
+REDIS_PORT=${OMEGA_REDIS_PORT:-6379}
+PG_PORT=${OMEGA_PG_PORT:-5432}
+RECEIVER_PORT=${OMEGA_RECEIVER_PORT:-8090}
+RUN=$DATA/run
+LOG=$DATA/log
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "stack: $*"; exit 1; }
+
+pg_bin() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$d" ] && echo "$d"
+}
+
+# Install Redis and PostgreSQL when missing (Debian); elsewhere say what to install.
+ensure_packages() {
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  [ -n "$(pg_bin)" ] || missing+=(postgresql)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "stack: installing ${missing[*]} from Debian packages"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    # The packages start system-wide services on the default ports; this stack runs its own.
+    for s in redis-server postgresql; do
+      command -v systemctl >/dev/null && systemctl stop "$s" >/dev/null 2>&1 || true
+      command -v service >/dev/null && service "$s" stop >/dev/null 2>&1 || true
+    done
+  else
+    die "missing ${missing[*]}: install Redis 7 and PostgreSQL 15 (Debian: apt-get install redis-server postgresql)"
+  fi
+}
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+need_port() { # name port
+  if listening "$2"; then die "port $2 for $1 is taken: stop what holds it or set OMEGA_$(echo "$1" | tr a-z A-Z)_PORT"; fi
+}
+
+wait_port() { # name port seconds logfile
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    listening "$2" && return 0
+    sleep 0.1
+  done
+  say "stack: $1 did not open port $2 within $3s; last lines of $4:"
+  tail -n 20 "$4" >&2 || true
+  exit 1
+}
+
+alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+# start_daemon name port command...: a background process with a pid file and a log; port "-"
+# for a process that listens on none (it must still be alive a second later).
+start_daemon() {
+  local name=$1 port=$2
+  shift 2
+  if alive "$name"; then say "stack: $name already running"; return 0; fi
+  [ "$port" = - ] || need_port "$name" "$port"
+  nohup "$@" >>"$LOG/$name.log" 2>&1 &
+  echo $! >"$RUN/$name.pid"
+  if [ "$port" = - ]; then
+    sleep 1
+    alive "$name" || { tail -n 20 "$LOG/$name.log" >&2; die "$name exited at start"; }
+  else
+    wait_port "$name" "$port" 60 "$LOG/$name.log"
+  fi
+}
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start_redis() {
+  if alive redis; then say "stack: redis already running"; return 0; fi
+  need_port redis "$REDIS_PORT"
+  mkdir -p "$DATA/redis"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DATA/redis" --appendonly yes \
+    --save "60 1" --daemonize yes --pidfile "$RUN/redis.pid" --logfile "$LOG/redis.log" >/dev/null
+  wait_port redis "$REDIS_PORT" 20 "$LOG/redis.log"
+}
+
+start_postgres() {
+  local bin pg=$DATA/postgres
+  bin=$(pg_bin)
+  if [ -f "$pg/data/postmaster.pid" ] && as_postgres "$bin/pg_ctl" -D "$pg/data" status >/dev/null 2>&1; then
+    say "stack: postgres already running"; return 0
+  fi
+  need_port postgres "$PG_PORT"
+  mkdir -p "$pg"
+  [ "$(id -u)" = 0 ] && chown postgres: "$pg"
+  as_postgres test -w "$pg" ||
+    die "the postgres user cannot write $pg (a parent directory is not searchable by others): set OMEGA_DATA to a directory under /var/lib or /tmp"
+  if [ ! -f "$pg/data/PG_VERSION" ]; then
+    as_postgres "$bin/initdb" -D "$pg/data" -U postgres --auth=trust -E UTF8 >"$LOG/initdb.log" 2>&1 ||
+      { tail -n 20 "$LOG/initdb.log" >&2; die "initdb failed"; }
+  fi
+  as_postgres "$bin/pg_ctl" -D "$pg/data" -l "$pg/postgres.log" -w -t 60 \
+    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $pg -c max_connections=200" start >/dev/null ||
+    { tail -n 20 "$pg/postgres.log" >&2; die "postgres did not start"; }
+  if ! psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='omega'" | grep -q 1; then
+    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE omega" >/dev/null
+  fi
+}
+
+stop_pid() { # name
+  local pid i
+  [ -f "$RUN/$1.pid" ] || return 0
+  pid=$(cat "$RUN/$1.pid")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 150; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && { say "stack: $1 ignored SIGTERM, killing"; kill -KILL "$pid" 2>/dev/null || true; }
+  fi
+  rm -f "$RUN/$1.pid"
+  say "stack: stopped $1"
+}
+
+up() {
+  ensure_packages
+  [ -x "$BIN/omega-dev" ] || die "$BIN/omega-dev is missing: run make build-dev"
+  mkdir -p "$RUN" "$LOG"
+  start_redis
+  start_postgres
+  start_daemon kafka "$KAFKA_PORT" "$BIN/omega-dev" kafka -data "$DATA/kafka" -port "$KAFKA_PORT"
+  start_daemon temporal "$TEMPORAL_PORT" "$BIN/omega-dev" temporal -data "$DATA/temporal" -port "$TEMPORAL_PORT" -ui-port "$UI_PORT"
+  [ "$UI_PORT" = 0 ] || wait_port temporal-ui "$UI_PORT" 30 "$LOG/temporal.log"
+  say "stack: up (data in $DATA)"
+  say "  temporal    127.0.0.1:$TEMPORAL_PORT   web ui http://127.0.0.1:$UI_PORT (0: off)"
+  say "  kafka       127.0.0.1:$KAFKA_PORT"
+  say "  redis       127.0.0.1:$REDIS_PORT"
+  say "  postgresql  127.0.0.1:$PG_PORT (database omega, user postgres)"
+}
+
+down() {
+  [ -d "$RUN" ] || { say "stack: nothing runs under $DATA"; return 0; }
+  local f
+  # The apps first (they hold connections), then the servers.
+  for f in "$RUN"/app-*.pid; do [ -e "$f" ] && stop_pid "$(basename "$f" .pid)"; done
+  stop_pid temporal
+  stop_pid kafka
+  stop_pid redis
+  local bin
+  bin=$(pg_bin)
+  if [ -n "$bin" ] && [ -f "$DATA/postgres/data/postmaster.pid" ]; then
+    as_postgres "$bin/pg_ctl" -D "$DATA/postgres/data" -m fast -w stop >/dev/null 2>&1 || true
+    say "stack: stopped postgres"
+  fi
+}
+
+status() {
+  local n
+  for n in redis kafka temporal; do
+    if alive "$n"; then echo "$n running (pid $(cat "$RUN/$n.pid"))"; else echo "$n stopped"; fi
+  done
+  if [ -f "$DATA/postgres/data/postmaster.pid" ]; then echo "postgres running"; else echo "postgres stopped"; fi
+  for f in "$RUN"/app-*.pid; do
+    [ -e "$f" ] || continue
+    n=$(basename "$f" .pid)
+    if alive "$n"; then echo "${n#app-} running (pid $(cat "$f"))"; else echo "${n#app-} stopped"; fi
+  done
+}
+
+env_vars() {
+  cat <<ENV
+export OMEGA_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+export OMEGA_REDIS_ADDR=127.0.0.1:$REDIS_PORT
+export OMEGA_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/omega?sslmode=disable
+export OMEGA_TEMPORAL_ADDR=127.0.0.1:$TEMPORAL_PORT
+export OMEGA_API_ADDR=127.0.0.1:$API_PORT
+export OMEGA_RECEIVER_ADDR=127.0.0.1:$RECEIVER_PORT
+export OMEGA_WEBHOOK_URL=http://127.0.0.1:$RECEIVER_PORT/deliveries
+ENV
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  env) env_vars ;;
+  start-app) shift; mkdir -p "$RUN" "$LOG"; start_daemon "app-$1" "$2" "${@:3}" ;;
+  *) die "usage: stack.sh up|down|status|env" ;;
+esac

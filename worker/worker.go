@@ -1,0 +1,102 @@
+// Package worker builds the Temporal worker that runs reach workflows and their activities on the
+// omega-reach task queue: it wires the journey catalog, the filter chain, the channel registry and
+// the audit store into one activities value and registers it with the workflow.
+package worker
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/redis/go-redis/v9"
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/omegareach/omega/activities"
+	"github.com/omegareach/omega/activities/channel"
+	"github.com/omegareach/omega/activities/filter"
+	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/workflows"
+)
+
+// Config configures the reach worker.
+type Config struct {
+	Temporal client.Client
+	// TaskQueue (workflows.TaskQueue when empty); tests use their own.
+	TaskQueue string
+	Redis     redis.UniversalClient
+	// KeyPrefix prefixes the filters' Redis keys ("omega" when empty).
+	KeyPrefix string
+	// BlacklistKey is the Redis set of blacklisted users (filter.BlacklistKey when empty).
+	BlacklistKey string
+	Audit        *audit.Store
+	// WebhookURL is where the webhook channel posts.
+	WebhookURL string
+	// DailyCap is the most sends per user per day (3 when zero).
+	DailyCap int
+	Journeys []activities.Journey
+	Log      *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.TaskQueue == "" {
+		c.TaskQueue = workflows.TaskQueue
+	}
+	if c.DailyCap == 0 {
+		c.DailyCap = 3
+	}
+	if c.Journeys == nil {
+		c.Journeys = activities.DemoJourneys()
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+}
+
+// Validate reports what is missing.
+func (c *Config) Validate() error {
+	if c.Temporal == nil || c.Redis == nil || c.Audit == nil {
+		return errors.New("worker: temporal, redis and audit are required")
+	}
+	if c.DailyCap < 0 {
+		return errors.New("worker: daily cap must not be negative")
+	}
+	return nil
+}
+
+// New returns a worker with the reach workflow and activities registered; Run or Start it.
+func New(cfg Config) (sdkworker.Worker, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	catalog, err := activities.NewCatalog(cfg.Journeys...)
+	if err != nil {
+		return nil, err
+	}
+	channels := channel.NewRegistry()
+	wh, err := channel.NewWebhook(channel.WebhookConfig{URL: cfg.WebhookURL})
+	if err != nil {
+		return nil, err
+	}
+	if err := channels.Register(wh); err != nil {
+		return nil, err
+	}
+	acts := &activities.Activities{
+		Journeys: catalog,
+		Chain: filter.Chain{
+			filter.NewBlacklist(cfg.Redis, cfg.BlacklistKey),
+			filter.NewDailyCap(cfg.Redis, cfg.KeyPrefix, cfg.DailyCap),
+		},
+		Channels: channels,
+		Audit:    cfg.Audit,
+		Log:      cfg.Log,
+	}
+	w := sdkworker.New(cfg.Temporal, cfg.TaskQueue, sdkworker.Options{
+		MaxConcurrentActivityExecutionSize:      200,
+		MaxConcurrentLocalActivityExecutionSize: 200,
+		MaxConcurrentWorkflowTaskExecutionSize:  200,
+	})
+	w.RegisterWorkflow(workflows.ReachWorkflow)
+	w.RegisterActivity(acts)
+	return w, nil
+}

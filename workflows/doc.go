@@ -1,0 +1,4 @@
+// Package workflows holds the reach workflow: one run per match (or API trigger), which routes the
+// match to a journey, runs the filter chain, dispatches, and audits every step. Its inputs and
+// results are single structs so they can grow without breaking runs in flight.
+package workflows
