@@ -56,18 +56,25 @@ func NewCatalog(js ...Journey) (*Catalog, error) {
 	return c, nil
 }
 
-// DemoJourneys is the journey `make run` and the end-to-end test route the demo rule to.
+// DemoJourneys are the journeys `make run` and the end-to-end tests route the demo rules to.
 func DemoJourneys() []Journey {
-	return []Journey{{
-		ID:      "cart-reminder",
-		Version: 1,
-		Channel: "webhook",
-		Template: Template{
+	return []Journey{
+		{ID: "cart-reminder", Version: 1, Channel: "webhook", Template: Template{
 			ID:    "cart_reminder_v1",
 			Title: "Still thinking about it?",
 			Body:  "The item {{.item_id}} is waiting in your cart.",
-		},
-	}}
+		}},
+		{ID: "price-drop", Version: 1, Channel: "webhook", Template: Template{
+			ID:    "price_drop_v1",
+			Title: "A price dropped",
+			Body:  "The item {{.item_id}} you favourited is cheaper now{{with .new_price}}: {{.}}{{end}}.",
+		}},
+		{ID: "chat-nudge", Version: 1, Channel: "webhook", Template: Template{
+			ID:    "chat_nudge_v1",
+			Title: "Questions about it?",
+			Body:  "You looked at {{.item_id}} a few times: chat with the seller.",
+		}},
+	}
 }
 
 func render(t *template.Template, data map[string]any) (string, error) {

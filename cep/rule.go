@@ -1,26 +1,116 @@
 package cep
 
 import (
+	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"cel.dev/cel-go/cel"
+	"sigs.k8s.io/yaml"
 
 	"github.com/omegareach/omega/event"
 )
 
-// Rule is a single-event pattern: an event of EventType for which Condition (CEL over `event`)
-// holds starts JourneyID for the event's user.
+// Pattern kinds.
+const (
+	KindSingle   = "single"   // one event with a condition
+	KindSequence = "sequence" // A then B (then C...) within T, relaxed contiguity
+	KindAbsence  = "absence"  // A then no B within T
+	KindCount    = "count"    // N or more A within a sliding window T
+	KindJoin     = "join"     // a link event (user, item) then the item's trigger event fans out to the linked users
+)
+
+// Re-entry policies: what a second match for the same key does.
+const (
+	ReentryEvery    = "every"    // every match starts a reach
+	ReentryOnce     = "once"     // one reach per key (remembered for OnceTTL)
+	ReentryCooldown = "cooldown" // at most one reach per key per Cooldown
+)
+
+// OnceTTL is how long a "once" rule remembers a key: every Redis key has a TTL.
+const OnceTTL = 365 * 24 * time.Hour
+
+// Rule is a pattern growth teams write as data (YAML or JSON).
 type Rule struct {
-	ID        string `json:"id"`
-	EventType string `json:"event_type"`
-	// Condition is a CEL expression over `event` (fields event_id, user_id, type, item_id, ts,
-	// attrs); empty means always.
-	Condition string `json:"condition,omitempty"`
+	ID          string `json:"id"`
+	Version     int    `json:"version,omitempty"`
+	Description string `json:"description,omitempty"`
+	// Kind is one of single, sequence, absence, count, join (single when empty).
+	Kind string `json:"kind,omitempty"`
+	// Key is what the pattern correlates on: fields joined by "+", each user, item or attrs.<name>
+	// ("user" when empty). Join rules always correlate the link on its item.
+	Key string `json:"key,omitempty"`
+	// Steps: single and count take one, sequence two or more in order, absence one (the A), join
+	// two (the link event, then the item-scoped trigger).
+	Steps []Step `json:"steps"`
+	// Absent is the B that must not follow the A of an absence rule.
+	Absent *Step `json:"absent,omitempty"`
+	// Count is N for count rules.
+	Count int `json:"count,omitempty"`
+	// Within is the window T of sequence, absence and count rules.
+	Within Duration `json:"within,omitempty"`
+	// Unless: no such event of the same key inside the window (count and sequence rules).
+	Unless *Step `json:"unless,omitempty"`
+	// LinkTTL is how long a join link lives (30 days when zero); MaxFanout bounds the users one
+	// trigger reaches (100000 when zero).
+	LinkTTL   Duration `json:"link_ttl,omitempty"`
+	MaxFanout int      `json:"max_fanout,omitempty"`
+	// Reentry is every (default), once or cooldown (with Cooldown).
+	Reentry  string   `json:"reentry,omitempty"`
+	Cooldown Duration `json:"cooldown,omitempty"`
+	// JourneyID is the journey a match starts.
 	JourneyID string `json:"journey_id"`
+	// Shadow rules record their matches and start nothing.
+	Shadow   bool `json:"shadow,omitempty"`
+	Disabled bool `json:"disabled,omitempty"`
 }
 
-// RuleError names the offending field of a rule.
+// Step is one event of a pattern: its type and an optional CEL condition over `event`.
+type Step struct {
+	Type  string `json:"type"`
+	Where string `json:"where,omitempty"`
+}
+
+// Duration reads "10m", "24h" or "30d".
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"10m\" or \"7d\"")
+	}
+	v, err := parseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("bad duration %q", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("bad duration %q", s)
+	}
+	return v, nil
+}
+
+// RuleError names the offending field of a rule and why.
 type RuleError struct {
 	RuleID string
 	Field  string
@@ -31,9 +121,183 @@ func (e *RuleError) Error() string {
 	return fmt.Sprintf("rule %q: %s: %s", e.RuleID, e.Field, e.Reason)
 }
 
+// ParseRule reads one rule from YAML or JSON; unknown fields are refused so a typo is not silently
+// ignored.
+func ParseRule(b []byte) (Rule, error) {
+	var r Rule
+	if err := yaml.UnmarshalStrict(b, &r); err != nil {
+		return Rule{}, &RuleError{Field: "(document)", Reason: err.Error()}
+	}
+	return r, nil
+}
+
+// KnownEventTypes are the event types of the wire contract rules may use.
+var KnownEventTypes = []string{
+	"favorite", "unfavorite", "view", "cart_add", "order_paid", "price_drop", "chat_started", "push_open",
+}
+
+// Catalog is what a rule is validated against.
+type Catalog struct {
+	// EventTypes the rule's steps may use (KnownEventTypes when nil).
+	EventTypes []string
+	// Journey reports whether a journey exists (any when nil).
+	Journey func(id string) bool
+}
+
+// Limits of one rule.
+const (
+	maxSteps  = 8
+	maxWindow = 31 * 24 * time.Hour
+)
+
+type compiledStep struct {
+	Step
+	prog cel.Program // nil: no condition
+}
+
 type compiledRule struct {
 	Rule
-	prog cel.Program // nil: no condition
+	keyFields []string
+	steps     []compiledStep
+	absent    *compiledStep
+	unless    *compiledStep
+	types     map[string]bool // every type the rule reacts to
+}
+
+// Validate checks r against cat and compiles it; the error is a *RuleError naming the field.
+func Validate(r Rule, cat Catalog) error {
+	_, err := compileWith(r, cat)
+	return err
+}
+
+func compile(r Rule) (compiledRule, error) { return compileWith(r, Catalog{}) }
+
+func compileWith(r Rule, cat Catalog) (compiledRule, error) {
+	fail := func(field, format string, args ...any) (compiledRule, error) {
+		return compiledRule{}, &RuleError{RuleID: r.ID, Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	if r.Kind == "" {
+		r.Kind = KindSingle
+	}
+	if r.Key == "" {
+		r.Key = "user"
+	}
+	if r.Reentry == "" {
+		r.Reentry = ReentryEvery
+	}
+	if r.Kind == KindJoin {
+		if r.LinkTTL == 0 {
+			r.LinkTTL = Duration(30 * 24 * time.Hour)
+		}
+		if r.MaxFanout == 0 {
+			r.MaxFanout = 100000
+		}
+	}
+	types := cat.EventTypes
+	if types == nil {
+		types = KnownEventTypes
+	}
+	switch {
+	case r.ID == "":
+		return fail("id", "required")
+	case len(r.ID) > 64 || strings.ContainsAny(r.ID, "/{}: "):
+		return fail("id", "at most 64 characters, without '/', '{', '}', ':' or spaces")
+	case r.JourneyID == "":
+		return fail("journey_id", "required")
+	case cat.Journey != nil && !cat.Journey(r.JourneyID):
+		return fail("journey_id", "unknown journey %q", r.JourneyID)
+	}
+	wantSteps := map[string][2]int{KindSingle: {1, 1}, KindCount: {1, 1}, KindAbsence: {1, 1}, KindJoin: {2, 2}, KindSequence: {2, maxSteps}}
+	bounds, ok := wantSteps[r.Kind]
+	if !ok {
+		return fail("kind", "unknown kind %q (single, sequence, absence, count or join)", r.Kind)
+	}
+	if len(r.Steps) < bounds[0] || len(r.Steps) > bounds[1] {
+		if bounds[0] == bounds[1] {
+			return fail("steps", "a %s rule has exactly %d step(s), got %d", r.Kind, bounds[0], len(r.Steps))
+		}
+		return fail("steps", "a %s rule has %d to %d steps, got %d", r.Kind, bounds[0], bounds[1], len(r.Steps))
+	}
+	needsWindow := r.Kind == KindSequence || r.Kind == KindAbsence || r.Kind == KindCount
+	switch {
+	case needsWindow && r.Within <= 0:
+		return fail("within", "required for a %s rule", r.Kind)
+	case r.Within.D() > maxWindow:
+		return fail("within", "at most %s", maxWindow)
+	case r.Kind == KindCount && r.Count < 1:
+		return fail("count", "required for a count rule (at least 1)")
+	case r.Kind != KindCount && r.Count != 0:
+		return fail("count", "only count rules take a count")
+	case r.Kind == KindAbsence && r.Absent == nil:
+		return fail("absent", "required for an absence rule")
+	case r.Kind != KindAbsence && r.Absent != nil:
+		return fail("absent", "only absence rules take an absent step")
+	case r.Unless != nil && r.Kind != KindCount && r.Kind != KindSequence:
+		return fail("unless", "only count and sequence rules take an unless clause")
+	case r.Reentry != ReentryEvery && r.Reentry != ReentryOnce && r.Reentry != ReentryCooldown:
+		return fail("reentry", "unknown policy %q (every, once or cooldown)", r.Reentry)
+	case r.Reentry == ReentryCooldown && r.Cooldown <= 0:
+		return fail("cooldown", "required with reentry: cooldown")
+	}
+	c := compiledRule{Rule: r, types: map[string]bool{}}
+	for i, f := range strings.Split(r.Key, "+") {
+		f = strings.TrimSpace(f)
+		if f != "user" && f != "item" && !(strings.HasPrefix(f, "attrs.") && len(f) > len("attrs.")) {
+			return fail("key", "part %d is %q: want user, item or attrs.<name>", i, f)
+		}
+		c.keyFields = append(c.keyFields, f)
+	}
+	compileStep := func(field string, s Step) (compiledStep, error) {
+		if s.Type == "" {
+			return compiledStep{}, &RuleError{r.ID, field + ".type", "required"}
+		}
+		if !slices.Contains(types, s.Type) {
+			return compiledStep{}, &RuleError{r.ID, field + ".type", fmt.Sprintf("unknown event type %q", s.Type)}
+		}
+		c.types[s.Type] = true
+		cs := compiledStep{Step: s}
+		if s.Where == "" {
+			return cs, nil
+		}
+		ast, iss := celEnv.Compile(s.Where)
+		if iss.Err() != nil {
+			return compiledStep{}, &RuleError{r.ID, field + ".where", iss.Err().Error()}
+		}
+		if ast.OutputType() != cel.BoolType && ast.OutputType() != cel.DynType {
+			return compiledStep{}, &RuleError{r.ID, field + ".where", "must be boolean, is " + ast.OutputType().String()}
+		}
+		prog, err := celEnv.Program(ast)
+		if err != nil {
+			return compiledStep{}, &RuleError{r.ID, field + ".where", err.Error()}
+		}
+		cs.prog = prog
+		return cs, nil
+	}
+	for i, s := range r.Steps {
+		cs, err := compileStep(fmt.Sprintf("steps[%d]", i), s)
+		if err != nil {
+			return compiledRule{}, err
+		}
+		c.steps = append(c.steps, cs)
+	}
+	if r.Kind == KindJoin && r.Steps[0].Type == "favorite" && slices.Contains(types, "unfavorite") {
+		c.types["unfavorite"] = true // an unfavourite removes the link
+	}
+	for _, opt := range []struct {
+		field string
+		step  *Step
+		dst   **compiledStep
+	}{{"absent", r.Absent, &c.absent}, {"unless", r.Unless, &c.unless}} {
+		if opt.step == nil {
+			continue
+		}
+		cs, err := compileStep(opt.field, *opt.step)
+		if err != nil {
+			return compiledRule{}, err
+		}
+		*opt.dst = &cs
+	}
+	return c, nil
 }
 
 var celEnv = func() *cel.Env {
@@ -44,50 +308,51 @@ var celEnv = func() *cel.Env {
 	return env
 }()
 
-// compile validates r and compiles its condition.
-func compile(r Rule) (compiledRule, error) {
-	switch {
-	case r.ID == "":
-		return compiledRule{}, &RuleError{r.ID, "id", "required"}
-	case r.EventType == "":
-		return compiledRule{}, &RuleError{r.ID, "event_type", "required"}
-	case r.JourneyID == "":
-		return compiledRule{}, &RuleError{r.ID, "journey_id", "required"}
-	}
-	c := compiledRule{Rule: r}
-	if r.Condition == "" {
-		return c, nil
-	}
-	ast, iss := celEnv.Compile(r.Condition)
-	if iss.Err() != nil {
-		return compiledRule{}, &RuleError{r.ID, "condition", iss.Err().Error()}
-	}
-	if ast.OutputType() != cel.BoolType && ast.OutputType() != cel.DynType {
-		return compiledRule{}, &RuleError{r.ID, "condition", "must be boolean, is " + ast.OutputType().String()}
-	}
-	prog, err := celEnv.Program(ast)
-	if err != nil {
-		return compiledRule{}, &RuleError{r.ID, "condition", err.Error()}
-	}
-	c.prog = prog
-	return c, nil
-}
-
-// matches reports whether e satisfies the rule. A condition that fails at run time (a missing attr,
-// a type mismatch) is no match, not an error: one odd event must not stall the partition.
-func (c *compiledRule) matches(e *event.Event, vars map[string]any) bool {
-	if e.Type != c.EventType || e.UserID == "" {
+// test reports whether e satisfies the step. A condition that fails at run time (a missing attr, a
+// type mismatch) is no match, not an error: one odd event must not stall the partition.
+func (s *compiledStep) test(e *event.Event, vars map[string]any) bool {
+	if e.Type != s.Type {
 		return false
 	}
-	if c.prog == nil {
+	if s.prog == nil {
 		return true
 	}
-	out, _, err := c.prog.Eval(vars)
+	out, _, err := s.prog.Eval(vars)
 	if err != nil {
 		return false
 	}
 	b, ok := out.Value().(bool)
 	return ok && b
+}
+
+// matches reports whether e satisfies a single-event rule.
+func (c *compiledRule) matches(e *event.Event, vars map[string]any) bool {
+	return e.UserID != "" && len(c.steps) > 0 && c.steps[0].test(e, vars)
+}
+
+// key returns the correlation key of e, or false when e lacks one of its fields.
+func (c *compiledRule) key(e *event.Event) (string, bool) {
+	parts := make([]string, 0, len(c.keyFields))
+	for _, f := range c.keyFields {
+		var v string
+		switch f {
+		case "user":
+			v = e.UserID
+		case "item":
+			v = e.ItemID
+		default:
+			a, ok := e.Attrs[strings.TrimPrefix(f, "attrs.")]
+			if !ok {
+				return "", false
+			}
+			v = fmt.Sprint(a)
+		}
+		if v == "" {
+			return "", false
+		}
+		parts = append(parts, v)
+	}
+	return strings.Join(parts, "|"), true
 }
 
 func celVars(e *event.Event) map[string]any {
@@ -101,12 +366,26 @@ func celVars(e *event.Event) map[string]any {
 	}}
 }
 
-// DemoRules is the built-in rule of the local stack: a user adds an item to the cart.
+// DemoRules are the rules of the local stack: the foundation's cart rule and the seed's two
+// scenarios.
 func DemoRules() []Rule {
-	return []Rule{{
-		ID:        "cart-add",
-		EventType: "cart_add",
-		Condition: `event.item_id != ""`,
-		JourneyID: "cart-reminder",
-	}}
+	return []Rule{
+		{
+			ID: "cart-add", Version: 1, Description: "a user adds an item to the cart",
+			Steps: []Step{{Type: "cart_add", Where: `event.item_id != ""`}}, JourneyID: "cart-reminder",
+		},
+		{
+			ID: "price-drop-favorited", Version: 1, Kind: KindJoin,
+			Description: "an item a user favourited dropped in price",
+			Steps:       []Step{{Type: "favorite"}, {Type: "price_drop"}},
+			LinkTTL:     Duration(30 * 24 * time.Hour), JourneyID: "price-drop",
+		},
+		{
+			ID: "viewed-3x-no-chat", Version: 1, Kind: KindCount, Key: "user+item",
+			Description: "viewed the same item 3 times in 10 minutes without chatting",
+			Steps:       []Step{{Type: "view"}}, Count: 3, Within: Duration(10 * time.Minute),
+			Unless: &Step{Type: "chat_started"}, Reentry: ReentryCooldown, Cooldown: Duration(24 * time.Hour),
+			JourneyID: "chat-nudge",
+		},
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -37,8 +38,16 @@ type Config struct {
 	KeyPrefix string
 	// DedupeTTL is how long an event_id is remembered (24h when zero).
 	DedupeTTL time.Duration
-	Rules     []Rule
-	Starter   Starter
+	// Rules is the static rule set; RuleSource, when set, replaces it and is polled every
+	// ReloadInterval (2s when zero) so created, changed and disabled rules apply without restart.
+	Rules          []Rule
+	RuleSource     RuleSource
+	ReloadInterval time.Duration
+	Starter        Starter
+	// Shadow records the matches of shadow rules (they start nothing); logged only when nil.
+	Shadow ShadowRecorder
+	// TimerInterval is how often due absence timers are fired (200ms when zero).
+	TimerInterval time.Duration
 	// BatchSize and BatchWait bound a batch: whichever comes first (500 and 20ms when zero).
 	BatchSize int
 	BatchWait time.Duration
@@ -68,6 +77,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.BatchWait == 0 {
 		c.BatchWait = 20 * time.Millisecond
+	}
+	if c.ReloadInterval == 0 {
+		c.ReloadInterval = 2 * time.Second
+	}
+	if c.TimerInterval == 0 {
+		c.TimerInterval = 200 * time.Millisecond
 	}
 	if c.StartConcurrency == 0 {
 		c.StartConcurrency = 32
@@ -111,10 +126,21 @@ func DefaultSaramaConfig() *sarama.Config {
 	return sc
 }
 
+// RuleSource provides the active rules; the stage polls it.
+type RuleSource interface {
+	ActiveRules(ctx context.Context) ([]Rule, error)
+}
+
+// ShadowRecorder records what shadow rules would have started.
+type ShadowRecorder interface {
+	RecordShadow(ctx context.Context, ms []workflows.Match) error
+}
+
 // Stage is one CEP replica.
 type Stage struct {
-	cfg   Config
-	rules []compiledRule
+	cfg    Config
+	engine *engine
+	rules  atomic.Pointer[[]compiledRule]
 }
 
 // New validates cfg and compiles its rules.
@@ -123,15 +149,97 @@ func New(cfg Config) (*Stage, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Stage{cfg: cfg}
-	for _, r := range cfg.Rules {
-		c, err := compile(r)
-		if err != nil {
-			return nil, err
-		}
-		s.rules = append(s.rules, c)
+	s := &Stage{cfg: cfg, engine: newEngine(cfg.Redis, cfg.KeyPrefix)}
+	if err := s.setRules(cfg.Rules); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+func (s *Stage) setRules(rs []Rule) error {
+	compiled := make([]compiledRule, 0, len(rs))
+	for _, r := range rs {
+		c, err := compile(r)
+		if err != nil {
+			return err
+		}
+		compiled = append(compiled, c)
+	}
+	s.rules.Store(&compiled)
+	return nil
+}
+
+func (s *Stage) currentRules() []compiledRule { return *s.rules.Load() }
+
+// reload polls the rule source. A rule that no longer compiles keeps the last good set running
+// (the source validated it on write; this guards against a newer replica's rule language).
+func (s *Stage) reload(ctx context.Context) {
+	if s.cfg.RuleSource == nil {
+		return
+	}
+	t := time.NewTicker(s.cfg.ReloadInterval)
+	defer t.Stop()
+	for {
+		rs, err := s.cfg.RuleSource.ActiveRules(ctx)
+		if err == nil {
+			err = s.setRules(rs)
+		}
+		if err != nil && ctx.Err() == nil {
+			s.cfg.Log.Warn("reload rules", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// fireTimers fires due absence timers until ctx ends.
+func (s *Stage) fireTimers(ctx context.Context) {
+	t := time.NewTicker(s.cfg.TimerInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for {
+			n, err := s.engine.fireDue(ctx, s.currentRules(), time.Now(), 500, s.dispatch)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.cfg.Log.Warn("fire timers", "err", err)
+				}
+				break
+			}
+			if n < 500 {
+				break
+			}
+		}
+	}
+}
+
+// dispatch starts the matches of live rules and records those of shadow rules.
+func (s *Stage) dispatch(ctx context.Context, ms []workflows.Match) error {
+	var live, shadow []workflows.Match
+	for _, m := range ms {
+		if m.Shadow {
+			shadow = append(shadow, m)
+		} else {
+			live = append(live, m)
+		}
+	}
+	if len(shadow) > 0 {
+		if s.cfg.Shadow == nil {
+			for _, m := range shadow {
+				s.cfg.Log.Info("shadow match", "rule_id", m.RuleID, "user_id", m.UserID, "match_key", m.MatchKey)
+			}
+		} else if err := retry(ctx, s.cfg.Log, "record shadow matches", func() error { return s.cfg.Shadow.RecordShadow(ctx, shadow) }); err != nil {
+			return err
+		}
+	}
+	return s.startAll(ctx, live)
 }
 
 // Run consumes until ctx ends, rejoining the group after every rebalance.
@@ -152,8 +260,12 @@ func (s *Stage) Run(ctx context.Context) error {
 			s.cfg.Log.Warn("consumer group error", "err", err)
 		}
 	}()
+	bg, stopBG := context.WithCancel(ctx)
+	defer stopBG()
+	go s.reload(bg)
+	go s.fireTimers(bg)
 	h := &handler{s: s, dlq: dlq}
-	s.cfg.Log.Info("cep stage consuming", "topic", s.cfg.Topic, "group", s.cfg.Group, "rules", len(s.rules))
+	s.cfg.Log.Info("cep stage consuming", "topic", s.cfg.Topic, "group", s.cfg.Group, "rules", len(s.currentRules()))
 	for ctx.Err() == nil {
 		if err := group.Consume(ctx, []string{s.cfg.Topic}, h); err != nil {
 			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
@@ -261,29 +373,19 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, msgs 
 		return err
 	}
 
-	var matches []workflows.Match
-	now := time.Now().UTC()
+	evs := make([]event.Event, len(fresh))
 	for i := range fresh {
-		ev := &fresh[i].ev
-		var vars map[string]any
-		for j := range s.rules {
-			r := &s.rules[j]
-			if r.EventType != ev.Type {
-				continue
-			}
-			if vars == nil {
-				vars = celVars(ev)
-			}
-			if r.matches(ev, vars) {
-				matches = append(matches, workflows.Match{
-					RuleID: r.ID, UserID: ev.UserID, JourneyID: r.JourneyID, MatchKey: ev.EventID,
-					EventIDs: []string{ev.EventID}, EventType: ev.Type, ItemID: ev.ItemID,
-					EventTime: ev.TS, MatchedAt: now, Attrs: ev.Attrs,
-				})
-			}
-		}
+		evs[i] = fresh[i].ev
 	}
-	if err := s.startAll(ctx, matches); err != nil {
+	rules := s.currentRules()
+	var matches []workflows.Match
+	if err := retry(ctx, s.cfg.Log, "advance pattern state", func() (err error) {
+		matches, err = s.engine.process(ctx, rules, evs, time.Now().UTC())
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := s.dispatch(ctx, matches); err != nil {
 		return err
 	}
 	return retry(ctx, s.cfg.Log, "write dedupe marks", func() error { return s.markSeen(ctx, fresh) })

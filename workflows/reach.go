@@ -34,7 +34,12 @@ type CancelSignal struct {
 // Match is what the CEP stage (or an API trigger) found: who to reach, because of which rule,
 // through which journey.
 type Match struct {
-	RuleID    string         `json:"rule_id"`
+	RuleID      string `json:"rule_id"`
+	RuleVersion int    `json:"rule_version,omitempty"`
+	// CorrelationKey is the pattern key the rule matched on (user, user|item, ...).
+	CorrelationKey string `json:"correlation_key,omitempty"`
+	// Shadow matches are recorded and start nothing.
+	Shadow    bool           `json:"shadow,omitempty"`
 	UserID    string         `json:"user_id"`
 	JourneyID string         `json:"journey_id"`
 	MatchKey  string         `json:"match_key"`

@@ -1,0 +1,301 @@
+package cep
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/testenv"
+	"github.com/omegareach/omega/workflows"
+)
+
+var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+
+type ev struct {
+	id, user, typ, item string
+	at                  time.Duration // after t0
+	attrs               map[string]any
+}
+
+func (e ev) event() event.Event {
+	return event.Event{EventID: e.id, UserID: e.user, Type: e.typ, ItemID: e.item, TS: t0.Add(e.at), Attrs: e.attrs}
+}
+
+// harness runs rules on real Redis under a unique prefix.
+type harness struct {
+	t     *testing.T
+	eng   *engine
+	rules []compiledRule
+}
+
+func newHarness(t *testing.T, rules ...Rule) *harness {
+	env := testenv.Require(t)
+	h := &harness{t: t, eng: newEngine(env.Redis(t), testenv.Unique("cep"))}
+	for _, r := range rules {
+		c, err := compile(r)
+		require.NoError(t, err)
+		h.rules = append(h.rules, c)
+	}
+	return h
+}
+
+// feed processes events one batch each and returns the match keys in order.
+func (h *harness) feed(evs ...ev) []string {
+	h.t.Helper()
+	var keys []string
+	for _, e := range evs {
+		ms, err := h.eng.process(context.Background(), h.rules, []event.Event{e.event()}, t0)
+		require.NoError(h.t, err)
+		keys = append(keys, matchKeys(ms)...)
+	}
+	return keys
+}
+
+// feedBatch processes all events in one batch.
+func (h *harness) feedBatch(evs ...ev) []workflows.Match {
+	h.t.Helper()
+	batch := make([]event.Event, len(evs))
+	for i, e := range evs {
+		batch[i] = e.event()
+	}
+	ms, err := h.eng.process(context.Background(), h.rules, batch, t0)
+	require.NoError(h.t, err)
+	return ms
+}
+
+func matchKeys(ms []workflows.Match) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.UserID+"/"+m.MatchKey)
+	}
+	return out
+}
+
+func TestSingle(t *testing.T) {
+	h := newHarness(t, DemoRules()[0])
+	require.Equal(t, []string{"u1/e1"}, h.feed(
+		ev{id: "e1", user: "u1", typ: "cart_add", item: "i1"},
+		ev{id: "e2", user: "u1", typ: "cart_add"}, // condition fails: no item
+		ev{id: "e3", user: "u1", typ: "view", item: "i1"},
+	))
+}
+
+func TestCount(t *testing.T) {
+	rule := Rule{ID: "views", Kind: KindCount, Key: "user+item", Steps: []Step{{Type: "view"}}, Count: 3,
+		Within: Duration(10 * time.Minute), Unless: &Step{Type: "chat_started"}, JourneyID: "j"}
+	v := func(id string, at time.Duration) ev { return ev{id: id, user: "u", typ: "view", item: "i", at: at} }
+	tests := []struct {
+		name string
+		evs  []ev
+		want []string
+	}{
+		{name: "three in the window", evs: []ev{v("a", 0), v("b", time.Minute), v("c", 2*time.Minute)}, want: []string{"u/c"}},
+		{name: "spread beyond the window", evs: []ev{v("a", 0), v("b", 6*time.Minute), v("c", 11*time.Minute)}},
+		{name: "window edge inclusive", evs: []ev{v("a", 0), v("b", 5*time.Minute), v("c", 10*time.Minute)}, want: []string{"u/c"}},
+		{name: "window edge exceeded", evs: []ev{v("a", 0), v("b", 5*time.Minute), v("c", 10*time.Minute+time.Millisecond)}},
+		{name: "duplicates change nothing", evs: []ev{v("a", 0), v("a", 0), v("a", time.Second), v("b", time.Second)}},
+		{name: "six views two matches", evs: []ev{v("a", 0), v("b", 1), v("c", 2), v("d", 3), v("e", 4), v("f", 5)}, want: []string{"u/c", "u/f"}},
+		{name: "out of order", evs: []ev{v("a", 2*time.Minute), v("b", 0), v("c", time.Minute)}, want: []string{"u/c"}},
+		{name: "other item does not count", evs: []ev{v("a", 0), v("b", 1), {id: "c", user: "u", typ: "view", item: "other", at: 2}}},
+		{name: "unless inside the window", evs: []ev{v("a", 0), {id: "x", user: "u", typ: "chat_started", item: "i", at: time.Minute}, v("b", 2*time.Minute), v("c", 3*time.Minute)}},
+		{name: "unless before the window", evs: []ev{{id: "x", user: "u", typ: "chat_started", item: "i", at: -time.Hour}, v("a", 0), v("b", 1), v("c", 2)}, want: []string{"u/c"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, rule)
+			require.Equal(t, tt.want, h.feed(tt.evs...))
+		})
+	}
+}
+
+func TestSequence(t *testing.T) {
+	two := Rule{ID: "seq", Kind: KindSequence, Steps: []Step{{Type: "view"}, {Type: "cart_add"}}, Within: Duration(time.Hour), JourneyID: "j"}
+	three := Rule{ID: "seq3", Kind: KindSequence, Steps: []Step{{Type: "view"}, {Type: "cart_add"}, {Type: "order_paid"}}, Within: Duration(time.Hour), JourneyID: "j"}
+	e := func(id, typ string, at time.Duration) ev { return ev{id: id, user: "u", typ: typ, item: "i", at: at} }
+	tests := []struct {
+		name string
+		rule Rule
+		evs  []ev
+		want []string
+	}{
+		{name: "A then B", rule: two, evs: []ev{e("a", "view", 0), e("b", "cart_add", time.Minute)}, want: []string{"u/b"}},
+		{name: "B then A", rule: two, evs: []ev{e("b", "cart_add", 0), e("a", "view", time.Minute)}},
+		{name: "B too late", rule: two, evs: []ev{e("a", "view", 0), e("b", "cart_add", 2*time.Hour)}},
+		{name: "relaxed contiguity", rule: two, evs: []ev{e("a", "view", 0), e("x", "favorite", 1), e("b", "cart_add", 2)}, want: []string{"u/b"}},
+		{name: "replayed B matches once", rule: two, evs: []ev{e("a", "view", 0), e("b", "cart_add", 1), e("b", "cart_add", 1)}, want: []string{"u/b"}},
+		{name: "B before A in event time", rule: two, evs: []ev{e("a", "view", time.Minute), e("b", "cart_add", 0)}},
+		{name: "latest A restarts the window", rule: two, evs: []ev{e("a1", "view", 0), e("a2", "view", 50*time.Minute), e("b", "cart_add", 100*time.Minute)}, want: []string{"u/b"}},
+		{name: "three steps", rule: three, evs: []ev{e("a", "view", 0), e("b", "cart_add", 1), e("c", "order_paid", 2)}, want: []string{"u/c"}},
+		{name: "three steps out of order", rule: three, evs: []ev{e("a", "view", 0), e("c", "order_paid", 1), e("b", "cart_add", 2)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, tt.rule)
+			require.Equal(t, tt.want, h.feed(tt.evs...))
+		})
+	}
+	t.Run("match carries every event", func(t *testing.T) {
+		h := newHarness(t, three)
+		ms := h.feedBatch(e("a", "view", 0), e("b", "cart_add", 1), e("c", "order_paid", 2))
+		require.Len(t, ms, 1)
+		require.Equal(t, []string{"a", "b", "c"}, ms[0].EventIDs)
+	})
+}
+
+func TestAbsence(t *testing.T) {
+	rule := Rule{ID: "abandon", Kind: KindAbsence, Steps: []Step{{Type: "cart_add"}}, Absent: &Step{Type: "order_paid"},
+		Within: Duration(time.Minute), JourneyID: "j"}
+	add := ev{id: "a", user: "u", typ: "cart_add", item: "i"}
+	fire := func(h *harness, at time.Duration) []string {
+		var got []string
+		_, err := h.eng.fireDue(context.Background(), h.rules, t0.Add(at), 100, func(_ context.Context, ms []workflows.Match) error {
+			got = append(got, matchKeys(ms)...)
+			return nil
+		})
+		require.NoError(t, err)
+		return got
+	}
+	t.Run("fires once after the window", func(t *testing.T) {
+		h := newHarness(t, rule)
+		require.Empty(t, h.feed(add))
+		require.Empty(t, fire(h, 30*time.Second))
+		require.Equal(t, []string{"u/a"}, fire(h, 61*time.Second))
+		require.Empty(t, fire(h, 2*time.Minute))
+	})
+	t.Run("B inside the window cancels", func(t *testing.T) {
+		h := newHarness(t, rule)
+		h.feed(add, ev{id: "b", user: "u", typ: "order_paid", at: 30 * time.Second})
+		require.Empty(t, fire(h, 2*time.Minute))
+	})
+	t.Run("B before A does not cancel", func(t *testing.T) {
+		h := newHarness(t, rule)
+		h.feed(ev{id: "b", user: "u", typ: "order_paid", at: -time.Second}, add)
+		require.Equal(t, []string{"u/a"}, fire(h, 2*time.Minute))
+	})
+	t.Run("latest A restarts the wait", func(t *testing.T) {
+		h := newHarness(t, rule)
+		h.feed(add, ev{id: "a2", user: "u", typ: "cart_add", at: 50 * time.Second})
+		require.Equal(t, []string{"u/a2"}, fire(h, 2*time.Minute))
+	})
+	t.Run("a failed fire is fired again after the lease", func(t *testing.T) {
+		h := newHarness(t, rule)
+		h.feed(add)
+		_, err := h.eng.fireDue(context.Background(), h.rules, t0.Add(2*time.Minute), 100, func(context.Context, []workflows.Match) error {
+			return errors.New("temporal down")
+		})
+		require.Error(t, err)
+		require.Empty(t, fire(h, 2*time.Minute+time.Second), "leased: not yet")
+		require.Equal(t, []string{"u/a"}, fire(h, 2*time.Minute+timerLease+time.Second))
+	})
+	t.Run("replicas fire it exactly once", func(t *testing.T) {
+		h := newHarness(t, rule)
+		for i := range 50 {
+			h.feed(ev{id: fmt.Sprintf("a%d", i), user: fmt.Sprintf("u%d", i), typ: "cart_add"})
+		}
+		var mu sync.Mutex
+		var got []string
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 5 {
+					_, err := h.eng.fireDue(context.Background(), h.rules, t0.Add(2*time.Minute), 7, func(_ context.Context, ms []workflows.Match) error {
+						mu.Lock()
+						got = append(got, matchKeys(ms)...)
+						mu.Unlock()
+						return nil
+					})
+					require.NoError(t, err)
+				}
+			}()
+		}
+		wg.Wait()
+		require.Len(t, got, 50)
+		sort.Strings(got)
+		for i := 1; i < len(got); i++ {
+			require.NotEqual(t, got[i-1], got[i])
+		}
+	})
+}
+
+func TestJoin(t *testing.T) {
+	rule := Rule{ID: "drop", Kind: KindJoin, Steps: []Step{{Type: "favorite"}, {Type: "price_drop"}},
+		LinkTTL: Duration(24 * time.Hour), JourneyID: "j"}
+	fav := func(user, item string, at time.Duration) ev {
+		return ev{id: "f-" + user + "-" + item, user: user, typ: "favorite", item: item, at: at}
+	}
+	drop := func(item string, at time.Duration) ev { return ev{id: "d-" + item, typ: "price_drop", item: item, at: at} }
+	users := func(ms []workflows.Match) []string {
+		var out []string
+		for _, m := range ms {
+			require.Equal(t, "d-"+m.ItemID, m.MatchKey)
+			out = append(out, m.UserID)
+		}
+		sort.Strings(out)
+		return out
+	}
+	t.Run("fans out to the item's users", func(t *testing.T) {
+		h := newHarness(t, rule)
+		h.feed(fav("u1", "i1", 0), fav("u2", "i1", 1), fav("u3", "i2", 2))
+		require.Equal(t, []string{"u1", "u2"}, users(h.feedBatch(drop("i1", time.Hour))))
+	})
+	t.Run("links expire", func(t *testing.T) {
+		h := newHarness(t, rule)
+		h.feed(fav("old", "i1", 0), fav("new", "i1", 20*time.Hour))
+		require.Equal(t, []string{"new"}, users(h.feedBatch(drop("i1", 25*time.Hour))))
+	})
+	t.Run("unfavorite removes the link", func(t *testing.T) {
+		h := newHarness(t, rule)
+		h.feed(fav("u1", "i1", 0), fav("u2", "i1", 0), ev{id: "x", user: "u2", typ: "unfavorite", item: "i1", at: 1})
+		require.Equal(t, []string{"u1"}, users(h.feedBatch(drop("i1", time.Hour))))
+	})
+	t.Run("a favourite after the drop is not reached", func(t *testing.T) {
+		h := newHarness(t, rule)
+		require.Equal(t, []string{"u1"}, users(h.feedBatch(fav("u1", "i1", 0), drop("i1", time.Hour), fav("u2", "i1", 2*time.Hour))))
+	})
+	t.Run("fan-out is bounded and paged", func(t *testing.T) {
+		r := rule
+		r.MaxFanout = 2100
+		h := newHarness(t, r)
+		var favs []ev
+		for i := range 2500 {
+			favs = append(favs, fav(fmt.Sprintf("u%04d", i), "i1", time.Duration(i)*time.Millisecond))
+		}
+		h.feedBatch(favs...)
+		got := users(h.feedBatch(drop("i1", time.Hour)))
+		require.Len(t, got, 2100)
+		require.Equal(t, "u0400", got[0], "the newest links are kept")
+	})
+}
+
+func TestReentry(t *testing.T) {
+	base := Rule{ID: "r", Steps: []Step{{Type: "cart_add"}}, JourneyID: "j"}
+	add := func(id string) ev { return ev{id: id, user: "u", typ: "cart_add"} }
+	t.Run("once", func(t *testing.T) {
+		r := base
+		r.Reentry = ReentryOnce
+		h := newHarness(t, r)
+		require.Equal(t, []string{"u/a"}, h.feed(add("a"), add("b")))
+		require.Equal(t, []string{"u/a"}, h.feed(add("a")), "a replayed match passes again: its start collapses on the workflow ID")
+	})
+	t.Run("every", func(t *testing.T) {
+		h := newHarness(t, base)
+		require.Equal(t, []string{"u/a", "u/b"}, h.feed(add("a"), add("b")))
+	})
+	t.Run("shadow matches are marked", func(t *testing.T) {
+		r := base
+		r.Shadow = true
+		h := newHarness(t, r)
+		ms := h.feedBatch(add("a"))
+		require.Len(t, ms, 1)
+		require.True(t, ms[0].Shadow)
+	})
+}
