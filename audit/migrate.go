@@ -14,7 +14,8 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Migrate brings the schema at dsn (postgres://...) up to date. Concurrent callers are safe: the
+// Migrate brings Omega Reach's PostgreSQL schema (audit records, rule versions) at dsn
+// (postgres://...) up to date. Concurrent callers are safe: the
 // library holds an advisory lock while it migrates.
 func Migrate(dsn string) error {
 	src, err := iofs.New(migrations, "migrations")

@@ -14,14 +14,16 @@ import (
 
 // Kinds of audit records.
 const (
-	KindMatched    = "matched"
-	KindRouted     = "routed"
-	KindFiltered   = "filtered"
-	KindSuppressed = "suppressed"
-	KindDispatched = "dispatched"
-	KindFailed     = "failed"
-	KindCancelled  = "cancelled"
-	KindCompleted  = "completed"
+	KindMatched = "matched"
+	// KindShadowMatched: a shadow rule matched; nothing was started.
+	KindShadowMatched = "shadow_matched"
+	KindRouted        = "routed"
+	KindFiltered      = "filtered"
+	KindSuppressed    = "suppressed"
+	KindDispatched    = "dispatched"
+	KindFailed        = "failed"
+	KindCancelled     = "cancelled"
+	KindCompleted     = "completed"
 )
 
 // Record is one audited step.
@@ -176,8 +178,11 @@ func fold(recs []Record) Reach {
 		if rec.Channel != "" {
 			r.Channel = rec.Channel
 		}
-		if rec.Kind == KindCompleted || rec.Kind == KindCancelled {
+		switch rec.Kind {
+		case KindCompleted, KindCancelled:
 			r.Status = rec.Outcome
+		case KindShadowMatched:
+			r.Status = "shadow"
 		}
 		r.UpdatedAt = rec.At
 	}

@@ -366,26 +366,3 @@ func celVars(e *event.Event) map[string]any {
 	}}
 }
 
-// DemoRules are the rules of the local stack: the foundation's cart rule and the seed's two
-// scenarios.
-func DemoRules() []Rule {
-	return []Rule{
-		{
-			ID: "cart-add", Version: 1, Description: "a user adds an item to the cart",
-			Steps: []Step{{Type: "cart_add", Where: `event.item_id != ""`}}, JourneyID: "cart-reminder",
-		},
-		{
-			ID: "price-drop-favorited", Version: 1, Kind: KindJoin,
-			Description: "an item a user favourited dropped in price",
-			Steps:       []Step{{Type: "favorite"}, {Type: "price_drop"}},
-			LinkTTL:     Duration(30 * 24 * time.Hour), JourneyID: "price-drop",
-		},
-		{
-			ID: "viewed-3x-no-chat", Version: 1, Kind: KindCount, Key: "user+item",
-			Description: "viewed the same item 3 times in 10 minutes without chatting",
-			Steps:       []Step{{Type: "view"}}, Count: 3, Within: Duration(10 * time.Minute),
-			Unless: &Step{Type: "chat_started"}, Reentry: ReentryCooldown, Cooldown: Duration(24 * time.Hour),
-			JourneyID: "chat-nudge",
-		},
-	}
-}

@@ -171,26 +171,29 @@ func (s *Stage) setRules(rs []Rule) error {
 
 func (s *Stage) currentRules() []compiledRule { return *s.rules.Load() }
 
-// reload polls the rule source. A rule that no longer compiles keeps the last good set running
-// (the source validated it on write; this guards against a newer replica's rule language).
-func (s *Stage) reload(ctx context.Context) {
-	if s.cfg.RuleSource == nil {
-		return
+// loadRules reads the rule source once; a set that does not compile is refused and the last good
+// set keeps running (the source validated it on write; this guards against an older replica that
+// does not know a newer rule language).
+func (s *Stage) loadRules(ctx context.Context) error {
+	rs, err := s.cfg.RuleSource.ActiveRules(ctx)
+	if err != nil {
+		return err
 	}
+	return s.setRules(rs)
+}
+
+// reload polls the rule source until ctx ends.
+func (s *Stage) reload(ctx context.Context) {
 	t := time.NewTicker(s.cfg.ReloadInterval)
 	defer t.Stop()
 	for {
-		rs, err := s.cfg.RuleSource.ActiveRules(ctx)
-		if err == nil {
-			err = s.setRules(rs)
-		}
-		if err != nil && ctx.Err() == nil {
-			s.cfg.Log.Warn("reload rules", "err", err)
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if err := s.loadRules(ctx); err != nil && ctx.Err() == nil {
+			s.cfg.Log.Warn("reload rules", "err", err)
 		}
 	}
 }
@@ -262,7 +265,13 @@ func (s *Stage) Run(ctx context.Context) error {
 	}()
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
-	go s.reload(bg)
+	if s.cfg.RuleSource != nil {
+		// No event is matched before the rules are known.
+		if err := retry(ctx, s.cfg.Log, "load rules", func() error { return s.loadRules(ctx) }); err != nil {
+			return err
+		}
+		go s.reload(bg)
+	}
 	go s.fireTimers(bg)
 	h := &handler{s: s, dlq: dlq}
 	s.cfg.Log.Info("cep stage consuming", "topic", s.cfg.Topic, "group", s.cfg.Group, "rules", len(s.currentRules()))

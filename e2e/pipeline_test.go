@@ -99,9 +99,18 @@ func (p *pipeline) startCEPWith(group, keyPrefix string, rules []cep.Rule) (stop
 	st, err := cep.New(cep.Config{
 		Brokers: p.env.Brokers, Sarama: saramaConfig(), Group: group, Topic: p.topic, DLQTopic: p.dlq,
 		Redis: p.env.Redis(p.t), KeyPrefix: keyPrefix, Rules: rules, TimerInterval: 50 * time.Millisecond,
-		Starter: &cep.TemporalStarter{Client: p.env.Temporal(p.t), TaskQueue: p.queue}, Log: testLogger(p.t),
+		Starter: p.starter(), Log: testLogger(p.t),
 	})
 	require.NoError(p.t, err)
+	return p.run(st)
+}
+
+func (p *pipeline) starter() cep.Starter {
+	return &cep.TemporalStarter{Client: p.env.Temporal(p.t), TaskQueue: p.queue}
+}
+
+// run runs a CEP stage until the returned stop (or the test's cleanup) is called.
+func (p *pipeline) run(st *cep.Stage) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -37,6 +37,7 @@ commands:
   worker    run reach workflows and activities
   receiver  a stand-in provider that logs webhook deliveries (OMEGA_RECEIVER_ADDR)
   migrate   bring the PostgreSQL schema up to date
+  rules     validate, apply, list, get, disable and dry-run rules (omega rules for help)
 
 environment (defaults in brackets):
   OMEGA_KAFKA_BROKERS [127.0.0.1:9092]   OMEGA_REDIS_ADDR [127.0.0.1:6379]
@@ -69,6 +70,8 @@ func main() {
 		err = runReceiver(ctx, log, cfg)
 	case "migrate":
 		err = audit.Migrate(cfg.pgURL)
+	case "rules":
+		err = runRules(ctx, cfg, os.Args[2:], os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:
@@ -182,9 +185,21 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 	defer tc.Close()
 	rdb := redis.NewClient(&redis.Options{Addr: cfg.redisAddr})
 	defer rdb.Close()
+	if err := audit.Migrate(cfg.pgURL); err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, cfg.pgURL)
+	if err != nil {
+		return fmt.Errorf("connect postgres: %w", err)
+	}
+	defer pool.Close()
+	cat, err := ruleCatalog()
+	if err != nil {
+		return err
+	}
 	st, err := cep.New(cep.Config{
-		Brokers: cfg.brokers, Redis: rdb, Rules: cep.DemoRules(),
-		Starter: &cep.TemporalStarter{Client: tc}, Log: log,
+		Brokers: cfg.brokers, Redis: rdb, RuleSource: cep.NewRuleStore(pool, cat),
+		Starter: &cep.TemporalStarter{Client: tc}, Shadow: cep.AuditShadow{Store: audit.NewStore(pool)}, Log: log,
 	})
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ export OMEGA_DATA=${OMEGA_DATA:-/var/lib/omega}
 "$STACK" up
 eval "$("$STACK" env)"
 "$BIN/omega" migrate
+"$BIN/omega" rules apply -f "$ROOT/cep/demo"
 "$STACK" start-app receiver "${OMEGA_RECEIVER_ADDR##*:}" "$BIN/omega" receiver
 "$STACK" start-app worker - "$BIN/omega" worker
 "$STACK" start-app cep - "$BIN/omega" cep
@@ -33,4 +34,8 @@ Then:
   alice's runs   $ui/namespaces/default/workflows?query=UserId%3D%22alice%22
   her reaches    curl -s -X POST http://$OMEGA_API_ADDR/omega.v1.ReachService/List -H 'Content-Type: application/json' -d '{"user_id":"alice"}'
 (At most ${OMEGA_DAILY_CAP:-3} sends per user per day: a fourth demo event for alice is audited as suppressed.)
+
+Rules are data: $BIN/omega rules list | apply -f DIR | test -f cep/demo --events FILE.jsonl
+(the demo also reaches everyone who favourited an item when its price drops, and whoever views
+an item 3 times in 10 minutes without chatting)
 MSG

@@ -1,0 +1,2 @@
+DROP TABLE rule_heads;
+DROP TABLE rule_versions;

@@ -1,0 +1,122 @@
+package cep
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/testenv"
+)
+
+func TestDemoRulesValid(t *testing.T) {
+	rs := DemoRules()
+	require.Len(t, rs, 3)
+	for _, r := range rs {
+		require.NoError(t, Validate(r, Catalog{Journey: func(id string) bool {
+			return id == "cart-reminder" || id == "price-drop" || id == "chat-nudge"
+		}}), r.ID)
+	}
+}
+
+func TestParseAndValidate(t *testing.T) {
+	tests := []struct {
+		name      string
+		in        string
+		wantField string
+	}{
+		{name: "yaml count", in: "id: a\nkind: count\nsteps: [{type: view}]\ncount: 3\nwithin: 10m\njourney_id: j\n"},
+		{name: "json single", in: `{"id":"a","steps":[{"type":"cart_add"}],"journey_id":"j"}`},
+		{name: "days", in: "id: a\nkind: join\nsteps: [{type: favorite}, {type: price_drop}]\nlink_ttl: 7d\njourney_id: j\n"},
+		{name: "typo is refused", in: "id: a\nsteps: [{type: view}]\njourney: j\n", wantField: "(document)"},
+		{name: "bad duration", in: "id: a\nkind: count\nsteps: [{type: view}]\ncount: 3\nwithin: soon\njourney_id: j\n", wantField: "(document)"},
+		{name: "window missing", in: "id: a\nkind: absence\nsteps: [{type: cart_add}]\nabsent: {type: order_paid}\njourney_id: j\n", wantField: "within"},
+		{name: "unknown event type", in: "id: a\nsteps: [{type: teleport}]\njourney_id: j\n", wantField: "steps[0].type"},
+		{name: "not boolean", in: "id: a\nsteps: [{type: view, where: '1 + 2'}]\njourney_id: j\n", wantField: "steps[0].where"},
+		{name: "sequence of one", in: "id: a\nkind: sequence\nsteps: [{type: view}]\nwithin: 1h\njourney_id: j\n", wantField: "steps"},
+		{name: "unless on absence", in: "id: a\nkind: absence\nsteps: [{type: cart_add}]\nabsent: {type: order_paid}\nunless: {type: view}\nwithin: 1h\njourney_id: j\n", wantField: "unless"},
+		{name: "cooldown missing", in: "id: a\nsteps: [{type: view}]\nreentry: cooldown\njourney_id: j\n", wantField: "cooldown"},
+		{name: "bad key", in: "id: a\nsteps: [{type: view}]\nkey: user+price\njourney_id: j\n", wantField: "key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := ParseRule([]byte(tt.in))
+			if err == nil {
+				err = Validate(r, Catalog{})
+			}
+			if tt.wantField == "" {
+				require.NoError(t, err)
+				return
+			}
+			var re *RuleError
+			require.True(t, errors.As(err, &re), "want a RuleError, got %v", err)
+			require.Equal(t, tt.wantField, re.Field, re.Error())
+		})
+	}
+}
+
+func TestLoadRules(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
+	}
+	write("a.yaml", "id: a\nsteps: [{type: view}]\njourney_id: j\n")
+	write("b.json", `{"id":"b","steps":[{"type":"view"}],"journey_id":"j"}`)
+	write("notes.txt", "ignored")
+	rs, err := LoadRules(dir)
+	require.NoError(t, err)
+	require.Len(t, rs, 2)
+	write("c.yml", "id: a\nsteps: [{type: view}]\njourney_id: j\n")
+	_, err = LoadRules(dir)
+	require.ErrorContains(t, err, "also defined in")
+}
+
+func FuzzRuleDocument(f *testing.F) {
+	for _, r := range []string{
+		"id: a\nkind: count\nsteps: [{type: view, where: 'event.attrs.x > 1.0'}]\ncount: 3\nwithin: 10m\njourney_id: j\n",
+		"id: a\nkind: join\nsteps: [{type: favorite}, {type: price_drop}]\njourney_id: j\n",
+		"{}",
+	} {
+		f.Add([]byte(r))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseRule(b)
+		if err != nil {
+			return
+		}
+		c, err := compile(r)
+		if err != nil {
+			var re *RuleError
+			require.True(t, errors.As(err, &re), "validation errors name a field: %v", err)
+			return
+		}
+		// A valid rule evaluates any event without panicking.
+		e := event.Event{EventID: "e", UserID: "u", Type: "view", ItemID: "i"}
+		vars := celVars(&e)
+		for i := range c.steps {
+			c.steps[i].test(&e, vars)
+		}
+		c.key(&e)
+	})
+}
+
+func TestDryRun(t *testing.T) {
+	env := testenv.Require(t)
+	rdb := env.Redis(t)
+	evs := []event.Event{
+		{EventID: "f1", UserID: "alice", Type: "favorite", ItemID: "sku", TS: t0},
+		{EventID: "p1", Type: "price_drop", ItemID: "sku", TS: t0.Add(1)},
+		{EventID: "a1", UserID: "bob", Type: "cart_add", TS: t0},
+	}
+	abandon := Rule{ID: "abandon", Kind: KindAbsence, Steps: []Step{{Type: "cart_add"}}, Absent: &Step{Type: "order_paid"}, Within: Duration(3600e9), JourneyID: "j"}
+	ms, err := DryRun(context.Background(), rdb, append(DemoRules()[1:2], abandon), evs)
+	require.NoError(t, err)
+	require.Equal(t, []string{"alice/p1", "bob/a1"}, matchKeys(ms))
+	keys, err := rdb.Keys(context.Background(), "omega-dryrun-*").Result()
+	require.NoError(t, err)
+	require.Empty(t, keys, "a dry run leaves no state behind")
+}

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/omegareach/omega/activities"
+	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/cep"
+	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/workflows"
+)
+
+const rulesUsage = `usage: omega rules <command> [flags]
+
+  validate -f PATH                      check rule files (a file or a directory of .yaml/.yml/.json)
+  apply -f PATH                         validate all, then store each changed rule as a new version
+  list                                  the active version of every rule
+  get ID                                one rule, as JSON
+  disable ID                            stop a rule (apply it again to re-enable)
+  test -f PATH --events FILE.jsonl      dry run: print what the events would match; touches no real state
+
+flags: -o table|json (output format)
+`
+
+func ruleCatalog() (cep.Catalog, error) {
+	journeys, err := activities.NewCatalog(activities.DemoJourneys()...)
+	if err != nil {
+		return cep.Catalog{}, err
+	}
+	return cep.Catalog{Journey: journeys.Has}, nil
+}
+
+func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stdout, rulesUsage)
+		return errors.New("missing rules command")
+	}
+	fs := flag.NewFlagSet("rules "+args[0], flag.ContinueOnError)
+	path := fs.String("f", "", "rule file or directory")
+	eventsPath := fs.String("events", "", "events, one JSON object per line (test)")
+	output := fs.String("o", "table", "output: table or json")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	cat, err := ruleCatalog()
+	if err != nil {
+		return err
+	}
+	loadValid := func() ([]cep.Rule, error) {
+		if *path == "" {
+			return nil, errors.New("-f is required")
+		}
+		rs, err := cep.LoadRules(*path)
+		if err != nil {
+			return nil, err
+		}
+		var errs []error
+		for _, r := range rs {
+			if err := cep.Validate(r, cat); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return rs, errors.Join(errs...)
+	}
+	store := func() (*cep.RuleStore, func(), error) {
+		if err := audit.Migrate(cfg.pgURL); err != nil {
+			return nil, nil, err
+		}
+		pool, err := pgxpool.New(ctx, cfg.pgURL)
+		if err != nil {
+			return nil, nil, err
+		}
+		return cep.NewRuleStore(pool, cat), pool.Close, nil
+	}
+	switch args[0] {
+	case "validate":
+		rs, err := loadValid()
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			fmt.Fprintf(stdout, "ok  %s\n", r.ID)
+		}
+		return nil
+	case "apply":
+		rs, err := loadValid()
+		if err != nil {
+			return err
+		}
+		st, done, err := store()
+		if err != nil {
+			return err
+		}
+		defer done()
+		var applied []cep.Applied
+		for _, r := range rs {
+			a, err := st.Apply(ctx, r)
+			if err != nil {
+				return err
+			}
+			applied = append(applied, a)
+		}
+		return render(stdout, *output, applied, []string{"RULE", "VERSION", "STATUS"}, func(a cep.Applied) []any {
+			return []any{a.ID, a.Version, a.Status}
+		})
+	case "list", "get", "disable":
+		st, done, err := store()
+		if err != nil {
+			return err
+		}
+		defer done()
+		switch args[0] {
+		case "list":
+			rs, err := st.List(ctx)
+			if err != nil {
+				return err
+			}
+			return render(stdout, *output, rs, []string{"RULE", "VERSION", "KIND", "JOURNEY", "STATE", "DESCRIPTION"}, func(r cep.Rule) []any {
+				state := "active"
+				if r.Disabled {
+					state = "disabled"
+				} else if r.Shadow {
+					state = "shadow"
+				}
+				kind := r.Kind
+				if kind == "" {
+					kind = cep.KindSingle
+				}
+				return []any{r.ID, r.Version, kind, r.JourneyID, state, r.Description}
+			})
+		case "get":
+			if fs.NArg() != 1 {
+				return errors.New("usage: omega rules get ID")
+			}
+			r, err := st.Get(ctx, fs.Arg(0))
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(r)
+		default:
+			if fs.NArg() != 1 {
+				return errors.New("usage: omega rules disable ID")
+			}
+			if err := st.Disable(ctx, fs.Arg(0)); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "disabled %s\n", fs.Arg(0))
+			return nil
+		}
+	case "test":
+		rs, err := loadValid()
+		if err != nil {
+			return err
+		}
+		if *eventsPath == "" {
+			return errors.New("--events is required")
+		}
+		evs, err := readEvents(*eventsPath)
+		if err != nil {
+			return err
+		}
+		rdb := redis.NewClient(&redis.Options{Addr: cfg.redisAddr})
+		defer rdb.Close()
+		ms, err := cep.DryRun(ctx, rdb, rs, evs)
+		if err != nil {
+			return err
+		}
+		if *output == "table" {
+			fmt.Fprintf(stdout, "%d events, %d matches\n", len(evs), len(ms))
+		}
+		return render(stdout, *output, ms, []string{"RULE", "USER", "JOURNEY", "EVENTS"}, func(m workflows.Match) []any {
+			return []any{m.RuleID, m.UserID, m.JourneyID, strings.Join(m.EventIDs, ",")}
+		})
+	default:
+		fmt.Fprint(stdout, rulesUsage)
+		return fmt.Errorf("unknown rules command %q", args[0])
+	}
+}
+
+// readEvents reads JSONL; a bad line is an error naming its number.
+func readEvents(path string) ([]event.Event, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []event.Event
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), event.MaxSize+1)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		e, err := event.Decode([]byte(line))
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
+		}
+		out = append(out, e)
+	}
+	return out, sc.Err()
+}
+
+// render prints rows as an aligned table, or the values as JSON.
+func render[T any](w io.Writer, output string, rows []T, header []string, cols func(T) []any) error {
+	if output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if rows == nil {
+			rows = []T{}
+		}
+		return enc.Encode(rows)
+	}
+	if output != "table" {
+		return fmt.Errorf("-o %s: want table or json", output)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		vals := cols(r)
+		parts := make([]string, len(vals))
+		for i, v := range vals {
+			parts[i] = fmt.Sprint(v)
+		}
+		fmt.Fprintln(tw, strings.Join(parts, "\t"))
+	}
+	return tw.Flush()
+}
