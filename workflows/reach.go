@@ -81,19 +81,17 @@ var a *activities.Activities
 func ReachWorkflow(ctx workflow.Context, in ReachInput) (ReachResult, error) {
 	m := in.Match
 	reachID := workflow.GetInfo(ctx).WorkflowExecution.ID
-	log := workflow.GetLogger(ctx)
 
 	ctx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
-	var cancelReason string
+	r := &reachRun{ctx: ctx, m: m, reachID: reachID}
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		var s CancelSignal
 		workflow.GetSignalChannel(ctx, SignalCancel).Receive(ctx, &s)
-		cancelReason = s.Reason
+		r.cancelReason = s.Reason
 		cancel()
 	})
 
-	r := &reachRun{ctx: ctx, m: m, reachID: reachID}
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -118,6 +116,9 @@ func ReachWorkflow(ctx workflow.Context, in ReachInput) (ReachResult, error) {
 	key := reachID + "/" + stepSend + "/" + route.Channel
 	freq := filter.Request{ReachID: reachID, UserID: m.UserID, RuleID: m.RuleID, JourneyID: route.JourneyID,
 		Channel: route.Channel, DispatchKey: key, Now: workflow.Now(ctx)}
+	// From here on the chain may hold a reservation for this send (a fatigue slot): every way out
+	// that does not send gives it back.
+	r.reserved = &freq
 	var verdict filter.Verdict
 	err = workflow.ExecuteLocalActivity(withSummary(lctx, "filter chain before "+route.Channel), a.Filter, freq).Get(ctx, &verdict)
 	if err != nil {
@@ -154,12 +155,9 @@ func ReachWorkflow(ctx workflow.Context, in ReachInput) (ReachResult, error) {
 	}}).Get(ctx, &res)
 	if err != nil {
 		// The slot the filter chain reserved goes back: this send did not happen.
-		rctx, _ := workflow.NewDisconnectedContext(lctx)
-		if rerr := workflow.ExecuteLocalActivity(rctx, a.Release, freq).Get(rctx, nil); rerr != nil {
-			log.Warn("release filter reservation", "err", rerr)
-		}
+		r.release(lctx)
 		if temporal.IsCanceledError(err) {
-			return r.cancelled(lctx, cancelReason)
+			return r.cancelled(lctx, r.cancelReason)
 		}
 		r.record(audit.Record{Step: stepSend, Kind: audit.KindFailed, Channel: route.Channel, Outcome: "error",
 			Reason: err.Error(), IdempotencyKey: key})
@@ -172,12 +170,27 @@ func ReachWorkflow(ctx workflow.Context, in ReachInput) (ReachResult, error) {
 	return r.finish(lctx, ReachResult{Status: StatusSent, Channel: route.Channel, Verdict: verdict})
 }
 
-// reachRun accumulates audit records so each write is one batched statement.
+// reachRun accumulates audit records so each write is one batched statement, and remembers what
+// must be undone if the run ends without sending.
 type reachRun struct {
-	ctx     workflow.Context
-	m       Match
-	reachID string
-	pending []audit.Record
+	ctx          workflow.Context
+	m            Match
+	reachID      string
+	pending      []audit.Record
+	cancelReason string
+	reserved     *filter.Request // the filter chain may hold a reservation for this send
+}
+
+// release gives back the filter chain's reservation, once, even when the run is cancelled.
+func (r *reachRun) release(lctx workflow.Context) {
+	if r.reserved == nil {
+		return
+	}
+	rctx, _ := workflow.NewDisconnectedContext(lctx)
+	if err := workflow.ExecuteLocalActivity(rctx, a.Release, *r.reserved).Get(rctx, nil); err != nil {
+		workflow.GetLogger(r.ctx).Warn("release filter reservation", "err", err)
+	}
+	r.reserved = nil
 }
 
 func (r *reachRun) record(rec audit.Record) {
@@ -219,6 +232,10 @@ func (r *reachRun) finish(lctx workflow.Context, res ReachResult) (ReachResult, 
 }
 
 func (r *reachRun) cancelled(lctx workflow.Context, reason string) (ReachResult, error) {
+	r.release(lctx)
+	if r.cancelReason != "" {
+		reason = r.cancelReason
+	}
 	if reason == "" {
 		reason = "cancelled"
 	}

@@ -62,15 +62,20 @@ type Releaser interface {
 // Chain runs filters in order.
 type Chain []Filter
 
-// Check returns the first verdict that is not a pass, or a pass.
+// Check returns the first verdict that is not a pass, or a pass. When a filter drops or defers
+// after an earlier one reserved something on its pass, that reservation is given back: only a
+// send that will happen holds a slot.
 func (c Chain) Check(ctx context.Context, r Request) (Verdict, error) {
-	for _, f := range c {
+	for i, f := range c {
 		v, err := f.Check(ctx, r)
 		if err != nil {
 			return Verdict{}, fmt.Errorf("filter %s: %w", f.Name(), err)
 		}
 		if v.Outcome != Pass {
 			v.Filter = f.Name()
+			if err := c[:i].Release(ctx, r); err != nil {
+				return Verdict{}, err
+			}
 			return v, nil
 		}
 	}

@@ -1,0 +1,339 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/IBM/sarama"
+	saramamocks "github.com/IBM/sarama/mocks"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	temporalmocks "go.temporal.io/sdk/mocks"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/omegareach/omega/api"
+	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/event"
+	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
+	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
+	"github.com/omegareach/omega/workflows"
+)
+
+// syncBuffer is a log sink the server goroutines and the test share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// fixture is the API served over HTTP with mocked Kafka and Temporal. The audit store has no pool:
+// the paths tested here must not reach it.
+type fixture struct {
+	producer *saramamocks.SyncProducer
+	temporal *temporalmocks.Client
+	events   omegav1connect.EventServiceClient
+	reaches  omegav1connect.ReachServiceClient
+	log      *syncBuffer
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{
+		producer: saramamocks.NewSyncProducer(t, nil),
+		temporal: &temporalmocks.Client{},
+		log:      &syncBuffer{},
+	}
+	h, err := api.NewHandler(api.Config{
+		Producer: f.producer,
+		Temporal: f.temporal,
+		Audit:    audit.NewStore(nil),
+		Journeys: func(id string) bool { return id == "cart-reminder" },
+		Log:      slog.New(slog.NewTextHandler(f.log, nil)),
+	})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		srv.Close()
+		// Every expected produce and Temporal call happened, and no other.
+		require.NoError(t, f.producer.Close())
+		f.temporal.AssertExpectations(t)
+	})
+	f.events = omegav1connect.NewEventServiceClient(srv.Client(), srv.URL)
+	f.reaches = omegav1connect.NewReachServiceClient(srv.Client(), srv.URL)
+	return f
+}
+
+func validEvent(i int) *omegav1.Event {
+	return &omegav1.Event{
+		EventId: fmt.Sprintf("e%d", i), UserId: fmt.Sprintf("u%d", i), Type: "cart_add", ItemId: "i1",
+		Ts: timestamppb.New(time.Now().Add(-time.Minute)),
+	}
+}
+
+func validEvents(n int) []*omegav1.Event {
+	evs := make([]*omegav1.Event, n)
+	for i := range evs {
+		evs[i] = validEvent(i)
+	}
+	return evs
+}
+
+// requireInvalid asserts err is InvalidArgument and its message starts with the field's name.
+func requireInvalid(t *testing.T, err error, field string) {
+	t.Helper()
+	require.Error(t, err)
+	require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(err), "error: %v", err)
+	var ce *connect.Error
+	require.True(t, errors.As(err, &ce))
+	require.True(t, strings.HasPrefix(ce.Message(), field+": "), "message %q does not name %s", ce.Message(), field)
+}
+
+func TestNewHandlerRequiresBackends(t *testing.T) {
+	_, err := api.NewHandler(api.Config{Producer: saramamocks.NewSyncProducer(t, nil)})
+	require.Error(t, err)
+}
+
+func TestIngestRejects(t *testing.T) {
+	tests := []struct {
+		name      string
+		events    func() []*omegav1.Event
+		wantField string
+	}{
+		{name: "no events", events: func() []*omegav1.Event { return nil }, wantField: "events"},
+		{name: "too many events", events: func() []*omegav1.Event { return validEvents(api.MaxIngestBatch + 1) }, wantField: "events"},
+		{name: "missing type", events: func() []*omegav1.Event {
+			evs := validEvents(4)
+			evs[2].Type = ""
+			return evs
+		}, wantField: "events[2].type"},
+		{name: "missing event id", events: func() []*omegav1.Event {
+			evs := validEvents(2)
+			evs[1].EventId = ""
+			return evs
+		}, wantField: "events[1].event_id"},
+		{name: "missing ts", events: func() []*omegav1.Event {
+			evs := validEvents(1)
+			evs[0].Ts = nil
+			return evs
+		}, wantField: "events[0].ts"},
+		{name: "user with slash", events: func() []*omegav1.Event {
+			evs := validEvents(1)
+			evs[0].UserId = "a/b"
+			return evs
+		}, wantField: "events[0].user_id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t) // no produce expected: a bad batch produces nothing
+			_, err := f.events.Ingest(context.Background(), connect.NewRequest(&omegav1.IngestRequest{Events: tt.events()}))
+			requireInvalid(t, err, tt.wantField)
+		})
+	}
+}
+
+func TestIngestProduces(t *testing.T) {
+	f := newFixture(t)
+	const n = 3
+	for i := range n {
+		f.producer.ExpectSendMessageWithMessageCheckerFunctionAndSucceed(func(m *sarama.ProducerMessage) error {
+			if m.Topic != event.Topic {
+				return fmt.Errorf("topic %q", m.Topic)
+			}
+			key, err := m.Key.Encode()
+			if err != nil || string(key) != fmt.Sprintf("u%d", i) {
+				return fmt.Errorf("key %q, want the user", key)
+			}
+			b, err := m.Value.Encode()
+			if err != nil {
+				return err
+			}
+			e, err := event.Decode(b)
+			if err != nil {
+				return fmt.Errorf("value is not a valid event: %w", err)
+			}
+			if e.EventID != fmt.Sprintf("e%d", i) || e.Type != "cart_add" || e.ItemID != "i1" {
+				return fmt.Errorf("value %s", b)
+			}
+			return nil
+		})
+	}
+	res, err := f.events.Ingest(context.Background(), connect.NewRequest(&omegav1.IngestRequest{Events: validEvents(n)}))
+	require.NoError(t, err)
+	require.EqualValues(t, n, res.Msg.GetAccepted())
+}
+
+func TestIngestProducerFailure(t *testing.T) {
+	f := newFixture(t)
+	internal := "kafka: broker 10.1.2.3:9092 NOT_ENOUGH_REPLICAS"
+	f.producer.ExpectSendMessageAndFail(errors.New(internal))
+
+	_, err := f.events.Ingest(context.Background(), connect.NewRequest(&omegav1.IngestRequest{Events: validEvents(1)}))
+	require.Error(t, err)
+	require.Equal(t, connect.CodeUnavailable, connect.CodeOf(err))
+	require.NotContains(t, err.Error(), "10.1.2.3")
+	require.NotContains(t, err.Error(), "NOT_ENOUGH_REPLICAS")
+	require.Contains(t, f.log.String(), "NOT_ENOUGH_REPLICAS", "the detail goes to the log")
+}
+
+func TestTriggerRejects(t *testing.T) {
+	tests := []struct {
+		name      string
+		req       *omegav1.TriggerRequest
+		wantField string
+	}{
+		{name: "missing user", req: &omegav1.TriggerRequest{JourneyId: "cart-reminder", IdempotencyKey: "k1"}, wantField: "user_id"},
+		{name: "user with brace", req: &omegav1.TriggerRequest{UserId: "u{1}", JourneyId: "cart-reminder", IdempotencyKey: "k1"}, wantField: "user_id"},
+		{name: "user too long", req: &omegav1.TriggerRequest{UserId: strings.Repeat("u", 201), JourneyId: "cart-reminder", IdempotencyKey: "k1"}, wantField: "user_id"},
+		{name: "missing key", req: &omegav1.TriggerRequest{UserId: "u1", JourneyId: "cart-reminder"}, wantField: "idempotency_key"},
+		{name: "key with slash", req: &omegav1.TriggerRequest{UserId: "u1", JourneyId: "cart-reminder", IdempotencyKey: "a/b"}, wantField: "idempotency_key"},
+		{name: "missing journey", req: &omegav1.TriggerRequest{UserId: "u1", IdempotencyKey: "k1"}, wantField: "journey_id"},
+		{name: "unknown journey", req: &omegav1.TriggerRequest{UserId: "u1", JourneyId: "nope", IdempotencyKey: "k1"}, wantField: "journey_id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t) // no Temporal call expected
+			_, err := f.reaches.Trigger(context.Background(), connect.NewRequest(tt.req))
+			requireInvalid(t, err, tt.wantField)
+		})
+	}
+}
+
+func TestTriggerStarts(t *testing.T) {
+	tests := []struct {
+		name        string
+		startErr    error
+		wantCreated bool
+		wantCode    connect.Code // zero: success
+	}{
+		{name: "new reach", wantCreated: true},
+		{name: "same key again", startErr: serviceerror.NewWorkflowExecutionAlreadyStarted("started", "", "run-1")},
+		{name: "temporal down", startErr: errors.New("dial tcp 10.1.2.3:7233: connection refused"), wantCode: connect.CodeUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			wantID := "reach/api/u1/order-7"
+			f.temporal.On("ExecuteWorkflow", mock.Anything,
+				mock.MatchedBy(func(o client.StartWorkflowOptions) bool {
+					return o.ID == wantID && o.TaskQueue == workflows.TaskQueue && o.WorkflowExecutionErrorWhenAlreadyStarted
+				}),
+				mock.Anything,
+				mock.MatchedBy(func(in workflows.ReachInput) bool {
+					m := in.Match
+					return m.RuleID == workflows.APIRuleID && m.UserID == "u1" && m.JourneyID == "cart-reminder" &&
+						m.MatchKey == "order-7" && m.Attrs["coupon"] == "X1" && !m.MatchedAt.IsZero()
+				}),
+			).Return(&temporalmocks.WorkflowRun{}, tt.startErr).Once()
+
+			attrs, err := structpb.NewStruct(map[string]any{"coupon": "X1"})
+			require.NoError(t, err)
+			res, err := f.reaches.Trigger(context.Background(), connect.NewRequest(&omegav1.TriggerRequest{
+				UserId: "u1", JourneyId: "cart-reminder", IdempotencyKey: "order-7", Attrs: attrs,
+			}))
+			if tt.wantCode != 0 {
+				require.Equal(t, tt.wantCode, connect.CodeOf(err), "error: %v", err)
+				require.NotContains(t, err.Error(), "10.1.2.3")
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, wantID, res.Msg.GetReachId())
+			require.Equal(t, tt.wantCreated, res.Msg.GetCreated())
+		})
+	}
+}
+
+func TestCancel(t *testing.T) {
+	tests := []struct {
+		name       string
+		req        *omegav1.CancelRequest
+		signalErr  error // nil with wantReason set: the signal is sent
+		wantReason string
+		wantCode   connect.Code
+		wantField  string
+	}{
+		{name: "missing id", req: &omegav1.CancelRequest{}, wantField: "reach_id"},
+		{name: "not a reach id", req: &omegav1.CancelRequest{ReachId: "x"}, wantField: "reach_id"},
+		{name: "with reason", req: &omegav1.CancelRequest{ReachId: "reach/api/u1/k1", Reason: "user unsubscribed"}, wantReason: "user unsubscribed"},
+		{name: "default reason", req: &omegav1.CancelRequest{ReachId: "reach/api/u1/k1"}, wantReason: "cancelled through the API"},
+		{name: "finished reach", req: &omegav1.CancelRequest{ReachId: "reach/api/u1/k1"}, signalErr: serviceerror.NewNotFound("workflow not found"),
+			wantReason: "cancelled through the API", wantCode: connect.CodeFailedPrecondition},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			if tt.wantReason != "" {
+				f.temporal.On("SignalWorkflow", mock.Anything, tt.req.GetReachId(), "", workflows.SignalCancel,
+					workflows.CancelSignal{Reason: tt.wantReason}).Return(tt.signalErr).Once()
+			}
+			_, err := f.reaches.Cancel(context.Background(), connect.NewRequest(tt.req))
+			switch {
+			case tt.wantField != "":
+				requireInvalid(t, err, tt.wantField)
+			case tt.wantCode != 0:
+				require.Equal(t, tt.wantCode, connect.CodeOf(err), "error: %v", err)
+			default:
+				require.NoError(t, err)
+			}
+		})
+	}
+}
+
+func TestGetRejects(t *testing.T) {
+	tests := []struct {
+		name    string
+		reachID string
+	}{
+		{name: "missing", reachID: ""},
+		{name: "not a reach id", reachID: "x"},
+		{name: "too long", reachID: "reach/" + strings.Repeat("x", 1000)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			_, err := f.reaches.Get(context.Background(), connect.NewRequest(&omegav1.GetRequest{ReachId: tt.reachID}))
+			requireInvalid(t, err, "reach_id")
+		})
+	}
+}
+
+func TestListRejects(t *testing.T) {
+	tests := []struct {
+		name      string
+		req       *omegav1.ListRequest
+		wantField string
+	}{
+		{name: "negative page size", req: &omegav1.ListRequest{UserId: "u1", PageSize: -1}, wantField: "page_size"},
+		{name: "missing user", req: &omegav1.ListRequest{PageSize: 10}, wantField: "user_id"},
+		{name: "user with slash", req: &omegav1.ListRequest{UserId: "a/b"}, wantField: "user_id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			_, err := f.reaches.List(context.Background(), connect.NewRequest(tt.req))
+			requireInvalid(t, err, tt.wantField)
+		})
+	}
+}

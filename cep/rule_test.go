@@ -1,0 +1,252 @@
+package cep
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/omegareach/omega/event"
+)
+
+// singleRule is a valid single-event rule on cart_add with condition where.
+func singleRule(where string) Rule {
+	return Rule{ID: "r1", Steps: []Step{{Type: "cart_add", Where: where}}, JourneyID: "cart-reminder"}
+}
+
+func TestCompileRejects(t *testing.T) {
+	with := func(f func(r *Rule)) Rule {
+		r := singleRule("")
+		f(&r)
+		return r
+	}
+	window := Duration(10 * time.Minute)
+	tests := []struct {
+		name      string
+		rule      Rule
+		wantField string // empty: the rule compiles
+	}{
+		{name: "valid without condition", rule: singleRule("")},
+		{name: "valid with condition", rule: singleRule(`event.item_id != ""`)},
+		{name: "dyn condition", rule: singleRule(`event.attrs.vip`)},
+		{name: "valid sequence", rule: with(func(r *Rule) {
+			r.Kind, r.Within = KindSequence, window
+			r.Steps = []Step{{Type: "view"}, {Type: "cart_add"}}
+		})},
+		{name: "missing id", rule: with(func(r *Rule) { r.ID = "" }), wantField: "id"},
+		{name: "id with slash", rule: with(func(r *Rule) { r.ID = "a/b" }), wantField: "id"},
+		{name: "missing journey", rule: with(func(r *Rule) { r.JourneyID = "" }), wantField: "journey_id"},
+		{name: "no steps", rule: with(func(r *Rule) { r.Steps = nil }), wantField: "steps"},
+		{name: "missing event type", rule: with(func(r *Rule) { r.Steps[0].Type = "" }), wantField: "steps[0].type"},
+		{name: "unknown event type", rule: with(func(r *Rule) { r.Steps[0].Type = "teleport" }), wantField: "steps[0].type"},
+		{name: "condition syntax error", rule: singleRule(`event.item_id ==`), wantField: "steps[0].where"},
+		{name: "condition unknown variable", rule: singleRule(`user.id == "u1"`), wantField: "steps[0].where"},
+		{name: "condition not boolean", rule: singleRule(`1 + 2`), wantField: "steps[0].where"},
+		{name: "condition a string", rule: singleRule(`"yes"`), wantField: "steps[0].where"},
+		{name: "unknown kind", rule: with(func(r *Rule) { r.Kind = "sometimes" }), wantField: "kind"},
+		{name: "sequence without window", rule: with(func(r *Rule) {
+			r.Kind = KindSequence
+			r.Steps = []Step{{Type: "view"}, {Type: "cart_add"}}
+		}), wantField: "within"},
+		{name: "window too long", rule: with(func(r *Rule) {
+			r.Kind, r.Count, r.Within = KindCount, 3, Duration(40*24*time.Hour)
+		}), wantField: "within"},
+		{name: "count rule without count", rule: with(func(r *Rule) { r.Kind, r.Within = KindCount, window }), wantField: "count"},
+		{name: "count on a single rule", rule: with(func(r *Rule) { r.Count = 3 }), wantField: "count"},
+		{name: "absence without absent", rule: with(func(r *Rule) { r.Kind, r.Within = KindAbsence, window }), wantField: "absent"},
+		{name: "absent step of wrong type", rule: with(func(r *Rule) {
+			r.Kind, r.Within, r.Absent = KindAbsence, window, &Step{Type: "nope"}
+		}), wantField: "absent.type"},
+		{name: "unless on a single rule", rule: with(func(r *Rule) { r.Unless = &Step{Type: "chat_started"} }), wantField: "unless"},
+		{name: "unknown reentry", rule: with(func(r *Rule) { r.Reentry = "sometimes" }), wantField: "reentry"},
+		{name: "cooldown without duration", rule: with(func(r *Rule) { r.Reentry = ReentryCooldown }), wantField: "cooldown"},
+		{name: "bad key", rule: with(func(r *Rule) { r.Key = "user+color" }), wantField: "key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := compile(tt.rule)
+			if tt.wantField == "" {
+				require.NoError(t, err)
+				require.Equal(t, tt.rule.ID, c.ID)
+				require.Len(t, c.steps, len(tt.rule.Steps))
+				require.Equal(t, tt.rule.Steps[0].Where != "", c.steps[0].prog != nil)
+				return
+			}
+			var re *RuleError
+			require.True(t, errors.As(err, &re), "want a *RuleError, got %v", err)
+			require.Equal(t, tt.wantField, re.Field)
+			require.Equal(t, tt.rule.ID, re.RuleID)
+			require.Contains(t, err.Error(), tt.wantField)
+		})
+	}
+}
+
+func TestValidateAgainstCatalog(t *testing.T) {
+	cat := Catalog{EventTypes: []string{"cart_add"}, Journey: func(id string) bool { return id == "cart-reminder" }}
+	tests := []struct {
+		name      string
+		rule      Rule
+		wantField string
+	}{
+		{name: "known", rule: singleRule("")},
+		{name: "unknown journey", rule: Rule{ID: "r1", Steps: []Step{{Type: "cart_add"}}, JourneyID: "nope"}, wantField: "journey_id"},
+		{name: "type outside the catalog", rule: Rule{ID: "r1", Steps: []Step{{Type: "view"}}, JourneyID: "cart-reminder"}, wantField: "steps[0].type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Validate(tt.rule, cat)
+			if tt.wantField == "" {
+				require.NoError(t, err)
+				return
+			}
+			var re *RuleError
+			require.True(t, errors.As(err, &re), "want a *RuleError, got %v", err)
+			require.Equal(t, tt.wantField, re.Field)
+		})
+	}
+}
+
+func TestParseRule(t *testing.T) {
+	tests := []struct {
+		name      string
+		doc       string
+		want      Rule
+		wantField string
+	}{
+		{
+			name: "yaml with days",
+			doc: `
+id: viewed
+kind: count
+key: user+item
+steps: [{type: view}]
+count: 3
+within: 7d
+journey_id: chat-nudge
+`,
+			want: Rule{ID: "viewed", Kind: KindCount, Key: "user+item", Steps: []Step{{Type: "view"}}, Count: 3,
+				Within: Duration(7 * 24 * time.Hour), JourneyID: "chat-nudge"},
+		},
+		{
+			name: "json",
+			doc:  `{"id":"cart","steps":[{"type":"cart_add","where":"event.item_id != \"\""}],"journey_id":"cart-reminder"}`,
+			want: Rule{ID: "cart", Steps: []Step{{Type: "cart_add", Where: `event.item_id != ""`}}, JourneyID: "cart-reminder"},
+		},
+		{name: "unknown field refused", doc: "id: r1\nsteps: [{type: view}]\njourney: x\n", wantField: "(document)"},
+		{name: "bad duration", doc: "id: r1\nsteps: [{type: view}]\nwithin: soon\njourney_id: x\n", wantField: "(document)"},
+		{name: "negative days", doc: "id: r1\nsteps: [{type: view}]\nwithin: -1d\njourney_id: x\n", wantField: "(document)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseRule([]byte(tt.doc))
+			if tt.wantField != "" {
+				var re *RuleError
+				require.True(t, errors.As(err, &re), "want a *RuleError, got %v", err)
+				require.Equal(t, tt.wantField, re.Field)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestRuleMatches(t *testing.T) {
+	ts := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	mk := func(f func(e *event.Event)) *event.Event {
+		e := &event.Event{EventID: "e1", UserID: "u1", Type: "cart_add", ItemID: "i1", TS: ts}
+		if f != nil {
+			f(e)
+		}
+		return e
+	}
+	price := `event.attrs.price > 10.0`
+	tests := []struct {
+		name  string
+		where string
+		event *event.Event
+		want  bool
+	}{
+		{name: "item present", where: `event.item_id != ""`, event: mk(nil), want: true},
+		{name: "item missing", where: `event.item_id != ""`, event: mk(func(e *event.Event) { e.ItemID = "" })},
+		{name: "no condition", event: mk(nil), want: true},
+		{name: "other event type", event: mk(func(e *event.Event) { e.Type = "view" })},
+		{name: "empty user never matches", event: mk(func(e *event.Event) { e.UserID = "" })},
+		{name: "empty user with condition", where: `event.item_id != ""`, event: mk(func(e *event.Event) { e.UserID = "" })},
+		{name: "attr above", where: price, event: mk(func(e *event.Event) { e.Attrs = map[string]any{"price": 12.5} }), want: true},
+		{name: "attr below", where: price, event: mk(func(e *event.Event) { e.Attrs = map[string]any{"price": 3} })},
+		{name: "attr below as decoded json", where: price, event: mk(func(e *event.Event) { e.Attrs = map[string]any{"price": 3.0} })},
+		{name: "attr missing", where: price, event: mk(nil)},
+		{name: "attr of wrong type", where: price, event: mk(func(e *event.Event) { e.Attrs = map[string]any{"price": "cheap"} })},
+		{name: "guarded by has", where: `has(event.attrs.price) && event.attrs.price > 10.0`, event: mk(nil)},
+		{name: "user field", where: `event.user_id == "u1"`, event: mk(nil), want: true},
+		{name: "timestamp field", where: `event.ts.startsWith("2026-11-24")`, event: mk(nil), want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := compile(singleRule(tt.where))
+			require.NoError(t, err)
+			require.Equal(t, tt.want, c.matches(tt.event, celVars(tt.event)))
+		})
+	}
+}
+
+func TestDemoRulesCompile(t *testing.T) {
+	for _, r := range DemoRules() {
+		_, err := compile(r)
+		require.NoError(t, err, "rule %s", r.ID)
+	}
+}
+
+// FuzzRuleCondition: whatever the condition, compiling and evaluating it never panics, and a
+// condition that does not compile is a *RuleError naming the condition.
+func FuzzRuleCondition(f *testing.F) {
+	for _, s := range []string{
+		`event.item_id != ""`,
+		`event.attrs.price > 10.0`,
+		`has(event.attrs.vip) && event.attrs.vip`,
+		`1 + 2`,
+		`event.attrs.tags.exists(t, t == "sale")`,
+		`size(event.user_id) > 3 || event.type in ["cart_add", "view"]`,
+		`event.attrs.n / 0 == 1`,
+		`)(`,
+		``,
+	} {
+		f.Add(s)
+	}
+	e := &event.Event{EventID: "e1", UserID: "u1", Type: "cart_add", ItemID: "i1",
+		TS:    time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC),
+		Attrs: map[string]any{"price": 12.5, "n": 3.0, "vip": true, "tags": []any{"sale", "new"}, "name": "x"}}
+	vars := celVars(e)
+	f.Fuzz(func(t *testing.T, where string) {
+		c, err := compile(singleRule(where))
+		if err != nil {
+			var re *RuleError
+			require.True(t, errors.As(err, &re), "compile error is not a *RuleError: %v", err)
+			require.Equal(t, "steps[0].where", re.Field)
+			return
+		}
+		c.matches(e, vars)
+	})
+}
+
+// FuzzParseRule: any document either parses or is refused with a *RuleError; what parses then
+// validates (or not) without panicking.
+func FuzzParseRule(f *testing.F) {
+	f.Add([]byte("id: r1\nsteps: [{type: cart_add, where: 'event.item_id != \"\"'}]\njourney_id: cart-reminder\n"))
+	f.Add([]byte(`{"id":"r","kind":"count","steps":[{"type":"view"}],"count":3,"within":"10m","journey_id":"j"}`))
+	f.Add([]byte("kind: absence\nabsent: {type: order_paid}\nwithin: 1d\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseRule(b)
+		if err != nil {
+			var re *RuleError
+			require.True(t, errors.As(err, &re), "parse error is not a *RuleError: %v", err)
+			return
+		}
+		if err := Validate(r, Catalog{}); err != nil {
+			var re *RuleError
+			require.True(t, errors.As(err, &re), "validation error is not a *RuleError: %v", err)
+		}
+	})
+}
