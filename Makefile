@@ -45,6 +45,12 @@ test: check-generate vet build-dev ## everything: generated code, vet, unit test
 test-short: ## unit tests only, no servers
 	$(GO) test -short ./...
 
+.PHONY: bench
+bench: build-dev ## CEP benchmark on a fresh stack; writes bench/results/cep.md (minutes; not part of make test)
+	@mkdir -p bench/results
+	deploy/local/test.sh $(GO) run ./bench/cep -events 300000 -latency-seconds 20 > bench/results/cep.md
+	@cat bench/results/cep.md
+
 .PHONY: vet
 vet: ## go vet
 	$(GO) vet ./...

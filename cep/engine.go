@@ -233,13 +233,11 @@ func (e *engine) processOnce(ctx context.Context, rules []compiledRule, evs []ev
 			matches = append(matches, m)
 		}
 	}
-	for _, q := range joins {
-		ms, err := e.fanOut(ctx, q, now)
-		if err != nil {
-			return nil, err
-		}
-		matches = append(matches, ms...)
+	fanned, err := e.fanOut(ctx, joins, now)
+	if err != nil {
+		return nil, err
 	}
+	matches = append(matches, fanned...)
 	return e.applyReentryOnce(ctx, rules, matches)
 }
 

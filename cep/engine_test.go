@@ -232,7 +232,9 @@ func TestJoin(t *testing.T) {
 	fav := func(user, item string, at time.Duration) ev {
 		return ev{id: "f-" + user + "-" + item, user: user, typ: "favorite", item: item, at: at}
 	}
-	drop := func(item string, at time.Duration) ev { return ev{id: "d-" + item, typ: "price_drop", item: item, at: at} }
+	drop := func(item string, at time.Duration) ev {
+		return ev{id: "d-" + item, typ: "price_drop", item: item, at: at}
+	}
 	users := func(ms []workflows.Match) []string {
 		var out []string
 		for _, m := range ms {

@@ -45,30 +45,50 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 	}
 }
 
-// fanOut reads the users linked to the trigger's item, a page at a time, each its own match keyed
-// on the trigger event, so a replayed trigger collapses onto the same runs.
-func (e *engine) fanOut(ctx context.Context, q joinQuery, now time.Time) ([]workflows.Match, error) {
-	r, ev := q.rule, q.ev
-	min := strconv.FormatInt(ms(ev.TS)-msd(r.LinkTTL.D()), 10)
-	max := strconv.FormatInt(ms(ev.TS), 10)
+// fanOut reads the users linked to each trigger's item, each its own match keyed on the trigger
+// event, so a replayed trigger collapses onto the same runs. The first page of every trigger is
+// read in one pipelined round trip; only triggers with more links than a page read further pages.
+func (e *engine) fanOut(ctx context.Context, qs []joinQuery, now time.Time) ([]workflows.Match, error) {
+	if len(qs) == 0 {
+		return nil, nil
+	}
+	page := func(pipe redis.Cmdable, q joinQuery, offset int64) *redis.StringSliceCmd {
+		return pipe.ZRangeByScore(ctx, e.joinKey(q.rule, q.ev.ItemID), &redis.ZRangeBy{
+			Min:    strconv.FormatInt(ms(q.ev.TS)-msd(q.rule.LinkTTL.D()), 10),
+			Max:    strconv.FormatInt(ms(q.ev.TS), 10),
+			Offset: offset, Count: joinPage,
+		})
+	}
+	pipe := e.rdb.Pipeline()
+	first := make([]*redis.StringSliceCmd, len(qs))
+	for i, q := range qs {
+		first[i] = page(pipe, q, 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("read join links: %w", err)
+	}
 	var out []workflows.Match
-	for offset := int64(0); offset < int64(r.MaxFanout); offset += joinPage {
-		users, err := e.rdb.ZRangeByScore(ctx, e.joinKey(r, ev.ItemID), &redis.ZRangeBy{
-			Min: min, Max: max, Offset: offset, Count: joinPage,
-		}).Result()
-		if err != nil {
-			return nil, fmt.Errorf("read links of %s: %w", ev.ItemID, err)
-		}
-		for _, u := range users {
-			if len(out) >= r.MaxFanout {
+	for i, q := range qs {
+		users := first[i].Val()
+		n := 0
+		for offset := int64(0); ; {
+			for _, u := range users {
+				if n >= q.rule.MaxFanout {
+					break
+				}
+				m := newMatch(q.rule, q.ev, u, now)
+				m.UserID = u
+				out = append(out, m)
+				n++
+			}
+			offset += joinPage
+			if len(users) < joinPage || n >= q.rule.MaxFanout {
 				break
 			}
-			m := newMatch(r, ev, u, now)
-			m.UserID = u
-			out = append(out, m)
-		}
-		if len(users) < joinPage {
-			break
+			var err error
+			if users, err = page(e.rdb, q, offset).Result(); err != nil {
+				return nil, fmt.Errorf("read links of %s: %w", q.ev.ItemID, err)
+			}
 		}
 	}
 	return out, nil

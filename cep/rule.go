@@ -365,4 +365,3 @@ func celVars(e *event.Event) map[string]any {
 		"ts": e.TS.UTC().Format(time.RFC3339Nano), "attrs": attrs,
 	}}
 }
-

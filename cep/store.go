@@ -26,7 +26,9 @@ type RuleStore struct {
 }
 
 // NewRuleStore validates rules against cat on every write.
-func NewRuleStore(pool *pgxpool.Pool, cat Catalog) *RuleStore { return &RuleStore{pool: pool, cat: cat} }
+func NewRuleStore(pool *pgxpool.Pool, cat Catalog) *RuleStore {
+	return &RuleStore{pool: pool, cat: cat}
+}
 
 // ErrRuleNotFound is returned for an unknown rule ID.
 var ErrRuleNotFound = errors.New("rule not found")
