@@ -204,6 +204,7 @@ func (e *engine) processOnce(ctx context.Context, rules []compiledRule, evs []ev
 	pipe := e.rdb.Pipeline()
 	var pend []pending
 	var joins []joinQuery
+	var late []lateLink
 	var matches []workflows.Match
 	for i := range evs {
 		ev := &evs[i]
@@ -216,7 +217,7 @@ func (e *engine) processOnce(ctx context.Context, rules []compiledRule, evs []ev
 			if vars == nil {
 				vars = celVars(ev)
 			}
-			e.plan(pipe, r, ev, vars, now, &pend, &joins, &matches)
+			e.plan(pipe, r, ev, vars, now, &pend, &joins, &late, &matches)
 		}
 	}
 	if pipe.Len() > 0 {
@@ -238,14 +239,15 @@ func (e *engine) processOnce(ctx context.Context, rules []compiledRule, evs []ev
 		return nil, err
 	}
 	matches = append(matches, fanned...)
-	return e.applyReentryOnce(ctx, rules, matches)
+	matches = append(matches, lateMatches(late, now)...)
+	return e.applyReentryOnce(ctx, rules, dedupeMatches(matches))
 }
 
 func (e *engine) plan(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, vars map[string]any, now time.Time,
-	pend *[]pending, joins *[]joinQuery, matches *[]workflows.Match) {
+	pend *[]pending, joins *[]joinQuery, late *[]lateLink, matches *[]workflows.Match) {
 	ctx := context.Background() // commands are queued, not sent
 	if r.Kind == KindJoin {
-		e.planJoin(pipe, r, ev, vars, joins)
+		e.planJoin(pipe, r, ev, vars, joins, late)
 		return
 	}
 	if ev.UserID == "" {
@@ -367,4 +369,18 @@ func (e *engine) applyReentryOnce(ctx context.Context, rules []compiledRule, ms 
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// dedupeMatches keeps the first of matches that would start the same workflow.
+func dedupeMatches(ms []workflows.Match) []workflows.Match {
+	seen := make(map[string]bool, len(ms))
+	out := ms[:0]
+	for _, m := range ms {
+		id := workflows.ReachID(m.RuleID, m.UserID, m.MatchKey)
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, m)
+		}
+	}
+	return out
 }

@@ -263,6 +263,19 @@ func TestJoin(t *testing.T) {
 		h := newHarness(t, rule)
 		require.Equal(t, []string{"u1"}, users(h.feedBatch(fav("u1", "i1", 0), drop("i1", time.Hour), fav("u2", "i1", 2*time.Hour))))
 	})
+	t.Run("a link processed after the trigger still matches", func(t *testing.T) {
+		// The favourite precedes the drop in event time but travels on another partition.
+		h := newHarness(t, rule)
+		require.Equal(t, []string{"u1"}, users(h.feedBatch(fav("u1", "i1", 0), drop("i1", time.Hour))))
+		require.Equal(t, []string{"u2"}, users(h.feedBatch(fav("u2", "i1", time.Minute))))
+		require.Empty(t, h.feedBatch(fav("u3", "i1", 2*time.Hour)), "a favourite after the drop is not reached")
+		// A replayed drop yields the same matches (same trigger, same workflow IDs): they collapse.
+		require.Equal(t, []string{"u1", "u2"}, users(h.feedBatch(drop("i1", time.Hour))))
+	})
+	t.Run("link and trigger in one batch match once", func(t *testing.T) {
+		h := newHarness(t, rule)
+		require.Equal(t, []string{"u1"}, users(h.feedBatch(drop("i1", time.Hour), fav("u1", "i1", 0))))
+	})
 	t.Run("fan-out is bounded and paged", func(t *testing.T) {
 		r := rule
 		r.MaxFanout = 2100

@@ -1,11 +1,11 @@
 package cep
 
 import (
-	"time"
-
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -20,10 +20,27 @@ func (e *engine) joinKey(r *compiledRule, item string) string {
 	return e.prefix + ":" + tag(item) + ":r:" + r.ID + ":v" + strconv.Itoa(r.Version) + ":links"
 }
 
+func (e *engine) triggersKey(r *compiledRule, item string) string {
+	return e.prefix + ":" + tag(item) + ":r:" + r.ID + ":v" + strconv.Itoa(r.Version) + ":triggers"
+}
+
+// lateLink is a link whose user may have missed a trigger processed before it.
+type lateLink struct {
+	rule *compiledRule
+	ev   *event.Event
+	cmd  *redis.StringSliceCmd
+}
+
 // planJoin queues a link (step 0: a user's event on an item) or records a trigger (step 1: the
 // item's event) whose fan-out is read after the batch's state is written, so a link and a trigger
 // in one batch see each other in order.
-func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, vars map[string]any, joins *[]joinQuery) {
+//
+// Links are keyed by user and triggers by item, so they travel on different partitions and a
+// trigger may be processed before a link that precedes it in event time. Triggers are therefore
+// kept for the lateness bound, and a link also matches the kept triggers later than it: the join
+// is exact in event time for links that arrive up to an hour late. The same (rule, user, trigger)
+// found both ways is one match.
+func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, vars map[string]any, joins *[]joinQuery, late *[]lateLink) {
 	ctx := context.Background()
 	if ev.ItemID == "" {
 		return
@@ -36,13 +53,40 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 		// Bounded: the newest MaxFanout links are kept.
 		pipe.ZRemRangeByRank(ctx, k, 0, int64(-r.MaxFanout-1))
 		pipe.PExpire(ctx, k, r.LinkTTL.D())
+		cmd := pipe.ZRangeByScore(ctx, e.triggersKey(r, ev.ItemID), &redis.ZRangeBy{
+			Min: "(" + strconv.FormatInt(ts, 10), Max: strconv.FormatInt(ts+msd(r.LinkTTL.D()), 10),
+		})
+		*late = append(*late, lateLink{rule: r, ev: ev, cmd: cmd})
 	}
 	if ev.Type == "unfavorite" && ev.UserID != "" && r.steps[0].Type == "favorite" {
 		pipe.ZRem(ctx, k, ev.UserID)
 	}
 	if r.steps[1].test(ev, vars) {
 		*joins = append(*joins, joinQuery{rule: r, ev: ev})
+		tk := e.triggersKey(r, ev.ItemID)
+		b, _ := json.Marshal(ev)
+		ts := ms(ev.TS)
+		pipe.ZAdd(ctx, tk, redis.Z{Score: float64(ts), Member: string(b)})
+		pipe.ZRemRangeByScore(ctx, tk, "-inf", "("+strconv.FormatInt(ts-msd(lateness), 10))
+		pipe.PExpire(ctx, tk, lateness)
 	}
+}
+
+// lateMatches turns the triggers a link found into matches for the link's user.
+func lateMatches(ls []lateLink, now time.Time) []workflows.Match {
+	var out []workflows.Match
+	for _, l := range ls {
+		for _, raw := range l.cmd.Val() {
+			var trig event.Event
+			if json.Unmarshal([]byte(raw), &trig) != nil {
+				continue
+			}
+			m := newMatch(l.rule, &trig, l.ev.UserID, now)
+			m.UserID = l.ev.UserID
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // fanOut reads the users linked to each trigger's item, each its own match keyed on the trigger

@@ -13,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -151,8 +152,9 @@ func (p *pipeline) deliveriesByUser() map[string]int {
 
 func (p *pipeline) waitDeliveries(n int) {
 	p.t.Helper()
-	require.Eventually(p.t, func() bool { return len(p.receiver.Deliveries()) >= n }, 60*time.Second, 50*time.Millisecond,
-		"want %d deliveries", n)
+	if !assert.Eventually(p.t, func() bool { return len(p.receiver.Deliveries()) >= n }, 60*time.Second, 50*time.Millisecond) {
+		p.t.Fatalf("want %d deliveries, have %v", n, p.deliveriesByUser())
+	}
 }
 
 // waitCaughtUp waits until group has committed every offset of the topic.
