@@ -3,14 +3,10 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 
 	"connectrpc.com/connect"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/omegareach/omega/audit"
@@ -40,22 +36,9 @@ func (s *server) Trigger(ctx context.Context, req *connect.Request[omegav1.Trigg
 	if m.GetAttrs() != nil {
 		match.Attrs = m.GetAttrs().AsMap()
 	}
-	id := workflows.ReachID(workflows.APIRuleID, match.UserID, match.MatchKey)
-	_, err := s.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                                       id,
-		TaskQueue:                                s.taskQueue,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.SearchUserID.ValueSet(match.UserID),
-			workflows.SearchRuleID.ValueSet(match.RuleID),
-			workflows.SearchJourneyID.ValueSet(match.JourneyID),
-			workflows.SearchReachStatus.ValueSet(workflows.StatusRunning),
-		),
-		StaticSummary: fmt.Sprintf("%s: API trigger → journey %s", match.UserID, match.JourneyID),
-		StaticDetails: fmt.Sprintf("Journey **%s** started for user **%s** through ReachService.Trigger (key %q).",
-			match.JourneyID, match.UserID, match.MatchKey),
-	}, workflows.ReachWorkflow, workflows.ReachInput{Match: match})
+	opts := workflows.StartOptions(match, s.taskQueue)
+	id := opts.ID
+	_, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.ReachWorkflow, workflows.ReachInput{Match: match})
 	created := true
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
