@@ -54,7 +54,7 @@ func DryRun(ctx context.Context, rdb redis.UniversalClient, rules []Rule, evs []
 		if err != nil {
 			return nil, err
 		}
-		if n == 0 {
+		if n < 500 {
 			break
 		}
 	}

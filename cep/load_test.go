@@ -3,9 +3,11 @@ package cep
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -119,4 +121,21 @@ func TestDryRun(t *testing.T) {
 	keys, err := rdb.Keys(context.Background(), "omega-dryrun-*").Result()
 	require.NoError(t, err)
 	require.Empty(t, keys, "a dry run leaves no state behind")
+}
+
+// A page of cancelled timers does not end the dry run's draining: the real one after them fires.
+func TestDryRunDrainsPastCancelledTimers(t *testing.T) {
+	env := testenv.Require(t)
+	abandon := Rule{ID: "abandon", Kind: KindAbsence, Steps: []Step{{Type: "cart_add"}}, Absent: &Step{Type: "order_paid"}, Within: Duration(time.Minute), JourneyID: "j"}
+	var evs []event.Event
+	for i := range 600 {
+		u := fmt.Sprintf("paid%d", i)
+		evs = append(evs,
+			event.Event{EventID: u + "-a", UserID: u, Type: "cart_add", TS: t0},
+			event.Event{EventID: u + "-p", UserID: u, Type: "order_paid", TS: t0.Add(time.Second)})
+	}
+	evs = append(evs, event.Event{EventID: "late-a", UserID: "late", Type: "cart_add", TS: t0.Add(time.Second)})
+	ms, err := DryRun(context.Background(), env.Redis(t), []Rule{abandon}, evs)
+	require.NoError(t, err)
+	require.Equal(t, []string{"late/late-a"}, matchKeys(ms))
 }

@@ -48,8 +48,9 @@ return 0`)
 const timerLease = 30 * time.Second
 
 // fireDue claims up to limit due absence timers at now, hands each still-pending one to start as a
-// match, and retires it. It returns how many matches it started. Rules come from the caller so a
-// timer fires under the version it was set with, if that version is still loaded.
+// match, and retires it. It returns how many timers it claimed (fired or found cancelled), so a
+// caller drains a backlog by calling again while a full page comes back. Rules come from the
+// caller so a timer fires under the version it was set with, if that version is still loaded.
 func (e *engine) fireDue(ctx context.Context, rules []compiledRule, now time.Time, limit int,
 	start func(context.Context, []workflows.Match) error) (n int, err error) {
 	err = e.withScripts(ctx, func() error {
@@ -125,5 +126,5 @@ func (e *engine) fireDueOnce(ctx context.Context, rules []compiledRule, now time
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return 0, fmt.Errorf("retire timers: %w", err)
 	}
-	return len(matches), nil
+	return len(members), nil
 }
