@@ -1,17 +1,24 @@
 package activities
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
+	"cel.dev/cel-go/cel"
+	"github.com/redis/go-redis/v9"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/omegareach/omega/activities/channel"
 	"github.com/omegareach/omega/activities/filter"
 	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/internal/openreach"
+	"github.com/omegareach/omega/journey"
+	"github.com/omegareach/omega/profile"
 )
 
 // Error types workflows test for; a permanent failure is not retried.
@@ -19,6 +26,7 @@ const (
 	ErrTypeUnknownJourney    = "UnknownJourney"
 	ErrTypeUnknownChannel    = "UnknownChannel"
 	ErrTypeTemplate          = "TemplateError"
+	ErrTypeCondition         = "ConditionError"
 	ErrTypePermanentDispatch = "PermanentDispatchError"
 	ErrTypeRetryableDispatch = "RetryableDispatchError"
 )
@@ -26,47 +34,110 @@ const (
 // Activities holds the clients the reach activities use. Build it once in the worker and register
 // the value; workflows call its methods through a nil *Activities.
 type Activities struct {
-	Journeys *Catalog
+	Journeys journey.Source
+	Profiles profile.Source
 	Chain    filter.Chain
 	Channels *channel.Registry
 	Audit    *audit.Store
-	Log      *slog.Logger
+	// Redis holds the index of open reaches (under KeyPrefix) the CEP stage routes responses by.
+	Redis     redis.UniversalClient
+	KeyPrefix string
+	Log       *slog.Logger
+
+	conds sync.Map // CEL source -> cel.Program
 }
 
-// RouteInput names the journey a match is routed to and the fields its templates read.
+// RouteInput names the journey a match is routed to and the user.
 type RouteInput struct {
-	JourneyID string         `json:"journey_id"`
-	Fields    map[string]any `json:"fields"`
+	JourneyID string `json:"journey_id"`
+	UserID    string `json:"user_id"`
 }
 
-// RouteResult is the journey pinned for the run and the rendered materials.
+// RouteResult is the journey version the run pins for its whole life, and the user's profile.
 type RouteResult struct {
-	JourneyID      string `json:"journey_id"`
-	JourneyVersion int    `json:"journey_version"`
-	Channel        string `json:"channel"`
-	TemplateID     string `json:"template_id"`
-	Title          string `json:"title"`
-	Body           string `json:"body"`
+	Journey journey.Journey `json:"journey"`
+	Profile profile.Profile `json:"profile"`
 }
 
-// Route resolves the journey and renders its message.
-func (a *Activities) Route(_ context.Context, in RouteInput) (RouteResult, error) {
-	j, ok := a.Journeys.journeys[in.JourneyID]
-	if !ok {
-		return RouteResult{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("no journey %q", in.JourneyID), ErrTypeUnknownJourney, nil)
+// Route resolves the journey's active version and reads the user's profile.
+func (a *Activities) Route(ctx context.Context, in RouteInput) (RouteResult, error) {
+	j, err := a.Journeys.Active(ctx, in.JourneyID)
+	if errors.Is(err, journey.ErrNotFound) {
+		return RouteResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownJourney, err)
 	}
-	title, err := render(j.title, in.Fields)
-	if err == nil {
-		var body string
-		body, err = render(j.body, in.Fields)
-		if err == nil {
-			return RouteResult{JourneyID: j.ID, JourneyVersion: j.Version, Channel: j.Channel,
-				TemplateID: j.Template.ID, Title: title, Body: body}, nil
+	if err != nil {
+		return RouteResult{}, err
+	}
+	p, err := a.Profiles.Get(ctx, in.UserID)
+	if err != nil {
+		return RouteResult{}, err
+	}
+	return RouteResult{Journey: j, Profile: p}, nil
+}
+
+// RegisterInput puts a run in its user's index of open reaches.
+type RegisterInput struct {
+	UserID  string    `json:"user_id"`
+	ReachID string    `json:"reach_id"`
+	RuleID  string    `json:"rule_id"`
+	Events  []string  `json:"events,omitempty"`
+	MaxOpen int       `json:"max_open,omitempty"`
+	Now     time.Time `json:"now"`
+}
+
+// Register indexes the run so responses find it; false when the rule's bound on open runs per
+// user refuses it.
+func (a *Activities) Register(ctx context.Context, in RegisterInput) (bool, error) {
+	return openreach.Register(ctx, a.Redis, a.KeyPrefix, in.UserID, in.ReachID,
+		openreach.Entry{RuleID: in.RuleID, Events: in.Events}, in.MaxOpen, in.Now)
+}
+
+// Unregister removes the run from its user's index.
+func (a *Activities) Unregister(ctx context.Context, in RegisterInput) error {
+	return openreach.Unregister(ctx, a.Redis, a.KeyPrefix, in.UserID, in.ReachID)
+}
+
+// BranchInput is a branch step's conditions and what they read.
+type BranchInput struct {
+	Conditions []string         `json:"conditions"`
+	Match      map[string]any   `json:"match"`
+	Profile    map[string]any   `json:"profile"`
+	Responses  []map[string]any `json:"responses"`
+}
+
+// Branch returns the index of the first condition that holds, -1 when none does. A condition that
+// fails at run time (a missing attribute) does not hold.
+func (a *Activities) Branch(_ context.Context, in BranchInput) (int, error) {
+	vars := map[string]any{"match": in.Match, "profile": in.Profile, "responses": in.Responses}
+	if vars["responses"] == nil {
+		vars["responses"] = []map[string]any{}
+	}
+	for i, c := range in.Conditions {
+		prog, err := a.condition(c)
+		if err != nil {
+			return 0, temporal.NewNonRetryableApplicationError(fmt.Sprintf("condition %q: %v", c, err), ErrTypeCondition, err)
+		}
+		out, _, err := prog.Eval(vars)
+		if err != nil {
+			continue
+		}
+		if b, ok := out.Value().(bool); ok && b {
+			return i, nil
 		}
 	}
-	return RouteResult{}, temporal.NewNonRetryableApplicationError(
-		fmt.Sprintf("render template %q: %v", j.Template.ID, err), ErrTypeTemplate, err)
+	return -1, nil
+}
+
+func (a *Activities) condition(src string) (cel.Program, error) {
+	if p, ok := a.conds.Load(src); ok {
+		return p.(cel.Program), nil
+	}
+	p, err := journey.CompileCondition(src)
+	if err != nil {
+		return nil, err
+	}
+	a.conds.Store(src, p)
+	return p, nil
 }
 
 // Filter runs the filter chain. The verdict is the result; an error means a filter's store could
@@ -80,21 +151,35 @@ func (a *Activities) Release(ctx context.Context, r filter.Request) error {
 	return a.Chain.Release(ctx, r)
 }
 
-// DispatchInput is one send.
+// DispatchInput is one send: the template (pinned with the journey's version) and the fields it
+// renders over, and the message's addressing.
 type DispatchInput struct {
-	Channel string          `json:"channel"`
-	Message channel.Message `json:"message"`
+	Channel    string           `json:"channel"`
+	TemplateID string           `json:"template_id"`
+	Template   journey.Template `json:"template"`
+	Fields     map[string]any   `json:"fields,omitempty"`
+	Message    channel.Message  `json:"message"`
 }
 
-// Dispatch sends on the named channel. The message's idempotency key makes a retry after an
-// accepted but unacknowledged send a no-op at the provider.
+// Dispatch renders the template and sends it on the named channel. The message's idempotency key
+// makes a retry after an accepted but unacknowledged send a no-op at the provider.
 func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (channel.Result, error) {
 	ch, ok := a.Channels.Get(in.Channel)
 	if !ok {
 		return channel.Result{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("no channel %q", in.Channel), ErrTypeUnknownChannel, nil)
 	}
-	res, err := ch.Send(ctx, in.Message)
+	m := in.Message
+	var err error
+	if m.Title, err = render(in.Template.Title, in.Fields); err == nil {
+		m.Body, err = render(in.Template.Body, in.Fields)
+	}
+	if err != nil {
+		return channel.Result{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("render template %q: %v", in.TemplateID, err), ErrTypeTemplate, err)
+	}
+	m.Template, m.Channel = in.TemplateID, in.Channel
+	res, err := ch.Send(ctx, m)
 	if err == nil {
 		return res, nil
 	}
@@ -114,4 +199,19 @@ func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (channel.Re
 func (a *Activities) AppendAudit(ctx context.Context, recs []audit.Record) error {
 	_, err := a.Audit.Append(ctx, recs...)
 	return err
+}
+
+func render(text string, data map[string]any) (string, error) {
+	if text == "" {
+		return "", nil
+	}
+	t, err := journey.ParseTemplate("t", text)
+	if err != nil {
+		return "", err
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, data); err != nil {
+		return "", err
+	}
+	return b.String(), nil
 }

@@ -24,6 +24,13 @@ const (
 	KindFailed        = "failed"
 	KindCancelled     = "cancelled"
 	KindCompleted     = "completed"
+	// Journey steps.
+	KindWaited    = "waited"
+	KindResponded = "responded"
+	KindTimedOut  = "timed_out"
+	KindBranched  = "branched"
+	KindSplit     = "split"
+	KindConverted = "converted"
 )
 
 // Record is one audited step.
@@ -211,3 +218,6 @@ func decodeToken(tok string) (time.Time, string, error) {
 	}
 	return at, id, nil
 }
+
+// Pool is the store's database, for the stores that share it (rules, journeys, profiles).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }

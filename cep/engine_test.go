@@ -79,7 +79,7 @@ func matchKeys(ms []workflows.Match) []string {
 }
 
 func TestSingle(t *testing.T) {
-	h := newHarness(t, DemoRules()[0])
+	h := newHarness(t, demoRule(t, "cart-add"))
 	require.Equal(t, []string{"u1/e1"}, h.feed(
 		ev{id: "e1", user: "u1", typ: "cart_add", item: "i1"},
 		ev{id: "e2", user: "u1", typ: "cart_add"}, // condition fails: no item

@@ -17,12 +17,14 @@ import (
 
 func TestDemoRulesValid(t *testing.T) {
 	rs := DemoRules()
-	require.Len(t, rs, 3)
+	var ids []string
 	for _, r := range rs {
+		ids = append(ids, r.ID)
 		require.NoError(t, Validate(r, Catalog{Journey: func(id string) bool {
-			return id == "cart-reminder" || id == "price-drop" || id == "chat-nudge"
+			return id == "cart-reminder" || id == "price-drop" || id == "chat-nudge" || id == "cart-retarget"
 		}}), r.ID)
 	}
+	require.Equal(t, []string{"cart-abandoned", "cart-add", "price-drop-favorited", "viewed-3x-no-chat"}, ids)
 }
 
 func TestParseAndValidate(t *testing.T) {
@@ -115,7 +117,7 @@ func TestDryRun(t *testing.T) {
 		{EventID: "a1", UserID: "bob", Type: "cart_add", TS: t0},
 	}
 	abandon := Rule{ID: "abandon", Kind: KindAbsence, Steps: []Step{{Type: "cart_add"}}, Absent: &Step{Type: "order_paid"}, Within: Duration(3600e9), JourneyID: "j"}
-	ms, err := DryRun(context.Background(), rdb, append(DemoRules()[1:2], abandon), evs)
+	ms, err := DryRun(context.Background(), rdb, []Rule{demoRule(t, "price-drop-favorited"), abandon}, evs)
 	require.NoError(t, err)
 	require.Equal(t, []string{"alice/p1", "bob/a1"}, matchKeys(ms))
 	keys, err := rdb.Keys(context.Background(), "omega-dryrun-*").Result()
@@ -138,4 +140,15 @@ func TestDryRunDrainsPastCancelledTimers(t *testing.T) {
 	ms, err := DryRun(context.Background(), env.Redis(t), []Rule{abandon}, evs)
 	require.NoError(t, err)
 	require.Equal(t, []string{"late/late-a"}, matchKeys(ms))
+}
+
+func demoRule(t testing.TB, id string) Rule {
+	t.Helper()
+	for _, r := range DemoRules() {
+		if r.ID == id {
+			return r
+		}
+	}
+	t.Fatalf("no demo rule %s", id)
+	return Rule{}
 }

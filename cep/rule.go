@@ -1,17 +1,15 @@
 package cep
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"cel.dev/cel-go/cel"
-	"sigs.k8s.io/yaml"
 
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/spec"
 )
 
 // Pattern kinds.
@@ -61,6 +59,9 @@ type Rule struct {
 	// Reentry is every (default), once or cooldown (with Cooldown).
 	Reentry  string   `json:"reentry,omitempty"`
 	Cooldown Duration `json:"cooldown,omitempty"`
+	// MaxOpen bounds the runs of this rule a user may have open at once (0: no bound); a match
+	// beyond it ends at once as suppressed, audited.
+	MaxOpen int `json:"max_open,omitempty"`
 	// JourneyID is the journey a match starts.
 	JourneyID string `json:"journey_id"`
 	// Shadow rules record their matches and start nothing.
@@ -75,40 +76,7 @@ type Step struct {
 }
 
 // Duration reads "10m", "24h" or "30d".
-type Duration time.Duration
-
-// D returns the time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("a duration is a string such as \"10m\" or \"7d\"")
-	}
-	v, err := parseDuration(s)
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
-
-func parseDuration(s string) (time.Duration, error) {
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("bad duration %q", s)
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("bad duration %q", s)
-	}
-	return v, nil
-}
+type Duration = spec.Duration
 
 // RuleError names the offending field of a rule and why.
 type RuleError struct {
@@ -125,7 +93,7 @@ func (e *RuleError) Error() string {
 // ignored.
 func ParseRule(b []byte) (Rule, error) {
 	var r Rule
-	if err := yaml.UnmarshalStrict(b, &r); err != nil {
+	if err := spec.Unmarshal(b, &r); err != nil {
 		return Rule{}, &RuleError{Field: "(document)", Reason: err.Error()}
 	}
 	return r, nil
@@ -238,6 +206,8 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 		return fail("reentry", "unknown policy %q (every, once or cooldown)", r.Reentry)
 	case r.Reentry == ReentryCooldown && r.Cooldown <= 0:
 		return fail("cooldown", "required with reentry: cooldown")
+	case r.MaxOpen < 0:
+		return fail("max_open", "must not be negative")
 	}
 	c := compiledRule{Rule: r, types: map[string]bool{}}
 	for i, f := range strings.Split(r.Key, "+") {

@@ -44,6 +44,12 @@ type Config struct {
 	RuleSource     RuleSource
 	ReloadInterval time.Duration
 	Starter        Starter
+	// Signaler delivers response events (ResponseTypes, event.ResponseTypes when nil) to the open
+	// reaches that wait for them, found under ReachPrefix (the workers' key prefix, "omega" when
+	// empty). The Starter is used when it is a Signaler.
+	Signaler      Signaler
+	ResponseTypes []string
+	ReachPrefix   string
 	// Shadow records the matches of shadow rules (they start nothing); logged only when nil.
 	Shadow ShadowRecorder
 	// TimerInterval is how often due absence timers are fired (200ms when zero).
@@ -68,6 +74,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.KeyPrefix == "" {
 		c.KeyPrefix = "omega"
+	}
+	if c.ReachPrefix == "" {
+		c.ReachPrefix = "omega"
+	}
+	if c.ResponseTypes == nil {
+		c.ResponseTypes = event.ResponseTypes
+	}
+	if c.Signaler == nil {
+		c.Signaler, _ = c.Starter.(Signaler)
 	}
 	if c.DedupeTTL == 0 {
 		c.DedupeTTL = 24 * time.Hour
@@ -395,6 +410,9 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, msgs 
 		return err
 	}
 	if err := s.dispatch(ctx, matches); err != nil {
+		return err
+	}
+	if err := s.routeResponses(ctx, evs); err != nil {
 		return err
 	}
 	return retry(ctx, s.cfg.Log, "write dedupe marks", func() error { return s.markSeen(ctx, fresh) })

@@ -31,3 +31,16 @@ func (t *TemporalStarter) Start(ctx context.Context, m workflows.Match) error {
 	}
 	return nil
 }
+
+// Signal delivers a response to a reach; false when the run is gone (closed or unknown).
+func (t *TemporalStarter) Signal(ctx context.Context, reachID string, r workflows.Response) (bool, error) {
+	err := t.Client.SignalWorkflow(ctx, reachID, "", workflows.SignalResponse, r)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("signal %s: %w", reachID, err)
+	}
+	return true, nil
+}

@@ -2,14 +2,12 @@ package cep
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/omegareach/omega/internal/versioned"
 )
 
 // RuleStore keeps rule versions in PostgreSQL (schema from audit.Migrate). Applying a rule that
@@ -21,25 +19,20 @@ import (
 // flight under the old version are dropped (their keys expire by TTL, their timers are discarded
 // when due). Disabling a rule stops it the same way.
 type RuleStore struct {
-	pool *pgxpool.Pool
-	cat  Catalog
+	vs  *versioned.Store
+	cat Catalog
 }
 
 // NewRuleStore validates rules against cat on every write.
 func NewRuleStore(pool *pgxpool.Pool, cat Catalog) *RuleStore {
-	return &RuleStore{pool: pool, cat: cat}
+	return &RuleStore{vs: versioned.New(pool, "rule"), cat: cat}
 }
 
 // ErrRuleNotFound is returned for an unknown rule ID.
-var ErrRuleNotFound = errors.New("rule not found")
+var ErrRuleNotFound = versioned.ErrNotFound
 
 // Applied says what Apply did.
-type Applied struct {
-	ID      string
-	Version int
-	// Status is created, updated or unchanged.
-	Status string
-}
+type Applied = versioned.Applied
 
 // Apply validates r and stores it as a new version unless it equals the active one.
 func (s *RuleStore) Apply(ctx context.Context, r Rule) (Applied, error) {
@@ -51,78 +44,38 @@ func (s *RuleStore) Apply(ctx context.Context, r Rule) (Applied, error) {
 	if err != nil {
 		return Applied{}, fmt.Errorf("encode rule %s: %w", r.ID, err)
 	}
-	sum := sha256.Sum256(spec)
-	checksum := hex.EncodeToString(sum[:])
-	var out Applied
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// Serialise writers of one rule.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('rule:' || $1))`, r.ID); err != nil {
-			return err
-		}
-		var latest int
-		var latestSum string
-		var disabled bool
-		err := tx.QueryRow(ctx, `SELECT h.active_version, v.checksum, h.disabled FROM rule_heads h
-			JOIN rule_versions v ON v.rule_id = h.rule_id AND v.version = h.active_version WHERE h.rule_id = $1`, r.ID).
-			Scan(&latest, &latestSum, &disabled)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			out = Applied{ID: r.ID, Version: 1, Status: "created"}
-		case err != nil:
-			return err
-		case latestSum == checksum && disabled == r.Disabled:
-			out = Applied{ID: r.ID, Version: latest, Status: "unchanged"}
-			return nil
-		default:
-			if err := tx.QueryRow(ctx, `SELECT max(version) FROM rule_versions WHERE rule_id = $1`, r.ID).Scan(&latest); err != nil {
-				return err
-			}
-			out = Applied{ID: r.ID, Version: latest + 1, Status: "updated"}
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO rule_versions (rule_id, version, spec, checksum) VALUES ($1, $2, $3, $4)`,
-			r.ID, out.Version, spec, checksum); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO rule_heads (rule_id, active_version, disabled) VALUES ($1, $2, $3)
-			ON CONFLICT (rule_id) DO UPDATE SET active_version = $2, disabled = $3, updated_at = now()`,
-			r.ID, out.Version, r.Disabled)
-		return err
-	})
-	if err != nil {
-		return Applied{}, fmt.Errorf("apply rule %s: %w", r.ID, err)
-	}
-	return out, nil
+	return s.vs.Apply(ctx, r.ID, spec, r.Disabled)
 }
 
 // Disable stops a rule; applying it again (without disabled) re-enables it.
 func (s *RuleStore) Disable(ctx context.Context, id string) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE rule_heads SET disabled = true, updated_at = now() WHERE rule_id = $1`, id)
-	if err != nil {
-		return fmt.Errorf("disable rule %s: %w", id, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrRuleNotFound
-	}
-	return nil
+	return s.vs.Disable(ctx, id)
 }
 
 // List returns every rule's active version, disabled ones included, by ID.
 func (s *RuleStore) List(ctx context.Context) ([]Rule, error) {
-	return s.query(ctx, `SELECT v.spec, v.version, h.disabled FROM rule_heads h
-		JOIN rule_versions v ON v.rule_id = h.rule_id AND v.version = h.active_version ORDER BY h.rule_id`)
+	hs, err := s.vs.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Rule, 0, len(hs))
+	for _, h := range hs {
+		r, err := decodeRule(h)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // Get returns one rule's active version.
 func (s *RuleStore) Get(ctx context.Context, id string) (Rule, error) {
-	rs, err := s.query(ctx, `SELECT v.spec, v.version, h.disabled FROM rule_heads h
-		JOIN rule_versions v ON v.rule_id = h.rule_id AND v.version = h.active_version WHERE h.rule_id = $1`, id)
+	h, err := s.vs.Get(ctx, id)
 	if err != nil {
 		return Rule{}, err
 	}
-	if len(rs) == 0 {
-		return Rule{}, ErrRuleNotFound
-	}
-	return rs[0], nil
+	return decodeRule(h)
 }
 
 // ActiveRules implements RuleSource: the enabled rules' active versions.
@@ -140,23 +93,11 @@ func (s *RuleStore) ActiveRules(ctx context.Context) ([]Rule, error) {
 	return out, nil
 }
 
-func (s *RuleStore) query(ctx context.Context, q string, args ...any) ([]Rule, error) {
-	rows, err := s.pool.Query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read rules: %w", err)
+func decodeRule(h versioned.Head) (Rule, error) {
+	var r Rule
+	if err := json.Unmarshal(h.Spec, &r); err != nil {
+		return Rule{}, fmt.Errorf("decode stored rule %s: %w", h.ID, err)
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Rule, error) {
-		var spec []byte
-		var r Rule
-		var version int
-		var disabled bool
-		if err := row.Scan(&spec, &version, &disabled); err != nil {
-			return Rule{}, err
-		}
-		if err := json.Unmarshal(spec, &r); err != nil {
-			return Rule{}, fmt.Errorf("decode stored rule: %w", err)
-		}
-		r.Version, r.Disabled = version, disabled
-		return r, nil
-	})
+	r.Version, r.Disabled = h.Version, h.Disabled
+	return r, nil
 }

@@ -15,10 +15,13 @@ import (
 func TestPatterns(t *testing.T) {
 	p := newPipeline(t)
 	p.startWorker()
-	demo := cep.DemoRules()
+	demo := map[string]cep.Rule{}
+	for _, r := range cep.DemoRules() {
+		demo[r.ID] = r
+	}
 	rules := []cep.Rule{
-		demo[1], // join: favourite, then the item's price drop
-		demo[2], // count: 3 views of an item in 10 minutes without a chat
+		demo["price-drop-favorited"], // join: favourite, then the item's price drop
+		demo["viewed-3x-no-chat"],    // count: 3 views of an item in 10 minutes without a chat
 		{ID: "abandoned", Kind: cep.KindAbsence, Steps: []cep.Step{{Type: "cart_add"}},
 			Absent: &cep.Step{Type: "order_paid"}, Within: cep.Duration(2 * time.Second), JourneyID: "cart-reminder"},
 		{ID: "fav-then-buy", Kind: cep.KindSequence, Steps: []cep.Step{{Type: "favorite"}, {Type: "order_paid"}},

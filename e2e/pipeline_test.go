@@ -24,6 +24,7 @@ import (
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/internal/testenv"
+	"github.com/omegareach/omega/journey"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
 	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
 	"github.com/omegareach/omega/worker"
@@ -77,13 +78,16 @@ func newPipeline(t *testing.T) *pipeline {
 	return p
 }
 
-// startWorker runs a reach worker posting to the test's receiver.
-func (p *pipeline) startWorker() {
+// startWorker runs a reach worker with the demo journeys posting to the test's receiver.
+func (p *pipeline) startWorker() { p.startWorkerWith(nil) }
+
+func (p *pipeline) startWorkerWith(journeys journey.Source) {
 	srv := httptest.NewServer(p.receiver)
 	p.t.Cleanup(srv.Close)
 	w, err := worker.New(worker.Config{
 		Temporal: p.env.Temporal(p.t), TaskQueue: p.queue, Redis: p.env.Redis(p.t), KeyPrefix: p.prefix,
-		BlacklistKey: p.blkey, Audit: p.store, WebhookURL: srv.URL, DailyCap: dailyCap, Log: testLogger(p.t),
+		BlacklistKey: p.blkey, Audit: p.store, WebhookURL: srv.URL, DailyCap: dailyCap, Journeys: journeys,
+		Log: testLogger(p.t),
 	})
 	require.NoError(p.t, err)
 	require.NoError(p.t, w.Start())
@@ -99,7 +103,7 @@ func (p *pipeline) startCEP(group, keyPrefix string) (stop func()) {
 func (p *pipeline) startCEPWith(group, keyPrefix string, rules []cep.Rule) (stop func()) {
 	st, err := cep.New(cep.Config{
 		Brokers: p.env.Brokers, Sarama: saramaConfig(), Group: group, Topic: p.topic, DLQTopic: p.dlq,
-		Redis: p.env.Redis(p.t), KeyPrefix: keyPrefix, Rules: rules, TimerInterval: 50 * time.Millisecond,
+		Redis: p.env.Redis(p.t), KeyPrefix: keyPrefix, ReachPrefix: p.prefix, Rules: rules, TimerInterval: 50 * time.Millisecond,
 		Starter: p.starter(), Log: testLogger(p.t),
 	})
 	require.NoError(p.t, err)

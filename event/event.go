@@ -111,3 +111,11 @@ func isToken(s string) bool {
 	}
 	return s != ""
 }
+
+// ResponseTypes are the event types declared as responses: the CEP stage routes them to the
+// user's open reaches, whose journeys wait for them (wait_for) or end on them (goal). A push_open
+// that carries attrs.reach_id goes to that reach only.
+var ResponseTypes = []string{"push_open", "chat_started", "order_paid"}
+
+// AttrReachID is the attribute of a response event that names the reach it answers.
+const AttrReachID = "reach_id"

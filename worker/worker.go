@@ -15,6 +15,8 @@ import (
 	"github.com/omegareach/omega/activities/channel"
 	"github.com/omegareach/omega/activities/filter"
 	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/journey"
+	"github.com/omegareach/omega/profile"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -33,19 +35,36 @@ type Config struct {
 	WebhookURL string
 	// DailyCap is the most sends per user per day (3 when zero).
 	DailyCap int
-	Journeys []activities.Journey
+	// Journeys gives each new run its journey (the demo journeys when nil); Profiles the user's
+	// profile (none when nil).
+	Journeys journey.Source
+	Profiles profile.Source
 	Log      *slog.Logger
 }
+
+// Channels are the channels a worker registers: the webhook ("external call"), and push and SMS
+// through the same provider URL (the local receiver stands in for the providers).
+var Channels = []string{"webhook", "push", "sms"}
 
 func (c *Config) setDefaults() {
 	if c.TaskQueue == "" {
 		c.TaskQueue = workflows.TaskQueue
 	}
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = "omega"
+	}
 	if c.DailyCap == 0 {
 		c.DailyCap = 3
 	}
 	if c.Journeys == nil {
-		c.Journeys = activities.DemoJourneys()
+		demo, err := journey.NewStatic(journey.Catalog{Channels: Channels}, journey.Demo()...)
+		if err != nil {
+			panic(err) // embedded and tested
+		}
+		c.Journeys = demo
+	}
+	if c.Profiles == nil {
+		c.Profiles = profile.Static{}
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
@@ -69,20 +88,21 @@ func New(cfg Config) (sdkworker.Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	catalog, err := activities.NewCatalog(cfg.Journeys...)
-	if err != nil {
-		return nil, err
-	}
 	channels := channel.NewRegistry()
-	wh, err := channel.NewWebhook(channel.WebhookConfig{URL: cfg.WebhookURL})
-	if err != nil {
-		return nil, err
-	}
-	if err := channels.Register(wh); err != nil {
-		return nil, err
+	for _, name := range Channels {
+		wh, err := channel.NewWebhook(channel.WebhookConfig{Name: name, URL: cfg.WebhookURL})
+		if err != nil {
+			return nil, err
+		}
+		if err := channels.Register(wh); err != nil {
+			return nil, err
+		}
 	}
 	acts := &activities.Activities{
-		Journeys: catalog,
+		Journeys:  cfg.Journeys,
+		Profiles:  cfg.Profiles,
+		Redis:     cfg.Redis,
+		KeyPrefix: cfg.KeyPrefix,
 		Chain: filter.Chain{
 			filter.NewBlacklist(cfg.Redis, cfg.BlacklistKey),
 			filter.NewDailyCap(cfg.Redis, cfg.KeyPrefix, cfg.DailyCap),

@@ -3,6 +3,8 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -12,23 +14,45 @@ import (
 	"github.com/omegareach/omega/activities/channel"
 	"github.com/omegareach/omega/activities/filter"
 	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/journey"
+	"github.com/omegareach/omega/profile"
 )
 
 // Reach statuses, as kept in the ReachStatus search attribute and the final audit record.
 const (
 	StatusRunning    = "running"
+	StatusWaiting    = "waiting"
 	StatusSent       = "sent"
 	StatusSuppressed = "suppressed"
+	StatusConverted  = "converted"
 	StatusFailed     = "failed"
 	StatusCancelled  = "cancelled"
+	StatusCompleted  = "completed"
 )
 
-// SignalCancel asks a reach to stop; its payload is a CancelSignal.
-const SignalCancel = "cancel"
+// Signals and queries of a reach run.
+const (
+	// SignalCancel asks a reach to stop; its payload is a CancelSignal.
+	SignalCancel = "cancel"
+	// SignalResponse delivers a response event (Response) the journey may wait for.
+	SignalResponse = "response"
+	// QueryState returns the run's State: current step, step history, responses.
+	QueryState = "state"
+)
 
 // CancelSignal carries why a reach was cancelled.
 type CancelSignal struct {
 	Reason string `json:"reason"`
+}
+
+// Response is a response event routed to the run (push_open, chat_started, order_paid...).
+type Response struct {
+	EventID string         `json:"event_id"`
+	Type    string         `json:"type"`
+	At      time.Time      `json:"at"`
+	Attrs   map[string]any `json:"attrs,omitempty"`
+	// Consumed is set when a wait_for took it.
+	Consumed bool `json:"consumed,omitempty"`
 }
 
 // Match is what the CEP stage (or an API trigger) found: who to reach, because of which rule,
@@ -49,12 +73,66 @@ type Match struct {
 	EventTime time.Time      `json:"event_time,omitzero"`
 	MatchedAt time.Time      `json:"matched_at,omitzero"`
 	Attrs     map[string]any `json:"attrs,omitempty"`
+	// MaxOpen bounds the runs of the rule a user may have open at once (0: no bound).
+	MaxOpen int `json:"max_open,omitempty"`
 }
 
 // ReachInput is the reach workflow's input.
 type ReachInput struct {
 	Match Match `json:"match"`
+	// Resume carries a run across continue-as-new.
+	Resume *Resume `json:"resume,omitempty"`
+	// MaxSteps is how many steps one run takes before it continues as new (DefaultMaxSteps when
+	// zero); it also continues as new past maxHistory events or when the server suggests it.
+	MaxSteps int `json:"max_steps,omitempty"`
 }
+
+// DefaultMaxSteps and maxHistory keep histories far below Temporal's limits and quick to replay.
+const (
+	DefaultMaxSteps = 300
+	maxHistory      = 2000
+)
+
+// Resume is what a continued run picks up: the pinned journey version, the profile and the state.
+type Resume struct {
+	Journey journey.Journey `json:"journey"`
+	Profile profile.Profile `json:"profile"`
+	State   State           `json:"state"`
+}
+
+// State is the run as the state query returns it.
+type State struct {
+	JourneyID      string `json:"journey_id"`
+	JourneyVersion int    `json:"journey_version"`
+	// Current is the step being run ("end" once done).
+	Current string `json:"current"`
+	Status  string `json:"status"`
+	Channel string `json:"channel,omitempty"`
+	// Sent counts the messages sent.
+	Sent int `json:"sent"`
+	// Steps is the step history (the most recent maxStepHistory).
+	Steps     []StepRecord   `json:"steps"`
+	Responses []Response     `json:"responses,omitempty"`
+	Visits    map[string]int `json:"visits,omitempty"`
+	// Runs counts the continue-as-new hops.
+	Runs int `json:"runs,omitempty"`
+}
+
+// StepRecord is one step taken.
+type StepRecord struct {
+	Step    string    `json:"step"`
+	Kind    string    `json:"kind"`
+	Outcome string    `json:"outcome"`
+	Detail  string    `json:"detail,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+const (
+	maxStepHistory = 100
+	maxResponses   = 100
+	// maxDefers bounds how often one send is put off by the filter chain (quiet hours).
+	maxDefers = 3
+)
 
 // ReachResult says what the reach did.
 type ReachResult struct {
@@ -62,6 +140,8 @@ type ReachResult struct {
 	Channel string         `json:"channel,omitempty"`
 	Verdict filter.Verdict `json:"verdict"`
 	Reason  string         `json:"reason,omitempty"`
+	// Sent counts the messages sent.
+	Sent int `json:"sent"`
 }
 
 // APIRuleID is the rule ID of reaches started through ReachService.Trigger.
@@ -72,121 +152,474 @@ func ReachID(ruleID, userID, matchKey string) string {
 	return "reach/" + ruleID + "/" + userID + "/" + matchKey
 }
 
-// The one send step of the first journeys.
-const stepSend = "send"
-
 var a *activities.Activities
 
-// ReachWorkflow runs one reach: route, filter chain, dispatch, with an audit row per step.
+// ReachWorkflow runs one reach: it pins the journey's active version, then interprets its steps,
+// each filter verdict, send, wait and response audited once.
 func ReachWorkflow(ctx workflow.Context, in ReachInput) (ReachResult, error) {
-	m := in.Match
-	reachID := workflow.GetInfo(ctx).WorkflowExecution.ID
-
 	ctx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
-	r := &reachRun{ctx: ctx, m: m, reachID: reachID}
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		var s CancelSignal
-		workflow.GetSignalChannel(ctx, SignalCancel).Receive(ctx, &s)
-		r.cancelReason = s.Reason
-		cancel()
-	})
-
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+	r := &reachRun{ctx: ctx, in: in, m: in.Match, reachID: workflow.GetInfo(ctx).WorkflowExecution.ID}
+	r.lctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
 		},
 	})
-
-	// Route.
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Routing %s's match of rule %s to journey %s.", m.UserID, m.RuleID, m.JourneyID))
-	var route activities.RouteResult
-	err := workflow.ExecuteLocalActivity(withSummary(lctx, "route to journey "+m.JourneyID), a.Route,
-		activities.RouteInput{JourneyID: m.JourneyID, Fields: templateFields(m)}).Get(ctx, &route)
-	if err != nil {
-		return r.fail(lctx, "route", fmt.Errorf("route: %w", err))
-	}
-	r.upsert(SearchJourneyID.ValueSet(route.JourneyID), SearchChannel.ValueSet(route.Channel))
-	r.record(audit.Record{Step: "match", Kind: audit.KindMatched, At: m.MatchedAt, Reason: matchReason(m)})
-	r.record(audit.Record{Step: "route", Kind: audit.KindRouted, JourneyID: route.JourneyID,
-		Channel: route.Channel, Outcome: fmt.Sprintf("v%d", route.JourneyVersion), Reason: "template " + route.TemplateID})
-
-	// Filter chain.
-	key := reachID + "/" + stepSend + "/" + route.Channel
-	freq := filter.Request{ReachID: reachID, UserID: m.UserID, RuleID: m.RuleID, JourneyID: route.JourneyID,
-		Channel: route.Channel, DispatchKey: key, Now: workflow.Now(ctx)}
-	// From here on the chain may hold a reservation for this send (a fatigue slot): every way out
-	// that does not send gives it back.
-	r.reserved = &freq
-	var verdict filter.Verdict
-	err = workflow.ExecuteLocalActivity(withSummary(lctx, "filter chain before "+route.Channel), a.Filter, freq).Get(ctx, &verdict)
-	if err != nil {
-		return r.fail(lctx, "filter", fmt.Errorf("filter: %w", err))
-	}
-	r.record(audit.Record{Step: stepSend, Kind: audit.KindFiltered, Channel: route.Channel, Outcome: verdict.Outcome,
-		Reason: verdict.String()})
-	if verdict.Outcome != filter.Pass {
-		// Deferral (quiet hours) comes with multi-step journeys; until then a deferral is not a send.
-		r.record(audit.Record{Step: stepSend, Kind: audit.KindSuppressed, Channel: route.Channel,
-			Outcome: verdict.Outcome, Reason: verdict.String()})
-		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Not sent to %s: %s.", m.UserID, verdict))
-		return r.finish(lctx, ReachResult{Status: StatusSuppressed, Channel: route.Channel, Verdict: verdict, Reason: verdict.String()})
-	}
-	if err := r.flush(lctx); err != nil {
+	if err := workflow.SetQueryHandler(ctx, QueryState, func() (State, error) { return r.st, nil }); err != nil {
 		return ReachResult{}, err
 	}
-
-	// Dispatch.
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Sending %q to %s on %s.", route.Title, m.UserID, route.Channel))
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		Summary:             fmt.Sprintf("send %s on %s", route.TemplateID, route.Channel),
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
-			MaximumAttempts:        20,
-			NonRetryableErrorTypes: []string{activities.ErrTypePermanentDispatch, activities.ErrTypeUnknownChannel},
-		},
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		var s CancelSignal
+		workflow.GetSignalChannel(gctx, SignalCancel).Receive(gctx, &s)
+		r.cancelReason = s.Reason
+		cancel()
 	})
-	var res channel.Result
-	err = workflow.ExecuteActivity(actx, a.Dispatch, activities.DispatchInput{Channel: route.Channel, Message: channel.Message{
-		IdempotencyKey: key, ReachID: reachID, UserID: m.UserID, Template: route.TemplateID,
-		Title: route.Title, Body: route.Body,
-	}}).Get(ctx, &res)
-	if err != nil {
-		// The slot the filter chain reserved goes back: this send did not happen.
-		r.release(lctx)
-		if temporal.IsCanceledError(err) {
-			return r.cancelled(lctx, r.cancelReason)
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		ch := workflow.GetSignalChannel(gctx, SignalResponse)
+		for {
+			var resp Response
+			if !ch.Receive(gctx, &resp) {
+				return
+			}
+			r.onResponse(resp)
 		}
-		r.record(audit.Record{Step: stepSend, Kind: audit.KindFailed, Channel: route.Channel, Outcome: "error",
-			Reason: err.Error(), IdempotencyKey: key})
-		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Send to %s on %s failed: %v", m.UserID, route.Channel, err))
-		return r.finish(lctx, ReachResult{Status: StatusFailed, Channel: route.Channel, Verdict: verdict, Reason: err.Error()})
-	}
-	r.record(audit.Record{Step: stepSend, Kind: audit.KindDispatched, Channel: route.Channel, Outcome: "sent",
-		Reason: fmt.Sprintf("provider %d %s", res.Status, res.ProviderMessageID), IdempotencyKey: key})
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Sent %q to %s on %s (provider message %s).", route.Title, m.UserID, route.Channel, res.ProviderMessageID))
-	return r.finish(lctx, ReachResult{Status: StatusSent, Channel: route.Channel, Verdict: verdict})
+	})
+	return r.run()
 }
 
-// reachRun accumulates audit records so each write is one batched statement, and remembers what
-// must be undone if the run ends without sending.
+// reachRun is one run's interpreter state.
 type reachRun struct {
-	ctx          workflow.Context
-	m            Match
-	reachID      string
+	ctx, lctx workflow.Context
+	in        ReachInput
+	m         Match
+	reachID   string
+	j         journey.Journey
+	p         profile.Profile
+	st        State
+
 	pending      []audit.Record
 	cancelReason string
-	reserved     *filter.Request // the filter chain may hold a reservation for this send
+	converted    *Response
+	reserved     *filter.Request // the filter chain may hold a reservation for the send in flight
+	registered   bool
+	steps        int // steps taken by this run (since the last continue-as-new)
+}
+
+func (r *reachRun) run() (ReachResult, error) {
+	if res := r.in.Resume; res != nil {
+		r.j, r.p, r.st = res.Journey, res.Profile, res.State
+		r.st.Runs++
+		for i := range r.st.Responses {
+			if r.converted == nil && slices.Contains(r.j.GoalEvents(), r.st.Responses[i].Type) {
+				r.converted = &r.st.Responses[i]
+			}
+		}
+	} else {
+		r.details(fmt.Sprintf("routing to journey %s", r.m.JourneyID))
+		var route activities.RouteResult
+		err := workflow.ExecuteLocalActivity(withSummary(r.lctx, "route to journey "+r.m.JourneyID), a.Route,
+			activities.RouteInput{JourneyID: r.m.JourneyID, UserID: r.m.UserID}).Get(r.ctx, &route)
+		if err != nil {
+			return r.fail("route", fmt.Errorf("route: %w", err))
+		}
+		r.j, r.p = route.Journey, route.Profile
+		r.st = State{JourneyID: r.j.ID, JourneyVersion: r.j.Version, Current: r.j.First(), Status: StatusRunning,
+			Visits: map[string]int{}}
+		r.record(audit.Record{Step: "match", Kind: audit.KindMatched, At: r.m.MatchedAt, Reason: matchReason(r.m)})
+		r.record(audit.Record{Step: "route", Kind: audit.KindRouted, Outcome: fmt.Sprintf("v%d", r.j.Version),
+			Reason: fmt.Sprintf("journey %s version %d: %d steps", r.j.ID, r.j.Version, len(r.j.Steps))})
+		r.upsert(SearchJourneyID.ValueSet(r.j.ID), SearchReachStatus.ValueSet(StatusRunning))
+	}
+
+	// Index the run so response events find it, and apply the rule's bound on open runs.
+	var ok bool
+	err := workflow.ExecuteLocalActivity(withSummary(r.lctx, "register open reach"), a.Register, r.registration()).Get(r.ctx, &ok)
+	if err != nil {
+		return r.fail("register", fmt.Errorf("register: %w", err))
+	}
+	if !ok {
+		reason := fmt.Sprintf("re-entry: the user already has %d open runs of rule %s", r.m.MaxOpen, r.m.RuleID)
+		r.record(audit.Record{Step: "register", Kind: audit.KindSuppressed, Outcome: filter.Drop, Reason: reason})
+		return r.finish(ReachResult{Status: StatusSuppressed, Reason: reason})
+	}
+	r.registered = true
+
+	for {
+		if r.converted != nil {
+			return r.convert()
+		}
+		if r.ctx.Err() != nil {
+			return r.cancelled("")
+		}
+		if r.st.Current == journey.End {
+			return r.finish(ReachResult{Status: r.endStatus(), Channel: r.st.Channel, Reason: "journey completed"})
+		}
+		if r.continueAsNewDue() {
+			return r.continueAsNew()
+		}
+		s, ok := r.j.Step(r.st.Current)
+		if !ok {
+			return r.fail(r.st.Current, fmt.Errorf("journey %s v%d has no step %q", r.j.ID, r.j.Version, r.st.Current))
+		}
+		r.st.Visits[s.ID]++
+		r.steps++
+		name := s.ID
+		if n := r.st.Visits[s.ID]; n > 1 {
+			name = fmt.Sprintf("%s#%d", s.ID, n)
+		}
+		next, end, err := r.step(name, s)
+		if err != nil {
+			return r.fail(name, err)
+		}
+		if end != nil {
+			return r.finish(*end)
+		}
+		if err := r.flush(); err != nil {
+			return ReachResult{}, err
+		}
+		if r.converted == nil {
+			r.st.Current = next // a goal reached during the step ends the run where it is
+		}
+	}
+}
+
+// step runs one step and says where to go next, or how the journey ends.
+func (r *reachRun) step(name string, s *journey.Step) (string, *ReachResult, error) {
+	switch {
+	case s.Send != nil:
+		return r.send(name, s)
+	case s.Wait != nil:
+		return r.wait(name, s)
+	case s.WaitFor != nil:
+		return r.waitFor(name, s)
+	case s.Branch != nil:
+		return r.branch(name, s)
+	case s.Split != nil:
+		path, next := r.j.Pick(s.Split, s.ID, r.m.UserID)
+		r.took(name, journey.KindSplit, path, "")
+		r.record(audit.Record{Step: name, Kind: audit.KindSplit, Outcome: path, Reason: "split " + s.ID + ": path " + path})
+		if path == journey.Holdout {
+			return "", &ReachResult{Status: StatusCompleted, Reason: "holdout group of split " + s.ID + ": nothing is sent"}, nil
+		}
+		return next, nil, nil
+	case s.Exit != nil:
+		reason := s.Exit.Reason
+		if reason == "" {
+			reason = "exit at step " + s.ID
+		}
+		r.took(name, journey.KindExit, "exit", reason)
+		return "", &ReachResult{Status: r.endStatus(), Channel: r.st.Channel, Reason: reason}, nil
+	}
+	return "", nil, fmt.Errorf("step %s has no kind", s.ID)
+}
+
+// send runs the filter chain and dispatches; on a permanent failure it tries the fallback channel.
+func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, error) {
+	tmpl := r.j.Templates[s.Send.Template]
+	channels := []string{s.Send.Channel}
+	if s.Send.Fallback != "" {
+		channels = append(channels, s.Send.Fallback)
+	}
+	next := r.j.Resolve(s.ID, s.Next)
+	var lastErr error
+	for _, ch := range channels {
+		key := r.reachID + "/" + name + "/" + ch
+		verdict, err := r.filter(name, ch, key)
+		if err != nil {
+			return "", nil, err
+		}
+		if verdict.Outcome != filter.Pass {
+			r.reserved = nil // a chain that does not pass has given back what it reserved
+			r.took(name, journey.KindSend, StatusSuppressed, verdict.String())
+			r.record(audit.Record{Step: name, Kind: audit.KindSuppressed, Channel: ch, Outcome: verdict.Outcome, Reason: verdict.String()})
+			return "", &ReachResult{Status: StatusSuppressed, Channel: ch, Verdict: verdict, Reason: verdict.String()}, nil
+		}
+		if err := r.flush(); err != nil {
+			return "", nil, err
+		}
+		r.details(fmt.Sprintf("sending %s on %s (step %s)", s.Send.Template, ch, name))
+		actx := workflow.WithActivityOptions(r.ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: 30 * time.Second,
+			Summary:             fmt.Sprintf("send %s on %s (step %s)", s.Send.Template, ch, name),
+			RetryPolicy: &temporal.RetryPolicy{
+				InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+				MaximumAttempts:        20,
+				NonRetryableErrorTypes: []string{activities.ErrTypePermanentDispatch, activities.ErrTypeUnknownChannel, activities.ErrTypeTemplate},
+			},
+		})
+		var res channel.Result
+		err = workflow.ExecuteActivity(actx, a.Dispatch, activities.DispatchInput{
+			Channel: ch, TemplateID: s.Send.Template, Template: tmpl, Fields: r.fields(),
+			Message: channel.Message{IdempotencyKey: key, ReachID: r.reachID, UserID: r.m.UserID},
+		}).Get(r.ctx, &res)
+		if err == nil {
+			r.reserved = nil
+			r.st.Sent++
+			r.st.Channel = ch
+			detail := fmt.Sprintf("provider %d %s", res.Status, res.ProviderMessageID)
+			r.took(name, journey.KindSend, StatusSent, ch+": "+detail)
+			r.record(audit.Record{Step: name, Kind: audit.KindDispatched, Channel: ch, Outcome: "sent", Reason: detail, IdempotencyKey: key})
+			r.upsert(SearchChannel.ValueSet(ch), SearchReachStatus.ValueSet(StatusSent))
+			return next, nil, nil
+		}
+		// The slot the filter chain reserved goes back: this send did not happen.
+		r.release()
+		if r.ctx.Err() != nil {
+			return "", nil, err
+		}
+		r.record(audit.Record{Step: name, Kind: audit.KindFailed, Channel: ch, Outcome: "error", Reason: err.Error(), IdempotencyKey: key})
+		r.took(name, journey.KindSend, StatusFailed, ch+": "+err.Error())
+		lastErr = err
+		var ae *temporal.ApplicationError
+		if !errors.As(err, &ae) || ae.Type() != activities.ErrTypePermanentDispatch {
+			break // only a permanent refusal by the provider falls back
+		}
+	}
+	return "", &ReachResult{Status: StatusFailed, Channel: r.st.Channel, Reason: lastErr.Error()}, nil
+}
+
+// filter runs the chain for one send; a deferral (quiet hours) waits and asks again.
+func (r *reachRun) filter(name, ch, key string) (filter.Verdict, error) {
+	for range maxDefers + 1 {
+		req := filter.Request{ReachID: r.reachID, UserID: r.m.UserID, RuleID: r.m.RuleID, JourneyID: r.j.ID,
+			Channel: ch, DispatchKey: key, Now: workflow.Now(r.ctx)}
+		// From here on the chain may hold a reservation for this send (a fatigue slot): every way
+		// out that does not send gives it back.
+		r.reserved = &req
+		var v filter.Verdict
+		err := workflow.ExecuteLocalActivity(withSummary(r.lctx, "filter chain before "+ch+" (step "+name+")"), a.Filter, req).Get(r.ctx, &v)
+		if err != nil {
+			return v, fmt.Errorf("filter: %w", err)
+		}
+		r.record(audit.Record{Step: name, Kind: audit.KindFiltered, Channel: ch, Outcome: v.Outcome, Reason: v.String()})
+		if v.Outcome != filter.Defer || !v.Until.After(req.Now) {
+			return v, nil
+		}
+		r.reserved = nil
+		if err := r.flush(); err != nil {
+			return v, err
+		}
+		r.setStatus(StatusWaiting, fmt.Sprintf("send on %s put off until %s: %s", ch, v.Until.Format(time.RFC3339), v.Reason))
+		if _, err := workflow.AwaitWithOptions(r.ctx, workflow.AwaitOptions{Timeout: v.Until.Sub(req.Now),
+			TimerOptions: workflow.TimerOptions{Summary: "deferred by " + v.Filter}}, func() bool { return r.converted != nil }); err != nil {
+			return v, err
+		}
+		if r.converted != nil {
+			return v, nil
+		}
+	}
+	return filter.Verdict{Outcome: filter.Drop, Filter: "journey", Reason: fmt.Sprintf("put off %d times", maxDefers+1)}, nil
+}
+
+func (r *reachRun) wait(name string, s *journey.Step) (string, *ReachResult, error) {
+	now := workflow.Now(r.ctx)
+	d, what := s.Wait.For.D(), "wait "+s.Wait.For.D().String()
+	if s.Wait.Until != "" {
+		at, err := journey.NextLocal(now, s.Wait.Until, r.p.Location())
+		if err != nil {
+			return "", nil, err
+		}
+		d, what = at.Sub(now), fmt.Sprintf("wait until %s %s", s.Wait.Until, r.p.Location())
+	}
+	r.setStatus(StatusWaiting, fmt.Sprintf("%s (step %s), until %s", what, name, now.Add(d).Format(time.RFC3339)))
+	if err := r.flush(); err != nil {
+		return "", nil, err
+	}
+	if _, err := workflow.AwaitWithOptions(r.ctx, workflow.AwaitOptions{Timeout: d,
+		TimerOptions: workflow.TimerOptions{Summary: what + " (step " + name + ")"}}, func() bool { return r.converted != nil }); err != nil {
+		return "", nil, err
+	}
+	if r.converted != nil {
+		return "", nil, nil // the loop ends the journey as converted
+	}
+	r.took(name, journey.KindWait, "waited", what)
+	r.record(audit.Record{Step: name, Kind: audit.KindWaited, Outcome: "waited", Reason: what})
+	r.setStatus(r.progressStatus(), "")
+	return r.j.Resolve(s.ID, s.Next), nil, nil
+}
+
+func (r *reachRun) waitFor(name string, s *journey.Step) (string, *ReachResult, error) {
+	wf := s.WaitFor
+	what := fmt.Sprintf("wait up to %s for %s", wf.Timeout.D(), strings.Join(wf.Events, " or "))
+	r.setStatus(StatusWaiting, fmt.Sprintf("%s (step %s), until %s", what, name, workflow.Now(r.ctx).Add(wf.Timeout.D()).Format(time.RFC3339)))
+	if err := r.flush(); err != nil {
+		return "", nil, err
+	}
+	got := -1
+	_, err := workflow.AwaitWithOptions(r.ctx, workflow.AwaitOptions{Timeout: wf.Timeout.D(),
+		TimerOptions: workflow.TimerOptions{Summary: what + " (step " + name + ")"}}, func() bool {
+		got = r.unconsumed(wf.Events)
+		return got >= 0 || r.converted != nil
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	r.setStatus(r.progressStatus(), "")
+	if got >= 0 {
+		resp := &r.st.Responses[got]
+		resp.Consumed = true
+		detail := fmt.Sprintf("%s %s", resp.Type, resp.EventID)
+		r.took(name, journey.KindWaitFor, "responded", detail)
+		r.record(audit.Record{Step: name, Kind: audit.KindResponded, Outcome: resp.Type, Reason: "response " + detail})
+		return r.j.Resolve(s.ID, wf.Then), nil, nil
+	}
+	if r.converted != nil {
+		return "", nil, nil // the loop ends the journey as converted
+	}
+	r.took(name, journey.KindWaitFor, "timed_out", what)
+	r.record(audit.Record{Step: name, Kind: audit.KindTimedOut, Outcome: "timeout", Reason: "no response: " + what})
+	return r.j.Resolve(s.ID, wf.OnTimeout), nil, nil
+}
+
+func (r *reachRun) branch(name string, s *journey.Step) (string, *ReachResult, error) {
+	in := activities.BranchInput{Match: r.matchVars(), Profile: r.p.Vars()}
+	for _, c := range s.Branch.Cases {
+		in.Conditions = append(in.Conditions, c.When)
+	}
+	for _, resp := range r.st.Responses {
+		in.Responses = append(in.Responses, map[string]any{"type": resp.Type, "event_id": resp.EventID,
+			"at": resp.At.Format(time.RFC3339), "attrs": orEmpty(resp.Attrs)})
+	}
+	var idx int
+	if err := workflow.ExecuteLocalActivity(withSummary(r.lctx, "branch "+s.ID), a.Branch, in).Get(r.ctx, &idx); err != nil {
+		return "", nil, fmt.Errorf("branch: %w", err)
+	}
+	outcome, next, why := "else", r.j.Resolve(s.ID, s.Branch.Else), "no condition held"
+	if idx >= 0 {
+		c := s.Branch.Cases[idx]
+		outcome, next, why = fmt.Sprintf("case %d", idx), r.j.Resolve(s.ID, c.Next), c.When
+	}
+	r.took(name, journey.KindBranch, outcome, why+" -> "+next)
+	r.record(audit.Record{Step: name, Kind: audit.KindBranched, Outcome: outcome, Reason: why + " -> " + next})
+	return next, nil, nil
+}
+
+// onResponse takes a response signal: recorded once per event, a goal event converts the run.
+func (r *reachRun) onResponse(resp Response) {
+	for _, have := range r.st.Responses {
+		if have.EventID == resp.EventID {
+			return // a redelivered signal changes nothing
+		}
+	}
+	resp.Consumed = false
+	r.st.Responses = append(r.st.Responses, resp)
+	if n := len(r.st.Responses); n > maxResponses {
+		r.st.Responses = slices.Clone(r.st.Responses[n-maxResponses:])
+	}
+	if r.converted == nil && slices.Contains(r.j.GoalEvents(), resp.Type) {
+		r.converted = &resp
+	}
+}
+
+// unconsumed is the index of the first response of one of types no wait_for took yet.
+func (r *reachRun) unconsumed(types []string) int {
+	for i, resp := range r.st.Responses {
+		if !resp.Consumed && slices.Contains(types, resp.Type) {
+			return i
+		}
+	}
+	return -1
+}
+
+func (r *reachRun) continueAsNewDue() bool {
+	info := workflow.GetInfo(r.ctx)
+	limit := r.in.MaxSteps
+	if limit <= 0 {
+		limit = DefaultMaxSteps
+	}
+	return r.steps >= limit || info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= maxHistory
+}
+
+// continueAsNew hands the pinned journey and the state to a fresh run under the same workflow
+// ID; signals that arrived meanwhile are taken first so none is lost.
+func (r *reachRun) continueAsNew() (ReachResult, error) {
+	for {
+		var resp Response
+		if !workflow.GetSignalChannel(r.ctx, SignalResponse).ReceiveAsync(&resp) {
+			break
+		}
+		r.onResponse(resp)
+	}
+	var c CancelSignal
+	if workflow.GetSignalChannel(r.ctx, SignalCancel).ReceiveAsync(&c) {
+		r.cancelReason = c.Reason
+		return r.cancelled("")
+	}
+	if err := r.flush(); err != nil {
+		return ReachResult{}, err
+	}
+	r.details(fmt.Sprintf("continuing as new at step %s", r.st.Current))
+	in := r.in
+	in.Resume = &Resume{Journey: r.j, Profile: r.p, State: r.st}
+	return ReachResult{}, workflow.NewContinueAsNewError(r.ctx, ReachWorkflow, in)
+}
+
+func (r *reachRun) registration() activities.RegisterInput {
+	return activities.RegisterInput{UserID: r.m.UserID, ReachID: r.reachID, RuleID: r.m.RuleID,
+		Events: r.j.ResponseEvents(), MaxOpen: r.m.MaxOpen, Now: workflow.Now(r.ctx)}
+}
+
+// took appends to the step history the state query shows.
+func (r *reachRun) took(step, kind, outcome, detail string) {
+	r.st.Steps = append(r.st.Steps, StepRecord{Step: step, Kind: kind, Outcome: outcome, Detail: detail, At: workflow.Now(r.ctx)})
+	if n := len(r.st.Steps); n > maxStepHistory {
+		r.st.Steps = slices.Clone(r.st.Steps[n-maxStepHistory:])
+	}
+}
+
+func (r *reachRun) endStatus() string {
+	if r.st.Sent > 0 {
+		return StatusSent
+	}
+	return StatusCompleted
+}
+
+func (r *reachRun) progressStatus() string {
+	if r.st.Sent > 0 {
+		return StatusSent
+	}
+	return StatusRunning
+}
+
+func (r *reachRun) setStatus(status, now string) {
+	if status != r.st.Status {
+		r.st.Status = status
+		r.upsert(SearchReachStatus.ValueSet(status))
+	}
+	if now != "" {
+		r.details(now)
+	}
+}
+
+// details is the run's current details in the Temporal UI: who, which rule and journey, what it is
+// doing now and what it did so far.
+func (r *reachRun) details(now string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "**%s** · rule %s → journey %s", r.m.UserID, r.m.RuleID, r.m.JourneyID)
+	if r.j.Version > 0 {
+		fmt.Fprintf(&b, " v%d", r.j.Version)
+	}
+	fmt.Fprintf(&b, "\n\n**Now:** %s\n", now)
+	if len(r.st.Steps) > 0 {
+		b.WriteString("\n**So far:**\n")
+		for _, s := range r.st.Steps[max(0, len(r.st.Steps)-10):] {
+			fmt.Fprintf(&b, "- `%s` %s: %s", s.Step, s.Kind, s.Outcome)
+			if s.Detail != "" {
+				fmt.Fprintf(&b, " (%s)", s.Detail)
+			}
+			b.WriteString("\n")
+		}
+	}
+	workflow.SetCurrentDetails(r.ctx, b.String())
 }
 
 // release gives back the filter chain's reservation, once, even when the run is cancelled.
-func (r *reachRun) release(lctx workflow.Context) {
+func (r *reachRun) release() {
 	if r.reserved == nil {
 		return
 	}
-	rctx, _ := workflow.NewDisconnectedContext(lctx)
+	rctx, _ := workflow.NewDisconnectedContext(r.lctx)
 	if err := workflow.ExecuteLocalActivity(rctx, a.Release, *r.reserved).Get(rctx, nil); err != nil {
 		workflow.GetLogger(r.ctx).Warn("release filter reservation", "err", err)
 	}
@@ -204,14 +637,14 @@ func (r *reachRun) record(rec audit.Record) {
 	r.pending = append(r.pending, rec)
 }
 
-func (r *reachRun) flush(lctx workflow.Context) error {
+func (r *reachRun) flush() error {
 	if len(r.pending) == 0 {
 		return nil
 	}
 	recs := r.pending
 	r.pending = nil
 	// A cancelled run still writes its trail.
-	dctx, _ := workflow.NewDisconnectedContext(lctx)
+	dctx, _ := workflow.NewDisconnectedContext(r.lctx)
 	if err := workflow.ExecuteLocalActivity(withSummary(dctx, fmt.Sprintf("audit %d records", len(recs))), a.AppendAudit, recs).Get(dctx, nil); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
@@ -224,35 +657,58 @@ func (r *reachRun) upsert(updates ...temporal.SearchAttributeUpdate) {
 	}
 }
 
-// finish writes the completed record and the final status.
-func (r *reachRun) finish(lctx workflow.Context, res ReachResult) (ReachResult, error) {
-	r.record(audit.Record{Step: "end", Kind: audit.KindCompleted, Channel: res.Channel, Outcome: res.Status, Reason: res.Reason})
+// finish ends the run: out of the open-reach index, the final record and status written.
+func (r *reachRun) finish(res ReachResult) (ReachResult, error) {
+	r.release()
+	if r.registered {
+		dctx, _ := workflow.NewDisconnectedContext(r.lctx)
+		if err := workflow.ExecuteLocalActivity(withSummary(dctx, "unregister open reach"), a.Unregister, r.registration()).Get(dctx, nil); err != nil {
+			workflow.GetLogger(r.ctx).Warn("unregister open reach", "err", err)
+		}
+		r.registered = false
+	}
+	res.Sent = r.st.Sent
+	if res.Channel == "" {
+		res.Channel = r.st.Channel
+	}
+	kind := audit.KindCompleted
+	if res.Status == StatusCancelled {
+		kind = audit.KindCancelled
+	}
+	r.record(audit.Record{Step: "end", Kind: kind, Channel: res.Channel, Outcome: res.Status, Reason: res.Reason})
+	r.st.Current = journey.End
+	r.st.Status = res.Status
 	r.upsert(SearchReachStatus.ValueSet(res.Status))
-	return res, r.flush(lctx)
+	r.details(fmt.Sprintf("%s: %s", res.Status, res.Reason))
+	return res, r.flush()
 }
 
-func (r *reachRun) cancelled(lctx workflow.Context, reason string) (ReachResult, error) {
-	r.release(lctx)
+func (r *reachRun) convert() (ReachResult, error) {
+	c := r.converted
+	reason := fmt.Sprintf("goal %s (event %s) at step %s", c.Type, c.EventID, r.st.Current)
+	r.took(r.st.Current, journey.KindGoal, StatusConverted, reason)
+	r.record(audit.Record{Step: "goal", Kind: audit.KindConverted, Outcome: c.Type, Reason: reason})
+	return r.finish(ReachResult{Status: StatusConverted, Reason: reason})
+}
+
+func (r *reachRun) cancelled(reason string) (ReachResult, error) {
 	if r.cancelReason != "" {
 		reason = r.cancelReason
 	}
 	if reason == "" {
 		reason = "cancelled"
 	}
-	r.record(audit.Record{Step: "end", Kind: audit.KindCancelled, Outcome: StatusCancelled, Reason: reason})
-	r.upsert(SearchReachStatus.ValueSet(StatusCancelled))
-	workflow.SetCurrentDetails(r.ctx, "Cancelled: "+reason)
-	return ReachResult{Status: StatusCancelled, Reason: reason}, r.flush(lctx)
+	return r.finish(ReachResult{Status: StatusCancelled, Reason: reason})
 }
 
 // fail ends the run on an error that retries cannot fix (unknown journey, bad template) or on
 // cancellation; either way the trail says why.
-func (r *reachRun) fail(lctx workflow.Context, step string, err error) (ReachResult, error) {
+func (r *reachRun) fail(step string, err error) (ReachResult, error) {
 	if temporal.IsCanceledError(err) || errors.Is(r.ctx.Err(), workflow.ErrCanceled) {
-		return r.cancelled(lctx, "cancelled during "+step)
+		return r.cancelled("cancelled during " + step)
 	}
 	r.record(audit.Record{Step: step, Kind: audit.KindFailed, Outcome: "error", Reason: err.Error()})
-	res, ferr := r.finish(lctx, ReachResult{Status: StatusFailed, Reason: err.Error()})
+	res, ferr := r.finish(ReachResult{Status: StatusFailed, Reason: err.Error()})
 	if ferr != nil {
 		return res, ferr
 	}
@@ -265,14 +721,34 @@ func withSummary(ctx workflow.Context, s string) workflow.Context {
 	return workflow.WithLocalActivityOptions(ctx, o)
 }
 
-func templateFields(m Match) map[string]any {
-	f := map[string]any{"user_id": m.UserID, "item_id": m.ItemID, "rule_id": m.RuleID, "event_type": m.EventType}
+// matchVars is the match as branch conditions read it.
+func (r *reachRun) matchVars() map[string]any {
+	m := r.m
+	return map[string]any{"user_id": m.UserID, "item_id": m.ItemID, "rule_id": m.RuleID, "event_type": m.EventType,
+		"journey_id": m.JourneyID, "attrs": orEmpty(m.Attrs)}
+}
+
+// fields are what templates render over: the match's fields, its event's attrs and the profile.
+func (r *reachRun) fields() map[string]any {
+	m := r.m
+	f := map[string]any{}
 	for k, v := range m.Attrs {
-		if _, taken := f[k]; !taken {
+		f[k] = v
+	}
+	for k, v := range map[string]string{"user_id": m.UserID, "item_id": m.ItemID, "rule_id": m.RuleID, "event_type": m.EventType} {
+		if _, set := f[k]; !set || v != "" {
 			f[k] = v
 		}
 	}
+	f["profile"] = r.p.Vars()
 	return f
+}
+
+func orEmpty(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
 }
 
 func matchReason(m Match) string {

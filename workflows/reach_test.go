@@ -19,6 +19,8 @@ import (
 	"github.com/omegareach/omega/activities/channel"
 	"github.com/omegareach/omega/activities/filter"
 	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/journey"
+	"github.com/omegareach/omega/profile"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -30,9 +32,15 @@ const (
 	testKey     = testReachID + "/send/webhook"
 )
 
-var testRoute = activities.RouteResult{
-	JourneyID: "cart-reminder", JourneyVersion: 1, Channel: "webhook", TemplateID: "cart_reminder_v1",
-	Title: "Still thinking about it?", Body: "The item i1 is waiting in your cart.",
+var testRoute = activities.RouteResult{Journey: demoJourney("cart-reminder"), Profile: profile.Profile{UserID: "u1"}}
+
+func demoJourney(id string) journey.Journey {
+	for _, j := range journey.Demo() {
+		if j.ID == id {
+			return j
+		}
+	}
+	panic("no demo journey " + id)
 }
 
 func testInput() workflows.ReachInput {
@@ -54,6 +62,11 @@ type harness struct {
 	started  []string // activity types, in start order
 	dispatch []activities.DispatchInput
 	statuses []string // ReachStatus values upserted
+	channels []string // Channel values upserted
+
+	registered     []activities.RegisterInput
+	unregistered   int
+	maxOpenReached bool // Register refuses
 	// signalledInFlight is set when the cancel signal went out while dispatch was in flight.
 	signalledInFlight bool
 }
@@ -77,6 +90,21 @@ func newHarness(t *testing.T) *harness {
 		h.released = append(h.released, r)
 		return nil
 	}).Maybe()
+	env.OnActivity(a.Register, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RegisterInput) (bool, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.registered = append(h.registered, in)
+		return !h.maxOpenReached, nil
+	}).Maybe()
+	env.OnActivity(a.Unregister, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RegisterInput) error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.unregistered++
+		return nil
+	}).Maybe()
+	// Branch conditions are evaluated for real.
+	real := &activities.Activities{}
+	env.OnActivity(a.Branch, mock.Anything, mock.Anything).Return(real.Branch).Maybe()
 	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -84,10 +112,13 @@ func newHarness(t *testing.T) *harness {
 	})
 	env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
 		sa := args.Get(0).(temporal.SearchAttributes)
+		h.mu.Lock()
+		defer h.mu.Unlock()
 		if v, ok := sa.GetKeyword(workflows.SearchReachStatus); ok {
-			h.mu.Lock()
 			h.statuses = append(h.statuses, v)
-			h.mu.Unlock()
+		}
+		if v, ok := sa.GetKeyword(workflows.SearchChannel); ok {
+			h.channels = append(h.channels, v)
 		}
 	}).Return()
 	return h
@@ -168,7 +199,7 @@ func TestReachWorkflow(t *testing.T) {
 			name: "pass sends once",
 			setup: func(h *harness) {
 				h.env.OnActivity(a.Route, mock.Anything, mock.MatchedBy(func(in activities.RouteInput) bool {
-					return in.JourneyID == "cart-reminder" && in.Fields["item_id"] == "i1" && in.Fields["user_id"] == "u1"
+					return in.JourneyID == "cart-reminder" && in.UserID == "u1"
 				})).Return(testRoute, nil).Once()
 				h.env.OnActivity(a.Filter, mock.Anything, mock.MatchedBy(func(r filter.Request) bool {
 					return r.DispatchKey == testKey && r.ReachID == testReachID && r.UserID == "u1" && r.Channel == "webhook"
@@ -304,8 +335,9 @@ func TestReachWorkflow(t *testing.T) {
 				require.Equal(t, testKey, in.Message.IdempotencyKey)
 				require.Equal(t, testReachID, in.Message.ReachID)
 				require.Equal(t, "u1", in.Message.UserID)
-				require.Equal(t, testRoute.Title, in.Message.Title)
-				require.Equal(t, testRoute.TemplateID, in.Message.Template)
+				require.Equal(t, "cart_reminder_v1", in.TemplateID)
+				require.Equal(t, testRoute.Journey.Templates["cart_reminder_v1"], in.Template)
+				require.Equal(t, "i1", in.Fields["item_id"])
 			}
 			require.Equal(t, tt.wantSignal, h.signalledInFlight, "cancel signal sent while dispatch was in flight")
 			require.Len(t, h.released, tt.wantReleases)

@@ -17,13 +17,15 @@ import (
 // Message is what a channel delivers.
 type Message struct {
 	// IdempotencyKey is <reach id>/<step>/<channel>; providers deduplicate on it.
-	IdempotencyKey string            `json:"idempotency_key"`
-	ReachID        string            `json:"reach_id"`
-	UserID         string            `json:"user_id"`
-	Template       string            `json:"template"`
-	Title          string            `json:"title"`
-	Body           string            `json:"body"`
-	Data           map[string]string `json:"data,omitempty"`
+	IdempotencyKey string `json:"idempotency_key"`
+	ReachID        string `json:"reach_id"`
+	UserID         string `json:"user_id"`
+	// Channel is the channel the message goes out on (push, sms, webhook...).
+	Channel  string            `json:"channel,omitempty"`
+	Template string            `json:"template"`
+	Title    string            `json:"title"`
+	Body     string            `json:"body"`
+	Data     map[string]string `json:"data,omitempty"`
 }
 
 // Result is the provider's acknowledgement.

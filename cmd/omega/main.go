@@ -21,11 +21,12 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
-	"github.com/omegareach/omega/activities"
 	"github.com/omegareach/omega/activities/channel"
 	"github.com/omegareach/omega/api"
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
+	"github.com/omegareach/omega/journey"
+	"github.com/omegareach/omega/profile"
 	"github.com/omegareach/omega/worker"
 )
 
@@ -38,6 +39,7 @@ commands:
   receiver  a stand-in provider that logs webhook deliveries (OMEGA_RECEIVER_ADDR)
   migrate   bring the PostgreSQL schema up to date
   rules     validate, apply, list, get, disable and dry-run rules (omega rules for help)
+  journeys  validate, apply, list, get and disable journeys (omega journeys for help)
 
 environment (defaults in brackets):
   OMEGA_KAFKA_BROKERS [127.0.0.1:9092]   OMEGA_REDIS_ADDR [127.0.0.1:6379]
@@ -70,6 +72,8 @@ func main() {
 		err = runReceiver(ctx, log, cfg)
 	case "migrate":
 		err = audit.Migrate(cfg.pgURL)
+	case "journeys":
+		err = runJourneys(ctx, cfg, os.Args[2:], os.Stdout)
 	case "rules":
 		err = runRules(ctx, cfg, os.Args[2:], os.Stdout)
 	case "help", "-h", "--help":
@@ -166,11 +170,8 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 		return fmt.Errorf("kafka producer: %w", err)
 	}
 	defer prod.Close()
-	catalog, err := activities.NewCatalog(activities.DemoJourneys()...)
-	if err != nil {
-		return err
-	}
-	h, err := api.NewHandler(api.Config{Producer: prod, Temporal: tc, Audit: store, Journeys: catalog.Has, Log: log})
+	h, err := api.NewHandler(api.Config{Producer: prod, Temporal: tc, Audit: store,
+		Journeys: journeyExists(journey.NewStore(store.Pool(), journeyCatalog())), Log: log})
 	if err != nil {
 		return err
 	}
@@ -193,12 +194,8 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 		return fmt.Errorf("connect postgres: %w", err)
 	}
 	defer pool.Close()
-	cat, err := ruleCatalog()
-	if err != nil {
-		return err
-	}
 	st, err := cep.New(cep.Config{
-		Brokers: cfg.brokers, Redis: rdb, RuleSource: cep.NewRuleStore(pool, cat),
+		Brokers: cfg.brokers, Redis: rdb, RuleSource: cep.NewRuleStore(pool, ruleCatalog(pool)),
 		Starter: &cep.TemporalStarter{Client: tc}, Shadow: cep.AuditShadow{Store: audit.NewStore(pool)}, Log: log,
 	})
 	if err != nil {
@@ -221,7 +218,8 @@ func runWorker(ctx context.Context, log *slog.Logger, cfg config) error {
 	rdb := redis.NewClient(&redis.Options{Addr: cfg.redisAddr})
 	defer rdb.Close()
 	w, err := worker.New(worker.Config{Temporal: tc, Redis: rdb, Audit: store, WebhookURL: cfg.webhookURL,
-		DailyCap: cfg.dailyCap, Log: log})
+		DailyCap: cfg.dailyCap, Journeys: journey.NewStore(store.Pool(), journeyCatalog()),
+		Profiles: profile.NewStore(store.Pool()), Log: log})
 	if err != nil {
 		return err
 	}

@@ -11,14 +11,16 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/omegareach/omega/activities"
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/journey"
+	"github.com/omegareach/omega/worker"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -34,13 +36,30 @@ const rulesUsage = `usage: omega rules <command> [flags]
 flags: -o table|json (output format)
 `
 
-func ruleCatalog() (cep.Catalog, error) {
-	journeys, err := activities.NewCatalog(activities.DemoJourneys()...)
-	if err != nil {
-		return cep.Catalog{}, err
+// ruleCatalog checks a rule's journey against the journey store, or against the demo journeys
+// when there is no database (validate and test work offline).
+func ruleCatalog(pool *pgxpool.Pool) cep.Catalog {
+	if pool == nil {
+		demo := map[string]bool{}
+		for _, j := range journey.Demo() {
+			demo[j.ID] = true
+		}
+		return cep.Catalog{Journey: func(id string) bool { return demo[id] }}
 	}
-	return cep.Catalog{Journey: journeys.Has}, nil
+	return cep.Catalog{Journey: journeyExists(journey.NewStore(pool, journeyCatalog()))}
 }
+
+// journeyExists reports whether a journey is stored and enabled.
+func journeyExists(st *journey.Store) func(string) bool {
+	return func(id string) bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := st.Active(ctx, id)
+		return err == nil
+	}
+}
+
+func journeyCatalog() journey.Catalog { return journey.Catalog{Channels: worker.Channels} }
 
 func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -54,10 +73,7 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	cat, err := ruleCatalog()
-	if err != nil {
-		return err
-	}
+	cat := ruleCatalog(nil)
 	loadValid := func() ([]cep.Rule, error) {
 		if *path == "" {
 			return nil, errors.New("-f is required")
@@ -82,7 +98,7 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 		if err != nil {
 			return nil, nil, err
 		}
-		return cep.NewRuleStore(pool, cat), pool.Close, nil
+		return cep.NewRuleStore(pool, ruleCatalog(pool)), pool.Close, nil
 	}
 	switch args[0] {
 	case "validate":

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: the local stack, then the Omega Reach processes (receiver, worker, CEP, API) with the
-# built-in demo rule (cart_add -> journey cart-reminder -> webhook to the local receiver).
+# demo journeys (journey/demo) and rules (cep/demo): cart_add -> journey cart-reminder -> webhook to
+# the local receiver; a cart not paid within 30 minutes -> the retargeting journey (push, SMS if the
+# push is not opened within a day).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 STACK=$ROOT/deploy/local/stack.sh
@@ -10,6 +12,7 @@ export OMEGA_DATA=${OMEGA_DATA:-/var/lib/omega}
 "$STACK" up
 eval "$("$STACK" env)"
 "$BIN/omega" migrate
+"$BIN/omega" journeys apply -f "$ROOT/journey/demo"
 "$BIN/omega" rules apply -f "$ROOT/cep/demo"
 "$STACK" start-app receiver "${OMEGA_RECEIVER_ADDR##*:}" "$BIN/omega" receiver
 "$STACK" start-app worker - "$BIN/omega" worker
@@ -35,7 +38,16 @@ Then:
   her reaches    curl -s -X POST http://$OMEGA_API_ADDR/omega.v1.ReachService/List -H 'Content-Type: application/json' -d '{"user_id":"alice"}'
 (At most ${OMEGA_DAILY_CAP:-3} sends per user per day: a fourth demo event for alice is audited as suppressed.)
 
-Rules are data: $BIN/omega rules list | apply -f DIR | test -f cep/demo --events FILE.jsonl
+The retargeting journey (push, wait up to 24h for push_open, else SMS), started for bob at once:
+  curl -s -X POST http://$OMEGA_API_ADDR/omega.v1.ReachService/Trigger -H 'Content-Type: application/json' \\
+    -d '{"user_id":"bob","journey_id":"cart-retarget","idempotency_key":"demo-$(date +%s)","attrs":{"item_id":"sku-7"}}'
+  bob opens the push (use the reach_id the receiver shows): the journey ends without the SMS
+  curl -s -X POST http://$OMEGA_API_ADDR/omega.v1.EventService/Ingest -H 'Content-Type: application/json' \\
+    -d '{"events":[{"event_id":"open-$(date +%s)","user_id":"bob","type":"push_open","ts":"$now","attrs":{"reach_id":"REACH_ID"}}]}'
+  its steps, in words   $ui/namespaces/default/workflows?query=JourneyId%3D%22cart-retarget%22
+
+Rules and journeys are data: $BIN/omega rules list | apply -f DIR | test -f cep/demo --events FILE.jsonl
+                             $BIN/omega journeys list | get ID | apply -f DIR | disable ID
 (the demo also reaches everyone who favourited an item when its price drops, and whoever views
 an item 3 times in 10 minutes without chatting)
 MSG

@@ -1,0 +1,3 @@
+DROP TABLE profiles;
+DROP TABLE journey_heads;
+DROP TABLE journey_versions;

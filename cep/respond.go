@@ -1,0 +1,99 @@
+package cep
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/openreach"
+	"github.com/omegareach/omega/workflows"
+)
+
+// Signaler delivers response events to open reaches. TemporalStarter is one.
+type Signaler interface {
+	// Signal returns false when the reach is gone; delivering the same response twice must be
+	// harmless (the workflow keeps one per event ID).
+	Signal(ctx context.Context, reachID string, r workflows.Response) (bool, error)
+}
+
+type delivery struct {
+	userID, reachID string
+	resp            workflows.Response
+}
+
+// routeResponses signals each response event (event.ResponseTypes) to the user's open reaches
+// that wait for its type, found in the index the reach workflows keep (internal/openreach). A
+// response carrying attrs.reach_id goes to that reach only, and only if it is the user's and
+// waits for it. Users are looked up in one pipeline per batch.
+func (s *Stage) routeResponses(ctx context.Context, evs []event.Event) error {
+	if s.cfg.Signaler == nil {
+		return nil
+	}
+	var resp []*event.Event
+	users := map[string]*redis.MapStringStringCmd{}
+	pipe := s.cfg.Redis.Pipeline()
+	for i := range evs {
+		ev := &evs[i]
+		if ev.UserID == "" || !slices.Contains(s.cfg.ResponseTypes, ev.Type) {
+			continue
+		}
+		resp = append(resp, ev)
+		if users[ev.UserID] == nil {
+			users[ev.UserID] = pipe.HGetAll(ctx, openreach.Key(s.cfg.ReachPrefix, ev.UserID))
+		}
+	}
+	if len(resp) == 0 {
+		return nil
+	}
+	if err := retry(ctx, s.cfg.Log, "read open reaches", func() error { _, err := pipe.Exec(ctx); return err }); err != nil {
+		return err
+	}
+	now := time.Now()
+	var ds []delivery
+	for _, ev := range resp {
+		waiting := openreach.Waiting(users[ev.UserID].Val(), ev.Type, now)
+		if rid, _ := ev.Attrs[event.AttrReachID].(string); rid != "" {
+			if !slices.Contains(waiting, rid) {
+				continue
+			}
+			waiting = []string{rid}
+		}
+		for _, id := range waiting {
+			ds = append(ds, delivery{userID: ev.UserID, reachID: id, resp: workflows.Response{
+				EventID: ev.EventID, Type: ev.Type, At: ev.TS, Attrs: ev.Attrs}})
+		}
+	}
+	return s.signalAll(ctx, ds)
+}
+
+func (s *Stage) signalAll(ctx context.Context, ds []delivery) error {
+	sem := make(chan struct{}, s.cfg.StartConcurrency)
+	var wg sync.WaitGroup
+	errs := make([]error, len(ds))
+	for i := range ds {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			d := ds[i]
+			errs[i] = retry(ctx, s.cfg.Log, "signal response", func() error {
+				found, err := s.cfg.Signaler.Signal(ctx, d.reachID, d.resp)
+				if err != nil {
+					return err
+				}
+				if !found {
+					// The run ended without unregistering (or raced with this event): drop the entry.
+					return openreach.Unregister(ctx, s.cfg.Redis, s.cfg.ReachPrefix, d.userID, d.reachID)
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/journey"
+)
+
+const journeysUsage = `usage: omega journeys <command> [flags]
+
+  validate -f PATH      check journey files (a file or a directory of .yaml/.yml/.json)
+  apply -f PATH         validate all, then store each changed journey as a new version
+  list                  the active version of every journey
+  get ID                one journey, as JSON
+  disable ID            stop new runs of a journey (runs in flight go on)
+
+flags: -o table|json (output format)
+`
+
+func runJourneys(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stdout, journeysUsage)
+		return errors.New("missing journeys command")
+	}
+	fs := flag.NewFlagSet("journeys "+args[0], flag.ContinueOnError)
+	path := fs.String("f", "", "journey file or directory")
+	output := fs.String("o", "table", "output: table or json")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	cat := journeyCatalog()
+	loadValid := func() ([]journey.Journey, error) {
+		if *path == "" {
+			return nil, errors.New("-f is required")
+		}
+		js, err := journey.Load(*path)
+		if err != nil {
+			return nil, err
+		}
+		var errs []error
+		for _, j := range js {
+			if err := journey.Validate(j, cat); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return js, errors.Join(errs...)
+	}
+	if args[0] == "validate" {
+		js, err := loadValid()
+		if err != nil {
+			return err
+		}
+		for _, j := range js {
+			fmt.Fprintf(stdout, "ok  %s\n", j.ID)
+		}
+		return nil
+	}
+	if err := audit.Migrate(cfg.pgURL); err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, cfg.pgURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	st := journey.NewStore(pool, cat)
+	switch args[0] {
+	case "apply":
+		js, err := loadValid()
+		if err != nil {
+			return err
+		}
+		var applied []journey.Applied
+		for _, j := range js {
+			a, err := st.Apply(ctx, j)
+			if err != nil {
+				return err
+			}
+			applied = append(applied, a)
+		}
+		return render(stdout, *output, applied, []string{"JOURNEY", "VERSION", "STATUS"}, func(a journey.Applied) []any {
+			return []any{a.ID, a.Version, a.Status}
+		})
+	case "list":
+		js, err := st.List(ctx)
+		if err != nil {
+			return err
+		}
+		return render(stdout, *output, js, []string{"JOURNEY", "VERSION", "STEPS", "STATE", "DESCRIPTION"}, func(j journey.Journey) []any {
+			state := "active"
+			if j.Disabled {
+				state = "disabled"
+			}
+			return []any{j.ID, j.Version, len(j.Steps), state, j.Description}
+		})
+	case "get":
+		if fs.NArg() != 1 {
+			return errors.New("usage: omega journeys get ID")
+		}
+		j, err := st.Get(ctx, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(j)
+	case "disable":
+		if fs.NArg() != 1 {
+			return errors.New("usage: omega journeys disable ID")
+		}
+		if err := st.Disable(ctx, fs.Arg(0)); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "disabled %s\n", fs.Arg(0))
+		return nil
+	default:
+		fmt.Fprint(stdout, journeysUsage)
+		return fmt.Errorf("unknown journeys command %q", args[0])
+	}
+}

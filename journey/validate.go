@@ -1,0 +1,281 @@
+package journey
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/omegareach/omega/event"
+)
+
+// Validate checks j against cat and names the step and field at fault: unknown channels and
+// templates, targets that do not exist, steps no path reaches, wait_for without a timeout, and
+// cycles a run could go round without waiting.
+func Validate(j Journey, cat Catalog) error {
+	v := validator{j: &j, cat: cat}
+	return v.run()
+}
+
+type validator struct {
+	j   *Journey
+	cat Catalog
+}
+
+func (v *validator) fail(step, field, format string, args ...any) error {
+	return &Error{JourneyID: v.j.ID, Step: step, Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+func (v *validator) run() error {
+	j := v.j
+	if j.ID == "" {
+		return v.fail("", "id", "is required")
+	}
+	if strings.ContainsAny(j.ID, "/ \t\n") {
+		return v.fail("", "id", "must not contain '/' or spaces")
+	}
+	if len(j.Steps) == 0 {
+		return v.fail("", "steps", "a journey needs at least one step")
+	}
+	for id, t := range j.Templates {
+		if t.Body == "" {
+			return v.fail("", "templates."+id+".body", "is required")
+		}
+		for field, text := range map[string]string{"title": t.Title, "body": t.Body} {
+			if _, err := ParseTemplate(field, text); err != nil {
+				return v.fail("", "templates."+id+"."+field, "does not parse: %v", err)
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for i := range j.Steps {
+		s := &j.Steps[i]
+		if s.ID == "" {
+			return v.fail("", fmt.Sprintf("steps[%d].id", i), "is required")
+		}
+		if s.ID == End || strings.ContainsAny(s.ID, "/# \t\n") {
+			return v.fail(s.ID, "id", "must not be %q nor contain '/', '#' or spaces", End)
+		}
+		if seen[s.ID] {
+			return v.fail(s.ID, "id", "is used by two steps")
+		}
+		seen[s.ID] = true
+	}
+	if j.First() == End {
+		return v.fail("", "steps", "a journey needs a step that is not a goal")
+	}
+	for i := range j.Steps {
+		if err := v.step(&j.Steps[i]); err != nil {
+			return err
+		}
+	}
+	if err := v.reachable(); err != nil {
+		return err
+	}
+	return v.cycles()
+}
+
+func (v *validator) step(s *Step) error {
+	if s.Kind() == "" {
+		return v.fail(s.ID, "(kind)", "set exactly one of send, wait, wait_for, branch, split, goal, exit")
+	}
+	if s.Next != "" && s.Send == nil && s.Wait == nil {
+		return v.fail(s.ID, "next", "only send and wait steps take next; %s steps name their own targets", s.Kind())
+	}
+	switch {
+	case s.Send != nil:
+		if err := v.channel(s.ID, "send.channel", s.Send.Channel); err != nil {
+			return err
+		}
+		if s.Send.Fallback != "" {
+			if err := v.channel(s.ID, "send.fallback", s.Send.Fallback); err != nil {
+				return err
+			}
+			if s.Send.Fallback == s.Send.Channel {
+				return v.fail(s.ID, "send.fallback", "is the step's own channel")
+			}
+		}
+		if s.Send.Template == "" {
+			return v.fail(s.ID, "send.template", "is required")
+		}
+		if _, ok := v.j.Templates[s.Send.Template]; !ok {
+			return v.fail(s.ID, "send.template", "unknown template %q (the journey's templates: %s)", s.Send.Template, strings.Join(v.templateIDs(), ", "))
+		}
+		return v.target(s.ID, "next", s.Next)
+	case s.Wait != nil:
+		switch {
+		case s.Wait.For > 0 && s.Wait.Until != "":
+			return v.fail(s.ID, "wait", "set for or until, not both")
+		case s.Wait.Until != "":
+			if _, err := time.Parse("15:04", s.Wait.Until); err != nil {
+				return v.fail(s.ID, "wait.until", "%q is not a time of day HH:MM", s.Wait.Until)
+			}
+		case s.Wait.For <= 0:
+			return v.fail(s.ID, "wait.for", "a wait needs a positive duration (or until)")
+		}
+		return v.target(s.ID, "next", s.Next)
+	case s.WaitFor != nil:
+		if err := v.responses(s.ID, "wait_for.events", s.WaitFor.Events); err != nil {
+			return err
+		}
+		if s.WaitFor.Timeout <= 0 {
+			return v.fail(s.ID, "wait_for.timeout", "is required: how long to wait before on_timeout")
+		}
+		if err := v.target(s.ID, "wait_for.then", s.WaitFor.Then); err != nil {
+			return err
+		}
+		return v.target(s.ID, "wait_for.on_timeout", s.WaitFor.OnTimeout)
+	case s.Branch != nil:
+		if len(s.Branch.Cases) == 0 {
+			return v.fail(s.ID, "branch.cases", "a branch needs at least one case")
+		}
+		for i, c := range s.Branch.Cases {
+			f := fmt.Sprintf("branch.cases[%d]", i)
+			if c.When == "" {
+				return v.fail(s.ID, f+".when", "is required")
+			}
+			if _, err := CompileCondition(c.When); err != nil {
+				return v.fail(s.ID, f+".when", "%v", err)
+			}
+			if err := v.target(s.ID, f+".next", c.Next); err != nil {
+				return err
+			}
+		}
+		return v.target(s.ID, "branch.else", s.Branch.Else)
+	case s.Split != nil:
+		if len(s.Split.Paths) == 0 {
+			return v.fail(s.ID, "split.paths", "a split needs at least one path")
+		}
+		if s.Split.Holdout < 0 {
+			return v.fail(s.ID, "split.holdout", "must not be negative")
+		}
+		names := map[string]bool{}
+		for i, p := range s.Split.Paths {
+			f := fmt.Sprintf("split.paths[%d]", i)
+			if p.Name == "" || p.Name == Holdout || names[p.Name] {
+				return v.fail(s.ID, f+".name", "needs a unique name other than %q", Holdout)
+			}
+			names[p.Name] = true
+			if p.Weight <= 0 {
+				return v.fail(s.ID, f+".weight", "must be positive")
+			}
+			if err := v.target(s.ID, f+".next", p.Next); err != nil {
+				return err
+			}
+		}
+	case s.Goal != nil:
+		return v.responses(s.ID, "goal.events", s.Goal.Events)
+	}
+	return nil
+}
+
+func (v *validator) channel(step, field, ch string) error {
+	if ch == "" {
+		return v.fail(step, field, "is required")
+	}
+	if v.cat.Channels != nil && !slices.Contains(v.cat.Channels, ch) {
+		return v.fail(step, field, "unknown channel %q (known: %s)", ch, strings.Join(v.cat.Channels, ", "))
+	}
+	return nil
+}
+
+func (v *validator) responses(step, field string, types []string) error {
+	if len(types) == 0 {
+		return v.fail(step, field, "name at least one response event")
+	}
+	for _, t := range types {
+		if !isResponse(t) {
+			return v.fail(step, field, "%q is not a response event (responses: %s)", t, strings.Join(event.ResponseTypes, ", "))
+		}
+	}
+	return nil
+}
+
+func (v *validator) target(step, field, t string) error {
+	if t == "" || t == End {
+		return nil
+	}
+	s, ok := v.j.Step(t)
+	if !ok {
+		return v.fail(step, field, "no step %q", t)
+	}
+	if s.Goal != nil {
+		return v.fail(step, field, "%q is a goal: goals end the journey when their event comes, no step leads to them", t)
+	}
+	return nil
+}
+
+func (v *validator) templateIDs() []string {
+	var ids []string
+	for id := range v.j.Templates {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (v *validator) reachable() error {
+	j := v.j
+	reached := map[string]bool{}
+	queue := []string{j.First()}
+	for len(queue) > 0 {
+		id := queue[0]
+		queue = queue[1:]
+		if id == End || reached[id] {
+			continue
+		}
+		reached[id] = true
+		s, _ := j.Step(id)
+		queue = append(queue, j.Targets(s)...)
+	}
+	for _, s := range j.Steps {
+		if s.Goal == nil && !reached[s.ID] {
+			return v.fail(s.ID, "id", "unreachable: no path from the first step %q leads here", j.First())
+		}
+	}
+	return nil
+}
+
+// cycles refuses a loop without a wait or wait_for on it: a run would spin without end.
+func (v *validator) cycles() error {
+	j := v.j
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := map[string]int{}
+	var visit func(id string, path []string) error
+	visit = func(id string, path []string) error {
+		if id == End {
+			return nil
+		}
+		switch color[id] {
+		case grey:
+			i := slices.Index(path, id)
+			return v.fail(id, "(flow)", "cycle without a wait: %s", strings.Join(append(path[i:], id), " -> "))
+		case black:
+			return nil
+		}
+		s, _ := j.Step(id)
+		if s.Wait != nil || s.WaitFor != nil {
+			return nil // a wait breaks every cycle through it
+		}
+		color[id] = grey
+		for _, t := range j.Targets(s) {
+			if err := visit(t, append(path, id)); err != nil {
+				return err
+			}
+		}
+		color[id] = black
+		return nil
+	}
+	for _, s := range j.Steps {
+		if s.Goal == nil && s.Wait == nil && s.WaitFor == nil {
+			if err := visit(s.ID, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
