@@ -45,6 +45,10 @@ test: check-generate vet build-dev ## everything: generated code, vet, unit test
 test-short: ## unit tests only, no servers
 	$(GO) test -short ./...
 
+.PHONY: record-histories
+record-histories: build-dev ## record one workflow history per journey shape into workflows/testdata (replayed by make test)
+	OMEGA_RECORD_HISTORIES=1 deploy/local/test.sh $(GO) test -count=1 -run TestRecordHistories ./e2e
+
 .PHONY: bench
 bench: build-dev ## CEP benchmark on a fresh stack; writes bench/results/cep.md (minutes; not part of make test)
 	@mkdir -p bench/results
