@@ -45,6 +45,10 @@ test: check-generate vet build-dev ## everything: generated code, vet, unit test
 test-short: ## unit tests only, no servers
 	$(GO) test -short ./...
 
+.PHONY: screenshot
+screenshot: ## with make run up: start a retargeting run and save the Temporal UI's view of it in docs/img
+	deploy/local/screenshot.sh
+
 .PHONY: record-histories
 record-histories: build-dev ## record one workflow history per journey shape into workflows/testdata (replayed by make test)
 	OMEGA_RECORD_HISTORIES=1 deploy/local/test.sh $(GO) test -count=1 -run TestRecordHistories ./e2e

@@ -427,7 +427,7 @@ func (r *reachRun) filter(name, ch, key string) (filter.Verdict, error) {
 
 func (r *reachRun) wait(name string, s *journey.Step) (string, *ReachResult, error) {
 	now := workflow.Now(r.ctx)
-	d, what := s.Wait.For.D(), "wait "+s.Wait.For.D().String()
+	d, what := s.Wait.For.D(), "wait "+human(s.Wait.For.D())
 	if s.Wait.Until != "" {
 		at, err := journey.NextLocal(now, s.Wait.Until, r.p.Location())
 		if err != nil {
@@ -454,7 +454,7 @@ func (r *reachRun) wait(name string, s *journey.Step) (string, *ReachResult, err
 
 func (r *reachRun) waitFor(name string, s *journey.Step) (string, *ReachResult, error) {
 	wf := s.WaitFor
-	what := fmt.Sprintf("wait up to %s for %s", wf.Timeout.D(), strings.Join(wf.Events, " or "))
+	what := fmt.Sprintf("wait up to %s for %s", human(wf.Timeout.D()), strings.Join(wf.Events, " or "))
 	r.setStatus(StatusWaiting, fmt.Sprintf("%s (step %s), until %s", what, name, workflow.Now(r.ctx).Add(wf.Timeout.D()).Format(time.RFC3339)))
 	if err := r.flush(); err != nil {
 		return "", nil, err
@@ -755,6 +755,18 @@ func (r *reachRun) fields() map[string]any {
 	}
 	f["profile"] = r.p.Vars()
 	return f
+}
+
+// human prints 24h rather than 24h0m0s.
+func human(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m")
+		}
+	}
+	return s
 }
 
 func orEmpty(m map[string]any) map[string]any {
