@@ -15,7 +15,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/journey"
 	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
 	"github.com/omegareach/omega/workflows"
 )
@@ -30,6 +32,9 @@ type Config struct {
 	Audit    *audit.Store
 	// Journeys reports whether a journey exists, for Trigger's validation.
 	Journeys func(id string) bool
+	// RuleStore and JourneyStore back RuleService and JourneyService (not served when nil).
+	RuleStore    SpecStore[cep.Rule]
+	JourneyStore SpecStore[journey.Journey]
 	// TaskQueue of reach workflows (workflows.TaskQueue when empty).
 	TaskQueue string
 	// MaxRequestBytes caps a request body (4 MiB when zero).
@@ -72,6 +77,14 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	mux.Handle(omegav1connect.NewEventServiceHandler(s, opts...))
 	mux.Handle(omegav1connect.NewReachServiceHandler(s, opts...))
 	services := []string{omegav1connect.EventServiceName, omegav1connect.ReachServiceName}
+	if cfg.RuleStore != nil {
+		mux.Handle(omegav1connect.NewRuleServiceHandler(ruleService{ruleSpecs(s, cfg.RuleStore)}, opts...))
+		services = append(services, omegav1connect.RuleServiceName)
+	}
+	if cfg.JourneyStore != nil {
+		mux.Handle(omegav1connect.NewJourneyServiceHandler(journeyService{journeySpecs(s, cfg.JourneyStore)}, opts...))
+		services = append(services, omegav1connect.JourneyServiceName)
+	}
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(services...)))
 	mux.Handle(grpcreflect.NewHandlerV1(grpcreflect.NewStaticReflector(services...)))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(grpcreflect.NewStaticReflector(services...)))

@@ -101,3 +101,6 @@ func decodeRule(h versioned.Head) (Rule, error) {
 	r.Version, r.Disabled = h.Version, h.Disabled
 	return r, nil
 }
+
+// Validate checks r against the store's catalog without storing it.
+func (s *RuleStore) Validate(r Rule) error { return Validate(r, s.cat) }

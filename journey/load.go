@@ -184,3 +184,6 @@ func decode(h versioned.Head) (Journey, error) {
 	j.Version, j.Disabled = h.Version, h.Disabled
 	return j, nil
 }
+
+// Validate checks j against the store's catalog without storing it.
+func (s *Store) Validate(j Journey) error { return Validate(j, s.cat) }

@@ -170,8 +170,9 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 		return fmt.Errorf("kafka producer: %w", err)
 	}
 	defer prod.Close()
-	h, err := api.NewHandler(api.Config{Producer: prod, Temporal: tc, Audit: store,
-		Journeys: journeyExists(journey.NewStore(store.Pool(), journeyCatalog())), Log: log})
+	journeys := journey.NewStore(store.Pool(), journeyCatalog())
+	h, err := api.NewHandler(api.Config{Producer: prod, Temporal: tc, Audit: store, Journeys: journeyExists(journeys),
+		RuleStore: cep.NewRuleStore(store.Pool(), ruleCatalog(store.Pool())), JourneyStore: journeys, Log: log})
 	if err != nil {
 		return err
 	}

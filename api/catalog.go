@@ -1,0 +1,245 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/omegareach/omega/cep"
+	"github.com/omegareach/omega/internal/versioned"
+	"github.com/omegareach/omega/journey"
+	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
+)
+
+// SpecStore keeps rules or journeys as versions (cep.RuleStore, journey.Store).
+type SpecStore[T any] interface {
+	Validate(T) error
+	Apply(ctx context.Context, v T) (versioned.Applied, error)
+	Get(ctx context.Context, id string) (T, error)
+	List(ctx context.Context) ([]T, error)
+	Disable(ctx context.Context, id string) error
+}
+
+// specs serves one kind of data through its store: decoding, errors naming the field, and the
+// wire shapes.
+type specs[T any] struct {
+	kind  string // "rule" or "journey": the request field and the error prefix
+	store SpecStore[T]
+	parse func([]byte) (T, error)
+	meta  func(T) (id string, version int, disabled bool)
+	field func(error) (string, bool) // the offending field of a validation error
+	srv   *server
+}
+
+func (c *specs[T]) decode(s *structpb.Struct) (T, error) {
+	var zero T
+	if s == nil {
+		return zero, invalid(c.kind, "required: the %s as in its file, as a JSON object", c.kind)
+	}
+	b, err := protojson.Marshal(s)
+	if err != nil {
+		return zero, invalid(c.kind, "%v", err)
+	}
+	v, err := c.parse(b)
+	if err != nil {
+		return zero, c.mapErr("parse", err)
+	}
+	return v, nil
+}
+
+// mapErr names the field of a validation error, and maps not found and backend failures.
+func (c *specs[T]) mapErr(what string, err error) error {
+	if field, ok := c.field(err); ok {
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s: %w", field, err))
+	}
+	if errors.Is(err, versioned.ErrNotFound) || errors.Is(err, journey.ErrNotFound) {
+		return connect.NewError(connect.CodeNotFound, fmt.Errorf("%s: not found", c.kind))
+	}
+	return c.srv.internal(what+" "+c.kind, err)
+}
+
+func (c *specs[T]) stored(v T) (*omegav1.Stored, error) {
+	id, version, disabled := c.meta(v)
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, c.srv.internal("encode "+c.kind, err)
+	}
+	var s structpb.Struct
+	if err := protojson.Unmarshal(b, &s); err != nil {
+		return nil, c.srv.internal("encode "+c.kind, err)
+	}
+	return &omegav1.Stored{Id: id, Version: int32(version), Disabled: disabled, Spec: &s}, nil
+}
+
+func (c *specs[T]) validate(s *structpb.Struct) error {
+	v, err := c.decode(s)
+	if err != nil {
+		return err
+	}
+	if err := c.store.Validate(v); err != nil {
+		return c.mapErr("validate", err)
+	}
+	return nil
+}
+
+func (c *specs[T]) apply(ctx context.Context, s *structpb.Struct) (*omegav1.Applied, error) {
+	v, err := c.decode(s)
+	if err != nil {
+		return nil, err
+	}
+	a, err := c.store.Apply(ctx, v)
+	if err != nil {
+		return nil, c.mapErr("apply", err)
+	}
+	return &omegav1.Applied{Id: a.ID, Version: int32(a.Version), Status: a.Status}, nil
+}
+
+func (c *specs[T]) get(ctx context.Context, id string) (*omegav1.Stored, error) {
+	if id == "" {
+		return nil, invalid("id", "required")
+	}
+	v, err := c.store.Get(ctx, id)
+	if err != nil {
+		return nil, c.mapErr("get", err)
+	}
+	return c.stored(v)
+}
+
+func (c *specs[T]) list(ctx context.Context) ([]*omegav1.Stored, error) {
+	vs, err := c.store.List(ctx)
+	if err != nil {
+		return nil, c.mapErr("list", err)
+	}
+	out := make([]*omegav1.Stored, 0, len(vs))
+	for _, v := range vs {
+		s, err := c.stored(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func (c *specs[T]) disable(ctx context.Context, id string) error {
+	if id == "" {
+		return invalid("id", "required")
+	}
+	if err := c.store.Disable(ctx, id); err != nil {
+		return c.mapErr("disable", err)
+	}
+	return nil
+}
+
+func ruleSpecs(s *server, st SpecStore[cep.Rule]) *specs[cep.Rule] {
+	return &specs[cep.Rule]{kind: "rule", store: st, parse: cep.ParseRule, srv: s,
+		meta: func(r cep.Rule) (string, int, bool) { return r.ID, r.Version, r.Disabled },
+		field: func(err error) (string, bool) {
+			var re *cep.RuleError
+			if errors.As(err, &re) {
+				return "rule." + re.Field, true
+			}
+			return "", false
+		}}
+}
+
+func journeySpecs(s *server, st SpecStore[journey.Journey]) *specs[journey.Journey] {
+	return &specs[journey.Journey]{kind: "journey", store: st, parse: journey.Parse, srv: s,
+		meta: func(j journey.Journey) (string, int, bool) { return j.ID, j.Version, j.Disabled },
+		field: func(err error) (string, bool) {
+			var je *journey.Error
+			if !errors.As(err, &je) {
+				return "", false
+			}
+			if je.Step != "" {
+				return "journey.steps[" + je.Step + "]." + je.Field, true
+			}
+			return "journey." + je.Field, true
+		}}
+}
+
+// ruleService and journeyService are the connect handlers.
+type ruleService struct{ c *specs[cep.Rule] }
+
+func (h ruleService) ValidateRule(_ context.Context, req *connect.Request[omegav1.ValidateRuleRequest]) (*connect.Response[omegav1.ValidateRuleResponse], error) {
+	if err := h.c.validate(req.Msg.GetRule()); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&omegav1.ValidateRuleResponse{}), nil
+}
+
+func (h ruleService) ApplyRule(ctx context.Context, req *connect.Request[omegav1.ApplyRuleRequest]) (*connect.Response[omegav1.ApplyRuleResponse], error) {
+	a, err := h.c.apply(ctx, req.Msg.GetRule())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&omegav1.ApplyRuleResponse{Applied: a}), nil
+}
+
+func (h ruleService) GetRule(ctx context.Context, req *connect.Request[omegav1.GetRuleRequest]) (*connect.Response[omegav1.GetRuleResponse], error) {
+	s, err := h.c.get(ctx, req.Msg.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&omegav1.GetRuleResponse{Rule: s}), nil
+}
+
+func (h ruleService) ListRules(ctx context.Context, _ *connect.Request[omegav1.ListRulesRequest]) (*connect.Response[omegav1.ListRulesResponse], error) {
+	ss, err := h.c.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&omegav1.ListRulesResponse{Rules: ss}), nil
+}
+
+func (h ruleService) DisableRule(ctx context.Context, req *connect.Request[omegav1.DisableRuleRequest]) (*connect.Response[omegav1.DisableRuleResponse], error) {
+	if err := h.c.disable(ctx, req.Msg.GetId()); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&omegav1.DisableRuleResponse{}), nil
+}
+
+type journeyService struct{ c *specs[journey.Journey] }
+
+func (h journeyService) ValidateJourney(_ context.Context, req *connect.Request[omegav1.ValidateJourneyRequest]) (*connect.Response[omegav1.ValidateJourneyResponse], error) {
+	if err := h.c.validate(req.Msg.GetJourney()); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&omegav1.ValidateJourneyResponse{}), nil
+}
+
+func (h journeyService) ApplyJourney(ctx context.Context, req *connect.Request[omegav1.ApplyJourneyRequest]) (*connect.Response[omegav1.ApplyJourneyResponse], error) {
+	a, err := h.c.apply(ctx, req.Msg.GetJourney())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&omegav1.ApplyJourneyResponse{Applied: a}), nil
+}
+
+func (h journeyService) GetJourney(ctx context.Context, req *connect.Request[omegav1.GetJourneyRequest]) (*connect.Response[omegav1.GetJourneyResponse], error) {
+	s, err := h.c.get(ctx, req.Msg.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&omegav1.GetJourneyResponse{Journey: s}), nil
+}
+
+func (h journeyService) ListJourneys(ctx context.Context, _ *connect.Request[omegav1.ListJourneysRequest]) (*connect.Response[omegav1.ListJourneysResponse], error) {
+	ss, err := h.c.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&omegav1.ListJourneysResponse{Journeys: ss}), nil
+}
+
+func (h journeyService) DisableJourney(ctx context.Context, req *connect.Request[omegav1.DisableJourneyRequest]) (*connect.Response[omegav1.DisableJourneyResponse], error) {
+	if err := h.c.disable(ctx, req.Msg.GetId()); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&omegav1.DisableJourneyResponse{}), nil
+}
