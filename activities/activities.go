@@ -83,13 +83,16 @@ type RegisterInput struct {
 	Events  []string  `json:"events,omitempty"`
 	MaxOpen int       `json:"max_open,omitempty"`
 	Now     time.Time `json:"now"`
+	// Until is when the entry goes stale unless registered again (openreach.MaxAge from Now when
+	// zero).
+	Until time.Time `json:"until,omitzero"`
 }
 
 // Register indexes the run so responses find it; false when the rule's bound on open runs per
 // user refuses it.
 func (a *Activities) Register(ctx context.Context, in RegisterInput) (bool, error) {
 	return openreach.Register(ctx, a.Redis, a.KeyPrefix, in.UserID, in.ReachID,
-		openreach.Entry{RuleID: in.RuleID, Events: in.Events}, in.MaxOpen, in.Now)
+		openreach.Entry{RuleID: in.RuleID, Events: in.Events, Until: unixOrZero(in.Until)}, in.MaxOpen, in.Now)
 }
 
 // Unregister removes the run from its user's index.
@@ -214,4 +217,11 @@ func render(text string, data map[string]any) (string, error) {
 		return "", err
 	}
 	return b.String(), nil
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
 }

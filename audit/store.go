@@ -31,6 +31,7 @@ const (
 	KindBranched  = "branched"
 	KindSplit     = "split"
 	KindConverted = "converted"
+	KindExited    = "exited"
 )
 
 // Record is one audited step.

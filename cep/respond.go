@@ -36,21 +36,25 @@ func (s *Stage) routeResponses(ctx context.Context, evs []event.Event) error {
 	}
 	var resp []*event.Event
 	users := map[string]*redis.MapStringStringCmd{}
-	pipe := s.cfg.Redis.Pipeline()
 	for i := range evs {
 		ev := &evs[i]
-		if ev.UserID == "" || !slices.Contains(s.cfg.ResponseTypes, ev.Type) {
-			continue
-		}
-		resp = append(resp, ev)
-		if users[ev.UserID] == nil {
-			users[ev.UserID] = pipe.HGetAll(ctx, openreach.Key(s.cfg.ReachPrefix, ev.UserID))
+		if ev.UserID != "" && slices.Contains(s.cfg.ResponseTypes, ev.Type) {
+			resp = append(resp, ev)
+			users[ev.UserID] = nil
 		}
 	}
 	if len(resp) == 0 {
 		return nil
 	}
-	if err := retry(ctx, s.cfg.Log, "read open reaches", func() error { _, err := pipe.Exec(ctx); return err }); err != nil {
+	// A pipeline is emptied by Exec: each attempt queues its commands afresh.
+	if err := retry(ctx, s.cfg.Log, "read open reaches", func() error {
+		pipe := s.cfg.Redis.Pipeline()
+		for u := range users {
+			users[u] = pipe.HGetAll(ctx, openreach.Key(s.cfg.ReachPrefix, u))
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	}); err != nil {
 		return err
 	}
 	now := time.Now()
@@ -71,29 +75,56 @@ func (s *Stage) routeResponses(ctx context.Context, evs []event.Event) error {
 	return s.signalAll(ctx, ds)
 }
 
+// signalAll delivers concurrently across reaches and in event order within one reach, so a run
+// sees its responses in the order of the partition.
 func (s *Stage) signalAll(ctx context.Context, ds []delivery) error {
+	var order []string
+	byReach := map[string][]delivery{}
+	for _, d := range ds {
+		if byReach[d.reachID] == nil {
+			order = append(order, d.reachID)
+		}
+		byReach[d.reachID] = append(byReach[d.reachID], d)
+	}
 	sem := make(chan struct{}, s.cfg.StartConcurrency)
 	var wg sync.WaitGroup
-	errs := make([]error, len(ds))
-	for i := range ds {
+	errs := make([]error, len(order))
+	for i, id := range order {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			d := ds[i]
-			errs[i] = retry(ctx, s.cfg.Log, "signal response", func() error {
-				found, err := s.cfg.Signaler.Signal(ctx, d.reachID, d.resp)
-				if err != nil {
-					return err
+			for _, d := range byReach[id] {
+				if errs[i] = s.signal(ctx, d); errs[i] != nil {
+					return
 				}
-				if !found {
-					// The run ended without unregistering (or raced with this event): drop the entry.
-					return openreach.Unregister(ctx, s.cfg.Redis, s.cfg.ReachPrefix, d.userID, d.reachID)
-				}
-				return nil
-			})
+			}
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// signal delivers one response, retrying while Temporal is unavailable. A response Temporal
+// refuses for good (too large, the run's signal limit) is logged and skipped: it must not block
+// the partition.
+func (s *Stage) signal(ctx context.Context, d delivery) error {
+	return retry(ctx, s.cfg.Log, "signal response", func() error {
+		found, err := s.cfg.Signaler.Signal(ctx, d.reachID, d.resp)
+		if errors.Is(err, ErrPermanent) {
+			s.cfg.Log.Error("response refused for good; skipped", "reach_id", d.reachID, "event_id", d.resp.EventID, "err", err)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !found {
+			// The run ended without unregistering (or raced with this event): drop the entry.
+			return openreach.Unregister(ctx, s.cfg.Redis, s.cfg.ReachPrefix, d.userID, d.reachID)
+		}
+		return nil
+	})
+}
+
+// ErrPermanent marks a failure a retry cannot fix.
+var ErrPermanent = errors.New("permanent")

@@ -39,6 +39,12 @@ func (t *TemporalStarter) Signal(ctx context.Context, reachID string, r workflow
 	if errors.As(err, &nf) {
 		return false, nil
 	}
+	// Too large, or past the run's signal limit: no retry fixes those.
+	var inv *serviceerror.InvalidArgument
+	var pre *serviceerror.FailedPrecondition
+	if errors.As(err, &inv) || errors.As(err, &pre) {
+		return false, fmt.Errorf("%w: signal %s: %v", ErrPermanent, reachID, err)
+	}
 	if err != nil {
 		return false, fmt.Errorf("signal %s: %w", reachID, err)
 	}

@@ -233,8 +233,8 @@ func TestFallbackOnPermanentFailure(t *testing.T) {
 	require.NoError(t, h.env.GetWorkflowError())
 	require.Equal(t, workflows.StatusSent, res.Status)
 	require.Equal(t, "sms", res.Channel)
-	require.Equal(t, []string{"match:matched", "route:routed", "push:filtered", "push:failed", "push:filtered",
-		"push:dispatched", "wait_open:responded", "end:completed"}, trail(h.records()[:8]))
+	require.Equal(t, []string{"match:matched", "route:routed", "push:filtered", "push:failed", "push/sms:filtered",
+		"push/sms:dispatched", "wait_open:responded", "end:completed"}, trail(h.records()))
 	require.Len(t, h.released, 1, "the failed push's reservation went back")
 }
 
@@ -374,4 +374,45 @@ func TestSplitProportionsAndHoldout(t *testing.T) {
 		got := float64(counts[name]) / float64(users)
 		require.InDelta(t, want, got, tol, "share of %s over %d users", name, users)
 	}
+}
+
+// A goal that comes while the filter chain runs ends the run as converted; nothing is sent and the
+// reservation goes back.
+func TestGoalDuringFilterSendsNothing(t *testing.T) {
+	h := newHarness(t)
+	h.env.OnActivity(a.Route, mock.Anything, mock.Anything).Return(activities.RouteResult{Journey: threeDayJourney(), Profile: profile.Profile{UserID: "u1"}}, nil)
+	h.env.OnActivity(a.Filter, mock.Anything, mock.Anything).Return(filter.Verdict{Outcome: filter.Pass}, nil).After(time.Hour)
+	h.onDispatch(channel.Result{Status: 200}, nil).Maybe()
+	h.signalAt(30*time.Minute, workflows.SignalResponse, response("pay-1", "order_paid"))
+
+	res, _ := h.run(testInput())
+	require.NoError(t, h.env.GetWorkflowError())
+	require.Equal(t, workflows.StatusConverted, res.Status)
+	require.Empty(t, h.sentChannels())
+	require.Len(t, h.released, 1)
+}
+
+func TestExitIsAudited(t *testing.T) {
+	j := journey.Journey{ID: "bye", Steps: []journey.Step{{ID: "done", Exit: &journey.Exit{Reason: "nothing to say"}}}}
+	h := journeyHarness(t, j, profile.Profile{})
+	res, _ := h.run(testInput())
+	require.NoError(t, h.env.GetWorkflowError())
+	require.Equal(t, workflows.StatusCompleted, res.Status)
+	require.Equal(t, "nothing to say", res.Reason)
+	require.Equal(t, []string{"match:matched", "route:routed", "done:exited", "end:completed"}, trail(h.records()))
+}
+
+// A wait longer than the open-reach entry lives refreshes the entry first, so responses still
+// find the run.
+func TestLongWaitRefreshesOpenReachEntry(t *testing.T) {
+	j := journey.Journey{ID: "long", Templates: map[string]journey.Template{"t": {Body: "hi"}}, Steps: []journey.Step{
+		{ID: "w", WaitFor: &journey.WaitFor{Events: []string{"order_paid"}, Timeout: journey.Duration(40 * 24 * time.Hour), OnTimeout: journey.End}},
+	}}
+	h := journeyHarness(t, j, profile.Profile{})
+	res, elapsed := h.run(testInput())
+	require.NoError(t, h.env.GetWorkflowError())
+	require.Equal(t, workflows.StatusCompleted, res.Status)
+	require.GreaterOrEqual(t, elapsed, 40*24*time.Hour)
+	require.Len(t, h.registered, 2, "registered, then refreshed before the 40-day wait")
+	require.True(t, h.registered[1].Until.After(h.registered[1].Now.Add(40*24*time.Hour)))
 }

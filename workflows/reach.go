@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	_ "time/tzdata" // wait-until-local-time reads zones from the binary, the same on every worker
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -111,9 +112,12 @@ type State struct {
 	// Sent counts the messages sent.
 	Sent int `json:"sent"`
 	// Steps is the step history (the most recent maxStepHistory).
-	Steps     []StepRecord   `json:"steps"`
-	Responses []Response     `json:"responses,omitempty"`
-	Visits    map[string]int `json:"visits,omitempty"`
+	Steps     []StepRecord `json:"steps"`
+	Responses []Response   `json:"responses,omitempty"`
+	// Seen are the event IDs of the responses taken (the most recent maxSeen), so a redelivered
+	// signal changes nothing.
+	Seen   []string       `json:"seen,omitempty"`
+	Visits map[string]int `json:"visits,omitempty"`
 	// Runs counts the continue-as-new hops.
 	Runs int `json:"runs,omitempty"`
 }
@@ -128,7 +132,11 @@ type StepRecord struct {
 }
 
 const (
+	// indexTTL is how long a run's open-reach entry stays fresh; a wait that would outlast it
+	// refreshes it first.
+	indexTTL       = 30 * 24 * time.Hour
 	maxStepHistory = 100
+	maxSeen        = 1000
 	maxResponses   = 100
 	// maxDefers bounds how often one send is put off by the filter chain (quiet hours).
 	maxDefers = 3
@@ -211,7 +219,8 @@ type reachRun struct {
 	converted    *Response
 	reserved     *filter.Request // the filter chain may hold a reservation for the send in flight
 	registered   bool
-	steps        int // steps taken by this run (since the last continue-as-new)
+	indexUntil   time.Time // when the run's open-reach entry goes stale unless refreshed
+	steps        int       // steps taken by this run (since the last continue-as-new)
 }
 
 func (r *reachRun) run() (ReachResult, error) {
@@ -245,6 +254,9 @@ func (r *reachRun) run() (ReachResult, error) {
 	// index (one Redis round trip less per reach); runs started before keep registering.
 	needsIndex := len(r.j.ResponseEvents()) > 0 || r.m.MaxOpen > 0
 	if v := workflow.GetVersion(r.ctx, changeSkipIdleRegister, workflow.DefaultVersion, 1); v == workflow.DefaultVersion || needsIndex {
+		// Once registration is attempted the run unregisters when it ends, whatever happens: the
+		// entry may exist even if the run is cancelled while the call is in flight.
+		r.registered = true
 		var ok bool
 		err := workflow.ExecuteLocalActivity(withSummary(r.lctx, "register open reach"), a.Register, r.registration()).Get(r.ctx, &ok)
 		if err != nil {
@@ -253,9 +265,10 @@ func (r *reachRun) run() (ReachResult, error) {
 		if !ok {
 			reason := fmt.Sprintf("re-entry: the user already has %d open runs of rule %s", r.m.MaxOpen, r.m.RuleID)
 			r.record(audit.Record{Step: "register", Kind: audit.KindSuppressed, Outcome: filter.Drop, Reason: reason})
+			r.registered = false // refused: nothing was written
 			return r.finish(ReachResult{Status: StatusSuppressed, Reason: reason})
 		}
-		r.registered = true
+		r.indexUntil = workflow.Now(r.ctx).Add(indexTTL)
 	}
 
 	for {
@@ -322,6 +335,7 @@ func (r *reachRun) step(name string, s *journey.Step) (string, *ReachResult, err
 			reason = "exit at step " + s.ID
 		}
 		r.took(name, journey.KindExit, "exit", reason)
+		r.record(audit.Record{Step: name, Kind: audit.KindExited, Outcome: "exit", Reason: reason})
 		return "", &ReachResult{Status: r.endStatus(), Channel: r.st.Channel, Reason: reason}, nil
 	}
 	return "", nil, fmt.Errorf("step %s has no kind", s.ID)
@@ -336,23 +350,38 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 	}
 	next := r.j.Resolve(s.ID, s.Next)
 	var lastErr error
-	for _, ch := range channels {
+	for i, ch := range channels {
+		// The audit step of this channel's attempt: the step's name, and name/channel for the
+		// fallback, so each attempt's verdict and outcome is a row of its own.
+		label := name
+		if i > 0 {
+			label = name + "/" + ch
+		}
 		key := r.reachID + "/" + name + "/" + ch
-		verdict, err := r.filter(name, ch, key)
+		verdict, err := r.filter(label, ch, key)
 		if err != nil {
 			return "", nil, err
 		}
+		if r.converted != nil {
+			// The goal came while the chain ran or a deferral waited: nothing more to send.
+			r.release()
+			return "", nil, nil
+		}
 		if verdict.Outcome != filter.Pass {
 			r.reserved = nil // a chain that does not pass has given back what it reserved
-			r.took(name, journey.KindSend, StatusSuppressed, verdict.String())
-			r.record(audit.Record{Step: name, Kind: audit.KindSuppressed, Channel: ch, Outcome: verdict.Outcome, Reason: verdict.String()})
+			r.took(label, journey.KindSend, StatusSuppressed, verdict.String())
+			r.record(audit.Record{Step: label, Kind: audit.KindSuppressed, Channel: ch, Outcome: verdict.Outcome, Reason: verdict.String()})
 			return "", &ReachResult{Status: StatusSuppressed, Channel: ch, Verdict: verdict, Reason: verdict.String()}, nil
 		}
 		if err := r.flush(); err != nil {
 			return "", nil, err
 		}
 		r.details(fmt.Sprintf("sending %s on %s (step %s)", s.Send.Template, ch, name))
-		actx := workflow.WithActivityOptions(r.ctx, workflow.ActivityOptions{
+		// A send in flight completes even when the run is cancelled meanwhile: abandoning it would
+		// leave a message the provider may still accept recorded as not sent, its fatigue slot
+		// given back. The cancel takes effect right after.
+		dctx, _ := workflow.NewDisconnectedContext(r.ctx)
+		actx := workflow.WithActivityOptions(dctx, workflow.ActivityOptions{
 			StartToCloseTimeout: 30 * time.Second,
 			Summary:             fmt.Sprintf("send %s on %s (step %s)", s.Send.Template, ch, name),
 			RetryPolicy: &temporal.RetryPolicy{
@@ -365,36 +394,40 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 		err = workflow.ExecuteActivity(actx, a.Dispatch, activities.DispatchInput{
 			Channel: ch, TemplateID: s.Send.Template, Template: tmpl, Fields: r.fields(),
 			Message: channel.Message{IdempotencyKey: key, ReachID: r.reachID, UserID: r.m.UserID},
-		}).Get(r.ctx, &res)
+		}).Get(dctx, &res)
 		if err == nil {
 			r.reserved = nil
 			r.st.Sent++
 			r.st.Channel = ch
 			detail := fmt.Sprintf("provider %d %s", res.Status, res.ProviderMessageID)
-			r.took(name, journey.KindSend, StatusSent, ch+": "+detail)
-			r.record(audit.Record{Step: name, Kind: audit.KindDispatched, Channel: ch, Outcome: "sent", Reason: detail, IdempotencyKey: key})
+			r.took(label, journey.KindSend, StatusSent, ch+": "+detail)
+			r.record(audit.Record{Step: label, Kind: audit.KindDispatched, Channel: ch, Outcome: "sent", Reason: detail, IdempotencyKey: key})
 			r.upsert(SearchChannel.ValueSet(ch), SearchReachStatus.ValueSet(StatusSent))
 			return next, nil, nil
 		}
 		// The slot the filter chain reserved goes back: this send did not happen.
 		r.release()
-		if r.ctx.Err() != nil {
-			return "", nil, err
-		}
-		r.record(audit.Record{Step: name, Kind: audit.KindFailed, Channel: ch, Outcome: "error", Reason: err.Error(), IdempotencyKey: key})
-		r.took(name, journey.KindSend, StatusFailed, ch+": "+err.Error())
+		r.record(audit.Record{Step: label, Kind: audit.KindFailed, Channel: ch, Outcome: "error", Reason: err.Error(), IdempotencyKey: key})
+		r.took(label, journey.KindSend, StatusFailed, ch+": "+err.Error())
 		lastErr = err
 		var ae *temporal.ApplicationError
-		if !errors.As(err, &ae) || ae.Type() != activities.ErrTypePermanentDispatch {
-			break // only a permanent refusal by the provider falls back
+		if r.ctx.Err() != nil || !errors.As(err, &ae) || ae.Type() != activities.ErrTypePermanentDispatch {
+			break // only a permanent refusal by the provider falls back, and not once cancelled
 		}
+	}
+	if r.ctx.Err() != nil {
+		return "", nil, nil // the loop ends the run as cancelled
 	}
 	return "", &ReachResult{Status: StatusFailed, Channel: r.st.Channel, Reason: lastErr.Error()}, nil
 }
 
 // filter runs the chain for one send; a deferral (quiet hours) waits and asks again.
 func (r *reachRun) filter(name, ch, key string) (filter.Verdict, error) {
-	for range maxDefers + 1 {
+	step := name
+	for attempt := range maxDefers + 1 {
+		if attempt > 0 {
+			step = fmt.Sprintf("%s/recheck%d", name, attempt) // each check is a row of its own
+		}
 		req := filter.Request{ReachID: r.reachID, UserID: r.m.UserID, RuleID: r.m.RuleID, JourneyID: r.j.ID,
 			Channel: ch, DispatchKey: key, Now: workflow.Now(r.ctx)}
 		// From here on the chain may hold a reservation for this send (a fatigue slot): every way
@@ -405,7 +438,7 @@ func (r *reachRun) filter(name, ch, key string) (filter.Verdict, error) {
 		if err != nil {
 			return v, fmt.Errorf("filter: %w", err)
 		}
-		r.record(audit.Record{Step: name, Kind: audit.KindFiltered, Channel: ch, Outcome: v.Outcome, Reason: v.String()})
+		r.record(audit.Record{Step: step, Kind: audit.KindFiltered, Channel: ch, Outcome: v.Outcome, Reason: v.String()})
 		if v.Outcome != filter.Defer || !v.Until.After(req.Now) {
 			return v, nil
 		}
@@ -439,6 +472,9 @@ func (r *reachRun) wait(name string, s *journey.Step) (string, *ReachResult, err
 	if err := r.flush(); err != nil {
 		return "", nil, err
 	}
+	if err := r.refreshIndex(d); err != nil {
+		return "", nil, err
+	}
 	if _, err := workflow.AwaitWithOptions(r.ctx, workflow.AwaitOptions{Timeout: d,
 		TimerOptions: workflow.TimerOptions{Summary: what + " (step " + name + ")"}}, func() bool { return r.converted != nil }); err != nil {
 		return "", nil, err
@@ -457,6 +493,9 @@ func (r *reachRun) waitFor(name string, s *journey.Step) (string, *ReachResult, 
 	what := fmt.Sprintf("wait up to %s for %s", human(wf.Timeout.D()), strings.Join(wf.Events, " or "))
 	r.setStatus(StatusWaiting, fmt.Sprintf("%s (step %s), until %s", what, name, workflow.Now(r.ctx).Add(wf.Timeout.D()).Format(time.RFC3339)))
 	if err := r.flush(); err != nil {
+		return "", nil, err
+	}
+	if err := r.refreshIndex(wf.Timeout.D()); err != nil {
 		return "", nil, err
 	}
 	got := -1
@@ -510,10 +549,16 @@ func (r *reachRun) branch(name string, s *journey.Step) (string, *ReachResult, e
 
 // onResponse takes a response signal: recorded once per event, a goal event converts the run.
 func (r *reachRun) onResponse(resp Response) {
-	for _, have := range r.st.Responses {
-		if have.EventID == resp.EventID {
-			return // a redelivered signal changes nothing
-		}
+	if resp.EventID == "" || resp.Type == "" {
+		workflow.GetLogger(r.ctx).Warn("response without event_id or type ignored", "type", resp.Type)
+		return
+	}
+	if slices.Contains(r.st.Seen, resp.EventID) {
+		return // a redelivered signal changes nothing
+	}
+	r.st.Seen = append(r.st.Seen, resp.EventID)
+	if n := len(r.st.Seen); n > maxSeen {
+		r.st.Seen = slices.Clone(r.st.Seen[n-maxSeen:])
 	}
 	resp.Consumed = false
 	r.st.Responses = append(r.st.Responses, resp)
@@ -559,6 +604,12 @@ func (r *reachRun) continueAsNew() (ReachResult, error) {
 		r.cancelReason = c.Reason
 		return r.cancelled("")
 	}
+	if r.ctx.Err() != nil {
+		return r.cancelled("")
+	}
+	if r.converted != nil {
+		return r.convert()
+	}
 	if err := r.flush(); err != nil {
 		return ReachResult{}, err
 	}
@@ -569,8 +620,27 @@ func (r *reachRun) continueAsNew() (ReachResult, error) {
 }
 
 func (r *reachRun) registration() activities.RegisterInput {
+	now := workflow.Now(r.ctx)
 	return activities.RegisterInput{UserID: r.m.UserID, ReachID: r.reachID, RuleID: r.m.RuleID,
-		Events: r.j.ResponseEvents(), MaxOpen: r.m.MaxOpen, Now: workflow.Now(r.ctx)}
+		Events: r.j.ResponseEvents(), MaxOpen: r.m.MaxOpen, Now: now, Until: now.Add(indexTTL)}
+}
+
+// refreshIndex keeps the run's open-reach entry fresh across a wait of d, so responses still find
+// a run that waits longer than the entry would live.
+func (r *reachRun) refreshIndex(d time.Duration) error {
+	now := workflow.Now(r.ctx)
+	if !r.registered || now.Add(d).Add(24*time.Hour).Before(r.indexUntil) {
+		return nil
+	}
+	in := r.registration()
+	in.MaxOpen = 0 // the run is open already
+	in.Until = now.Add(d).Add(indexTTL)
+	var ok bool
+	if err := workflow.ExecuteLocalActivity(withSummary(r.lctx, "refresh open reach"), a.Register, in).Get(r.ctx, &ok); err != nil {
+		return fmt.Errorf("refresh open reach: %w", err)
+	}
+	r.indexUntil = in.Until
+	return nil
 }
 
 // took appends to the step history the state query shows.

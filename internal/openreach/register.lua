@@ -8,7 +8,7 @@ if maxOpen > 0 and redis.call('HEXISTS', key, id) == 0 then
   local all = redis.call('HGETALL', key)
   for i = 1, #all, 2 do
     local ok, e = pcall(cjson.decode, all[i + 1])
-    if not ok or e["until"] < now then
+    if not ok or type(e) ~= 'table' or type(e["until"]) ~= 'number' or e["until"] < now then
       redis.call('HDEL', key, all[i])
     elseif e.rule == rule then
       open = open + 1
