@@ -27,6 +27,7 @@ const (
 	ErrTypeUnknownChannel    = "UnknownChannel"
 	ErrTypeTemplate          = "TemplateError"
 	ErrTypeCondition         = "ConditionError"
+	ErrTypeUnknownChain      = "UnknownChain"
 	ErrTypePermanentDispatch = "PermanentDispatchError"
 	ErrTypeRetryableDispatch = "RetryableDispatchError"
 )
@@ -36,7 +37,7 @@ const (
 type Activities struct {
 	Journeys journey.Source
 	Profiles profile.Source
-	Chain    filter.Chain
+	Filters  *filter.Registry
 	Channels *channel.Registry
 	Audit    *audit.Store
 	// Redis holds the index of open reaches (under KeyPrefix) the CEP stage routes responses by.
@@ -146,12 +147,28 @@ func (a *Activities) condition(src string) (cel.Program, error) {
 // Filter runs the filter chain. The verdict is the result; an error means a filter's store could
 // not answer and the check is retried.
 func (a *Activities) Filter(ctx context.Context, r filter.Request) (filter.Verdict, error) {
-	return a.Chain.Check(ctx, r)
+	c, err := a.chain(r)
+	if err != nil {
+		return filter.Verdict{}, err
+	}
+	return c.Check(ctx, r)
 }
 
 // Release gives back what the filter chain reserved for a send that will not happen.
 func (a *Activities) Release(ctx context.Context, r filter.Request) error {
-	return a.Chain.Release(ctx, r)
+	c, err := a.chain(r)
+	if err != nil {
+		return err
+	}
+	return c.Release(ctx, r)
+}
+
+func (a *Activities) chain(r filter.Request) (filter.Chain, error) {
+	c, ok := a.Filters.Chain(r.Chain)
+	if !ok {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("no filter chain %q", r.Chain), ErrTypeUnknownChain, nil)
+	}
+	return c, nil
 }
 
 // DispatchInput is one send: the template (pinned with the journey's version) and the fields it

@@ -62,6 +62,9 @@ type Rule struct {
 	// MaxOpen bounds the runs of this rule a user may have open at once (0: no bound); a match
 	// beyond it ends at once as suppressed, audited.
 	MaxOpen int `json:"max_open,omitempty"`
+	// Rollout is the gray rollout: the percentage of users (a stable subset, plus the whitelist)
+	// the rule reaches; 0 means everyone.
+	Rollout int `json:"rollout,omitempty"`
 	// JourneyID is the journey a match starts.
 	JourneyID string `json:"journey_id"`
 	// Shadow rules record their matches and start nothing.
@@ -208,6 +211,8 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 		return fail("cooldown", "required with reentry: cooldown")
 	case r.MaxOpen < 0:
 		return fail("max_open", "must not be negative")
+	case r.Rollout < 0 || r.Rollout > 100:
+		return fail("rollout", "a percentage: 0 (everyone) to 100")
 	}
 	c := compiledRule{Rule: r, types: map[string]bool{}}
 	for i, f := range strings.Split(r.Key, "+") {

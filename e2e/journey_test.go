@@ -24,7 +24,7 @@ func TestRetargetJourney(t *testing.T) {
 	p := newPipeline(t)
 	const timeout = 3 * time.Second
 	j := retargetWithTimeout(t, timeout)
-	journeys, err := journey.NewStatic(journey.Catalog{Channels: worker.Channels}, j)
+	journeys, err := journey.NewStatic(worker.Catalog(), j)
 	require.NoError(t, err)
 	p.startWorkerWith(journeys)
 	rule := cep.Rule{ID: p.id + "-cart", Steps: []cep.Step{{Type: "cart_add"}}, JourneyID: j.ID}
@@ -116,7 +116,7 @@ func retargetWithTimeout(t *testing.T, d time.Duration) journey.Journey {
 func TestJourneyVersions(t *testing.T) {
 	p := newPipeline(t)
 	ctx := context.Background()
-	store := journey.NewStore(p.store.Pool(), journey.Catalog{Channels: worker.Channels})
+	store := journey.NewStore(p.store.Pool(), worker.Catalog())
 	p.startWorkerWith(store)
 
 	id := p.id + "-promo"
@@ -177,4 +177,72 @@ func TestJourneyVersions(t *testing.T) {
 	var res workflows.ReachResult
 	err = tc.GetWorkflow(ctx, start(p.id+"-after"), "").Get(ctx, &res)
 	require.ErrorContains(t, err, "disabled")
+}
+
+// trigger starts a journey for user directly (as ReachService.Trigger does) and returns its result.
+func (p *pipeline) trigger(user, journeyID, key string) (string, func() workflows.ReachResult) {
+	tc := p.env.Temporal(p.t)
+	m := workflows.Match{RuleID: workflows.APIRuleID, UserID: user, JourneyID: journeyID, MatchKey: key,
+		ItemID: "sku-1", MatchedAt: time.Now().UTC()}
+	run, err := tc.ExecuteWorkflow(context.Background(), workflows.StartOptions(m, p.queue), workflows.ReachWorkflow, workflows.ReachInput{Match: m})
+	require.NoError(p.t, err)
+	return run.GetID(), func() workflows.ReachResult {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		var res workflows.ReachResult
+		require.NoError(p.t, run.Get(ctx, &res))
+		return res
+	}
+}
+
+// A user inside the quiet hours is not dropped: the send is deferred to the window's end and goes
+// out then. The window is set by configuration a few seconds around now.
+func TestQuietHoursDeferThenSend(t *testing.T) {
+	p := newPipeline(t)
+	now := time.Now().UTC()
+	end := now.Add(4 * time.Second).Truncate(time.Second).Add(time.Second)
+	p.startWorkerConfig(func(c *worker.Config) {
+		c.QuietStart, c.QuietEnd = now.Add(-time.Minute).Format("15:04:05"), end.Format("15:04:05")
+	})
+	user := p.id + "-night"
+	id, result := p.trigger(user, "cart-reminder", "k")
+	res := result()
+	require.Equal(t, workflows.StatusSent, res.Status)
+	ds := p.receiver.Deliveries()
+	require.Len(t, ds, 1)
+	require.False(t, ds[0].ReceivedAt.Before(end), "sent at %s, before the quiet window's end %s", ds[0].ReceivedAt, end)
+
+	r, err := p.store.Get(context.Background(), id)
+	require.NoError(t, err)
+	require.Equal(t, []string{"matched", "routed", "filtered", "filtered", "dispatched", "completed"}, kinds(r))
+	require.Equal(t, "defer", r.Records[2].Outcome)
+	require.Contains(t, r.Records[2].Reason, "defer by quiet_hours: quiet hours")
+	require.Equal(t, "send/recheck1", r.Records[3].Step)
+	require.Equal(t, "pass", r.Records[3].Outcome)
+}
+
+// A user over the cross-journey cap is suppressed, the reason in the audit; a transactional send
+// (its own chain) still goes out.
+func TestCrossJourneyCap(t *testing.T) {
+	p := newPipeline(t)
+	receipt := journey.Journey{ID: "receipt", Templates: map[string]journey.Template{"t": {Body: "your receipt"}}, Steps: []journey.Step{
+		{ID: "send", Send: &journey.Send{Channel: "sms", Template: "t", Chain: "transactional", Category: "transactional"}},
+	}}
+	js, err := journey.NewStatic(worker.Catalog(), append(journey.Demo(), receipt)...)
+	require.NoError(t, err)
+	p.startWorkerConfig(func(c *worker.Config) { c.Journeys, c.DailyCap = js, 1 })
+	user := p.id + "-busy"
+
+	_, first := p.trigger(user, "cart-reminder", "a")
+	require.Equal(t, workflows.StatusSent, first().Status)
+	id, second := p.trigger(user, "price-drop", "b")
+	res := second()
+	require.Equal(t, workflows.StatusSuppressed, res.Status)
+	require.Equal(t, "drop by fatigue: fatigue: 1 messages in 24h across all journeys", res.Reason)
+	r, err := p.store.Get(context.Background(), id)
+	require.NoError(t, err)
+	require.Contains(t, kinds(r), "suppressed")
+	_, third := p.trigger(user, "receipt", "c")
+	require.Equal(t, workflows.StatusSent, third().Status, "the transactional chain has no fatigue cap")
+	require.Len(t, p.receiver.Deliveries(), 2)
 }

@@ -82,13 +82,20 @@ func newPipeline(t *testing.T) *pipeline {
 func (p *pipeline) startWorker() { p.startWorkerWith(nil) }
 
 func (p *pipeline) startWorkerWith(journeys journey.Source) {
+	p.startWorkerConfig(func(c *worker.Config) { c.Journeys = journeys })
+}
+
+// startWorkerConfig runs a reach worker whose config the test adjusts.
+func (p *pipeline) startWorkerConfig(adjust func(*worker.Config)) {
 	srv := httptest.NewServer(p.receiver)
 	p.t.Cleanup(srv.Close)
-	w, err := worker.New(worker.Config{
+	cfg := worker.Config{
 		Temporal: p.env.Temporal(p.t), TaskQueue: p.queue, Redis: p.env.Redis(p.t), KeyPrefix: p.prefix,
-		BlacklistKey: p.blkey, Audit: p.store, WebhookURL: srv.URL, DailyCap: dailyCap, Journeys: journeys,
-		Log: testLogger(p.t),
-	})
+		BlacklistKey: p.blkey, WhitelistKey: p.prefix + ":whitelist", Audit: p.store, WebhookURL: srv.URL,
+		DailyCap: dailyCap, Log: testLogger(p.t),
+	}
+	adjust(&cfg)
+	w, err := worker.New(cfg)
 	require.NoError(p.t, err)
 	require.NoError(p.t, w.Start())
 	p.t.Cleanup(w.Stop)

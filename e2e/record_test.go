@@ -83,7 +83,7 @@ func TestRecordHistories(t *testing.T) {
 		s.journey.ID = s.name
 		js = append(js, s.journey)
 	}
-	static, err := journey.NewStatic(journey.Catalog{Channels: worker.Channels}, js...)
+	static, err := journey.NewStatic(worker.Catalog(), js...)
 	require.NoError(t, err)
 	p.startWorkerWith(static)
 	tc := p.env.Temporal(t)

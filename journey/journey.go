@@ -31,7 +31,10 @@ type Journey struct {
 	// Templates are the messages send steps use, by ID.
 	Templates map[string]Template `json:"templates,omitempty"`
 	Steps     []Step              `json:"steps"`
-	Disabled  bool                `json:"disabled,omitempty"`
+	// Priority decides who gets the last slot of a fatigue cap: journeys of the worker's
+	// last-slot priority or more.
+	Priority int  `json:"priority,omitempty"`
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // Template is a message's wording: Go text/template over the match's fields (user_id, item_id,
@@ -63,6 +66,10 @@ type Send struct {
 	Channel  string `json:"channel"`
 	Template string `json:"template"`
 	Fallback string `json:"fallback,omitempty"`
+	// Chain names the filter chain the send runs ("default" when empty).
+	Chain string `json:"chain,omitempty"`
+	// Category is marketing (default) or transactional: consent and quiet hours read it.
+	Category string `json:"category,omitempty"`
 }
 
 // Wait pauses for a duration, or until the next time of day (HH:MM) in the user's time zone.
@@ -175,6 +182,8 @@ func (e *Error) Error() string {
 // Catalog is what a journey is validated against: the channels the workers have.
 type Catalog struct {
 	Channels []string
+	// Chains are the filter chains sends may name (any when nil).
+	Chains []string
 }
 
 // Index of a journey: steps by ID, targets resolved.

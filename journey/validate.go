@@ -95,6 +95,12 @@ func (v *validator) step(s *Step) error {
 				return v.fail(s.ID, "send.fallback", "is the step's own channel")
 			}
 		}
+		if s.Send.Chain != "" && v.cat.Chains != nil && !slices.Contains(v.cat.Chains, s.Send.Chain) {
+			return v.fail(s.ID, "send.chain", "unknown filter chain %q (known: %s)", s.Send.Chain, strings.Join(v.cat.Chains, ", "))
+		}
+		if s.Send.Category != "" && s.Send.Category != "marketing" && s.Send.Category != "transactional" {
+			return v.fail(s.ID, "send.category", "%q: want marketing or transactional", s.Send.Category)
+		}
 		if s.Send.Template == "" {
 			return v.fail(s.ID, "send.template", "is required")
 		}

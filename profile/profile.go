@@ -20,6 +20,8 @@ type Profile struct {
 	TimeZone string         `json:"time_zone,omitempty"`
 	Locale   string         `json:"locale,omitempty"`
 	Attrs    map[string]any `json:"attrs,omitempty"`
+	// Consent maps "channel", "channel:category" or "*:category" to granted (true) or refused.
+	Consent map[string]bool `json:"consent,omitempty"`
 }
 
 // Location is the user's time zone (UTC when unset or unknown).
@@ -72,9 +74,9 @@ func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 // Get returns userID's profile, or the zero profile when there is none.
 func (s *Store) Get(ctx context.Context, userID string) (Profile, error) {
 	p := Profile{UserID: userID}
-	var attrs []byte
-	err := s.pool.QueryRow(ctx, `SELECT time_zone, locale, attrs FROM profiles WHERE user_id = $1`, userID).
-		Scan(&p.TimeZone, &p.Locale, &attrs)
+	var attrs, consent []byte
+	err := s.pool.QueryRow(ctx, `SELECT time_zone, locale, attrs, consent FROM profiles WHERE user_id = $1`, userID).
+		Scan(&p.TimeZone, &p.Locale, &attrs, &consent)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return p, nil
 	}
@@ -83,6 +85,9 @@ func (s *Store) Get(ctx context.Context, userID string) (Profile, error) {
 	}
 	if err := json.Unmarshal(attrs, &p.Attrs); err != nil {
 		return Profile{}, fmt.Errorf("decode profile %s: %w", userID, err)
+	}
+	if err := json.Unmarshal(consent, &p.Consent); err != nil {
+		return Profile{}, fmt.Errorf("decode profile %s consent: %w", userID, err)
 	}
 	return p, nil
 }
@@ -95,13 +100,20 @@ func (s *Store) Upsert(ctx context.Context, p Profile) error {
 	if p.Attrs == nil {
 		p.Attrs = map[string]any{}
 	}
+	if p.Consent == nil {
+		p.Consent = map[string]bool{}
+	}
 	attrs, err := json.Marshal(p.Attrs)
 	if err != nil {
 		return fmt.Errorf("encode profile %s: %w", p.UserID, err)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO profiles (user_id, time_zone, locale, attrs) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (user_id) DO UPDATE SET time_zone = $2, locale = $3, attrs = $4, updated_at = now()`,
-		p.UserID, p.TimeZone, p.Locale, attrs)
+	consent, err := json.Marshal(p.Consent)
+	if err != nil {
+		return fmt.Errorf("encode profile %s: %w", p.UserID, err)
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO profiles (user_id, time_zone, locale, attrs, consent) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (user_id) DO UPDATE SET time_zone = $2, locale = $3, attrs = $4, consent = $5, updated_at = now()`,
+		p.UserID, p.TimeZone, p.Locale, attrs, consent)
 	if err != nil {
 		return fmt.Errorf("write profile %s: %w", p.UserID, err)
 	}

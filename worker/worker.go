@@ -33,8 +33,19 @@ type Config struct {
 	Audit        *audit.Store
 	// WebhookURL is where the webhook channel posts.
 	WebhookURL string
-	// DailyCap is the most sends per user per day (3 when zero).
-	DailyCap int
+	// DailyCap is the most messages a user gets in 24 hours across every channel and journey (3
+	// when zero); ChannelCaps the most per channel (e.g. sms: 1); the last slot of a cap is kept for
+	// journeys of LastSlotPriority or more (when set).
+	DailyCap         int
+	ChannelCaps      map[string]int
+	LastSlotPriority int
+	// QuietStart and QuietEnd ("21:00", "08:00") hold marketing sends in the user's local night
+	// until the window ends; off when empty.
+	QuietStart, QuietEnd string
+	// WhitelistKey is the Redis set of the whitelist and the gray rollout's allowlist
+	// (filter.WhitelistKey when empty); OptIn the channels that need an explicit consent grant.
+	WhitelistKey string
+	OptIn        []string
 	// Journeys gives each new run its journey (the demo journeys when nil); Profiles the user's
 	// profile (none when nil).
 	Journeys journey.Source
@@ -42,9 +53,18 @@ type Config struct {
 	Log      *slog.Logger
 }
 
+// Chains are the filter chains a journey's send may name:
+//   - default: blacklist, consent, gray rollout, quiet hours (when configured), fatigue;
+//   - transactional: blacklist and consent only (receipts, security codes);
+//   - whitelisted: only whitelisted users, then consent and fatigue (trying a journey on testers).
+var Chains = []string{filter.DefaultChain, "transactional", "whitelisted"}
+
 // Channels are the channels a worker registers: the webhook ("external call"), and push and SMS
 // through the same provider URL (the local receiver stands in for the providers).
 var Channels = []string{"webhook", "push", "sms"}
+
+// Catalog is what journeys are validated against: the worker's channels and filter chains.
+func Catalog() journey.Catalog { return journey.Catalog{Channels: Channels, Chains: Chains} }
 
 func (c *Config) setDefaults() {
 	if c.TaskQueue == "" {
@@ -57,7 +77,7 @@ func (c *Config) setDefaults() {
 		c.DailyCap = 3
 	}
 	if c.Journeys == nil {
-		demo, err := journey.NewStatic(journey.Catalog{Channels: Channels}, journey.Demo()...)
+		demo, err := journey.NewStatic(Catalog(), journey.Demo()...)
 		if err != nil {
 			panic(err) // embedded and tested
 		}
@@ -98,18 +118,19 @@ func New(cfg Config) (sdkworker.Worker, error) {
 			return nil, err
 		}
 	}
+	filters, err := newFilters(cfg)
+	if err != nil {
+		return nil, err
+	}
 	acts := &activities.Activities{
 		Journeys:  cfg.Journeys,
 		Profiles:  cfg.Profiles,
 		Redis:     cfg.Redis,
 		KeyPrefix: cfg.KeyPrefix,
-		Chain: filter.Chain{
-			filter.NewBlacklist(cfg.Redis, cfg.BlacklistKey),
-			filter.NewDailyCap(cfg.Redis, cfg.KeyPrefix, cfg.DailyCap),
-		},
-		Channels: channels,
-		Audit:    cfg.Audit,
-		Log:      cfg.Log,
+		Filters:   filters,
+		Channels:  channels,
+		Audit:     cfg.Audit,
+		Log:       cfg.Log,
 	}
 	w := sdkworker.New(cfg.Temporal, cfg.TaskQueue, sdkworker.Options{
 		MaxConcurrentActivityExecutionSize:      200,
@@ -119,4 +140,47 @@ func New(cfg Config) (sdkworker.Worker, error) {
 	w.RegisterWorkflow(workflows.ReachWorkflow)
 	w.RegisterActivity(acts)
 	return w, nil
+}
+
+// newFilters registers the filters and defines the Chains.
+func newFilters(cfg Config) (*filter.Registry, error) {
+	wl := filter.NewWhitelist(cfg.Redis, cfg.WhitelistKey)
+	fatigue := filter.NewFatigue(cfg.Redis, cfg.KeyPrefix, cfg.DailyCap, cfg.ChannelCaps)
+	fatigue.LastSlotPriority = cfg.LastSlotPriority
+	reg := filter.NewRegistry()
+	err := reg.Register(
+		filter.NewBlacklist(cfg.Redis, cfg.BlacklistKey),
+		wl,
+		&filter.Consent{Profiles: cfg.Profiles, OptIn: cfg.OptIn},
+		&filter.Gray{Allowed: wl.Has},
+		fatigue,
+	)
+	if err != nil {
+		return nil, err
+	}
+	def := []string{"blacklist", "consent", "gray"}
+	if cfg.QuietStart != "" || cfg.QuietEnd != "" {
+		q := &filter.QuietHours{Profiles: cfg.Profiles, Start: cfg.QuietStart, End: cfg.QuietEnd}
+		if err := q.Validate(); err != nil {
+			return nil, err
+		}
+		if err := reg.Register(q); err != nil {
+			return nil, err
+		}
+		def = append(def, q.Name())
+	}
+	def = append(def, "fatigue")
+	for _, c := range []struct {
+		name    string
+		filters []string
+	}{
+		{filter.DefaultChain, def},
+		{"transactional", []string{"blacklist", "consent"}},
+		{"whitelisted", []string{"whitelist", "consent", "fatigue"}},
+	} {
+		if err := reg.Define(c.name, c.filters...); err != nil {
+			return nil, err
+		}
+	}
+	return reg, nil
 }

@@ -76,6 +76,8 @@ type Match struct {
 	Attrs     map[string]any `json:"attrs,omitempty"`
 	// MaxOpen bounds the runs of the rule a user may have open at once (0: no bound).
 	MaxOpen int `json:"max_open,omitempty"`
+	// Rollout is the rule's gray rollout percentage (0: everyone).
+	Rollout int `json:"rollout,omitempty"`
 }
 
 // ReachInput is the reach workflow's input.
@@ -358,7 +360,7 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 			label = name + "/" + ch
 		}
 		key := r.reachID + "/" + name + "/" + ch
-		verdict, err := r.filter(label, ch, key)
+		verdict, err := r.filter(label, ch, key, s.Send)
 		if err != nil {
 			return "", nil, err
 		}
@@ -422,14 +424,15 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 }
 
 // filter runs the chain for one send; a deferral (quiet hours) waits and asks again.
-func (r *reachRun) filter(name, ch, key string) (filter.Verdict, error) {
+func (r *reachRun) filter(name, ch, key string, send *journey.Send) (filter.Verdict, error) {
 	step := name
 	for attempt := range maxDefers + 1 {
 		if attempt > 0 {
 			step = fmt.Sprintf("%s/recheck%d", name, attempt) // each check is a row of its own
 		}
 		req := filter.Request{ReachID: r.reachID, UserID: r.m.UserID, RuleID: r.m.RuleID, JourneyID: r.j.ID,
-			Channel: ch, DispatchKey: key, Now: workflow.Now(r.ctx)}
+			Channel: ch, DispatchKey: key, Now: workflow.Now(r.ctx), Chain: send.Chain, Category: send.Category,
+			Priority: r.j.Priority, Rollout: r.m.Rollout}
 		// From here on the chain may hold a reservation for this send (a fatigue slot): every way
 		// out that does not send gives it back.
 		r.reserved = &req

@@ -7,6 +7,7 @@ package filter
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -28,6 +29,28 @@ type Request struct {
 	// check reserves nothing twice.
 	DispatchKey string    `json:"dispatch_key"`
 	Now         time.Time `json:"now"`
+	// Chain names the chain to run (DefaultChain when empty).
+	Chain string `json:"chain,omitempty"`
+	// Category of the message (marketing when empty): consent and quiet hours read it.
+	Category string `json:"category,omitempty"`
+	// Priority of the journey: the fatigue filter keeps the last slot of a cap for the highest.
+	Priority int `json:"priority,omitempty"`
+	// Rollout is the rule's gray rollout percentage (1-100; 0 means everyone).
+	Rollout int `json:"rollout,omitempty"`
+}
+
+// Categories of messages.
+const (
+	CategoryMarketing     = "marketing"
+	CategoryTransactional = "transactional"
+)
+
+// category is r's category, marketing when unset.
+func (r Request) category() string {
+	if r.Category == "" {
+		return CategoryMarketing
+	}
+	return r.Category
 }
 
 // Verdict is a filter's decision.
@@ -92,4 +115,65 @@ func (c Chain) Release(ctx context.Context, r Request) error {
 		}
 	}
 	return nil
+}
+
+// DefaultChain is the chain a send runs when its journey names none.
+const DefaultChain = "default"
+
+// Registry holds the filters by name and the chains built from them.
+type Registry struct {
+	filters map[string]Filter
+	chains  map[string]Chain
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{filters: map[string]Filter{}, chains: map[string]Chain{}}
+}
+
+// Register adds filters; a second filter of the same name is refused.
+func (g *Registry) Register(fs ...Filter) error {
+	for _, f := range fs {
+		if _, dup := g.filters[f.Name()]; dup {
+			return fmt.Errorf("filter %q registered twice", f.Name())
+		}
+		g.filters[f.Name()] = f
+	}
+	return nil
+}
+
+// Define names a chain of registered filters, run in the order given.
+func (g *Registry) Define(name string, filters ...string) error {
+	if _, dup := g.chains[name]; dup {
+		return fmt.Errorf("chain %q defined twice", name)
+	}
+	c := make(Chain, 0, len(filters))
+	for _, n := range filters {
+		f, ok := g.filters[n]
+		if !ok {
+			return fmt.Errorf("chain %q: no filter %q", name, n)
+		}
+		c = append(c, f)
+	}
+	g.chains[name] = c
+	return nil
+}
+
+// Chain returns the named chain (DefaultChain when name is empty).
+func (g *Registry) Chain(name string) (Chain, bool) {
+	if name == "" {
+		name = DefaultChain
+	}
+	c, ok := g.chains[name]
+	return c, ok
+}
+
+// Chains lists the defined chains' names.
+func (g *Registry) Chains() []string {
+	out := make([]string, 0, len(g.chains))
+	for n := range g.chains {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -38,51 +38,135 @@ func (b *Blacklist) Check(ctx context.Context, r Request) (Verdict, error) {
 	return Verdict{Outcome: Pass}, nil
 }
 
-// DailyCap allows at most Limit sends per user per UTC day, across all rules and journeys. A pass
-// reserves a slot under the request's dispatch key, atomically, so two concurrent reaches cannot
-// both take the last slot and a retried check does not take a second one.
-type DailyCap struct {
-	rdb    redis.UniversalClient
-	prefix string
-	limit  int
+// Whitelist passes only the users in a Redis set: a chain for tests on real users, or a journey
+// opened to a list first.
+type Whitelist struct {
+	rdb redis.UniversalClient
+	key string
 }
 
-// NewDailyCap caps sends per user per day; keys start with prefix ("omega" when empty).
-func NewDailyCap(rdb redis.UniversalClient, prefix string, limit int) *DailyCap {
+// WhitelistKey is the Redis set of the whitelist.
+const WhitelistKey = "omega:list:whitelist"
+
+// NewWhitelist reads the set at key (WhitelistKey when empty).
+func NewWhitelist(rdb redis.UniversalClient, key string) *Whitelist {
+	if key == "" {
+		key = WhitelistKey
+	}
+	return &Whitelist{rdb: rdb, key: key}
+}
+
+func (w *Whitelist) Name() string { return "whitelist" }
+
+// Has reports whether user is on the list (the gray rollout's allowlist).
+func (w *Whitelist) Has(ctx context.Context, user string) (bool, error) {
+	return w.rdb.SIsMember(ctx, w.key, user).Result()
+}
+
+func (w *Whitelist) Check(ctx context.Context, r Request) (Verdict, error) {
+	in, err := w.Has(ctx, r.UserID)
+	if err != nil {
+		return Verdict{}, fmt.Errorf("read whitelist: %w", err)
+	}
+	if !in {
+		return Verdict{Outcome: Drop, Reason: "user is not on the whitelist"}, nil
+	}
+	return Verdict{Outcome: Pass}, nil
+}
+
+// Fatigue caps the sends a user gets in a sliding window (24 hours by default): per channel
+// (PerChannel, e.g. at most 2 SMS) and across every channel, rule and journey (All, e.g. at most 3
+// messages whatever the journey). The last slot of a cap is kept for journeys of priority
+// LastSlotPriority or more (when set), so a promotion cannot take the room a transactional or
+// important journey needs.
+//
+// A pass reserves the slot under the request's dispatch key, atomically for both caps, so two
+// concurrent journeys cannot both take the last slot and a retried check takes nothing twice.
+type Fatigue struct {
+	rdb              redis.UniversalClient
+	prefix           string
+	Window           time.Duration
+	All              int
+	PerChannel       map[string]int
+	LastSlotPriority int
+}
+
+// NewFatigue caps sends per user; keys start with prefix ("omega" when empty). A cap of 0 is no cap.
+func NewFatigue(rdb redis.UniversalClient, prefix string, all int, perChannel map[string]int) *Fatigue {
 	if prefix == "" {
 		prefix = "omega"
 	}
-	return &DailyCap{rdb: rdb, prefix: prefix, limit: limit}
+	return &Fatigue{rdb: rdb, prefix: prefix, Window: 24 * time.Hour, All: all, PerChannel: perChannel}
 }
 
-func (d *DailyCap) Name() string { return "daily_cap" }
+func (f *Fatigue) Name() string { return "fatigue" }
 
 // The hash tag keeps a user's keys on one Redis Cluster slot.
-func (d *DailyCap) key(r Request) string {
-	return fmt.Sprintf("%s:{%s}:cap:%s", d.prefix, r.UserID, r.Now.UTC().Format("20060102"))
+func (f *Fatigue) keys(r Request) []string {
+	base := f.prefix + ":{" + r.UserID + "}:fatigue:"
+	return []string{base + "all", base + "ch:" + r.Channel}
 }
 
-// reserveScript: KEYS[1] the day's set; ARGV: member, limit, ttl seconds. Returns 1 when the member
-// holds a slot (now or already), 0 when the cap is reached.
-var reserveScript = redis.NewScript(`
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
-if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+// fatigueScript: KEYS[1] the all-channel window, KEYS[2] the channel's. ARGV: member, now ms,
+// window ms, all cap, channel cap, priority, last-slot priority. A zset per window scores members
+// by reservation time. Returns 1 when the member holds a slot (now or already), 0 when the all cap
+// refuses, -1 when the channel cap refuses.
+var fatigueScript = redis.NewScript(`
+local member, now, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local caps = {tonumber(ARGV[4]), tonumber(ARGV[5])}
+local prio, lastPrio = tonumber(ARGV[6]), tonumber(ARGV[7])
+if redis.call('ZSCORE', KEYS[1], member) then return 1 end
+for i = 1, 2 do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  if caps[i] > 0 then
+    local used = redis.call('ZCARD', KEYS[i])
+    local room = caps[i]
+    if lastPrio > 0 and prio < lastPrio then room = caps[i] - 1 end
+    if used >= room then
+      if i == 1 then return 0 end
+      return -1
+    end
+  end
+end
+for i = 1, 2 do
+  redis.call('ZADD', KEYS[i], now, member)
+  redis.call('PEXPIRE', KEYS[i], window)
+end
 return 1`)
 
-func (d *DailyCap) Check(ctx context.Context, r Request) (Verdict, error) {
-	ok, err := reserveScript.Run(ctx, d.rdb, []string{d.key(r)}, r.DispatchKey, d.limit, int((48 * time.Hour).Seconds())).Int()
+func (f *Fatigue) Check(ctx context.Context, r Request) (Verdict, error) {
+	chCap := f.PerChannel[r.Channel]
+	res, err := fatigueScript.Run(ctx, f.rdb, f.keys(r), r.DispatchKey, r.Now.UnixMilli(), f.Window.Milliseconds(),
+		f.All, chCap, r.Priority, f.LastSlotPriority).Int()
 	if err != nil {
-		return Verdict{}, fmt.Errorf("reserve daily cap: %w", err)
+		return Verdict{}, fmt.Errorf("reserve fatigue slot: %w", err)
 	}
-	if ok == 0 {
-		return Verdict{Outcome: Drop, Reason: fmt.Sprintf("daily cap of %d sends reached", d.limit)}, nil
+	held := ""
+	if f.LastSlotPriority > 0 && r.Priority < f.LastSlotPriority {
+		held = fmt.Sprintf(" (the last slot is kept for priority %d+, this journey has %d)", f.LastSlotPriority, r.Priority)
+	}
+	switch res {
+	case 0:
+		return Verdict{Outcome: Drop, Reason: fmt.Sprintf("fatigue: %d messages in %s across all journeys%s", f.All, human(f.Window), held)}, nil
+	case -1:
+		return Verdict{Outcome: Drop, Reason: fmt.Sprintf("fatigue: %d %s messages in %s%s", chCap, r.Channel, human(f.Window), held)}, nil
 	}
 	return Verdict{Outcome: Pass}, nil
 }
 
 // Release frees the slot reserved for r.
-func (d *DailyCap) Release(ctx context.Context, r Request) error {
-	return d.rdb.SRem(ctx, d.key(r), r.DispatchKey).Err()
+func (f *Fatigue) Release(ctx context.Context, r Request) error {
+	pipe := f.rdb.Pipeline()
+	for _, k := range f.keys(r) {
+		pipe.ZRem(ctx, k, r.DispatchKey)
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+func human(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", d/time.Hour)
+	}
+	return d.String()
 }

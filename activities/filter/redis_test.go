@@ -51,11 +51,11 @@ func TestBlacklist(t *testing.T) {
 	require.Equal(t, "blacklist", v.Filter)
 }
 
-func TestDailyCap(t *testing.T) {
+func TestFatigueAllChannels(t *testing.T) {
 	env := testenv.Require(t)
 	rdb := env.Redis(t)
 	ctx := context.Background()
-	dc := filter.NewDailyCap(rdb, testenv.Unique("t"), 3)
+	dc := filter.NewFatigue(rdb, testenv.Unique("t"), 3, nil)
 	user := testenv.Unique("u")
 
 	var passed []string
@@ -67,7 +67,7 @@ func TestDailyCap(t *testing.T) {
 			passed = append(passed, key)
 		} else {
 			require.Equal(t, filter.Drop, v.Outcome)
-			require.Equal(t, "daily cap of 3 sends reached", v.Reason)
+			require.Equal(t, "fatigue: 3 messages in 24h across all journeys", v.Reason)
 		}
 	}
 	require.Len(t, passed, 3)
@@ -80,13 +80,8 @@ func TestDailyCap(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, filter.Drop, v.Outcome, "the retry must not have freed or taken a slot")
 
-	// Another user and another day have their own caps.
+	// Another user has a cap of its own; the window slides: a day later the slots are free.
 	v, err = dc.Check(ctx, capRequest(testenv.Unique("u"), "k"))
-	require.NoError(t, err)
-	require.Equal(t, filter.Pass, v.Outcome)
-	next := capRequest(user, "reach/r/"+user+"/tomorrow/send/webhook")
-	next.Now = day.Add(24 * time.Hour)
-	v, err = dc.Check(ctx, next)
 	require.NoError(t, err)
 	require.Equal(t, filter.Pass, v.Outcome)
 
@@ -98,14 +93,20 @@ func TestDailyCap(t *testing.T) {
 	v, err = dc.Check(ctx, capRequest(user, "reach/r/"+user+"/one-more/send/webhook"))
 	require.NoError(t, err)
 	require.Equal(t, filter.Drop, v.Outcome)
+
+	next := capRequest(user, "reach/r/"+user+"/tomorrow/send/webhook")
+	next.Now = day.Add(24 * time.Hour)
+	v, err = dc.Check(ctx, next)
+	require.NoError(t, err)
+	require.Equal(t, filter.Pass, v.Outcome)
 }
 
 // Two reaches must never both take the last slot.
-func TestDailyCapConcurrent(t *testing.T) {
+func TestFatigueConcurrent(t *testing.T) {
 	env := testenv.Require(t)
 	rdb := env.Redis(t)
 	ctx := context.Background()
-	dc := filter.NewDailyCap(rdb, testenv.Unique("t"), 3)
+	dc := filter.NewFatigue(rdb, testenv.Unique("t"), 3, nil)
 	user := testenv.Unique("u")
 
 	const n = 50
@@ -135,4 +136,79 @@ func TestDailyCapConcurrent(t *testing.T) {
 	wg.Wait()
 	require.Empty(t, errs)
 	require.Equal(t, 3, passes)
+}
+
+func TestFatiguePerChannelAndPriority(t *testing.T) {
+	env := testenv.Require(t)
+	rdb := env.Redis(t)
+	ctx := context.Background()
+	f := filter.NewFatigue(rdb, testenv.Unique("t"), 3, map[string]int{"sms": 1})
+	f.LastSlotPriority = 10
+	user := testenv.Unique("u")
+	req := func(key, ch string, prio int, at time.Duration) filter.Request {
+		return filter.Request{UserID: user, DispatchKey: key, Channel: ch, Priority: prio, Now: day.Add(at)}
+	}
+	check := func(r filter.Request) filter.Verdict {
+		v, err := f.Check(ctx, r)
+		require.NoError(t, err)
+		return v
+	}
+	// SMS: one a day, and that one is the last slot: a low-priority journey cannot take it.
+	v := check(req("a", "sms", 0, 0))
+	require.Equal(t, filter.Drop, v.Outcome)
+	require.Contains(t, v.Reason, "fatigue: 1 sms messages in 24h (the last slot is kept for priority 10+")
+	require.Equal(t, filter.Pass, check(req("b", "sms", 10, 0)).Outcome)
+	require.Equal(t, filter.Drop, check(req("c", "sms", 10, time.Minute)).Outcome, "the sms cap is used")
+	// Across channels: 3 in all, the third only for priority 10+.
+	require.Equal(t, filter.Pass, check(req("d", "push", 0, time.Minute)).Outcome)
+	v = check(req("e", "push", 0, 2*time.Minute))
+	require.Equal(t, filter.Drop, v.Outcome, "the last of 3 is kept for priority 10+")
+	require.Contains(t, v.Reason, "across all journeys")
+	require.Equal(t, filter.Pass, check(req("f", "push", 10, 3*time.Minute)).Outcome)
+	require.Equal(t, filter.Drop, check(req("g", "push", 99, 4*time.Minute)).Outcome)
+	// The window slides: 24h after the first sends, their slots are free again.
+	require.Equal(t, filter.Pass, check(req("h", "sms", 10, 24*time.Hour+time.Second)).Outcome)
+}
+
+// Two journeys compete for the last fatigue slot of 500 users: each user gets exactly one.
+func TestFatigueLastSlotRace(t *testing.T) {
+	env := testenv.Require(t)
+	rdb := env.Redis(t)
+	ctx := context.Background()
+	f := filter.NewFatigue(rdb, testenv.Unique("t"), 3, nil)
+	const users = 500
+	prefix := testenv.Unique("u")
+	for i := range users {
+		for j := range 2 {
+			v, err := f.Check(ctx, filter.Request{UserID: fmt.Sprintf("%s-%d", prefix, i), DispatchKey: fmt.Sprintf("old%d", j), Channel: "push", Now: day})
+			require.NoError(t, err)
+			require.Equal(t, filter.Pass, v.Outcome)
+		}
+	}
+	passes := make([]int, users)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range users {
+		for _, journey := range []string{"promo", "cart"} {
+			wg.Go(func() {
+				<-start
+				v, err := f.Check(ctx, filter.Request{UserID: fmt.Sprintf("%s-%d", prefix, i), DispatchKey: journey, Channel: "push", Now: day.Add(time.Minute)})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if v.Outcome == filter.Pass {
+					mu.Lock()
+					passes[i]++
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	for i, n := range passes {
+		require.Equal(t, 1, n, "user %d", i)
+	}
 }

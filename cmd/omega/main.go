@@ -98,6 +98,11 @@ type config struct {
 	receiverAddr string
 	webhookURL   string
 	dailyCap     int
+	channelCaps  map[string]int
+	lastSlot     int
+	quietStart   string
+	quietEnd     string
+	optIn        []string
 }
 
 func env(k, def string) string {
@@ -108,12 +113,40 @@ func env(k, def string) string {
 }
 
 func configFromEnv() config {
-	capN, err := strconv.Atoi(env("OMEGA_DAILY_CAP", "3"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "OMEGA_DAILY_CAP: not a number")
+	die := func(name, why string) {
+		fmt.Fprintf(os.Stderr, "%s: %s\n", name, why)
 		os.Exit(2)
 	}
+	num := func(name, def string) int {
+		n, err := strconv.Atoi(env(name, def))
+		if err != nil || n < 0 {
+			die(name, "not a number")
+		}
+		return n
+	}
+	capN, lastSlot := num("OMEGA_DAILY_CAP", "3"), num("OMEGA_LAST_SLOT_PRIORITY", "0")
+	caps := map[string]int{}
+	for _, kv := range strings.FieldsFunc(env("OMEGA_CHANNEL_CAPS", ""), func(r rune) bool { return r == ',' }) {
+		ch, v, ok := strings.Cut(kv, "=")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil || n < 0 {
+			die("OMEGA_CHANNEL_CAPS", "want channel=N,... (sms=1,push=3)")
+		}
+		caps[ch] = n
+	}
+	var quietStart, quietEnd string
+	if q := env("OMEGA_QUIET_HOURS", ""); q != "" {
+		var ok bool
+		if quietStart, quietEnd, ok = strings.Cut(q, "-"); !ok {
+			die("OMEGA_QUIET_HOURS", "want START-END in the user's time (21:00-08:00)")
+		}
+	}
+	var optIn []string
+	if v := env("OMEGA_OPT_IN", ""); v != "" {
+		optIn = strings.Split(v, ",")
+	}
 	return config{
+		channelCaps: caps, lastSlot: lastSlot, quietStart: quietStart, quietEnd: quietEnd, optIn: optIn,
 		brokers:      strings.Split(env("OMEGA_KAFKA_BROKERS", "127.0.0.1:9092"), ","),
 		redisAddr:    env("OMEGA_REDIS_ADDR", "127.0.0.1:6379"),
 		pgURL:        env("OMEGA_PG_URL", "postgres://postgres@127.0.0.1:5432/omega?sslmode=disable"),
@@ -219,7 +252,8 @@ func runWorker(ctx context.Context, log *slog.Logger, cfg config) error {
 	rdb := redis.NewClient(&redis.Options{Addr: cfg.redisAddr})
 	defer rdb.Close()
 	w, err := worker.New(worker.Config{Temporal: tc, Redis: rdb, Audit: store, WebhookURL: cfg.webhookURL,
-		DailyCap: cfg.dailyCap, Journeys: journey.NewStore(store.Pool(), journeyCatalog()),
+		DailyCap: cfg.dailyCap, ChannelCaps: cfg.channelCaps, LastSlotPriority: cfg.lastSlot,
+		QuietStart: cfg.quietStart, QuietEnd: cfg.quietEnd, OptIn: cfg.optIn, Journeys: journey.NewStore(store.Pool(), journeyCatalog()),
 		Profiles: profile.NewStore(store.Pool()), Log: log})
 	if err != nil {
 		return err

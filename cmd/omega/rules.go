@@ -59,7 +59,7 @@ func journeyExists(st *journey.Store) func(string) bool {
 	}
 }
 
-func journeyCatalog() journey.Catalog { return journey.Catalog{Channels: worker.Channels} }
+func journeyCatalog() journey.Catalog { return worker.Catalog() }
 
 func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
