@@ -190,7 +190,11 @@ func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (channel.Re
 			fmt.Sprintf("no channel %q", in.Channel), ErrTypeUnknownChannel, nil)
 	}
 	m := in.Message
-	var err error
+	p, err := a.Profiles.Get(ctx, m.UserID) // addresses as of now, not as of the run's start
+	if err != nil {
+		return channel.Result{}, fmt.Errorf("read profile: %w", err)
+	}
+	m.To = p.Addresses
 	if m.Title, err = render(in.Template.Title, in.Fields); err == nil {
 		m.Body, err = render(in.Template.Body, in.Fields)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -92,7 +93,8 @@ func (p *pipeline) startWorkerConfig(adjust func(*worker.Config)) {
 	cfg := worker.Config{
 		Temporal: p.env.Temporal(p.t), TaskQueue: p.queue, Redis: p.env.Redis(p.t), KeyPrefix: p.prefix,
 		BlacklistKey: p.blkey, WhitelistKey: p.prefix + ":whitelist", Audit: p.store, WebhookURL: srv.URL,
-		DailyCap: dailyCap, Log: testLogger(p.t),
+		WebhookAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		DailyCap:     dailyCap, Log: testLogger(p.t),
 	}
 	adjust(&cfg)
 	w, err := worker.New(cfg)

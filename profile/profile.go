@@ -22,6 +22,22 @@ type Profile struct {
 	Attrs    map[string]any `json:"attrs,omitempty"`
 	// Consent maps "channel", "channel:category" or "*:category" to granted (true) or refused.
 	Consent map[string]bool `json:"consent,omitempty"`
+	// Addresses are where channels reach the user.
+	Addresses Addresses `json:"addresses,omitzero"`
+}
+
+// Addresses are a user's channel addresses.
+type Addresses struct {
+	Push  []PushToken `json:"push,omitempty"`
+	Phone string      `json:"phone,omitempty"` // E.164, +4915112345678
+	Email string      `json:"email,omitempty"`
+}
+
+// PushToken is one device's push registration.
+type PushToken struct {
+	Token    string `json:"token"`
+	Platform string `json:"platform"` // android, ios or web
+	Device   string `json:"device,omitempty"`
 }
 
 // Location is the user's time zone (UTC when unset or unknown).
@@ -55,6 +71,19 @@ func (p Profile) Validate() error {
 			return fmt.Errorf("time_zone: unknown time zone %q", p.TimeZone)
 		}
 	}
+	if ph := p.Addresses.Phone; ph != "" && !isE164(ph) {
+		return fmt.Errorf("addresses.phone: %q is not an E.164 number (+4915112345678)", ph)
+	}
+	for i, t := range p.Addresses.Push {
+		if t.Token == "" {
+			return fmt.Errorf("addresses.push[%d].token: required", i)
+		}
+		switch t.Platform {
+		case "android", "ios", "web":
+		default:
+			return fmt.Errorf("addresses.push[%d].platform: %q: want android, ios or web", i, t.Platform)
+		}
+	}
 	return nil
 }
 
@@ -74,9 +103,9 @@ func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 // Get returns userID's profile, or the zero profile when there is none.
 func (s *Store) Get(ctx context.Context, userID string) (Profile, error) {
 	p := Profile{UserID: userID}
-	var attrs, consent []byte
-	err := s.pool.QueryRow(ctx, `SELECT time_zone, locale, attrs, consent FROM profiles WHERE user_id = $1`, userID).
-		Scan(&p.TimeZone, &p.Locale, &attrs, &consent)
+	var attrs, consent, addrs []byte
+	err := s.pool.QueryRow(ctx, `SELECT time_zone, locale, attrs, consent, addresses FROM profiles WHERE user_id = $1`, userID).
+		Scan(&p.TimeZone, &p.Locale, &attrs, &consent, &addrs)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return p, nil
 	}
@@ -89,35 +118,74 @@ func (s *Store) Get(ctx context.Context, userID string) (Profile, error) {
 	if err := json.Unmarshal(consent, &p.Consent); err != nil {
 		return Profile{}, fmt.Errorf("decode profile %s consent: %w", userID, err)
 	}
+	if err := json.Unmarshal(addrs, &p.Addresses); err != nil {
+		return Profile{}, fmt.Errorf("decode profile %s addresses: %w", userID, err)
+	}
 	return p, nil
 }
 
 // Upsert writes a profile whole.
 func (s *Store) Upsert(ctx context.Context, p Profile) error {
-	if err := p.Validate(); err != nil {
-		return err
+	return s.UpsertMany(ctx, []Profile{p})
+}
+
+// UpsertMany writes profiles whole in one statement; each must be valid.
+func (s *Store) UpsertMany(ctx context.Context, ps []Profile) error {
+	if len(ps) == 0 {
+		return nil
 	}
-	if p.Attrs == nil {
-		p.Attrs = map[string]any{}
+	cols := make([][]any, 6)
+	for _, p := range ps {
+		if err := p.Validate(); err != nil {
+			return fmt.Errorf("profile %s: %w", p.UserID, err)
+		}
+		vals := []any{p.UserID, p.TimeZone, p.Locale}
+		for _, v := range []any{orEmpty(p.Attrs), orEmptyBool(p.Consent), p.Addresses} {
+			b, err := json.Marshal(v)
+			if err != nil {
+				return fmt.Errorf("encode profile %s: %w", p.UserID, err)
+			}
+			vals = append(vals, string(b))
+		}
+		for i, v := range vals {
+			cols[i] = append(cols[i], v)
+		}
 	}
-	if p.Consent == nil {
-		p.Consent = map[string]bool{}
-	}
-	attrs, err := json.Marshal(p.Attrs)
+	_, err := s.pool.Exec(ctx, `INSERT INTO profiles (user_id, time_zone, locale, attrs, consent, addresses)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::jsonb[])
+		ON CONFLICT (user_id) DO UPDATE SET time_zone = excluded.time_zone, locale = excluded.locale,
+			attrs = excluded.attrs, consent = excluded.consent, addresses = excluded.addresses, updated_at = now()`,
+		cols[0], cols[1], cols[2], cols[3], cols[4], cols[5])
 	if err != nil {
-		return fmt.Errorf("encode profile %s: %w", p.UserID, err)
-	}
-	consent, err := json.Marshal(p.Consent)
-	if err != nil {
-		return fmt.Errorf("encode profile %s: %w", p.UserID, err)
-	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO profiles (user_id, time_zone, locale, attrs, consent) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (user_id) DO UPDATE SET time_zone = $2, locale = $3, attrs = $4, consent = $5, updated_at = now()`,
-		p.UserID, p.TimeZone, p.Locale, attrs, consent)
-	if err != nil {
-		return fmt.Errorf("write profile %s: %w", p.UserID, err)
+		return fmt.Errorf("write %d profiles: %w", len(ps), err)
 	}
 	return nil
+}
+
+func orEmpty(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+func orEmptyBool(m map[string]bool) map[string]bool {
+	if m == nil {
+		return map[string]bool{}
+	}
+	return m
+}
+
+func isE164(s string) bool {
+	if len(s) < 8 || len(s) > 16 || s[0] != '+' || s[1] == '0' {
+		return false
+	}
+	for _, c := range s[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Static is a fixed set of profiles (tests).

@@ -6,6 +6,7 @@ package worker
 import (
 	"errors"
 	"log/slog"
+	"net/netip"
 
 	"github.com/redis/go-redis/v9"
 	"go.temporal.io/sdk/client"
@@ -31,8 +32,18 @@ type Config struct {
 	// BlacklistKey is the Redis set of blacklisted users (filter.BlacklistKey when empty).
 	BlacklistKey string
 	Audit        *audit.Store
-	// WebhookURL is where the webhook channel posts.
-	WebhookURL string
+	// WebhookURL is where the webhook channel posts, signed with WebhookSecret when set; the SSRF
+	// guard lets it reach the WebhookAllow networks although private (the local receiver).
+	WebhookURL    string
+	WebhookSecret string
+	WebhookAllow  []netip.Prefix
+	// Push and SMS configure the provider channels; when nil, push and sms post to WebhookURL as
+	// well (the local receiver stands in for the providers, no addresses needed).
+	Push *channel.PushConfig
+	SMS  *channel.SMSConfig
+	// RateLimits caps each channel's provider at sends per second across all workers (Redis
+	// token bucket); no limit when absent.
+	RateLimits map[string]float64
 	// DailyCap is the most messages a user gets in 24 hours across every channel and journey (3
 	// when zero); ChannelCaps the most per channel (e.g. sms: 1); the last slot of a cap is kept for
 	// journeys of LastSlotPriority or more (when set).
@@ -110,11 +121,25 @@ func New(cfg Config) (sdkworker.Worker, error) {
 	}
 	channels := channel.NewRegistry()
 	for _, name := range Channels {
-		wh, err := channel.NewWebhook(channel.WebhookConfig{Name: name, URL: cfg.WebhookURL})
+		var ch channel.Channel
+		var err error
+		switch {
+		case name == "push" && cfg.Push != nil:
+			ch, err = channel.NewPush(*cfg.Push)
+		case name == "sms" && cfg.SMS != nil:
+			ch, err = channel.NewSMS(*cfg.SMS)
+		default:
+			ch, err = channel.NewWebhook(channel.WebhookConfig{Name: name, URL: cfg.WebhookURL,
+				Secret: cfg.WebhookSecret, Allow: cfg.WebhookAllow})
+		}
 		if err != nil {
 			return nil, err
 		}
-		if err := channels.Register(wh); err != nil {
+		if rate := cfg.RateLimits[name]; rate > 0 {
+			ch = &channel.RateLimited{Channel: ch, Limiter: &channel.Limiter{Redis: cfg.Redis,
+				Key: cfg.KeyPrefix + ":ratelimit:" + name, Rate: rate, Burst: max(1, int(rate))}}
+		}
+		if err := channels.Register(ch); err != nil {
 			return nil, err
 		}
 	}

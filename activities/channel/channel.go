@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/omegareach/omega/profile"
 )
 
 // Message is what a channel delivers.
@@ -26,6 +28,9 @@ type Message struct {
 	Title    string            `json:"title"`
 	Body     string            `json:"body"`
 	Data     map[string]string `json:"data,omitempty"`
+	// To is where the user is reached (push tokens, phone), read from the profile at send time;
+	// the webhook channel needs none.
+	To profile.Addresses `json:"to,omitzero"`
 }
 
 // Result is the provider's acknowledgement.

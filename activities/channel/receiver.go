@@ -5,7 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -28,6 +30,10 @@ type Receiver struct {
 	mu         sync.Mutex
 	deliveries []*Delivery
 	byKey      map[string]*Delivery
+	// Failure injection (Fail).
+	failStatus, failTimes int
+	latency               time.Duration
+	retryAfter            string
 }
 
 // NewReceiver returns an empty receiver that logs to log.
@@ -35,8 +41,27 @@ func NewReceiver(log *slog.Logger) *Receiver {
 	return &Receiver{log: log, byKey: map[string]*Delivery{}}
 }
 
-// ServeHTTP accepts POST (a delivery) and GET (the list of deliveries as JSON).
+// Fail makes the next times deliveries fail with status (Retry-After retryAfter when set) after
+// latency: the local stack's way to exercise retries.
+func (rc *Receiver) Fail(status, times int, latency time.Duration, retryAfter string) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.failStatus, rc.failTimes, rc.latency, rc.retryAfter = status, times, latency, retryAfter
+}
+
+// ServeHTTP accepts POST (a delivery, on any path: webhook, FCM-, APNs- and SMS-style bodies), GET
+// (the list of deliveries as JSON) and POST /control?status=503&times=2&latency=200ms (fail the
+// next deliveries).
 func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/control" && r.Method == http.MethodPost {
+		q := r.URL.Query()
+		status, _ := strconv.Atoi(q.Get("status"))
+		times, _ := strconv.Atoi(q.Get("times"))
+		latency, _ := time.ParseDuration(q.Get("latency"))
+		rc.Fail(status, times, latency, q.Get("retry_after"))
+		_, _ = io.WriteString(w, "ok\n")
+		return
+	}
 	switch r.Method {
 	case http.MethodGet:
 		w.Header().Set("Content-Type", "application/json")
@@ -54,8 +79,30 @@ func (rc *Receiver) accept(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "missing "+HeaderIdempotencyKey, http.StatusBadRequest)
 		return
 	}
-	var m Message
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&m); err != nil {
+	rc.mu.Lock()
+	latency, status, retryAfter := rc.latency, 0, rc.retryAfter
+	if rc.failTimes > 0 {
+		rc.failTimes--
+		status = rc.failStatus
+	}
+	rc.mu.Unlock()
+	if latency > 0 {
+		time.Sleep(latency)
+	}
+	if status != 0 {
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+		}
+		http.Error(w, "failure injected by /control", status)
+		return
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	m, err := decodeDelivery(r, b)
+	if err != nil {
 		http.Error(w, "body is not a message: "+err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -85,4 +132,43 @@ func (rc *Receiver) Deliveries() []Delivery {
 		out[i] = *d
 	}
 	return out
+}
+
+// decodeDelivery reads the message of any channel: the webhook's Message JSON, or a provider
+// body (FCM, APNs, SMS as JSON or form) with the Omega-* headers for attribution.
+func decodeDelivery(r *http.Request, b []byte) (Message, error) {
+	m := Message{ReachID: r.Header.Get(HeaderReachID), UserID: r.Header.Get(HeaderUserID),
+		Channel: r.Header.Get(HeaderChannel), Template: r.Header.Get(HeaderTemplate)}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		v, err := url.ParseQuery(string(b))
+		if err != nil {
+			return Message{}, err
+		}
+		m.Body = v.Get("body")
+		return m, nil
+	}
+	var body struct {
+		Message
+		FCM struct {
+			Notification struct{ Title, Body string } `json:"notification"`
+		} `json:"message"`
+		APS struct {
+			Alert struct{ Title, Body string } `json:"alert"`
+		} `json:"aps"`
+	}
+	if err := json.Unmarshal(b, &body); err != nil {
+		return Message{}, err
+	}
+	if body.IdempotencyKey != "" { // the webhook posts the Message itself
+		return body.Message, nil
+	}
+	switch {
+	case body.FCM.Notification.Body != "":
+		m.Title, m.Body = body.FCM.Notification.Title, body.FCM.Notification.Body
+	case body.APS.Alert.Body != "":
+		m.Title, m.Body = body.APS.Alert.Title, body.APS.Alert.Body
+	default: // SMS: {"to", "from", "body"}
+		m.Body = body.Body
+	}
+	return m, nil
 }

@@ -1,16 +1,19 @@
 package channel_test
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/omegareach/omega/activities/channel"
+	"github.com/omegareach/omega/profile"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -113,4 +116,42 @@ func TestReceiverRefuses(t *testing.T) {
 			require.Empty(t, rc.Deliveries())
 		})
 	}
+}
+
+// The receiver stands in for every provider: it reads push and SMS bodies too, and can be told
+// to fail.
+func TestReceiverProviderFormatsAndFailures(t *testing.T) {
+	rc := channel.NewReceiver(slog.New(slog.DiscardHandler))
+	srv := httptest.NewServer(rc)
+	t.Cleanup(srv.Close)
+	push, err := channel.NewPush(channel.PushConfig{FCMURL: srv.URL, FCMProject: "p", APNsURL: srv.URL})
+	require.NoError(t, err)
+	sms, err := channel.NewSMS(channel.SMSConfig{URL: srv.URL, Form: true})
+	require.NoError(t, err)
+	m := testMessage()
+	m.To = profile.Addresses{Phone: "+4915112345678", Push: []profile.PushToken{{Token: "a", Platform: "android"}, {Token: "i", Platform: "ios"}}}
+
+	resp, err := http.Post(srv.URL+"/control?status=503&times=1&retry_after=2", "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	_, err = sms.Send(context.Background(), m)
+	var re *channel.RetryableError
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, 2*time.Second, re.RetryAfter)
+
+	_, err = sms.Send(context.Background(), m)
+	require.NoError(t, err)
+	_, err = push.Send(context.Background(), m)
+	require.NoError(t, err)
+	ds := rc.Deliveries()
+	require.Len(t, ds, 3)
+	for _, d := range ds {
+		require.Equal(t, m.ReachID, d.Message.ReachID)
+		require.Equal(t, "u1", d.Message.UserID)
+	}
+	require.Equal(t, "sms", ds[0].Message.Channel)
+	require.Equal(t, m.Title+": "+m.Body, ds[0].Message.Body)
+	require.Equal(t, "push", ds[1].Message.Channel)
+	require.Equal(t, m.Body, ds[1].Message.Body)
+	require.Equal(t, m.Title, ds[2].Message.Title)
 }

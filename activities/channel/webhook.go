@@ -1,13 +1,12 @@
 package channel
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 )
@@ -26,8 +25,14 @@ type WebhookConfig struct {
 	URL string
 	// Timeout of one call; 10s when zero.
 	Timeout time.Duration
-	// Client is http.DefaultClient's transport with Timeout when nil.
+	// Client is http.DefaultClient's transport with Timeout and the SSRF guard when nil.
 	Client *http.Client
+	// Secret signs each body (HeaderSignature: HMAC-SHA256 over timestamp and body); unsigned
+	// when empty.
+	Secret string
+	// Allow lists the networks a webhook may reach although private, loopback or link-local (the
+	// SSRF guard refuses those otherwise), e.g. 127.0.0.0/8 for the local receiver.
+	Allow []netip.Prefix
 }
 
 func (c *WebhookConfig) setDefaults() {
@@ -38,7 +43,7 @@ func (c *WebhookConfig) setDefaults() {
 		c.Timeout = 10 * time.Second
 	}
 	if c.Client == nil {
-		c.Client = &http.Client{Timeout: c.Timeout}
+		c.Client = GuardedClient(c.Timeout, c.Allow)
 	}
 }
 
@@ -67,38 +72,20 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 // Name implements Channel.
 func (w *Webhook) Name() string { return w.cfg.Name }
 
-// Send implements Channel.
+// Send implements Channel: the message as JSON, signed when a secret is set.
 func (w *Webhook) Send(ctx context.Context, m Message) (Result, error) {
 	body, err := json.Marshal(m)
 	if err != nil {
 		return Result{}, &PermanentError{fmt.Errorf("encode message: %w", err)}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
+	req, err := newRequest(ctx, w.cfg.URL, body, "application/json", m, w.cfg.Name)
 	if err != nil {
-		return Result{}, &PermanentError{fmt.Errorf("build request: %w", err)}
+		return Result{}, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(HeaderIdempotencyKey, m.IdempotencyKey)
-	resp, err := w.cfg.Client.Do(req)
-	if err != nil {
-		return Result{}, &RetryableError{Err: fmt.Errorf("post to provider: %w", err)}
+	if w.cfg.Secret != "" {
+		req.Header.Set(HeaderSignature, Sign(w.cfg.Secret, time.Now(), body))
 	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		var r Result
-		_ = json.Unmarshal(answer, &r) // the body is optional
-		r.Status = resp.StatusCode
-		return r, nil
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		return Result{Status: resp.StatusCode}, &RetryableError{
-			Err:        fmt.Errorf("provider answered %d: %s", resp.StatusCode, bytes.TrimSpace(answer)),
-			RetryAfter: retryAfter(resp.Header.Get("Retry-After")),
-		}
-	default:
-		return Result{Status: resp.StatusCode}, &PermanentError{fmt.Errorf("provider answered %d: %s", resp.StatusCode, bytes.TrimSpace(answer))}
-	}
+	return post(w.cfg.Client, req)
 }
 
 // retryAfter reads a Retry-After header in seconds or as an HTTP date.

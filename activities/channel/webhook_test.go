@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -14,6 +15,9 @@ import (
 
 	"github.com/omegareach/omega/activities/channel"
 )
+
+// loopback lets the SSRF guard through to httptest servers.
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 
 func testMessage() channel.Message {
 	return channel.Message{
@@ -25,7 +29,7 @@ func testMessage() channel.Message {
 
 func newWebhook(t *testing.T, url string, timeout time.Duration) *channel.Webhook {
 	t.Helper()
-	wh, err := channel.NewWebhook(channel.WebhookConfig{URL: url, Timeout: timeout})
+	wh, err := channel.NewWebhook(channel.WebhookConfig{URL: url, Timeout: timeout, Allow: loopback})
 	require.NoError(t, err)
 	return wh
 }

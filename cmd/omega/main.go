@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -40,6 +41,7 @@ commands:
   migrate   bring the PostgreSQL schema up to date
   rules     validate, apply, list, get, disable and dry-run rules (omega rules for help)
   journeys  validate, apply, list, get and disable journeys (omega journeys for help)
+  profiles  import (JSONL or CSV), get and set user profiles (omega profiles for help)
 
 environment (defaults in brackets):
   OMEGA_KAFKA_BROKERS [127.0.0.1:9092]   OMEGA_REDIS_ADDR [127.0.0.1:6379]
@@ -72,6 +74,8 @@ func main() {
 		err = runReceiver(ctx, log, cfg)
 	case "migrate":
 		err = audit.Migrate(cfg.pgURL)
+	case "profiles":
+		err = runProfiles(ctx, cfg, os.Args[2:], os.Stdout)
 	case "journeys":
 		err = runJourneys(ctx, cfg, os.Args[2:], os.Stdout)
 	case "rules":
@@ -97,6 +101,11 @@ type config struct {
 	apiAddr      string
 	receiverAddr string
 	webhookURL   string
+	webhookAllow []netip.Prefix
+	secret       string
+	rates        map[string]float64
+	push         *channel.PushConfig
+	sms          *channel.SMSConfig
 	dailyCap     int
 	channelCaps  map[string]int
 	lastSlot     int
@@ -141,11 +150,41 @@ func configFromEnv() config {
 			die("OMEGA_QUIET_HOURS", "want START-END in the user's time (21:00-08:00)")
 		}
 	}
+	var allow []netip.Prefix
+	for _, c := range strings.FieldsFunc(env("OMEGA_WEBHOOK_ALLOW", ""), func(r rune) bool { return r == ',' }) {
+		p, err := netip.ParsePrefix(strings.TrimSpace(c))
+		if err != nil {
+			die("OMEGA_WEBHOOK_ALLOW", "want CIDRs, comma-separated (127.0.0.0/8)")
+		}
+		allow = append(allow, p)
+	}
+	// Provider channels: configured by URL; credentials come from the environment, never from
+	// rules or journeys.
+	var push *channel.PushConfig
+	if fcm, apns := env("OMEGA_FCM_URL", ""), env("OMEGA_APNS_URL", ""); fcm != "" || apns != "" {
+		push = &channel.PushConfig{FCMURL: fcm, FCMProject: env("OMEGA_FCM_PROJECT", ""), FCMToken: env("OMEGA_FCM_TOKEN", ""),
+			APNsURL: apns, APNsTopic: env("OMEGA_APNS_TOPIC", ""), APNsToken: env("OMEGA_APNS_TOKEN", "")}
+	}
+	var sms *channel.SMSConfig
+	if u := env("OMEGA_SMS_URL", ""); u != "" {
+		sms = &channel.SMSConfig{URL: u, Form: env("OMEGA_SMS_FORM", "") == "1", Token: env("OMEGA_SMS_TOKEN", ""),
+			DefaultSender: env("OMEGA_SMS_SENDER", "Omega")}
+	}
+	rates := map[string]float64{}
+	for _, kv := range strings.FieldsFunc(env("OMEGA_RATE_LIMITS", ""), func(r rune) bool { return r == ',' }) {
+		ch, v, ok := strings.Cut(kv, "=")
+		n, err := strconv.ParseFloat(v, 64)
+		if !ok || err != nil || n <= 0 {
+			die("OMEGA_RATE_LIMITS", "want channel=sends-per-second,... (sms=10,push=500)")
+		}
+		rates[ch] = n
+	}
 	var optIn []string
 	if v := env("OMEGA_OPT_IN", ""); v != "" {
 		optIn = strings.Split(v, ",")
 	}
 	return config{
+		rates: rates, webhookAllow: allow, secret: env("OMEGA_WEBHOOK_SECRET", ""), push: push, sms: sms,
 		channelCaps: caps, lastSlot: lastSlot, quietStart: quietStart, quietEnd: quietEnd, optIn: optIn,
 		brokers:      strings.Split(env("OMEGA_KAFKA_BROKERS", "127.0.0.1:9092"), ","),
 		redisAddr:    env("OMEGA_REDIS_ADDR", "127.0.0.1:6379"),
@@ -253,8 +292,9 @@ func runWorker(ctx context.Context, log *slog.Logger, cfg config) error {
 	defer rdb.Close()
 	w, err := worker.New(worker.Config{Temporal: tc, Redis: rdb, Audit: store, WebhookURL: cfg.webhookURL,
 		DailyCap: cfg.dailyCap, ChannelCaps: cfg.channelCaps, LastSlotPriority: cfg.lastSlot,
-		QuietStart: cfg.quietStart, QuietEnd: cfg.quietEnd, OptIn: cfg.optIn, Journeys: journey.NewStore(store.Pool(), journeyCatalog()),
-		Profiles: profile.NewStore(store.Pool()), Log: log})
+		QuietStart: cfg.quietStart, QuietEnd: cfg.quietEnd, OptIn: cfg.optIn,
+		WebhookAllow: cfg.webhookAllow, WebhookSecret: cfg.secret, RateLimits: cfg.rates, Push: cfg.push, SMS: cfg.sms, Journeys: journey.NewStore(store.Pool(), journeyCatalog()),
+		Profiles: &profile.Cached{Store: profile.NewStore(store.Pool()), Redis: rdb}, Log: log})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,64 @@
+package channel_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/omegareach/omega/activities/channel"
+	"github.com/omegareach/omega/internal/testenv"
+)
+
+type okChannel struct{ sent *int }
+
+func (okChannel) Name() string { return "ok" }
+func (c okChannel) Send(context.Context, channel.Message) (channel.Result, error) {
+	*c.sent++
+	return channel.Result{Status: 200}, nil
+}
+
+// Two workers share one bucket: together they never exceed the rate.
+func TestRateLimitSharedAcrossWorkers(t *testing.T) {
+	env := testenv.Require(t)
+	rdb := env.Redis(t)
+	key := testenv.Unique("rl:")
+	now := time.Unix(1_800_000_000, 0)
+	a := &channel.Limiter{Redis: rdb, Key: key, Rate: 5, Burst: 5}
+	b := &channel.Limiter{Redis: rdb, Key: key, Rate: 5, Burst: 5}
+	took := 0
+	var waits []time.Duration
+	for i := range 8 {
+		l := a
+		if i%2 == 1 {
+			l = b
+		}
+		w, err := l.Take(context.Background(), now)
+		require.NoError(t, err)
+		if w == 0 {
+			took++
+		} else {
+			waits = append(waits, w)
+		}
+	}
+	require.Equal(t, 5, took, "the burst, shared")
+	require.Len(t, waits, 3)
+	for _, w := range waits {
+		require.InDelta(t, 200*time.Millisecond, w, float64(5*time.Millisecond))
+	}
+	w, err := a.Take(context.Background(), now.Add(200*time.Millisecond))
+	require.NoError(t, err)
+	require.Zero(t, w, "one token refilled after 1/rate")
+
+	sent := 0
+	rl := &channel.RateLimited{Channel: okChannel{&sent}, Limiter: &channel.Limiter{Redis: rdb, Key: testenv.Unique("rl:"), Rate: 1, Burst: 1}}
+	_, err = rl.Send(context.Background(), testMessage())
+	require.NoError(t, err)
+	_, err = rl.Send(context.Background(), testMessage())
+	var re *channel.RetryableError
+	require.True(t, errors.As(err, &re), "%v", err)
+	require.Greater(t, re.RetryAfter, 500*time.Millisecond)
+	require.Equal(t, 1, sent)
+}

@@ -1,0 +1,81 @@
+package profile
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Cached reads profiles through Redis: the hot path (every filter check, every route) costs one
+// GET; a miss reads PostgreSQL and fills the cache for TTL. Writes go to PostgreSQL first, then
+// drop the cached copy, so a changed consent is seen at the next read.
+type Cached struct {
+	Store  *Store
+	Redis  redis.UniversalClient
+	Prefix string        // key prefix ("omega" when empty)
+	TTL    time.Duration // 10 minutes when zero
+}
+
+func (c *Cached) key(userID string) string {
+	p := c.Prefix
+	if p == "" {
+		p = "omega"
+	}
+	return p + ":{" + userID + "}:profile"
+}
+
+func (c *Cached) ttl() time.Duration {
+	if c.TTL == 0 {
+		return 10 * time.Minute
+	}
+	return c.TTL
+}
+
+// Get returns userID's profile from the cache, or from PostgreSQL on a miss. A cache that cannot
+// answer is skipped, not fatal.
+func (c *Cached) Get(ctx context.Context, userID string) (Profile, error) {
+	b, err := c.Redis.Get(ctx, c.key(userID)).Bytes()
+	if err == nil {
+		var p Profile
+		if json.Unmarshal(b, &p) == nil {
+			return p, nil
+		}
+	} else if !errors.Is(err, redis.Nil) && ctx.Err() != nil {
+		return Profile{}, err
+	}
+	p, err := c.Store.Get(ctx, userID)
+	if err != nil {
+		return Profile{}, err
+	}
+	if b, err := json.Marshal(p); err == nil {
+		_ = c.Redis.Set(ctx, c.key(userID), b, c.ttl()).Err()
+	}
+	return p, nil
+}
+
+// UpsertMany writes profiles, then drops their cached copies.
+func (c *Cached) UpsertMany(ctx context.Context, ps []Profile) error {
+	if err := c.Store.UpsertMany(ctx, ps); err != nil {
+		return err
+	}
+	keys := make([]string, len(ps))
+	for i, p := range ps {
+		keys[i] = c.key(p.UserID)
+	}
+	// One DEL per key: keys of different users live on different cluster slots.
+	pipe := c.Redis.Pipeline()
+	for _, k := range keys {
+		pipe.Del(ctx, k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("drop cached profiles: %w", err)
+	}
+	return nil
+}
+
+// Upsert writes one profile.
+func (c *Cached) Upsert(ctx context.Context, p Profile) error { return c.UpsertMany(ctx, []Profile{p}) }
