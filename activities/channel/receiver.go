@@ -34,6 +34,8 @@ type Receiver struct {
 	failStatus, failTimes int
 	latency               time.Duration
 	retryAfter            string
+	hold                  time.Duration
+	holdTimes             int
 }
 
 // NewReceiver returns an empty receiver that logs to log.
@@ -47,6 +49,14 @@ func (rc *Receiver) Fail(status, times int, latency time.Duration, retryAfter st
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	rc.failStatus, rc.failTimes, rc.latency, rc.retryAfter = status, times, latency, retryAfter
+}
+
+// HoldAfterAccept makes the next times new deliveries wait d after being recorded before the
+// answer goes out.
+func (rc *Receiver) HoldAfterAccept(d time.Duration, times int) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.hold, rc.holdTimes = d, times
 }
 
 // ServeHTTP accepts POST (a delivery, on any path: webhook, FCM-, APNs- and SMS-style bodies), GET
@@ -115,7 +125,21 @@ func (rc *Receiver) accept(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Attempts++
 	res := Result{ProviderMessageID: d.ProviderID, Status: http.StatusOK, Duplicate: dup}
+	hold := time.Duration(0)
+	if rc.holdTimes > 0 && !dup {
+		rc.holdTimes--
+		hold = rc.hold
+	}
 	rc.mu.Unlock()
+	if hold > 0 {
+		// Accepted, but the answer is late: the caller may die before it knows (the case a
+		// retried dispatch must not deliver twice).
+		select {
+		case <-time.After(hold):
+		case <-r.Context().Done():
+			return
+		}
+	}
 
 	rc.log.Info("delivery", "idempotency_key", key, "user_id", m.UserID, "template", m.Template,
 		"title", m.Title, "duplicate", dup)

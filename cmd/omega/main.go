@@ -48,8 +48,14 @@ environment (defaults in brackets):
   OMEGA_PG_URL [postgres://postgres@127.0.0.1:5432/omega?sslmode=disable]
   OMEGA_TEMPORAL_ADDR [127.0.0.1:7233]   OMEGA_TEMPORAL_NAMESPACE [default]
   OMEGA_API_ADDR [127.0.0.1:8080]        OMEGA_RECEIVER_ADDR [127.0.0.1:8090]
-  OMEGA_WEBHOOK_URL [http://127.0.0.1:8090/deliveries]  OMEGA_DAILY_CAP [3]
+  OMEGA_WEBHOOK_URL [http://127.0.0.1:8090/deliveries]  OMEGA_TASK_QUEUE [omega-reach]
   OMEGA_LOG_FORMAT [text|json]
+worker only:
+  OMEGA_DAILY_CAP [3]  OMEGA_CHANNEL_CAPS [sms=1,push=3]  OMEGA_LAST_SLOT_PRIORITY [0: off]
+  OMEGA_QUIET_HOURS [off; 21:00-08:00]  OMEGA_OPT_IN [sms]  OMEGA_RATE_LIMITS [sms=10,push=500]
+  OMEGA_WEBHOOK_SECRET  OMEGA_WEBHOOK_ALLOW [CIDRs the SSRF guard lets through, 127.0.0.0/8]
+  OMEGA_FCM_URL OMEGA_FCM_PROJECT OMEGA_FCM_TOKEN  OMEGA_APNS_URL OMEGA_APNS_TOPIC OMEGA_APNS_TOKEN
+  OMEGA_SMS_URL OMEGA_SMS_TOKEN OMEGA_SMS_SENDER OMEGA_SMS_FORM [1: form body]
 `
 
 func main() {
@@ -101,6 +107,7 @@ type config struct {
 	apiAddr      string
 	receiverAddr string
 	webhookURL   string
+	taskQueue    string
 	webhookAllow []netip.Prefix
 	secret       string
 	rates        map[string]float64
@@ -184,7 +191,7 @@ func configFromEnv() config {
 		optIn = strings.Split(v, ",")
 	}
 	return config{
-		rates: rates, webhookAllow: allow, secret: env("OMEGA_WEBHOOK_SECRET", ""), push: push, sms: sms,
+		taskQueue: env("OMEGA_TASK_QUEUE", "omega-reach"), rates: rates, webhookAllow: allow, secret: env("OMEGA_WEBHOOK_SECRET", ""), push: push, sms: sms,
 		channelCaps: caps, lastSlot: lastSlot, quietStart: quietStart, quietEnd: quietEnd, optIn: optIn,
 		brokers:      strings.Split(env("OMEGA_KAFKA_BROKERS", "127.0.0.1:9092"), ","),
 		redisAddr:    env("OMEGA_REDIS_ADDR", "127.0.0.1:6379"),
@@ -293,7 +300,7 @@ func runWorker(ctx context.Context, log *slog.Logger, cfg config) error {
 	w, err := worker.New(worker.Config{Temporal: tc, Redis: rdb, Audit: store, WebhookURL: cfg.webhookURL,
 		DailyCap: cfg.dailyCap, ChannelCaps: cfg.channelCaps, LastSlotPriority: cfg.lastSlot,
 		QuietStart: cfg.quietStart, QuietEnd: cfg.quietEnd, OptIn: cfg.optIn,
-		WebhookAllow: cfg.webhookAllow, WebhookSecret: cfg.secret, RateLimits: cfg.rates, Push: cfg.push, SMS: cfg.sms, Journeys: journey.NewStore(store.Pool(), journeyCatalog()),
+		TaskQueue: cfg.taskQueue, WebhookAllow: cfg.webhookAllow, WebhookSecret: cfg.secret, RateLimits: cfg.rates, Push: cfg.push, SMS: cfg.sms, Journeys: journey.NewStore(store.Pool(), journeyCatalog()),
 		Profiles: &profile.Cached{Store: profile.NewStore(store.Pool()), Redis: rdb}, Log: log})
 	if err != nil {
 		return err
@@ -301,7 +308,7 @@ func runWorker(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
-	log.Info("worker running", "task_queue", "omega-reach")
+	log.Info("worker running", "task_queue", cfg.taskQueue)
 	<-ctx.Done()
 	w.Stop()
 	return nil
