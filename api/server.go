@@ -14,6 +14,7 @@ import (
 	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/client"
 
+	"github.com/omegareach/omega/activities/channel"
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
@@ -35,6 +36,8 @@ type Config struct {
 	// RuleStore and JourneyStore back RuleService and JourneyService (not served when nil).
 	RuleStore    SpecStore[cep.Rule]
 	JourneyStore SpecStore[journey.Journey]
+	// Inbox backs InboxService (not served when nil).
+	Inbox *channel.Inbox
 	// TaskQueue of reach workflows (workflows.TaskQueue when empty).
 	TaskQueue string
 	// MaxRequestBytes caps a request body (4 MiB when zero).
@@ -80,6 +83,10 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.RuleStore != nil {
 		mux.Handle(omegav1connect.NewRuleServiceHandler(ruleService{ruleSpecs(s, cfg.RuleStore)}, opts...))
 		services = append(services, omegav1connect.RuleServiceName)
+	}
+	if cfg.Inbox != nil {
+		mux.Handle(omegav1connect.NewInboxServiceHandler(inboxService{s, cfg.Inbox}, opts...))
+		services = append(services, omegav1connect.InboxServiceName)
 	}
 	if cfg.JourneyStore != nil {
 		mux.Handle(omegav1connect.NewJourneyServiceHandler(journeyService{journeySpecs(s, cfg.JourneyStore)}, opts...))

@@ -70,9 +70,10 @@ type Config struct {
 //   - whitelisted: only whitelisted users, then consent and fatigue (trying a journey on testers).
 var Chains = []string{filter.DefaultChain, "transactional", "whitelisted"}
 
-// Channels are the channels a worker registers: the webhook ("external call"), and push and SMS
-// through the same provider URL (the local receiver stands in for the providers).
-var Channels = []string{"webhook", "push", "sms"}
+// Channels are the channels a worker registers: the webhook ("external call"), push and SMS (to
+// their providers, or to the webhook URL where the local receiver stands in), and the in-app
+// inbox in PostgreSQL.
+var Channels = []string{"webhook", "push", "sms", "inapp"}
 
 // Catalog is what journeys are validated against: the worker's channels and filter chains.
 func Catalog() journey.Catalog { return journey.Catalog{Channels: Channels, Chains: Chains} }
@@ -128,6 +129,8 @@ func New(cfg Config) (sdkworker.Worker, error) {
 			ch, err = channel.NewPush(*cfg.Push)
 		case name == "sms" && cfg.SMS != nil:
 			ch, err = channel.NewSMS(*cfg.SMS)
+		case name == "inapp":
+			ch = channel.NewInbox(cfg.Audit.Pool())
 		default:
 			ch, err = channel.NewWebhook(channel.WebhookConfig{Name: name, URL: cfg.WebhookURL,
 				Secret: cfg.WebhookSecret, Allow: cfg.WebhookAllow})

@@ -251,7 +251,8 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 	defer prod.Close()
 	journeys := journey.NewStore(store.Pool(), journeyCatalog())
 	h, err := api.NewHandler(api.Config{Producer: prod, Temporal: tc, Audit: store, Journeys: journeyExists(journeys),
-		RuleStore: cep.NewRuleStore(store.Pool(), ruleCatalog(store.Pool())), JourneyStore: journeys, Log: log})
+		RuleStore: cep.NewRuleStore(store.Pool(), ruleCatalog(store.Pool())), JourneyStore: journeys,
+		Inbox: channel.NewInbox(store.Pool()), Log: log})
 	if err != nil {
 		return err
 	}
