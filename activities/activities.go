@@ -1,7 +1,6 @@
 package activities
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -195,10 +194,7 @@ func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (channel.Re
 		return channel.Result{}, fmt.Errorf("read profile: %w", err)
 	}
 	m.To = p.Addresses
-	if m.Title, err = render(in.Template.Title, in.Fields); err == nil {
-		m.Body, err = render(in.Template.Body, in.Fields)
-	}
-	if err != nil {
+	if m.Title, m.Body, err = in.Template.Render(p.Locale, in.Fields); err != nil {
 		return channel.Result{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("render template %q: %v", in.TemplateID, err), ErrTypeTemplate, err)
 	}
@@ -223,21 +219,6 @@ func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (channel.Re
 func (a *Activities) AppendAudit(ctx context.Context, recs []audit.Record) error {
 	_, err := a.Audit.Append(ctx, recs...)
 	return err
-}
-
-func render(text string, data map[string]any) (string, error) {
-	if text == "" {
-		return "", nil
-	}
-	t, err := journey.ParseTemplate("t", text)
-	if err != nil {
-		return "", err
-	}
-	var b bytes.Buffer
-	if err := t.Execute(&b, data); err != nil {
-		return "", err
-	}
-	return b.String(), nil
 }
 
 func unixOrZero(t time.Time) int64 {

@@ -80,6 +80,24 @@ func TestRuleAndJourneyServices(t *testing.T) {
 	_, err = jc.GetJourney(ctx, connect.NewRequest(&omegav1.GetJourneyRequest{Id: jid + "-nope"}))
 	require.Equal(t, connect.CodeNotFound, connect.CodeOf(err))
 
+	// Preview a template of the journey's active version.
+	tc := omegav1connect.NewTemplateServiceClient(srv.Client(), srv.URL)
+	withVars := spec("sms")
+	withVars["templates"] = map[string]any{"t": map[string]any{"body": "Hi {{.name}}, {{.item_id}} is back",
+		"defaults": map[string]any{"name": "there"}, "locales": map[string]any{"de": map[string]any{"body": "Hallo {{.name}}, {{.item_id}} ist da"}}}}
+	_, err = jc.ApplyJourney(ctx, connect.NewRequest(&omegav1.ApplyJourneyRequest{Journey: mustStruct(t, withVars)}))
+	require.NoError(t, err)
+	pv, err := tc.RenderPreview(ctx, connect.NewRequest(&omegav1.RenderPreviewRequest{JourneyId: jid, TemplateId: "t", Locale: "de-CH",
+		Fields: mustStruct(t, map[string]any{"item_id": "sku-1"})}))
+	require.NoError(t, err)
+	require.Equal(t, "Hallo there, sku-1 ist da", pv.Msg.GetBody())
+	require.EqualValues(t, 3, pv.Msg.GetJourneyVersion())
+	_, err = tc.RenderPreview(ctx, connect.NewRequest(&omegav1.RenderPreviewRequest{JourneyId: jid, TemplateId: "t", Fields: mustStruct(t, map[string]any{})}))
+	requireInvalid(t, err, "fields")
+	require.Contains(t, err.Error(), "item_id")
+	_, err = tc.RenderPreview(ctx, connect.NewRequest(&omegav1.RenderPreviewRequest{JourneyId: jid, TemplateId: "nope"}))
+	require.Equal(t, connect.CodeNotFound, connect.CodeOf(err))
+
 	// A rule that starts the journey; validation names the rule's field.
 	rule := func(where string) map[string]any {
 		return map[string]any{"id": jid + "-rule", "steps": []any{map[string]any{"type": "cart_add", "where": where}}, "journey_id": jid}

@@ -89,8 +89,10 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		services = append(services, omegav1connect.InboxServiceName)
 	}
 	if cfg.JourneyStore != nil {
-		mux.Handle(omegav1connect.NewJourneyServiceHandler(journeyService{journeySpecs(s, cfg.JourneyStore)}, opts...))
-		services = append(services, omegav1connect.JourneyServiceName)
+		js := journeySpecs(s, cfg.JourneyStore)
+		mux.Handle(omegav1connect.NewJourneyServiceHandler(journeyService{js}, opts...))
+		mux.Handle(omegav1connect.NewTemplateServiceHandler(templateService{js}, opts...))
+		services = append(services, omegav1connect.JourneyServiceName, omegav1connect.TemplateServiceName)
 	}
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(services...)))
 	mux.Handle(grpcreflect.NewHandlerV1(grpcreflect.NewStaticReflector(services...)))

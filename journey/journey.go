@@ -42,6 +42,69 @@ type Journey struct {
 type Template struct {
 	Title string `json:"title,omitempty"`
 	Body  string `json:"body"`
+	// Locales holds the wording per locale ("de", "pt-BR"); the user's profile locale picks one
+	// (exact, then its language), else Title and Body.
+	Locales map[string]Text `json:"locales,omitempty"`
+	// Defaults fill variables the match does not carry (or carries empty). A variable with
+	// neither fails the send: a message never goes out with a hole in it.
+	Defaults map[string]string `json:"defaults,omitempty"`
+}
+
+// Text is one locale's wording.
+type Text struct {
+	Title string `json:"title,omitempty"`
+	Body  string `json:"body"`
+}
+
+// For returns the wording for locale: exact match, then the language ("pt" for "pt-BR"), then
+// the template's own.
+func (t Template) For(locale string) Text {
+	if x, ok := t.Locales[locale]; ok {
+		return x
+	}
+	if lang, _, ok := strings.Cut(locale, "-"); ok {
+		if x, ok := t.Locales[lang]; ok {
+			return x
+		}
+	}
+	return Text{Title: t.Title, Body: t.Body}
+}
+
+// Render renders the template for locale over fields, the defaults filling what fields lack.
+func (t Template) Render(locale string, fields map[string]any) (title, body string, err error) {
+	data := make(map[string]any, len(fields)+len(t.Defaults))
+	for k, v := range t.Defaults {
+		data[k] = v
+	}
+	for k, v := range fields {
+		if s, ok := v.(string); ok && s == "" {
+			continue // empty is missing: the default, or an error
+		}
+		data[k] = v
+	}
+	text := t.For(locale)
+	if title, err = render("title", text.Title, data); err != nil {
+		return "", "", err
+	}
+	if body, err = render("body", text.Body, data); err != nil {
+		return "", "", err
+	}
+	return title, body, nil
+}
+
+func render(name, text string, data map[string]any) (string, error) {
+	if text == "" {
+		return "", nil
+	}
+	tp, err := ParseTemplate(name, text)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	if err := tp.Execute(&b, data); err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	return b.String(), nil
 }
 
 // Step is one node; exactly one of its kinds is set. A target field (next, then, on_timeout,
@@ -342,7 +405,7 @@ func CompileCondition(expr string) (cel.Program, error) {
 
 // ParseTemplate compiles one of a template's texts.
 func ParseTemplate(name, text string) (*template.Template, error) {
-	return template.New(name).Option("missingkey=zero").Parse(text)
+	return template.New(name).Option("missingkey=error").Parse(text)
 }
 
 func isResponse(t string) bool { return slices.Contains(event.ResponseTypes, t) }

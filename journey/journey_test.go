@@ -347,3 +347,42 @@ func TestResponseEventsSortedUnique(t *testing.T) {
 	}}
 	require.Equal(t, []string{"chat_started", "order_paid", "push_open"}, j.ResponseEvents())
 }
+
+func TestTemplateRender(t *testing.T) {
+	tmpl := Template{Title: "Hi {{.name}}", Body: "{{.item_id}} is cheaper", Defaults: map[string]string{"name": "there"},
+		Locales: map[string]Text{"de": {Title: "Hallo {{.name}}", Body: "{{.item_id}} ist günstiger"}, "pt": {Body: "{{.item_id}} baixou"}}}
+	for _, tt := range []struct {
+		locale    string
+		fields    map[string]any
+		wantTitle string
+		wantBody  string
+		wantErr   string
+	}{
+		{locale: "", fields: map[string]any{"item_id": "sku", "name": "Ann"}, wantTitle: "Hi Ann", wantBody: "sku is cheaper"},
+		{locale: "de", fields: map[string]any{"item_id": "sku"}, wantTitle: "Hallo there", wantBody: "sku ist günstiger"},
+		{locale: "de-AT", fields: map[string]any{"item_id": "sku"}, wantTitle: "Hallo there", wantBody: "sku ist günstiger"},
+		{locale: "pt-BR", fields: map[string]any{"item_id": "sku"}, wantBody: "sku baixou"},
+		{locale: "fr", fields: map[string]any{"item_id": "sku", "name": ""}, wantTitle: "Hi there", wantBody: "sku is cheaper"},
+		{locale: "", fields: map[string]any{"name": "Ann"}, wantErr: `map has no entry for key "item_id"`},
+		{locale: "", fields: map[string]any{"item_id": "", "name": "Ann"}, wantErr: "item_id"},
+	} {
+		title, body, err := tmpl.Render(tt.locale, tt.fields)
+		if tt.wantErr != "" {
+			require.ErrorContains(t, err, tt.wantErr, "a missing variable fails, never renders empty")
+			continue
+		}
+		require.NoError(t, err)
+		require.Equal(t, tt.wantTitle, title, tt.locale)
+		require.Equal(t, tt.wantBody, body, tt.locale)
+	}
+	bad := validBaseForTemplates()
+	bad.Templates["t"] = Template{Body: "ok", Locales: map[string]Text{"de": {Title: "x"}}}
+	var je *Error
+	require.ErrorAs(t, Validate(bad, Catalog{}), &je)
+	require.Equal(t, "templates.t.locales.de.body", je.Field)
+}
+
+func validBaseForTemplates() Journey {
+	return Journey{ID: "j", Templates: map[string]Template{"t": {Body: "hi"}},
+		Steps: []Step{{ID: "s", Send: &Send{Channel: "push", Template: "t"}}}}
+}

@@ -38,12 +38,18 @@ func (v *validator) run() error {
 		return v.fail("", "steps", "a journey needs at least one step")
 	}
 	for id, t := range j.Templates {
-		if t.Body == "" {
-			return v.fail("", "templates."+id+".body", "is required")
+		texts := map[string]Text{"": {Title: t.Title, Body: t.Body}}
+		for loc, x := range t.Locales {
+			texts["locales."+loc+"."] = x
 		}
-		for field, text := range map[string]string{"title": t.Title, "body": t.Body} {
-			if _, err := ParseTemplate(field, text); err != nil {
-				return v.fail("", "templates."+id+"."+field, "does not parse: %v", err)
+		for prefix, x := range texts {
+			if x.Body == "" {
+				return v.fail("", "templates."+id+"."+prefix+"body", "is required")
+			}
+			for field, text := range map[string]string{"title": x.Title, "body": x.Body} {
+				if _, err := ParseTemplate(field, text); err != nil {
+					return v.fail("", "templates."+id+"."+prefix+field, "does not parse: %v", err)
+				}
 			}
 		}
 	}
