@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"github.com/IBM/sarama"
+	"github.com/redis/go-redis/v9"
 	"go.temporal.io/sdk/client"
 
 	"github.com/omegareach/omega/activities/channel"
@@ -38,6 +39,10 @@ type Config struct {
 	JourneyStore SpecStore[journey.Journey]
 	// Inbox backs InboxService (not served when nil).
 	Inbox *channel.Inbox
+	// Redis and Lists back ListService: list name ("blacklist", "whitelist") to Redis set (not
+	// served when Redis is nil).
+	Redis redis.UniversalClient
+	Lists map[string]string
 	// TaskQueue of reach workflows (workflows.TaskQueue when empty).
 	TaskQueue string
 	// MaxRequestBytes caps a request body (4 MiB when zero).
@@ -83,6 +88,10 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.RuleStore != nil {
 		mux.Handle(omegav1connect.NewRuleServiceHandler(ruleService{ruleSpecs(s, cfg.RuleStore)}, opts...))
 		services = append(services, omegav1connect.RuleServiceName)
+	}
+	if cfg.Redis != nil {
+		mux.Handle(omegav1connect.NewListServiceHandler(listService{s, cfg.Redis, cfg.Lists}, opts...))
+		services = append(services, omegav1connect.ListServiceName)
 	}
 	if cfg.Inbox != nil {
 		mux.Handle(omegav1connect.NewInboxServiceHandler(inboxService{s, cfg.Inbox}, opts...))

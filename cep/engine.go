@@ -139,7 +139,7 @@ func newMatch(r *compiledRule, e *event.Event, key string, now time.Time) workfl
 	return workflows.Match{
 		RuleID: r.ID, RuleVersion: r.Version, UserID: e.UserID, JourneyID: r.JourneyID, MatchKey: e.EventID,
 		EventIDs: []string{e.EventID}, EventType: e.Type, ItemID: e.ItemID, EventTime: e.TS,
-		MatchedAt: now, Attrs: e.Attrs, Shadow: r.Shadow, CorrelationKey: key, MaxOpen: r.MaxOpen, Rollout: r.Rollout,
+		MatchedAt: now, Attrs: e.Attrs, Shadow: r.Shadow, CorrelationKey: key, MaxOpen: r.MaxOpen, Rollout: r.Rollout, Chain: r.Chain,
 	}
 }
 

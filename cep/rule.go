@@ -65,6 +65,8 @@ type Rule struct {
 	// Rollout is the gray rollout: the percentage of users (a stable subset, plus the whitelist)
 	// the rule reaches; 0 means everyone.
 	Rollout int `json:"rollout,omitempty"`
+	// Chain is the filter chain of the journey's sends that name none ("default" when empty).
+	Chain string `json:"chain,omitempty"`
 	// JourneyID is the journey a match starts.
 	JourneyID string `json:"journey_id"`
 	// Shadow rules record their matches and start nothing.
@@ -113,6 +115,8 @@ type Catalog struct {
 	EventTypes []string
 	// Journey reports whether a journey exists (any when nil).
 	Journey func(id string) bool
+	// Chains are the filter chains a rule may name (any when nil).
+	Chains []string
 }
 
 // Limits of one rule.
@@ -177,6 +181,8 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 		return fail("journey_id", "required")
 	case cat.Journey != nil && !cat.Journey(r.JourneyID):
 		return fail("journey_id", "unknown journey %q", r.JourneyID)
+	case r.Chain != "" && cat.Chains != nil && !slices.Contains(cat.Chains, r.Chain):
+		return fail("chain", "unknown filter chain %q (known: %s)", r.Chain, strings.Join(cat.Chains, ", "))
 	}
 	wantSteps := map[string][2]int{KindSingle: {1, 1}, KindCount: {1, 1}, KindAbsence: {1, 1}, KindJoin: {2, 2}, KindSequence: {2, maxSteps}}
 	bounds, ok := wantSteps[r.Kind]

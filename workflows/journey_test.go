@@ -416,3 +416,25 @@ func TestLongWaitRefreshesOpenReachEntry(t *testing.T) {
 	require.Len(t, h.registered, 2, "registered, then refreshed before the 40-day wait")
 	require.True(t, h.registered[1].Until.After(h.registered[1].Now.Add(40*24*time.Hour)))
 }
+
+// A send that names no chain runs the rule's; one that names a chain runs its own.
+func TestChainFromRuleOrSend(t *testing.T) {
+	j := journey.Journey{ID: "chains", Templates: map[string]journey.Template{"t": {Body: "hi"}}, Steps: []journey.Step{
+		{ID: "a", Send: &journey.Send{Channel: "push", Template: "t"}},
+		{ID: "b", Send: &journey.Send{Channel: "sms", Template: "t", Chain: "whitelisted"}},
+	}}
+	h := newHarness(t)
+	h.env.OnActivity(a.Route, mock.Anything, mock.Anything).Return(activities.RouteResult{Journey: j, Profile: profile.Profile{UserID: "u1"}}, nil)
+	var chains []string
+	h.env.OnActivity(a.Filter, mock.Anything, mock.Anything).Return(func(_ context.Context, r filter.Request) (filter.Verdict, error) {
+		chains = append(chains, r.Chain)
+		return filter.Verdict{Outcome: filter.Pass}, nil
+	})
+	h.onDispatch(channel.Result{Status: 200}, nil)
+	in := testInput()
+	in.Match.Chain = "transactional"
+	res, _ := h.run(in)
+	require.NoError(t, h.env.GetWorkflowError())
+	require.Equal(t, workflows.StatusSent, res.Status)
+	require.Equal(t, []string{"transactional", "whitelisted"}, chains)
+}

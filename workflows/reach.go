@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -78,6 +79,8 @@ type Match struct {
 	MaxOpen int `json:"max_open,omitempty"`
 	// Rollout is the rule's gray rollout percentage (0: everyone).
 	Rollout int `json:"rollout,omitempty"`
+	// Chain is the rule's filter chain for sends that name none.
+	Chain string `json:"chain,omitempty"`
 }
 
 // ReachInput is the reach workflow's input.
@@ -431,7 +434,7 @@ func (r *reachRun) filter(name, ch, key string, send *journey.Send) (filter.Verd
 			step = fmt.Sprintf("%s/recheck%d", name, attempt) // each check is a row of its own
 		}
 		req := filter.Request{ReachID: r.reachID, UserID: r.m.UserID, RuleID: r.m.RuleID, JourneyID: r.j.ID,
-			Channel: ch, DispatchKey: key, Now: workflow.Now(r.ctx), Chain: send.Chain, Category: send.Category,
+			Channel: ch, DispatchKey: key, Now: workflow.Now(r.ctx), Chain: cmp.Or(send.Chain, r.m.Chain), Category: send.Category,
 			Priority: r.j.Priority, Rollout: r.m.Rollout}
 		// From here on the chain may hold a reservation for this send (a fatigue slot): every way
 		// out that does not send gives it back.

@@ -23,6 +23,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/omegareach/omega/activities/channel"
+	"github.com/omegareach/omega/activities/filter"
 	"github.com/omegareach/omega/api"
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
@@ -250,7 +251,10 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 	}
 	defer prod.Close()
 	journeys := journey.NewStore(store.Pool(), journeyCatalog())
+	rdb := redis.NewClient(&redis.Options{Addr: cfg.redisAddr})
+	defer rdb.Close()
 	h, err := api.NewHandler(api.Config{Producer: prod, Temporal: tc, Audit: store, Journeys: journeyExists(journeys),
+		Redis: rdb, Lists: map[string]string{"blacklist": filter.BlacklistKey, "whitelist": filter.WhitelistKey},
 		RuleStore: cep.NewRuleStore(store.Pool(), ruleCatalog(store.Pool())), JourneyStore: journeys,
 		Inbox: channel.NewInbox(store.Pool()), Log: log})
 	if err != nil {

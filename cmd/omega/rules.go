@@ -44,9 +44,9 @@ func ruleCatalog(pool *pgxpool.Pool) cep.Catalog {
 		for _, j := range journey.Demo() {
 			demo[j.ID] = true
 		}
-		return cep.Catalog{Journey: func(id string) bool { return demo[id] }}
+		return cep.Catalog{Journey: func(id string) bool { return demo[id] }, Chains: worker.Chains}
 	}
-	return cep.Catalog{Journey: journeyExists(journey.NewStore(pool, journeyCatalog()))}
+	return cep.Catalog{Journey: journeyExists(journey.NewStore(pool, journeyCatalog())), Chains: worker.Chains}
 }
 
 // journeyExists reports whether a journey is stored and enabled.

@@ -1,0 +1,78 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+
+	"connectrpc.com/connect"
+	saramamocks "github.com/IBM/sarama/mocks"
+	"github.com/stretchr/testify/require"
+	temporalmocks "go.temporal.io/sdk/mocks"
+
+	"github.com/omegareach/omega/activities/filter"
+	"github.com/omegareach/omega/api"
+	"github.com/omegareach/omega/internal/testenv"
+	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
+	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
+)
+
+// ListService changes what the blacklist filter sees at its next check.
+func TestListService(t *testing.T) {
+	env := testenv.Require(t)
+	rdb := env.Redis(t)
+	bl := testenv.Unique("test:bl:")
+	h, err := api.NewHandler(api.Config{Producer: saramamocks.NewSyncProducer(t, nil), Temporal: &temporalmocks.Client{}, Audit: env.Audit(t),
+		Journeys: func(string) bool { return true }, Redis: rdb, Lists: map[string]string{"blacklist": bl, "whitelist": bl + "w"},
+		Log: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	c := omegav1connect.NewListServiceClient(srv.Client(), srv.URL)
+	ctx := context.Background()
+
+	var users []string
+	for i := range 2500 {
+		users = append(users, fmt.Sprintf("u%d", i))
+	}
+	add, err := c.AddMembers(ctx, connect.NewRequest(&omegav1.AddMembersRequest{List: "blacklist", UserIds: users}))
+	require.NoError(t, err)
+	require.EqualValues(t, 2500, add.Msg.GetAdded())
+	add, err = c.AddMembers(ctx, connect.NewRequest(&omegav1.AddMembersRequest{List: "blacklist", UserIds: users[:10]}))
+	require.NoError(t, err)
+	require.Zero(t, add.Msg.GetAdded(), "adding again changes nothing")
+
+	v, err := filter.NewBlacklist(rdb, bl).Check(ctx, filter.Request{UserID: "u7"})
+	require.NoError(t, err)
+	require.Equal(t, filter.Drop, v.Outcome)
+
+	seen := map[string]bool{}
+	token := ""
+	for {
+		page, err := c.ListMembers(ctx, connect.NewRequest(&omegav1.ListMembersRequest{List: "blacklist", PageSize: 500, PageToken: token}))
+		require.NoError(t, err)
+		for _, u := range page.Msg.GetUserIds() {
+			seen[u] = true
+		}
+		if token = page.Msg.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	require.Len(t, seen, 2500)
+
+	rm, err := c.RemoveMembers(ctx, connect.NewRequest(&omegav1.RemoveMembersRequest{List: "blacklist", UserIds: []string{"u7", "nobody"}}))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, rm.Msg.GetRemoved())
+	ck, err := c.CheckMember(ctx, connect.NewRequest(&omegav1.CheckMemberRequest{List: "blacklist", UserId: "u7"}))
+	require.NoError(t, err)
+	require.False(t, ck.Msg.GetMember())
+
+	_, err = c.AddMembers(ctx, connect.NewRequest(&omegav1.AddMembersRequest{List: "greylist", UserIds: []string{"u1"}}))
+	requireInvalid(t, err, "list")
+	_, err = c.AddMembers(ctx, connect.NewRequest(&omegav1.AddMembersRequest{List: "blacklist", UserIds: []string{"ok", ""}}))
+	requireInvalid(t, err, "user_ids[1]")
+	_, err = c.AddMembers(ctx, connect.NewRequest(&omegav1.AddMembersRequest{List: "blacklist"}))
+	requireInvalid(t, err, "user_ids")
+}
