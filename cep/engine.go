@@ -174,8 +174,13 @@ type timerEntry struct {
 // process advances every rule's state with evs (fresh events, in partition order) and returns the
 // matches to start. It is idempotent per event: replaying a batch yields the same matches.
 func (e *engine) process(ctx context.Context, rules []compiledRule, evs []event.Event, now time.Time) (ms []workflows.Match, err error) {
+	return e.processWith(ctx, rules, evs, nil, now)
+}
+
+// processWith is process with the profiles (user -> profile.Vars) conditions may read.
+func (e *engine) processWith(ctx context.Context, rules []compiledRule, evs []event.Event, profiles map[string]map[string]any, now time.Time) (ms []workflows.Match, err error) {
 	err = e.withScripts(ctx, func() error {
-		ms, err = e.processOnce(ctx, rules, evs, now)
+		ms, err = e.processOnce(ctx, rules, evs, profiles, now)
 		return err
 	})
 	return ms, err
@@ -200,7 +205,7 @@ func (e *engine) withScripts(ctx context.Context, fn func() error) error {
 	return fn()
 }
 
-func (e *engine) processOnce(ctx context.Context, rules []compiledRule, evs []event.Event, now time.Time) ([]workflows.Match, error) {
+func (e *engine) processOnce(ctx context.Context, rules []compiledRule, evs []event.Event, profiles map[string]map[string]any, now time.Time) ([]workflows.Match, error) {
 	pipe := e.rdb.Pipeline()
 	var pend []pending
 	var joins []joinQuery
@@ -216,6 +221,9 @@ func (e *engine) processOnce(ctx context.Context, rules []compiledRule, evs []ev
 			}
 			if vars == nil {
 				vars = celVars(ev)
+				if p, ok := profiles[ev.UserID]; ok {
+					vars["profile"] = p
+				}
 			}
 			e.plan(pipe, r, ev, vars, now, &pend, &joins, &late, &matches)
 		}

@@ -314,3 +314,27 @@ func TestReentry(t *testing.T) {
 		require.True(t, ms[0].Shadow)
 	})
 }
+
+// Conditions read the user's profile (attributes from offline jobs); a user without one reads an
+// empty profile and does not match.
+func TestConditionReadsProfile(t *testing.T) {
+	h := newHarness(t, Rule{ID: "gold-cart", Steps: []Step{{Type: "cart_add", Where: `profile.attrs.tier == "gold" && event.item_id != ""`}}, JourneyID: "j"})
+	require.True(t, h.rules[0].needsProfile)
+	evs := []event.Event{
+		{EventID: "e1", UserID: "gold", Type: "cart_add", ItemID: "i", TS: t0},
+		{EventID: "e2", UserID: "silver", Type: "cart_add", ItemID: "i", TS: t0},
+		{EventID: "e3", UserID: "nobody", Type: "cart_add", ItemID: "i", TS: t0},
+	}
+	profiles := map[string]map[string]any{
+		"gold":   {"time_zone": "", "locale": "", "attrs": map[string]any{"tier": "gold"}},
+		"silver": {"time_zone": "", "locale": "", "attrs": map[string]any{"tier": "silver"}},
+	}
+	ms, err := h.eng.processWith(context.Background(), h.rules, evs, profiles, t0)
+	require.NoError(t, err)
+	require.Len(t, ms, 1)
+	require.Equal(t, "gold", ms[0].UserID)
+
+	plain, err := compile(Rule{ID: "plain", Steps: []Step{{Type: "cart_add", Where: `event.attrs.profiled == true`}}, JourneyID: "j"})
+	require.NoError(t, err)
+	require.False(t, plain.needsProfile, "no profile read, no profile load")
+}

@@ -2,6 +2,7 @@ package cep
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -137,6 +138,9 @@ type compiledRule struct {
 	absent    *compiledStep
 	unless    *compiledStep
 	types     map[string]bool // every type the rule reacts to
+	// needsProfile is set when a condition reads the user's profile: the stage loads the
+	// profiles of the batch's users for it.
+	needsProfile bool
 }
 
 // Validate checks r against cat and compiles it; the error is a *RuleError naming the field.
@@ -252,6 +256,9 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 			return compiledStep{}, &RuleError{r.ID, field + ".where", err.Error()}
 		}
 		cs.prog = prog
+		if readsProfile.MatchString(s.Where) {
+			c.needsProfile = true
+		}
 		return cs, nil
 	}
 	for i, s := range r.Steps {
@@ -282,7 +289,8 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 }
 
 var celEnv = func() *cel.Env {
-	env, err := cel.NewEnv(cel.Variable("event", cel.MapType(cel.StringType, cel.DynType)))
+	env, err := cel.NewEnv(cel.Variable("event", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("profile", cel.MapType(cel.StringType, cel.DynType)))
 	if err != nil {
 		panic(err)
 	}
@@ -336,6 +344,12 @@ func (c *compiledRule) key(e *event.Event) (string, bool) {
 	return strings.Join(parts, "|"), true
 }
 
+// readsProfile spots a condition that reads the profile (a false positive only costs a lookup).
+var readsProfile = regexp.MustCompile(`\bprofile\b`)
+
+// noProfile is what a condition reads for a user without a profile (or when none was loaded).
+var noProfile = map[string]any{"time_zone": "", "locale": "", "attrs": map[string]any{}}
+
 func celVars(e *event.Event) map[string]any {
 	attrs := e.Attrs
 	if attrs == nil {
@@ -344,5 +358,5 @@ func celVars(e *event.Event) map[string]any {
 	return map[string]any{"event": map[string]any{
 		"event_id": e.EventID, "user_id": e.UserID, "type": e.Type, "item_id": e.ItemID,
 		"ts": e.TS.UTC().Format(time.RFC3339Nano), "attrs": attrs,
-	}}
+	}, "profile": noProfile}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/profile"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -50,6 +51,9 @@ type Config struct {
 	Signaler      Signaler
 	ResponseTypes []string
 	ReachPrefix   string
+	// Profiles gives conditions that read `profile` the users' profiles, loaded once per batch
+	// for the users of the events such rules react to (they read an empty profile when nil).
+	Profiles ProfileReader
 	// Shadow records the matches of shadow rules (they start nothing); logged only when nil.
 	Shadow ShadowRecorder
 	// TimerInterval is how often due absence timers are fired (200ms when zero).
@@ -404,7 +408,11 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, msgs 
 	rules := s.currentRules()
 	var matches []workflows.Match
 	if err := retry(ctx, s.cfg.Log, "advance pattern state", func() (err error) {
-		matches, err = s.engine.process(ctx, rules, evs, time.Now().UTC())
+		profiles, err := s.profilesFor(ctx, rules, evs)
+		if err != nil {
+			return err
+		}
+		matches, err = s.engine.processWith(ctx, rules, evs, profiles, time.Now().UTC())
 		return err
 	}); err != nil {
 		return err
@@ -519,4 +527,42 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// ProfileReader loads many users' profiles at once (profile.Cached).
+type ProfileReader interface {
+	GetMany(ctx context.Context, userIDs []string) (map[string]profile.Profile, error)
+}
+
+// profilesFor loads the profiles the batch's conditions read: only when a rule reads them, only
+// for the users of events such a rule reacts to.
+func (s *Stage) profilesFor(ctx context.Context, rules []compiledRule, evs []event.Event) (map[string]map[string]any, error) {
+	if s.cfg.Profiles == nil {
+		return nil, nil
+	}
+	users := map[string]bool{}
+	for i := range evs {
+		for j := range rules {
+			if rules[j].needsProfile && rules[j].types[evs[i].Type] && evs[i].UserID != "" {
+				users[evs[i].UserID] = true
+				break
+			}
+		}
+	}
+	if len(users) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, 0, len(users))
+	for u := range users {
+		ids = append(ids, u)
+	}
+	ps, err := s.cfg.Profiles.GetMany(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read profiles: %w", err)
+	}
+	out := make(map[string]map[string]any, len(ps))
+	for u, p := range ps {
+		out[u] = p.Vars()
+	}
+	return out, nil
 }

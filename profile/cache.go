@@ -79,3 +79,44 @@ func (c *Cached) UpsertMany(ctx context.Context, ps []Profile) error {
 
 // Upsert writes one profile.
 func (c *Cached) Upsert(ctx context.Context, p Profile) error { return c.UpsertMany(ctx, []Profile{p}) }
+
+// GetMany returns the profiles of userIDs (the zero profile for users without one): one pipeline
+// of GETs, one query for the misses, one pipeline to fill the cache.
+func (c *Cached) GetMany(ctx context.Context, userIDs []string) (map[string]Profile, error) {
+	out := make(map[string]Profile, len(userIDs))
+	pipe := c.Redis.Pipeline()
+	cmds := make([]*redis.StringCmd, len(userIDs))
+	for i, u := range userIDs {
+		cmds[i] = pipe.Get(ctx, c.key(u))
+	}
+	_, _ = pipe.Exec(ctx) // misses and a cache that cannot answer fall through to PostgreSQL
+	var miss []string
+	for i, u := range userIDs {
+		var p Profile
+		if b, err := cmds[i].Bytes(); err == nil && json.Unmarshal(b, &p) == nil {
+			out[u] = p
+			continue
+		}
+		miss = append(miss, u)
+	}
+	if len(miss) == 0 {
+		return out, nil
+	}
+	found, err := c.Store.GetMany(ctx, miss)
+	if err != nil {
+		return nil, err
+	}
+	fill := c.Redis.Pipeline()
+	for _, u := range miss {
+		p, ok := found[u]
+		if !ok {
+			p = Profile{UserID: u}
+		}
+		out[u] = p
+		if b, err := json.Marshal(p); err == nil {
+			fill.Set(ctx, c.key(u), b, c.ttl())
+		}
+	}
+	_, _ = fill.Exec(ctx)
+	return out, nil
+}

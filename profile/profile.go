@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -102,26 +101,41 @@ func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 // Get returns userID's profile, or the zero profile when there is none.
 func (s *Store) Get(ctx context.Context, userID string) (Profile, error) {
-	p := Profile{UserID: userID}
-	var attrs, consent, addrs []byte
-	err := s.pool.QueryRow(ctx, `SELECT time_zone, locale, attrs, consent, addresses FROM profiles WHERE user_id = $1`, userID).
-		Scan(&p.TimeZone, &p.Locale, &attrs, &consent, &addrs)
-	if errors.Is(err, pgx.ErrNoRows) {
+	ps, err := s.GetMany(ctx, []string{userID})
+	if err != nil {
+		return Profile{}, err
+	}
+	if p, ok := ps[userID]; ok {
 		return p, nil
 	}
+	return Profile{UserID: userID}, nil
+}
+
+// GetMany returns the stored profiles of userIDs (users without one are absent).
+func (s *Store) GetMany(ctx context.Context, userIDs []string) (map[string]Profile, error) {
+	rows, err := s.pool.Query(ctx, `SELECT user_id, time_zone, locale, attrs, consent, addresses FROM profiles WHERE user_id = ANY($1)`, userIDs)
 	if err != nil {
-		return Profile{}, fmt.Errorf("read profile %s: %w", userID, err)
+		return nil, fmt.Errorf("read profiles: %w", err)
 	}
-	if err := json.Unmarshal(attrs, &p.Attrs); err != nil {
-		return Profile{}, fmt.Errorf("decode profile %s: %w", userID, err)
+	defer rows.Close()
+	out := map[string]Profile{}
+	for rows.Next() {
+		var p Profile
+		var attrs, consent, addrs []byte
+		if err := rows.Scan(&p.UserID, &p.TimeZone, &p.Locale, &attrs, &consent, &addrs); err != nil {
+			return nil, err
+		}
+		for _, x := range []struct {
+			b []byte
+			v any
+		}{{attrs, &p.Attrs}, {consent, &p.Consent}, {addrs, &p.Addresses}} {
+			if err := json.Unmarshal(x.b, x.v); err != nil {
+				return nil, fmt.Errorf("decode profile %s: %w", p.UserID, err)
+			}
+		}
+		out[p.UserID] = p
 	}
-	if err := json.Unmarshal(consent, &p.Consent); err != nil {
-		return Profile{}, fmt.Errorf("decode profile %s consent: %w", userID, err)
-	}
-	if err := json.Unmarshal(addrs, &p.Addresses); err != nil {
-		return Profile{}, fmt.Errorf("decode profile %s addresses: %w", userID, err)
-	}
-	return p, nil
+	return out, rows.Err()
 }
 
 // Upsert writes a profile whole.

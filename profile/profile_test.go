@@ -93,3 +93,21 @@ func TestStoreCacheAndImport(t *testing.T) {
 	require.Equal(t, "vip", got.Attrs["segment"])
 	require.Equal(t, "+819012345678", got.Addresses.Phone)
 }
+
+func TestGetMany(t *testing.T) {
+	env := testenv.Require(t)
+	store := profile.NewStore(env.Audit(t).Pool())
+	c := &profile.Cached{Store: store, Redis: env.Redis(t), Prefix: testenv.Unique("p")}
+	ctx := context.Background()
+	a, b := testenv.Unique("u"), testenv.Unique("u")
+	require.NoError(t, c.Upsert(ctx, profile.Profile{UserID: a, Attrs: map[string]any{"tier": "gold"}}))
+	_, err := c.Get(ctx, a) // cached now
+	require.NoError(t, err)
+	ps, err := c.GetMany(ctx, []string{a, b})
+	require.NoError(t, err)
+	require.Equal(t, "gold", ps[a].Attrs["tier"])
+	require.Equal(t, profile.Profile{UserID: b}, ps[b])
+	ps, err = c.GetMany(ctx, []string{a, b}) // both from the cache this time
+	require.NoError(t, err)
+	require.Len(t, ps, 2)
+}

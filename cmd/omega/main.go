@@ -281,7 +281,8 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 	defer pool.Close()
 	st, err := cep.New(cep.Config{
 		Brokers: cfg.brokers, Redis: rdb, RuleSource: cep.NewRuleStore(pool, ruleCatalog(pool)),
-		Starter: &cep.TemporalStarter{Client: tc}, Shadow: cep.AuditShadow{Store: audit.NewStore(pool)}, Log: log,
+		Profiles: &profile.Cached{Store: profile.NewStore(pool), Redis: rdb},
+		Starter:  &cep.TemporalStarter{Client: tc}, Shadow: cep.AuditShadow{Store: audit.NewStore(pool)}, Log: log,
 	})
 	if err != nil {
 		return err
