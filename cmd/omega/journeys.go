@@ -8,9 +8,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/journey"
 )
 
@@ -38,20 +35,7 @@ func runJourneys(ctx context.Context, cfg config, args []string, stdout io.Write
 	}
 	cat := journeyCatalog()
 	loadValid := func() ([]journey.Journey, error) {
-		if *path == "" {
-			return nil, errors.New("-f is required")
-		}
-		js, err := journey.Load(*path)
-		if err != nil {
-			return nil, err
-		}
-		var errs []error
-		for _, j := range js {
-			if err := journey.Validate(j, cat); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		return js, errors.Join(errs...)
+		return loadValid(*path, journey.Load, func(j journey.Journey) error { return journey.Validate(j, cat) })
 	}
 	if args[0] == "validate" {
 		js, err := loadValid()
@@ -63,10 +47,7 @@ func runJourneys(ctx context.Context, cfg config, args []string, stdout io.Write
 		}
 		return nil
 	}
-	if err := audit.Migrate(cfg.pgURL); err != nil {
-		return err
-	}
-	pool, err := pgxpool.New(ctx, cfg.pgURL)
+	pool, err := openPool(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -11,10 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/profile"
 )
 
@@ -37,10 +35,7 @@ func runProfiles(ctx context.Context, cfg config, args []string, stdout io.Write
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if err := audit.Migrate(cfg.pgURL); err != nil {
-		return err
-	}
-	pool, err := pgxpool.New(ctx, cfg.pgURL)
+	pool, err := openPool(ctx, cfg)
 	if err != nil {
 		return err
 	}

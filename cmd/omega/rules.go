@@ -75,26 +75,10 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 	}
 	cat := ruleCatalog(nil)
 	loadValid := func() ([]cep.Rule, error) {
-		if *path == "" {
-			return nil, errors.New("-f is required")
-		}
-		rs, err := cep.LoadRules(*path)
-		if err != nil {
-			return nil, err
-		}
-		var errs []error
-		for _, r := range rs {
-			if err := cep.Validate(r, cat); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		return rs, errors.Join(errs...)
+		return loadValid(*path, cep.LoadRules, func(r cep.Rule) error { return cep.Validate(r, cat) })
 	}
 	store := func() (*cep.RuleStore, func(), error) {
-		if err := audit.Migrate(cfg.pgURL); err != nil {
-			return nil, nil, err
-		}
-		pool, err := pgxpool.New(ctx, cfg.pgURL)
+		pool, err := openPool(ctx, cfg)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -255,4 +239,31 @@ func render[T any](w io.Writer, output string, rows []T, header []string, cols f
 		fmt.Fprintln(tw, strings.Join(parts, "\t"))
 	}
 	return tw.Flush()
+}
+
+// loadValid reads the files at path (-f) and validates every document, reporting all the invalid
+// ones at once.
+func loadValid[T any](path string, load func(string) ([]T, error), validate func(T) error) ([]T, error) {
+	if path == "" {
+		return nil, errors.New("-f is required")
+	}
+	vs, err := load(path)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, v := range vs {
+		if err := validate(v); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return vs, errors.Join(errs...)
+}
+
+// openPool brings the schema up to date and connects to PostgreSQL.
+func openPool(ctx context.Context, cfg config) (*pgxpool.Pool, error) {
+	if err := audit.Migrate(cfg.pgURL); err != nil {
+		return nil, err
+	}
+	return pgxpool.New(ctx, cfg.pgURL)
 }
