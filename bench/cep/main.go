@@ -104,7 +104,7 @@ func main() {
 	progress("latency: open loop at %d events/s for %ds", rate, *latencySecs)
 	lat := latencyRun(brokers, rdb, rules, log, run, rate, *latencySecs, gen)
 
-	fmt.Printf("# CEP benchmark\n\nCommand: `%s`\n\n", strings.Join(os.Args, " "))
+	fmt.Printf("# CEP benchmark\n\nCommand: `make bench` (`go run ./bench/cep %s` on a fresh stack)\n\n", strings.Join(os.Args[1:], " "))
 	fmt.Printf("Machine: %d cores (%s/%s), Go %s; the broker (kfake), Redis and this process share it.\n\n",
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Printf("Stream: %d events (produced at %.0f/s), %d users, %d items, %d rules of every kind (bench/cep/rules.yaml).\n\n",
