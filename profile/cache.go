@@ -52,27 +52,34 @@ func (c *Cached) Get(ctx context.Context, userID string) (Profile, error) {
 		return Profile{}, err
 	}
 	if b, err := json.Marshal(p); err == nil {
-		_ = c.Redis.Set(ctx, c.key(userID), b, c.ttl()).Err()
+		// NX: a write that happened since this read has put the newer profile there; a stale
+		// fill must not overwrite it.
+		_ = c.Redis.SetNX(ctx, c.key(userID), b, c.ttl()).Err()
 	}
 	return p, nil
 }
 
-// UpsertMany writes profiles, then drops their cached copies.
+// UpsertMany writes profiles, then writes them through to the cache: readers that filled it from
+// an older read (SET NX) cannot overwrite them, so an unsubscribe is seen at the next send.
 func (c *Cached) UpsertMany(ctx context.Context, ps []Profile) error {
 	if err := c.Store.UpsertMany(ctx, ps); err != nil {
 		return err
 	}
-	keys := make([]string, len(ps))
-	for i, p := range ps {
-		keys[i] = c.key(p.UserID)
-	}
-	// One DEL per key: keys of different users live on different cluster slots.
+	// One SET per key: keys of different users live on different cluster slots.
 	pipe := c.Redis.Pipeline()
-	for _, k := range keys {
-		pipe.Del(ctx, k)
+	for _, p := range ps {
+		b, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		pipe.Set(ctx, c.key(p.UserID), b, c.ttl())
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("drop cached profiles: %w", err)
+		// The database has the profiles; drop what the cache may hold rather than serve it.
+		for _, p := range ps {
+			c.Redis.Del(ctx, c.key(p.UserID))
+		}
+		return fmt.Errorf("cache profiles: %w", err)
 	}
 	return nil
 }
@@ -114,7 +121,7 @@ func (c *Cached) GetMany(ctx context.Context, userIDs []string) (map[string]Prof
 		}
 		out[u] = p
 		if b, err := json.Marshal(p); err == nil {
-			fill.Set(ctx, c.key(u), b, c.ttl())
+			fill.SetNX(ctx, c.key(u), b, c.ttl())
 		}
 	}
 	_, _ = fill.Exec(ctx)

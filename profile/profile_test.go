@@ -111,3 +111,26 @@ func TestGetMany(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, ps, 2)
 }
+
+// A CSV refresh of attributes keeps what the file does not carry (consent, push tokens); a user
+// twice in a file keeps the last line.
+func TestCSVImportKeepsWhatItDoesNotCarry(t *testing.T) {
+	env := testenv.Require(t)
+	c := &profile.Cached{Store: profile.NewStore(env.Audit(t).Pool()), Redis: env.Redis(t), Prefix: testenv.Unique("p")}
+	ctx := context.Background()
+	u := testenv.Unique("u")
+	require.NoError(t, c.Upsert(ctx, profile.Profile{UserID: u, TimeZone: "Asia/Tokyo", Attrs: map[string]any{"tier": "gold", "score": "1"},
+		Consent:   map[string]bool{"*:marketing": false},
+		Addresses: profile.Addresses{Phone: "+819012345678", Push: []profile.PushToken{{Token: "t", Platform: "ios"}}}}))
+	csv := "user_id,score\n" + u + ",2\n" + u + ",3\n"
+	rep, err := profile.Import(ctx, c, strings.NewReader(csv), "csv", nil)
+	require.NoError(t, err)
+	require.Equal(t, profile.Report{Lines: 2, Imported: 1, Repeated: 1}, rep)
+	got, err := c.Get(ctx, u)
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"tier": "gold", "score": "3"}, got.Attrs)
+	require.Equal(t, map[string]bool{"*:marketing": false}, got.Consent, "an unsubscribe survives an attribute refresh")
+	require.Len(t, got.Addresses.Push, 1)
+	require.Equal(t, "Asia/Tokyo", got.TimeZone)
+	require.Equal(t, "+819012345678", got.Addresses.Phone)
+}

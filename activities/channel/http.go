@@ -132,6 +132,23 @@ func Allowed(a netip.Addr, allow []netip.Prefix) bool {
 			return true
 		}
 	}
+	for _, p := range inward {
+		if p.Contains(a) {
+			return false
+		}
+	}
 	return !(a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
 		a.IsUnspecified() || a.IsMulticast() || a.IsInterfaceLocalMulticast())
+}
+
+// inward are ranges netip does not call private but that reach inside a network: carrier-grade
+// NAT (cloud metadata lives there on some clouds), benchmarking and IETF ranges, and the IPv6
+// translation prefixes that embed an IPv4 address (NAT64, 6to4).
+var inward = []netip.Prefix{
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("64:ff9b::/96"),
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+	netip.MustParsePrefix("2002::/16"),
 }

@@ -118,3 +118,31 @@ func TestSSRFGuard(t *testing.T) {
 		require.Contains(t, err.Error(), "not allowed")
 	}
 }
+
+// Once any device has the message it counts as sent: a retry would post again to that device.
+func TestPushPartialFailureIsSent(t *testing.T) {
+	var posts int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		posts++
+		if strings.Contains(r.URL.Path, "/3/device/") {
+			http.Error(w, "BadDeviceToken", http.StatusGone)
+			return
+		}
+		_, _ = io.WriteString(w, `{"name":"m1"}`)
+	}))
+	t.Cleanup(srv.Close)
+	p, err := channel.NewPush(channel.PushConfig{FCMURL: srv.URL, FCMProject: "p", APNsURL: srv.URL})
+	require.NoError(t, err)
+	m := testMessage()
+	m.To.Push = []profile.PushToken{{Token: "a", Platform: "android"}, {Token: "i", Platform: "ios"}}
+	res, err := p.Send(context.Background(), m)
+	require.NoError(t, err)
+	require.Equal(t, "m1", res.ProviderMessageID)
+	require.Equal(t, 2, posts)
+}
+
+func TestSSRFGuardInwardRanges(t *testing.T) {
+	for _, a := range []string{"100.100.100.200", "100.64.0.1", "198.18.0.1", "64:ff9b::a00:1", "2002:a00:1::1"} {
+		require.False(t, channel.Allowed(netip.MustParseAddr(a), nil), a)
+	}
+}

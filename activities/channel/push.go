@@ -54,8 +54,10 @@ func NewPush(cfg PushConfig) (*Push, error) {
 
 func (p *Push) Name() string { return p.cfg.Name }
 
-// Send delivers to every token; each device gets its own idempotency key (the message's key plus
-// a hash of the token), so a retry after a partial failure delivers only what is missing.
+// Send delivers to every token, each device with its own idempotency key (the message's key plus
+// a hash of the token). The message counts as sent when any device accepted it: retrying would
+// post again to the devices that have it, and not every provider deduplicates. Only when no
+// device accepted is the failure returned (permanent when every device refused for good).
 func (p *Push) Send(ctx context.Context, m Message) (Result, error) {
 	if len(m.To.Push) == 0 {
 		return Result{}, &PermanentError{errors.New("the user has no push token")}
@@ -74,14 +76,13 @@ func (p *Push) Send(ctx context.Context, m Message) (Result, error) {
 		sent++
 		res = r
 	}
-	if sent == len(m.To.Push) {
+	if sent > 0 {
 		return res, nil
 	}
 	err := errors.Join(errs...)
-	if sent == 0 && allPermanent(errs) {
+	if allPermanent(errs) {
 		return res, &PermanentError{err}
 	}
-	// Some devices are missing: retry; those already accepted are deduplicated by their key.
 	return res, &RetryableError{Err: err}
 }
 

@@ -24,7 +24,8 @@ local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens, ts = tonumber(b[1]), tonumber(b[2])
 if tokens == nil then tokens, ts = burst, now end
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+now = math.max(now, ts) -- a worker whose clock lags must not refill the bucket again
+tokens = math.min(burst, tokens + (now - ts) * rate)
 local wait = 0
 if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) / rate) end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)

@@ -52,6 +52,17 @@ func TestRateLimitSharedAcrossWorkers(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, w, "one token refilled after 1/rate")
 
+	// A worker whose clock lags does not refill the bucket: the tokens are spent.
+	lag := &channel.Limiter{Redis: rdb, Key: testenv.Unique("rl:"), Rate: 1, Burst: 1}
+	w, err = lag.Take(context.Background(), now)
+	require.NoError(t, err)
+	require.Zero(t, w)
+	for i := range 3 {
+		w, err = lag.Take(context.Background(), now.Add(-time.Duration(i+1)*time.Second))
+		require.NoError(t, err)
+		require.Positive(t, w, "a lagging clock must not refill")
+	}
+
 	sent := 0
 	rl := &channel.RateLimited{Channel: okChannel{&sent}, Limiter: &channel.Limiter{Redis: rdb, Key: testenv.Unique("rl:"), Rate: 1, Burst: 1}}
 	_, err = rl.Send(context.Background(), testMessage())

@@ -59,8 +59,13 @@ func (q *QuietHours) Validate() error {
 			return err
 		}
 	}
+	if s, _ := parseClock(q.Start); s == mustClock(q.End) {
+		return fmt.Errorf("quiet hours: start and end are both %s: a window that never opens would hold every send", q.Start)
+	}
 	return nil
 }
+
+func mustClock(s string) time.Duration { d, _ := parseClock(s); return d }
 
 func (q *QuietHours) Check(ctx context.Context, r Request) (Verdict, error) {
 	if r.category() == CategoryTransactional {

@@ -473,3 +473,8 @@ func TestRegistry(t *testing.T) {
 	_, ok = filter.NewRegistry().Chain("")
 	require.False(t, ok, "no default chain until one is defined")
 }
+
+func TestQuietHoursRefusesAnEmptyWindow(t *testing.T) {
+	q := &filter.QuietHours{Start: "22:00", End: "22:00"}
+	require.ErrorContains(t, q.Validate(), "never opens")
+}

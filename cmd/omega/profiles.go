@@ -59,7 +59,7 @@ func runProfiles(ctx context.Context, cfg config, args []string, stdout io.Write
 			*format = strings.TrimPrefix(filepath.Ext(*path), ".")
 		}
 		rep, err := profile.Import(ctx, st, f, *format, func(r profile.Report) {
-			fmt.Fprintf(os.Stderr, "\rimported %d of %d lines read, %d refused", r.Imported, r.Lines, r.Lines-r.Imported)
+			fmt.Fprintf(os.Stderr, "\rimported %d of %d lines read, %d refused", r.Imported, r.Lines, r.Refused)
 		})
 		fmt.Fprintln(os.Stderr)
 		if err != nil {
@@ -68,7 +68,7 @@ func runProfiles(ctx context.Context, cfg config, args []string, stdout io.Write
 		for _, e := range rep.Errors {
 			fmt.Fprintf(stdout, "%s:%d: %s\n", *path, e.Line, e.Reason)
 		}
-		fmt.Fprintf(stdout, "%d lines, %d imported, %d refused\n", rep.Lines, rep.Imported, rep.Lines-rep.Imported)
+		fmt.Fprintf(stdout, "%d lines, %d imported, %d refused, %d repeated a user (the last kept)\n", rep.Lines, rep.Imported, rep.Refused, rep.Repeated)
 		return nil
 	case "get":
 		if fs.NArg() != 1 {

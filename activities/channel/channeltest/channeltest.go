@@ -35,6 +35,7 @@ type Provider struct {
 	deliveries map[string]int
 	requests   int
 	fail       []Answer
+	always     *Answer
 	hang       time.Duration
 	last       *http.Request
 }
@@ -55,6 +56,20 @@ func (p *Provider) FailNext(as ...Answer) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.fail = append(p.fail, as...)
+}
+
+// FailAlways makes every request fail with a until Heal.
+func (p *Provider) FailAlways(a Answer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.always = &a
+}
+
+// Heal ends FailAlways.
+func (p *Provider) Heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.always = nil
 }
 
 // Hang makes every request wait d before answering.
@@ -83,6 +98,8 @@ func (p *Provider) serve(w http.ResponseWriter, r *http.Request) {
 	if len(p.fail) > 0 {
 		a = &p.fail[0]
 		p.fail = p.fail[1:]
+	} else if p.always != nil {
+		a = p.always
 	}
 	p.mu.Unlock()
 	if hang > 0 {
@@ -166,10 +183,11 @@ func Run(t *testing.T, newChannel func(t *testing.T, url string, timeout time.Du
 	})
 	t.Run("5xx is retried, and the retry delivers once", func(t *testing.T) {
 		p, ch := fresh(t)
-		p.FailNext(Answer{Status: http.StatusServiceUnavailable})
+		p.FailAlways(Answer{Status: http.StatusServiceUnavailable})
 		_, err := ch.Send(ctx, msg)
 		require.Error(t, err)
 		require.False(t, channel.IsPermanent(err), "%v", err)
+		p.Heal()
 		_, err = ch.Send(ctx, msg)
 		require.NoError(t, err)
 		keysOf(t, p)
