@@ -332,16 +332,9 @@ func (e *engine) decide(p pending, now time.Time) (workflows.Match, bool, error)
 	return workflows.Match{}, false, nil
 }
 
-// applyReentry drops matches whose rule allows no second reach for the key yet. A replayed match
-// holds its own mark and passes again, so a crash between mark and start loses nothing.
-func (e *engine) applyReentry(ctx context.Context, rules []compiledRule, ms []workflows.Match) (out []workflows.Match, err error) {
-	err = e.withScripts(ctx, func() error {
-		out, err = e.applyReentryOnce(ctx, rules, ms)
-		return err
-	})
-	return out, err
-}
-
+// applyReentryOnce drops matches whose rule allows no second reach for the key yet. A replayed
+// match holds its own mark and passes again, so a crash between mark and start loses nothing.
+// Callers (process, fireDue) run it inside withScripts.
 func (e *engine) applyReentryOnce(ctx context.Context, rules []compiledRule, ms []workflows.Match) ([]workflows.Match, error) {
 	byID := map[string]*compiledRule{}
 	for i := range rules {
