@@ -337,3 +337,42 @@ func TestListRejects(t *testing.T) {
 		})
 	}
 }
+
+func TestSignal(t *testing.T) {
+	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name       string
+		req        *omegav1.SignalRequest
+		signalErr  error
+		wantSignal *workflows.Response
+		wantCode   connect.Code
+		wantField  string
+	}{
+		{name: "missing reach", req: &omegav1.SignalRequest{EventType: "push_open", EventId: "e"}, wantField: "reach_id"},
+		{name: "not a response", req: &omegav1.SignalRequest{ReachId: "reach/api/u1/k", EventType: "view", EventId: "e"}, wantField: "event_type"},
+		{name: "missing event id", req: &omegav1.SignalRequest{ReachId: "reach/api/u1/k", EventType: "push_open"}, wantField: "event_id"},
+		{name: "delivered", req: &omegav1.SignalRequest{ReachId: "reach/api/u1/k", EventType: "push_open", EventId: "e1", Ts: timestamppb.New(at)},
+			wantSignal: &workflows.Response{EventID: "e1", Type: "push_open", At: at}},
+		{name: "finished reach", req: &omegav1.SignalRequest{ReachId: "reach/api/u1/k", EventType: "order_paid", EventId: "e2", Ts: timestamppb.New(at)},
+			signalErr: serviceerror.NewNotFound("gone"), wantSignal: &workflows.Response{EventID: "e2", Type: "order_paid", At: at},
+			wantCode: connect.CodeFailedPrecondition},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			if tt.wantSignal != nil {
+				f.temporal.On("SignalWorkflow", mock.Anything, tt.req.GetReachId(), "", workflows.SignalResponse, *tt.wantSignal).
+					Return(tt.signalErr).Once()
+			}
+			_, err := f.reaches.Signal(context.Background(), connect.NewRequest(tt.req))
+			switch {
+			case tt.wantField != "":
+				requireInvalid(t, err, tt.wantField)
+			case tt.wantCode != 0:
+				require.Equal(t, tt.wantCode, connect.CodeOf(err), "error: %v", err)
+			default:
+				require.NoError(t, err)
+			}
+		})
+	}
+}

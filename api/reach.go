@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/event"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
 	"github.com/omegareach/omega/workflows"
 )
@@ -152,4 +154,37 @@ func toProto(r audit.Reach) *omegav1.Reach {
 		})
 	}
 	return out
+}
+
+// Signal records a response for one open reach.
+func (s *server) Signal(ctx context.Context, req *connect.Request[omegav1.SignalRequest]) (*connect.Response[omegav1.SignalResponse], error) {
+	m := req.Msg
+	if err := checkReachID(m.GetReachId()); err != nil {
+		return nil, err
+	}
+	if !slices.Contains(event.ResponseTypes, m.GetEventType()) {
+		return nil, invalid("event_type", "%q is not a response event (%s)", m.GetEventType(), strings.Join(event.ResponseTypes, ", "))
+	}
+	if err := checkID("event_id", m.GetEventId()); err != nil {
+		return nil, err
+	}
+	at := s.now().UTC()
+	if m.GetTs() != nil {
+		if err := m.GetTs().CheckValid(); err != nil {
+			return nil, invalid("ts", "%v", err)
+		}
+		at = m.GetTs().AsTime()
+	}
+	r := workflows.Response{EventID: m.GetEventId(), Type: m.GetEventType(), At: at}
+	if m.GetAttrs() != nil {
+		r.Attrs = m.GetAttrs().AsMap()
+	}
+	if err := s.temporal.SignalWorkflow(ctx, m.GetReachId(), "", workflows.SignalResponse, r); err != nil {
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("reach_id: no open reach with this ID (unknown or already finished)"))
+		}
+		return nil, s.internal("signal reach", err)
+	}
+	return connect.NewResponse(&omegav1.SignalResponse{}), nil
 }

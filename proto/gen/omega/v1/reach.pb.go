@@ -235,6 +235,121 @@ func (*CancelResponse) Descriptor() ([]byte, []int) {
 	return file_omega_v1_reach_proto_rawDescGZIP(), []int{3}
 }
 
+type SignalRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	ReachId string                 `protobuf:"bytes,1,opt,name=reach_id,json=reachId,proto3" json:"reach_id,omitempty"`
+	// A response event type: push_open, chat_started or order_paid.
+	EventType string `protobuf:"bytes,2,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// Unique per response; a repeated ID is ignored by the reach.
+	EventId string `protobuf:"bytes,3,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// When the response happened (now when unset).
+	Ts            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=ts,proto3" json:"ts,omitempty"`
+	Attrs         *structpb.Struct       `protobuf:"bytes,5,opt,name=attrs,proto3" json:"attrs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignalRequest) Reset() {
+	*x = SignalRequest{}
+	mi := &file_omega_v1_reach_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignalRequest) ProtoMessage() {}
+
+func (x *SignalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_reach_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignalRequest.ProtoReflect.Descriptor instead.
+func (*SignalRequest) Descriptor() ([]byte, []int) {
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SignalRequest) GetReachId() string {
+	if x != nil {
+		return x.ReachId
+	}
+	return ""
+}
+
+func (x *SignalRequest) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *SignalRequest) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *SignalRequest) GetTs() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Ts
+	}
+	return nil
+}
+
+func (x *SignalRequest) GetAttrs() *structpb.Struct {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
+}
+
+type SignalResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignalResponse) Reset() {
+	*x = SignalResponse{}
+	mi := &file_omega_v1_reach_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignalResponse) ProtoMessage() {}
+
+func (x *SignalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_reach_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignalResponse.ProtoReflect.Descriptor instead.
+func (*SignalResponse) Descriptor() ([]byte, []int) {
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{5}
+}
+
 type GetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ReachId       string                 `protobuf:"bytes,1,opt,name=reach_id,json=reachId,proto3" json:"reach_id,omitempty"`
@@ -244,7 +359,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_omega_v1_reach_proto_msgTypes[4]
+	mi := &file_omega_v1_reach_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -256,7 +371,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_reach_proto_msgTypes[4]
+	mi := &file_omega_v1_reach_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -269,7 +384,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_omega_v1_reach_proto_rawDescGZIP(), []int{4}
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetRequest) GetReachId() string {
@@ -288,7 +403,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_omega_v1_reach_proto_msgTypes[5]
+	mi := &file_omega_v1_reach_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -300,7 +415,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_reach_proto_msgTypes[5]
+	mi := &file_omega_v1_reach_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -313,7 +428,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_omega_v1_reach_proto_rawDescGZIP(), []int{5}
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetResponse) GetReach() *Reach {
@@ -336,7 +451,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_omega_v1_reach_proto_msgTypes[6]
+	mi := &file_omega_v1_reach_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -348,7 +463,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_reach_proto_msgTypes[6]
+	mi := &file_omega_v1_reach_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -361,7 +476,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_omega_v1_reach_proto_rawDescGZIP(), []int{6}
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListRequest) GetUserId() string {
@@ -396,7 +511,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_omega_v1_reach_proto_msgTypes[7]
+	mi := &file_omega_v1_reach_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +523,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_reach_proto_msgTypes[7]
+	mi := &file_omega_v1_reach_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +536,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_omega_v1_reach_proto_rawDescGZIP(), []int{7}
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListResponse) GetReaches() []*Reach {
@@ -459,7 +574,7 @@ type Reach struct {
 
 func (x *Reach) Reset() {
 	*x = Reach{}
-	mi := &file_omega_v1_reach_proto_msgTypes[8]
+	mi := &file_omega_v1_reach_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -471,7 +586,7 @@ func (x *Reach) String() string {
 func (*Reach) ProtoMessage() {}
 
 func (x *Reach) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_reach_proto_msgTypes[8]
+	mi := &file_omega_v1_reach_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -484,7 +599,7 @@ func (x *Reach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reach.ProtoReflect.Descriptor instead.
 func (*Reach) Descriptor() ([]byte, []int) {
-	return file_omega_v1_reach_proto_rawDescGZIP(), []int{8}
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Reach) GetReachId() string {
@@ -570,7 +685,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_omega_v1_reach_proto_msgTypes[9]
+	mi := &file_omega_v1_reach_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -582,7 +697,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_reach_proto_msgTypes[9]
+	mi := &file_omega_v1_reach_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -595,7 +710,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_omega_v1_reach_proto_rawDescGZIP(), []int{9}
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AuditRecord) GetStep() string {
@@ -664,7 +779,15 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"\rCancelRequest\x12\x19\n" +
 	"\breach_id\x18\x01 \x01(\tR\areachId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x10\n" +
-	"\x0eCancelResponse\"'\n" +
+	"\x0eCancelResponse\"\xbf\x01\n" +
+	"\rSignalRequest\x12\x19\n" +
+	"\breach_id\x18\x01 \x01(\tR\areachId\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x02 \x01(\tR\teventType\x12\x19\n" +
+	"\bevent_id\x18\x03 \x01(\tR\aeventId\x12*\n" +
+	"\x02ts\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02ts\x12-\n" +
+	"\x05attrs\x18\x05 \x01(\v2\x17.google.protobuf.StructR\x05attrs\"\x10\n" +
+	"\x0eSignalResponse\"'\n" +
 	"\n" +
 	"GetRequest\x12\x19\n" +
 	"\breach_id\x18\x01 \x01(\tR\areachId\"4\n" +
@@ -698,12 +821,13 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x18\n" +
 	"\achannel\x18\x05 \x01(\tR\achannel\x12'\n" +
 	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x12*\n" +
-	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at2\xfe\x01\n" +
+	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at2\xbd\x02\n" +
 	"\fReachService\x12@\n" +
 	"\aTrigger\x12\x18.omega.v1.TriggerRequest\x1a\x19.omega.v1.TriggerResponse\"\x00\x12=\n" +
 	"\x06Cancel\x12\x17.omega.v1.CancelRequest\x1a\x18.omega.v1.CancelResponse\"\x00\x124\n" +
 	"\x03Get\x12\x14.omega.v1.GetRequest\x1a\x15.omega.v1.GetResponse\"\x00\x127\n" +
-	"\x04List\x12\x15.omega.v1.ListRequest\x1a\x16.omega.v1.ListResponse\"\x00B8Z6github.com/omegareach/omega/proto/gen/omega/v1;omegav1b\x06proto3"
+	"\x04List\x12\x15.omega.v1.ListRequest\x1a\x16.omega.v1.ListResponse\"\x00\x12=\n" +
+	"\x06Signal\x12\x17.omega.v1.SignalRequest\x1a\x18.omega.v1.SignalResponse\"\x00B8Z6github.com/omegareach/omega/proto/gen/omega/v1;omegav1b\x06proto3"
 
 var (
 	file_omega_v1_reach_proto_rawDescOnce sync.Once
@@ -717,42 +841,48 @@ func file_omega_v1_reach_proto_rawDescGZIP() []byte {
 	return file_omega_v1_reach_proto_rawDescData
 }
 
-var file_omega_v1_reach_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_omega_v1_reach_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_omega_v1_reach_proto_goTypes = []any{
 	(*TriggerRequest)(nil),        // 0: omega.v1.TriggerRequest
 	(*TriggerResponse)(nil),       // 1: omega.v1.TriggerResponse
 	(*CancelRequest)(nil),         // 2: omega.v1.CancelRequest
 	(*CancelResponse)(nil),        // 3: omega.v1.CancelResponse
-	(*GetRequest)(nil),            // 4: omega.v1.GetRequest
-	(*GetResponse)(nil),           // 5: omega.v1.GetResponse
-	(*ListRequest)(nil),           // 6: omega.v1.ListRequest
-	(*ListResponse)(nil),          // 7: omega.v1.ListResponse
-	(*Reach)(nil),                 // 8: omega.v1.Reach
-	(*AuditRecord)(nil),           // 9: omega.v1.AuditRecord
-	(*structpb.Struct)(nil),       // 10: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*SignalRequest)(nil),         // 4: omega.v1.SignalRequest
+	(*SignalResponse)(nil),        // 5: omega.v1.SignalResponse
+	(*GetRequest)(nil),            // 6: omega.v1.GetRequest
+	(*GetResponse)(nil),           // 7: omega.v1.GetResponse
+	(*ListRequest)(nil),           // 8: omega.v1.ListRequest
+	(*ListResponse)(nil),          // 9: omega.v1.ListResponse
+	(*Reach)(nil),                 // 10: omega.v1.Reach
+	(*AuditRecord)(nil),           // 11: omega.v1.AuditRecord
+	(*structpb.Struct)(nil),       // 12: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_omega_v1_reach_proto_depIdxs = []int32{
-	10, // 0: omega.v1.TriggerRequest.attrs:type_name -> google.protobuf.Struct
-	8,  // 1: omega.v1.GetResponse.reach:type_name -> omega.v1.Reach
-	8,  // 2: omega.v1.ListResponse.reaches:type_name -> omega.v1.Reach
-	11, // 3: omega.v1.Reach.started_at:type_name -> google.protobuf.Timestamp
-	11, // 4: omega.v1.Reach.updated_at:type_name -> google.protobuf.Timestamp
-	9,  // 5: omega.v1.Reach.audit:type_name -> omega.v1.AuditRecord
-	11, // 6: omega.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	0,  // 7: omega.v1.ReachService.Trigger:input_type -> omega.v1.TriggerRequest
-	2,  // 8: omega.v1.ReachService.Cancel:input_type -> omega.v1.CancelRequest
-	4,  // 9: omega.v1.ReachService.Get:input_type -> omega.v1.GetRequest
-	6,  // 10: omega.v1.ReachService.List:input_type -> omega.v1.ListRequest
-	1,  // 11: omega.v1.ReachService.Trigger:output_type -> omega.v1.TriggerResponse
-	3,  // 12: omega.v1.ReachService.Cancel:output_type -> omega.v1.CancelResponse
-	5,  // 13: omega.v1.ReachService.Get:output_type -> omega.v1.GetResponse
-	7,  // 14: omega.v1.ReachService.List:output_type -> omega.v1.ListResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	12, // 0: omega.v1.TriggerRequest.attrs:type_name -> google.protobuf.Struct
+	13, // 1: omega.v1.SignalRequest.ts:type_name -> google.protobuf.Timestamp
+	12, // 2: omega.v1.SignalRequest.attrs:type_name -> google.protobuf.Struct
+	10, // 3: omega.v1.GetResponse.reach:type_name -> omega.v1.Reach
+	10, // 4: omega.v1.ListResponse.reaches:type_name -> omega.v1.Reach
+	13, // 5: omega.v1.Reach.started_at:type_name -> google.protobuf.Timestamp
+	13, // 6: omega.v1.Reach.updated_at:type_name -> google.protobuf.Timestamp
+	11, // 7: omega.v1.Reach.audit:type_name -> omega.v1.AuditRecord
+	13, // 8: omega.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	0,  // 9: omega.v1.ReachService.Trigger:input_type -> omega.v1.TriggerRequest
+	2,  // 10: omega.v1.ReachService.Cancel:input_type -> omega.v1.CancelRequest
+	6,  // 11: omega.v1.ReachService.Get:input_type -> omega.v1.GetRequest
+	8,  // 12: omega.v1.ReachService.List:input_type -> omega.v1.ListRequest
+	4,  // 13: omega.v1.ReachService.Signal:input_type -> omega.v1.SignalRequest
+	1,  // 14: omega.v1.ReachService.Trigger:output_type -> omega.v1.TriggerResponse
+	3,  // 15: omega.v1.ReachService.Cancel:output_type -> omega.v1.CancelResponse
+	7,  // 16: omega.v1.ReachService.Get:output_type -> omega.v1.GetResponse
+	9,  // 17: omega.v1.ReachService.List:output_type -> omega.v1.ListResponse
+	5,  // 18: omega.v1.ReachService.Signal:output_type -> omega.v1.SignalResponse
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_omega_v1_reach_proto_init() }
@@ -766,7 +896,7 @@ func file_omega_v1_reach_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_omega_v1_reach_proto_rawDesc), len(file_omega_v1_reach_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

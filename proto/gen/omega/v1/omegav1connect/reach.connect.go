@@ -41,6 +41,8 @@ const (
 	ReachServiceGetProcedure = "/omega.v1.ReachService/Get"
 	// ReachServiceListProcedure is the fully-qualified name of the ReachService's List RPC.
 	ReachServiceListProcedure = "/omega.v1.ReachService/List"
+	// ReachServiceSignalProcedure is the fully-qualified name of the ReachService's Signal RPC.
+	ReachServiceSignalProcedure = "/omega.v1.ReachService/Signal"
 )
 
 // ReachServiceClient is a client for the omega.v1.ReachService service.
@@ -53,6 +55,9 @@ type ReachServiceClient interface {
 	Get(context.Context, *connect.Request[v1.GetRequest]) (*connect.Response[v1.GetResponse], error)
 	// List returns a user's reaches, newest first, with their audit trails.
 	List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error)
+	// Signal records a response (push_open, chat_started, order_paid) for one open reach, as the
+	// CEP stage does for response events; the same event_id twice changes nothing.
+	Signal(context.Context, *connect.Request[v1.SignalRequest]) (*connect.Response[v1.SignalResponse], error)
 }
 
 // NewReachServiceClient constructs a client for the omega.v1.ReachService service. By default, it
@@ -90,6 +95,12 @@ func NewReachServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(reachServiceMethods.ByName("List")),
 			connect.WithClientOptions(opts...),
 		),
+		signal: connect.NewClient[v1.SignalRequest, v1.SignalResponse](
+			httpClient,
+			baseURL+ReachServiceSignalProcedure,
+			connect.WithSchema(reachServiceMethods.ByName("Signal")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -99,6 +110,7 @@ type reachServiceClient struct {
 	cancel  *connect.Client[v1.CancelRequest, v1.CancelResponse]
 	get     *connect.Client[v1.GetRequest, v1.GetResponse]
 	list    *connect.Client[v1.ListRequest, v1.ListResponse]
+	signal  *connect.Client[v1.SignalRequest, v1.SignalResponse]
 }
 
 // Trigger calls omega.v1.ReachService.Trigger.
@@ -121,6 +133,11 @@ func (c *reachServiceClient) List(ctx context.Context, req *connect.Request[v1.L
 	return c.list.CallUnary(ctx, req)
 }
 
+// Signal calls omega.v1.ReachService.Signal.
+func (c *reachServiceClient) Signal(ctx context.Context, req *connect.Request[v1.SignalRequest]) (*connect.Response[v1.SignalResponse], error) {
+	return c.signal.CallUnary(ctx, req)
+}
+
 // ReachServiceHandler is an implementation of the omega.v1.ReachService service.
 type ReachServiceHandler interface {
 	// Trigger starts a journey for a user directly. The same idempotency key twice is one reach.
@@ -131,6 +148,9 @@ type ReachServiceHandler interface {
 	Get(context.Context, *connect.Request[v1.GetRequest]) (*connect.Response[v1.GetResponse], error)
 	// List returns a user's reaches, newest first, with their audit trails.
 	List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error)
+	// Signal records a response (push_open, chat_started, order_paid) for one open reach, as the
+	// CEP stage does for response events; the same event_id twice changes nothing.
+	Signal(context.Context, *connect.Request[v1.SignalRequest]) (*connect.Response[v1.SignalResponse], error)
 }
 
 // NewReachServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -164,6 +184,12 @@ func NewReachServiceHandler(svc ReachServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(reachServiceMethods.ByName("List")),
 		connect.WithHandlerOptions(opts...),
 	)
+	reachServiceSignalHandler := connect.NewUnaryHandler(
+		ReachServiceSignalProcedure,
+		svc.Signal,
+		connect.WithSchema(reachServiceMethods.ByName("Signal")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/omega.v1.ReachService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ReachServiceTriggerProcedure:
@@ -174,6 +200,8 @@ func NewReachServiceHandler(svc ReachServiceHandler, opts ...connect.HandlerOpti
 			reachServiceGetHandler.ServeHTTP(w, r)
 		case ReachServiceListProcedure:
 			reachServiceListHandler.ServeHTTP(w, r)
+		case ReachServiceSignalProcedure:
+			reachServiceSignalHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -197,4 +225,8 @@ func (UnimplementedReachServiceHandler) Get(context.Context, *connect.Request[v1
 
 func (UnimplementedReachServiceHandler) List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.ReachService.List is not implemented"))
+}
+
+func (UnimplementedReachServiceHandler) Signal(context.Context, *connect.Request[v1.SignalRequest]) (*connect.Response[v1.SignalResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.ReachService.Signal is not implemented"))
 }
