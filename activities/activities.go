@@ -150,7 +150,7 @@ func (a *Activities) Filter(ctx context.Context, r filter.Request) (filter.Verdi
 	if err != nil {
 		return filter.Verdict{}, err
 	}
-	return c.Check(ctx, r)
+	return c.Check(profile.WithMemo(ctx), r) // the chain's filters read the profile once
 }
 
 // Release gives back what the filter chain reserved for a send that will not happen.

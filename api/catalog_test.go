@@ -20,6 +20,23 @@ import (
 	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
 )
 
+// serve runs the API over HTTP with the backends cfg names, and mocks of Kafka and Temporal (which
+// the services under test must not call) for the rest.
+func serve(t *testing.T, cfg api.Config) *httptest.Server {
+	t.Helper()
+	cfg.Producer = saramamocks.NewSyncProducer(t, nil)
+	cfg.Temporal = &temporalmocks.Client{}
+	if cfg.Journeys == nil {
+		cfg.Journeys = func(string) bool { return true }
+	}
+	cfg.Log = slog.New(slog.DiscardHandler)
+	h, err := api.NewHandler(cfg)
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 func mustStruct(t *testing.T, v map[string]any) *structpb.Struct {
 	t.Helper()
 	s, err := structpb.NewStruct(v)
@@ -37,11 +54,7 @@ func TestRuleAndJourneyServices(t *testing.T) {
 		_, err := journeys.Active(context.Background(), id)
 		return err == nil
 	}})
-	h, err := api.NewHandler(api.Config{Producer: saramamocks.NewSyncProducer(t, nil), Temporal: &temporalmocks.Client{}, Audit: store, Journeys: func(string) bool { return true },
-		RuleStore: rules, JourneyStore: journeys, Log: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	srv := serve(t, api.Config{Audit: store, RuleStore: rules, JourneyStore: journeys})
 	jc := omegav1connect.NewJourneyServiceClient(srv.Client(), srv.URL)
 	rc := omegav1connect.NewRuleServiceClient(srv.Client(), srv.URL)
 	ctx := context.Background()
@@ -52,7 +65,7 @@ func TestRuleAndJourneyServices(t *testing.T) {
 			"steps": []any{map[string]any{"id": "push", "send": map[string]any{"channel": channel, "template": "t"}}}}
 	}
 
-	_, err = jc.ValidateJourney(ctx, connect.NewRequest(&omegav1.ValidateJourneyRequest{Journey: mustStruct(t, spec("pigeon"))}))
+	_, err := jc.ValidateJourney(ctx, connect.NewRequest(&omegav1.ValidateJourneyRequest{Journey: mustStruct(t, spec("pigeon"))}))
 	requireInvalid(t, err, "journey.steps[push].send.channel")
 	_, err = jc.ApplyJourney(ctx, connect.NewRequest(&omegav1.ApplyJourneyRequest{}))
 	requireInvalid(t, err, "journey")

@@ -3,14 +3,10 @@ package api_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net/http/httptest"
 	"testing"
 
 	"connectrpc.com/connect"
-	saramamocks "github.com/IBM/sarama/mocks"
 	"github.com/stretchr/testify/require"
-	temporalmocks "go.temporal.io/sdk/mocks"
 
 	"github.com/omegareach/omega/activities/channel"
 	"github.com/omegareach/omega/api"
@@ -24,11 +20,7 @@ func TestInbox(t *testing.T) {
 	env := testenv.Require(t)
 	store := env.Audit(t)
 	inbox := channel.NewInbox(store.Pool())
-	h, err := api.NewHandler(api.Config{Producer: saramamocks.NewSyncProducer(t, nil), Temporal: &temporalmocks.Client{}, Audit: store,
-		Journeys: func(string) bool { return true }, Inbox: inbox, Log: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	srv := serve(t, api.Config{Audit: store, Inbox: inbox})
 	c := omegav1connect.NewInboxServiceClient(srv.Client(), srv.URL)
 	ctx := context.Background()
 	user, other := testenv.Unique("u"), testenv.Unique("u")

@@ -3,14 +3,10 @@ package api_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net/http/httptest"
 	"testing"
 
 	"connectrpc.com/connect"
-	saramamocks "github.com/IBM/sarama/mocks"
 	"github.com/stretchr/testify/require"
-	temporalmocks "go.temporal.io/sdk/mocks"
 
 	"github.com/omegareach/omega/activities/filter"
 	"github.com/omegareach/omega/api"
@@ -24,12 +20,7 @@ func TestListService(t *testing.T) {
 	env := testenv.Require(t)
 	rdb := env.Redis(t)
 	bl := testenv.Unique("test:bl:")
-	h, err := api.NewHandler(api.Config{Producer: saramamocks.NewSyncProducer(t, nil), Temporal: &temporalmocks.Client{}, Audit: env.Audit(t),
-		Journeys: func(string) bool { return true }, Redis: rdb, Lists: map[string]string{"blacklist": bl, "whitelist": bl + "w"},
-		Log: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	srv := serve(t, api.Config{Audit: env.Audit(t), Redis: rdb, Lists: map[string]string{"blacklist": bl, "whitelist": bl + "w"}})
 	c := omegav1connect.NewListServiceClient(srv.Client(), srv.URL)
 	ctx := context.Background()
 

@@ -175,11 +175,13 @@ func newFilters(cfg Config) (*filter.Registry, error) {
 	wl := filter.NewWhitelist(cfg.Redis, cfg.WhitelistKey)
 	fatigue := filter.NewFatigue(cfg.Redis, cfg.KeyPrefix, cfg.DailyCap, cfg.ChannelCaps)
 	fatigue.LastSlotPriority = cfg.LastSlotPriority
+	// Consent and quiet hours both read the profile: once per check (Activities.Filter memoizes).
+	profiles := profile.Memoized{Source: cfg.Profiles}
 	reg := filter.NewRegistry()
 	err := reg.Register(
 		filter.NewBlacklist(cfg.Redis, cfg.BlacklistKey),
 		wl,
-		&filter.Consent{Profiles: cfg.Profiles, OptIn: cfg.OptIn},
+		&filter.Consent{Profiles: profiles, OptIn: cfg.OptIn},
 		&filter.Gray{Allowed: wl.Has},
 		fatigue,
 	)
@@ -188,7 +190,7 @@ func newFilters(cfg Config) (*filter.Registry, error) {
 	}
 	def := []string{"blacklist", "consent", "gray"}
 	if cfg.QuietStart != "" || cfg.QuietEnd != "" {
-		q := &filter.QuietHours{Profiles: cfg.Profiles, Start: cfg.QuietStart, End: cfg.QuietEnd}
+		q := &filter.QuietHours{Profiles: profiles, Start: cfg.QuietStart, End: cfg.QuietEnd}
 		if err := q.Validate(); err != nil {
 			return nil, err
 		}

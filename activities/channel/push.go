@@ -83,7 +83,15 @@ func (p *Push) Send(ctx context.Context, m Message) (Result, error) {
 	if allPermanent(errs) {
 		return res, &PermanentError{err}
 	}
-	return res, &RetryableError{Err: err}
+	// Retry after the longest wait any device's provider asked for.
+	var wait time.Duration
+	for _, e := range errs {
+		var re *RetryableError
+		if errors.As(e, &re) {
+			wait = max(wait, re.RetryAfter)
+		}
+	}
+	return res, &RetryableError{Err: err, RetryAfter: wait}
 }
 
 func (p *Push) sendOne(ctx context.Context, m Message, t profile.PushToken) (Result, error) {
