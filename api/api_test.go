@@ -17,7 +17,10 @@ import (
 	saramamocks "github.com/IBM/sarama/mocks"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	temporalmocks "go.temporal.io/sdk/mocks"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -71,6 +74,7 @@ func newFixture(t *testing.T) *fixture {
 		Temporal: f.temporal,
 		Audit:    audit.NewStore(nil),
 		Journeys: func(id string) bool { return id == "cart-reminder" },
+		Keys:     testKeys,
 		Log:      slog.New(slog.NewTextHandler(f.log, nil)),
 	})
 	require.NoError(t, err)
@@ -81,8 +85,8 @@ func newFixture(t *testing.T) *fixture {
 		require.NoError(t, f.producer.Close())
 		f.temporal.AssertExpectations(t)
 	})
-	f.events = omegav1connect.NewEventServiceClient(srv.Client(), srv.URL)
-	f.reaches = omegav1connect.NewReachServiceClient(srv.Client(), srv.URL)
+	f.events = omegav1connect.NewEventServiceClient(keyed(srv, adminKey), srv.URL)
+	f.reaches = omegav1connect.NewReachServiceClient(keyed(srv, adminKey), srv.URL)
 	return f
 }
 
@@ -274,7 +278,12 @@ func TestCancel(t *testing.T) {
 		wantCode   connect.Code
 		wantField  string
 	}{
-		{name: "missing id", req: &omegav1.CancelRequest{}, wantField: "reach_id"},
+		{name: "missing id", req: &omegav1.CancelRequest{}, wantField: "user_id"},
+		{name: "id and user", req: &omegav1.CancelRequest{ReachId: "reach/api/u1/k1", UserId: "u1"}, wantField: "reach_id"},
+		{name: "user without rule or journey", req: &omegav1.CancelRequest{UserId: "u1"}, wantField: "rule_id"},
+		{name: "quote in journey", req: &omegav1.CancelRequest{UserId: "u1", JourneyId: "j' OR 1=1"}, wantField: "journey_id"},
+		{name: "slash in rule", req: &omegav1.CancelRequest{UserId: "u1", RuleId: "a/b"}, wantField: "rule_id"},
+		{name: "long reason", req: &omegav1.CancelRequest{ReachId: "reach/api/u1/k1", Reason: strings.Repeat("x", 501)}, wantField: "reason"},
 		{name: "not a reach id", req: &omegav1.CancelRequest{ReachId: "x"}, wantField: "reach_id"},
 		{name: "with reason", req: &omegav1.CancelRequest{ReachId: "reach/api/u1/k1", Reason: "user unsubscribed"}, wantReason: "user unsubscribed"},
 		{name: "default reason", req: &omegav1.CancelRequest{ReachId: "reach/api/u1/k1"}, wantReason: "cancelled through the API"},
@@ -299,6 +308,30 @@ func TestCancel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Cancel by user and journey: every open run Temporal's visibility lists is signalled; one that
+// finished since the listing is skipped, not an error.
+func TestCancelByUser(t *testing.T) {
+	f := newFixture(t)
+	exec := func(id string) *workflowpb.WorkflowExecutionInfo {
+		return &workflowpb.WorkflowExecutionInfo{Execution: &commonpb.WorkflowExecution{WorkflowId: id}}
+	}
+	f.temporal.On("ListWorkflow", mock.Anything, mock.MatchedBy(func(r *workflowservice.ListWorkflowExecutionsRequest) bool {
+		return r.GetQuery() == "ExecutionStatus = 'Running' AND UserId = 'u1' AND RuleId = 'cart' AND JourneyId = 'cart-retarget'" && len(r.GetNextPageToken()) == 0
+	})).Return(&workflowservice.ListWorkflowExecutionsResponse{Executions: []*workflowpb.WorkflowExecutionInfo{exec("reach/cart/u1/a")},
+		NextPageToken: []byte("p2")}, nil).Once()
+	f.temporal.On("ListWorkflow", mock.Anything, mock.MatchedBy(func(r *workflowservice.ListWorkflowExecutionsRequest) bool {
+		return string(r.GetNextPageToken()) == "p2"
+	})).Return(&workflowservice.ListWorkflowExecutionsResponse{Executions: []*workflowpb.WorkflowExecutionInfo{exec("reach/cart/u1/b")}}, nil).Once()
+	sig := workflows.CancelSignal{Reason: "user paid elsewhere"}
+	f.temporal.On("SignalWorkflow", mock.Anything, "reach/cart/u1/a", "", workflows.SignalCancel, sig).Return(nil).Once()
+	f.temporal.On("SignalWorkflow", mock.Anything, "reach/cart/u1/b", "", workflows.SignalCancel, sig).
+		Return(serviceerror.NewNotFound("workflow not found")).Once()
+	res, err := f.reaches.Cancel(context.Background(), connect.NewRequest(&omegav1.CancelRequest{UserId: "u1", RuleId: "cart",
+		JourneyId: "cart-retarget", Reason: "user paid elsewhere"}))
+	require.NoError(t, err)
+	require.Equal(t, []string{"reach/cart/u1/a"}, res.Msg.GetCancelled())
 }
 
 func TestGetRejects(t *testing.T) {
@@ -328,6 +361,7 @@ func TestListRejects(t *testing.T) {
 		{name: "negative page size", req: &omegav1.ListRequest{UserId: "u1", PageSize: -1}, wantField: "page_size"},
 		{name: "missing user", req: &omegav1.ListRequest{PageSize: 10}, wantField: "user_id"},
 		{name: "user with slash", req: &omegav1.ListRequest{UserId: "a/b"}, wantField: "user_id"},
+		{name: "unknown status", req: &omegav1.ListRequest{UserId: "u1", Status: "lost"}, wantField: "status"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,21 +6,31 @@ import (
 	"errors"
 	"fmt"
 
+	"slices"
+	"strings"
+	"time"
+
 	"connectrpc.com/connect"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/omegareach/omega/cep"
+	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/internal/versioned"
 	"github.com/omegareach/omega/journey"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
+	"github.com/omegareach/omega/workflows"
 )
 
 // SpecStore keeps rules or journeys as versions (cep.RuleStore, journey.Store).
 type SpecStore[T any] interface {
 	Validate(T) error
 	Apply(ctx context.Context, v T) (versioned.Applied, error)
+	Draft(ctx context.Context, v T) (versioned.Applied, error)
+	Activate(ctx context.Context, id string, version int) error
 	Get(ctx context.Context, id string) (T, error)
+	Version(ctx context.Context, id string, version int) (T, error)
 	List(ctx context.Context) ([]T, error)
 	Disable(ctx context.Context, id string) error
 }
@@ -54,6 +64,9 @@ func (c *specs[T]) decode(s *structpb.Struct) (T, error) {
 
 // mapErr names the field of a validation error, and maps not found and backend failures.
 func (c *specs[T]) mapErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
 	if field, ok := c.field(err); ok {
 		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s: %w", field, err))
 	}
@@ -87,27 +100,68 @@ func (c *specs[T]) validate(s *structpb.Struct) error {
 	return nil
 }
 
-func (c *specs[T]) apply(ctx context.Context, s *structpb.Struct) (*omegav1.Applied, error) {
+func (c *specs[T]) apply(ctx context.Context, s *structpb.Struct, draft bool) (*omegav1.Applied, error) {
 	v, err := c.decode(s)
 	if err != nil {
 		return nil, err
 	}
-	a, err := c.store.Apply(ctx, v)
+	apply := c.store.Apply
+	if draft {
+		apply = c.store.Draft
+	}
+	a, err := apply(ctx, v)
 	if err != nil {
 		return nil, c.mapErr("apply", err)
 	}
 	return &omegav1.Applied{Id: a.ID, Version: int32(a.Version), Status: a.Status}, nil
 }
 
-func (c *specs[T]) get(ctx context.Context, id string) (*omegav1.Stored, error) {
-	if id == "" {
-		return nil, invalid("id", "required")
+// load returns the active version of id, or the version asked for.
+func (c *specs[T]) load(ctx context.Context, idField, id string, version int32) (T, error) {
+	var zero T
+	switch {
+	case id == "":
+		return zero, invalid(idField, "required")
+	case version < 0:
+		return zero, invalid("version", "must not be negative")
 	}
-	v, err := c.store.Get(ctx, id)
+	var v T
+	var err error
+	if version == 0 {
+		v, err = c.store.Get(ctx, id)
+	} else {
+		v, err = c.store.Version(ctx, id, int(version))
+	}
 	if err != nil {
-		return nil, c.mapErr("get", err)
+		return zero, c.mapErr("get", err)
+	}
+	return v, nil
+}
+
+func (c *specs[T]) get(ctx context.Context, id string, version int32) (*omegav1.Stored, error) {
+	v, err := c.load(ctx, "id", id, version)
+	if err != nil {
+		return nil, err
 	}
 	return c.stored(v)
+}
+
+// activate makes a stored version active; one that no longer validates is FailedPrecondition.
+func (c *specs[T]) activate(ctx context.Context, id string, version int32) error {
+	switch {
+	case id == "":
+		return invalid("id", "required")
+	case version <= 0:
+		return invalid("version", "required: the stored version to activate")
+	}
+	err := c.store.Activate(ctx, id, int(version))
+	if field, ok := c.field(err); ok {
+		return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("version %d no longer validates: %s: %w", version, field, err))
+	}
+	if err != nil {
+		return c.mapErr("activate", err)
+	}
+	return nil
 }
 
 func (c *specs[T]) list(ctx context.Context) ([]*omegav1.Stored, error) {
@@ -164,7 +218,10 @@ func journeySpecs(s *server, st SpecStore[journey.Journey]) *specs[journey.Journ
 }
 
 // ruleService and journeyService are the connect handlers.
-type ruleService struct{ c *specs[cep.Rule] }
+type ruleService struct {
+	c   *specs[cep.Rule]
+	rdb redis.UniversalClient // scratch state of dry runs
+}
 
 func (h ruleService) ValidateRule(_ context.Context, req *connect.Request[omegav1.ValidateRuleRequest]) (*connect.Response[omegav1.ValidateRuleResponse], error) {
 	if err := h.c.validate(req.Msg.GetRule()); err != nil {
@@ -174,7 +231,7 @@ func (h ruleService) ValidateRule(_ context.Context, req *connect.Request[omegav
 }
 
 func (h ruleService) ApplyRule(ctx context.Context, req *connect.Request[omegav1.ApplyRuleRequest]) (*connect.Response[omegav1.ApplyRuleResponse], error) {
-	a, err := h.c.apply(ctx, req.Msg.GetRule())
+	a, err := h.c.apply(ctx, req.Msg.GetRule(), req.Msg.GetDraft())
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +239,7 @@ func (h ruleService) ApplyRule(ctx context.Context, req *connect.Request[omegav1
 }
 
 func (h ruleService) GetRule(ctx context.Context, req *connect.Request[omegav1.GetRuleRequest]) (*connect.Response[omegav1.GetRuleResponse], error) {
-	s, err := h.c.get(ctx, req.Msg.GetId())
+	s, err := h.c.get(ctx, req.Msg.GetId(), req.Msg.GetVersion())
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +261,115 @@ func (h ruleService) DisableRule(ctx context.Context, req *connect.Request[omega
 	return connect.NewResponse(&omegav1.DisableRuleResponse{}), nil
 }
 
+func (h ruleService) ActivateRule(ctx context.Context, req *connect.Request[omegav1.ActivateRuleRequest]) (*connect.Response[omegav1.ActivateRuleResponse], error) {
+	if err := h.c.activate(ctx, req.Msg.GetId(), req.Msg.GetVersion()); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&omegav1.ActivateRuleResponse{}), nil
+}
+
+// maxDryRunEvents bounds one DryRunRule call.
+const maxDryRunEvents = 10000
+
+func (h ruleService) DryRunRule(ctx context.Context, req *connect.Request[omegav1.DryRunRuleRequest]) (*connect.Response[omegav1.DryRunRuleResponse], error) {
+	m := req.Msg
+	if h.rdb == nil {
+		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dry runs need Redis, which this server is not given"))
+	}
+	var r cep.Rule
+	var err error
+	switch {
+	case m.GetRule() != nil && m.GetRuleId() != "":
+		return nil, invalid("rule", "give either rule or rule_id, not both")
+	case m.GetRule() != nil:
+		if r, err = h.c.decode(m.GetRule()); err == nil {
+			err = h.c.mapErr("validate", h.c.store.Validate(r))
+		}
+	default:
+		r, err = h.c.load(ctx, "rule_id", m.GetRuleId(), 0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	evs, err := decodeEvents(m.GetEvents(), maxDryRunEvents, h.c.srv.now())
+	if err != nil {
+		return nil, err
+	}
+	r.Disabled, r.Shadow = false, false
+	ms, err := cep.DryRun(ctx, h.rdb, []cep.Rule{r}, evs)
+	if err != nil {
+		return nil, h.c.srv.internal("dry run", err)
+	}
+	out := &omegav1.DryRunRuleResponse{}
+	for _, mt := range ms {
+		dm := &omegav1.DryRunMatch{RuleId: mt.RuleID, UserId: mt.UserID, JourneyId: mt.JourneyID, MatchKey: mt.MatchKey,
+			ReachId: workflows.ReachID(mt.RuleID, mt.UserID, mt.MatchKey)}
+		if len(mt.Attrs) > 0 {
+			dm.Attrs, _ = structpb.NewStruct(mt.Attrs)
+		}
+		out.Matches = append(out.Matches, dm)
+	}
+	return connect.NewResponse(out), nil
+}
+
 type journeyService struct{ c *specs[journey.Journey] }
+
+func (h journeyService) ActivateJourney(ctx context.Context, req *connect.Request[omegav1.ActivateJourneyRequest]) (*connect.Response[omegav1.ActivateJourneyResponse], error) {
+	if err := h.c.activate(ctx, req.Msg.GetId(), req.Msg.GetVersion()); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&omegav1.ActivateJourneyResponse{}), nil
+}
+
+func (h journeyService) DryRunJourney(ctx context.Context, req *connect.Request[omegav1.DryRunJourneyRequest]) (*connect.Response[omegav1.DryRunJourneyResponse], error) {
+	m := req.Msg
+	var j journey.Journey
+	var err error
+	switch {
+	case m.GetJourney() != nil && m.GetJourneyId() != "":
+		return nil, invalid("journey", "give either journey or journey_id, not both")
+	case m.GetJourney() != nil:
+		if j, err = h.c.decode(m.GetJourney()); err == nil {
+			err = h.c.mapErr("validate", h.c.store.Validate(j))
+		}
+	default:
+		j, err = h.c.load(ctx, "journey_id", m.GetJourneyId(), m.GetVersion())
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := checkID("user_id", m.GetUserId()); err != nil {
+		return nil, err
+	}
+	in := journey.WalkInput{UserID: m.GetUserId(), Match: m.GetMatch().AsMap(), Locale: m.GetLocale(), Failed: m.GetFailedChannels()}
+	if m.GetProfile() != nil {
+		in.Profile = m.GetProfile().AsMap()
+	}
+	for i, r := range m.GetResponses() {
+		if !slices.Contains(event.ResponseTypes, r.GetType()) {
+			return nil, invalid(fmt.Sprintf("responses[%d].type", i), "%q is not a response event (%s)", r.GetType(), strings.Join(event.ResponseTypes, ", "))
+		}
+		wr := journey.WalkResponse{Type: r.GetType()}
+		if r.GetAfter() != "" {
+			d, err := time.ParseDuration(r.GetAfter())
+			if err != nil || d < 0 {
+				return nil, invalid(fmt.Sprintf("responses[%d].after", i), "not a duration (30m, 2h)")
+			}
+			wr.After = journey.Duration(d)
+		}
+		in.Responses = append(in.Responses, wr)
+	}
+	w, err := journey.WalkPath(j, in)
+	if err != nil {
+		return nil, h.c.mapErr("walk", err)
+	}
+	out := &omegav1.DryRunJourneyResponse{Status: w.Status, JourneyVersion: int32(j.Version)}
+	for _, st := range w.Steps {
+		out.Steps = append(out.Steps, &omegav1.WalkStep{Step: st.Step, Kind: st.Kind, Outcome: st.Outcome, Channel: st.Channel,
+			Title: st.Title, Body: st.Body, Next: st.Next})
+	}
+	return connect.NewResponse(out), nil
+}
 
 func (h journeyService) ValidateJourney(_ context.Context, req *connect.Request[omegav1.ValidateJourneyRequest]) (*connect.Response[omegav1.ValidateJourneyResponse], error) {
 	if err := h.c.validate(req.Msg.GetJourney()); err != nil {
@@ -214,7 +379,7 @@ func (h journeyService) ValidateJourney(_ context.Context, req *connect.Request[
 }
 
 func (h journeyService) ApplyJourney(ctx context.Context, req *connect.Request[omegav1.ApplyJourneyRequest]) (*connect.Response[omegav1.ApplyJourneyResponse], error) {
-	a, err := h.c.apply(ctx, req.Msg.GetJourney())
+	a, err := h.c.apply(ctx, req.Msg.GetJourney(), req.Msg.GetDraft())
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +387,7 @@ func (h journeyService) ApplyJourney(ctx context.Context, req *connect.Request[o
 }
 
 func (h journeyService) GetJourney(ctx context.Context, req *connect.Request[omegav1.GetJourneyRequest]) (*connect.Response[omegav1.GetJourneyResponse], error) {
-	s, err := h.c.get(ctx, req.Msg.GetId())
+	s, err := h.c.get(ctx, req.Msg.GetId(), req.Msg.GetVersion())
 	if err != nil {
 		return nil, err
 	}

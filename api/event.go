@@ -18,24 +18,12 @@ const MaxIngestBatch = 1000
 
 // Ingest validates every event, then produces them all; it answers once Kafka acknowledged them.
 func (s *server) Ingest(ctx context.Context, req *connect.Request[omegav1.IngestRequest]) (*connect.Response[omegav1.IngestResponse], error) {
-	evs := req.Msg.GetEvents()
-	switch {
-	case len(evs) == 0:
-		return nil, invalid("events", "at least one event is required")
-	case len(evs) > MaxIngestBatch:
-		return nil, invalid("events", "at most %d events per call, got %d", MaxIngestBatch, len(evs))
+	decoded, err := decodeEvents(req.Msg.GetEvents(), MaxIngestBatch, s.now())
+	if err != nil {
+		return nil, err
 	}
-	now := time.Now()
-	msgs := make([]*sarama.ProducerMessage, len(evs))
-	for i, pe := range evs {
-		ev := fromProto(pe)
-		if err := ev.Validate(now); err != nil {
-			var fe *event.FieldError
-			if errors.As(err, &fe) {
-				return nil, invalid(fmt.Sprintf("events[%d].%s", i, fe.Field), "%s", fe.Reason)
-			}
-			return nil, invalid(fmt.Sprintf("events[%d]", i), "%v", err)
-		}
+	msgs := make([]*sarama.ProducerMessage, len(decoded))
+	for i, ev := range decoded {
 		b, err := ev.Encode()
 		if err != nil {
 			return nil, invalid(fmt.Sprintf("events[%d].attrs", i), "%v", err)
@@ -49,6 +37,29 @@ func (s *server) Ingest(ctx context.Context, req *connect.Request[omegav1.Ingest
 		return nil, s.internal("produce events", err)
 	}
 	return connect.NewResponse(&omegav1.IngestResponse{Accepted: int32(len(msgs))}), nil
+}
+
+// decodeEvents validates a request's events; an error names the index and the field.
+func decodeEvents(evs []*omegav1.Event, limit int, now time.Time) ([]event.Event, error) {
+	switch {
+	case len(evs) == 0:
+		return nil, invalid("events", "at least one event is required")
+	case len(evs) > limit:
+		return nil, invalid("events", "at most %d events per call, got %d", limit, len(evs))
+	}
+	out := make([]event.Event, len(evs))
+	for i, pe := range evs {
+		ev := fromProto(pe)
+		if err := ev.Validate(now); err != nil {
+			var fe *event.FieldError
+			if errors.As(err, &fe) {
+				return nil, invalid(fmt.Sprintf("events[%d].%s", i, fe.Field), "%s", fe.Reason)
+			}
+			return nil, invalid(fmt.Sprintf("events[%d]", i), "%v", err)
+		}
+		out[i] = ev
+	}
+	return out, nil
 }
 
 func fromProto(pe *omegav1.Event) event.Event {

@@ -21,7 +21,7 @@ func TestInbox(t *testing.T) {
 	store := env.Audit(t)
 	inbox := channel.NewInbox(store.Pool())
 	srv := serve(t, api.Config{Audit: store, Inbox: inbox})
-	c := omegav1connect.NewInboxServiceClient(srv.Client(), srv.URL)
+	c := omegav1connect.NewInboxServiceClient(keyed(srv, adminKey), srv.URL)
 	ctx := context.Background()
 	user, other := testenv.Unique("u"), testenv.Unique("u")
 

@@ -21,7 +21,7 @@ func TestListService(t *testing.T) {
 	rdb := env.Redis(t)
 	bl := testenv.Unique("test:bl:")
 	srv := serve(t, api.Config{Audit: env.Audit(t), Redis: rdb, Lists: map[string]string{"blacklist": bl, "whitelist": bl + "w"}})
-	c := omegav1connect.NewListServiceClient(srv.Client(), srv.URL)
+	c := omegav1connect.NewListServiceClient(keyed(srv, adminKey), srv.URL)
 	ctx := context.Background()
 
 	var users []string

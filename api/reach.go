@@ -3,11 +3,13 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
 	"connectrpc.com/connect"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/omegareach/omega/audit"
@@ -52,24 +54,94 @@ func (s *server) Trigger(ctx context.Context, req *connect.Request[omegav1.Trigg
 	return connect.NewResponse(&omegav1.TriggerResponse{ReachId: id, Created: created}), nil
 }
 
-// Cancel signals an open reach to stop; its trail records the reason.
+// Cancel signals one open reach, or every open reach of a user for a rule or journey, to stop;
+// each one's trail records the reason.
 func (s *server) Cancel(ctx context.Context, req *connect.Request[omegav1.CancelRequest]) (*connect.Response[omegav1.CancelResponse], error) {
-	if err := checkReachID(req.Msg.GetReachId()); err != nil {
-		return nil, err
-	}
-	reason := req.Msg.GetReason()
+	m := req.Msg
+	reason := m.GetReason()
 	if reason == "" {
 		reason = "cancelled through the API"
 	}
-	err := s.temporal.SignalWorkflow(ctx, req.Msg.GetReachId(), "", workflows.SignalCancel, workflows.CancelSignal{Reason: reason})
-	if err != nil {
-		var nf *serviceerror.NotFound
-		if errors.As(err, &nf) {
-			return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("reach_id: no open reach with this ID (unknown or already finished)"))
-		}
-		return nil, s.internal("cancel reach", err)
+	if len(reason) > 500 {
+		return nil, invalid("reason", "longer than 500 bytes")
 	}
-	return connect.NewResponse(&omegav1.CancelResponse{}), nil
+	var ids []string
+	if m.GetReachId() != "" {
+		if m.GetUserId() != "" || m.GetRuleId() != "" || m.GetJourneyId() != "" {
+			return nil, invalid("reach_id", "give either reach_id, or user_id with rule_id and/or journey_id, not both")
+		}
+		if err := checkReachID(m.GetReachId()); err != nil {
+			return nil, err
+		}
+		ids = []string{m.GetReachId()}
+	} else {
+		var err error
+		if ids, err = s.openReaches(ctx, m.GetUserId(), m.GetRuleId(), m.GetJourneyId()); err != nil {
+			return nil, err
+		}
+	}
+	out := &omegav1.CancelResponse{}
+	for _, id := range ids {
+		err := s.temporal.SignalWorkflow(ctx, id, "", workflows.SignalCancel, workflows.CancelSignal{Reason: reason})
+		var nf *serviceerror.NotFound
+		switch {
+		case errors.As(err, &nf) && m.GetReachId() != "":
+			return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("reach_id: no open reach with this ID (unknown or already finished)"))
+		case errors.As(err, &nf):
+			continue // finished since the listing
+		case err != nil:
+			return nil, s.internal("cancel reach", err)
+		}
+		out.Cancelled = append(out.Cancelled, id)
+	}
+	return connect.NewResponse(out), nil
+}
+
+// maxCancelAll bounds one cancel-by-user call.
+const maxCancelAll = 1000
+
+// openReaches lists a user's running reaches of a rule and/or journey through Temporal's
+// visibility (the search attributes every run carries), which may lag a just-started run by a
+// moment.
+func (s *server) openReaches(ctx context.Context, user, rule, journeyID string) ([]string, error) {
+	if user == "" {
+		return nil, invalid("user_id", "required when reach_id is empty")
+	}
+	if rule == "" && journeyID == "" {
+		return nil, invalid("rule_id", "give rule_id or journey_id (or both) with user_id")
+	}
+	q := "ExecutionStatus = 'Running'"
+	for _, f := range []struct{ field, attr, v string }{
+		{"user_id", workflows.SearchUserID.GetName(), user},
+		{"rule_id", workflows.SearchRuleID.GetName(), rule},
+		{"journey_id", workflows.SearchJourneyID.GetName(), journeyID},
+	} {
+		if f.v == "" {
+			continue
+		}
+		if err := checkID(f.field, f.v); err != nil {
+			return nil, err
+		}
+		if strings.ContainsAny(f.v, `'"\`) {
+			return nil, invalid(f.field, "must not contain quotes or backslashes")
+		}
+		q += fmt.Sprintf(" AND %s = '%s'", f.attr, f.v)
+	}
+	var ids []string
+	var token []byte
+	for {
+		resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 200, NextPageToken: token})
+		if err != nil {
+			return nil, s.internal("list open reaches", err)
+		}
+		for _, e := range resp.GetExecutions() {
+			ids = append(ids, e.GetExecution().GetWorkflowId())
+		}
+		token = resp.GetNextPageToken()
+		if len(token) == 0 || len(ids) >= maxCancelAll {
+			return ids, nil
+		}
+	}
 }
 
 // Get returns one reach with its audit trail.
@@ -106,7 +178,10 @@ func (s *server) List(ctx context.Context, req *connect.Request[omegav1.ListRequ
 	case size > 100:
 		size = 100
 	}
-	rs, next, err := s.audit.ListByUser(ctx, m.GetUserId(), size, m.GetPageToken())
+	if st := m.GetStatus(); st != "" && !slices.Contains(listStatuses, st) {
+		return nil, invalid("status", "unknown status %q (want %s)", st, strings.Join(listStatuses, ", "))
+	}
+	rs, next, err := s.audit.List(ctx, audit.Query{UserID: m.GetUserId(), Status: m.GetStatus(), Limit: size, PageToken: m.GetPageToken()})
 	if errors.Is(err, audit.ErrBadPageToken) {
 		return nil, invalid("page_token", "not a token from a previous List")
 	}
@@ -119,6 +194,11 @@ func (s *server) List(ctx context.Context, req *connect.Request[omegav1.ListRequ
 	}
 	return connect.NewResponse(out), nil
 }
+
+// listStatuses are the statuses List filters by: the audit trail's view, where a reach is running
+// (waiting included) until its final record.
+var listStatuses = []string{workflows.StatusRunning, workflows.StatusSent, workflows.StatusSuppressed, workflows.StatusConverted,
+	workflows.StatusFailed, workflows.StatusCancelled, workflows.StatusCompleted, "shadow"}
 
 func checkID(field, v string) error {
 	switch {

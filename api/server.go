@@ -43,6 +43,14 @@ type Config struct {
 	// served when Redis is nil).
 	Redis redis.UniversalClient
 	Lists map[string]string
+	// Profiles backs ProfileService (not served when nil).
+	Profiles ProfileStore
+	// Keys authenticates every call (apikey.Store); required.
+	Keys KeySource
+	// DefaultRate is the requests per second a key without its own rate may make (50 when zero).
+	DefaultRate float64
+	// MaxCallTimeout caps how long one call may run, whatever the caller's deadline (30s when zero).
+	MaxCallTimeout time.Duration
 	// TaskQueue of reach workflows (workflows.TaskQueue when empty).
 	TaskQueue string
 	// MaxRequestBytes caps a request body (4 MiB when zero).
@@ -63,8 +71,14 @@ type server struct {
 
 // NewHandler returns the HTTP handler serving every service, gRPC health and reflection.
 func NewHandler(cfg Config) (http.Handler, error) {
-	if cfg.Producer == nil || cfg.Temporal == nil || cfg.Audit == nil || cfg.Journeys == nil {
-		return nil, errors.New("api: producer, temporal, audit and journeys are required")
+	if cfg.Producer == nil || cfg.Temporal == nil || cfg.Audit == nil || cfg.Journeys == nil || cfg.Keys == nil {
+		return nil, errors.New("api: producer, temporal, audit, journeys and keys are required")
+	}
+	if cfg.DefaultRate == 0 {
+		cfg.DefaultRate = 50
+	}
+	if cfg.MaxCallTimeout == 0 {
+		cfg.MaxCallTimeout = 30 * time.Second
 	}
 	if cfg.TaskQueue == "" {
 		cfg.TaskQueue = workflows.TaskQueue
@@ -80,18 +94,24 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	}
 	s := &server{producer: cfg.Producer, topic: cfg.Topic, temporal: cfg.Temporal, audit: cfg.Audit, journeys: cfg.Journeys,
 		taskQueue: cfg.TaskQueue, log: cfg.Log, now: time.Now}
-	opts := []connect.HandlerOption{connect.WithReadMaxBytes(cfg.MaxRequestBytes)}
+	auth := &authenticator{src: cfg.Keys, defaultRate: cfg.DefaultRate, maxTimeout: cfg.MaxCallTimeout, now: time.Now,
+		onError: s.internal, entries: map[[32]byte]*keyEntry{}}
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(cfg.MaxRequestBytes), connect.WithInterceptors(auth)}
 	mux := http.NewServeMux()
 	mux.Handle(omegav1connect.NewEventServiceHandler(s, opts...))
 	mux.Handle(omegav1connect.NewReachServiceHandler(s, opts...))
 	services := []string{omegav1connect.EventServiceName, omegav1connect.ReachServiceName}
 	if cfg.RuleStore != nil {
-		mux.Handle(omegav1connect.NewRuleServiceHandler(ruleService{ruleSpecs(s, cfg.RuleStore)}, opts...))
+		mux.Handle(omegav1connect.NewRuleServiceHandler(ruleService{ruleSpecs(s, cfg.RuleStore), cfg.Redis}, opts...))
 		services = append(services, omegav1connect.RuleServiceName)
 	}
 	if cfg.Redis != nil {
 		mux.Handle(omegav1connect.NewListServiceHandler(listService{s, cfg.Redis, cfg.Lists}, opts...))
 		services = append(services, omegav1connect.ListServiceName)
+	}
+	if cfg.Profiles != nil {
+		mux.Handle(omegav1connect.NewProfileServiceHandler(profileService{s, cfg.Profiles}, opts...))
+		services = append(services, omegav1connect.ProfileServiceName)
 	}
 	if cfg.Inbox != nil {
 		mux.Handle(omegav1connect.NewInboxServiceHandler(inboxService{s, cfg.Inbox}, opts...))

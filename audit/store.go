@@ -119,20 +119,43 @@ func (s *Store) Get(ctx context.Context, reachID string) (Reach, error) {
 // ListByUser returns a user's reaches, newest first, at most limit per page. pageToken is empty
 // for the first page; the returned token is empty on the last page.
 func (s *Store) ListByUser(ctx context.Context, userID string, limit int, pageToken string) ([]Reach, string, error) {
-	before, beforeID, err := decodeToken(pageToken)
+	return s.List(ctx, Query{UserID: userID, Limit: limit, PageToken: pageToken})
+}
+
+// Query selects a page of one user's reaches.
+type Query struct {
+	UserID string
+	// Status keeps only reaches with this status as fold computes it (running until a completed or
+	// cancelled record says otherwise); all when empty.
+	Status    string
+	Limit     int
+	PageToken string
+}
+
+// List returns a page of a user's reaches, newest first; the returned token is empty on the last
+// page.
+func (s *Store) List(ctx context.Context, q Query) ([]Reach, string, error) {
+	userID, limit := q.UserID, q.Limit
+	before, beforeID, err := decodeToken(q.PageToken)
 	if err != nil {
 		return nil, "", err
 	}
+	// The status is fold's, in SQL: the last completed/cancelled outcome, else shadow or running.
 	rows, err := s.pool.Query(ctx, `
-		WITH r AS (
-			SELECT reach_id, min(at) AS started FROM audit_records WHERE user_id = $1
-			GROUP BY reach_id
-			HAVING (min(at), reach_id) < ($2::timestamptz, $3::text)
+		WITH s AS (
+			SELECT reach_id, min(at) AS started,
+				coalesce((array_agg(outcome ORDER BY at DESC, id DESC) FILTER (WHERE kind IN ('completed', 'cancelled')))[1],
+					CASE WHEN bool_or(kind = 'shadow_matched') THEN 'shadow' ELSE 'running' END) AS status
+			FROM audit_records WHERE user_id = $1
+			GROUP BY reach_id),
+		r AS (
+			SELECT reach_id, started FROM s
+			WHERE (started, reach_id) < ($2::timestamptz, $3::text) AND ($5::text = '' OR status = $5::text)
 			ORDER BY started DESC, reach_id DESC
 			LIMIT $4)
 		SELECT `+prefixed("a.", recordCols)+` FROM audit_records a JOIN r USING (reach_id)
 		ORDER BY r.started DESC, a.reach_id DESC, a.at, a.id`,
-		userID, before, beforeID, limit+1)
+		userID, before, beforeID, limit+1, q.Status)
 	if err != nil {
 		return nil, "", fmt.Errorf("list reaches of %s: %w", userID, err)
 	}

@@ -47,6 +47,40 @@ func (s *RuleStore) Apply(ctx context.Context, r Rule) (Applied, error) {
 	return s.vs.Apply(ctx, r.ID, spec, r.Disabled)
 }
 
+// Draft validates r and stores it as the next version without activating it.
+func (s *RuleStore) Draft(ctx context.Context, r Rule) (Applied, error) {
+	r.Version, r.Disabled = 0, false
+	if err := Validate(r, s.cat); err != nil {
+		return Applied{}, err
+	}
+	spec, err := json.Marshal(r)
+	if err != nil {
+		return Applied{}, fmt.Errorf("encode rule %s: %w", r.ID, err)
+	}
+	return s.vs.Draft(ctx, r.ID, spec)
+}
+
+// Activate makes a stored version of a rule the active one and enables the rule. A version that no
+// longer validates against the catalog is refused with its *RuleError.
+func (s *RuleStore) Activate(ctx context.Context, id string, version int) error {
+	return s.vs.Activate(ctx, id, version, func(h versioned.Head) error {
+		r, err := decodeRule(h)
+		if err != nil {
+			return err
+		}
+		return Validate(r, s.cat)
+	})
+}
+
+// Version returns one stored version of a rule, active or not.
+func (s *RuleStore) Version(ctx context.Context, id string, version int) (Rule, error) {
+	h, err := s.vs.Version(ctx, id, version)
+	if err != nil {
+		return Rule{}, err
+	}
+	return decodeRule(h)
+}
+
 // Disable stops a rule; applying it again (without disabled) re-enables it.
 func (s *RuleStore) Disable(ctx context.Context, id string) error {
 	return s.vs.Disable(ctx, id)

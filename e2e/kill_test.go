@@ -3,9 +3,7 @@ package e2e_test
 import (
 	"context"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,10 +22,7 @@ import (
 // dispatched audit row, the run ends sent.
 func TestWorkerKilledAfterProviderAccepted(t *testing.T) {
 	p := newPipeline(t)
-	bin := filepath.Join(t.TempDir(), "omega")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/omega")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
+	bin := omegaBinary(t)
 
 	store := journey.NewStore(p.store.Pool(), worker.Catalog())
 	for _, j := range journey.Demo() {
@@ -40,9 +35,7 @@ func TestWorkerKilledAfterProviderAccepted(t *testing.T) {
 
 	startWorker := func() *exec.Cmd {
 		cmd := exec.Command(bin, "worker")
-		cmd.Env = append(os.Environ(), "OMEGA_TEMPORAL_ADDR="+p.env.TemporalAddr, "OMEGA_REDIS_ADDR="+p.env.RedisAddr,
-			"OMEGA_PG_URL="+p.env.PGURL, "OMEGA_WEBHOOK_URL="+srv.URL, "OMEGA_WEBHOOK_ALLOW=127.0.0.0/8",
-			"OMEGA_TASK_QUEUE="+p.queue, "OMEGA_DAILY_CAP=100")
+		cmd.Env = p.stackEnv("OMEGA_WEBHOOK_URL="+srv.URL, "OMEGA_WEBHOOK_ALLOW=127.0.0.0/8", "OMEGA_DAILY_CAP=100")
 		cmd.Stdout, cmd.Stderr = testWriter{t}, testWriter{t}
 		require.NoError(t, cmd.Start())
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })

@@ -24,6 +24,7 @@ import (
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/apikey"
 	"github.com/omegareach/omega/internal/testenv"
 	"github.com/omegareach/omega/journey"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
@@ -379,12 +380,14 @@ func TestAPI(t *testing.T) {
 	h, err := api.NewHandler(api.Config{
 		Producer: p.producer, Topic: p.topic, Temporal: p.env.Temporal(t), Audit: p.store,
 		TaskQueue: p.queue, Journeys: func(id string) bool { return id == "cart-reminder" }, Log: testLogger(t),
+		Keys: apikey.NewStore(p.store.Pool()),
 	})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	events := omegav1connect.NewEventServiceClient(http.DefaultClient, srv.URL)
-	reaches := omegav1connect.NewReachServiceClient(http.DefaultClient, srv.URL, connect.WithGRPCWeb())
+	key := p.newKey(apikey.NewStore(p.store.Pool()), apikey.ScopeIngest, apikey.ScopeTrigger, apikey.ScopeRead)
+	events := omegav1connect.NewEventServiceClient(http.DefaultClient, srv.URL, bearer(key))
+	reaches := omegav1connect.NewReachServiceClient(http.DefaultClient, srv.URL, connect.WithGRPCWeb(), bearer(key))
 	ctx := context.Background()
 	user := p.id + "-api"
 

@@ -115,6 +115,50 @@ func (s *Store) Apply(ctx context.Context, j Journey) (Applied, error) {
 	return s.vs.Apply(ctx, j.ID, b, j.Disabled)
 }
 
+// Draft validates j and stores it as the next version without activating it.
+func (s *Store) Draft(ctx context.Context, j Journey) (Applied, error) {
+	j.Version, j.Disabled = 0, false
+	if err := Validate(j, s.cat); err != nil {
+		return Applied{}, err
+	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		return Applied{}, fmt.Errorf("encode journey %s: %w", j.ID, err)
+	}
+	return s.vs.Draft(ctx, j.ID, b)
+}
+
+// Activate makes a stored version the one new runs take and enables the journey. A version that no
+// longer validates against the catalog is refused with its *Error.
+func (s *Store) Activate(ctx context.Context, id string, version int) error {
+	err := s.vs.Activate(ctx, id, version, func(h versioned.Head) error {
+		j, err := decode(h)
+		if err != nil {
+			return err
+		}
+		return Validate(j, s.cat)
+	})
+	if errors.Is(err, versioned.ErrNotFound) {
+		return fmt.Errorf("%w: %q version %d", ErrNotFound, id, version)
+	}
+	s.mu.Lock()
+	delete(s.cache, id)
+	s.mu.Unlock()
+	return err
+}
+
+// Version returns one stored version of a journey, active or not.
+func (s *Store) Version(ctx context.Context, id string, version int) (Journey, error) {
+	h, err := s.vs.Version(ctx, id, version)
+	if errors.Is(err, versioned.ErrNotFound) {
+		return Journey{}, fmt.Errorf("%w: %q version %d", ErrNotFound, id, version)
+	}
+	if err != nil {
+		return Journey{}, err
+	}
+	return decode(h)
+}
+
 // Disable stops new runs of a journey; runs in flight go on.
 func (s *Store) Disable(ctx context.Context, id string) error {
 	if err := s.vs.Disable(ctx, id); err != nil {

@@ -127,3 +127,9 @@ func (c *Cached) GetMany(ctx context.Context, userIDs []string) (map[string]Prof
 	_, _ = fill.Exec(ctx)
 	return out, nil
 }
+
+// Stored returns the profiles PostgreSQL holds for userIDs, bypassing the cache; users without
+// one are absent (where GetMany gives them the zero profile).
+func (c *Cached) Stored(ctx context.Context, userIDs []string) (map[string]Profile, error) {
+	return c.Store.GetMany(ctx, userIDs)
+}

@@ -14,9 +14,11 @@ import (
 const journeysUsage = `usage: omega journeys <command> [flags]
 
   validate -f PATH      check journey files (a file or a directory of .yaml/.yml/.json)
-  apply -f PATH         validate all, then store each changed journey as a new version
+  apply -f PATH [--draft]  validate all, then store each changed journey as a new version
+                        (and activate it, unless --draft)
+  activate ID VERSION   make a stored version the one new runs take
   list                  the active version of every journey
-  get ID                one journey, as JSON
+  get ID [--version N]  one journey, as JSON
   disable ID            stop new runs of a journey (runs in flight go on)
 
 flags: -o table|json (output format)
@@ -30,7 +32,9 @@ func runJourneys(ctx context.Context, cfg config, args []string, stdout io.Write
 	fs := flag.NewFlagSet("journeys "+args[0], flag.ContinueOnError)
 	path := fs.String("f", "", "journey file or directory")
 	output := fs.String("o", "table", "output: table or json")
-	if err := fs.Parse(args[1:]); err != nil {
+	draft := fs.Bool("draft", false, "apply: store new versions without activating them")
+	version := fs.Int("version", 0, "get: a stored version (the active one when 0)")
+	if err := parseInterspersed(fs, args[1:]); err != nil {
 		return err
 	}
 	cat := journeyCatalog()
@@ -60,8 +64,12 @@ func runJourneys(ctx context.Context, cfg config, args []string, stdout io.Write
 			return err
 		}
 		var applied []journey.Applied
+		apply := st.Apply
+		if *draft {
+			apply = st.Draft
+		}
 		for _, j := range js {
-			a, err := st.Apply(ctx, j)
+			a, err := apply(ctx, j)
 			if err != nil {
 				return err
 			}
@@ -87,12 +95,25 @@ func runJourneys(ctx context.Context, cfg config, args []string, stdout io.Write
 			return errors.New("usage: omega journeys get ID")
 		}
 		j, err := st.Get(ctx, fs.Arg(0))
+		if *version != 0 {
+			j, err = st.Version(ctx, fs.Arg(0), *version)
+		}
 		if err != nil {
 			return err
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(j)
+	case "activate":
+		id, v, err := idVersion(fs, "journeys")
+		if err != nil {
+			return err
+		}
+		if err := st.Activate(ctx, id, v); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "activated %s version %d (new runs take it)\n", id, v)
+		return nil
 	case "disable":
 		if fs.NArg() != 1 {
 			return errors.New("usage: omega journeys disable ID")

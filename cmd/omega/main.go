@@ -27,6 +27,7 @@ import (
 	"github.com/omegareach/omega/api"
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
+	"github.com/omegareach/omega/internal/apikey"
 	"github.com/omegareach/omega/journey"
 	"github.com/omegareach/omega/profile"
 	"github.com/omegareach/omega/worker"
@@ -43,12 +44,18 @@ commands:
   rules     validate, apply, list, get, disable and dry-run rules (omega rules for help)
   journeys  validate, apply, list, get and disable journeys (omega journeys for help)
   profiles  import (JSONL or CSV), get and set user profiles (omega profiles for help)
+  templates list a journey's templates and preview them (omega templates for help)
+  reaches   list, get, cancel and trigger reaches through the API (omega reaches for help)
+  events    send events through the API (omega events for help)
+  apikey    create, revoke and list API keys (omega apikey for help)
 
 environment (defaults in brackets):
   OMEGA_KAFKA_BROKERS [127.0.0.1:9092]   OMEGA_REDIS_ADDR [127.0.0.1:6379]
   OMEGA_PG_URL [postgres://postgres@127.0.0.1:5432/omega?sslmode=disable]
   OMEGA_TEMPORAL_ADDR [127.0.0.1:7233]   OMEGA_TEMPORAL_NAMESPACE [default]
   OMEGA_API_ADDR [127.0.0.1:8080]        OMEGA_RECEIVER_ADDR [127.0.0.1:8090]
+  OMEGA_API_URL [http://$OMEGA_API_ADDR] OMEGA_API_KEY (reaches, events)
+  OMEGA_API_RATE [50: requests/s per key without its own rate]
   OMEGA_WEBHOOK_URL [http://127.0.0.1:8090/deliveries]  OMEGA_TASK_QUEUE [omega-reach]
   OMEGA_LOG_FORMAT [text|json]
 worker only:
@@ -87,6 +94,14 @@ func main() {
 		err = runJourneys(ctx, cfg, os.Args[2:], os.Stdout)
 	case "rules":
 		err = runRules(ctx, cfg, os.Args[2:], os.Stdout)
+	case "templates":
+		err = runTemplates(ctx, cfg, os.Args[2:], os.Stdout)
+	case "reaches":
+		err = runReaches(ctx, cfg, os.Args[2:], os.Stdout)
+	case "events":
+		err = runEvents(ctx, cfg, os.Args[2:], os.Stdout)
+	case "apikey":
+		err = runAPIKeys(ctx, cfg, os.Args[2:], os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:
@@ -253,10 +268,16 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 	journeys := journey.NewStore(store.Pool(), journeyCatalog())
 	rdb := redis.NewClient(&redis.Options{Addr: cfg.redisAddr})
 	defer rdb.Close()
+	rate, err := strconv.ParseFloat(env("OMEGA_API_RATE", "50"), 64)
+	if err != nil || rate <= 0 {
+		return fmt.Errorf("OMEGA_API_RATE: want requests per second, got %q", os.Getenv("OMEGA_API_RATE"))
+	}
 	h, err := api.NewHandler(api.Config{Producer: prod, Temporal: tc, Audit: store, Journeys: journeyExists(journeys),
+		Keys: apikey.NewStore(store.Pool()), DefaultRate: rate,
+		Profiles: &profile.Cached{Store: profile.NewStore(store.Pool()), Redis: rdb},
 		Redis: rdb, Lists: map[string]string{"blacklist": filter.BlacklistKey, "whitelist": filter.WhitelistKey},
 		RuleStore: cep.NewRuleStore(store.Pool(), ruleCatalog(store.Pool())), JourneyStore: journeys,
-		Inbox: channel.NewInbox(store.Pool()), Log: log})
+		Inbox: channel.NewInbox(store.Pool()), TaskQueue: cfg.taskQueue, Log: log})
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -27,9 +28,11 @@ import (
 const rulesUsage = `usage: omega rules <command> [flags]
 
   validate -f PATH                      check rule files (a file or a directory of .yaml/.yml/.json)
-  apply -f PATH                         validate all, then store each changed rule as a new version
+  apply -f PATH [--draft]               validate all, then store each changed rule as a new version
+                                        (and activate it, unless --draft)
+  activate ID VERSION                   make a stored version active (a rollback is an older one)
   list                                  the active version of every rule
-  get ID                                one rule, as JSON
+  get ID [--version N]                  one rule, as JSON
   disable ID                            stop a rule (apply it again to re-enable)
   test -f PATH --events FILE.jsonl      dry run: print what the events would match; touches no real state
 
@@ -70,7 +73,9 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 	path := fs.String("f", "", "rule file or directory")
 	eventsPath := fs.String("events", "", "events, one JSON object per line (test)")
 	output := fs.String("o", "table", "output: table or json")
-	if err := fs.Parse(args[1:]); err != nil {
+	draft := fs.Bool("draft", false, "apply: store new versions without activating them")
+	version := fs.Int("version", 0, "get: a stored version (the active one when 0)")
+	if err := parseInterspersed(fs, args[1:]); err != nil {
 		return err
 	}
 	cat := ruleCatalog(nil)
@@ -105,8 +110,12 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 		}
 		defer done()
 		var applied []cep.Applied
+		apply := st.Apply
+		if *draft {
+			apply = st.Draft
+		}
 		for _, r := range rs {
-			a, err := st.Apply(ctx, r)
+			a, err := apply(ctx, r)
 			if err != nil {
 				return err
 			}
@@ -115,7 +124,7 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 		return render(stdout, *output, applied, []string{"RULE", "VERSION", "STATUS"}, func(a cep.Applied) []any {
 			return []any{a.ID, a.Version, a.Status}
 		})
-	case "list", "get", "disable":
+	case "list", "get", "disable", "activate":
 		st, done, err := store()
 		if err != nil {
 			return err
@@ -145,12 +154,25 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 				return errors.New("usage: omega rules get ID")
 			}
 			r, err := st.Get(ctx, fs.Arg(0))
+			if *version != 0 {
+				r, err = st.Version(ctx, fs.Arg(0), *version)
+			}
 			if err != nil {
 				return err
 			}
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
 			return enc.Encode(r)
+		case "activate":
+			id, v, err := idVersion(fs, "rules")
+			if err != nil {
+				return err
+			}
+			if err := st.Activate(ctx, id, v); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "activated %s version %d\n", id, v)
+			return nil
 		default:
 			if fs.NArg() != 1 {
 				return errors.New("usage: omega rules disable ID")
@@ -189,6 +211,35 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 		fmt.Fprint(stdout, rulesUsage)
 		return fmt.Errorf("unknown rules command %q", args[0])
 	}
+}
+
+// parseInterspersed parses flags that may come before or after positional arguments
+// (omega rules get ID --version 2).
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return fs.Parse(append([]string{"--"}, pos...))
+}
+
+// idVersion reads the ID VERSION arguments of activate.
+func idVersion(fs *flag.FlagSet, kind string) (string, int, error) {
+	if fs.NArg() != 2 {
+		return "", 0, fmt.Errorf("usage: omega %s activate ID VERSION", kind)
+	}
+	v, err := strconv.Atoi(fs.Arg(1))
+	if err != nil || v <= 0 {
+		return "", 0, fmt.Errorf("VERSION: want a stored version number, got %q", fs.Arg(1))
+	}
+	return fs.Arg(0), v, nil
 }
 
 // readEvents reads JSONL; a bad line is an error naming its number.

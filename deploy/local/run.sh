@@ -12,6 +12,9 @@ export OMEGA_DATA=${OMEGA_DATA:-/var/lib/omega}
 "$STACK" up
 eval "$("$STACK" env)"
 "$BIN/omega" migrate
+# A development key with every scope, kept in $OMEGA_DATA/dev-api-key (reused while it is live).
+OMEGA_API_KEY=$("$BIN/omega" apikey create --name dev-local --scopes admin --save "$OMEGA_DATA/dev-api-key")
+export OMEGA_API_KEY
 "$BIN/omega" journeys apply -f "$ROOT/journey/demo"
 "$BIN/omega" rules apply -f "$ROOT/cep/demo"
 "$STACK" start-app receiver "${OMEGA_RECEIVER_ADDR##*:}" "$BIN/omega" receiver
@@ -25,29 +28,35 @@ cat <<MSG
 
 Omega Reach is running (data and logs in $OMEGA_DATA; stop everything with: make down)
   API          http://$OMEGA_API_ADDR   (Connect, gRPC and gRPC-Web; JSON works with curl)
+  API key      $OMEGA_API_KEY   (development, admin scope)
   Temporal UI  $ui
   Receiver     http://$OMEGA_RECEIVER_ADDR/deliveries   (log: $OMEGA_DATA/log/app-receiver.log)
 
+Every call carries the key; set it in your shell first (or: eval "\$(deploy/local/stack.sh env)"):
+  export OMEGA_API_KEY=$OMEGA_API_KEY
+
 Send a demo event (alice adds an item to her cart):
-  curl -s -X POST http://$OMEGA_API_ADDR/omega.v1.EventService/Ingest -H 'Content-Type: application/json' \\
+  curl -s -X POST http://$OMEGA_API_ADDR/omega.v1.EventService/Ingest -H 'Content-Type: application/json' -H "Authorization: Bearer \$OMEGA_API_KEY" \\
     -d '{"events":[{"event_id":"demo-$(date +%s)","user_id":"alice","type":"cart_add","item_id":"sku-42","ts":"$now"}]}'
 
 Then:
   the delivery   curl -s http://$OMEGA_RECEIVER_ADDR/deliveries
   alice's runs   $ui/namespaces/default/workflows?query=UserId%3D%22alice%22
-  her reaches    curl -s -X POST http://$OMEGA_API_ADDR/omega.v1.ReachService/List -H 'Content-Type: application/json' -d '{"user_id":"alice"}'
+  her reaches    $BIN/omega reaches list --user alice     (or: $BIN/omega reaches get REACH_ID)
 (At most ${OMEGA_DAILY_CAP:-3} sends per user per day: a fourth demo event for alice is audited as suppressed.)
 
 The retargeting journey (push, wait up to 24h for push_open, else SMS), started for bob at once:
-  curl -s -X POST http://$OMEGA_API_ADDR/omega.v1.ReachService/Trigger -H 'Content-Type: application/json' \\
+  curl -s -X POST http://$OMEGA_API_ADDR/omega.v1.ReachService/Trigger -H 'Content-Type: application/json' -H "Authorization: Bearer \$OMEGA_API_KEY" \\
     -d '{"user_id":"bob","journey_id":"cart-retarget","idempotency_key":"demo-$(date +%s)","attrs":{"item_id":"sku-7"}}'
   bob opens the push (use the reach_id the receiver shows): the journey ends without the SMS
-  curl -s -X POST http://$OMEGA_API_ADDR/omega.v1.EventService/Ingest -H 'Content-Type: application/json' \\
+  curl -s -X POST http://$OMEGA_API_ADDR/omega.v1.EventService/Ingest -H 'Content-Type: application/json' -H "Authorization: Bearer \$OMEGA_API_KEY" \\
     -d '{"events":[{"event_id":"open-$(date +%s)","user_id":"bob","type":"push_open","ts":"$now","attrs":{"reach_id":"REACH_ID"}}]}'
   its steps, in words   $ui/namespaces/default/workflows?query=JourneyId%3D%22cart-retarget%22
+  or stop it            $BIN/omega reaches cancel --user bob --journey cart-retarget --reason "demo"
 
-Rules and journeys are data: $BIN/omega rules list | apply -f DIR | test -f cep/demo --events FILE.jsonl
-                             $BIN/omega journeys list | get ID | apply -f DIR | disable ID
+Rules and journeys are data: $BIN/omega rules list | apply -f DIR [--draft] | activate ID VERSION | test -f cep/demo --events FILE.jsonl
+                             $BIN/omega journeys list | get ID | apply -f DIR | activate ID VERSION | disable ID
+Keys: $BIN/omega apikey create --name NAME --scopes ingest,trigger,read | list | revoke ID
 (the demo also reaches everyone who favourited an item when its price drops, and whoever views
 an item 3 times in 10 minutes without chatting)
 MSG

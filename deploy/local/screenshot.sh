@@ -21,6 +21,7 @@ fi
 
 user=carol-$(date +%s)
 reach=$(curl -sf -X POST "http://$OMEGA_API_ADDR/omega.v1.ReachService/Trigger" -H 'Content-Type: application/json' \
+  -H "Authorization: Bearer ${OMEGA_API_KEY:?no development key: run make run first}" \
   -d "{\"user_id\":\"$user\",\"journey_id\":\"cart-retarget\",\"idempotency_key\":\"shot\",\"attrs\":{\"item_id\":\"sku-42\"}}" |
   sed -n 's/.*"reachId":"\([^"]*\)".*/\1/p')
 [ -n "$reach" ] || { echo "screenshot: Trigger failed" >&2; exit 1; }

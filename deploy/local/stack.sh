@@ -194,6 +194,8 @@ export OMEGA_RECEIVER_ADDR=127.0.0.1:$RECEIVER_PORT
 export OMEGA_WEBHOOK_URL=http://127.0.0.1:$RECEIVER_PORT/deliveries
 export OMEGA_WEBHOOK_ALLOW=127.0.0.0/8
 ENV
+  # The development key make run creates (admin scope), for curl and the omega CLI.
+  if [ -s "$DATA/dev-api-key" ]; then echo "export OMEGA_API_KEY=$(cat "$DATA/dev-api-key")"; fi
 }
 
 case "${1:-}" in

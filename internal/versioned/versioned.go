@@ -41,7 +41,7 @@ type Store struct {
 }
 
 type queries struct {
-	lock, active, maxVersion, insert, upsertHead, disable, list, get, version string
+	lock, active, maxVersion, latest, insert, upsertHead, disable, list, get, version string
 }
 
 // New returns the store of one kind ("rule", "journey"); kind names the tables, never user input.
@@ -54,6 +54,7 @@ func New(pool *pgxpool.Pool, kind string) *Store {
 		active: fmt.Sprintf(`SELECT h.active_version, v.checksum, h.disabled FROM %[2]s h
 			JOIN %[1]s v ON v.%[3]s = h.%[3]s AND v.version = h.active_version WHERE h.%[3]s = $1`, v, h, id),
 		maxVersion: fmt.Sprintf(`SELECT max(version) FROM %s WHERE %s = $1`, v, id),
+		latest:     fmt.Sprintf(`SELECT version, checksum FROM %s WHERE %s = $1 ORDER BY version DESC LIMIT 1`, v, id),
 		insert:     fmt.Sprintf(`INSERT INTO %s (%s, version, spec, checksum) VALUES ($1, $2, $3, $4)`, v, id),
 		upsertHead: fmt.Sprintf(`INSERT INTO %[1]s (%[2]s, active_version, disabled) VALUES ($1, $2, $3)
 			ON CONFLICT (%[2]s) DO UPDATE SET active_version = $2, disabled = $3, updated_at = now()`, h, id),
@@ -103,6 +104,66 @@ func (s *Store) Apply(ctx context.Context, id string, spec []byte, disabled bool
 		return Applied{}, fmt.Errorf("apply %s %s: %w", s.kind, id, err)
 	}
 	return out, nil
+}
+
+// Draft stores spec as the next version of id without activating it, unless it equals the latest
+// stored version (then that version is returned, unchanged).
+func (s *Store) Draft(ctx context.Context, id string, spec []byte) (Applied, error) {
+	sum := sha256.Sum256(spec)
+	checksum := hex.EncodeToString(sum[:])
+	var out Applied
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, s.q.lock, s.kind+":"+id); err != nil {
+			return err
+		}
+		var latest int
+		var latestSum string
+		err := tx.QueryRow(ctx, s.q.latest, id).Scan(&latest, &latestSum)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return err
+		case latestSum == checksum:
+			out = Applied{ID: id, Version: latest, Status: "unchanged"}
+			return nil
+		}
+		out = Applied{ID: id, Version: latest + 1, Status: "draft"}
+		_, err = tx.Exec(ctx, s.q.insert, id, out.Version, spec, checksum)
+		return err
+	})
+	if err != nil {
+		return Applied{}, fmt.Errorf("draft %s %s: %w", s.kind, id, err)
+	}
+	return out, nil
+}
+
+// Activate makes a stored version of id the active one and enables id. check, when set, vets the
+// version's spec first (against what runs now); its error is returned as is.
+func (s *Store) Activate(ctx context.Context, id string, version int, check func(Head) error) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, s.q.lock, s.kind+":"+id); err != nil {
+			return err
+		}
+		var h Head
+		err := tx.QueryRow(ctx, s.q.version, id, version).Scan(&h.ID, &h.Spec, &h.Version, &h.Disabled)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(h); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, s.q.upsertHead, id, version, false)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("activate %s %s version %d: %w", s.kind, id, version, err)
+	}
+	return nil
 }
 
 // Disable stops id; applying it again (not disabled) re-enables it.

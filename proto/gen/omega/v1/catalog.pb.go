@@ -27,7 +27,7 @@ type Applied struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Version int32                  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	// created, updated or unchanged.
+	// created, updated or unchanged; draft for a stored but inactive version.
 	Status        string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -235,8 +235,10 @@ func (*ValidateRuleResponse) Descriptor() ([]byte, []int) {
 }
 
 type ApplyRuleRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Rule          *structpb.Struct       `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Rule  *structpb.Struct       `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
+	// Store the version without activating it.
+	Draft         bool `protobuf:"varint,2,opt,name=draft,proto3" json:"draft,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -278,6 +280,293 @@ func (x *ApplyRuleRequest) GetRule() *structpb.Struct {
 	return nil
 }
 
+func (x *ApplyRuleRequest) GetDraft() bool {
+	if x != nil {
+		return x.Draft
+	}
+	return false
+}
+
+type ActivateRuleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Version       int32                  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivateRuleRequest) Reset() {
+	*x = ActivateRuleRequest{}
+	mi := &file_omega_v1_catalog_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivateRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivateRuleRequest) ProtoMessage() {}
+
+func (x *ActivateRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_catalog_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivateRuleRequest.ProtoReflect.Descriptor instead.
+func (*ActivateRuleRequest) Descriptor() ([]byte, []int) {
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ActivateRuleRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ActivateRuleRequest) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type ActivateRuleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivateRuleResponse) Reset() {
+	*x = ActivateRuleResponse{}
+	mi := &file_omega_v1_catalog_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivateRuleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivateRuleResponse) ProtoMessage() {}
+
+func (x *ActivateRuleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_catalog_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivateRuleResponse.ProtoReflect.Descriptor instead.
+func (*ActivateRuleResponse) Descriptor() ([]byte, []int) {
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{6}
+}
+
+type DryRunRuleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rule as in its file; or rule_id to dry-run a stored rule's active version.
+	Rule   *structpb.Struct `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
+	RuleId string           `protobuf:"bytes,2,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// Up to 10000 sample events, played in order.
+	Events        []*Event `protobuf:"bytes,3,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DryRunRuleRequest) Reset() {
+	*x = DryRunRuleRequest{}
+	mi := &file_omega_v1_catalog_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DryRunRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DryRunRuleRequest) ProtoMessage() {}
+
+func (x *DryRunRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_catalog_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DryRunRuleRequest.ProtoReflect.Descriptor instead.
+func (*DryRunRuleRequest) Descriptor() ([]byte, []int) {
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *DryRunRuleRequest) GetRule() *structpb.Struct {
+	if x != nil {
+		return x.Rule
+	}
+	return nil
+}
+
+func (x *DryRunRuleRequest) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *DryRunRuleRequest) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type DryRunRuleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Matches       []*DryRunMatch         `protobuf:"bytes,1,rep,name=matches,proto3" json:"matches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DryRunRuleResponse) Reset() {
+	*x = DryRunRuleResponse{}
+	mi := &file_omega_v1_catalog_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DryRunRuleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DryRunRuleResponse) ProtoMessage() {}
+
+func (x *DryRunRuleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_catalog_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DryRunRuleResponse.ProtoReflect.Descriptor instead.
+func (*DryRunRuleResponse) Descriptor() ([]byte, []int) {
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DryRunRuleResponse) GetMatches() []*DryRunMatch {
+	if x != nil {
+		return x.Matches
+	}
+	return nil
+}
+
+// DryRunMatch is one match a dry run found: one reach would start for it.
+type DryRunMatch struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RuleId    string                 `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	UserId    string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	JourneyId string                 `protobuf:"bytes,3,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
+	// The idempotency key of the reach it would start.
+	MatchKey      string           `protobuf:"bytes,4,opt,name=match_key,json=matchKey,proto3" json:"match_key,omitempty"`
+	ReachId       string           `protobuf:"bytes,5,opt,name=reach_id,json=reachId,proto3" json:"reach_id,omitempty"`
+	Attrs         *structpb.Struct `protobuf:"bytes,6,opt,name=attrs,proto3" json:"attrs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DryRunMatch) Reset() {
+	*x = DryRunMatch{}
+	mi := &file_omega_v1_catalog_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DryRunMatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DryRunMatch) ProtoMessage() {}
+
+func (x *DryRunMatch) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_catalog_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DryRunMatch.ProtoReflect.Descriptor instead.
+func (*DryRunMatch) Descriptor() ([]byte, []int) {
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DryRunMatch) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *DryRunMatch) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *DryRunMatch) GetJourneyId() string {
+	if x != nil {
+		return x.JourneyId
+	}
+	return ""
+}
+
+func (x *DryRunMatch) GetMatchKey() string {
+	if x != nil {
+		return x.MatchKey
+	}
+	return ""
+}
+
+func (x *DryRunMatch) GetReachId() string {
+	if x != nil {
+		return x.ReachId
+	}
+	return ""
+}
+
+func (x *DryRunMatch) GetAttrs() *structpb.Struct {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
+}
+
 type ApplyRuleResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Applied       *Applied               `protobuf:"bytes,1,opt,name=applied,proto3" json:"applied,omitempty"`
@@ -287,7 +576,7 @@ type ApplyRuleResponse struct {
 
 func (x *ApplyRuleResponse) Reset() {
 	*x = ApplyRuleResponse{}
-	mi := &file_omega_v1_catalog_proto_msgTypes[5]
+	mi := &file_omega_v1_catalog_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -299,7 +588,7 @@ func (x *ApplyRuleResponse) String() string {
 func (*ApplyRuleResponse) ProtoMessage() {}
 
 func (x *ApplyRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_catalog_proto_msgTypes[5]
+	mi := &file_omega_v1_catalog_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -312,7 +601,7 @@ func (x *ApplyRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRuleResponse.ProtoReflect.Descriptor instead.
 func (*ApplyRuleResponse) Descriptor() ([]byte, []int) {
-	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{5}
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ApplyRuleResponse) GetApplied() *Applied {
@@ -323,15 +612,17 @@ func (x *ApplyRuleResponse) GetApplied() *Applied {
 }
 
 type GetRuleRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// A stored version; the active one when 0.
+	Version       int32 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetRuleRequest) Reset() {
 	*x = GetRuleRequest{}
-	mi := &file_omega_v1_catalog_proto_msgTypes[6]
+	mi := &file_omega_v1_catalog_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -343,7 +634,7 @@ func (x *GetRuleRequest) String() string {
 func (*GetRuleRequest) ProtoMessage() {}
 
 func (x *GetRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_catalog_proto_msgTypes[6]
+	mi := &file_omega_v1_catalog_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -356,7 +647,7 @@ func (x *GetRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRuleRequest.ProtoReflect.Descriptor instead.
 func (*GetRuleRequest) Descriptor() ([]byte, []int) {
-	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{6}
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetRuleRequest) GetId() string {
@@ -364,6 +655,13 @@ func (x *GetRuleRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *GetRuleRequest) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
 }
 
 type GetRuleResponse struct {
@@ -375,7 +673,7 @@ type GetRuleResponse struct {
 
 func (x *GetRuleResponse) Reset() {
 	*x = GetRuleResponse{}
-	mi := &file_omega_v1_catalog_proto_msgTypes[7]
+	mi := &file_omega_v1_catalog_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +685,7 @@ func (x *GetRuleResponse) String() string {
 func (*GetRuleResponse) ProtoMessage() {}
 
 func (x *GetRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_catalog_proto_msgTypes[7]
+	mi := &file_omega_v1_catalog_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +698,7 @@ func (x *GetRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRuleResponse.ProtoReflect.Descriptor instead.
 func (*GetRuleResponse) Descriptor() ([]byte, []int) {
-	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{7}
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetRuleResponse) GetRule() *Stored {
@@ -418,7 +716,7 @@ type ListRulesRequest struct {
 
 func (x *ListRulesRequest) Reset() {
 	*x = ListRulesRequest{}
-	mi := &file_omega_v1_catalog_proto_msgTypes[8]
+	mi := &file_omega_v1_catalog_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +728,7 @@ func (x *ListRulesRequest) String() string {
 func (*ListRulesRequest) ProtoMessage() {}
 
 func (x *ListRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_catalog_proto_msgTypes[8]
+	mi := &file_omega_v1_catalog_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +741,7 @@ func (x *ListRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListRulesRequest) Descriptor() ([]byte, []int) {
-	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{8}
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{13}
 }
 
 type ListRulesResponse struct {
@@ -455,7 +753,7 @@ type ListRulesResponse struct {
 
 func (x *ListRulesResponse) Reset() {
 	*x = ListRulesResponse{}
-	mi := &file_omega_v1_catalog_proto_msgTypes[9]
+	mi := &file_omega_v1_catalog_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -467,7 +765,7 @@ func (x *ListRulesResponse) String() string {
 func (*ListRulesResponse) ProtoMessage() {}
 
 func (x *ListRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_catalog_proto_msgTypes[9]
+	mi := &file_omega_v1_catalog_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -480,7 +778,7 @@ func (x *ListRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListRulesResponse) Descriptor() ([]byte, []int) {
-	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{9}
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListRulesResponse) GetRules() []*Stored {
@@ -499,7 +797,7 @@ type DisableRuleRequest struct {
 
 func (x *DisableRuleRequest) Reset() {
 	*x = DisableRuleRequest{}
-	mi := &file_omega_v1_catalog_proto_msgTypes[10]
+	mi := &file_omega_v1_catalog_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +809,7 @@ func (x *DisableRuleRequest) String() string {
 func (*DisableRuleRequest) ProtoMessage() {}
 
 func (x *DisableRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_catalog_proto_msgTypes[10]
+	mi := &file_omega_v1_catalog_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +822,7 @@ func (x *DisableRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableRuleRequest.ProtoReflect.Descriptor instead.
 func (*DisableRuleRequest) Descriptor() ([]byte, []int) {
-	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{10}
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DisableRuleRequest) GetId() string {
@@ -542,7 +840,7 @@ type DisableRuleResponse struct {
 
 func (x *DisableRuleResponse) Reset() {
 	*x = DisableRuleResponse{}
-	mi := &file_omega_v1_catalog_proto_msgTypes[11]
+	mi := &file_omega_v1_catalog_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -554,7 +852,7 @@ func (x *DisableRuleResponse) String() string {
 func (*DisableRuleResponse) ProtoMessage() {}
 
 func (x *DisableRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_catalog_proto_msgTypes[11]
+	mi := &file_omega_v1_catalog_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -567,7 +865,7 @@ func (x *DisableRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableRuleResponse.ProtoReflect.Descriptor instead.
 func (*DisableRuleResponse) Descriptor() ([]byte, []int) {
-	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{11}
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{16}
 }
 
 type ValidateJourneyRequest struct {
@@ -579,7 +877,7 @@ type ValidateJourneyRequest struct {
 
 func (x *ValidateJourneyRequest) Reset() {
 	*x = ValidateJourneyRequest{}
-	mi := &file_omega_v1_catalog_proto_msgTypes[12]
+	mi := &file_omega_v1_catalog_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -591,7 +889,7 @@ func (x *ValidateJourneyRequest) String() string {
 func (*ValidateJourneyRequest) ProtoMessage() {}
 
 func (x *ValidateJourneyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_catalog_proto_msgTypes[12]
+	mi := &file_omega_v1_catalog_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -604,7 +902,7 @@ func (x *ValidateJourneyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateJourneyRequest.ProtoReflect.Descriptor instead.
 func (*ValidateJourneyRequest) Descriptor() ([]byte, []int) {
-	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{12}
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ValidateJourneyRequest) GetJourney() *structpb.Struct {
@@ -622,7 +920,7 @@ type ValidateJourneyResponse struct {
 
 func (x *ValidateJourneyResponse) Reset() {
 	*x = ValidateJourneyResponse{}
-	mi := &file_omega_v1_catalog_proto_msgTypes[13]
+	mi := &file_omega_v1_catalog_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +932,7 @@ func (x *ValidateJourneyResponse) String() string {
 func (*ValidateJourneyResponse) ProtoMessage() {}
 
 func (x *ValidateJourneyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_catalog_proto_msgTypes[13]
+	mi := &file_omega_v1_catalog_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,19 +945,21 @@ func (x *ValidateJourneyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateJourneyResponse.ProtoReflect.Descriptor instead.
 func (*ValidateJourneyResponse) Descriptor() ([]byte, []int) {
-	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{13}
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{18}
 }
 
 type ApplyJourneyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Journey       *structpb.Struct       `protobuf:"bytes,1,opt,name=journey,proto3" json:"journey,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Journey *structpb.Struct       `protobuf:"bytes,1,opt,name=journey,proto3" json:"journey,omitempty"`
+	// Store the version without activating it.
+	Draft         bool `protobuf:"varint,2,opt,name=draft,proto3" json:"draft,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyJourneyRequest) Reset() {
 	*x = ApplyJourneyRequest{}
-	mi := &file_omega_v1_catalog_proto_msgTypes[14]
+	mi := &file_omega_v1_catalog_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +971,7 @@ func (x *ApplyJourneyRequest) String() string {
 func (*ApplyJourneyRequest) ProtoMessage() {}
 
 func (x *ApplyJourneyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_catalog_proto_msgTypes[14]
+	mi := &file_omega_v1_catalog_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +984,7 @@ func (x *ApplyJourneyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyJourneyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyJourneyRequest) Descriptor() ([]byte, []int) {
-	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{14}
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ApplyJourneyRequest) GetJourney() *structpb.Struct {
@@ -692,6 +992,424 @@ func (x *ApplyJourneyRequest) GetJourney() *structpb.Struct {
 		return x.Journey
 	}
 	return nil
+}
+
+func (x *ApplyJourneyRequest) GetDraft() bool {
+	if x != nil {
+		return x.Draft
+	}
+	return false
+}
+
+type ActivateJourneyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Version       int32                  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivateJourneyRequest) Reset() {
+	*x = ActivateJourneyRequest{}
+	mi := &file_omega_v1_catalog_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivateJourneyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivateJourneyRequest) ProtoMessage() {}
+
+func (x *ActivateJourneyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_catalog_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivateJourneyRequest.ProtoReflect.Descriptor instead.
+func (*ActivateJourneyRequest) Descriptor() ([]byte, []int) {
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ActivateJourneyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ActivateJourneyRequest) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type ActivateJourneyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivateJourneyResponse) Reset() {
+	*x = ActivateJourneyResponse{}
+	mi := &file_omega_v1_catalog_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivateJourneyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivateJourneyResponse) ProtoMessage() {}
+
+func (x *ActivateJourneyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_catalog_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivateJourneyResponse.ProtoReflect.Descriptor instead.
+func (*ActivateJourneyResponse) Descriptor() ([]byte, []int) {
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{21}
+}
+
+type DryRunJourneyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The journey as in its file; or journey_id (and version, 0 for the active one) for a stored one.
+	Journey   *structpb.Struct `protobuf:"bytes,1,opt,name=journey,proto3" json:"journey,omitempty"`
+	JourneyId string           `protobuf:"bytes,2,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
+	Version   int32            `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// The hypothetical user: the split and the profile condition read these.
+	UserId string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// What the match carries (item_id, attrs ...), as conditions and templates read it.
+	Match *structpb.Struct `protobuf:"bytes,5,opt,name=match,proto3" json:"match,omitempty"`
+	// The user's profile (attrs, locale, time_zone), as conditions and templates read it.
+	Profile *structpb.Struct `protobuf:"bytes,6,opt,name=profile,proto3" json:"profile,omitempty"`
+	Locale  string           `protobuf:"bytes,7,opt,name=locale,proto3" json:"locale,omitempty"`
+	// Responses the user gives, in order.
+	Responses []*DryRunResponse `protobuf:"bytes,8,rep,name=responses,proto3" json:"responses,omitempty"`
+	// Channels whose provider refuses the send (the step's fallback is taken).
+	FailedChannels []string `protobuf:"bytes,9,rep,name=failed_channels,json=failedChannels,proto3" json:"failed_channels,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DryRunJourneyRequest) Reset() {
+	*x = DryRunJourneyRequest{}
+	mi := &file_omega_v1_catalog_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DryRunJourneyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DryRunJourneyRequest) ProtoMessage() {}
+
+func (x *DryRunJourneyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_catalog_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DryRunJourneyRequest.ProtoReflect.Descriptor instead.
+func (*DryRunJourneyRequest) Descriptor() ([]byte, []int) {
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DryRunJourneyRequest) GetJourney() *structpb.Struct {
+	if x != nil {
+		return x.Journey
+	}
+	return nil
+}
+
+func (x *DryRunJourneyRequest) GetJourneyId() string {
+	if x != nil {
+		return x.JourneyId
+	}
+	return ""
+}
+
+func (x *DryRunJourneyRequest) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *DryRunJourneyRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *DryRunJourneyRequest) GetMatch() *structpb.Struct {
+	if x != nil {
+		return x.Match
+	}
+	return nil
+}
+
+func (x *DryRunJourneyRequest) GetProfile() *structpb.Struct {
+	if x != nil {
+		return x.Profile
+	}
+	return nil
+}
+
+func (x *DryRunJourneyRequest) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
+
+func (x *DryRunJourneyRequest) GetResponses() []*DryRunResponse {
+	if x != nil {
+		return x.Responses
+	}
+	return nil
+}
+
+func (x *DryRunJourneyRequest) GetFailedChannels() []string {
+	if x != nil {
+		return x.FailedChannels
+	}
+	return nil
+}
+
+// DryRunResponse is a response the hypothetical user gives.
+type DryRunResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// push_open, chat_started, order_paid.
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// How long after the step that waits for it ("2h"); within any timeout when empty.
+	After         string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DryRunResponse) Reset() {
+	*x = DryRunResponse{}
+	mi := &file_omega_v1_catalog_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DryRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DryRunResponse) ProtoMessage() {}
+
+func (x *DryRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_catalog_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DryRunResponse.ProtoReflect.Descriptor instead.
+func (*DryRunResponse) Descriptor() ([]byte, []int) {
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *DryRunResponse) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *DryRunResponse) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+type DryRunJourneyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Steps []*WalkStep            `protobuf:"bytes,1,rep,name=steps,proto3" json:"steps,omitempty"`
+	// The final status: sent, converted, completed ...
+	Status         string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	JourneyVersion int32  `protobuf:"varint,3,opt,name=journey_version,json=journeyVersion,proto3" json:"journey_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DryRunJourneyResponse) Reset() {
+	*x = DryRunJourneyResponse{}
+	mi := &file_omega_v1_catalog_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DryRunJourneyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DryRunJourneyResponse) ProtoMessage() {}
+
+func (x *DryRunJourneyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_catalog_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DryRunJourneyResponse.ProtoReflect.Descriptor instead.
+func (*DryRunJourneyResponse) Descriptor() ([]byte, []int) {
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DryRunJourneyResponse) GetSteps() []*WalkStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *DryRunJourneyResponse) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *DryRunJourneyResponse) GetJourneyVersion() int32 {
+	if x != nil {
+		return x.JourneyVersion
+	}
+	return 0
+}
+
+// WalkStep is one step a dry run took.
+type WalkStep struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Step          string                 `protobuf:"bytes,1,opt,name=step,proto3" json:"step,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Outcome       string                 `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Channel       string                 `protobuf:"bytes,4,opt,name=channel,proto3" json:"channel,omitempty"`
+	Title         string                 `protobuf:"bytes,5,opt,name=title,proto3" json:"title,omitempty"`
+	Body          string                 `protobuf:"bytes,6,opt,name=body,proto3" json:"body,omitempty"`
+	Next          string                 `protobuf:"bytes,7,opt,name=next,proto3" json:"next,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WalkStep) Reset() {
+	*x = WalkStep{}
+	mi := &file_omega_v1_catalog_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WalkStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WalkStep) ProtoMessage() {}
+
+func (x *WalkStep) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_catalog_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WalkStep.ProtoReflect.Descriptor instead.
+func (*WalkStep) Descriptor() ([]byte, []int) {
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *WalkStep) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *WalkStep) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *WalkStep) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *WalkStep) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *WalkStep) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *WalkStep) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+func (x *WalkStep) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
 }
 
 type ApplyJourneyResponse struct {
@@ -703,7 +1421,7 @@ type ApplyJourneyResponse struct {
 
 func (x *ApplyJourneyResponse) Reset() {
 	*x = ApplyJourneyResponse{}
-	mi := &file_omega_v1_catalog_proto_msgTypes[15]
+	mi := &file_omega_v1_catalog_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +1433,7 @@ func (x *ApplyJourneyResponse) String() string {
 func (*ApplyJourneyResponse) ProtoMessage() {}
 
 func (x *ApplyJourneyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_catalog_proto_msgTypes[15]
+	mi := &file_omega_v1_catalog_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +1446,7 @@ func (x *ApplyJourneyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyJourneyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyJourneyResponse) Descriptor() ([]byte, []int) {
-	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{15}
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ApplyJourneyResponse) GetApplied() *Applied {
@@ -739,15 +1457,17 @@ func (x *ApplyJourneyResponse) GetApplied() *Applied {
 }
 
 type GetJourneyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// A stored version; the active one when 0.
+	Version       int32 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetJourneyRequest) Reset() {
 	*x = GetJourneyRequest{}
-	mi := &file_omega_v1_catalog_proto_msgTypes[16]
+	mi := &file_omega_v1_catalog_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -759,7 +1479,7 @@ func (x *GetJourneyRequest) String() string {
 func (*GetJourneyRequest) ProtoMessage() {}
 
 func (x *GetJourneyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_catalog_proto_msgTypes[16]
+	mi := &file_omega_v1_catalog_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -772,7 +1492,7 @@ func (x *GetJourneyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJourneyRequest.ProtoReflect.Descriptor instead.
 func (*GetJourneyRequest) Descriptor() ([]byte, []int) {
-	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{16}
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetJourneyRequest) GetId() string {
@@ -780,6 +1500,13 @@ func (x *GetJourneyRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *GetJourneyRequest) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
 }
 
 type GetJourneyResponse struct {
@@ -791,7 +1518,7 @@ type GetJourneyResponse struct {
 
 func (x *GetJourneyResponse) Reset() {
 	*x = GetJourneyResponse{}
-	mi := &file_omega_v1_catalog_proto_msgTypes[17]
+	mi := &file_omega_v1_catalog_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +1530,7 @@ func (x *GetJourneyResponse) String() string {
 func (*GetJourneyResponse) ProtoMessage() {}
 
 func (x *GetJourneyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_catalog_proto_msgTypes[17]
+	mi := &file_omega_v1_catalog_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +1543,7 @@ func (x *GetJourneyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJourneyResponse.ProtoReflect.Descriptor instead.
 func (*GetJourneyResponse) Descriptor() ([]byte, []int) {
-	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{17}
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetJourneyResponse) GetJourney() *Stored {
@@ -834,7 +1561,7 @@ type ListJourneysRequest struct {
 
 func (x *ListJourneysRequest) Reset() {
 	*x = ListJourneysRequest{}
-	mi := &file_omega_v1_catalog_proto_msgTypes[18]
+	mi := &file_omega_v1_catalog_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +1573,7 @@ func (x *ListJourneysRequest) String() string {
 func (*ListJourneysRequest) ProtoMessage() {}
 
 func (x *ListJourneysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_catalog_proto_msgTypes[18]
+	mi := &file_omega_v1_catalog_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +1586,7 @@ func (x *ListJourneysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJourneysRequest.ProtoReflect.Descriptor instead.
 func (*ListJourneysRequest) Descriptor() ([]byte, []int) {
-	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{18}
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{29}
 }
 
 type ListJourneysResponse struct {
@@ -871,7 +1598,7 @@ type ListJourneysResponse struct {
 
 func (x *ListJourneysResponse) Reset() {
 	*x = ListJourneysResponse{}
-	mi := &file_omega_v1_catalog_proto_msgTypes[19]
+	mi := &file_omega_v1_catalog_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +1610,7 @@ func (x *ListJourneysResponse) String() string {
 func (*ListJourneysResponse) ProtoMessage() {}
 
 func (x *ListJourneysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_catalog_proto_msgTypes[19]
+	mi := &file_omega_v1_catalog_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +1623,7 @@ func (x *ListJourneysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJourneysResponse.ProtoReflect.Descriptor instead.
 func (*ListJourneysResponse) Descriptor() ([]byte, []int) {
-	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{19}
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListJourneysResponse) GetJourneys() []*Stored {
@@ -915,7 +1642,7 @@ type DisableJourneyRequest struct {
 
 func (x *DisableJourneyRequest) Reset() {
 	*x = DisableJourneyRequest{}
-	mi := &file_omega_v1_catalog_proto_msgTypes[20]
+	mi := &file_omega_v1_catalog_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1654,7 @@ func (x *DisableJourneyRequest) String() string {
 func (*DisableJourneyRequest) ProtoMessage() {}
 
 func (x *DisableJourneyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_catalog_proto_msgTypes[20]
+	mi := &file_omega_v1_catalog_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1667,7 @@ func (x *DisableJourneyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableJourneyRequest.ProtoReflect.Descriptor instead.
 func (*DisableJourneyRequest) Descriptor() ([]byte, []int) {
-	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{20}
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DisableJourneyRequest) GetId() string {
@@ -958,7 +1685,7 @@ type DisableJourneyResponse struct {
 
 func (x *DisableJourneyResponse) Reset() {
 	*x = DisableJourneyResponse{}
-	mi := &file_omega_v1_catalog_proto_msgTypes[21]
+	mi := &file_omega_v1_catalog_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1697,7 @@ func (x *DisableJourneyResponse) String() string {
 func (*DisableJourneyResponse) ProtoMessage() {}
 
 func (x *DisableJourneyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_catalog_proto_msgTypes[21]
+	mi := &file_omega_v1_catalog_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,14 +1710,14 @@ func (x *DisableJourneyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableJourneyResponse.ProtoReflect.Descriptor instead.
 func (*DisableJourneyResponse) Descriptor() ([]byte, []int) {
-	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{21}
+	return file_omega_v1_catalog_proto_rawDescGZIP(), []int{32}
 }
 
 var File_omega_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_omega_v1_catalog_proto_rawDesc = "" +
 	"\n" +
-	"\x16omega/v1/catalog.proto\x12\bomega.v1\x1a\x1cgoogle/protobuf/struct.proto\"K\n" +
+	"\x16omega/v1/catalog.proto\x12\bomega.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x14omega/v1/event.proto\"K\n" +
 	"\aApplied\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x05R\aversion\x12\x16\n" +
@@ -1002,13 +1729,33 @@ const file_omega_v1_catalog_proto_rawDesc = "" +
 	"\x04spec\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x04spec\"B\n" +
 	"\x13ValidateRuleRequest\x12+\n" +
 	"\x04rule\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x04rule\"\x16\n" +
-	"\x14ValidateRuleResponse\"?\n" +
+	"\x14ValidateRuleResponse\"U\n" +
 	"\x10ApplyRuleRequest\x12+\n" +
-	"\x04rule\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x04rule\"@\n" +
+	"\x04rule\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x04rule\x12\x14\n" +
+	"\x05draft\x18\x02 \x01(\bR\x05draft\"?\n" +
+	"\x13ActivateRuleRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x05R\aversion\"\x16\n" +
+	"\x14ActivateRuleResponse\"\x82\x01\n" +
+	"\x11DryRunRuleRequest\x12+\n" +
+	"\x04rule\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x04rule\x12\x17\n" +
+	"\arule_id\x18\x02 \x01(\tR\x06ruleId\x12'\n" +
+	"\x06events\x18\x03 \x03(\v2\x0f.omega.v1.EventR\x06events\"E\n" +
+	"\x12DryRunRuleResponse\x12/\n" +
+	"\amatches\x18\x01 \x03(\v2\x15.omega.v1.DryRunMatchR\amatches\"\xc5\x01\n" +
+	"\vDryRunMatch\x12\x17\n" +
+	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n" +
+	"\n" +
+	"journey_id\x18\x03 \x01(\tR\tjourneyId\x12\x1b\n" +
+	"\tmatch_key\x18\x04 \x01(\tR\bmatchKey\x12\x19\n" +
+	"\breach_id\x18\x05 \x01(\tR\areachId\x12-\n" +
+	"\x05attrs\x18\x06 \x01(\v2\x17.google.protobuf.StructR\x05attrs\"@\n" +
 	"\x11ApplyRuleResponse\x12+\n" +
-	"\aapplied\x18\x01 \x01(\v2\x11.omega.v1.AppliedR\aapplied\" \n" +
+	"\aapplied\x18\x01 \x01(\v2\x11.omega.v1.AppliedR\aapplied\":\n" +
 	"\x0eGetRuleRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"7\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x05R\aversion\"7\n" +
 	"\x0fGetRuleResponse\x12$\n" +
 	"\x04rule\x18\x01 \x01(\v2\x10.omega.v1.StoredR\x04rule\"\x12\n" +
 	"\x10ListRulesRequest\";\n" +
@@ -1019,13 +1766,45 @@ const file_omega_v1_catalog_proto_rawDesc = "" +
 	"\x13DisableRuleResponse\"K\n" +
 	"\x16ValidateJourneyRequest\x121\n" +
 	"\ajourney\x18\x01 \x01(\v2\x17.google.protobuf.StructR\ajourney\"\x19\n" +
-	"\x17ValidateJourneyResponse\"H\n" +
+	"\x17ValidateJourneyResponse\"^\n" +
 	"\x13ApplyJourneyRequest\x121\n" +
-	"\ajourney\x18\x01 \x01(\v2\x17.google.protobuf.StructR\ajourney\"C\n" +
+	"\ajourney\x18\x01 \x01(\v2\x17.google.protobuf.StructR\ajourney\x12\x14\n" +
+	"\x05draft\x18\x02 \x01(\bR\x05draft\"B\n" +
+	"\x16ActivateJourneyRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x05R\aversion\"\x19\n" +
+	"\x17ActivateJourneyResponse\"\xf6\x02\n" +
+	"\x14DryRunJourneyRequest\x121\n" +
+	"\ajourney\x18\x01 \x01(\v2\x17.google.protobuf.StructR\ajourney\x12\x1d\n" +
+	"\n" +
+	"journey_id\x18\x02 \x01(\tR\tjourneyId\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x05R\aversion\x12\x17\n" +
+	"\auser_id\x18\x04 \x01(\tR\x06userId\x12-\n" +
+	"\x05match\x18\x05 \x01(\v2\x17.google.protobuf.StructR\x05match\x121\n" +
+	"\aprofile\x18\x06 \x01(\v2\x17.google.protobuf.StructR\aprofile\x12\x16\n" +
+	"\x06locale\x18\a \x01(\tR\x06locale\x126\n" +
+	"\tresponses\x18\b \x03(\v2\x18.omega.v1.DryRunResponseR\tresponses\x12'\n" +
+	"\x0ffailed_channels\x18\t \x03(\tR\x0efailedChannels\":\n" +
+	"\x0eDryRunResponse\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\"\x82\x01\n" +
+	"\x15DryRunJourneyResponse\x12(\n" +
+	"\x05steps\x18\x01 \x03(\v2\x12.omega.v1.WalkStepR\x05steps\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12'\n" +
+	"\x0fjourney_version\x18\x03 \x01(\x05R\x0ejourneyVersion\"\xa4\x01\n" +
+	"\bWalkStep\x12\x12\n" +
+	"\x04step\x18\x01 \x01(\tR\x04step\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
+	"\aoutcome\x18\x03 \x01(\tR\aoutcome\x12\x18\n" +
+	"\achannel\x18\x04 \x01(\tR\achannel\x12\x14\n" +
+	"\x05title\x18\x05 \x01(\tR\x05title\x12\x12\n" +
+	"\x04body\x18\x06 \x01(\tR\x04body\x12\x12\n" +
+	"\x04next\x18\a \x01(\tR\x04next\"C\n" +
 	"\x14ApplyJourneyResponse\x12+\n" +
-	"\aapplied\x18\x01 \x01(\v2\x11.omega.v1.AppliedR\aapplied\"#\n" +
+	"\aapplied\x18\x01 \x01(\v2\x11.omega.v1.AppliedR\aapplied\"=\n" +
 	"\x11GetJourneyRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"@\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x05R\aversion\"@\n" +
 	"\x12GetJourneyResponse\x12*\n" +
 	"\ajourney\x18\x01 \x01(\v2\x10.omega.v1.StoredR\ajourney\"\x15\n" +
 	"\x13ListJourneysRequest\"D\n" +
@@ -1033,16 +1812,21 @@ const file_omega_v1_catalog_proto_rawDesc = "" +
 	"\bjourneys\x18\x01 \x03(\v2\x10.omega.v1.StoredR\bjourneys\"'\n" +
 	"\x15DisableJourneyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x18\n" +
-	"\x16DisableJourneyResponse2\xfe\x02\n" +
+	"\x16DisableJourneyResponse2\x9a\x04\n" +
 	"\vRuleService\x12O\n" +
 	"\fValidateRule\x12\x1d.omega.v1.ValidateRuleRequest\x1a\x1e.omega.v1.ValidateRuleResponse\"\x00\x12F\n" +
-	"\tApplyRule\x12\x1a.omega.v1.ApplyRuleRequest\x1a\x1b.omega.v1.ApplyRuleResponse\"\x00\x12@\n" +
+	"\tApplyRule\x12\x1a.omega.v1.ApplyRuleRequest\x1a\x1b.omega.v1.ApplyRuleResponse\"\x00\x12O\n" +
+	"\fActivateRule\x12\x1d.omega.v1.ActivateRuleRequest\x1a\x1e.omega.v1.ActivateRuleResponse\"\x00\x12I\n" +
+	"\n" +
+	"DryRunRule\x12\x1b.omega.v1.DryRunRuleRequest\x1a\x1c.omega.v1.DryRunRuleResponse\"\x00\x12@\n" +
 	"\aGetRule\x12\x18.omega.v1.GetRuleRequest\x1a\x19.omega.v1.GetRuleResponse\"\x00\x12F\n" +
 	"\tListRules\x12\x1a.omega.v1.ListRulesRequest\x1a\x1b.omega.v1.ListRulesResponse\"\x00\x12L\n" +
-	"\vDisableRule\x12\x1c.omega.v1.DisableRuleRequest\x1a\x1d.omega.v1.DisableRuleResponse\"\x002\xae\x03\n" +
+	"\vDisableRule\x12\x1c.omega.v1.DisableRuleRequest\x1a\x1d.omega.v1.DisableRuleResponse\"\x002\xdc\x04\n" +
 	"\x0eJourneyService\x12X\n" +
 	"\x0fValidateJourney\x12 .omega.v1.ValidateJourneyRequest\x1a!.omega.v1.ValidateJourneyResponse\"\x00\x12O\n" +
-	"\fApplyJourney\x12\x1d.omega.v1.ApplyJourneyRequest\x1a\x1e.omega.v1.ApplyJourneyResponse\"\x00\x12I\n" +
+	"\fApplyJourney\x12\x1d.omega.v1.ApplyJourneyRequest\x1a\x1e.omega.v1.ApplyJourneyResponse\"\x00\x12X\n" +
+	"\x0fActivateJourney\x12 .omega.v1.ActivateJourneyRequest\x1a!.omega.v1.ActivateJourneyResponse\"\x00\x12R\n" +
+	"\rDryRunJourney\x12\x1e.omega.v1.DryRunJourneyRequest\x1a\x1f.omega.v1.DryRunJourneyResponse\"\x00\x12I\n" +
 	"\n" +
 	"GetJourney\x12\x1b.omega.v1.GetJourneyRequest\x1a\x1c.omega.v1.GetJourneyResponse\"\x00\x12O\n" +
 	"\fListJourneys\x12\x1d.omega.v1.ListJourneysRequest\x1a\x1e.omega.v1.ListJourneysResponse\"\x00\x12U\n" +
@@ -1060,69 +1844,98 @@ func file_omega_v1_catalog_proto_rawDescGZIP() []byte {
 	return file_omega_v1_catalog_proto_rawDescData
 }
 
-var file_omega_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_omega_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_omega_v1_catalog_proto_goTypes = []any{
 	(*Applied)(nil),                 // 0: omega.v1.Applied
 	(*Stored)(nil),                  // 1: omega.v1.Stored
 	(*ValidateRuleRequest)(nil),     // 2: omega.v1.ValidateRuleRequest
 	(*ValidateRuleResponse)(nil),    // 3: omega.v1.ValidateRuleResponse
 	(*ApplyRuleRequest)(nil),        // 4: omega.v1.ApplyRuleRequest
-	(*ApplyRuleResponse)(nil),       // 5: omega.v1.ApplyRuleResponse
-	(*GetRuleRequest)(nil),          // 6: omega.v1.GetRuleRequest
-	(*GetRuleResponse)(nil),         // 7: omega.v1.GetRuleResponse
-	(*ListRulesRequest)(nil),        // 8: omega.v1.ListRulesRequest
-	(*ListRulesResponse)(nil),       // 9: omega.v1.ListRulesResponse
-	(*DisableRuleRequest)(nil),      // 10: omega.v1.DisableRuleRequest
-	(*DisableRuleResponse)(nil),     // 11: omega.v1.DisableRuleResponse
-	(*ValidateJourneyRequest)(nil),  // 12: omega.v1.ValidateJourneyRequest
-	(*ValidateJourneyResponse)(nil), // 13: omega.v1.ValidateJourneyResponse
-	(*ApplyJourneyRequest)(nil),     // 14: omega.v1.ApplyJourneyRequest
-	(*ApplyJourneyResponse)(nil),    // 15: omega.v1.ApplyJourneyResponse
-	(*GetJourneyRequest)(nil),       // 16: omega.v1.GetJourneyRequest
-	(*GetJourneyResponse)(nil),      // 17: omega.v1.GetJourneyResponse
-	(*ListJourneysRequest)(nil),     // 18: omega.v1.ListJourneysRequest
-	(*ListJourneysResponse)(nil),    // 19: omega.v1.ListJourneysResponse
-	(*DisableJourneyRequest)(nil),   // 20: omega.v1.DisableJourneyRequest
-	(*DisableJourneyResponse)(nil),  // 21: omega.v1.DisableJourneyResponse
-	(*structpb.Struct)(nil),         // 22: google.protobuf.Struct
+	(*ActivateRuleRequest)(nil),     // 5: omega.v1.ActivateRuleRequest
+	(*ActivateRuleResponse)(nil),    // 6: omega.v1.ActivateRuleResponse
+	(*DryRunRuleRequest)(nil),       // 7: omega.v1.DryRunRuleRequest
+	(*DryRunRuleResponse)(nil),      // 8: omega.v1.DryRunRuleResponse
+	(*DryRunMatch)(nil),             // 9: omega.v1.DryRunMatch
+	(*ApplyRuleResponse)(nil),       // 10: omega.v1.ApplyRuleResponse
+	(*GetRuleRequest)(nil),          // 11: omega.v1.GetRuleRequest
+	(*GetRuleResponse)(nil),         // 12: omega.v1.GetRuleResponse
+	(*ListRulesRequest)(nil),        // 13: omega.v1.ListRulesRequest
+	(*ListRulesResponse)(nil),       // 14: omega.v1.ListRulesResponse
+	(*DisableRuleRequest)(nil),      // 15: omega.v1.DisableRuleRequest
+	(*DisableRuleResponse)(nil),     // 16: omega.v1.DisableRuleResponse
+	(*ValidateJourneyRequest)(nil),  // 17: omega.v1.ValidateJourneyRequest
+	(*ValidateJourneyResponse)(nil), // 18: omega.v1.ValidateJourneyResponse
+	(*ApplyJourneyRequest)(nil),     // 19: omega.v1.ApplyJourneyRequest
+	(*ActivateJourneyRequest)(nil),  // 20: omega.v1.ActivateJourneyRequest
+	(*ActivateJourneyResponse)(nil), // 21: omega.v1.ActivateJourneyResponse
+	(*DryRunJourneyRequest)(nil),    // 22: omega.v1.DryRunJourneyRequest
+	(*DryRunResponse)(nil),          // 23: omega.v1.DryRunResponse
+	(*DryRunJourneyResponse)(nil),   // 24: omega.v1.DryRunJourneyResponse
+	(*WalkStep)(nil),                // 25: omega.v1.WalkStep
+	(*ApplyJourneyResponse)(nil),    // 26: omega.v1.ApplyJourneyResponse
+	(*GetJourneyRequest)(nil),       // 27: omega.v1.GetJourneyRequest
+	(*GetJourneyResponse)(nil),      // 28: omega.v1.GetJourneyResponse
+	(*ListJourneysRequest)(nil),     // 29: omega.v1.ListJourneysRequest
+	(*ListJourneysResponse)(nil),    // 30: omega.v1.ListJourneysResponse
+	(*DisableJourneyRequest)(nil),   // 31: omega.v1.DisableJourneyRequest
+	(*DisableJourneyResponse)(nil),  // 32: omega.v1.DisableJourneyResponse
+	(*structpb.Struct)(nil),         // 33: google.protobuf.Struct
+	(*Event)(nil),                   // 34: omega.v1.Event
 }
 var file_omega_v1_catalog_proto_depIdxs = []int32{
-	22, // 0: omega.v1.Stored.spec:type_name -> google.protobuf.Struct
-	22, // 1: omega.v1.ValidateRuleRequest.rule:type_name -> google.protobuf.Struct
-	22, // 2: omega.v1.ApplyRuleRequest.rule:type_name -> google.protobuf.Struct
-	0,  // 3: omega.v1.ApplyRuleResponse.applied:type_name -> omega.v1.Applied
-	1,  // 4: omega.v1.GetRuleResponse.rule:type_name -> omega.v1.Stored
-	1,  // 5: omega.v1.ListRulesResponse.rules:type_name -> omega.v1.Stored
-	22, // 6: omega.v1.ValidateJourneyRequest.journey:type_name -> google.protobuf.Struct
-	22, // 7: omega.v1.ApplyJourneyRequest.journey:type_name -> google.protobuf.Struct
-	0,  // 8: omega.v1.ApplyJourneyResponse.applied:type_name -> omega.v1.Applied
-	1,  // 9: omega.v1.GetJourneyResponse.journey:type_name -> omega.v1.Stored
-	1,  // 10: omega.v1.ListJourneysResponse.journeys:type_name -> omega.v1.Stored
-	2,  // 11: omega.v1.RuleService.ValidateRule:input_type -> omega.v1.ValidateRuleRequest
-	4,  // 12: omega.v1.RuleService.ApplyRule:input_type -> omega.v1.ApplyRuleRequest
-	6,  // 13: omega.v1.RuleService.GetRule:input_type -> omega.v1.GetRuleRequest
-	8,  // 14: omega.v1.RuleService.ListRules:input_type -> omega.v1.ListRulesRequest
-	10, // 15: omega.v1.RuleService.DisableRule:input_type -> omega.v1.DisableRuleRequest
-	12, // 16: omega.v1.JourneyService.ValidateJourney:input_type -> omega.v1.ValidateJourneyRequest
-	14, // 17: omega.v1.JourneyService.ApplyJourney:input_type -> omega.v1.ApplyJourneyRequest
-	16, // 18: omega.v1.JourneyService.GetJourney:input_type -> omega.v1.GetJourneyRequest
-	18, // 19: omega.v1.JourneyService.ListJourneys:input_type -> omega.v1.ListJourneysRequest
-	20, // 20: omega.v1.JourneyService.DisableJourney:input_type -> omega.v1.DisableJourneyRequest
-	3,  // 21: omega.v1.RuleService.ValidateRule:output_type -> omega.v1.ValidateRuleResponse
-	5,  // 22: omega.v1.RuleService.ApplyRule:output_type -> omega.v1.ApplyRuleResponse
-	7,  // 23: omega.v1.RuleService.GetRule:output_type -> omega.v1.GetRuleResponse
-	9,  // 24: omega.v1.RuleService.ListRules:output_type -> omega.v1.ListRulesResponse
-	11, // 25: omega.v1.RuleService.DisableRule:output_type -> omega.v1.DisableRuleResponse
-	13, // 26: omega.v1.JourneyService.ValidateJourney:output_type -> omega.v1.ValidateJourneyResponse
-	15, // 27: omega.v1.JourneyService.ApplyJourney:output_type -> omega.v1.ApplyJourneyResponse
-	17, // 28: omega.v1.JourneyService.GetJourney:output_type -> omega.v1.GetJourneyResponse
-	19, // 29: omega.v1.JourneyService.ListJourneys:output_type -> omega.v1.ListJourneysResponse
-	21, // 30: omega.v1.JourneyService.DisableJourney:output_type -> omega.v1.DisableJourneyResponse
-	21, // [21:31] is the sub-list for method output_type
-	11, // [11:21] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	33, // 0: omega.v1.Stored.spec:type_name -> google.protobuf.Struct
+	33, // 1: omega.v1.ValidateRuleRequest.rule:type_name -> google.protobuf.Struct
+	33, // 2: omega.v1.ApplyRuleRequest.rule:type_name -> google.protobuf.Struct
+	33, // 3: omega.v1.DryRunRuleRequest.rule:type_name -> google.protobuf.Struct
+	34, // 4: omega.v1.DryRunRuleRequest.events:type_name -> omega.v1.Event
+	9,  // 5: omega.v1.DryRunRuleResponse.matches:type_name -> omega.v1.DryRunMatch
+	33, // 6: omega.v1.DryRunMatch.attrs:type_name -> google.protobuf.Struct
+	0,  // 7: omega.v1.ApplyRuleResponse.applied:type_name -> omega.v1.Applied
+	1,  // 8: omega.v1.GetRuleResponse.rule:type_name -> omega.v1.Stored
+	1,  // 9: omega.v1.ListRulesResponse.rules:type_name -> omega.v1.Stored
+	33, // 10: omega.v1.ValidateJourneyRequest.journey:type_name -> google.protobuf.Struct
+	33, // 11: omega.v1.ApplyJourneyRequest.journey:type_name -> google.protobuf.Struct
+	33, // 12: omega.v1.DryRunJourneyRequest.journey:type_name -> google.protobuf.Struct
+	33, // 13: omega.v1.DryRunJourneyRequest.match:type_name -> google.protobuf.Struct
+	33, // 14: omega.v1.DryRunJourneyRequest.profile:type_name -> google.protobuf.Struct
+	23, // 15: omega.v1.DryRunJourneyRequest.responses:type_name -> omega.v1.DryRunResponse
+	25, // 16: omega.v1.DryRunJourneyResponse.steps:type_name -> omega.v1.WalkStep
+	0,  // 17: omega.v1.ApplyJourneyResponse.applied:type_name -> omega.v1.Applied
+	1,  // 18: omega.v1.GetJourneyResponse.journey:type_name -> omega.v1.Stored
+	1,  // 19: omega.v1.ListJourneysResponse.journeys:type_name -> omega.v1.Stored
+	2,  // 20: omega.v1.RuleService.ValidateRule:input_type -> omega.v1.ValidateRuleRequest
+	4,  // 21: omega.v1.RuleService.ApplyRule:input_type -> omega.v1.ApplyRuleRequest
+	5,  // 22: omega.v1.RuleService.ActivateRule:input_type -> omega.v1.ActivateRuleRequest
+	7,  // 23: omega.v1.RuleService.DryRunRule:input_type -> omega.v1.DryRunRuleRequest
+	11, // 24: omega.v1.RuleService.GetRule:input_type -> omega.v1.GetRuleRequest
+	13, // 25: omega.v1.RuleService.ListRules:input_type -> omega.v1.ListRulesRequest
+	15, // 26: omega.v1.RuleService.DisableRule:input_type -> omega.v1.DisableRuleRequest
+	17, // 27: omega.v1.JourneyService.ValidateJourney:input_type -> omega.v1.ValidateJourneyRequest
+	19, // 28: omega.v1.JourneyService.ApplyJourney:input_type -> omega.v1.ApplyJourneyRequest
+	20, // 29: omega.v1.JourneyService.ActivateJourney:input_type -> omega.v1.ActivateJourneyRequest
+	22, // 30: omega.v1.JourneyService.DryRunJourney:input_type -> omega.v1.DryRunJourneyRequest
+	27, // 31: omega.v1.JourneyService.GetJourney:input_type -> omega.v1.GetJourneyRequest
+	29, // 32: omega.v1.JourneyService.ListJourneys:input_type -> omega.v1.ListJourneysRequest
+	31, // 33: omega.v1.JourneyService.DisableJourney:input_type -> omega.v1.DisableJourneyRequest
+	3,  // 34: omega.v1.RuleService.ValidateRule:output_type -> omega.v1.ValidateRuleResponse
+	10, // 35: omega.v1.RuleService.ApplyRule:output_type -> omega.v1.ApplyRuleResponse
+	6,  // 36: omega.v1.RuleService.ActivateRule:output_type -> omega.v1.ActivateRuleResponse
+	8,  // 37: omega.v1.RuleService.DryRunRule:output_type -> omega.v1.DryRunRuleResponse
+	12, // 38: omega.v1.RuleService.GetRule:output_type -> omega.v1.GetRuleResponse
+	14, // 39: omega.v1.RuleService.ListRules:output_type -> omega.v1.ListRulesResponse
+	16, // 40: omega.v1.RuleService.DisableRule:output_type -> omega.v1.DisableRuleResponse
+	18, // 41: omega.v1.JourneyService.ValidateJourney:output_type -> omega.v1.ValidateJourneyResponse
+	26, // 42: omega.v1.JourneyService.ApplyJourney:output_type -> omega.v1.ApplyJourneyResponse
+	21, // 43: omega.v1.JourneyService.ActivateJourney:output_type -> omega.v1.ActivateJourneyResponse
+	24, // 44: omega.v1.JourneyService.DryRunJourney:output_type -> omega.v1.DryRunJourneyResponse
+	28, // 45: omega.v1.JourneyService.GetJourney:output_type -> omega.v1.GetJourneyResponse
+	30, // 46: omega.v1.JourneyService.ListJourneys:output_type -> omega.v1.ListJourneysResponse
+	32, // 47: omega.v1.JourneyService.DisableJourney:output_type -> omega.v1.DisableJourneyResponse
+	34, // [34:48] is the sub-list for method output_type
+	20, // [20:34] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_omega_v1_catalog_proto_init() }
@@ -1130,13 +1943,14 @@ func file_omega_v1_catalog_proto_init() {
 	if File_omega_v1_catalog_proto != nil {
 		return
 	}
+	file_omega_v1_event_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_omega_v1_catalog_proto_rawDesc), len(file_omega_v1_catalog_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -148,9 +148,13 @@ func (x *TriggerResponse) GetCreated() bool {
 }
 
 type CancelRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ReachId       string                 `protobuf:"bytes,1,opt,name=reach_id,json=reachId,proto3" json:"reach_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One reach; or leave it empty and give user_id with rule_id and/or journey_id.
+	ReachId       string `protobuf:"bytes,1,opt,name=reach_id,json=reachId,proto3" json:"reach_id,omitempty"`
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	UserId        string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	RuleId        string `protobuf:"bytes,4,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	JourneyId     string `protobuf:"bytes,5,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -199,8 +203,31 @@ func (x *CancelRequest) GetReason() string {
 	return ""
 }
 
+func (x *CancelRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *CancelRequest) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *CancelRequest) GetJourneyId() string {
+	if x != nil {
+		return x.JourneyId
+	}
+	return ""
+}
+
 type CancelResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The reaches asked to stop.
+	Cancelled     []string `protobuf:"bytes,1,rep,name=cancelled,proto3" json:"cancelled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -233,6 +260,13 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
 	return file_omega_v1_reach_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CancelResponse) GetCancelled() []string {
+	if x != nil {
+		return x.Cancelled
+	}
+	return nil
 }
 
 type SignalRequest struct {
@@ -443,8 +477,11 @@ type ListRequest struct {
 	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// At most 100; 20 when unset.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// From a previous ListResponse.next_page_token.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// From a previous ListResponse.next_page_token (with the same filter).
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only reaches with this status (running, waiting, sent, suppressed, converted, failed,
+	// cancelled, completed).
+	Status        string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -496,6 +533,13 @@ func (x *ListRequest) GetPageSize() int32 {
 func (x *ListRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
 	}
 	return ""
 }
@@ -775,11 +819,16 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"\x05attrs\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x05attrs\"F\n" +
 	"\x0fTriggerResponse\x12\x19\n" +
 	"\breach_id\x18\x01 \x01(\tR\areachId\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"B\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"\x93\x01\n" +
 	"\rCancelRequest\x12\x19\n" +
 	"\breach_id\x18\x01 \x01(\tR\areachId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x10\n" +
-	"\x0eCancelResponse\"\xbf\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x17\n" +
+	"\arule_id\x18\x04 \x01(\tR\x06ruleId\x12\x1d\n" +
+	"\n" +
+	"journey_id\x18\x05 \x01(\tR\tjourneyId\".\n" +
+	"\x0eCancelResponse\x12\x1c\n" +
+	"\tcancelled\x18\x01 \x03(\tR\tcancelled\"\xbf\x01\n" +
 	"\rSignalRequest\x12\x19\n" +
 	"\breach_id\x18\x01 \x01(\tR\areachId\x12\x1d\n" +
 	"\n" +
@@ -792,12 +841,13 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"GetRequest\x12\x19\n" +
 	"\breach_id\x18\x01 \x01(\tR\areachId\"4\n" +
 	"\vGetResponse\x12%\n" +
-	"\x05reach\x18\x01 \x01(\v2\x0f.omega.v1.ReachR\x05reach\"b\n" +
+	"\x05reach\x18\x01 \x01(\v2\x0f.omega.v1.ReachR\x05reach\"z\n" +
 	"\vListRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"a\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\"a\n" +
 	"\fListResponse\x12)\n" +
 	"\areaches\x18\x01 \x03(\v2\x0f.omega.v1.ReachR\areaches\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc8\x02\n" +

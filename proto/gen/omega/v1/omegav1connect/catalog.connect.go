@@ -40,6 +40,11 @@ const (
 	RuleServiceValidateRuleProcedure = "/omega.v1.RuleService/ValidateRule"
 	// RuleServiceApplyRuleProcedure is the fully-qualified name of the RuleService's ApplyRule RPC.
 	RuleServiceApplyRuleProcedure = "/omega.v1.RuleService/ApplyRule"
+	// RuleServiceActivateRuleProcedure is the fully-qualified name of the RuleService's ActivateRule
+	// RPC.
+	RuleServiceActivateRuleProcedure = "/omega.v1.RuleService/ActivateRule"
+	// RuleServiceDryRunRuleProcedure is the fully-qualified name of the RuleService's DryRunRule RPC.
+	RuleServiceDryRunRuleProcedure = "/omega.v1.RuleService/DryRunRule"
 	// RuleServiceGetRuleProcedure is the fully-qualified name of the RuleService's GetRule RPC.
 	RuleServiceGetRuleProcedure = "/omega.v1.RuleService/GetRule"
 	// RuleServiceListRulesProcedure is the fully-qualified name of the RuleService's ListRules RPC.
@@ -52,6 +57,12 @@ const (
 	// JourneyServiceApplyJourneyProcedure is the fully-qualified name of the JourneyService's
 	// ApplyJourney RPC.
 	JourneyServiceApplyJourneyProcedure = "/omega.v1.JourneyService/ApplyJourney"
+	// JourneyServiceActivateJourneyProcedure is the fully-qualified name of the JourneyService's
+	// ActivateJourney RPC.
+	JourneyServiceActivateJourneyProcedure = "/omega.v1.JourneyService/ActivateJourney"
+	// JourneyServiceDryRunJourneyProcedure is the fully-qualified name of the JourneyService's
+	// DryRunJourney RPC.
+	JourneyServiceDryRunJourneyProcedure = "/omega.v1.JourneyService/DryRunJourney"
 	// JourneyServiceGetJourneyProcedure is the fully-qualified name of the JourneyService's GetJourney
 	// RPC.
 	JourneyServiceGetJourneyProcedure = "/omega.v1.JourneyService/GetJourney"
@@ -69,8 +80,17 @@ type RuleServiceClient interface {
 	// field (rule.<field>).
 	ValidateRule(context.Context, *connect.Request[v1.ValidateRuleRequest]) (*connect.Response[v1.ValidateRuleResponse], error)
 	// ApplyRule stores a rule as its next version and activates it, unless it equals the active one.
+	// With draft set, the version is stored but not activated (see ActivateRule).
 	ApplyRule(context.Context, *connect.Request[v1.ApplyRuleRequest]) (*connect.Response[v1.ApplyRuleResponse], error)
-	// GetRule returns a rule's active version.
+	// ActivateRule makes a stored version the active one and enables the rule (a rollback is the
+	// activation of an older version). A version that no longer validates against the running
+	// channels and chains is FailedPrecondition.
+	ActivateRule(context.Context, *connect.Request[v1.ActivateRuleRequest]) (*connect.Response[v1.ActivateRuleResponse], error)
+	// DryRunRule plays sample events through a rule (given inline, or a stored one by ID) in order,
+	// as one partition would, and returns what would match, absence windows included (fired as if
+	// every window had passed). It keeps scratch state apart and starts nothing.
+	DryRunRule(context.Context, *connect.Request[v1.DryRunRuleRequest]) (*connect.Response[v1.DryRunRuleResponse], error)
+	// GetRule returns a rule's active version, or the version asked for.
 	GetRule(context.Context, *connect.Request[v1.GetRuleRequest]) (*connect.Response[v1.GetRuleResponse], error)
 	// ListRules returns every rule's active version, disabled ones included.
 	ListRules(context.Context, *connect.Request[v1.ListRulesRequest]) (*connect.Response[v1.ListRulesResponse], error)
@@ -101,6 +121,18 @@ func NewRuleServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(ruleServiceMethods.ByName("ApplyRule")),
 			connect.WithClientOptions(opts...),
 		),
+		activateRule: connect.NewClient[v1.ActivateRuleRequest, v1.ActivateRuleResponse](
+			httpClient,
+			baseURL+RuleServiceActivateRuleProcedure,
+			connect.WithSchema(ruleServiceMethods.ByName("ActivateRule")),
+			connect.WithClientOptions(opts...),
+		),
+		dryRunRule: connect.NewClient[v1.DryRunRuleRequest, v1.DryRunRuleResponse](
+			httpClient,
+			baseURL+RuleServiceDryRunRuleProcedure,
+			connect.WithSchema(ruleServiceMethods.ByName("DryRunRule")),
+			connect.WithClientOptions(opts...),
+		),
 		getRule: connect.NewClient[v1.GetRuleRequest, v1.GetRuleResponse](
 			httpClient,
 			baseURL+RuleServiceGetRuleProcedure,
@@ -126,6 +158,8 @@ func NewRuleServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 type ruleServiceClient struct {
 	validateRule *connect.Client[v1.ValidateRuleRequest, v1.ValidateRuleResponse]
 	applyRule    *connect.Client[v1.ApplyRuleRequest, v1.ApplyRuleResponse]
+	activateRule *connect.Client[v1.ActivateRuleRequest, v1.ActivateRuleResponse]
+	dryRunRule   *connect.Client[v1.DryRunRuleRequest, v1.DryRunRuleResponse]
 	getRule      *connect.Client[v1.GetRuleRequest, v1.GetRuleResponse]
 	listRules    *connect.Client[v1.ListRulesRequest, v1.ListRulesResponse]
 	disableRule  *connect.Client[v1.DisableRuleRequest, v1.DisableRuleResponse]
@@ -139,6 +173,16 @@ func (c *ruleServiceClient) ValidateRule(ctx context.Context, req *connect.Reque
 // ApplyRule calls omega.v1.RuleService.ApplyRule.
 func (c *ruleServiceClient) ApplyRule(ctx context.Context, req *connect.Request[v1.ApplyRuleRequest]) (*connect.Response[v1.ApplyRuleResponse], error) {
 	return c.applyRule.CallUnary(ctx, req)
+}
+
+// ActivateRule calls omega.v1.RuleService.ActivateRule.
+func (c *ruleServiceClient) ActivateRule(ctx context.Context, req *connect.Request[v1.ActivateRuleRequest]) (*connect.Response[v1.ActivateRuleResponse], error) {
+	return c.activateRule.CallUnary(ctx, req)
+}
+
+// DryRunRule calls omega.v1.RuleService.DryRunRule.
+func (c *ruleServiceClient) DryRunRule(ctx context.Context, req *connect.Request[v1.DryRunRuleRequest]) (*connect.Response[v1.DryRunRuleResponse], error) {
+	return c.dryRunRule.CallUnary(ctx, req)
 }
 
 // GetRule calls omega.v1.RuleService.GetRule.
@@ -162,8 +206,17 @@ type RuleServiceHandler interface {
 	// field (rule.<field>).
 	ValidateRule(context.Context, *connect.Request[v1.ValidateRuleRequest]) (*connect.Response[v1.ValidateRuleResponse], error)
 	// ApplyRule stores a rule as its next version and activates it, unless it equals the active one.
+	// With draft set, the version is stored but not activated (see ActivateRule).
 	ApplyRule(context.Context, *connect.Request[v1.ApplyRuleRequest]) (*connect.Response[v1.ApplyRuleResponse], error)
-	// GetRule returns a rule's active version.
+	// ActivateRule makes a stored version the active one and enables the rule (a rollback is the
+	// activation of an older version). A version that no longer validates against the running
+	// channels and chains is FailedPrecondition.
+	ActivateRule(context.Context, *connect.Request[v1.ActivateRuleRequest]) (*connect.Response[v1.ActivateRuleResponse], error)
+	// DryRunRule plays sample events through a rule (given inline, or a stored one by ID) in order,
+	// as one partition would, and returns what would match, absence windows included (fired as if
+	// every window had passed). It keeps scratch state apart and starts nothing.
+	DryRunRule(context.Context, *connect.Request[v1.DryRunRuleRequest]) (*connect.Response[v1.DryRunRuleResponse], error)
+	// GetRule returns a rule's active version, or the version asked for.
 	GetRule(context.Context, *connect.Request[v1.GetRuleRequest]) (*connect.Response[v1.GetRuleResponse], error)
 	// ListRules returns every rule's active version, disabled ones included.
 	ListRules(context.Context, *connect.Request[v1.ListRulesRequest]) (*connect.Response[v1.ListRulesResponse], error)
@@ -190,6 +243,18 @@ func NewRuleServiceHandler(svc RuleServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(ruleServiceMethods.ByName("ApplyRule")),
 		connect.WithHandlerOptions(opts...),
 	)
+	ruleServiceActivateRuleHandler := connect.NewUnaryHandler(
+		RuleServiceActivateRuleProcedure,
+		svc.ActivateRule,
+		connect.WithSchema(ruleServiceMethods.ByName("ActivateRule")),
+		connect.WithHandlerOptions(opts...),
+	)
+	ruleServiceDryRunRuleHandler := connect.NewUnaryHandler(
+		RuleServiceDryRunRuleProcedure,
+		svc.DryRunRule,
+		connect.WithSchema(ruleServiceMethods.ByName("DryRunRule")),
+		connect.WithHandlerOptions(opts...),
+	)
 	ruleServiceGetRuleHandler := connect.NewUnaryHandler(
 		RuleServiceGetRuleProcedure,
 		svc.GetRule,
@@ -214,6 +279,10 @@ func NewRuleServiceHandler(svc RuleServiceHandler, opts ...connect.HandlerOption
 			ruleServiceValidateRuleHandler.ServeHTTP(w, r)
 		case RuleServiceApplyRuleProcedure:
 			ruleServiceApplyRuleHandler.ServeHTTP(w, r)
+		case RuleServiceActivateRuleProcedure:
+			ruleServiceActivateRuleHandler.ServeHTTP(w, r)
+		case RuleServiceDryRunRuleProcedure:
+			ruleServiceDryRunRuleHandler.ServeHTTP(w, r)
 		case RuleServiceGetRuleProcedure:
 			ruleServiceGetRuleHandler.ServeHTTP(w, r)
 		case RuleServiceListRulesProcedure:
@@ -237,6 +306,14 @@ func (UnimplementedRuleServiceHandler) ApplyRule(context.Context, *connect.Reque
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.RuleService.ApplyRule is not implemented"))
 }
 
+func (UnimplementedRuleServiceHandler) ActivateRule(context.Context, *connect.Request[v1.ActivateRuleRequest]) (*connect.Response[v1.ActivateRuleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.RuleService.ActivateRule is not implemented"))
+}
+
+func (UnimplementedRuleServiceHandler) DryRunRule(context.Context, *connect.Request[v1.DryRunRuleRequest]) (*connect.Response[v1.DryRunRuleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.RuleService.DryRunRule is not implemented"))
+}
+
 func (UnimplementedRuleServiceHandler) GetRule(context.Context, *connect.Request[v1.GetRuleRequest]) (*connect.Response[v1.GetRuleResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.RuleService.GetRule is not implemented"))
 }
@@ -255,9 +332,16 @@ type JourneyServiceClient interface {
 	// naming the step and field (journey.steps[<step id>].<field>).
 	ValidateJourney(context.Context, *connect.Request[v1.ValidateJourneyRequest]) (*connect.Response[v1.ValidateJourneyResponse], error)
 	// ApplyJourney stores a journey as its next version and activates it, unless it equals the
-	// active one.
+	// active one. With draft set, the version is stored but not activated (see ActivateJourney).
 	ApplyJourney(context.Context, *connect.Request[v1.ApplyJourneyRequest]) (*connect.Response[v1.ApplyJourneyResponse], error)
-	// GetJourney returns a journey's active version.
+	// ActivateJourney makes a stored version the one new runs take and enables the journey; runs in
+	// flight keep theirs. A version that no longer validates is FailedPrecondition.
+	ActivateJourney(context.Context, *connect.Request[v1.ActivateJourneyRequest]) (*connect.Response[v1.ActivateJourneyResponse], error)
+	// DryRunJourney walks a journey (inline, or a stored one by ID and version) for a hypothetical
+	// user: the steps taken, the messages rendered, the final status. Sends are assumed to pass the
+	// filter chain (caps, quiet hours and consent depend on live state) unless listed as failed.
+	DryRunJourney(context.Context, *connect.Request[v1.DryRunJourneyRequest]) (*connect.Response[v1.DryRunJourneyResponse], error)
+	// GetJourney returns a journey's active version, or the version asked for.
 	GetJourney(context.Context, *connect.Request[v1.GetJourneyRequest]) (*connect.Response[v1.GetJourneyResponse], error)
 	// ListJourneys returns every journey's active version, disabled ones included.
 	ListJourneys(context.Context, *connect.Request[v1.ListJourneysRequest]) (*connect.Response[v1.ListJourneysResponse], error)
@@ -288,6 +372,18 @@ func NewJourneyServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(journeyServiceMethods.ByName("ApplyJourney")),
 			connect.WithClientOptions(opts...),
 		),
+		activateJourney: connect.NewClient[v1.ActivateJourneyRequest, v1.ActivateJourneyResponse](
+			httpClient,
+			baseURL+JourneyServiceActivateJourneyProcedure,
+			connect.WithSchema(journeyServiceMethods.ByName("ActivateJourney")),
+			connect.WithClientOptions(opts...),
+		),
+		dryRunJourney: connect.NewClient[v1.DryRunJourneyRequest, v1.DryRunJourneyResponse](
+			httpClient,
+			baseURL+JourneyServiceDryRunJourneyProcedure,
+			connect.WithSchema(journeyServiceMethods.ByName("DryRunJourney")),
+			connect.WithClientOptions(opts...),
+		),
 		getJourney: connect.NewClient[v1.GetJourneyRequest, v1.GetJourneyResponse](
 			httpClient,
 			baseURL+JourneyServiceGetJourneyProcedure,
@@ -313,6 +409,8 @@ func NewJourneyServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 type journeyServiceClient struct {
 	validateJourney *connect.Client[v1.ValidateJourneyRequest, v1.ValidateJourneyResponse]
 	applyJourney    *connect.Client[v1.ApplyJourneyRequest, v1.ApplyJourneyResponse]
+	activateJourney *connect.Client[v1.ActivateJourneyRequest, v1.ActivateJourneyResponse]
+	dryRunJourney   *connect.Client[v1.DryRunJourneyRequest, v1.DryRunJourneyResponse]
 	getJourney      *connect.Client[v1.GetJourneyRequest, v1.GetJourneyResponse]
 	listJourneys    *connect.Client[v1.ListJourneysRequest, v1.ListJourneysResponse]
 	disableJourney  *connect.Client[v1.DisableJourneyRequest, v1.DisableJourneyResponse]
@@ -326,6 +424,16 @@ func (c *journeyServiceClient) ValidateJourney(ctx context.Context, req *connect
 // ApplyJourney calls omega.v1.JourneyService.ApplyJourney.
 func (c *journeyServiceClient) ApplyJourney(ctx context.Context, req *connect.Request[v1.ApplyJourneyRequest]) (*connect.Response[v1.ApplyJourneyResponse], error) {
 	return c.applyJourney.CallUnary(ctx, req)
+}
+
+// ActivateJourney calls omega.v1.JourneyService.ActivateJourney.
+func (c *journeyServiceClient) ActivateJourney(ctx context.Context, req *connect.Request[v1.ActivateJourneyRequest]) (*connect.Response[v1.ActivateJourneyResponse], error) {
+	return c.activateJourney.CallUnary(ctx, req)
+}
+
+// DryRunJourney calls omega.v1.JourneyService.DryRunJourney.
+func (c *journeyServiceClient) DryRunJourney(ctx context.Context, req *connect.Request[v1.DryRunJourneyRequest]) (*connect.Response[v1.DryRunJourneyResponse], error) {
+	return c.dryRunJourney.CallUnary(ctx, req)
 }
 
 // GetJourney calls omega.v1.JourneyService.GetJourney.
@@ -349,9 +457,16 @@ type JourneyServiceHandler interface {
 	// naming the step and field (journey.steps[<step id>].<field>).
 	ValidateJourney(context.Context, *connect.Request[v1.ValidateJourneyRequest]) (*connect.Response[v1.ValidateJourneyResponse], error)
 	// ApplyJourney stores a journey as its next version and activates it, unless it equals the
-	// active one.
+	// active one. With draft set, the version is stored but not activated (see ActivateJourney).
 	ApplyJourney(context.Context, *connect.Request[v1.ApplyJourneyRequest]) (*connect.Response[v1.ApplyJourneyResponse], error)
-	// GetJourney returns a journey's active version.
+	// ActivateJourney makes a stored version the one new runs take and enables the journey; runs in
+	// flight keep theirs. A version that no longer validates is FailedPrecondition.
+	ActivateJourney(context.Context, *connect.Request[v1.ActivateJourneyRequest]) (*connect.Response[v1.ActivateJourneyResponse], error)
+	// DryRunJourney walks a journey (inline, or a stored one by ID and version) for a hypothetical
+	// user: the steps taken, the messages rendered, the final status. Sends are assumed to pass the
+	// filter chain (caps, quiet hours and consent depend on live state) unless listed as failed.
+	DryRunJourney(context.Context, *connect.Request[v1.DryRunJourneyRequest]) (*connect.Response[v1.DryRunJourneyResponse], error)
+	// GetJourney returns a journey's active version, or the version asked for.
 	GetJourney(context.Context, *connect.Request[v1.GetJourneyRequest]) (*connect.Response[v1.GetJourneyResponse], error)
 	// ListJourneys returns every journey's active version, disabled ones included.
 	ListJourneys(context.Context, *connect.Request[v1.ListJourneysRequest]) (*connect.Response[v1.ListJourneysResponse], error)
@@ -378,6 +493,18 @@ func NewJourneyServiceHandler(svc JourneyServiceHandler, opts ...connect.Handler
 		connect.WithSchema(journeyServiceMethods.ByName("ApplyJourney")),
 		connect.WithHandlerOptions(opts...),
 	)
+	journeyServiceActivateJourneyHandler := connect.NewUnaryHandler(
+		JourneyServiceActivateJourneyProcedure,
+		svc.ActivateJourney,
+		connect.WithSchema(journeyServiceMethods.ByName("ActivateJourney")),
+		connect.WithHandlerOptions(opts...),
+	)
+	journeyServiceDryRunJourneyHandler := connect.NewUnaryHandler(
+		JourneyServiceDryRunJourneyProcedure,
+		svc.DryRunJourney,
+		connect.WithSchema(journeyServiceMethods.ByName("DryRunJourney")),
+		connect.WithHandlerOptions(opts...),
+	)
 	journeyServiceGetJourneyHandler := connect.NewUnaryHandler(
 		JourneyServiceGetJourneyProcedure,
 		svc.GetJourney,
@@ -402,6 +529,10 @@ func NewJourneyServiceHandler(svc JourneyServiceHandler, opts ...connect.Handler
 			journeyServiceValidateJourneyHandler.ServeHTTP(w, r)
 		case JourneyServiceApplyJourneyProcedure:
 			journeyServiceApplyJourneyHandler.ServeHTTP(w, r)
+		case JourneyServiceActivateJourneyProcedure:
+			journeyServiceActivateJourneyHandler.ServeHTTP(w, r)
+		case JourneyServiceDryRunJourneyProcedure:
+			journeyServiceDryRunJourneyHandler.ServeHTTP(w, r)
 		case JourneyServiceGetJourneyProcedure:
 			journeyServiceGetJourneyHandler.ServeHTTP(w, r)
 		case JourneyServiceListJourneysProcedure:
@@ -423,6 +554,14 @@ func (UnimplementedJourneyServiceHandler) ValidateJourney(context.Context, *conn
 
 func (UnimplementedJourneyServiceHandler) ApplyJourney(context.Context, *connect.Request[v1.ApplyJourneyRequest]) (*connect.Response[v1.ApplyJourneyResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.JourneyService.ApplyJourney is not implemented"))
+}
+
+func (UnimplementedJourneyServiceHandler) ActivateJourney(context.Context, *connect.Request[v1.ActivateJourneyRequest]) (*connect.Response[v1.ActivateJourneyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.JourneyService.ActivateJourney is not implemented"))
+}
+
+func (UnimplementedJourneyServiceHandler) DryRunJourney(context.Context, *connect.Request[v1.DryRunJourneyRequest]) (*connect.Response[v1.DryRunJourneyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.JourneyService.DryRunJourney is not implemented"))
 }
 
 func (UnimplementedJourneyServiceHandler) GetJourney(context.Context, *connect.Request[v1.GetJourneyRequest]) (*connect.Response[v1.GetJourneyResponse], error) {

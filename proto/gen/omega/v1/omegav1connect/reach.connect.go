@@ -49,7 +49,8 @@ const (
 type ReachServiceClient interface {
 	// Trigger starts a journey for a user directly. The same idempotency key twice is one reach.
 	Trigger(context.Context, *connect.Request[v1.TriggerRequest]) (*connect.Response[v1.TriggerResponse], error)
-	// Cancel stops an open reach; the reason is recorded in its audit trail.
+	// Cancel stops an open reach by ID, or every open reach of a user for a rule or a journey; the
+	// reason is recorded in each one's audit trail.
 	Cancel(context.Context, *connect.Request[v1.CancelRequest]) (*connect.Response[v1.CancelResponse], error)
 	// Get returns one reach with its audit trail.
 	Get(context.Context, *connect.Request[v1.GetRequest]) (*connect.Response[v1.GetResponse], error)
@@ -142,7 +143,8 @@ func (c *reachServiceClient) Signal(ctx context.Context, req *connect.Request[v1
 type ReachServiceHandler interface {
 	// Trigger starts a journey for a user directly. The same idempotency key twice is one reach.
 	Trigger(context.Context, *connect.Request[v1.TriggerRequest]) (*connect.Response[v1.TriggerResponse], error)
-	// Cancel stops an open reach; the reason is recorded in its audit trail.
+	// Cancel stops an open reach by ID, or every open reach of a user for a rule or a journey; the
+	// reason is recorded in each one's audit trail.
 	Cancel(context.Context, *connect.Request[v1.CancelRequest]) (*connect.Response[v1.CancelResponse], error)
 	// Get returns one reach with its audit trail.
 	Get(context.Context, *connect.Request[v1.GetRequest]) (*connect.Response[v1.GetResponse], error)

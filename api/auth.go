@@ -1,0 +1,180 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"golang.org/x/time/rate"
+
+	"github.com/omegareach/omega/internal/apikey"
+	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
+)
+
+// KeySource finds the key a request presents (apikey.Store, apikey.Static).
+type KeySource interface {
+	Lookup(ctx context.Context, secret string) (apikey.Key, error)
+}
+
+// MethodScopes is the scope each method needs. A method missing here is refused to every key, so a
+// new method cannot be served open by mistake (a test checks every served method is listed).
+// Profiles are data other services feed in, like events: writing them takes ingest.
+var MethodScopes = map[string]string{
+	omegav1connect.EventServiceIngestProcedure:             apikey.ScopeIngest,
+	omegav1connect.ProfileServiceUpsertProfileProcedure:    apikey.ScopeIngest,
+	omegav1connect.ProfileServiceImportProfilesProcedure:   apikey.ScopeIngest,
+	omegav1connect.ReachServiceTriggerProcedure:            apikey.ScopeTrigger,
+	omegav1connect.ReachServiceCancelProcedure:             apikey.ScopeTrigger,
+	omegav1connect.ReachServiceSignalProcedure:             apikey.ScopeTrigger,
+	omegav1connect.InboxServiceMarkReadProcedure:           apikey.ScopeTrigger,
+	omegav1connect.ReachServiceGetProcedure:                apikey.ScopeRead,
+	omegav1connect.ReachServiceListProcedure:               apikey.ScopeRead,
+	omegav1connect.InboxServiceListInboxProcedure:          apikey.ScopeRead,
+	omegav1connect.ProfileServiceGetProfileProcedure:       apikey.ScopeRead,
+	omegav1connect.ListServiceListMembersProcedure:         apikey.ScopeRead,
+	omegav1connect.ListServiceCheckMemberProcedure:         apikey.ScopeRead,
+	omegav1connect.RuleServiceValidateRuleProcedure:        apikey.ScopeRead,
+	omegav1connect.RuleServiceGetRuleProcedure:             apikey.ScopeRead,
+	omegav1connect.RuleServiceListRulesProcedure:           apikey.ScopeRead,
+	omegav1connect.RuleServiceDryRunRuleProcedure:          apikey.ScopeRead,
+	omegav1connect.JourneyServiceValidateJourneyProcedure:  apikey.ScopeRead,
+	omegav1connect.JourneyServiceGetJourneyProcedure:       apikey.ScopeRead,
+	omegav1connect.JourneyServiceListJourneysProcedure:     apikey.ScopeRead,
+	omegav1connect.JourneyServiceDryRunJourneyProcedure:    apikey.ScopeRead,
+	omegav1connect.TemplateServiceRenderPreviewProcedure:   apikey.ScopeRead,
+	omegav1connect.RuleServiceApplyRuleProcedure:           apikey.ScopeAdmin,
+	omegav1connect.RuleServiceActivateRuleProcedure:        apikey.ScopeAdmin,
+	omegav1connect.RuleServiceDisableRuleProcedure:         apikey.ScopeAdmin,
+	omegav1connect.JourneyServiceApplyJourneyProcedure:     apikey.ScopeAdmin,
+	omegav1connect.JourneyServiceActivateJourneyProcedure:  apikey.ScopeAdmin,
+	omegav1connect.JourneyServiceDisableJourneyProcedure:   apikey.ScopeAdmin,
+	omegav1connect.ListServiceAddMembersProcedure:          apikey.ScopeAdmin,
+	omegav1connect.ListServiceRemoveMembersProcedure:       apikey.ScopeAdmin,
+}
+
+// keyCacheTTL bounds how long a revoked key keeps working on a running API replica.
+const keyCacheTTL = 10 * time.Second
+
+// authenticator checks every call's key and scope, applies the key's rate limit and caps the
+// call's deadline.
+type authenticator struct {
+	src         KeySource
+	defaultRate float64
+	maxTimeout  time.Duration
+	now         func() time.Time
+	onError     func(what string, err error) error
+
+	mu      sync.Mutex
+	entries map[[32]byte]*keyEntry
+}
+
+type keyEntry struct {
+	key     apikey.Key
+	err     error // apikey.ErrNotFound, cached like a key
+	at      time.Time
+	limiter *rate.Limiter
+}
+
+type keyCtx struct{}
+
+// KeyFrom returns the key that authenticated the call.
+func KeyFrom(ctx context.Context) (apikey.Key, bool) {
+	k, ok := ctx.Value(keyCtx{}).(apikey.Key)
+	return k, ok
+}
+
+func (a *authenticator) entry(ctx context.Context, secret string) (*keyEntry, error) {
+	h := sha256.Sum256([]byte(secret))
+	now := a.now()
+	a.mu.Lock()
+	e, ok := a.entries[h]
+	a.mu.Unlock()
+	if ok && now.Sub(e.at) < keyCacheTTL {
+		return e, nil
+	}
+	k, err := a.src.Lookup(ctx, secret)
+	if err != nil && !errors.Is(err, apikey.ErrNotFound) {
+		return nil, a.onError("look up api key", err) // not cached: the store may be back soon
+	}
+	r := k.RateLimit
+	if r <= 0 {
+		r = a.defaultRate
+	}
+	ne := &keyEntry{key: k, err: err, at: now, limiter: rate.NewLimiter(rate.Limit(r), max(1, int(r)))}
+	if ok && e.err == nil && err == nil && e.key.RateLimit == k.RateLimit {
+		ne.limiter = e.limiter // a refresh keeps the bucket's level
+	}
+	a.mu.Lock()
+	if len(a.entries) >= 10000 {
+		clear(a.entries) // bounded: random keys must not grow the cache without end
+	}
+	a.entries[h] = ne
+	a.mu.Unlock()
+	return ne, nil
+}
+
+func (a *authenticator) check(ctx context.Context, procedure string, header interface{ Get(string) string }) (context.Context, error) {
+	scope, ok := MethodScopes[procedure]
+	if !ok {
+		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s is not open to any key", procedure))
+	}
+	auth := header.Get("Authorization")
+	secret, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok || secret == "" {
+		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("missing API key: send the header Authorization: Bearer followed by the key"))
+	}
+	e, err := a.entry(ctx, strings.TrimSpace(secret))
+	if err != nil {
+		return nil, err
+	}
+	if e.err != nil {
+		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("unknown or revoked API key"))
+	}
+	if !e.key.Allows(scope) {
+		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("key %q lacks the %s scope that %s needs", e.key.Name, scope, procedure))
+	}
+	if !e.limiter.Allow() {
+		err := connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("key %q is over its rate of %g requests/s; retry later", e.key.Name, float64(e.limiter.Limit())))
+		err.Meta().Set("Retry-After", strconv.Itoa(1))
+		return nil, err
+	}
+	return context.WithValue(ctx, keyCtx{}, e.key), nil
+}
+
+func (a *authenticator) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if req.Spec().IsClient {
+			return next(ctx, req)
+		}
+		ctx, err := a.check(ctx, req.Spec().Procedure, req.Header())
+		if err != nil {
+			return nil, err
+		}
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > a.maxTimeout {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, a.maxTimeout)
+			defer cancel()
+		}
+		return next(ctx, req)
+	}
+}
+
+func (a *authenticator) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (a *authenticator) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		ctx, err := a.check(ctx, conn.Spec().Procedure, conn.RequestHeader())
+		if err != nil {
+			return err
+		}
+		return next(ctx, conn)
+	}
+}

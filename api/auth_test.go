@@ -1,0 +1,169 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/omegareach/omega/activities/channel"
+	"github.com/omegareach/omega/api"
+	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/cep"
+	"github.com/omegareach/omega/internal/apikey"
+	"github.com/omegareach/omega/internal/versioned"
+	"github.com/omegareach/omega/journey"
+	"github.com/omegareach/omega/profile"
+	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
+	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
+)
+
+// allProcedures lists every method of every omega.v1 service, from the compiled descriptors: a
+// method added to a .proto shows up here whether or not anyone remembered it.
+func allProcedures(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	protoregistry.GlobalFiles.RangeFilesByPackage("omega.v1", func(fd protoreflect.FileDescriptor) bool {
+		for i := range fd.Services().Len() {
+			sd := fd.Services().Get(i)
+			for j := range sd.Methods().Len() {
+				out = append(out, "/"+string(sd.FullName())+"/"+string(sd.Methods().Get(j).Name()))
+			}
+		}
+		return true
+	})
+	require.NotEmpty(t, out)
+	_ = omegav1.File_omega_v1_reach_proto // the descriptors are registered by importing the package
+	return out
+}
+
+func TestEveryMethodHasAScope(t *testing.T) {
+	for _, p := range allProcedures(t) {
+		scope, ok := api.MethodScopes[p]
+		require.True(t, ok, "%s has no scope in api.MethodScopes: it would be refused to every key", p)
+		require.Contains(t, apikey.Scopes, scope, p)
+	}
+}
+
+// servedAll serves every service (backends that the auth checks never reach).
+func servedAll(t *testing.T, keys api.KeySource) *httptest.Server {
+	t.Helper()
+	return serve(t, api.Config{Audit: audit.NewStore(nil), Keys: keys,
+		RuleStore: nopSpecs[cep.Rule]{}, JourneyStore: nopSpecs[journey.Journey]{},
+		Redis: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), Inbox: channel.NewInbox(nil), Profiles: nopProfiles{}})
+}
+
+// nopSpecs and nopProfiles are stores with nothing in them.
+type nopSpecs[T any] struct{}
+
+func (nopSpecs[T]) Validate(T) error { return nil }
+func (nopSpecs[T]) Apply(context.Context, T) (versioned.Applied, error) {
+	return versioned.Applied{}, nil
+}
+func (nopSpecs[T]) Draft(context.Context, T) (versioned.Applied, error) {
+	return versioned.Applied{}, nil
+}
+func (nopSpecs[T]) Activate(context.Context, string, int) error { return versioned.ErrNotFound }
+func (nopSpecs[T]) Get(context.Context, string) (T, error)      { var z T; return z, versioned.ErrNotFound }
+func (nopSpecs[T]) Version(context.Context, string, int) (T, error) {
+	var z T
+	return z, versioned.ErrNotFound
+}
+func (nopSpecs[T]) List(context.Context) ([]T, error)     { return nil, nil }
+func (nopSpecs[T]) Disable(context.Context, string) error { return versioned.ErrNotFound }
+
+type nopProfiles struct{}
+
+func (nopProfiles) Stored(context.Context, []string) (map[string]profile.Profile, error) {
+	return nil, nil
+}
+func (nopProfiles) UpsertMany(context.Context, []profile.Profile) error { return nil }
+
+// call posts {} to a procedure with the Connect protocol and returns the error code ("" for OK).
+func call(t *testing.T, srv *httptest.Server, procedure, key string) (code, msg string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, srv.URL+procedure, strings.NewReader("{}"))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK {
+		return "", ""
+	}
+	var e struct{ Code, Message string }
+	require.NoError(t, json.Unmarshal(b, &e), "%s: %s", procedure, b)
+	return e.Code, e.Message
+}
+
+// Every method of every service, over HTTP: no key and an unknown key are unauthenticated; a key
+// without the method's scope is denied; a key with it gets past the check (to argument
+// validation).
+func TestEveryMethodNeedsItsScope(t *testing.T) {
+	srv := servedAll(t, testKeys)
+	byScope := map[string]string{apikey.ScopeIngest: ingestKey, apikey.ScopeTrigger: triggerKey, apikey.ScopeRead: readKey, apikey.ScopeAdmin: adminKey}
+	for _, p := range allProcedures(t) {
+		t.Run(strings.TrimPrefix(p, "/omega.v1."), func(t *testing.T) {
+			code, msg := call(t, srv, p, "")
+			require.Equal(t, "unauthenticated", code, msg)
+			require.Contains(t, msg, "Authorization: Bearer")
+			code, _ = call(t, srv, p, "omk_not-a-key")
+			require.Equal(t, "unauthenticated", code)
+			need := api.MethodScopes[p]
+			for scope, key := range byScope {
+				code, msg := call(t, srv, p, key)
+				if scope == need || scope == apikey.ScopeAdmin {
+					require.NotContains(t, []string{"unauthenticated", "permission_denied"}, code, "%s with %s: %s", p, scope, msg)
+					continue
+				}
+				require.Equal(t, "permission_denied", code, "%s with a %s key: %s", p, scope, msg)
+				require.Contains(t, msg, need)
+			}
+		})
+	}
+	// Health and reflection stay open: probes and tools carry no key.
+	code, msg := call(t, srv, "/grpc.health.v1.Health/Check", "")
+	require.Equal(t, "", code, msg)
+}
+
+func TestKeyRateLimit(t *testing.T) {
+	keys := apikey.Static{"omk_slow": {ID: "s", Name: "slow", Scopes: []string{apikey.ScopeRead}, RateLimit: 1}, readKey: testKeys[readKey]}
+	srv := servedAll(t, keys)
+	c := omegav1connect.NewReachServiceClient(keyed(srv, "omk_slow"), srv.URL)
+	_, err := c.Get(context.Background(), connect.NewRequest(&omegav1.GetRequest{}))
+	require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(err), "first call passes the limit: %v", err)
+	_, err = c.Get(context.Background(), connect.NewRequest(&omegav1.GetRequest{}))
+	require.Equal(t, connect.CodeResourceExhausted, connect.CodeOf(err), "second call within the second: %v", err)
+	var ce *connect.Error
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, "1", ce.Meta().Get("Retry-After"))
+	// Another key has its own bucket.
+	other := omegav1connect.NewReachServiceClient(keyed(srv, readKey), srv.URL)
+	_, err = other.Get(context.Background(), connect.NewRequest(&omegav1.GetRequest{}))
+	require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(err))
+}
+
+func TestScopesAreChecked(t *testing.T) {
+	require.Error(t, apikey.CheckScopes(nil))
+	require.Error(t, apikey.CheckScopes([]string{"read", "root"}))
+	require.NoError(t, apikey.CheckScopes([]string{"read", "trigger"}))
+	k := apikey.Key{Scopes: []string{apikey.ScopeRead}}
+	require.True(t, k.Allows(apikey.ScopeRead))
+	require.False(t, k.Allows(apikey.ScopeAdmin))
+	require.True(t, apikey.Key{Scopes: []string{apikey.ScopeAdmin}}.Allows(apikey.ScopeIngest))
+	require.True(t, slices.Contains(apikey.Scopes, apikey.ScopeAdmin))
+}

@@ -1,0 +1,311 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
+	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
+)
+
+const reachesUsage = `usage: omega reaches <command> [flags]   (through the API: OMEGA_API_URL, OMEGA_API_KEY)
+
+  list --user U [--status S] [--limit N]   a user's reaches, newest first
+  get ID                                    one reach with its audit trail
+  cancel ID [--reason R]                    stop one open reach
+  cancel --user U (--rule R | --journey J) [--reason R]
+                                            stop every open reach of a user for a rule or journey
+  trigger --user U --journey J --key K [--attr k=v ...]
+                                            start a journey for a user (the same key twice is one reach)
+
+flags: -o table|json (output format)
+`
+
+const eventsUsage = `usage: omega events send [flags]   (through the API: OMEGA_API_URL, OMEGA_API_KEY)
+
+  send --user U --type T [--item I] [--attr k=v ...] [--id ID]   one event (ID generated when omitted)
+  send -f FILE.jsonl                                            events, one JSON object per line,
+                                                                in batches of 1000
+`
+
+// apiClient calls the API with the key from OMEGA_API_KEY.
+type apiClient struct {
+	reaches omegav1connect.ReachServiceClient
+	events  omegav1connect.EventServiceClient
+}
+
+func newAPIClient(cfg config) (apiClient, error) {
+	key := os.Getenv("OMEGA_API_KEY")
+	if key == "" {
+		return apiClient{}, errors.New("OMEGA_API_KEY is not set (make run prints a development key; omega apikey create makes one)")
+	}
+	url := env("OMEGA_API_URL", "http://"+cfg.apiAddr)
+	withKey := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set("Authorization", "Bearer "+key)
+			return next(ctx, req)
+		}
+	})
+	hc := &http.Client{Timeout: 60 * time.Second}
+	return apiClient{
+		reaches: omegav1connect.NewReachServiceClient(hc, url, connect.WithInterceptors(withKey)),
+		events:  omegav1connect.NewEventServiceClient(hc, url, connect.WithInterceptors(withKey)),
+	}, nil
+}
+
+// attrFlags collects repeated --attr k=v flags.
+type attrFlags map[string]any
+
+func (a attrFlags) String() string { return "" }
+func (a attrFlags) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want key=value, got %q", v)
+	}
+	var parsed any
+	if json.Unmarshal([]byte(val), &parsed) != nil {
+		parsed = val // not JSON: a string
+	}
+	a[k] = parsed
+	return nil
+}
+
+func printJSON(w io.Writer, m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, UseProtoNames: true}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(b))
+	return err
+}
+
+func runReaches(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stdout, reachesUsage)
+		return errors.New("missing reaches command")
+	}
+	fs := flag.NewFlagSet("reaches "+args[0], flag.ContinueOnError)
+	user := fs.String("user", "", "user ID")
+	status := fs.String("status", "", "only reaches with this status")
+	limit := fs.Int("limit", 20, "most reaches to list")
+	rule := fs.String("rule", "", "rule ID")
+	journeyID := fs.String("journey", "", "journey ID")
+	reason := fs.String("reason", "", "why (kept in the audit trail)")
+	key := fs.String("key", "", "idempotency key")
+	output := fs.String("o", "table", "output: table or json")
+	attrs := attrFlags{}
+	fs.Var(attrs, "attr", "key=value (repeatable; JSON values are parsed)")
+	// Flags may follow the positional ID: omega reaches cancel ID --reason R.
+	if err := parseInterspersed(fs, args[1:]); err != nil {
+		return err
+	}
+	pos := fs.Args()
+	c, err := newAPIClient(cfg)
+	if err != nil {
+		return err
+	}
+	switch args[0] {
+	case "list":
+		var rs []*omegav1.Reach
+		token := ""
+		for len(rs) < *limit {
+			resp, err := c.reaches.List(ctx, connect.NewRequest(&omegav1.ListRequest{UserId: *user, Status: *status,
+				PageSize: int32(min(*limit-len(rs), 100)), PageToken: token}))
+			if err != nil {
+				return err
+			}
+			rs = append(rs, resp.Msg.GetReaches()...)
+			if token = resp.Msg.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+		if *output == "json" {
+			return printJSON(stdout, &omegav1.ListResponse{Reaches: rs})
+		}
+		return render(stdout, *output, rs, []string{"REACH", "RULE", "JOURNEY", "STATUS", "CHANNEL", "STARTED", "UPDATED"}, func(r *omegav1.Reach) []any {
+			return []any{r.GetReachId(), r.GetRuleId(), r.GetJourneyId(), r.GetStatus(), orDash(r.GetChannel()),
+				r.GetStartedAt().AsTime().Local().Format(time.DateTime), r.GetUpdatedAt().AsTime().Local().Format(time.DateTime)}
+		})
+	case "get":
+		if len(pos) != 1 {
+			return errors.New("usage: omega reaches get ID")
+		}
+		resp, err := c.reaches.Get(ctx, connect.NewRequest(&omegav1.GetRequest{ReachId: pos[0]}))
+		if err != nil {
+			return err
+		}
+		r := resp.Msg.GetReach()
+		if *output == "json" {
+			return printJSON(stdout, r)
+		}
+		fmt.Fprintf(stdout, "reach    %s\nuser     %s\nrule     %s\njourney  %s\nstatus   %s\n\n", r.GetReachId(), r.GetUserId(),
+			r.GetRuleId(), r.GetJourneyId(), r.GetStatus())
+		return render(stdout, "table", r.GetAudit(), []string{"AT", "STEP", "KIND", "OUTCOME", "CHANNEL", "REASON"}, func(a *omegav1.AuditRecord) []any {
+			return []any{a.GetAt().AsTime().Local().Format("15:04:05.000"), a.GetStep(), a.GetKind(), orDash(a.GetOutcome()), orDash(a.GetChannel()), orDash(a.GetReason())}
+		})
+	case "cancel":
+		req := &omegav1.CancelRequest{Reason: *reason, UserId: *user, RuleId: *rule, JourneyId: *journeyID}
+		switch len(pos) {
+		case 0:
+		case 1:
+			req.ReachId = pos[0]
+		default:
+			return errors.New("usage: omega reaches cancel ID, or --user U --rule R|--journey J")
+		}
+		resp, err := c.reaches.Cancel(ctx, connect.NewRequest(req))
+		if err != nil {
+			return err
+		}
+		if *output == "json" {
+			return printJSON(stdout, resp.Msg)
+		}
+		for _, id := range resp.Msg.GetCancelled() {
+			fmt.Fprintf(stdout, "cancelled %s\n", id)
+		}
+		if len(resp.Msg.GetCancelled()) == 0 {
+			fmt.Fprintln(stdout, "no open reach matched")
+		}
+		return nil
+	case "trigger":
+		st, err := structpb.NewStruct(attrs)
+		if err != nil {
+			return err
+		}
+		resp, err := c.reaches.Trigger(ctx, connect.NewRequest(&omegav1.TriggerRequest{UserId: *user, JourneyId: *journeyID,
+			IdempotencyKey: *key, Attrs: st}))
+		if err != nil {
+			return err
+		}
+		if *output == "json" {
+			return printJSON(stdout, resp.Msg)
+		}
+		verb := "started"
+		if !resp.Msg.GetCreated() {
+			verb = "already started"
+		}
+		fmt.Fprintf(stdout, "%s %s\n", verb, resp.Msg.GetReachId())
+		return nil
+	default:
+		fmt.Fprint(stdout, reachesUsage)
+		return fmt.Errorf("unknown reaches command %q", args[0])
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "send" {
+		fmt.Fprint(stdout, eventsUsage)
+		return errors.New("want: omega events send")
+	}
+	fs := flag.NewFlagSet("events send", flag.ContinueOnError)
+	path := fs.String("f", "", "events, one JSON object per line ('-' for stdin)")
+	user := fs.String("user", "", "user ID")
+	typ := fs.String("type", "", "event type")
+	item := fs.String("item", "", "item ID")
+	id := fs.String("id", "", "event ID")
+	attrs := attrFlags{}
+	fs.Var(attrs, "attr", "key=value (repeatable; JSON values are parsed)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	c, err := newAPIClient(cfg)
+	if err != nil {
+		return err
+	}
+	send := func(evs []*omegav1.Event) (int, error) {
+		resp, err := c.events.Ingest(ctx, connect.NewRequest(&omegav1.IngestRequest{Events: evs}))
+		if err != nil {
+			return 0, err
+		}
+		return int(resp.Msg.GetAccepted()), nil
+	}
+	if *path == "" {
+		if *id == "" {
+			*id = fmt.Sprintf("cli-%d", time.Now().UnixNano())
+		}
+		st, err := structpb.NewStruct(attrs)
+		if err != nil {
+			return err
+		}
+		n, err := send([]*omegav1.Event{{EventId: *id, UserId: *user, Type: *typ, ItemId: *item, Ts: timestamppb.Now(), Attrs: st}})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "accepted %d event (%s)\n", n, *id)
+		return nil
+	}
+	var r io.Reader = os.Stdin
+	if *path != "-" {
+		f, err := os.Open(*path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = f
+	}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	var batch []*omegav1.Event
+	total, line := 0, 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		n, err := send(batch)
+		if err != nil {
+			// The API names events[i]; say which line that is.
+			return fmt.Errorf("batch ending at line %d (events[i] is line %d+i): %w", line, line-len(batch)+1, err)
+		}
+		total += n
+		batch = batch[:0]
+		fmt.Fprintf(os.Stderr, "\raccepted %d", total)
+		return nil
+	}
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" {
+			continue
+		}
+		var ev omegav1.Event
+		if err := protojson.Unmarshal([]byte(text), &ev); err != nil {
+			return fmt.Errorf("line %d: %w", line, err)
+		}
+		batch = append(batch, &ev)
+		if len(batch) == 1000 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "\n")
+	fmt.Fprintf(stdout, "accepted %d events\n", total)
+	return nil
+}

@@ -1,0 +1,182 @@
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/omegareach/omega/internal/apikey"
+	"github.com/omegareach/omega/journey"
+	"github.com/omegareach/omega/worker"
+)
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+// omegaBinary builds bin/omega once per test run.
+func omegaBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "omega-e2e-"); binErr != nil {
+			return
+		}
+		build := exec.Command("go", "build", "-o", filepath.Join(binDir, "omega"), "../cmd/omega")
+		build.Stderr = os.Stderr
+		binErr = build.Run()
+	})
+	require.NoError(t, binErr)
+	return filepath.Join(binDir, "omega")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// stackEnv is the environment the omega processes of a test get.
+func (p *pipeline) stackEnv(extra ...string) []string {
+	return append(append(os.Environ(), "OMEGA_TEMPORAL_ADDR="+p.env.TemporalAddr, "OMEGA_REDIS_ADDR="+p.env.RedisAddr,
+		"OMEGA_PG_URL="+p.env.PGURL, "OMEGA_KAFKA_BROKERS="+strings.Join(p.env.Brokers, ","), "OMEGA_TASK_QUEUE="+p.queue), extra...)
+}
+
+// TestOperatorCLI drives the omega CLI against `omega api` as processes, the way an operator
+// does: a key from `omega apikey create`, a journey started, inspected and cancelled by user with
+// `omega reaches`, events sent with `omega events send`, a wrong-scope key refused, a revoked key
+// listed.
+func TestOperatorCLI(t *testing.T) {
+	p := newPipeline(t)
+	bin := omegaBinary(t)
+	j := retargetWithTimeout(t, 10*time.Minute)
+	j.ID = p.id + "-retarget"
+	_, err := journey.NewStore(p.store.Pool(), worker.Catalog()).Apply(context.Background(), j)
+	require.NoError(t, err)
+	journeys, err := journey.NewStatic(worker.Catalog(), j)
+	require.NoError(t, err)
+	p.startWorkerWith(journeys)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	apiProc := exec.Command(bin, "api")
+	apiProc.Env = p.stackEnv("OMEGA_API_ADDR=" + addr)
+	apiProc.Stdout, apiProc.Stderr = testWriter{t}, testWriter{t}
+	require.NoError(t, apiProc.Start())
+	t.Cleanup(func() { _ = apiProc.Process.Signal(os.Interrupt); _ = apiProc.Wait() })
+	require.Eventually(t, func() bool {
+		resp, err := http.Post("http://"+addr+"/grpc.health.v1.Health/Check", "application/json", strings.NewReader("{}"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 100*time.Millisecond, "omega api is up")
+
+	omega := func(key string, args ...string) (string, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = p.stackEnv("OMEGA_API_URL=http://"+addr, "OMEGA_API_KEY="+key)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		if err != nil {
+			err = fmt.Errorf("omega %s: %w: %s", strings.Join(args, " "), err, errOut.String())
+		}
+		return out.String(), err
+	}
+	name := p.id + "-ops"
+	out, err := omega("", "apikey", "create", "--name", name, "--scopes", "trigger,read")
+	require.NoError(t, err)
+	key := strings.TrimSpace(out)
+	require.True(t, strings.HasPrefix(key, apikey.Prefix), out)
+	out, err = omega("", "apikey", "create", "--name", name+"-ingest", "--scopes", "ingest", "-o", "json")
+	require.NoError(t, err)
+	var created []struct {
+		Key    string   `json:"key"`
+		Scopes []string `json:"scopes"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &created), out)
+	require.Equal(t, []string{"ingest"}, created[0].Scopes)
+	ingestKey := created[0].Key
+
+	user := p.id + "-cli"
+	out, err = omega(key, "reaches", "trigger", "--user", user, "--journey", j.ID, "--key", "k1", "--attr", "item_id=sku-3")
+	require.NoError(t, err)
+	reach := "reach/api/" + user + "/k1"
+	require.Equal(t, "started "+reach+"\n", out)
+	out, err = omega(key, "reaches", "trigger", "--user", user, "--journey", j.ID, "--key", "k1")
+	require.NoError(t, err)
+	require.Equal(t, "already started "+reach+"\n", out)
+	p.waitDeliveries(1)
+	require.Equal(t, "sku-3 is still in your cart.", p.receiver.Deliveries()[0].Message.Body)
+
+	require.Eventually(t, func() bool {
+		out, err = omega(key, "reaches", "get", reach)
+		require.NoError(t, err)
+		return strings.Contains(out, "dispatched")
+	}, 30*time.Second, 200*time.Millisecond)
+	require.Contains(t, out, "status   running")
+
+	// Visibility lists the run a moment after its start: retry until the cancel finds it.
+	require.Eventually(t, func() bool {
+		out, err = omega(key, "reaches", "cancel", "--user", user, "--journey", j.ID, "--reason", "asked by support")
+		require.NoError(t, err)
+		return out == "cancelled "+reach+"\n"
+	}, 30*time.Second, 300*time.Millisecond, "last output: %s", out)
+	require.Eventually(t, func() bool {
+		out, err = omega(key, "reaches", "list", "--user", user, "--status", "cancelled", "-o", "json")
+		require.NoError(t, err)
+		return strings.Contains(out, reach)
+	}, 30*time.Second, 200*time.Millisecond)
+
+	// Events: the trigger/read key lacks the ingest scope; the ingest key sends.
+	_, err = omega(key, "events", "send", "--user", user, "--type", "cart_add", "--item", "sku-1")
+	require.ErrorContains(t, err, "permission_denied")
+	require.ErrorContains(t, err, "ingest")
+	evFile := filepath.Join(t.TempDir(), "events.jsonl")
+	now := time.Now().UTC().Format(time.RFC3339)
+	require.NoError(t, os.WriteFile(evFile, []byte(fmt.Sprintf(
+		`{"event_id":"%[1]s-e1","user_id":"%[1]s","type":"view","ts":"%[2]s"}`+"\n\n"+
+			`{"event_id":"%[1]s-e2","user_id":"%[1]s","type":"view","ts":"%[2]s","attrs":{"price":3}}`+"\n", user, now)), 0o600))
+	out, err = omega(ingestKey, "events", "send", "-f", evFile)
+	require.NoError(t, err)
+	require.Equal(t, "accepted 2 events\n", out)
+	require.NoError(t, os.WriteFile(evFile, []byte(`{"event_id":"x","type":"view","ts":"`+now+`"}`+"\n"), 0o600))
+	_, err = omega(ingestKey, "events", "send", "-f", evFile)
+	require.ErrorContains(t, err, "events[0].user_id")
+
+	// Revoked keys are listed, never with their secret.
+	out, err = omega("", "apikey", "revoke", name+"-ingest")
+	require.NoError(t, err)
+	require.Contains(t, out, "revoked")
+	out, err = omega("", "apikey", "list", "-o", "json")
+	require.NoError(t, err)
+	require.NotContains(t, out, ingestKey)
+	var keys []apikey.Key
+	require.NoError(t, json.Unmarshal([]byte(out), &keys))
+	for _, k := range keys {
+		if k.Name == name+"-ingest" {
+			require.False(t, k.RevokedAt.IsZero())
+		}
+	}
+	out, err = omega("", "apikey", "create", "--name", name+"-x", "--scopes", "root")
+	require.ErrorContains(t, err, "unknown scope")
+	_ = out
+}
