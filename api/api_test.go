@@ -22,6 +22,7 @@ import (
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	temporalmocks "go.temporal.io/sdk/mocks"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -110,6 +111,12 @@ func requireInvalid(t *testing.T, err error, field string) {
 	t.Helper()
 	require.Error(t, err)
 	require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(err), "error: %v", err)
+	requireInvalidField(t, err, field)
+}
+
+// requireInvalidField asserts err's message starts with the field's name.
+func requireInvalidField(t *testing.T, err error, field string) {
+	t.Helper()
 	var ce *connect.Error
 	require.True(t, errors.As(err, &ce))
 	require.True(t, strings.HasPrefix(ce.Message(), field+": "), "message %q does not name %s", ce.Message(), field)
@@ -229,11 +236,14 @@ func TestTriggerStarts(t *testing.T) {
 	tests := []struct {
 		name        string
 		startErr    error
+		startedFor  string // the journey of the reach the key started before
 		wantCreated bool
 		wantCode    connect.Code // zero: success
 	}{
 		{name: "new reach", wantCreated: true},
-		{name: "same key again", startErr: serviceerror.NewWorkflowExecutionAlreadyStarted("started", "", "run-1")},
+		{name: "same key again", startErr: serviceerror.NewWorkflowExecutionAlreadyStarted("started", "", "run-1"), startedFor: "cart-reminder"},
+		{name: "same key, other journey", startErr: serviceerror.NewWorkflowExecutionAlreadyStarted("started", "", "run-1"),
+			startedFor: "price-drop", wantCode: connect.CodeAlreadyExists},
 		{name: "temporal down", startErr: errors.New("dial tcp 10.1.2.3:7233: connection refused"), wantCode: connect.CodeUnavailable},
 	}
 	for _, tt := range tests {
@@ -251,6 +261,13 @@ func TestTriggerStarts(t *testing.T) {
 						m.MatchKey == "order-7" && m.Attrs["coupon"] == "X1" && !m.MatchedAt.IsZero()
 				}),
 			).Return(&temporalmocks.WorkflowRun{}, tt.startErr).Once()
+			if tt.startedFor != "" {
+				p, err := converter.GetDefaultDataConverter().ToPayload(tt.startedFor)
+				require.NoError(t, err)
+				f.temporal.On("DescribeWorkflowExecution", mock.Anything, wantID, "").Return(&workflowservice.DescribeWorkflowExecutionResponse{
+					WorkflowExecutionInfo: &workflowpb.WorkflowExecutionInfo{SearchAttributes: &commonpb.SearchAttributes{
+						IndexedFields: map[string]*commonpb.Payload{workflows.SearchJourneyID.GetName(): p}}}}, nil).Once()
+			}
 
 			attrs, err := structpb.NewStruct(map[string]any{"coupon": "X1"})
 			require.NoError(t, err)
@@ -260,6 +277,9 @@ func TestTriggerStarts(t *testing.T) {
 			if tt.wantCode != 0 {
 				require.Equal(t, tt.wantCode, connect.CodeOf(err), "error: %v", err)
 				require.NotContains(t, err.Error(), "10.1.2.3")
+				if tt.wantCode == connect.CodeAlreadyExists {
+					requireInvalidField(t, err, "idempotency_key")
+				}
 				return
 			}
 			require.NoError(t, err)

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/converter"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/omegareach/omega/audit"
@@ -46,12 +48,31 @@ func (s *server) Trigger(ctx context.Context, req *connect.Request[omegav1.Trigg
 	created := true
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
-		created, err = false, nil
+		created, err = false, s.sameJourney(ctx, id, m.GetJourneyId())
+	}
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return nil, err
 	}
 	if err != nil {
 		return nil, s.internal("start reach", err)
 	}
 	return connect.NewResponse(&omegav1.TriggerResponse{ReachId: id, Created: created}), nil
+}
+
+// sameJourney refuses an idempotency key used before for another journey: the caller means a
+// different reach and must not get the old one back as if it were theirs.
+func (s *server) sameJourney(ctx context.Context, id, journeyID string) error {
+	d, err := s.temporal.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return err
+	}
+	p := d.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()[workflows.SearchJourneyID.GetName()]
+	var got string
+	if p == nil || converter.GetDefaultDataConverter().FromPayload(p, &got) != nil || got == journeyID {
+		return nil
+	}
+	return connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("idempotency_key: already used for journey %q", got))
 }
 
 // Cancel signals one open reach, or every open reach of a user for a rule or journey, to stop;
@@ -154,13 +175,39 @@ func (s *server) Get(ctx context.Context, req *connect.Request[omegav1.GetReques
 	if errors.Is(err, audit.ErrNotFound) {
 		// Started but nothing audited yet: the run itself says so.
 		if _, derr := s.temporal.DescribeWorkflowExecution(ctx, id, ""); derr == nil {
-			return connect.NewResponse(&omegav1.GetResponse{Reach: &omegav1.Reach{ReachId: id, Status: workflows.StatusRunning}}), nil
+			out := &omegav1.Reach{ReachId: id, Status: workflows.StatusRunning}
+			s.addLiveState(ctx, out)
+			return connect.NewResponse(&omegav1.GetResponse{Reach: out}), nil
 		}
 	}
 	if err != nil {
 		return nil, s.internal("get reach", err)
 	}
-	return connect.NewResponse(&omegav1.GetResponse{Reach: toProto(r)}), nil
+	out := toProto(r)
+	if r.Status == workflows.StatusRunning {
+		s.addLiveState(ctx, out)
+	}
+	return connect.NewResponse(&omegav1.GetResponse{Reach: out}), nil
+}
+
+// addLiveState asks a running reach where it is (the state query, answered by a worker). A run
+// whose worker does not answer within a moment is reported from its trail alone.
+func (s *server) addLiveState(ctx context.Context, r *omegav1.Reach) {
+	qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	v, err := s.temporal.QueryWorkflow(qctx, r.GetReachId(), "", workflows.QueryState)
+	var st workflows.State
+	if err == nil {
+		err = v.Get(&st)
+	}
+	if err != nil {
+		s.log.Debug("reach state query", "reach_id", r.GetReachId(), "err", err)
+		return
+	}
+	r.CurrentStep, r.JourneyVersion = st.Current, int32(st.JourneyVersion)
+	if st.Status != "" {
+		r.Status = st.Status
+	}
 }
 
 // List returns a user's reaches, newest first.

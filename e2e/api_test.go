@@ -51,7 +51,7 @@ func TestAPICancelWaitingJourney(t *testing.T) {
 	tc := p.env.Temporal(t)
 	keys := apikey.NewStore(p.store.Pool())
 	h, err := api.NewHandler(api.Config{Producer: p.producer, Topic: p.topic, Temporal: tc, Audit: p.store, Keys: keys,
-		TaskQueue: p.queue, Journeys: func(id string) bool { return id == j.ID }, Log: testLogger(t)})
+		TaskQueue: p.queue, Journeys: func(id string) bool { return id == j.ID || id == "cart-reminder" }, Log: testLogger(t)})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -68,6 +68,23 @@ func TestAPICancelWaitingJourney(t *testing.T) {
 		ids = append(ids, tr.Msg.GetReachId())
 	}
 	p.waitDeliveries(3) // the three pushes; each run now waits for push_open
+
+	// Get asks the run where it is.
+	var live *omegav1.Reach
+	require.Eventually(t, func() bool {
+		gr, err := reader.Get(ctx, connect.NewRequest(&omegav1.GetRequest{ReachId: ids[0]}))
+		require.NoError(t, err)
+		live = gr.Msg.GetReach()
+		return live.GetStatus() == workflows.StatusWaiting
+	}, 30*time.Second, 100*time.Millisecond, "the run reports waiting")
+	require.Equal(t, "wait_open", live.GetCurrentStep())
+	// The same key again is the same reach; with another journey it is refused.
+	tr, err := reaches.Trigger(ctx, connect.NewRequest(&omegav1.TriggerRequest{UserId: user, JourneyId: j.ID, IdempotencyKey: "k1"}))
+	require.NoError(t, err)
+	require.False(t, tr.Msg.GetCreated())
+	_, err = reaches.Trigger(ctx, connect.NewRequest(&omegav1.TriggerRequest{UserId: user, JourneyId: "cart-reminder", IdempotencyKey: "k1"}))
+	require.Equal(t, connect.CodeAlreadyExists, connect.CodeOf(err), "%v", err)
+	require.Contains(t, err.Error(), "idempotency_key")
 
 	_, err = reader.Cancel(ctx, connect.NewRequest(&omegav1.CancelRequest{ReachId: ids[0]}))
 	require.Equal(t, connect.CodePermissionDenied, connect.CodeOf(err), "a read key cannot cancel: %v", err)

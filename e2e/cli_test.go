@@ -130,9 +130,9 @@ func TestOperatorCLI(t *testing.T) {
 	require.Eventually(t, func() bool {
 		out, err = omega(key, "reaches", "get", reach)
 		require.NoError(t, err)
-		return strings.Contains(out, "dispatched")
-	}, 30*time.Second, 200*time.Millisecond)
-	require.Contains(t, out, "status   running")
+		return strings.Contains(out, "dispatched") && strings.Contains(out, "status   waiting")
+	}, 30*time.Second, 200*time.Millisecond, "last output: %s", out)
+	require.Contains(t, out, "at step  wait_open (journey version 1)")
 
 	// Visibility lists the run a moment after its start: retry until the cancel finds it.
 	require.Eventually(t, func() bool {

@@ -153,8 +153,12 @@ func runReaches(ctx context.Context, cfg config, args []string, stdout io.Writer
 		if *output == "json" {
 			return printJSON(stdout, r)
 		}
-		fmt.Fprintf(stdout, "reach    %s\nuser     %s\nrule     %s\njourney  %s\nstatus   %s\n\n", r.GetReachId(), r.GetUserId(),
+		fmt.Fprintf(stdout, "reach    %s\nuser     %s\nrule     %s\njourney  %s\nstatus   %s\n", r.GetReachId(), r.GetUserId(),
 			r.GetRuleId(), r.GetJourneyId(), r.GetStatus())
+		if r.GetCurrentStep() != "" {
+			fmt.Fprintf(stdout, "at step  %s (journey version %d)\n", r.GetCurrentStep(), r.GetJourneyVersion())
+		}
+		fmt.Fprintln(stdout)
 		return render(stdout, "table", r.GetAudit(), []string{"AT", "STEP", "KIND", "OUTCOME", "CHANNEL", "REASON"}, func(a *omegav1.AuditRecord) []any {
 			return []any{a.GetAt().AsTime().Local().Format("15:04:05.000"), a.GetStep(), a.GetKind(), orDash(a.GetOutcome()), orDash(a.GetChannel()), orDash(a.GetReason())}
 		})

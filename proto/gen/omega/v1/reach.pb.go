@@ -24,8 +24,9 @@ const (
 )
 
 type TriggerRequest struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The same idempotency_key with another journey_id is AlreadyExists.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// The journey to run.
 	JourneyId string `protobuf:"bytes,2,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
 	// Chosen by the caller; the reach ID is reach/api/<user_id>/<idempotency_key>.
@@ -604,16 +605,21 @@ type Reach struct {
 	UserId    string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	RuleId    string                 `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
 	JourneyId string                 `protobuf:"bytes,4,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
-	// running, sent, suppressed, failed, cancelled, completed.
+	// running (Get: waiting when the run waits for time or a response), sent, suppressed,
+	// converted, failed, cancelled, completed.
 	Status string `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
 	// Last channel used, if any.
 	Channel   string                 `protobuf:"bytes,6,opt,name=channel,proto3" json:"channel,omitempty"`
 	StartedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// Every audited step, oldest first.
-	Audit         []*AuditRecord `protobuf:"bytes,9,rep,name=audit,proto3" json:"audit,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Audit []*AuditRecord `protobuf:"bytes,9,rep,name=audit,proto3" json:"audit,omitempty"`
+	// For a run still going (Get only): the step it is at, as the run itself reports it.
+	CurrentStep string `protobuf:"bytes,10,opt,name=current_step,json=currentStep,proto3" json:"current_step,omitempty"`
+	// The journey version the run pinned at its start (Get only, while it runs).
+	JourneyVersion int32 `protobuf:"varint,11,opt,name=journey_version,json=journeyVersion,proto3" json:"journey_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Reach) Reset() {
@@ -707,6 +713,20 @@ func (x *Reach) GetAudit() []*AuditRecord {
 		return x.Audit
 	}
 	return nil
+}
+
+func (x *Reach) GetCurrentStep() string {
+	if x != nil {
+		return x.CurrentStep
+	}
+	return ""
+}
+
+func (x *Reach) GetJourneyVersion() int32 {
+	if x != nil {
+		return x.JourneyVersion
+	}
+	return 0
 }
 
 // AuditRecord is one audited step of a reach.
@@ -850,7 +870,7 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"\x06status\x18\x04 \x01(\tR\x06status\"a\n" +
 	"\fListResponse\x12)\n" +
 	"\areaches\x18\x01 \x03(\v2\x0f.omega.v1.ReachR\areaches\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc8\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x94\x03\n" +
 	"\x05Reach\x12\x19\n" +
 	"\breach_id\x18\x01 \x01(\tR\areachId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x17\n" +
@@ -863,7 +883,10 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"started_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12+\n" +
-	"\x05audit\x18\t \x03(\v2\x15.omega.v1.AuditRecordR\x05audit\"\xd6\x01\n" +
+	"\x05audit\x18\t \x03(\v2\x15.omega.v1.AuditRecordR\x05audit\x12!\n" +
+	"\fcurrent_step\x18\n" +
+	" \x01(\tR\vcurrentStep\x12'\n" +
+	"\x0fjourney_version\x18\v \x01(\x05R\x0ejourneyVersion\"\xd6\x01\n" +
 	"\vAuditRecord\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\tR\x04step\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
