@@ -83,3 +83,15 @@ generate: tools ## regenerate proto/gen from proto/ (lint first)
 check-generate: generate ## fail when the committed generated code differs from what make generate makes
 	@git diff --exit-code --stat -- proto/gen && test -z "$$(git ls-files --others --exclude-standard -- proto/gen)" || \
 		{ git status --short -- proto/gen; echo "proto/gen differs from what make generate makes: run make generate and commit"; exit 1; }
+
+.PHONY: fuzz
+FUZZTIME ?= 2m
+FUZZ_TARGETS = ./event:FuzzDecode ./cep:FuzzParseRule ./cep:FuzzRuleCondition ./journey:FuzzParseJourney ./journey:FuzzRender
+fuzz: ## run every fuzz target for FUZZTIME (2m) and keep the corpus it grows in <pkg>/testdata/fuzz (commit it)
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  mkdir -p $$pkg/testdata/fuzz/$$name; \
+	  cp -n $$($(GO) env GOCACHE)/fuzz/github.com/omegareach/omega/$${pkg#./}/$$name/* $$pkg/testdata/fuzz/$$name/ 2>/dev/null || true; \
+	done

@@ -16,6 +16,7 @@ import (
 	"github.com/omegareach/omega/activities/filter"
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/internal/openreach"
+	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/journey"
 	"github.com/omegareach/omega/profile"
 )
@@ -150,7 +151,15 @@ func (a *Activities) Filter(ctx context.Context, r filter.Request) (filter.Verdi
 	if err != nil {
 		return filter.Verdict{}, err
 	}
-	return c.Check(profile.WithMemo(ctx), r) // the chain's filters read the profile once
+	v, err := c.Check(profile.WithMemo(ctx), r) // the chain's filters read the profile once
+	if err == nil {
+		by := v.Filter
+		if by == "" {
+			by = "none"
+		}
+		metrics.FilterVerdicts.WithLabelValues(by, v.Outcome).Inc()
+	}
+	return v, err
 }
 
 // Release gives back what the filter chain reserved for a send that will not happen.
@@ -178,6 +187,8 @@ type DispatchInput struct {
 	Template   journey.Template `json:"template"`
 	Fields     map[string]any   `json:"fields,omitempty"`
 	Message    channel.Message  `json:"message"`
+	// MatchedAt is set on a run's first send, for the match-to-dispatch latency.
+	MatchedAt time.Time `json:"matched_at,omitzero"`
 }
 
 // Dispatch renders the template and sends it on the named channel. The message's idempotency key
@@ -201,11 +212,17 @@ func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (channel.Re
 	m.Template, m.Channel = in.TemplateID, in.Channel
 	res, err := ch.Send(ctx, m)
 	if err == nil {
+		metrics.Sends.WithLabelValues(in.Channel, "sent").Inc()
+		if !in.MatchedAt.IsZero() {
+			metrics.MatchToDispatch.WithLabelValues(in.Channel).Observe(time.Since(in.MatchedAt).Seconds())
+		}
 		return res, nil
 	}
 	if channel.IsPermanent(err) {
+		metrics.Sends.WithLabelValues(in.Channel, "permanent").Inc()
 		return res, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypePermanentDispatch, err)
 	}
+	metrics.Sends.WithLabelValues(in.Channel, "retryable").Inc()
 	var opts temporal.ApplicationErrorOptions
 	var re *channel.RetryableError
 	if errors.As(err, &re) && re.RetryAfter > 0 {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/omegareach/omega/internal/apikey"
+	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
 )
 
@@ -26,36 +27,36 @@ type KeySource interface {
 // new method cannot be served open by mistake (a test checks every served method is listed).
 // Profiles are data other services feed in, like events: writing them takes ingest.
 var MethodScopes = map[string]string{
-	omegav1connect.EventServiceIngestProcedure:             apikey.ScopeIngest,
-	omegav1connect.ProfileServiceUpsertProfileProcedure:    apikey.ScopeIngest,
-	omegav1connect.ProfileServiceImportProfilesProcedure:   apikey.ScopeIngest,
-	omegav1connect.ReachServiceTriggerProcedure:            apikey.ScopeTrigger,
-	omegav1connect.ReachServiceCancelProcedure:             apikey.ScopeTrigger,
-	omegav1connect.ReachServiceSignalProcedure:             apikey.ScopeTrigger,
-	omegav1connect.InboxServiceMarkReadProcedure:           apikey.ScopeTrigger,
-	omegav1connect.ReachServiceGetProcedure:                apikey.ScopeRead,
-	omegav1connect.ReachServiceListProcedure:               apikey.ScopeRead,
-	omegav1connect.InboxServiceListInboxProcedure:          apikey.ScopeRead,
-	omegav1connect.ProfileServiceGetProfileProcedure:       apikey.ScopeRead,
-	omegav1connect.ListServiceListMembersProcedure:         apikey.ScopeRead,
-	omegav1connect.ListServiceCheckMemberProcedure:         apikey.ScopeRead,
-	omegav1connect.RuleServiceValidateRuleProcedure:        apikey.ScopeRead,
-	omegav1connect.RuleServiceGetRuleProcedure:             apikey.ScopeRead,
-	omegav1connect.RuleServiceListRulesProcedure:           apikey.ScopeRead,
-	omegav1connect.RuleServiceDryRunRuleProcedure:          apikey.ScopeRead,
-	omegav1connect.JourneyServiceValidateJourneyProcedure:  apikey.ScopeRead,
-	omegav1connect.JourneyServiceGetJourneyProcedure:       apikey.ScopeRead,
-	omegav1connect.JourneyServiceListJourneysProcedure:     apikey.ScopeRead,
-	omegav1connect.JourneyServiceDryRunJourneyProcedure:    apikey.ScopeRead,
-	omegav1connect.TemplateServiceRenderPreviewProcedure:   apikey.ScopeRead,
-	omegav1connect.RuleServiceApplyRuleProcedure:           apikey.ScopeAdmin,
-	omegav1connect.RuleServiceActivateRuleProcedure:        apikey.ScopeAdmin,
-	omegav1connect.RuleServiceDisableRuleProcedure:         apikey.ScopeAdmin,
-	omegav1connect.JourneyServiceApplyJourneyProcedure:     apikey.ScopeAdmin,
-	omegav1connect.JourneyServiceActivateJourneyProcedure:  apikey.ScopeAdmin,
-	omegav1connect.JourneyServiceDisableJourneyProcedure:   apikey.ScopeAdmin,
-	omegav1connect.ListServiceAddMembersProcedure:          apikey.ScopeAdmin,
-	omegav1connect.ListServiceRemoveMembersProcedure:       apikey.ScopeAdmin,
+	omegav1connect.EventServiceIngestProcedure:            apikey.ScopeIngest,
+	omegav1connect.ProfileServiceUpsertProfileProcedure:   apikey.ScopeIngest,
+	omegav1connect.ProfileServiceImportProfilesProcedure:  apikey.ScopeIngest,
+	omegav1connect.ReachServiceTriggerProcedure:           apikey.ScopeTrigger,
+	omegav1connect.ReachServiceCancelProcedure:            apikey.ScopeTrigger,
+	omegav1connect.ReachServiceSignalProcedure:            apikey.ScopeTrigger,
+	omegav1connect.InboxServiceMarkReadProcedure:          apikey.ScopeTrigger,
+	omegav1connect.ReachServiceGetProcedure:               apikey.ScopeRead,
+	omegav1connect.ReachServiceListProcedure:              apikey.ScopeRead,
+	omegav1connect.InboxServiceListInboxProcedure:         apikey.ScopeRead,
+	omegav1connect.ProfileServiceGetProfileProcedure:      apikey.ScopeRead,
+	omegav1connect.ListServiceListMembersProcedure:        apikey.ScopeRead,
+	omegav1connect.ListServiceCheckMemberProcedure:        apikey.ScopeRead,
+	omegav1connect.RuleServiceValidateRuleProcedure:       apikey.ScopeRead,
+	omegav1connect.RuleServiceGetRuleProcedure:            apikey.ScopeRead,
+	omegav1connect.RuleServiceListRulesProcedure:          apikey.ScopeRead,
+	omegav1connect.RuleServiceDryRunRuleProcedure:         apikey.ScopeRead,
+	omegav1connect.JourneyServiceValidateJourneyProcedure: apikey.ScopeRead,
+	omegav1connect.JourneyServiceGetJourneyProcedure:      apikey.ScopeRead,
+	omegav1connect.JourneyServiceListJourneysProcedure:    apikey.ScopeRead,
+	omegav1connect.JourneyServiceDryRunJourneyProcedure:   apikey.ScopeRead,
+	omegav1connect.TemplateServiceRenderPreviewProcedure:  apikey.ScopeRead,
+	omegav1connect.RuleServiceApplyRuleProcedure:          apikey.ScopeAdmin,
+	omegav1connect.RuleServiceActivateRuleProcedure:       apikey.ScopeAdmin,
+	omegav1connect.RuleServiceDisableRuleProcedure:        apikey.ScopeAdmin,
+	omegav1connect.JourneyServiceApplyJourneyProcedure:    apikey.ScopeAdmin,
+	omegav1connect.JourneyServiceActivateJourneyProcedure: apikey.ScopeAdmin,
+	omegav1connect.JourneyServiceDisableJourneyProcedure:  apikey.ScopeAdmin,
+	omegav1connect.ListServiceAddMembersProcedure:         apikey.ScopeAdmin,
+	omegav1connect.ListServiceRemoveMembersProcedure:      apikey.ScopeAdmin,
 }
 
 // keyCacheTTL bounds how long a revoked key keeps working on a running API replica.
@@ -146,6 +147,19 @@ func (a *authenticator) check(ctx context.Context, procedure string, header inte
 	}
 	return context.WithValue(ctx, keyCtx{}, e.key), nil
 }
+
+// countCalls counts every call by procedure and code, refused ones included.
+var countCalls = connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		resp, err := next(ctx, req)
+		code := "ok"
+		if err != nil {
+			code = connect.CodeOf(err).String()
+		}
+		metrics.APIRequests.WithLabelValues(req.Spec().Procedure, code).Inc()
+		return resp, err
+	}
+})
 
 func (a *authenticator) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {

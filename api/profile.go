@@ -10,8 +10,8 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
 	"github.com/omegareach/omega/profile"
+	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
 )
 
 // ProfileStore keeps user profiles (profile.Cached: writes go through its cache).

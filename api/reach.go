@@ -16,6 +16,7 @@ import (
 
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/metrics"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
 	"github.com/omegareach/omega/workflows"
 )
@@ -47,8 +48,14 @@ func (s *server) Trigger(ctx context.Context, req *connect.Request[omegav1.Trigg
 	_, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.ReachWorkflow, workflows.ReachInput{Match: match})
 	created := true
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
-	if errors.As(err, &already) {
+	switch {
+	case errors.As(err, &already):
+		metrics.WorkflowStarts.WithLabelValues("api", "duplicate").Inc()
 		created, err = false, s.sameJourney(ctx, id, m.GetJourneyId())
+	case err != nil:
+		metrics.WorkflowStarts.WithLabelValues("api", "error").Inc()
+	default:
+		metrics.WorkflowStarts.WithLabelValues("api", "started").Inc()
 	}
 	var ce *connect.Error
 	if errors.As(err, &ce) {

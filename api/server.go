@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -96,7 +97,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		taskQueue: cfg.TaskQueue, log: cfg.Log, now: time.Now}
 	auth := &authenticator{src: cfg.Keys, defaultRate: cfg.DefaultRate, maxTimeout: cfg.MaxCallTimeout, now: time.Now,
 		onError: s.internal, entries: map[[32]byte]*keyEntry{}}
-	opts := []connect.HandlerOption{connect.WithReadMaxBytes(cfg.MaxRequestBytes), connect.WithInterceptors(auth)}
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(cfg.MaxRequestBytes), connect.WithInterceptors(countCalls, auth)}
 	mux := http.NewServeMux()
 	mux.Handle(omegav1connect.NewEventServiceHandler(s, opts...))
 	mux.Handle(omegav1connect.NewReachServiceHandler(s, opts...))
@@ -132,9 +133,19 @@ func NewHandler(cfg Config) (http.Handler, error) {
 // Serve serves h on addr (HTTP/1.1 and cleartext HTTP/2, so gRPC works without TLS) until ctx
 // ends, then drains in-flight calls for up to 10 seconds.
 func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	return ServeTLS(ctx, addr, h, nil, log)
+}
+
+// ServeTLS is Serve over TLS when tc is set (HTTP/1.1 and HTTP/2), for deployments without a
+// TLS-terminating proxy in front.
+func ServeTLS(ctx context.Context, addr string, h http.Handler, tc *tls.Config, log *slog.Logger) error {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
+	if tc == nil {
+		protocols.SetUnencryptedHTTP2(true)
+	} else {
+		protocols.SetHTTP2(true)
+	}
 	srv := &http.Server{
 		Addr:              addr,
 		Handler:           h,
@@ -143,13 +154,20 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) e
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		TLSConfig:         tc,
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if tc != nil {
+			errc <- srv.ServeTLS(ln, "", "") // the certificates are in TLSConfig; h2 is negotiated
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	log.Info("api listening", "addr", ln.Addr().String())
 	select {
 	case err := <-errc:
@@ -162,8 +180,9 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) e
 }
 
 // NewProducer returns the idempotent producer Ingest needs: acknowledged only when every in-sync
-// replica has the events, and never duplicated by its own retries.
-func NewProducer(brokers []string) (sarama.SyncProducer, error) {
+// replica has the events, and never duplicated by its own retries. secure, when set, adds TLS
+// and SASL to the config.
+func NewProducer(brokers []string, secure func(*sarama.Config) error) (sarama.SyncProducer, error) {
 	sc := sarama.NewConfig()
 	sc.Version = sarama.V3_6_0_0
 	sc.ClientID = "omega-api"
@@ -173,5 +192,10 @@ func NewProducer(brokers []string) (sarama.SyncProducer, error) {
 	sc.Net.MaxOpenRequests = 1
 	sc.Producer.Retry.Max = 10
 	sc.Producer.Partitioner = sarama.NewHashPartitioner
+	if secure != nil {
+		if err := secure(sc); err != nil {
+			return nil, err
+		}
+	}
 	return sarama.NewSyncProducer(brokers, sc)
 }

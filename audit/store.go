@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/omegareach/omega/internal/pii"
 )
 
 // Kinds of audit records.
@@ -74,7 +76,9 @@ type Store struct {
 func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 // Append writes records in one statement; a record whose (reach, step, kind) exists is skipped, so
-// replays are no-ops. It returns how many rows were new.
+// replays are no-ops. It returns how many rows were new. Reasons are stored with personal data
+// masked (a provider's answer may quote the number or token it refused): the trail says what
+// happened, the profile says to whom.
 func (s *Store) Append(ctx context.Context, recs ...Record) (int64, error) {
 	if len(recs) == 0 {
 		return 0, nil
@@ -82,7 +86,7 @@ func (s *Store) Append(ctx context.Context, recs ...Record) (int64, error) {
 	cols := make([][]string, 10)
 	ats := make([]time.Time, len(recs))
 	for i, r := range recs {
-		for c, v := range []string{r.ReachID, r.Step, r.Kind, r.UserID, r.RuleID, r.JourneyID, r.Channel, r.Outcome, r.Reason, r.IdempotencyKey} {
+		for c, v := range []string{r.ReachID, r.Step, r.Kind, r.UserID, r.RuleID, r.JourneyID, r.Channel, r.Outcome, pii.Mask(r.Reason), r.IdempotencyKey} {
 			cols[c] = append(cols[c], v)
 		}
 		ats[i] = r.At

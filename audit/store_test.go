@@ -257,3 +257,17 @@ func TestListByUserBadToken(t *testing.T) {
 		})
 	}
 }
+
+// A provider's answer quoting the number it refused is stored masked.
+func TestAppendMasksPersonalData(t *testing.T) {
+	store := testenv.Require(t).Audit(t)
+	ctx := context.Background()
+	user := testenv.Unique("u")
+	id := "reach/r/" + user + "/m"
+	_, err := store.Append(ctx, audit.Record{ReachID: id, Step: "sms", Kind: audit.KindFailed, UserID: user, Channel: "sms",
+		Reason: "provider 400: +4915112345678 is not a mobile number (ann@example.com)", At: time.Now()})
+	require.NoError(t, err)
+	r, err := store.Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, "provider 400: +49*********78 is not a mobile number (a***@example.com)", r.Records[0].Reason)
+}

@@ -230,23 +230,3 @@ func FuzzRuleCondition(f *testing.F) {
 		c.matches(e, vars)
 	})
 }
-
-// FuzzParseRule: any document either parses or is refused with a *RuleError; what parses then
-// validates (or not) without panicking.
-func FuzzParseRule(f *testing.F) {
-	f.Add([]byte("id: r1\nsteps: [{type: cart_add, where: 'event.item_id != \"\"'}]\njourney_id: cart-reminder\n"))
-	f.Add([]byte(`{"id":"r","kind":"count","steps":[{"type":"view"}],"count":3,"within":"10m","journey_id":"j"}`))
-	f.Add([]byte("kind: absence\nabsent: {type: order_paid}\nwithin: 1d\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := ParseRule(b)
-		if err != nil {
-			var re *RuleError
-			require.True(t, errors.As(err, &re), "parse error is not a *RuleError: %v", err)
-			return
-		}
-		if err := Validate(r, Catalog{}); err != nil {
-			var re *RuleError
-			require.True(t, errors.As(err, &re), "validation error is not a *RuleError: %v", err)
-		}
-	})
-}

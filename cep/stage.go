@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/profile"
 	"github.com/omegareach/omega/workflows"
 )
@@ -334,7 +335,9 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			cfg.Log.Info("batch left for the next owner", "partition", claim.Partition(), "err", err)
 			return false
 		}
-		sess.MarkMessage(batch[len(batch)-1], "")
+		last := batch[len(batch)-1]
+		sess.MarkMessage(last, "")
+		metrics.ConsumerLag.WithLabelValues(strconv.Itoa(int(claim.Partition()))).Set(float64(max(0, claim.HighWaterMarkOffset()-last.Offset-1)))
 		batch = batch[:0]
 		return true
 	}
@@ -380,6 +383,7 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, msgs 
 		ev, err := event.Decode(m.Value)
 		if err != nil {
 			dead = append(dead, s.deadLetter(m, err))
+			metrics.DeadLetters.WithLabelValues(deadReason(err)).Inc()
 			continue
 		}
 		good = append(good, decoded{msg: m, ev: ev})
@@ -388,6 +392,7 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, msgs 
 		if err := retry(ctx, s.cfg.Log, "write dead letters", func() error { return dlq.SendMessages(dead) }); err != nil {
 			return err
 		}
+		metrics.EventsConsumed.WithLabelValues("dead_lettered").Add(float64(len(dead)))
 	}
 	if len(good) == 0 {
 		return nil
@@ -401,6 +406,8 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, msgs 
 		return err
 	}
 
+	metrics.EventsConsumed.WithLabelValues("duplicate").Add(float64(len(good) - len(fresh)))
+	metrics.EventsConsumed.WithLabelValues("processed").Add(float64(len(fresh)))
 	evs := make([]event.Event, len(fresh))
 	for i := range fresh {
 		evs[i] = fresh[i].ev
@@ -420,10 +427,50 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, msgs 
 	if err := s.dispatch(ctx, matches); err != nil {
 		return err
 	}
+	observeEventToMatch(fresh, matches)
 	if err := s.routeResponses(ctx, evs); err != nil {
 		return err
 	}
 	return retry(ctx, s.cfg.Log, "write dedupe marks", func() error { return s.markSeen(ctx, fresh) })
+}
+
+// deadReason classes a decode error for the dead-letter metric: decode, size, or the field.
+func deadReason(err error) string {
+	var fe *event.FieldError
+	switch {
+	case errors.As(err, &fe) && fe.Field == "value":
+		return "size"
+	case errors.As(err, &fe):
+		return "field:" + fe.Field
+	default:
+		return "decode"
+	}
+}
+
+// observeEventToMatch records, per match, the time from the Kafka record of the event that
+// completed it to now.
+func observeEventToMatch(fresh []decoded, ms []workflows.Match) {
+	if len(ms) == 0 {
+		return
+	}
+	at := make(map[string]time.Time, len(fresh))
+	for _, d := range fresh {
+		at[d.ev.EventID] = d.msg.Timestamp
+	}
+	now := time.Now()
+	for _, m := range ms {
+		mode := "live"
+		if m.Shadow {
+			mode = "shadow"
+		}
+		metrics.Matches.WithLabelValues(m.RuleID, mode).Inc()
+		if len(m.EventIDs) == 0 {
+			continue
+		}
+		if ts, ok := at[m.EventIDs[len(m.EventIDs)-1]]; ok && !ts.IsZero() {
+			metrics.EventToMatch.Observe(now.Sub(ts).Seconds())
+		}
+	}
 }
 
 func (s *Stage) deadLetter(m *sarama.ConsumerMessage, err error) *sarama.ProducerMessage {

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -24,11 +25,14 @@ func (t *TemporalStarter) Start(ctx context.Context, m workflows.Match) error {
 	_, err := t.Client.ExecuteWorkflow(ctx, opts, workflows.ReachWorkflow, workflows.ReachInput{Match: m})
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
+		metrics.WorkflowStarts.WithLabelValues("cep", "duplicate").Inc()
 		return nil
 	}
 	if err != nil {
+		metrics.WorkflowStarts.WithLabelValues("cep", "error").Inc()
 		return fmt.Errorf("start %s: %w", opts.ID, err)
 	}
+	metrics.WorkflowStarts.WithLabelValues("cep", "started").Inc()
 	return nil
 }
 

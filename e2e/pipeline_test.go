@@ -74,7 +74,7 @@ func newPipeline(t *testing.T) *pipeline {
 		require.NoError(t, admin.CreateTopic(tp, &sarama.TopicDetail{NumPartitions: 4, ReplicationFactor: 1}, false))
 	}
 	require.NoError(t, admin.Close())
-	p.producer, err = api.NewProducer(env.Brokers)
+	p.producer, err = api.NewProducer(env.Brokers, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.producer.Close() })
 	return p
@@ -375,6 +375,7 @@ func TestPipeline(t *testing.T) {
 // bad arguments are InvalidArgument naming the field.
 func TestAPI(t *testing.T) {
 	p := newPipeline(t)
+	before := scrape(t)
 	p.startWorker()
 	p.startCEP(p.id+"-cep", p.prefix)
 	h, err := api.NewHandler(api.Config{
@@ -440,6 +441,28 @@ func TestAPI(t *testing.T) {
 	require.Contains(t, err.Error(), "journey_id")
 	time.Sleep(500 * time.Millisecond)
 	require.Len(t, p.receiver.Deliveries(), 2)
+
+	// The metrics saw it: one event consumed and matched, one start from each side, two sends
+	// (the first sends of their runs), the API calls by code.
+	d := metricDeltas(before, scrape(t),
+		`omega_cep_events_total{outcome="processed"}`, `omega_cep_matches_total{mode="live",rule="cart-add"}`,
+		`omega_workflow_starts_total{origin="cep",result="started"}`, `omega_workflow_starts_total{origin="api",result="started"}`,
+		`omega_workflow_starts_total{origin="api",result="duplicate"}`, `omega_sends_total{channel="webhook",outcome="sent"}`,
+		`omega_filter_verdicts_total{filter="none",verdict="pass"}`, `omega_cep_event_to_match_seconds_count`,
+		`omega_match_to_dispatch_seconds_count{channel="webhook"}`,
+		`omega_api_requests_total{code="invalid_argument",procedure="/omega.v1.EventService/Ingest"}`,
+		`omega_api_requests_total{code="ok",procedure="/omega.v1.EventService/Ingest"}`)
+	for series, want := range map[string]float64{
+		`omega_cep_events_total{outcome="processed"}`: 1, `omega_cep_matches_total{mode="live",rule="cart-add"}`: 1,
+		`omega_workflow_starts_total{origin="cep",result="started"}`: 1, `omega_workflow_starts_total{origin="api",result="started"}`: 1,
+		`omega_workflow_starts_total{origin="api",result="duplicate"}`: 1, `omega_sends_total{channel="webhook",outcome="sent"}`: 2,
+		`omega_filter_verdicts_total{filter="none",verdict="pass"}`: 2, `omega_cep_event_to_match_seconds_count`: 1,
+		`omega_match_to_dispatch_seconds_count{channel="webhook"}`: 2,
+		`omega_api_requests_total{code="invalid_argument",procedure="/omega.v1.EventService/Ingest"}`: 1,
+		`omega_api_requests_total{code="ok",procedure="/omega.v1.EventService/Ingest"}`: 1,
+	} {
+		require.Equal(t, want, d[series], series)
+	}
 }
 
 func kinds(r audit.Reach) []string {

@@ -67,19 +67,3 @@ func TestRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, in, out)
 }
-
-func FuzzDecode(f *testing.F) {
-	f.Add([]byte(`{"event_id":"e1","user_id":"u1","type":"cart_add","ts":"2026-11-24T10:00:00Z"}`))
-	f.Add([]byte(`{}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := event.Decode(b)
-		if err != nil {
-			return
-		}
-		// Whatever decodes must re-encode and decode to a valid event.
-		b2, err := e.Encode()
-		require.NoError(t, err)
-		_, err = event.Decode(b2)
-		require.NoError(t, err)
-	})
-}

@@ -100,11 +100,29 @@ func render(name, text string, data map[string]any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var b strings.Builder
-	if err := tp.Execute(&b, data); err != nil {
+	b := &boundedWriter{max: MaxRendered}
+	if err := tp.Execute(b, data); err != nil {
 		return "", fmt.Errorf("%s: %w", name, err)
 	}
 	return b.String(), nil
+}
+
+// MaxRendered bounds a rendered title or body: a template ranging over event data cannot make a
+// message (or a worker's memory) grow without end.
+const MaxRendered = 16 << 10
+
+var errTooLong = fmt.Errorf("rendered text exceeds %d bytes", MaxRendered)
+
+type boundedWriter struct {
+	strings.Builder
+	max int
+}
+
+func (w *boundedWriter) Write(p []byte) (int, error) {
+	if w.Len()+len(p) > w.max {
+		return 0, errTooLong
+	}
+	return w.Builder.Write(p)
 }
 
 // Step is one node; exactly one of its kinds is set. A target field (next, then, on_timeout,

@@ -396,10 +396,14 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 			},
 		})
 		var res channel.Result
-		err = workflow.ExecuteActivity(actx, a.Dispatch, activities.DispatchInput{
+		in := activities.DispatchInput{
 			Channel: ch, TemplateID: s.Send.Template, Template: tmpl, Fields: r.fields(),
 			Message: channel.Message{IdempotencyKey: key, ReachID: r.reachID, UserID: r.m.UserID},
-		}).Get(dctx, &res)
+		}
+		if r.st.Sent == 0 {
+			in.MatchedAt = r.m.MatchedAt // the match-to-dispatch latency is the first send's
+		}
+		err = workflow.ExecuteActivity(actx, a.Dispatch, in).Get(dctx, &res)
 		if err == nil {
 			r.reserved = nil
 			r.st.Sent++

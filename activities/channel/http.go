@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -58,12 +59,24 @@ func post(client *http.Client, req *http.Request) (Result, error) {
 		return r, nil
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		return Result{Status: resp.StatusCode}, &RetryableError{
-			Err:        fmt.Errorf("provider answered %d: %s", resp.StatusCode, bytes.TrimSpace(answer)),
+			Err:        fmt.Errorf("provider answered %d: %s", resp.StatusCode, snippet(answer)),
 			RetryAfter: retryAfter(resp.Header.Get("Retry-After")),
 		}
 	default:
-		return Result{Status: resp.StatusCode}, &PermanentError{fmt.Errorf("provider answered %d: %s", resp.StatusCode, bytes.TrimSpace(answer))}
+		return Result{Status: resp.StatusCode}, &PermanentError{fmt.Errorf("provider answered %d: %s", resp.StatusCode, snippet(answer))}
 	}
+}
+
+// maxSnippet bounds how much of a refusal is kept: the error travels into workflow history and
+// the audit trail.
+const maxSnippet = 512
+
+func snippet(answer []byte) string {
+	a := bytes.TrimSpace(answer)
+	if len(a) <= maxSnippet {
+		return string(a)
+	}
+	return strings.ToValidUTF8(string(a[:maxSnippet]), "") + fmt.Sprintf("… (%d bytes)", len(a))
 }
 
 // newRequest builds a provider call carrying the message's idempotency key and attribution.

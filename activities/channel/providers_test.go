@@ -146,3 +146,38 @@ func TestSSRFGuardInwardRanges(t *testing.T) {
 		require.False(t, channel.Allowed(netip.MustParseAddr(a), nil), a)
 	}
 }
+
+// A redirect to an address the guard refuses is refused like a direct call: the check runs on
+// every connection, not on the first URL.
+func TestSSRFGuardRechecksRedirects(t *testing.T) {
+	inner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(inner.Close)
+	port := inner.URL[strings.LastIndex(inner.URL, ":")+1:]
+	for _, target := range []string{"http://127.0.0.2:" + port + "/meta", "http://[::1]:" + port + "/", "http://169.254.169.254/latest/meta-data/"} {
+		outer := httptest.NewServer(http.RedirectHandler(target, http.StatusFound))
+		t.Cleanup(outer.Close)
+		c := channel.GuardedClient(2*time.Second, []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")})
+		resp, err := c.Get(outer.URL)
+		if err == nil {
+			resp.Body.Close()
+		}
+		require.Error(t, err, target)
+		require.Contains(t, err.Error(), "not allowed", target)
+	}
+}
+
+// A provider that answers a refusal with a megabyte keeps a bounded snippet in the error (which
+// goes into workflow history and the audit trail).
+func TestProviderAnswerIsBounded(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, strings.Repeat("x", 1<<20))
+	}))
+	t.Cleanup(srv.Close)
+	wh, err := channel.NewWebhook(channel.WebhookConfig{URL: srv.URL, Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	require.NoError(t, err)
+	_, err = wh.Send(context.Background(), testMessage())
+	require.True(t, channel.IsPermanent(err))
+	require.Less(t, len(err.Error()), 700)
+	require.Contains(t, err.Error(), "bytes)")
+}

@@ -28,6 +28,8 @@ import (
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/internal/apikey"
+	"github.com/omegareach/omega/internal/metrics"
+	"github.com/omegareach/omega/internal/pii"
 	"github.com/omegareach/omega/journey"
 	"github.com/omegareach/omega/profile"
 	"github.com/omegareach/omega/worker"
@@ -56,8 +58,14 @@ environment (defaults in brackets):
   OMEGA_API_ADDR [127.0.0.1:8080]        OMEGA_RECEIVER_ADDR [127.0.0.1:8090]
   OMEGA_API_URL [http://$OMEGA_API_ADDR] OMEGA_API_KEY (reaches, events)
   OMEGA_API_RATE [50: requests/s per key without its own rate]
+  OMEGA_API_CERT_FILE OMEGA_API_KEY_FILE [TLS off] OMEGA_API_CA_FILE [client certificates required]
+TLS and credentials of clients (SECURITY.md): OMEGA_{KAFKA,REDIS,TEMPORAL}_TLS=1, _CA_FILE, _CERT_FILE,
+  _KEY_FILE; OMEGA_KAFKA_SASL_MECHANISM/_USER/_PASSWORD; OMEGA_REDIS_USERNAME/_PASSWORD;
+  OMEGA_TEMPORAL_API_KEY; PostgreSQL in OMEGA_PG_URL (sslmode, sslrootcert ...). Any secret X
+  may be a file: X_FILE.
   OMEGA_WEBHOOK_URL [http://127.0.0.1:8090/deliveries]  OMEGA_TASK_QUEUE [omega-reach]
-  OMEGA_LOG_FORMAT [text|json]
+  OMEGA_METRICS_ADDR [off; api, cep, worker: Prometheus /metrics there]
+  OMEGA_LOG_FORMAT [text|json]  OMEGA_LOG_LEVEL [info|debug]   (phones, emails, tokens masked)
 worker only:
   OMEGA_DAILY_CAP [3]  OMEGA_CHANNEL_CAPS [sms=1,push=3]  OMEGA_LAST_SLOT_PRIORITY [0: off]
   OMEGA_QUIET_HOURS [off; 21:00-08:00]  OMEGA_OPT_IN [sms]  OMEGA_RATE_LIMITS [sms=10,push=500]
@@ -76,6 +84,11 @@ func main() {
 	defer stop()
 	cfg := configFromEnv()
 
+	// OMEGA_METRICS_ADDR: where api, cep and worker serve /metrics (off when empty).
+	switch os.Args[1] {
+	case "api", "cep", "worker":
+		metrics.Serve(ctx, os.Getenv("OMEGA_METRICS_ADDR"), log)
+	}
 	var err error
 	switch os.Args[1] {
 	case "api":
@@ -116,7 +129,7 @@ func main() {
 
 type config struct {
 	brokers      []string
-	redisAddr    string
+	redisOpts    *redis.Options
 	pgURL        string
 	temporalAddr string
 	namespace    string
@@ -135,6 +148,22 @@ type config struct {
 	quietStart   string
 	quietEnd     string
 	optIn        []string
+}
+
+// mustSecret is secret for configuration read at start: an unreadable file stops the process.
+func mustSecret(name string) string {
+	v, err := secret(name)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	return v
+}
+
+// newRedis connects with the configured credentials and TLS.
+func (c config) newRedis() *redis.Client {
+	o := *c.redisOpts
+	return redis.NewClient(&o)
 }
 
 func env(k, def string) string {
@@ -185,12 +214,12 @@ func configFromEnv() config {
 	// rules or journeys.
 	var push *channel.PushConfig
 	if fcm, apns := env("OMEGA_FCM_URL", ""), env("OMEGA_APNS_URL", ""); fcm != "" || apns != "" {
-		push = &channel.PushConfig{FCMURL: fcm, FCMProject: env("OMEGA_FCM_PROJECT", ""), FCMToken: env("OMEGA_FCM_TOKEN", ""),
-			APNsURL: apns, APNsTopic: env("OMEGA_APNS_TOPIC", ""), APNsToken: env("OMEGA_APNS_TOKEN", "")}
+		push = &channel.PushConfig{FCMURL: fcm, FCMProject: env("OMEGA_FCM_PROJECT", ""), FCMToken: mustSecret("OMEGA_FCM_TOKEN"),
+			APNsURL: apns, APNsTopic: env("OMEGA_APNS_TOPIC", ""), APNsToken: mustSecret("OMEGA_APNS_TOKEN")}
 	}
 	var sms *channel.SMSConfig
 	if u := env("OMEGA_SMS_URL", ""); u != "" {
-		sms = &channel.SMSConfig{URL: u, Form: env("OMEGA_SMS_FORM", "") == "1", Token: env("OMEGA_SMS_TOKEN", ""),
+		sms = &channel.SMSConfig{URL: u, Form: env("OMEGA_SMS_FORM", "") == "1", Token: mustSecret("OMEGA_SMS_TOKEN"),
 			DefaultSender: env("OMEGA_SMS_SENDER", "Omega")}
 	}
 	rates := map[string]float64{}
@@ -202,15 +231,19 @@ func configFromEnv() config {
 		}
 		rates[ch] = n
 	}
+	redisOpts, err := redisOptions(env("OMEGA_REDIS_ADDR", "127.0.0.1:6379"))
+	if err != nil {
+		die("OMEGA_REDIS_*", err.Error())
+	}
 	var optIn []string
 	if v := env("OMEGA_OPT_IN", ""); v != "" {
 		optIn = strings.Split(v, ",")
 	}
 	return config{
-		taskQueue: env("OMEGA_TASK_QUEUE", "omega-reach"), rates: rates, webhookAllow: allow, secret: env("OMEGA_WEBHOOK_SECRET", ""), push: push, sms: sms,
+		taskQueue: env("OMEGA_TASK_QUEUE", "omega-reach"), rates: rates, webhookAllow: allow, secret: mustSecret("OMEGA_WEBHOOK_SECRET"), push: push, sms: sms,
 		channelCaps: caps, lastSlot: lastSlot, quietStart: quietStart, quietEnd: quietEnd, optIn: optIn,
 		brokers:      strings.Split(env("OMEGA_KAFKA_BROKERS", "127.0.0.1:9092"), ","),
-		redisAddr:    env("OMEGA_REDIS_ADDR", "127.0.0.1:6379"),
+		redisOpts:    redisOpts,
 		pgURL:        env("OMEGA_PG_URL", "postgres://postgres@127.0.0.1:5432/omega?sslmode=disable"),
 		temporalAddr: env("OMEGA_TEMPORAL_ADDR", "127.0.0.1:7233"),
 		namespace:    env("OMEGA_TEMPORAL_NAMESPACE", "default"),
@@ -221,17 +254,25 @@ func configFromEnv() config {
 	}
 }
 
+// newLogger logs to stderr with phone numbers, email addresses and push tokens masked.
 func newLogger() *slog.Logger {
-	if os.Getenv("OMEGA_LOG_FORMAT") == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	opts := &slog.HandlerOptions{}
+	if os.Getenv("OMEGA_LOG_LEVEL") == "debug" {
+		opts.Level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if os.Getenv("OMEGA_LOG_FORMAT") == "json" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	return slog.New(pii.Handler(h))
 }
 
 func dialTemporal(ctx context.Context, log *slog.Logger, cfg config) (client.Client, error) {
-	c, err := client.DialContext(ctx, client.Options{
-		HostPort: cfg.temporalAddr, Namespace: cfg.namespace, Logger: tlog.NewStructuredLogger(log),
-	})
+	o := client.Options{HostPort: cfg.temporalAddr, Namespace: cfg.namespace, Logger: tlog.NewStructuredLogger(log)}
+	if err := secureTemporal(&o); err != nil {
+		return nil, err
+	}
+	c, err := client.DialContext(ctx, o)
 	if err != nil {
 		return nil, fmt.Errorf("dial temporal at %s: %w", cfg.temporalAddr, err)
 	}
@@ -260,13 +301,13 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 		return err
 	}
 	defer closeDB()
-	prod, err := api.NewProducer(cfg.brokers)
+	prod, err := api.NewProducer(cfg.brokers, secureKafka)
 	if err != nil {
 		return fmt.Errorf("kafka producer: %w", err)
 	}
 	defer prod.Close()
 	journeys := journey.NewStore(store.Pool(), journeyCatalog())
-	rdb := redis.NewClient(&redis.Options{Addr: cfg.redisAddr})
+	rdb := cfg.newRedis()
 	defer rdb.Close()
 	rate, err := strconv.ParseFloat(env("OMEGA_API_RATE", "50"), 64)
 	if err != nil || rate <= 0 {
@@ -275,13 +316,19 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 	h, err := api.NewHandler(api.Config{Producer: prod, Temporal: tc, Audit: store, Journeys: journeyExists(journeys),
 		Keys: apikey.NewStore(store.Pool()), DefaultRate: rate,
 		Profiles: &profile.Cached{Store: profile.NewStore(store.Pool()), Redis: rdb},
-		Redis: rdb, Lists: map[string]string{"blacklist": filter.BlacklistKey, "whitelist": filter.WhitelistKey},
+		Redis:    rdb, Lists: map[string]string{"blacklist": filter.BlacklistKey, "whitelist": filter.WhitelistKey},
 		RuleStore: cep.NewRuleStore(store.Pool(), ruleCatalog(store.Pool())), JourneyStore: journeys,
 		Inbox: channel.NewInbox(store.Pool()), TaskQueue: cfg.taskQueue, Log: log})
 	if err != nil {
 		return err
 	}
-	return api.Serve(ctx, cfg.apiAddr, h, log)
+	// OMEGA_API_CERT_FILE and OMEGA_API_KEY_FILE serve TLS (and OMEGA_API_CA_FILE asks clients
+	// for certificates signed by it).
+	stls, err := serverTLS()
+	if err != nil {
+		return err
+	}
+	return api.ServeTLS(ctx, cfg.apiAddr, h, stls, log)
 }
 
 func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
@@ -290,7 +337,7 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 		return err
 	}
 	defer tc.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: cfg.redisAddr})
+	rdb := cfg.newRedis()
 	defer rdb.Close()
 	if err := audit.Migrate(cfg.pgURL); err != nil {
 		return err
@@ -300,8 +347,12 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 		return fmt.Errorf("connect postgres: %w", err)
 	}
 	defer pool.Close()
+	sc := cep.DefaultSaramaConfig()
+	if err := secureKafka(sc); err != nil {
+		return err
+	}
 	st, err := cep.New(cep.Config{
-		Brokers: cfg.brokers, Redis: rdb, RuleSource: cep.NewRuleStore(pool, ruleCatalog(pool)),
+		Brokers: cfg.brokers, Sarama: sc, Redis: rdb, RuleSource: cep.NewRuleStore(pool, ruleCatalog(pool)),
 		Profiles: &profile.Cached{Store: profile.NewStore(pool), Redis: rdb},
 		Starter:  &cep.TemporalStarter{Client: tc}, Shadow: cep.AuditShadow{Store: audit.NewStore(pool)}, Log: log,
 	})
@@ -322,7 +373,7 @@ func runWorker(ctx context.Context, log *slog.Logger, cfg config) error {
 		return err
 	}
 	defer closeDB()
-	rdb := redis.NewClient(&redis.Options{Addr: cfg.redisAddr})
+	rdb := cfg.newRedis()
 	defer rdb.Close()
 	w, err := worker.New(worker.Config{Temporal: tc, Redis: rdb, Audit: store, WebhookURL: cfg.webhookURL,
 		DailyCap: cfg.dailyCap, ChannelCaps: cfg.channelCaps, LastSlotPriority: cfg.lastSlot,

@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/omegareach/omega/profile"
 )
 
@@ -40,7 +38,7 @@ func runProfiles(ctx context.Context, cfg config, args []string, stdout io.Write
 		return err
 	}
 	defer pool.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: cfg.redisAddr})
+	rdb := cfg.newRedis()
 	defer rdb.Close()
 	st := &profile.Cached{Store: profile.NewStore(pool), Redis: rdb}
 	enc := json.NewEncoder(stdout)

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
@@ -195,7 +194,7 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 		if err != nil {
 			return err
 		}
-		rdb := redis.NewClient(&redis.Options{Addr: cfg.redisAddr})
+		rdb := cfg.newRedis()
 		defer rdb.Close()
 		ms, err := cep.DryRun(ctx, rdb, rs, evs)
 		if err != nil {

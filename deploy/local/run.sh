@@ -18,9 +18,11 @@ export OMEGA_API_KEY
 "$BIN/omega" journeys apply -f "$ROOT/journey/demo"
 "$BIN/omega" rules apply -f "$ROOT/cep/demo"
 "$STACK" start-app receiver "${OMEGA_RECEIVER_ADDR##*:}" "$BIN/omega" receiver
-"$STACK" start-app worker - "$BIN/omega" worker
-"$STACK" start-app cep - "$BIN/omega" cep
-"$STACK" start-app api "${OMEGA_API_ADDR##*:}" "$BIN/omega" api
+# Prometheus /metrics of each process on its own port.
+M=${OMEGA_METRICS_PORT:-9464}
+OMEGA_METRICS_ADDR=127.0.0.1:$((M + 2)) "$STACK" start-app worker - "$BIN/omega" worker
+OMEGA_METRICS_ADDR=127.0.0.1:$((M + 1)) "$STACK" start-app cep - "$BIN/omega" cep
+OMEGA_METRICS_ADDR=127.0.0.1:$M "$STACK" start-app api "${OMEGA_API_ADDR##*:}" "$BIN/omega" api
 
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 ui=http://127.0.0.1:${OMEGA_UI_PORT:-8233}
@@ -31,6 +33,7 @@ Omega Reach is running (data and logs in $OMEGA_DATA; stop everything with: make
   API key      $OMEGA_API_KEY   (development, admin scope)
   Temporal UI  $ui
   Receiver     http://$OMEGA_RECEIVER_ADDR/deliveries   (log: $OMEGA_DATA/log/app-receiver.log)
+  Metrics      http://127.0.0.1:$M/metrics (api), :$((M + 1)) (cep), :$((M + 2)) (worker)
 
 Every call carries the key; set it in your shell first (or: eval "\$(deploy/local/stack.sh env)"):
   export OMEGA_API_KEY=$OMEGA_API_KEY

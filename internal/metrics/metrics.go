@@ -1,0 +1,93 @@
+// Package metrics holds the Prometheus metrics every Omega Reach process exports on
+// OMEGA_METRICS_ADDR (/metrics): the CEP stage's intake and matches, workflow starts, the filter
+// chain's verdicts, sends by channel and outcome, API calls, and the two latencies that matter:
+// event to match and match to dispatch. Label values are bounded sets (rule IDs, filter and channel
+// names, outcomes, RPC codes); user IDs never become labels.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Registry holds the process's metrics, Go runtime and process metrics included.
+var Registry = prometheus.NewRegistry()
+
+var f = promauto.With(Registry)
+
+func init() {
+	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}
+
+// latencyBuckets span 1 ms to about 33 s.
+var latencyBuckets = prometheus.ExponentialBuckets(0.001, 2, 16)
+
+var (
+	// EventsConsumed counts records the CEP stage read, by partition outcome: ok, dead_lettered,
+	// duplicate.
+	EventsConsumed = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_cep_events_total",
+		Help: "Events read by the CEP stage, by outcome (processed, dead_lettered, duplicate)."}, []string{"outcome"})
+	// DeadLetters counts dead-lettered records by reason class (decode, size, or the invalid field).
+	DeadLetters = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_cep_dead_letters_total",
+		Help: "Records sent to the dead-letter topic, by reason (decode, size, field:<name>)."}, []string{"reason"})
+	// ConsumerLag is, per partition this replica owns, how many records are behind the newest.
+	ConsumerLag = f.NewGaugeVec(prometheus.GaugeOpts{Name: "omega_cep_consumer_lag",
+		Help: "Records between the last one the CEP stage took and the partition's high-water mark."}, []string{"partition"})
+	// Matches counts matches by rule (shadow matches included, labelled).
+	Matches = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_cep_matches_total",
+		Help: "Pattern matches, by rule and mode (live or shadow)."}, []string{"rule", "mode"})
+	// EventToMatch is the time from an event's production (the Kafka record time) to its match.
+	EventToMatch = f.NewHistogram(prometheus.HistogramOpts{Name: "omega_cep_event_to_match_seconds",
+		Help: "Time from an event's Kafka record timestamp to the match it completed.", Buckets: latencyBuckets})
+	// WorkflowStarts counts reach workflow starts by origin (cep, api) and result (started,
+	// duplicate, error).
+	WorkflowStarts = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_workflow_starts_total",
+		Help: "Reach workflow starts, by origin (cep, api) and result (started, duplicate, error)."}, []string{"origin", "result"})
+	// FilterVerdicts counts filter chain verdicts by the deciding filter and verdict.
+	FilterVerdicts = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_filter_verdicts_total",
+		Help: "Filter chain verdicts, by deciding filter (none for a pass) and verdict (pass, drop, defer)."}, []string{"filter", "verdict"})
+	// Sends counts provider calls by channel and outcome (sent, retryable, permanent).
+	Sends = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_sends_total",
+		Help: "Provider calls, by channel and outcome (sent, retryable, permanent)."}, []string{"channel", "outcome"})
+	// MatchToDispatch is the time from a match to the provider's acceptance of its first send.
+	MatchToDispatch = f.NewHistogramVec(prometheus.HistogramOpts{Name: "omega_match_to_dispatch_seconds",
+		Help: "Time from a match to a provider accepting its send, by channel.", Buckets: latencyBuckets}, []string{"channel"})
+	// APIRequests counts API calls by procedure and code.
+	APIRequests = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_api_requests_total",
+		Help: "API calls, by procedure and result code (ok or the Connect code)."}, []string{"procedure", "code"})
+)
+
+// Handler serves the registry in the Prometheus text format.
+func Handler() http.Handler {
+	return promhttp.HandlerFor(Registry, promhttp.HandlerOpts{Registry: Registry})
+}
+
+// Serve serves /metrics on addr until ctx ends; an empty addr serves nothing.
+func Serve(ctx context.Context, addr string, log *slog.Logger) {
+	if addr == "" {
+		return
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", Handler())
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	go func() {
+		log.Info("metrics listening", "addr", addr)
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "addr", addr, "err", err)
+		}
+	}()
+}
