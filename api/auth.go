@@ -36,6 +36,8 @@ var MethodScopes = map[string]string{
 	omegav1connect.InboxServiceMarkReadProcedure:          apikey.ScopeTrigger,
 	omegav1connect.ReachServiceGetProcedure:               apikey.ScopeRead,
 	omegav1connect.ReachServiceListProcedure:              apikey.ScopeRead,
+	omegav1connect.ReachServiceTimelineProcedure:          apikey.ScopeRead,
+	omegav1connect.ReachServiceFunnelProcedure:            apikey.ScopeRead,
 	omegav1connect.InboxServiceListInboxProcedure:         apikey.ScopeRead,
 	omegav1connect.ProfileServiceGetProfileProcedure:      apikey.ScopeRead,
 	omegav1connect.ListServiceListMembersProcedure:        apikey.ScopeRead,

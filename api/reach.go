@@ -282,12 +282,14 @@ func toProto(r audit.Reach) *omegav1.Reach {
 		Channel: r.Channel, StartedAt: timestamppb.New(r.StartedAt), UpdatedAt: timestamppb.New(r.UpdatedAt),
 	}
 	for _, rec := range r.Records {
-		out.Audit = append(out.Audit, &omegav1.AuditRecord{
-			Step: rec.Step, Kind: rec.Kind, Outcome: rec.Outcome, Reason: rec.Reason, Channel: rec.Channel,
-			IdempotencyKey: rec.IdempotencyKey, At: timestamppb.New(rec.At),
-		})
+		out.Audit = append(out.Audit, toProtoRecord(rec))
 	}
 	return out
+}
+
+func toProtoRecord(rec audit.Record) *omegav1.AuditRecord {
+	return &omegav1.AuditRecord{Step: rec.Step, Kind: rec.Kind, Outcome: rec.Outcome, Reason: rec.Reason, Channel: rec.Channel,
+		IdempotencyKey: rec.IdempotencyKey, At: timestamppb.New(rec.At)}
 }
 
 // Signal records a response for one open reach.
@@ -321,4 +323,75 @@ func (s *server) Signal(ctx context.Context, req *connect.Request[omegav1.Signal
 		return nil, s.internal("signal reach", err)
 	}
 	return connect.NewResponse(&omegav1.SignalResponse{}), nil
+}
+
+// Timeline returns a user's audit records across their reaches, newest first.
+func (s *server) Timeline(ctx context.Context, req *connect.Request[omegav1.TimelineRequest]) (*connect.Response[omegav1.TimelineResponse], error) {
+	m := req.Msg
+	if err := checkID("user_id", m.GetUserId()); err != nil {
+		return nil, err
+	}
+	size := int(m.GetPageSize())
+	switch {
+	case size < 0:
+		return nil, invalid("page_size", "must not be negative")
+	case size == 0:
+		size = 100
+	case size > 500:
+		size = 500
+	}
+	recs, next, err := s.audit.Timeline(ctx, m.GetUserId(), size, m.GetPageToken())
+	if errors.Is(err, audit.ErrBadPageToken) {
+		return nil, invalid("page_token", "not a token from a previous Timeline")
+	}
+	if err != nil {
+		return nil, s.internal("read timeline", err)
+	}
+	out := &omegav1.TimelineResponse{NextPageToken: next}
+	for _, r := range recs {
+		out.Records = append(out.Records, &omegav1.TimelineRecord{ReachId: r.ReachID, RuleId: r.RuleID, JourneyId: r.JourneyID,
+			Record: toProtoRecord(r)})
+	}
+	return connect.NewResponse(out), nil
+}
+
+// maxFunnelRange bounds one funnel query.
+const maxFunnelRange = 92 * 24 * time.Hour
+
+// Funnel counts a rule's or journey's reaches by how far they got.
+func (s *server) Funnel(ctx context.Context, req *connect.Request[omegav1.FunnelRequest]) (*connect.Response[omegav1.FunnelResponse], error) {
+	m := req.Msg
+	if m.GetRuleId() == "" && m.GetJourneyId() == "" {
+		return nil, invalid("rule_id", "give rule_id or journey_id (or both)")
+	}
+	if m.GetJourneyVersion() < 0 {
+		return nil, invalid("journey_version", "must not be negative")
+	}
+	q := audit.FunnelQuery{RuleID: m.GetRuleId(), JourneyID: m.GetJourneyId(), JourneyVersion: int(m.GetJourneyVersion()),
+		To: s.now(), From: s.now().Add(-24 * time.Hour)}
+	for _, ts := range []struct {
+		field string
+		v     *timestamppb.Timestamp
+		into  *time.Time
+	}{{"from", m.GetFrom(), &q.From}, {"to", m.GetTo(), &q.To}} {
+		if ts.v == nil {
+			continue
+		}
+		if err := ts.v.CheckValid(); err != nil {
+			return nil, invalid(ts.field, "%v", err)
+		}
+		*ts.into = ts.v.AsTime()
+	}
+	switch {
+	case !q.From.Before(q.To):
+		return nil, invalid("from", "must be before to")
+	case q.To.Sub(q.From) > maxFunnelRange:
+		return nil, invalid("from", "the range is longer than %d days", int(maxFunnelRange.Hours()/24))
+	}
+	f, err := s.audit.Funnel(ctx, q)
+	if err != nil {
+		return nil, s.internal("read funnel", err)
+	}
+	return connect.NewResponse(&omegav1.FunnelResponse{Matched: f.Matched, Sent: f.Sent, Opened: f.Opened, Converted: f.Converted,
+		Suppressed: f.Suppressed, SuppressedBy: f.SuppressedBy, Failed: f.Failed, Cancelled: f.Cancelled, Running: f.Running}), nil
 }

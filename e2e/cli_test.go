@@ -146,6 +146,18 @@ func TestOperatorCLI(t *testing.T) {
 		return strings.Contains(out, reach)
 	}, 30*time.Second, 200*time.Millisecond)
 
+	// The user's timeline and the journey's funnel, as an operator and a growth team read them.
+	out, err = omega(key, "reaches", "timeline", "--user", user)
+	require.NoError(t, err)
+	require.Contains(t, out, "asked by support")
+	require.Contains(t, out, "dispatched")
+	out, err = omega(key, "reaches", "funnel", "--journey", j.ID, "-o", "json")
+	require.NoError(t, err)
+	require.JSONEq(t, `{"matched":"1","sent":"1","cancelled":"1"}`, out)
+	out, err = omega(key, "reaches", "funnel", "--journey", j.ID)
+	require.NoError(t, err)
+	require.Contains(t, out, "cancelled   1        100.0%")
+
 	// Events: the trigger/read key lacks the ingest scope; the ingest key sends.
 	_, err = omega(key, "events", "send", "--user", user, "--type", "cart_add", "--item", "sku-1")
 	require.ErrorContains(t, err, "permission_denied")

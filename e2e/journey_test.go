@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/omegareach/omega/activities/channel"
+	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/journey"
@@ -85,6 +86,11 @@ func TestRetargetJourney(t *testing.T) {
 	r, err = p.store.Get(context.Background(), push[opener].Message.ReachID)
 	require.NoError(t, err)
 	require.Equal(t, []string{"matched", "routed", "filtered", "dispatched", "responded", "completed"}, kinds(r))
+
+	// The rule's funnel: three matched and sent, one opened, one converted.
+	f, err := p.store.Funnel(context.Background(), audit.FunnelQuery{RuleID: rule.ID, From: time.Now().Add(-time.Hour), To: time.Now()})
+	require.NoError(t, err)
+	require.Equal(t, audit.Funnel{Matched: 3, Sent: 3, Opened: 1, Converted: 1, SuppressedBy: map[string]int64{}}, f)
 
 	// Runs that ended left the open-reach index.
 	rdb := p.env.Redis(t)

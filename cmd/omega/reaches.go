@@ -8,8 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,6 +32,9 @@ const reachesUsage = `usage: omega reaches <command> [flags]   (through the API:
   cancel ID [--reason R]                    stop one open reach
   cancel --user U (--rule R | --journey J) [--reason R]
                                             stop every open reach of a user for a rule or journey
+  timeline --user U [--limit N]             every audited step of a user's reaches, newest first
+  funnel (--rule R | --journey J) [--version N] [--since 24h]
+                                            matched -> sent -> opened -> converted, suppressed by filter
   trigger --user U --journey J --key K [--attr k=v ...]
                                             start a journey for a user (the same key twice is one reach)
 
@@ -107,6 +112,8 @@ func runReaches(ctx context.Context, cfg config, args []string, stdout io.Writer
 	journeyID := fs.String("journey", "", "journey ID")
 	reason := fs.String("reason", "", "why (kept in the audit trail)")
 	key := fs.String("key", "", "idempotency key")
+	version := fs.Int("version", 0, "journey version (funnel)")
+	since := fs.Duration("since", 24*time.Hour, "funnel over reaches matched this long ago until now")
 	output := fs.String("o", "table", "output: table or json")
 	attrs := attrFlags{}
 	fs.Var(attrs, "attr", "key=value (repeatable; JSON values are parsed)")
@@ -185,6 +192,58 @@ func runReaches(ctx context.Context, cfg config, args []string, stdout io.Writer
 			fmt.Fprintln(stdout, "no open reach matched")
 		}
 		return nil
+	case "timeline":
+		var recs []*omegav1.TimelineRecord
+		token := ""
+		for len(recs) < *limit {
+			resp, err := c.reaches.Timeline(ctx, connect.NewRequest(&omegav1.TimelineRequest{UserId: *user,
+				PageSize: int32(min(*limit-len(recs), 500)), PageToken: token}))
+			if err != nil {
+				return err
+			}
+			recs = append(recs, resp.Msg.GetRecords()...)
+			if token = resp.Msg.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+		if *output == "json" {
+			return printJSON(stdout, &omegav1.TimelineResponse{Records: recs})
+		}
+		return render(stdout, *output, recs, []string{"AT", "REACH", "STEP", "KIND", "OUTCOME", "CHANNEL", "REASON"}, func(r *omegav1.TimelineRecord) []any {
+			a := r.GetRecord()
+			return []any{a.GetAt().AsTime().Local().Format("2006-01-02 15:04:05.000"), r.GetReachId(), a.GetStep(), a.GetKind(),
+				orDash(a.GetOutcome()), orDash(a.GetChannel()), orDash(a.GetReason())}
+		})
+	case "funnel":
+		now := time.Now()
+		resp, err := c.reaches.Funnel(ctx, connect.NewRequest(&omegav1.FunnelRequest{RuleId: *rule, JourneyId: *journeyID,
+			JourneyVersion: int32(*version), From: timestamppb.New(now.Add(-*since)), To: timestamppb.New(now)}))
+		if err != nil {
+			return err
+		}
+		f := resp.Msg
+		if *output == "json" {
+			return printJSON(stdout, f)
+		}
+		pct := func(n int64) string {
+			if f.GetMatched() == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(f.GetMatched()))
+		}
+		type row struct {
+			stage string
+			n     int64
+		}
+		rows := []row{{"matched", f.GetMatched()}, {"sent", f.GetSent()}, {"opened", f.GetOpened()}, {"converted", f.GetConverted()},
+			{"suppressed", f.GetSuppressed()}}
+		for _, by := range slices.Sorted(maps.Keys(f.GetSuppressedBy())) {
+			rows = append(rows, row{"  by " + by, f.GetSuppressedBy()[by]})
+		}
+		rows = append(rows, row{"failed", f.GetFailed()}, row{"cancelled", f.GetCancelled()}, row{"running", f.GetRunning()})
+		return render(stdout, "table", rows, []string{"STAGE", "REACHES", "OF MATCHED"}, func(r row) []any {
+			return []any{r.stage, r.n, pct(r.n)}
+		})
 	case "trigger":
 		st, err := structpb.NewStruct(attrs)
 		if err != nil {

@@ -826,6 +826,381 @@ func (x *AuditRecord) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+type TimelineRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// At most 500; 100 when unset.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimelineRequest) Reset() {
+	*x = TimelineRequest{}
+	mi := &file_omega_v1_reach_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimelineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimelineRequest) ProtoMessage() {}
+
+func (x *TimelineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_reach_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimelineRequest.ProtoReflect.Descriptor instead.
+func (*TimelineRequest) Descriptor() ([]byte, []int) {
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TimelineRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *TimelineRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *TimelineRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type TimelineResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []*TimelineRecord      `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimelineResponse) Reset() {
+	*x = TimelineResponse{}
+	mi := &file_omega_v1_reach_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimelineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimelineResponse) ProtoMessage() {}
+
+func (x *TimelineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_reach_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimelineResponse.ProtoReflect.Descriptor instead.
+func (*TimelineResponse) Descriptor() ([]byte, []int) {
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TimelineResponse) GetRecords() []*TimelineRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *TimelineResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// TimelineRecord is one audited step of one of the user's reaches.
+type TimelineRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ReachId       string                 `protobuf:"bytes,1,opt,name=reach_id,json=reachId,proto3" json:"reach_id,omitempty"`
+	RuleId        string                 `protobuf:"bytes,2,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	JourneyId     string                 `protobuf:"bytes,3,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
+	Record        *AuditRecord           `protobuf:"bytes,4,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimelineRecord) Reset() {
+	*x = TimelineRecord{}
+	mi := &file_omega_v1_reach_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimelineRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimelineRecord) ProtoMessage() {}
+
+func (x *TimelineRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_reach_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimelineRecord.ProtoReflect.Descriptor instead.
+func (*TimelineRecord) Descriptor() ([]byte, []int) {
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TimelineRecord) GetReachId() string {
+	if x != nil {
+		return x.ReachId
+	}
+	return ""
+}
+
+func (x *TimelineRecord) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *TimelineRecord) GetJourneyId() string {
+	if x != nil {
+		return x.JourneyId
+	}
+	return ""
+}
+
+func (x *TimelineRecord) GetRecord() *AuditRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+type FunnelRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One of rule_id and journey_id (or both).
+	RuleId    string `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	JourneyId string `protobuf:"bytes,2,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
+	// Only reaches that ran this journey version (0: all).
+	JourneyVersion int32 `protobuf:"varint,3,opt,name=journey_version,json=journeyVersion,proto3" json:"journey_version,omitempty"`
+	// Reaches matched in [from, to); the last 24 hours when unset.
+	From          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	To            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FunnelRequest) Reset() {
+	*x = FunnelRequest{}
+	mi := &file_omega_v1_reach_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FunnelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FunnelRequest) ProtoMessage() {}
+
+func (x *FunnelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_reach_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FunnelRequest.ProtoReflect.Descriptor instead.
+func (*FunnelRequest) Descriptor() ([]byte, []int) {
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FunnelRequest) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *FunnelRequest) GetJourneyId() string {
+	if x != nil {
+		return x.JourneyId
+	}
+	return ""
+}
+
+func (x *FunnelRequest) GetJourneyVersion() int32 {
+	if x != nil {
+		return x.JourneyVersion
+	}
+	return 0
+}
+
+func (x *FunnelRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *FunnelRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+type FunnelResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Reaches matched (started) in the range.
+	Matched int64 `protobuf:"varint,1,opt,name=matched,proto3" json:"matched,omitempty"`
+	// Reaches that sent at least one message.
+	Sent int64 `protobuf:"varint,2,opt,name=sent,proto3" json:"sent,omitempty"`
+	// Reaches whose push was opened (a push_open response).
+	Opened int64 `protobuf:"varint,3,opt,name=opened,proto3" json:"opened,omitempty"`
+	// Reaches that reached a goal (e.g. order_paid).
+	Converted int64 `protobuf:"varint,4,opt,name=converted,proto3" json:"converted,omitempty"`
+	// Reaches that ended suppressed, and by which filter.
+	Suppressed   int64            `protobuf:"varint,5,opt,name=suppressed,proto3" json:"suppressed,omitempty"`
+	SuppressedBy map[string]int64 `protobuf:"bytes,6,rep,name=suppressed_by,json=suppressedBy,proto3" json:"suppressed_by,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Failed       int64            `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"`
+	Cancelled    int64            `protobuf:"varint,8,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	// Still running (waiting included).
+	Running       int64 `protobuf:"varint,9,opt,name=running,proto3" json:"running,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FunnelResponse) Reset() {
+	*x = FunnelResponse{}
+	mi := &file_omega_v1_reach_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FunnelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FunnelResponse) ProtoMessage() {}
+
+func (x *FunnelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_reach_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FunnelResponse.ProtoReflect.Descriptor instead.
+func (*FunnelResponse) Descriptor() ([]byte, []int) {
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *FunnelResponse) GetMatched() int64 {
+	if x != nil {
+		return x.Matched
+	}
+	return 0
+}
+
+func (x *FunnelResponse) GetSent() int64 {
+	if x != nil {
+		return x.Sent
+	}
+	return 0
+}
+
+func (x *FunnelResponse) GetOpened() int64 {
+	if x != nil {
+		return x.Opened
+	}
+	return 0
+}
+
+func (x *FunnelResponse) GetConverted() int64 {
+	if x != nil {
+		return x.Converted
+	}
+	return 0
+}
+
+func (x *FunnelResponse) GetSuppressed() int64 {
+	if x != nil {
+		return x.Suppressed
+	}
+	return 0
+}
+
+func (x *FunnelResponse) GetSuppressedBy() map[string]int64 {
+	if x != nil {
+		return x.SuppressedBy
+	}
+	return nil
+}
+
+func (x *FunnelResponse) GetFailed() int64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *FunnelResponse) GetCancelled() int64 {
+	if x != nil {
+		return x.Cancelled
+	}
+	return 0
+}
+
+func (x *FunnelResponse) GetRunning() int64 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
 var File_omega_v1_reach_proto protoreflect.FileDescriptor
 
 const file_omega_v1_reach_proto_rawDesc = "" +
@@ -894,12 +1269,50 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x18\n" +
 	"\achannel\x18\x05 \x01(\tR\achannel\x12'\n" +
 	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x12*\n" +
-	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at2\xbd\x02\n" +
+	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"f\n" +
+	"\x0fTimelineRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"n\n" +
+	"\x10TimelineResponse\x122\n" +
+	"\arecords\x18\x01 \x03(\v2\x18.omega.v1.TimelineRecordR\arecords\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x92\x01\n" +
+	"\x0eTimelineRecord\x12\x19\n" +
+	"\breach_id\x18\x01 \x01(\tR\areachId\x12\x17\n" +
+	"\arule_id\x18\x02 \x01(\tR\x06ruleId\x12\x1d\n" +
+	"\n" +
+	"journey_id\x18\x03 \x01(\tR\tjourneyId\x12-\n" +
+	"\x06record\x18\x04 \x01(\v2\x15.omega.v1.AuditRecordR\x06record\"\xcc\x01\n" +
+	"\rFunnelRequest\x12\x17\n" +
+	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12\x1d\n" +
+	"\n" +
+	"journey_id\x18\x02 \x01(\tR\tjourneyId\x12'\n" +
+	"\x0fjourney_version\x18\x03 \x01(\x05R\x0ejourneyVersion\x12.\n" +
+	"\x04from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\"\xf6\x02\n" +
+	"\x0eFunnelResponse\x12\x18\n" +
+	"\amatched\x18\x01 \x01(\x03R\amatched\x12\x12\n" +
+	"\x04sent\x18\x02 \x01(\x03R\x04sent\x12\x16\n" +
+	"\x06opened\x18\x03 \x01(\x03R\x06opened\x12\x1c\n" +
+	"\tconverted\x18\x04 \x01(\x03R\tconverted\x12\x1e\n" +
+	"\n" +
+	"suppressed\x18\x05 \x01(\x03R\n" +
+	"suppressed\x12O\n" +
+	"\rsuppressed_by\x18\x06 \x03(\v2*.omega.v1.FunnelResponse.SuppressedByEntryR\fsuppressedBy\x12\x16\n" +
+	"\x06failed\x18\a \x01(\x03R\x06failed\x12\x1c\n" +
+	"\tcancelled\x18\b \x01(\x03R\tcancelled\x12\x18\n" +
+	"\arunning\x18\t \x01(\x03R\arunning\x1a?\n" +
+	"\x11SuppressedByEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xc1\x03\n" +
 	"\fReachService\x12@\n" +
 	"\aTrigger\x12\x18.omega.v1.TriggerRequest\x1a\x19.omega.v1.TriggerResponse\"\x00\x12=\n" +
 	"\x06Cancel\x12\x17.omega.v1.CancelRequest\x1a\x18.omega.v1.CancelResponse\"\x00\x124\n" +
 	"\x03Get\x12\x14.omega.v1.GetRequest\x1a\x15.omega.v1.GetResponse\"\x00\x127\n" +
-	"\x04List\x12\x15.omega.v1.ListRequest\x1a\x16.omega.v1.ListResponse\"\x00\x12=\n" +
+	"\x04List\x12\x15.omega.v1.ListRequest\x1a\x16.omega.v1.ListResponse\"\x00\x12C\n" +
+	"\bTimeline\x12\x19.omega.v1.TimelineRequest\x1a\x1a.omega.v1.TimelineResponse\"\x00\x12=\n" +
+	"\x06Funnel\x12\x17.omega.v1.FunnelRequest\x1a\x18.omega.v1.FunnelResponse\"\x00\x12=\n" +
 	"\x06Signal\x12\x17.omega.v1.SignalRequest\x1a\x18.omega.v1.SignalResponse\"\x00B8Z6github.com/omegareach/omega/proto/gen/omega/v1;omegav1b\x06proto3"
 
 var (
@@ -914,7 +1327,7 @@ func file_omega_v1_reach_proto_rawDescGZIP() []byte {
 	return file_omega_v1_reach_proto_rawDescData
 }
 
-var file_omega_v1_reach_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_omega_v1_reach_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_omega_v1_reach_proto_goTypes = []any{
 	(*TriggerRequest)(nil),        // 0: omega.v1.TriggerRequest
 	(*TriggerResponse)(nil),       // 1: omega.v1.TriggerResponse
@@ -928,34 +1341,49 @@ var file_omega_v1_reach_proto_goTypes = []any{
 	(*ListResponse)(nil),          // 9: omega.v1.ListResponse
 	(*Reach)(nil),                 // 10: omega.v1.Reach
 	(*AuditRecord)(nil),           // 11: omega.v1.AuditRecord
-	(*structpb.Struct)(nil),       // 12: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*TimelineRequest)(nil),       // 12: omega.v1.TimelineRequest
+	(*TimelineResponse)(nil),      // 13: omega.v1.TimelineResponse
+	(*TimelineRecord)(nil),        // 14: omega.v1.TimelineRecord
+	(*FunnelRequest)(nil),         // 15: omega.v1.FunnelRequest
+	(*FunnelResponse)(nil),        // 16: omega.v1.FunnelResponse
+	nil,                           // 17: omega.v1.FunnelResponse.SuppressedByEntry
+	(*structpb.Struct)(nil),       // 18: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_omega_v1_reach_proto_depIdxs = []int32{
-	12, // 0: omega.v1.TriggerRequest.attrs:type_name -> google.protobuf.Struct
-	13, // 1: omega.v1.SignalRequest.ts:type_name -> google.protobuf.Timestamp
-	12, // 2: omega.v1.SignalRequest.attrs:type_name -> google.protobuf.Struct
+	18, // 0: omega.v1.TriggerRequest.attrs:type_name -> google.protobuf.Struct
+	19, // 1: omega.v1.SignalRequest.ts:type_name -> google.protobuf.Timestamp
+	18, // 2: omega.v1.SignalRequest.attrs:type_name -> google.protobuf.Struct
 	10, // 3: omega.v1.GetResponse.reach:type_name -> omega.v1.Reach
 	10, // 4: omega.v1.ListResponse.reaches:type_name -> omega.v1.Reach
-	13, // 5: omega.v1.Reach.started_at:type_name -> google.protobuf.Timestamp
-	13, // 6: omega.v1.Reach.updated_at:type_name -> google.protobuf.Timestamp
+	19, // 5: omega.v1.Reach.started_at:type_name -> google.protobuf.Timestamp
+	19, // 6: omega.v1.Reach.updated_at:type_name -> google.protobuf.Timestamp
 	11, // 7: omega.v1.Reach.audit:type_name -> omega.v1.AuditRecord
-	13, // 8: omega.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	0,  // 9: omega.v1.ReachService.Trigger:input_type -> omega.v1.TriggerRequest
-	2,  // 10: omega.v1.ReachService.Cancel:input_type -> omega.v1.CancelRequest
-	6,  // 11: omega.v1.ReachService.Get:input_type -> omega.v1.GetRequest
-	8,  // 12: omega.v1.ReachService.List:input_type -> omega.v1.ListRequest
-	4,  // 13: omega.v1.ReachService.Signal:input_type -> omega.v1.SignalRequest
-	1,  // 14: omega.v1.ReachService.Trigger:output_type -> omega.v1.TriggerResponse
-	3,  // 15: omega.v1.ReachService.Cancel:output_type -> omega.v1.CancelResponse
-	7,  // 16: omega.v1.ReachService.Get:output_type -> omega.v1.GetResponse
-	9,  // 17: omega.v1.ReachService.List:output_type -> omega.v1.ListResponse
-	5,  // 18: omega.v1.ReachService.Signal:output_type -> omega.v1.SignalResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	19, // 8: omega.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	14, // 9: omega.v1.TimelineResponse.records:type_name -> omega.v1.TimelineRecord
+	11, // 10: omega.v1.TimelineRecord.record:type_name -> omega.v1.AuditRecord
+	19, // 11: omega.v1.FunnelRequest.from:type_name -> google.protobuf.Timestamp
+	19, // 12: omega.v1.FunnelRequest.to:type_name -> google.protobuf.Timestamp
+	17, // 13: omega.v1.FunnelResponse.suppressed_by:type_name -> omega.v1.FunnelResponse.SuppressedByEntry
+	0,  // 14: omega.v1.ReachService.Trigger:input_type -> omega.v1.TriggerRequest
+	2,  // 15: omega.v1.ReachService.Cancel:input_type -> omega.v1.CancelRequest
+	6,  // 16: omega.v1.ReachService.Get:input_type -> omega.v1.GetRequest
+	8,  // 17: omega.v1.ReachService.List:input_type -> omega.v1.ListRequest
+	12, // 18: omega.v1.ReachService.Timeline:input_type -> omega.v1.TimelineRequest
+	15, // 19: omega.v1.ReachService.Funnel:input_type -> omega.v1.FunnelRequest
+	4,  // 20: omega.v1.ReachService.Signal:input_type -> omega.v1.SignalRequest
+	1,  // 21: omega.v1.ReachService.Trigger:output_type -> omega.v1.TriggerResponse
+	3,  // 22: omega.v1.ReachService.Cancel:output_type -> omega.v1.CancelResponse
+	7,  // 23: omega.v1.ReachService.Get:output_type -> omega.v1.GetResponse
+	9,  // 24: omega.v1.ReachService.List:output_type -> omega.v1.ListResponse
+	13, // 25: omega.v1.ReachService.Timeline:output_type -> omega.v1.TimelineResponse
+	16, // 26: omega.v1.ReachService.Funnel:output_type -> omega.v1.FunnelResponse
+	5,  // 27: omega.v1.ReachService.Signal:output_type -> omega.v1.SignalResponse
+	21, // [21:28] is the sub-list for method output_type
+	14, // [14:21] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_omega_v1_reach_proto_init() }
@@ -969,7 +1397,7 @@ func file_omega_v1_reach_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_omega_v1_reach_proto_rawDesc), len(file_omega_v1_reach_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

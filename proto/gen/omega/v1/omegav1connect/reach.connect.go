@@ -41,6 +41,10 @@ const (
 	ReachServiceGetProcedure = "/omega.v1.ReachService/Get"
 	// ReachServiceListProcedure is the fully-qualified name of the ReachService's List RPC.
 	ReachServiceListProcedure = "/omega.v1.ReachService/List"
+	// ReachServiceTimelineProcedure is the fully-qualified name of the ReachService's Timeline RPC.
+	ReachServiceTimelineProcedure = "/omega.v1.ReachService/Timeline"
+	// ReachServiceFunnelProcedure is the fully-qualified name of the ReachService's Funnel RPC.
+	ReachServiceFunnelProcedure = "/omega.v1.ReachService/Funnel"
 	// ReachServiceSignalProcedure is the fully-qualified name of the ReachService's Signal RPC.
 	ReachServiceSignalProcedure = "/omega.v1.ReachService/Signal"
 )
@@ -56,6 +60,12 @@ type ReachServiceClient interface {
 	Get(context.Context, *connect.Request[v1.GetRequest]) (*connect.Response[v1.GetResponse], error)
 	// List returns a user's reaches, newest first, with their audit trails.
 	List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error)
+	// Timeline returns a user's audit records across all their reaches, newest first: what
+	// happened to this user, and why.
+	Timeline(context.Context, *connect.Request[v1.TimelineRequest]) (*connect.Response[v1.TimelineResponse], error)
+	// Funnel counts, over the reaches matched in a time range for a rule or a journey (version),
+	// how many were sent, opened and converted, and why the others were suppressed.
+	Funnel(context.Context, *connect.Request[v1.FunnelRequest]) (*connect.Response[v1.FunnelResponse], error)
 	// Signal records a response (push_open, chat_started, order_paid) for one open reach, as the
 	// CEP stage does for response events; the same event_id twice changes nothing.
 	Signal(context.Context, *connect.Request[v1.SignalRequest]) (*connect.Response[v1.SignalResponse], error)
@@ -96,6 +106,18 @@ func NewReachServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(reachServiceMethods.ByName("List")),
 			connect.WithClientOptions(opts...),
 		),
+		timeline: connect.NewClient[v1.TimelineRequest, v1.TimelineResponse](
+			httpClient,
+			baseURL+ReachServiceTimelineProcedure,
+			connect.WithSchema(reachServiceMethods.ByName("Timeline")),
+			connect.WithClientOptions(opts...),
+		),
+		funnel: connect.NewClient[v1.FunnelRequest, v1.FunnelResponse](
+			httpClient,
+			baseURL+ReachServiceFunnelProcedure,
+			connect.WithSchema(reachServiceMethods.ByName("Funnel")),
+			connect.WithClientOptions(opts...),
+		),
 		signal: connect.NewClient[v1.SignalRequest, v1.SignalResponse](
 			httpClient,
 			baseURL+ReachServiceSignalProcedure,
@@ -107,11 +129,13 @@ func NewReachServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 
 // reachServiceClient implements ReachServiceClient.
 type reachServiceClient struct {
-	trigger *connect.Client[v1.TriggerRequest, v1.TriggerResponse]
-	cancel  *connect.Client[v1.CancelRequest, v1.CancelResponse]
-	get     *connect.Client[v1.GetRequest, v1.GetResponse]
-	list    *connect.Client[v1.ListRequest, v1.ListResponse]
-	signal  *connect.Client[v1.SignalRequest, v1.SignalResponse]
+	trigger  *connect.Client[v1.TriggerRequest, v1.TriggerResponse]
+	cancel   *connect.Client[v1.CancelRequest, v1.CancelResponse]
+	get      *connect.Client[v1.GetRequest, v1.GetResponse]
+	list     *connect.Client[v1.ListRequest, v1.ListResponse]
+	timeline *connect.Client[v1.TimelineRequest, v1.TimelineResponse]
+	funnel   *connect.Client[v1.FunnelRequest, v1.FunnelResponse]
+	signal   *connect.Client[v1.SignalRequest, v1.SignalResponse]
 }
 
 // Trigger calls omega.v1.ReachService.Trigger.
@@ -134,6 +158,16 @@ func (c *reachServiceClient) List(ctx context.Context, req *connect.Request[v1.L
 	return c.list.CallUnary(ctx, req)
 }
 
+// Timeline calls omega.v1.ReachService.Timeline.
+func (c *reachServiceClient) Timeline(ctx context.Context, req *connect.Request[v1.TimelineRequest]) (*connect.Response[v1.TimelineResponse], error) {
+	return c.timeline.CallUnary(ctx, req)
+}
+
+// Funnel calls omega.v1.ReachService.Funnel.
+func (c *reachServiceClient) Funnel(ctx context.Context, req *connect.Request[v1.FunnelRequest]) (*connect.Response[v1.FunnelResponse], error) {
+	return c.funnel.CallUnary(ctx, req)
+}
+
 // Signal calls omega.v1.ReachService.Signal.
 func (c *reachServiceClient) Signal(ctx context.Context, req *connect.Request[v1.SignalRequest]) (*connect.Response[v1.SignalResponse], error) {
 	return c.signal.CallUnary(ctx, req)
@@ -150,6 +184,12 @@ type ReachServiceHandler interface {
 	Get(context.Context, *connect.Request[v1.GetRequest]) (*connect.Response[v1.GetResponse], error)
 	// List returns a user's reaches, newest first, with their audit trails.
 	List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error)
+	// Timeline returns a user's audit records across all their reaches, newest first: what
+	// happened to this user, and why.
+	Timeline(context.Context, *connect.Request[v1.TimelineRequest]) (*connect.Response[v1.TimelineResponse], error)
+	// Funnel counts, over the reaches matched in a time range for a rule or a journey (version),
+	// how many were sent, opened and converted, and why the others were suppressed.
+	Funnel(context.Context, *connect.Request[v1.FunnelRequest]) (*connect.Response[v1.FunnelResponse], error)
 	// Signal records a response (push_open, chat_started, order_paid) for one open reach, as the
 	// CEP stage does for response events; the same event_id twice changes nothing.
 	Signal(context.Context, *connect.Request[v1.SignalRequest]) (*connect.Response[v1.SignalResponse], error)
@@ -186,6 +226,18 @@ func NewReachServiceHandler(svc ReachServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(reachServiceMethods.ByName("List")),
 		connect.WithHandlerOptions(opts...),
 	)
+	reachServiceTimelineHandler := connect.NewUnaryHandler(
+		ReachServiceTimelineProcedure,
+		svc.Timeline,
+		connect.WithSchema(reachServiceMethods.ByName("Timeline")),
+		connect.WithHandlerOptions(opts...),
+	)
+	reachServiceFunnelHandler := connect.NewUnaryHandler(
+		ReachServiceFunnelProcedure,
+		svc.Funnel,
+		connect.WithSchema(reachServiceMethods.ByName("Funnel")),
+		connect.WithHandlerOptions(opts...),
+	)
 	reachServiceSignalHandler := connect.NewUnaryHandler(
 		ReachServiceSignalProcedure,
 		svc.Signal,
@@ -202,6 +254,10 @@ func NewReachServiceHandler(svc ReachServiceHandler, opts ...connect.HandlerOpti
 			reachServiceGetHandler.ServeHTTP(w, r)
 		case ReachServiceListProcedure:
 			reachServiceListHandler.ServeHTTP(w, r)
+		case ReachServiceTimelineProcedure:
+			reachServiceTimelineHandler.ServeHTTP(w, r)
+		case ReachServiceFunnelProcedure:
+			reachServiceFunnelHandler.ServeHTTP(w, r)
 		case ReachServiceSignalProcedure:
 			reachServiceSignalHandler.ServeHTTP(w, r)
 		default:
@@ -227,6 +283,14 @@ func (UnimplementedReachServiceHandler) Get(context.Context, *connect.Request[v1
 
 func (UnimplementedReachServiceHandler) List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.ReachService.List is not implemented"))
+}
+
+func (UnimplementedReachServiceHandler) Timeline(context.Context, *connect.Request[v1.TimelineRequest]) (*connect.Response[v1.TimelineResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.ReachService.Timeline is not implemented"))
+}
+
+func (UnimplementedReachServiceHandler) Funnel(context.Context, *connect.Request[v1.FunnelRequest]) (*connect.Response[v1.FunnelResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.ReachService.Funnel is not implemented"))
 }
 
 func (UnimplementedReachServiceHandler) Signal(context.Context, *connect.Request[v1.SignalRequest]) (*connect.Response[v1.SignalResponse], error) {

@@ -1,0 +1,2 @@
+DROP INDEX audit_records_matched_journey;
+DROP INDEX audit_records_matched_rule;

@@ -1,0 +1,122 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Timeline returns a user's records across all their reaches, newest first, at most limit per
+// page; the returned token is empty on the last page.
+func (s *Store) Timeline(ctx context.Context, userID string, limit int, pageToken string) ([]Record, string, error) {
+	before, beforeID, err := decodeToken(pageToken)
+	if err != nil {
+		return nil, "", err
+	}
+	var beforeRow int64 = 1<<63 - 1
+	if beforeID != "" {
+		if _, err := fmt.Sscan(beforeID, &beforeRow); err != nil {
+			return nil, "", ErrBadPageToken
+		}
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, `+recordCols+` FROM audit_records
+		WHERE user_id = $1 AND (at, id) < ($2::timestamptz, $3::bigint)
+		ORDER BY at DESC, id DESC LIMIT $4`, userID, before, beforeRow, limit+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("timeline of %s: %w", userID, err)
+	}
+	var ids []int64
+	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Record, error) {
+		var r Record
+		var id int64
+		err := row.Scan(&id, &r.ReachID, &r.Step, &r.Kind, &r.UserID, &r.RuleID, &r.JourneyID, &r.Channel, &r.Outcome, &r.Reason, &r.IdempotencyKey, &r.At)
+		ids = append(ids, id)
+		return r, err
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("timeline of %s: %w", userID, err)
+	}
+	next := ""
+	if len(recs) > limit {
+		recs = recs[:limit]
+		next = encodeToken(recs[limit-1].At, fmt.Sprint(ids[limit-1]))
+	}
+	return recs, next, nil
+}
+
+// FunnelQuery selects the reaches of a funnel: matched in [From, To) for a rule and/or journey,
+// optionally of one journey version.
+type FunnelQuery struct {
+	RuleID, JourneyID string
+	JourneyVersion    int
+	From, To          time.Time
+}
+
+// Funnel counts reaches by how far they got. A reach counts once per stage.
+type Funnel struct {
+	Matched, Sent, Opened, Converted, Suppressed, Failed, Cancelled, Running int64
+	// SuppressedBy counts suppressed reaches by the filter that dropped them.
+	SuppressedBy map[string]int64
+}
+
+// Funnel reads a funnel from the trail: matched -> sent -> opened (push_open) -> converted, with
+// why the suppressed ones were dropped.
+func (s *Store) Funnel(ctx context.Context, q FunnelQuery) (Funnel, error) {
+	version := ""
+	if q.JourneyVersion > 0 {
+		version = fmt.Sprintf("v%d", q.JourneyVersion)
+	}
+	rows, err := s.pool.Query(ctx, `
+		WITH m AS (
+			SELECT DISTINCT reach_id FROM audit_records
+			WHERE kind = 'matched' AND at >= $1 AND at < $2
+				AND ($3::text = '' OR rule_id = $3) AND ($4::text = '' OR journey_id = $4)),
+		r AS (
+			SELECT a.reach_id,
+				bool_or(a.kind = 'dispatched') AS sent,
+				bool_or(a.kind = 'responded' AND a.outcome = 'push_open') AS opened,
+				bool_or(a.kind = 'converted') AS converted,
+				coalesce((array_agg(a.outcome ORDER BY a.at DESC, a.id DESC) FILTER (WHERE a.kind IN ('completed', 'cancelled')))[1], 'running') AS status,
+				(array_agg(coalesce(substring(a.reason from '^drop by ([A-Za-z0-9_]+)'), 'other') ORDER BY a.at DESC, a.id DESC)
+					FILTER (WHERE a.kind = 'filtered' AND a.outcome = 'drop'))[1] AS dropped_by,
+				max(a.outcome) FILTER (WHERE a.kind = 'routed') AS version
+			FROM audit_records a JOIN m USING (reach_id)
+			GROUP BY a.reach_id)
+		SELECT status, coalesce(dropped_by, ''), count(*), count(*) FILTER (WHERE sent),
+			count(*) FILTER (WHERE opened), count(*) FILTER (WHERE converted)
+		FROM r WHERE ($5::text = '' OR version = $5)
+		GROUP BY 1, 2`, q.From, q.To, q.RuleID, q.JourneyID, version)
+	if err != nil {
+		return Funnel{}, fmt.Errorf("funnel: %w", err)
+	}
+	defer rows.Close()
+	f := Funnel{SuppressedBy: map[string]int64{}}
+	for rows.Next() {
+		var status, by string
+		var n, sent, opened, converted int64
+		if err := rows.Scan(&status, &by, &n, &sent, &opened, &converted); err != nil {
+			return Funnel{}, fmt.Errorf("funnel: %w", err)
+		}
+		f.Matched += n
+		f.Sent += sent
+		f.Opened += opened
+		f.Converted += converted
+		switch status {
+		case "suppressed":
+			f.Suppressed += n
+			if by == "" {
+				by = "other"
+			}
+			f.SuppressedBy[by] += n
+		case "failed":
+			f.Failed += n
+		case "cancelled":
+			f.Cancelled += n
+		case "running":
+			f.Running += n
+		}
+	}
+	return f, rows.Err()
+}
