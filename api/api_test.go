@@ -291,12 +291,13 @@ func TestTriggerStarts(t *testing.T) {
 
 func TestCancel(t *testing.T) {
 	tests := []struct {
-		name       string
-		req        *omegav1.CancelRequest
-		signalErr  error // nil with wantReason set: the signal is sent
-		wantReason string
-		wantCode   connect.Code
-		wantField  string
+		name        string
+		req         *omegav1.CancelRequest
+		signalErr   error // nil with wantReason set: the signal is sent
+		describeErr error // asked when the signal finds no open run
+		wantReason  string
+		wantCode    connect.Code
+		wantField   string
 	}{
 		{name: "missing id", req: &omegav1.CancelRequest{}, wantField: "user_id"},
 		{name: "id and user", req: &omegav1.CancelRequest{ReachId: "reach/api/u1/k1", UserId: "u1"}, wantField: "reach_id"},
@@ -308,7 +309,9 @@ func TestCancel(t *testing.T) {
 		{name: "with reason", req: &omegav1.CancelRequest{ReachId: "reach/api/u1/k1", Reason: "user unsubscribed"}, wantReason: "user unsubscribed"},
 		{name: "default reason", req: &omegav1.CancelRequest{ReachId: "reach/api/u1/k1"}, wantReason: "cancelled through the API"},
 		{name: "finished reach", req: &omegav1.CancelRequest{ReachId: "reach/api/u1/k1"}, signalErr: serviceerror.NewNotFound("workflow not found"),
-			wantReason: "cancelled through the API", wantCode: connect.CodeFailedPrecondition},
+			describeErr: nil, wantReason: "cancelled through the API", wantCode: connect.CodeFailedPrecondition},
+		{name: "unknown reach", req: &omegav1.CancelRequest{ReachId: "reach/api/u1/k1"}, signalErr: serviceerror.NewNotFound("workflow not found"),
+			describeErr: serviceerror.NewNotFound("workflow not found"), wantReason: "cancelled through the API", wantCode: connect.CodeNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -316,6 +319,10 @@ func TestCancel(t *testing.T) {
 			if tt.wantReason != "" {
 				f.temporal.On("SignalWorkflow", mock.Anything, tt.req.GetReachId(), "", workflows.SignalCancel,
 					workflows.CancelSignal{Reason: tt.wantReason}).Return(tt.signalErr).Once()
+			}
+			if tt.signalErr != nil {
+				f.temporal.On("DescribeWorkflowExecution", mock.Anything, tt.req.GetReachId(), "").
+					Return(&workflowservice.DescribeWorkflowExecutionResponse{}, tt.describeErr).Once()
 			}
 			_, err := f.reaches.Cancel(context.Background(), connect.NewRequest(tt.req))
 			switch {
@@ -417,6 +424,10 @@ func TestSignal(t *testing.T) {
 			if tt.wantSignal != nil {
 				f.temporal.On("SignalWorkflow", mock.Anything, tt.req.GetReachId(), "", workflows.SignalResponse, *tt.wantSignal).
 					Return(tt.signalErr).Once()
+			}
+			if tt.signalErr != nil {
+				f.temporal.On("DescribeWorkflowExecution", mock.Anything, tt.req.GetReachId(), "").
+					Return(&workflowservice.DescribeWorkflowExecutionResponse{}, nil).Once()
 			}
 			_, err := f.reaches.Signal(context.Background(), connect.NewRequest(tt.req))
 			switch {

@@ -65,23 +65,34 @@ var MethodScopes = map[string]string{
 const keyCacheTTL = 10 * time.Second
 
 // authenticator checks every call's key and scope, applies the key's rate limit and caps the
-// call's deadline.
+// call's deadline. Keys found are cached for keyCacheTTL; unknown keys are cached apart, in a
+// bounded set, and looking keys up in the store is rate-limited as a whole, so a flood of made-up
+// keys neither loads the database nor evicts the real keys' buckets.
 type authenticator struct {
 	src         KeySource
 	defaultRate float64
 	maxTimeout  time.Duration
 	now         func() time.Time
 	onError     func(what string, err error) error
+	lookups     *rate.Limiter // store lookups, all keys together
 
 	mu      sync.Mutex
-	entries map[[32]byte]*keyEntry
+	entries map[[32]byte]*keyEntry // live keys
+	unknown map[[32]byte]time.Time // unknown or revoked keys, when seen
 }
+
+// maxUnknown bounds the set of unknown keys remembered.
+const maxUnknown = 4096
 
 type keyEntry struct {
 	key     apikey.Key
-	err     error // apikey.ErrNotFound, cached like a key
 	at      time.Time
 	limiter *rate.Limiter
+}
+
+func newAuthenticator(src KeySource, defaultRate float64, maxTimeout time.Duration, onError func(string, error) error) *authenticator {
+	return &authenticator{src: src, defaultRate: defaultRate, maxTimeout: maxTimeout, now: time.Now, onError: onError,
+		lookups: rate.NewLimiter(200, 400), entries: map[[32]byte]*keyEntry{}, unknown: map[[32]byte]time.Time{}}
 }
 
 type keyCtx struct{}
@@ -92,32 +103,54 @@ func KeyFrom(ctx context.Context) (apikey.Key, bool) {
 	return k, ok
 }
 
+// entry returns the live key of secret, or nil when it is unknown or revoked.
 func (a *authenticator) entry(ctx context.Context, secret string) (*keyEntry, error) {
 	h := sha256.Sum256([]byte(secret))
 	now := a.now()
 	a.mu.Lock()
 	e, ok := a.entries[h]
+	seen, isUnknown := a.unknown[h]
 	a.mu.Unlock()
-	if ok && now.Sub(e.at) < keyCacheTTL {
+	switch {
+	case ok && now.Sub(e.at) < keyCacheTTL:
 		return e, nil
+	case isUnknown && now.Sub(seen) < keyCacheTTL:
+		return nil, nil
+	case !a.lookups.Allow():
+		return nil, connect.NewError(connect.CodeResourceExhausted, errors.New("too many API key lookups; retry later"))
 	}
 	k, err := a.src.Lookup(ctx, secret)
-	if err != nil && !errors.Is(err, apikey.ErrNotFound) {
+	if errors.Is(err, apikey.ErrNotFound) {
+		a.mu.Lock()
+		delete(a.entries, h) // revoked
+		if len(a.unknown) >= maxUnknown {
+			for u, at := range a.unknown {
+				if now.Sub(at) >= keyCacheTTL {
+					delete(a.unknown, u)
+				}
+			}
+			if len(a.unknown) >= maxUnknown {
+				clear(a.unknown) // all fresh: a flood; forgetting them costs lookups, which are limited
+			}
+		}
+		a.unknown[h] = now
+		a.mu.Unlock()
+		return nil, nil
+	}
+	if err != nil {
 		return nil, a.onError("look up api key", err) // not cached: the store may be back soon
 	}
 	r := k.RateLimit
 	if r <= 0 {
 		r = a.defaultRate
 	}
-	ne := &keyEntry{key: k, err: err, at: now, limiter: rate.NewLimiter(rate.Limit(r), max(1, int(r)))}
-	if ok && e.err == nil && err == nil && e.key.RateLimit == k.RateLimit {
+	ne := &keyEntry{key: k, at: now, limiter: rate.NewLimiter(rate.Limit(r), max(1, int(r)))}
+	if ok && e.key.RateLimit == k.RateLimit {
 		ne.limiter = e.limiter // a refresh keeps the bucket's level
 	}
 	a.mu.Lock()
-	if len(a.entries) >= 10000 {
-		clear(a.entries) // bounded: random keys must not grow the cache without end
-	}
-	a.entries[h] = ne
+	a.entries[h] = ne // live keys only: bounded by the keys issued
+	delete(a.unknown, h)
 	a.mu.Unlock()
 	return ne, nil
 }
@@ -136,7 +169,7 @@ func (a *authenticator) check(ctx context.Context, procedure string, header inte
 	if err != nil {
 		return nil, err
 	}
-	if e.err != nil {
+	if e == nil {
 		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("unknown or revoked API key"))
 	}
 	if !e.key.Allows(scope) {

@@ -360,6 +360,10 @@ func (h journeyService) DryRunJourney(ctx context.Context, req *connect.Request[
 		in.Responses = append(in.Responses, wr)
 	}
 	w, err := journey.WalkPath(j, in)
+	var je *journey.Error
+	if errors.As(err, &je) && je.Step == "" && strings.HasPrefix(je.Field, "match.") {
+		return nil, invalid(je.Field, "%s", je.Reason) // the request's match, not the journey
+	}
 	if err != nil {
 		return nil, h.c.mapErr("walk", err)
 	}

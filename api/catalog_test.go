@@ -285,6 +285,45 @@ func TestDraftActivateAndDryRunRule(t *testing.T) {
 	require.Equal(t, connect.CodeNotFound, connect.CodeOf(err))
 	_, err = rd.DryRunRule(ctx, connect.NewRequest(&omegav1.DryRunRuleRequest{RuleId: jid + "-r"}))
 	requireInvalid(t, err, "events")
+	// Rule versions: get one, draft and activate, roll back; one whose journey is gone now cannot
+	// be activated.
+	ruleOn := func(journeyID string) *structpb.Struct {
+		return mustStruct(t, map[string]any{"id": jid + "-r", "kind": "count", "count": 3, "within": "1h", "journey_id": journeyID,
+			"steps": []any{map[string]any{"type": "view"}}})
+	}
+	d2, err := rc.ApplyRule(ctx, connect.NewRequest(&omegav1.ApplyRuleRequest{Rule: ruleOn(jid), Draft: true}))
+	require.NoError(t, err)
+	require.Equal(t, "draft", d2.Msg.GetApplied().GetStatus())
+	v2 := d2.Msg.GetApplied().GetVersion()
+	got1, err := rd.GetRule(ctx, connect.NewRequest(&omegav1.GetRuleRequest{Id: jid + "-r"}))
+	require.NoError(t, err)
+	require.EqualValues(t, 2, got1.Msg.GetRule().GetSpec().AsMap()["count"], "the draft is not active")
+	_, err = rc.ActivateRule(ctx, connect.NewRequest(&omegav1.ActivateRuleRequest{Id: jid + "-r", Version: v2}))
+	require.NoError(t, err)
+	gotV, err := rd.GetRule(ctx, connect.NewRequest(&omegav1.GetRuleRequest{Id: jid + "-r"}))
+	require.NoError(t, err)
+	require.Equal(t, v2, gotV.Msg.GetRule().GetVersion())
+	_, err = rc.ActivateRule(ctx, connect.NewRequest(&omegav1.ActivateRuleRequest{Id: jid + "-r", Version: 1}))
+	require.NoError(t, err, "roll back")
+	old1, err := rd.GetRule(ctx, connect.NewRequest(&omegav1.GetRuleRequest{Id: jid + "-r", Version: v2}))
+	require.NoError(t, err)
+	require.EqualValues(t, 3, old1.Msg.GetRule().GetSpec().AsMap()["count"])
+	for field, req := range map[string]*omegav1.ActivateRuleRequest{"id": {Version: 1}, "version": {Id: jid + "-r", Version: -2}} {
+		_, err = rc.ActivateRule(ctx, connect.NewRequest(req))
+		requireInvalid(t, err, field)
+	}
+	_, err = rc.ActivateRule(ctx, connect.NewRequest(&omegav1.ActivateRuleRequest{Id: jid + "-r", Version: 99}))
+	require.Equal(t, connect.CodeNotFound, connect.CodeOf(err))
+	_, err = rd.GetRule(ctx, connect.NewRequest(&omegav1.GetRuleRequest{Id: jid + "-r", Version: 99}))
+	require.Equal(t, connect.CodeNotFound, connect.CodeOf(err))
+	_, err = rd.GetRule(ctx, connect.NewRequest(&omegav1.GetRuleRequest{}))
+	requireInvalid(t, err, "id")
+	_, err = jc.DisableJourney(ctx, connect.NewRequest(&omegav1.DisableJourneyRequest{Id: jid}))
+	require.NoError(t, err)
+	_, err = rc.ActivateRule(ctx, connect.NewRequest(&omegav1.ActivateRuleRequest{Id: jid + "-r", Version: v2}))
+	require.Equal(t, connect.CodeFailedPrecondition, connect.CodeOf(err), "its journey is disabled now: %v", err)
+	require.Contains(t, err.Error(), "rule.journey_id")
+
 	// A read key may dry-run but not apply.
 	_, err = rd.ApplyRule(ctx, connect.NewRequest(&omegav1.ApplyRuleRequest{Rule: rule}))
 	require.Equal(t, connect.CodePermissionDenied, connect.CodeOf(err))
@@ -349,6 +388,10 @@ func TestDryRunJourney(t *testing.T) {
 	requireInvalid(t, err, "responses[0].after")
 	_, _, err = walk(&omegav1.DryRunJourneyRequest{})
 	requireInvalid(t, err, "user_id")
+	_, _, err = walk(&omegav1.DryRunJourneyRequest{UserId: "ann", Match: mustStruct(t, map[string]any{"attrs": "x"})})
+	requireInvalid(t, err, "match.attrs")
+	_, _, err = walk(&omegav1.DryRunJourneyRequest{UserId: "ann", Match: mustStruct(t, map[string]any{"item_id": 7})})
+	requireInvalid(t, err, "match.item_id")
 	_, err = jc.DryRunJourney(ctx, connect.NewRequest(&omegav1.DryRunJourneyRequest{UserId: "ann"}))
 	requireInvalid(t, err, "journey_id")
 

@@ -126,7 +126,7 @@ func (h profileService) ImportProfiles(ctx context.Context, req *connect.Request
 		ps = append(ps, p)
 	}
 	if len(ps) == 0 {
-		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("no valid profile: %s", strings.Join(out.Errors, "; ")))
+		return nil, invalid("profiles", "no valid profile: %s", strings.Join(out.Errors, "; "))
 	}
 	if err := h.store.UpsertMany(ctx, ps); err != nil {
 		return nil, h.srv.internal("store profiles", err)

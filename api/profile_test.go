@@ -76,5 +76,6 @@ func TestProfileService(t *testing.T) {
 	_, err = c.ImportProfiles(ctx, connect.NewRequest(&omegav1.ImportProfilesRequest{}))
 	requireInvalid(t, err, "profiles")
 	_, err = c.ImportProfiles(ctx, connect.NewRequest(&omegav1.ImportProfilesRequest{Profiles: []*omegav1.Profile{{UserId: ""}}}))
-	require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(err))
+	requireInvalid(t, err, "profiles")
+	require.Contains(t, err.Error(), "profiles[0].user_id")
 }

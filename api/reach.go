@@ -94,6 +94,7 @@ func (s *server) Cancel(ctx context.Context, req *connect.Request[omegav1.Cancel
 		return nil, invalid("reason", "longer than 500 bytes")
 	}
 	var ids []string
+	var truncated bool
 	if m.GetReachId() != "" {
 		if m.GetUserId() != "" || m.GetRuleId() != "" || m.GetJourneyId() != "" {
 			return nil, invalid("reach_id", "give either reach_id, or user_id with rule_id and/or journey_id, not both")
@@ -104,17 +105,17 @@ func (s *server) Cancel(ctx context.Context, req *connect.Request[omegav1.Cancel
 		ids = []string{m.GetReachId()}
 	} else {
 		var err error
-		if ids, err = s.openReaches(ctx, m.GetUserId(), m.GetRuleId(), m.GetJourneyId()); err != nil {
+		if ids, truncated, err = s.openReaches(ctx, m.GetUserId(), m.GetRuleId(), m.GetJourneyId()); err != nil {
 			return nil, err
 		}
 	}
-	out := &omegav1.CancelResponse{}
+	out := &omegav1.CancelResponse{Truncated: truncated}
 	for _, id := range ids {
 		err := s.temporal.SignalWorkflow(ctx, id, "", workflows.SignalCancel, workflows.CancelSignal{Reason: reason})
 		var nf *serviceerror.NotFound
 		switch {
 		case errors.As(err, &nf) && m.GetReachId() != "":
-			return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("reach_id: no open reach with this ID (unknown or already finished)"))
+			return nil, s.notOpen(ctx, id)
 		case errors.As(err, &nf):
 			continue // finished since the listing
 		case err != nil:
@@ -125,18 +126,32 @@ func (s *server) Cancel(ctx context.Context, req *connect.Request[omegav1.Cancel
 	return connect.NewResponse(out), nil
 }
 
+// notOpen says why a reach took no signal: NotFound for an ID that never ran, FailedPrecondition
+// for one that finished.
+func (s *server) notOpen(ctx context.Context, id string) error {
+	_, err := s.temporal.DescribeWorkflowExecution(ctx, id, "")
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &nf):
+		return connect.NewError(connect.CodeNotFound, errors.New("reach_id: no reach with this ID"))
+	case err != nil:
+		return s.internal("describe reach", err)
+	}
+	return connect.NewError(connect.CodeFailedPrecondition, errors.New("reach_id: the reach has finished"))
+}
+
 // maxCancelAll bounds one cancel-by-user call.
 const maxCancelAll = 1000
 
 // openReaches lists a user's running reaches of a rule and/or journey through Temporal's
 // visibility (the search attributes every run carries), which may lag a just-started run by a
 // moment.
-func (s *server) openReaches(ctx context.Context, user, rule, journeyID string) ([]string, error) {
+func (s *server) openReaches(ctx context.Context, user, rule, journeyID string) (ids []string, truncated bool, err error) {
 	if user == "" {
-		return nil, invalid("user_id", "required when reach_id is empty")
+		return nil, false, invalid("user_id", "required when reach_id is empty")
 	}
 	if rule == "" && journeyID == "" {
-		return nil, invalid("rule_id", "give rule_id or journey_id (or both) with user_id")
+		return nil, false, invalid("rule_id", "give rule_id or journey_id (or both) with user_id")
 	}
 	q := "ExecutionStatus = 'Running'"
 	for _, f := range []struct{ field, attr, v string }{
@@ -148,26 +163,28 @@ func (s *server) openReaches(ctx context.Context, user, rule, journeyID string) 
 			continue
 		}
 		if err := checkID(f.field, f.v); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if strings.ContainsAny(f.v, `'"\`) {
-			return nil, invalid(f.field, "must not contain quotes or backslashes")
+			return nil, false, invalid(f.field, "must not contain quotes or backslashes")
 		}
 		q += fmt.Sprintf(" AND %s = '%s'", f.attr, f.v)
 	}
-	var ids []string
 	var token []byte
 	for {
 		resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 200, NextPageToken: token})
 		if err != nil {
-			return nil, s.internal("list open reaches", err)
+			return nil, false, s.internal("list open reaches", err)
 		}
 		for _, e := range resp.GetExecutions() {
 			ids = append(ids, e.GetExecution().GetWorkflowId())
 		}
 		token = resp.GetNextPageToken()
-		if len(token) == 0 || len(ids) >= maxCancelAll {
-			return ids, nil
+		if len(ids) >= maxCancelAll {
+			return ids[:maxCancelAll], len(ids) > maxCancelAll || len(token) > 0, nil
+		}
+		if len(token) == 0 {
+			return ids, false, nil
 		}
 	}
 }
@@ -181,10 +198,15 @@ func (s *server) Get(ctx context.Context, req *connect.Request[omegav1.GetReques
 	r, err := s.audit.Get(ctx, id)
 	if errors.Is(err, audit.ErrNotFound) {
 		// Started but nothing audited yet: the run itself says so.
-		if _, derr := s.temporal.DescribeWorkflowExecution(ctx, id, ""); derr == nil {
+		_, derr := s.temporal.DescribeWorkflowExecution(ctx, id, "")
+		var nf *serviceerror.NotFound
+		switch {
+		case derr == nil:
 			out := &omegav1.Reach{ReachId: id, Status: workflows.StatusRunning}
 			s.addLiveState(ctx, out)
 			return connect.NewResponse(&omegav1.GetResponse{Reach: out}), nil
+		case !errors.As(derr, &nf):
+			return nil, s.internal("describe reach", derr) // Temporal is down: not a NotFound
 		}
 	}
 	if err != nil {
@@ -318,7 +340,7 @@ func (s *server) Signal(ctx context.Context, req *connect.Request[omegav1.Signal
 	if err := s.temporal.SignalWorkflow(ctx, m.GetReachId(), "", workflows.SignalResponse, r); err != nil {
 		var nf *serviceerror.NotFound
 		if errors.As(err, &nf) {
-			return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("reach_id: no open reach with this ID (unknown or already finished)"))
+			return nil, s.notOpen(ctx, m.GetReachId())
 		}
 		return nil, s.internal("signal reach", err)
 	}

@@ -95,8 +95,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	}
 	s := &server{producer: cfg.Producer, topic: cfg.Topic, temporal: cfg.Temporal, audit: cfg.Audit, journeys: cfg.Journeys,
 		taskQueue: cfg.TaskQueue, log: cfg.Log, now: time.Now}
-	auth := &authenticator{src: cfg.Keys, defaultRate: cfg.DefaultRate, maxTimeout: cfg.MaxCallTimeout, now: time.Now,
-		onError: s.internal, entries: map[[32]byte]*keyEntry{}}
+	auth := newAuthenticator(cfg.Keys, cfg.DefaultRate, cfg.MaxCallTimeout, s.internal)
 	opts := []connect.HandlerOption{connect.WithReadMaxBytes(cfg.MaxRequestBytes), connect.WithInterceptors(countCalls, auth)}
 	mux := http.NewServeMux()
 	mux.Handle(omegav1connect.NewEventServiceHandler(s, opts...))

@@ -188,7 +188,43 @@ func TestOperatorCLI(t *testing.T) {
 			require.False(t, k.RevokedAt.IsZero())
 		}
 	}
-	out, err = omega("", "apikey", "create", "--name", name+"-x", "--scopes", "root")
+	_, err = omega("", "apikey", "create", "--name", name+"-x", "--scopes", "root")
 	require.ErrorContains(t, err, "unknown scope")
-	_ = out
+
+	// --save (what make run does): the live key in the file is reused; a revoked one is replaced;
+	// a file holding another name's key, or a name whose live key is not the file's, is refused.
+	saved := filepath.Join(t.TempDir(), "dev-key")
+	create := func(keyName string, extra ...string) (string, error) {
+		out, err := omega("", append([]string{"apikey", "create", "--name", keyName, "--scopes", "admin", "--save", saved}, extra...)...)
+		return strings.TrimSpace(out), err
+	}
+	k1, err := create(name + "-dev")
+	require.NoError(t, err)
+	fileKey := func() string {
+		b, err := os.ReadFile(saved)
+		require.NoError(t, err)
+		return strings.TrimSpace(string(b))
+	}
+	require.Equal(t, k1, fileKey())
+	k, err := create(name + "-dev")
+	require.NoError(t, err)
+	require.Equal(t, k1, k, "reused while live")
+	_, err = create(name + "-other")
+	require.ErrorContains(t, err, "holds the live key")
+	_, err = omega("", "apikey", "revoke", name+"-dev")
+	require.NoError(t, err)
+	k2, err := create(name + "-dev")
+	require.NoError(t, err)
+	require.NotEqual(t, k1, k2, "a revoked saved key is replaced")
+	require.Equal(t, k2, fileKey())
+	require.NoError(t, os.Remove(saved))
+	_, err = create(name + "-dev")
+	require.ErrorContains(t, err, "--replace", "the name's live key is not the file's: refused")
+	_, err = omega(key, "reaches", "list", "--user", user) // the failed creates revoked nothing
+	require.NoError(t, err)
+	k3, err := create(name+"-dev", "--replace")
+	require.NoError(t, err)
+	require.NotEqual(t, k2, k3)
+	_, err = omega("", "apikey", "create", "--name", name+"-z", "--scopes", "read", "--save", saved)
+	require.ErrorContains(t, err, "holds the live key", "scopes or name differ from the file's key")
 }

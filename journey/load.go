@@ -112,6 +112,7 @@ func (s *Store) Apply(ctx context.Context, j Journey) (Applied, error) {
 	if err != nil {
 		return Applied{}, fmt.Errorf("encode journey %s: %w", j.ID, err)
 	}
+	defer s.forget(j.ID)
 	return s.vs.Apply(ctx, j.ID, b, j.Disabled)
 }
 
@@ -141,10 +142,16 @@ func (s *Store) Activate(ctx context.Context, id string, version int) error {
 	if errors.Is(err, versioned.ErrNotFound) {
 		return fmt.Errorf("%w: %q version %d", ErrNotFound, id, version)
 	}
+	s.forget(id)
+	return err
+}
+
+// forget drops the cached copy of id: this process sees its own changes at once (others within
+// CacheTTL).
+func (s *Store) forget(id string) {
 	s.mu.Lock()
 	delete(s.cache, id)
 	s.mu.Unlock()
-	return err
 }
 
 // Version returns one stored version of a journey, active or not.
@@ -161,6 +168,7 @@ func (s *Store) Version(ctx context.Context, id string, version int) (Journey, e
 
 // Disable stops new runs of a journey; runs in flight go on.
 func (s *Store) Disable(ctx context.Context, id string) error {
+	defer s.forget(id)
 	if err := s.vs.Disable(ctx, id); err != nil {
 		if errors.Is(err, versioned.ErrNotFound) {
 			return fmt.Errorf("%w: %q", ErrNotFound, id)

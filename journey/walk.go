@@ -191,15 +191,17 @@ func (w *walk) setup() error {
 	if u, ok := in.Match["user_id"].(string); ok && w.user == "" {
 		w.user = u
 	}
-	w.match = make(map[string]any, len(in.Match)+6)
-	for k, v := range in.Match {
-		w.match[k] = v
-	}
-	w.match["user_id"] = w.user
-	for k, def := range map[string]any{"item_id": "", "rule_id": "", "event_type": "", "journey_id": w.j.ID} {
-		if _, ok := w.match[k]; !ok {
-			w.match[k] = def
+	// Exactly the keys the workflow's `match` has: a condition on anything else fails there too.
+	w.match = map[string]any{"user_id": w.user, "journey_id": w.j.ID, "attrs": in.Match["attrs"]}
+	for _, k := range []string{"item_id", "rule_id", "event_type"} {
+		v, ok := in.Match[k]
+		if !ok {
+			v = ""
 		}
+		if _, isString := v.(string); !isString {
+			return &Error{JourneyID: w.j.ID, Field: "match." + k, Reason: fmt.Sprintf("want a string, have %T", v)}
+		}
+		w.match[k] = v
 	}
 	var attrs map[string]any
 	switch a := w.match["attrs"].(type) {
@@ -213,7 +215,7 @@ func (w *walk) setup() error {
 			attrs[k] = v
 		}
 	default:
-		return fmt.Errorf("journey %q: walk input: match.attrs: want a map, have %T", w.j.ID, a)
+		return &Error{JourneyID: w.j.ID, Field: "match.attrs", Reason: fmt.Sprintf("want an object, have %T", a)}
 	}
 	w.match["attrs"] = attrs
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,11 +16,13 @@ import (
 
 const apikeyUsage = `usage: omega apikey <command> [flags]
 
-  create --name NAME --scopes S[,S] [--rate R] [--save FILE]
+  create --name NAME --scopes S[,S] [--rate R] [--save FILE] [--replace]
                      make a key (scopes: ingest, trigger, read, admin; admin grants all) and print it
                      once; --rate is requests/s per API replica (the server's default when 0).
-                     With --save, a live key already in FILE is reused, else the new key is written there.
-  revoke ID|NAME     end a key (API replicas stop taking it within 10 s)
+                     With --save, the live key in FILE is reused when it is NAME's with these
+                     scopes, else the new key is written there. --replace revokes NAME's live key.
+  revoke ID|NAME     end a key: the live key with this ID, else the one with this name
+                     (API replicas stop taking it within 10 s)
   list               every key, revoked ones included (never the secrets)
 
 flags: -o table|json (output format)
@@ -36,6 +39,7 @@ func runAPIKeys(ctx context.Context, cfg config, args []string, stdout io.Writer
 	scopes := fs.String("scopes", "", "comma-separated scopes")
 	rate := fs.Float64("rate", 0, "requests per second")
 	save := fs.String("save", "", "file the key is kept in (reused while live)")
+	replace := fs.Bool("replace", false, "revoke the live key of this name first")
 	output := fs.String("o", "table", "output: table or json")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -48,23 +52,39 @@ func runAPIKeys(ctx context.Context, cfg config, args []string, stdout io.Writer
 	st := apikey.NewStore(pool)
 	switch args[0] {
 	case "create":
-		if *save != "" {
-			if b, err := os.ReadFile(*save); err == nil {
-				if _, err := st.Lookup(ctx, strings.TrimSpace(string(b))); err == nil {
-					fmt.Fprintln(stdout, strings.TrimSpace(string(b)))
-					return nil
-				}
-			}
-		}
 		var ss []string
 		if *scopes != "" {
 			ss = strings.Split(*scopes, ",")
 		}
 		if *save != "" {
-			// The saved key is gone (revoked, or a fresh database): its name is free again.
-			_, _ = st.Revoke(ctx, *name)
+			// A live key already in the file is reused, if it is this name's key with these scopes.
+			b, err := os.ReadFile(*save)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			if saved := strings.TrimSpace(string(b)); saved != "" {
+				k, err := st.Lookup(ctx, saved)
+				switch {
+				case err == nil && k.Name == *name && slices.Equal(k.Scopes, ss):
+					fmt.Fprintln(stdout, saved)
+					return nil
+				case err == nil:
+					return fmt.Errorf("%s holds the live key %s (%s, scopes %s), not a %s key with scopes %s: revoke it or choose another file",
+						*save, k.ID, k.Name, strings.Join(k.Scopes, ","), *name, *scopes)
+				case !errors.Is(err, apikey.ErrNotFound):
+					return err
+				}
+			}
+		}
+		if *replace {
+			if _, err := st.Revoke(ctx, *name); err != nil && !errors.Is(err, apikey.ErrNotFound) {
+				return err
+			}
 		}
 		k, secret, err := st.Create(ctx, *name, ss, *rate)
+		if errors.Is(err, apikey.ErrNameTaken) {
+			return fmt.Errorf("%w: revoke it first (omega apikey revoke %s) or pass --replace", err, *name)
+		}
 		if err != nil {
 			return err
 		}

@@ -58,7 +58,7 @@ environment (defaults in brackets):
   OMEGA_API_ADDR [127.0.0.1:8080]        OMEGA_RECEIVER_ADDR [127.0.0.1:8090]
   OMEGA_API_URL [http://$OMEGA_API_ADDR] OMEGA_API_KEY (reaches, events)
   OMEGA_API_RATE [50: requests/s per key without its own rate]
-  OMEGA_API_CERT_FILE OMEGA_API_KEY_FILE [TLS off] OMEGA_API_CA_FILE [client certificates required]
+  OMEGA_API_TLS_CERT_FILE OMEGA_API_TLS_KEY_FILE [TLS off] OMEGA_API_TLS_CA_FILE [client certificates required]
 TLS and credentials of clients (SECURITY.md): OMEGA_{KAFKA,REDIS,TEMPORAL}_TLS=1, _CA_FILE, _CERT_FILE,
   _KEY_FILE; OMEGA_KAFKA_SASL_MECHANISM/_USER/_PASSWORD; OMEGA_REDIS_USERNAME/_PASSWORD;
   OMEGA_TEMPORAL_API_KEY; PostgreSQL in OMEGA_PG_URL (sslmode, sslrootcert ...). Any secret X
@@ -322,7 +322,7 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err != nil {
 		return err
 	}
-	// OMEGA_API_CERT_FILE and OMEGA_API_KEY_FILE serve TLS (and OMEGA_API_CA_FILE asks clients
+	// OMEGA_API_TLS_CERT_FILE and OMEGA_API_TLS_KEY_FILE serve TLS (and OMEGA_API_TLS_CA_FILE asks clients
 	// for certificates signed by it).
 	stls, err := serverTLS()
 	if err != nil {

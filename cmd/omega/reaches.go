@@ -55,7 +55,10 @@ type apiClient struct {
 }
 
 func newAPIClient(cfg config) (apiClient, error) {
-	key := os.Getenv("OMEGA_API_KEY")
+	key, err := secret("OMEGA_API_KEY")
+	if err != nil {
+		return apiClient{}, err
+	}
 	if key == "" {
 		return apiClient{}, errors.New("OMEGA_API_KEY is not set (make run prints a development key; omega apikey create makes one)")
 	}
@@ -190,6 +193,9 @@ func runReaches(ctx context.Context, cfg config, args []string, stdout io.Writer
 		}
 		if len(resp.Msg.GetCancelled()) == 0 {
 			fmt.Fprintln(stdout, "no open reach matched")
+		}
+		if resp.Msg.GetTruncated() {
+			fmt.Fprintln(stdout, "more open reaches remain: run the same cancel again")
 		}
 		return nil
 	case "timeline":

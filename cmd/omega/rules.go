@@ -78,7 +78,7 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 		return err
 	}
 	cat := ruleCatalog(nil)
-	loadValid := func() ([]cep.Rule, error) {
+	loadOffline := func() ([]cep.Rule, error) {
 		return loadValid(*path, cep.LoadRules, func(r cep.Rule) error { return cep.Validate(r, cat) })
 	}
 	store := func() (*cep.RuleStore, func(), error) {
@@ -90,7 +90,7 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 	}
 	switch args[0] {
 	case "validate":
-		rs, err := loadValid()
+		rs, err := loadOffline()
 		if err != nil {
 			return err
 		}
@@ -99,15 +99,16 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 		}
 		return nil
 	case "apply":
-		rs, err := loadValid()
-		if err != nil {
-			return err
-		}
 		st, done, err := store()
 		if err != nil {
 			return err
 		}
 		defer done()
+		// Against the stored journeys, not the demo ones: a rule may start any applied journey.
+		rs, err := loadValid(*path, cep.LoadRules, st.Validate)
+		if err != nil {
+			return err
+		}
 		var applied []cep.Applied
 		apply := st.Apply
 		if *draft {
@@ -183,7 +184,7 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 			return nil
 		}
 	case "test":
-		rs, err := loadValid()
+		rs, err := loadOffline()
 		if err != nil {
 			return err
 		}

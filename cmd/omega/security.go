@@ -160,26 +160,26 @@ func secureTemporal(o *client.Options) error {
 	return nil
 }
 
-// serverTLS is the API's own TLS: OMEGA_API_CERT_FILE and OMEGA_API_KEY_FILE, and with
-// OMEGA_API_CA_FILE client certificates signed by that CA are required. nil when not set.
+// serverTLS is the API's own TLS: OMEGA_API_TLS_CERT_FILE and OMEGA_API_TLS_KEY_FILE, and with
+// OMEGA_API_TLS_CA_FILE client certificates signed by that CA are required. nil when not set.
 func serverTLS() (*tls.Config, error) {
-	cert, key, ca := os.Getenv("OMEGA_API_CERT_FILE"), os.Getenv("OMEGA_API_KEY_FILE"), os.Getenv("OMEGA_API_CA_FILE")
+	cert, key, ca := os.Getenv("OMEGA_API_TLS_CERT_FILE"), os.Getenv("OMEGA_API_TLS_KEY_FILE"), os.Getenv("OMEGA_API_TLS_CA_FILE")
 	if cert == "" && key == "" {
 		return nil, nil
 	}
 	pair, err := tls.LoadX509KeyPair(cert, key)
 	if err != nil {
-		return nil, fmt.Errorf("OMEGA_API_CERT_FILE/OMEGA_API_KEY_FILE: %w", err)
+		return nil, fmt.Errorf("OMEGA_API_TLS_CERT_FILE/OMEGA_API_TLS_KEY_FILE: %w", err)
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
 	if ca != "" {
 		pem, err := os.ReadFile(ca)
 		if err != nil {
-			return nil, fmt.Errorf("OMEGA_API_CA_FILE: %w", err)
+			return nil, fmt.Errorf("OMEGA_API_TLS_CA_FILE: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("OMEGA_API_CA_FILE: no PEM certificate in %s", ca)
+			return nil, fmt.Errorf("OMEGA_API_TLS_CA_FILE: no PEM certificate in %s", ca)
 		}
 		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}

@@ -13,7 +13,7 @@ export OMEGA_DATA=${OMEGA_DATA:-/var/lib/omega}
 eval "$("$STACK" env)"
 "$BIN/omega" migrate
 # A development key with every scope, kept in $OMEGA_DATA/dev-api-key (reused while it is live).
-OMEGA_API_KEY=$("$BIN/omega" apikey create --name dev-local --scopes admin --save "$OMEGA_DATA/dev-api-key")
+OMEGA_API_KEY=$("$BIN/omega" apikey create --name dev-local --scopes admin --save "$OMEGA_DATA/dev-api-key" --replace)
 export OMEGA_API_KEY
 "$BIN/omega" journeys apply -f "$ROOT/journey/demo"
 "$BIN/omega" rules apply -f "$ROOT/cep/demo"

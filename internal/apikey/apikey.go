@@ -144,17 +144,23 @@ func (s *Store) Lookup(ctx context.Context, secret string) (Key, error) {
 	return k, nil
 }
 
-// Revoke ends a key by ID or name; servers stop accepting it within their cache time.
+// Revoke ends a live key by ID or, when no live key has that ID, by name (a name has at most one
+// live key); servers stop accepting it within their cache time.
 func (s *Store) Revoke(ctx context.Context, idOrName string) (Key, error) {
-	k, err := scan(s.pool.QueryRow(ctx, `UPDATE api_keys SET revoked_at = now()
-		WHERE (id = $1 OR name = $1) AND revoked_at IS NULL RETURNING `+cols, idOrName))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Key{}, ErrNotFound
+	for _, q := range []string{
+		`UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING ` + cols,
+		`UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL RETURNING ` + cols,
+	} {
+		k, err := scan(s.pool.QueryRow(ctx, q, idOrName))
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return Key{}, fmt.Errorf("revoke api key: %w", err)
+		}
+		return k, nil
 	}
-	if err != nil {
-		return Key{}, fmt.Errorf("revoke api key: %w", err)
-	}
-	return k, nil
+	return Key{}, ErrNotFound
 }
 
 // List returns every key, revoked ones included, newest first.

@@ -41,7 +41,7 @@ type Store struct {
 }
 
 type queries struct {
-	lock, active, maxVersion, latest, insert, upsertHead, disable, list, get, version string
+	lock, active, latest, insert, upsertHead, disable, list, get, version string
 }
 
 // New returns the store of one kind ("rule", "journey"); kind names the tables, never user input.
@@ -53,9 +53,8 @@ func New(pool *pgxpool.Pool, kind string) *Store {
 		lock: `SELECT pg_advisory_xact_lock(hashtext($1))`,
 		active: fmt.Sprintf(`SELECT h.active_version, v.checksum, h.disabled FROM %[2]s h
 			JOIN %[1]s v ON v.%[3]s = h.%[3]s AND v.version = h.active_version WHERE h.%[3]s = $1`, v, h, id),
-		maxVersion: fmt.Sprintf(`SELECT max(version) FROM %s WHERE %s = $1`, v, id),
-		latest:     fmt.Sprintf(`SELECT version, checksum FROM %s WHERE %s = $1 ORDER BY version DESC LIMIT 1`, v, id),
-		insert:     fmt.Sprintf(`INSERT INTO %s (%s, version, spec, checksum) VALUES ($1, $2, $3, $4)`, v, id),
+		latest: fmt.Sprintf(`SELECT version, checksum FROM %s WHERE %s = $1 ORDER BY version DESC LIMIT 1`, v, id),
+		insert: fmt.Sprintf(`INSERT INTO %s (%s, version, spec, checksum) VALUES ($1, $2, $3, $4)`, v, id),
 		upsertHead: fmt.Sprintf(`INSERT INTO %[1]s (%[2]s, active_version, disabled) VALUES ($1, $2, $3)
 			ON CONFLICT (%[2]s) DO UPDATE SET active_version = $2, disabled = $3, updated_at = now()`, h, id),
 		disable: fmt.Sprintf(`UPDATE %s SET disabled = true, updated_at = now() WHERE %s = $1`, h, id),
@@ -82,19 +81,27 @@ func (s *Store) Apply(ctx context.Context, id string, spec []byte, disabled bool
 		err := tx.QueryRow(ctx, s.q.active, id).Scan(&latest, &latestSum, &wasDisabled)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
-			out = Applied{ID: id, Version: 1, Status: "created"}
+			out = Applied{ID: id, Status: "created"} // drafts may exist: the version comes next
 		case err != nil:
 			return err
 		case latestSum == checksum && wasDisabled == disabled:
 			out = Applied{ID: id, Version: latest, Status: "unchanged"}
 			return nil
 		default:
-			if err := tx.QueryRow(ctx, s.q.maxVersion, id).Scan(&latest); err != nil {
-				return err
-			}
-			out = Applied{ID: id, Version: latest + 1, Status: "updated"}
+			out = Applied{ID: id, Status: "updated"}
 		}
-		if _, err := tx.Exec(ctx, s.q.insert, id, out.Version, spec, checksum); err != nil {
+		// The newest stored version (a draft, say) with the same content is activated as is;
+		// otherwise the content becomes the next version.
+		var newest int
+		var newestSum string
+		err = tx.QueryRow(ctx, s.q.latest, id).Scan(&newest, &newestSum)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		out.Version = newest + 1
+		if newest > 0 && newestSum == checksum {
+			out.Version = newest
+		} else if _, err := tx.Exec(ctx, s.q.insert, id, out.Version, spec, checksum); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, s.q.upsertHead, id, out.Version, disabled)

@@ -228,7 +228,9 @@ func (x *CancelRequest) GetJourneyId() string {
 type CancelResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The reaches asked to stop.
-	Cancelled     []string `protobuf:"bytes,1,rep,name=cancelled,proto3" json:"cancelled,omitempty"`
+	Cancelled []string `protobuf:"bytes,1,rep,name=cancelled,proto3" json:"cancelled,omitempty"`
+	// A cancel by user stops at most 1000 reaches per call: true when more remain (call again).
+	Truncated     bool `protobuf:"varint,2,opt,name=truncated,proto3" json:"truncated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -268,6 +270,13 @@ func (x *CancelResponse) GetCancelled() []string {
 		return x.Cancelled
 	}
 	return nil
+}
+
+func (x *CancelResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
 }
 
 type SignalRequest struct {
@@ -1221,9 +1230,10 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x17\n" +
 	"\arule_id\x18\x04 \x01(\tR\x06ruleId\x12\x1d\n" +
 	"\n" +
-	"journey_id\x18\x05 \x01(\tR\tjourneyId\".\n" +
+	"journey_id\x18\x05 \x01(\tR\tjourneyId\"L\n" +
 	"\x0eCancelResponse\x12\x1c\n" +
-	"\tcancelled\x18\x01 \x03(\tR\tcancelled\"\xbf\x01\n" +
+	"\tcancelled\x18\x01 \x03(\tR\tcancelled\x12\x1c\n" +
+	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"\xbf\x01\n" +
 	"\rSignalRequest\x12\x19\n" +
 	"\breach_id\x18\x01 \x01(\tR\areachId\x12\x1d\n" +
 	"\n" +
