@@ -95,3 +95,8 @@ fuzz: ## run every fuzz target for FUZZTIME (2m) and keep the corpus it grows in
 	  mkdir -p $$pkg/testdata/fuzz/$$name; \
 	  cp -n $$($(GO) env GOCACHE)/fuzz/github.com/omegareach/omega/$${pkg#./}/$$name/* $$pkg/testdata/fuzz/$$name/ 2>/dev/null || true; \
 	done
+
+.PHONY: test-faults
+test-faults: build-dev ## the fault suite in full (60 s without PostgreSQL, 30 s without Temporal ...) on a fresh stack; writes docs/faults.md
+	OMEGA_FAULTS=full OMEGA_FAULTS_REPORT=$(CURDIR)/docs/faults.md deploy/local/test.sh \
+	  $(GO) test -count=1 -timeout 20m -run '^TestFaults$$' -v ./e2e/

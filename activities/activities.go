@@ -15,8 +15,8 @@ import (
 	"github.com/omegareach/omega/activities/channel"
 	"github.com/omegareach/omega/activities/filter"
 	"github.com/omegareach/omega/audit"
-	"github.com/omegareach/omega/internal/openreach"
 	"github.com/omegareach/omega/internal/metrics"
+	"github.com/omegareach/omega/internal/openreach"
 	"github.com/omegareach/omega/journey"
 	"github.com/omegareach/omega/profile"
 )

@@ -10,15 +10,17 @@ import (
 	"connectrpc.com/connect"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/omegareach/omega/activities/filter"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
 )
 
 const maxListBatch = 10000
 
 type listService struct {
-	s     *server
-	redis redis.UniversalClient
-	keys  map[string]string // list name -> Redis set
+	s       *server
+	redis   redis.UniversalClient
+	keys    map[string]string // list name -> Redis set
+	durable *filter.Lists     // PostgreSQL first, Redis the copy (Redis alone when nil)
 }
 
 func (h listService) key(name string) (string, error) {
@@ -57,7 +59,12 @@ func (h listService) AddMembers(ctx context.Context, req *connect.Request[omegav
 	if err != nil {
 		return nil, err
 	}
-	n, err := h.redis.SAdd(ctx, k, ids...).Result()
+	var n int64
+	if h.durable != nil {
+		n, err = h.durable.Add(ctx, req.Msg.GetList(), k, req.Msg.GetUserIds())
+	} else {
+		n, err = h.redis.SAdd(ctx, k, ids...).Result()
+	}
 	if err != nil {
 		return nil, h.s.internal("add list members", err)
 	}
@@ -69,7 +76,12 @@ func (h listService) RemoveMembers(ctx context.Context, req *connect.Request[ome
 	if err != nil {
 		return nil, err
 	}
-	n, err := h.redis.SRem(ctx, k, ids...).Result()
+	var n int64
+	if h.durable != nil {
+		n, err = h.durable.Remove(ctx, req.Msg.GetList(), k, req.Msg.GetUserIds())
+	} else {
+		n, err = h.redis.SRem(ctx, k, ids...).Result()
+	}
 	if err != nil {
 		return nil, h.s.internal("remove list members", err)
 	}
@@ -96,6 +108,9 @@ func (h listService) ListMembers(ctx context.Context, req *connect.Request[omega
 		}
 		cursor = c
 	}
+	if err := h.ensure(ctx, req.Msg.GetList(), k); err != nil {
+		return nil, err
+	}
 	ids, next, err := h.redis.SScan(ctx, k, cursor, "", size).Result()
 	if err != nil {
 		return nil, h.s.internal("list members", err)
@@ -115,9 +130,23 @@ func (h listService) CheckMember(ctx context.Context, req *connect.Request[omega
 	if err := checkID("user_id", req.Msg.GetUserId()); err != nil {
 		return nil, err
 	}
+	if err := h.ensure(ctx, req.Msg.GetList(), k); err != nil {
+		return nil, err
+	}
 	in, err := h.redis.SIsMember(ctx, k, req.Msg.GetUserId()).Result()
 	if err != nil {
 		return nil, h.s.internal("check list member", err)
 	}
 	return connect.NewResponse(&omegav1.CheckMemberResponse{Member: in}), nil
+}
+
+// ensure reloads a list's Redis copy from PostgreSQL when Redis lost it.
+func (h listService) ensure(ctx context.Context, name, key string) error {
+	if h.durable == nil {
+		return nil
+	}
+	if err := h.durable.Ensure(ctx, name, key); err != nil {
+		return h.s.internal("load list", err)
+	}
+	return nil
 }

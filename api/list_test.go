@@ -67,3 +67,31 @@ func TestListService(t *testing.T) {
 	_, err = c.AddMembers(ctx, connect.NewRequest(&omegav1.AddMembersRequest{List: "blacklist"}))
 	requireInvalid(t, err, "user_ids")
 }
+
+// With the durable store, the lists live in PostgreSQL: a Redis that lost its copy answers again
+// after reloading it.
+func TestListServiceDurable(t *testing.T) {
+	env := testenv.Require(t)
+	rdb := env.Redis(t)
+	store := env.Audit(t)
+	bl := testenv.Unique("test:bl:")
+	srv := serve(t, api.Config{Audit: store, Redis: rdb, Lists: map[string]string{"blacklist": bl},
+		ListStore: &filter.Lists{Pool: store.Pool(), Redis: rdb}})
+	c := omegav1connect.NewListServiceClient(keyed(srv, adminKey), srv.URL)
+	ctx := context.Background()
+	user := testenv.Unique("dl-")
+	add, err := c.AddMembers(ctx, connect.NewRequest(&omegav1.AddMembersRequest{List: "blacklist", UserIds: []string{user}}))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, add.Msg.GetAdded())
+	require.NoError(t, rdb.Del(ctx, bl, bl+":loaded").Err()) // Redis restarted without persistence
+	in, err := c.CheckMember(ctx, connect.NewRequest(&omegav1.CheckMemberRequest{List: "blacklist", UserId: user}))
+	require.NoError(t, err)
+	require.True(t, in.Msg.GetMember())
+	rm, err := c.RemoveMembers(ctx, connect.NewRequest(&omegav1.RemoveMembersRequest{List: "blacklist", UserIds: []string{user}}))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, rm.Msg.GetRemoved())
+	require.NoError(t, rdb.Del(ctx, bl, bl+":loaded").Err())
+	in, err = c.CheckMember(ctx, connect.NewRequest(&omegav1.CheckMemberRequest{List: "blacklist", UserId: user}))
+	require.NoError(t, err)
+	require.False(t, in.Msg.GetMember())
+}

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/omegareach/omega/activities/channel"
+	"github.com/omegareach/omega/activities/filter"
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
@@ -44,6 +45,8 @@ type Config struct {
 	// served when Redis is nil).
 	Redis redis.UniversalClient
 	Lists map[string]string
+	// ListStore keeps the lists durably in PostgreSQL, Redis holding the copy (Redis alone when nil).
+	ListStore *filter.Lists
 	// Profiles backs ProfileService (not served when nil).
 	Profiles ProfileStore
 	// Keys authenticates every call (apikey.Store); required.
@@ -106,7 +109,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		services = append(services, omegav1connect.RuleServiceName)
 	}
 	if cfg.Redis != nil {
-		mux.Handle(omegav1connect.NewListServiceHandler(listService{s, cfg.Redis, cfg.Lists}, opts...))
+		mux.Handle(omegav1connect.NewListServiceHandler(listService{s, cfg.Redis, cfg.Lists, cfg.ListStore}, opts...))
 		services = append(services, omegav1connect.ListServiceName)
 	}
 	if cfg.Profiles != nil {

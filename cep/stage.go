@@ -219,6 +219,50 @@ func (s *Stage) reload(ctx context.Context) {
 }
 
 // fireTimers fires due absence timers until ctx ends.
+// stateCheckInterval is how often a replica checks that Redis still holds the pattern state.
+const stateCheckInterval = time.Second
+
+// watchState reports a Redis that lost the pattern state (a restart without persistence, a
+// failover to an empty replica): partial patterns in flight are gone then, and an operator must
+// know. A marker key set by the replicas vanishes with the state; a replica that finds it gone
+// after having seen it logs the loss and counts it (omega_cep_state_losses_total), then sets it
+// again. What is lost is bounded by the longest rule window; matches already started are not
+// affected, and replays stay deduplicated by workflow ID.
+func (s *Stage) watchState(ctx context.Context) {
+	key := s.cfg.KeyPrefix + ":{state}:epoch"
+	t := time.NewTicker(stateCheckInterval)
+	defer t.Stop()
+	seen := false
+	for {
+		set, err := s.cfg.Redis.SetNX(ctx, key, time.Now().UTC().Format(time.RFC3339), 0).Result()
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				s.cfg.Log.Warn("check pattern state", "err", err)
+			}
+		case set && seen:
+			metrics.StateLosses.Inc()
+			s.cfg.Log.Error("redis lost the pattern state: partial patterns in flight are gone (bounded by the longest rule window)",
+				"key_prefix", s.cfg.KeyPrefix, "longest_window", maxWindowOf(s.currentRules()).String())
+		default:
+			seen = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func maxWindowOf(rs []compiledRule) time.Duration {
+	var w time.Duration
+	for _, r := range rs {
+		w = max(w, r.Within.D())
+	}
+	return w
+}
+
 func (s *Stage) fireTimers(ctx context.Context) {
 	t := time.NewTicker(s.cfg.TimerInterval)
 	defer t.Stop()
@@ -293,6 +337,7 @@ func (s *Stage) Run(ctx context.Context) error {
 		go s.reload(bg)
 	}
 	go s.fireTimers(bg)
+	go s.watchState(bg)
 	h := &handler{s: s, dlq: dlq}
 	s.cfg.Log.Info("cep stage consuming", "topic", s.cfg.Topic, "group", s.cfg.Group, "rules", len(s.currentRules()))
 	for ctx.Err() == nil {

@@ -457,9 +457,9 @@ func TestAPI(t *testing.T) {
 		`omega_workflow_starts_total{origin="cep",result="started"}`: 1, `omega_workflow_starts_total{origin="api",result="started"}`: 1,
 		`omega_workflow_starts_total{origin="api",result="duplicate"}`: 1, `omega_sends_total{channel="webhook",outcome="sent"}`: 2,
 		`omega_filter_verdicts_total{filter="none",verdict="pass"}`: 2, `omega_cep_event_to_match_seconds_count`: 1,
-		`omega_match_to_dispatch_seconds_count{channel="webhook"}`: 2,
+		`omega_match_to_dispatch_seconds_count{channel="webhook"}`:                                    2,
 		`omega_api_requests_total{code="invalid_argument",procedure="/omega.v1.EventService/Ingest"}`: 1,
-		`omega_api_requests_total{code="ok",procedure="/omega.v1.EventService/Ingest"}`: 1,
+		`omega_api_requests_total{code="ok",procedure="/omega.v1.EventService/Ingest"}`:               1,
 	} {
 		require.Equal(t, want, d[series], series)
 	}

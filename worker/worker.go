@@ -172,14 +172,20 @@ func New(cfg Config) (sdkworker.Worker, error) {
 
 // newFilters registers the filters and defines the Chains.
 func newFilters(cfg Config) (*filter.Registry, error) {
+	// The lists' Redis copies reload from PostgreSQL when Redis lost them.
 	wl := filter.NewWhitelist(cfg.Redis, cfg.WhitelistKey)
+	bl := filter.NewBlacklist(cfg.Redis, cfg.BlacklistKey)
+	if pool := cfg.Audit.Pool(); pool != nil {
+		lists := &filter.Lists{Pool: pool, Redis: cfg.Redis}
+		wl.Lists, bl.Lists = lists, lists
+	}
 	fatigue := filter.NewFatigue(cfg.Redis, cfg.KeyPrefix, cfg.DailyCap, cfg.ChannelCaps)
 	fatigue.LastSlotPriority = cfg.LastSlotPriority
 	// Consent and quiet hours both read the profile: once per check (Activities.Filter memoizes).
 	profiles := profile.Memoized{Source: cfg.Profiles}
 	reg := filter.NewRegistry()
 	err := reg.Register(
-		filter.NewBlacklist(cfg.Redis, cfg.BlacklistKey),
+		bl,
 		wl,
 		&filter.Consent{Profiles: profiles, OptIn: cfg.OptIn},
 		&filter.Gray{Allowed: wl.Has},

@@ -183,6 +183,10 @@ func ReachWorkflow(ctx workflow.Context, in ReachInput) (ReachResult, error) {
 	r := &reachRun{ctx: ctx, in: in, m: in.Match, reachID: workflow.GetInfo(ctx).WorkflowExecution.ID}
 	r.lctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
+		// Without it the retries stop after StartToCloseTimeout: a PostgreSQL or Redis outage
+		// longer than 10 s would fail the run and lose the match (the fault suite's PostgreSQL
+		// scenario found it). The local steps retry until the store is back.
+		ScheduleToCloseTimeout: 7 * 24 * time.Hour,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
 		},

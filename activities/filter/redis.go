@@ -11,10 +11,11 @@ import (
 // BlacklistKey is the Redis set of users who must never be reached.
 const BlacklistKey = "omega:list:blacklist"
 
-// Blacklist drops users in a Redis set.
+// Blacklist drops users in a Redis set (a copy of the durable list when Lists is set).
 type Blacklist struct {
-	rdb redis.UniversalClient
-	key string
+	rdb   redis.UniversalClient
+	key   string
+	Lists *Lists
 }
 
 // NewBlacklist reads the set at key (BlacklistKey when empty).
@@ -28,9 +29,9 @@ func NewBlacklist(rdb redis.UniversalClient, key string) *Blacklist {
 func (b *Blacklist) Name() string { return "blacklist" }
 
 func (b *Blacklist) Check(ctx context.Context, r Request) (Verdict, error) {
-	in, err := b.rdb.SIsMember(ctx, b.key, r.UserID).Result()
+	in, err := member(ctx, b.rdb, b.Lists, "blacklist", b.key, r.UserID)
 	if err != nil {
-		return Verdict{}, fmt.Errorf("read blacklist: %w", err)
+		return Verdict{}, fmt.Errorf("read blacklist: %w", err) // fail closed: retried, never passed
 	}
 	if in {
 		return Verdict{Outcome: Drop, Reason: "user is on the blacklist"}, nil
@@ -41,8 +42,9 @@ func (b *Blacklist) Check(ctx context.Context, r Request) (Verdict, error) {
 // Whitelist passes only the users in a Redis set: a chain for tests on real users, or a journey
 // opened to a list first.
 type Whitelist struct {
-	rdb redis.UniversalClient
-	key string
+	rdb   redis.UniversalClient
+	key   string
+	Lists *Lists
 }
 
 // WhitelistKey is the Redis set of the whitelist.
@@ -60,7 +62,7 @@ func (w *Whitelist) Name() string { return "whitelist" }
 
 // Has reports whether user is on the list (the gray rollout's allowlist).
 func (w *Whitelist) Has(ctx context.Context, user string) (bool, error) {
-	return w.rdb.SIsMember(ctx, w.key, user).Result()
+	return member(ctx, w.rdb, w.Lists, "whitelist", w.key, user)
 }
 
 func (w *Whitelist) Check(ctx context.Context, r Request) (Verdict, error) {

@@ -65,6 +65,10 @@ TLS and credentials of clients (SECURITY.md): OMEGA_{KAFKA,REDIS,TEMPORAL}_TLS=1
   may be a file: X_FILE.
   OMEGA_WEBHOOK_URL [http://127.0.0.1:8090/deliveries]  OMEGA_TASK_QUEUE [omega-reach]
   OMEGA_METRICS_ADDR [off; api, cep, worker: Prometheus /metrics there]
+  OMEGA_KEY_PREFIX [omega: Redis keys of cep and worker]
+cep only:
+  OMEGA_EVENTS_TOPIC [omega.events; DLQ: <topic>.dlq]  OMEGA_CEP_GROUP [omega-cep]
+  OMEGA_RULES [the rule store; or rules from a file or directory]
   OMEGA_LOG_FORMAT [text|json]  OMEGA_LOG_LEVEL [info|debug]   (phones, emails, tokens masked)
 worker only:
   OMEGA_DAILY_CAP [3]  OMEGA_CHANNEL_CAPS [sms=1,push=3]  OMEGA_LAST_SLOT_PRIORITY [0: off]
@@ -130,6 +134,7 @@ func main() {
 type config struct {
 	brokers      []string
 	redisOpts    *redis.Options
+	keyPrefix    string
 	pgURL        string
 	temporalAddr string
 	namespace    string
@@ -244,6 +249,7 @@ func configFromEnv() config {
 		channelCaps: caps, lastSlot: lastSlot, quietStart: quietStart, quietEnd: quietEnd, optIn: optIn,
 		brokers:      strings.Split(env("OMEGA_KAFKA_BROKERS", "127.0.0.1:9092"), ","),
 		redisOpts:    redisOpts,
+		keyPrefix:    env("OMEGA_KEY_PREFIX", "omega"),
 		pgURL:        env("OMEGA_PG_URL", "postgres://postgres@127.0.0.1:5432/omega?sslmode=disable"),
 		temporalAddr: env("OMEGA_TEMPORAL_ADDR", "127.0.0.1:7233"),
 		namespace:    env("OMEGA_TEMPORAL_NAMESPACE", "default"),
@@ -317,6 +323,7 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 		Keys: apikey.NewStore(store.Pool()), DefaultRate: rate,
 		Profiles: &profile.Cached{Store: profile.NewStore(store.Pool()), Redis: rdb},
 		Redis:    rdb, Lists: map[string]string{"blacklist": filter.BlacklistKey, "whitelist": filter.WhitelistKey},
+		ListStore: &filter.Lists{Pool: store.Pool(), Redis: rdb},
 		RuleStore: cep.NewRuleStore(store.Pool(), ruleCatalog(store.Pool())), JourneyStore: journeys,
 		Inbox: channel.NewInbox(store.Pool()), TaskQueue: cfg.taskQueue, Log: log})
 	if err != nil {
@@ -351,11 +358,25 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err := secureKafka(sc); err != nil {
 		return err
 	}
-	st, err := cep.New(cep.Config{
+	c := cep.Config{
 		Brokers: cfg.brokers, Sarama: sc, Redis: rdb, RuleSource: cep.NewRuleStore(pool, ruleCatalog(pool)),
 		Profiles: &profile.Cached{Store: profile.NewStore(pool), Redis: rdb},
-		Starter:  &cep.TemporalStarter{Client: tc}, Shadow: cep.AuditShadow{Store: audit.NewStore(pool)}, Log: log,
-	})
+		Starter:  &cep.TemporalStarter{Client: tc, TaskQueue: cfg.taskQueue}, Shadow: cep.AuditShadow{Store: audit.NewStore(pool)}, Log: log,
+		Topic: os.Getenv("OMEGA_EVENTS_TOPIC"), Group: os.Getenv("OMEGA_CEP_GROUP"),
+		KeyPrefix: cfg.keyPrefix, ReachPrefix: cfg.keyPrefix,
+	}
+	if c.Topic != "" {
+		c.DLQTopic = c.Topic + ".dlq"
+	}
+	// OMEGA_RULES: rules from files (a file or a directory), instead of the rule store.
+	if path := os.Getenv("OMEGA_RULES"); path != "" {
+		rs, err := cep.LoadRules(path)
+		if err != nil {
+			return err
+		}
+		c.RuleSource, c.Rules = nil, rs
+	}
+	st, err := cep.New(c)
 	if err != nil {
 		return err
 	}
@@ -375,7 +396,7 @@ func runWorker(ctx context.Context, log *slog.Logger, cfg config) error {
 	defer closeDB()
 	rdb := cfg.newRedis()
 	defer rdb.Close()
-	w, err := worker.New(worker.Config{Temporal: tc, Redis: rdb, Audit: store, WebhookURL: cfg.webhookURL,
+	w, err := worker.New(worker.Config{Temporal: tc, Redis: rdb, Audit: store, WebhookURL: cfg.webhookURL, KeyPrefix: cfg.keyPrefix,
 		DailyCap: cfg.dailyCap, ChannelCaps: cfg.channelCaps, LastSlotPriority: cfg.lastSlot,
 		QuietStart: cfg.quietStart, QuietEnd: cfg.quietEnd, OptIn: cfg.optIn,
 		TaskQueue: cfg.taskQueue, WebhookAllow: cfg.webhookAllow, WebhookSecret: cfg.secret, RateLimits: cfg.rates, Push: cfg.push, SMS: cfg.sms, Journeys: journey.NewStore(store.Pool(), journeyCatalog()),

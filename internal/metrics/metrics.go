@@ -41,6 +41,9 @@ var (
 	// ConsumerLag is, per partition this replica owns, how many records are behind the newest.
 	ConsumerLag = f.NewGaugeVec(prometheus.GaugeOpts{Name: "omega_cep_consumer_lag",
 		Help: "Records between the last one the CEP stage took and the partition's high-water mark."}, []string{"partition"})
+	// StateLosses counts the times a CEP replica found Redis had lost the pattern state.
+	StateLosses = f.NewCounter(prometheus.CounterOpts{Name: "omega_cep_state_losses_total",
+		Help: "Times a CEP replica found Redis had lost the pattern state (partial patterns in flight gone)."})
 	// Matches counts matches by rule (shadow matches included, labelled).
 	Matches = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_cep_matches_total",
 		Help: "Pattern matches, by rule and mode (live or shadow)."}, []string{"rule", "mode"})
