@@ -167,3 +167,18 @@ func TestScopesAreChecked(t *testing.T) {
 	require.True(t, apikey.Key{Scopes: []string{apikey.ScopeAdmin}}.Allows(apikey.ScopeIngest))
 	require.True(t, slices.Contains(apikey.Scopes, apikey.ScopeAdmin))
 }
+
+// A request over the size limit is refused before any handler reads it.
+func TestRequestSizeLimit(t *testing.T) {
+	srv := serve(t, api.Config{Audit: audit.NewStore(nil), MaxRequestBytes: 4 << 10})
+	body := `{"events":[{"event_id":"e1","user_id":"u1","type":"cart_add","attrs":{"x":"` + strings.Repeat("x", 8<<10) + `"}}]}`
+	req, err := http.NewRequest(http.MethodPost, srv.URL+omegav1connect.EventServiceIngestProcedure, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+ingestKey)
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	require.Contains(t, string(b), "resource_exhausted", "%s", b)
+}
