@@ -43,6 +43,7 @@ commands:
   worker    run reach workflows and activities
   receiver  a stand-in provider that logs webhook deliveries (OMEGA_RECEIVER_ADDR)
   migrate   bring the PostgreSQL schema up to date
+  probe URL exit 0 when URL answers 200 (container health checks without curl)
   rules     validate, apply, list, get, disable and dry-run rules (omega rules for help)
   journeys  validate, apply, list, get and disable journeys (omega journeys for help)
   profiles  import (JSONL or CSV), get and set user profiles (omega profiles for help)
@@ -55,6 +56,7 @@ environment (defaults in brackets):
   OMEGA_KAFKA_BROKERS [127.0.0.1:9092]   OMEGA_REDIS_ADDR [127.0.0.1:6379]
   OMEGA_PG_URL [postgres://postgres@127.0.0.1:5432/omega?sslmode=disable]
   OMEGA_TEMPORAL_ADDR [127.0.0.1:7233]   OMEGA_TEMPORAL_NAMESPACE [default]
+  (OMEGA_REDIS_ADDR: several comma-separated addresses are a Redis Cluster's seeds)
   OMEGA_API_ADDR [127.0.0.1:8080]        OMEGA_RECEIVER_ADDR [127.0.0.1:8090]
   OMEGA_API_URL [http://$OMEGA_API_ADDR] OMEGA_API_KEY (reaches, events)
   OMEGA_API_RATE [50: requests/s per key without its own rate]
@@ -64,7 +66,7 @@ TLS and credentials of clients (SECURITY.md): OMEGA_{KAFKA,REDIS,TEMPORAL}_TLS=1
   OMEGA_TEMPORAL_API_KEY; PostgreSQL in OMEGA_PG_URL (sslmode, sslrootcert ...). Any secret X
   may be a file: X_FILE.
   OMEGA_WEBHOOK_URL [http://127.0.0.1:8090/deliveries]  OMEGA_TASK_QUEUE [omega-reach]
-  OMEGA_METRICS_ADDR [off; api, cep, worker: Prometheus /metrics there]
+  OMEGA_METRICS_ADDR [off; api, cep, worker: /metrics (Prometheus), /healthz, /readyz there]
   OMEGA_KEY_PREFIX [omega: Redis keys of cep and worker]
 cep only:
   OMEGA_EVENTS_TOPIC [omega.events; DLQ: <topic>.dlq]  OMEGA_CEP_GROUP [omega-cep]
@@ -119,6 +121,8 @@ func main() {
 		err = runEvents(ctx, cfg, os.Args[2:], os.Stdout)
 	case "apikey":
 		err = runAPIKeys(ctx, cfg, os.Args[2:], os.Stdout)
+	case "probe":
+		err = probe(os.Args[2:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:
@@ -166,9 +170,13 @@ func mustSecret(name string) string {
 }
 
 // newRedis connects with the configured credentials and TLS.
-func (c config) newRedis() *redis.Client {
-	o := *c.redisOpts
-	return redis.NewClient(&o)
+// newRedis connects with the configured credentials and TLS: one address is a single server (or a
+// proxy), several are the seeds of a Redis Cluster (every multi-key operation uses one user's or
+// one pattern's hash tag, so it stays on one slot).
+func (c config) newRedis() redis.UniversalClient {
+	o := c.redisOpts
+	return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(o.Addr, ","), Username: o.Username,
+		Password: o.Password, TLSConfig: o.TLSConfig})
 }
 
 func env(k, def string) string {
@@ -335,6 +343,7 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err != nil {
 		return err
 	}
+	metrics.MarkReady()
 	return api.ServeTLS(ctx, cfg.apiAddr, h, stls, log)
 }
 
@@ -380,6 +389,7 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err != nil {
 		return err
 	}
+	metrics.MarkReady() // Run retries its backends itself; the lag metric says whether it keeps up
 	return st.Run(ctx)
 }
 
@@ -407,6 +417,7 @@ func runWorker(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
+	metrics.MarkReady()
 	log.Info("worker running", "task_queue", cfg.taskQueue)
 	<-ctx.Done()
 	w.Stop()
@@ -424,6 +435,23 @@ func runReceiver(ctx context.Context, log *slog.Logger, cfg config) error {
 	log.Info("receiver listening", "addr", cfg.receiverAddr)
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		return err
+	}
+	return nil
+}
+
+// probe is a health check for images without curl: omega probe http://127.0.0.1:9464/readyz.
+func probe(args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: omega probe URL")
+	}
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(args[0])
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", args[0], resp.Status)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,13 +74,28 @@ func Handler() http.Handler {
 	return promhttp.HandlerFor(Registry, promhttp.HandlerOpts{Registry: Registry})
 }
 
-// Serve serves /metrics on addr until ctx ends; an empty addr serves nothing.
+var ready atomic.Bool
+
+// MarkReady tells /readyz the process does its work now (the worker polls, the CEP stage
+// consumes, the API serves).
+func MarkReady() { ready.Store(true) }
+
+// Serve serves /metrics, /healthz (the process lives) and /readyz (it is ready, see MarkReady) on
+// addr until ctx ends; an empty addr serves nothing.
 func Serve(ctx context.Context, addr string, log *slog.Logger) {
 	if addr == "" {
 		return
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
