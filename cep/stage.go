@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -158,9 +159,10 @@ type ShadowRecorder interface {
 
 // Stage is one CEP replica.
 type Stage struct {
-	cfg    Config
-	engine *engine
-	rules  atomic.Pointer[[]compiledRule]
+	badRules string // the invalid stored rules last reported
+	cfg      Config
+	engine   *engine
+	rules    atomic.Pointer[[]compiledRule]
 }
 
 // New validates cfg and compiles its rules.
@@ -194,12 +196,32 @@ func (s *Stage) currentRules() []compiledRule { return *s.rules.Load() }
 // loadRules reads the rule source once; a set that does not compile is refused and the last good
 // set keeps running (the source validated it on write; this guards against an older replica that
 // does not know a newer rule language).
+// loadRules takes the source's active rules. A stored rule that does not compile (written by an
+// older version, or by hand) is left out and reported, never allowed to stop the others.
 func (s *Stage) loadRules(ctx context.Context) error {
 	rs, err := s.cfg.RuleSource.ActiveRules(ctx)
 	if err != nil {
 		return err
 	}
-	return s.setRules(rs)
+	compiled := make([]compiledRule, 0, len(rs))
+	var bad []string
+	for _, r := range rs {
+		c, err := compile(r)
+		if err != nil {
+			bad = append(bad, err.Error())
+			continue
+		}
+		compiled = append(compiled, c)
+	}
+	metrics.RulesInvalid.Set(float64(len(bad)))
+	if report := strings.Join(bad, "; "); report != s.badRules {
+		s.badRules = report
+		if report != "" {
+			s.cfg.Log.Error("rules left out: they do not compile", "rules", report)
+		}
+	}
+	s.rules.Store(&compiled)
+	return nil
 }
 
 // reload polls the rule source until ctx ends.

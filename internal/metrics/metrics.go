@@ -42,6 +42,9 @@ var (
 	// ConsumerLag is, per partition this replica owns, how many records are behind the newest.
 	ConsumerLag = f.NewGaugeVec(prometheus.GaugeOpts{Name: "omega_cep_consumer_lag",
 		Help: "Records between the last one the CEP stage took and the partition's high-water mark."}, []string{"partition"})
+	// RulesInvalid is the number of stored active rules a CEP replica left out (they do not compile).
+	RulesInvalid = f.NewGauge(prometheus.GaugeOpts{Name: "omega_cep_rules_invalid",
+		Help: "Stored active rules the CEP stage left out because they do not compile."})
 	// StateLosses counts the times a CEP replica found Redis had lost the pattern state.
 	StateLosses = f.NewCounter(prometheus.CounterOpts{Name: "omega_cep_state_losses_total",
 		Help: "Times a CEP replica found Redis had lost the pattern state (partial patterns in flight gone)."})

@@ -18,6 +18,8 @@ func TestDraftApplyActivate(t *testing.T) {
 	st := versioned.New(testenv.Require(t).Audit(t).Pool(), "rule")
 	ctx := context.Background()
 	id := testenv.Unique("vr-")
+	// The rule table is shared with running CEP stages: leave nothing active behind.
+	t.Cleanup(func() { _ = st.Disable(context.Background(), id) })
 	head := func() (int, bool) {
 		t.Helper()
 		h, err := st.Get(ctx, id)
