@@ -116,7 +116,11 @@ func (a *authenticator) entry(ctx context.Context, secret string) (*keyEntry, er
 		return e, nil
 	case isUnknown && now.Sub(seen) < keyCacheTTL:
 		return nil, nil
-	case !a.lookups.Allow():
+	}
+	if !a.lookups.Allow() {
+		if ok {
+			return e, nil // lookups exhausted by a flood: a known key goes on, refreshed when they free up
+		}
 		return nil, connect.NewError(connect.CodeResourceExhausted, errors.New("too many API key lookups; retry later"))
 	}
 	k, err := a.src.Lookup(ctx, secret)
