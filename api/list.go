@@ -115,6 +115,7 @@ func (h listService) ListMembers(ctx context.Context, req *connect.Request[omega
 	if err != nil {
 		return nil, h.s.internal("list members", err)
 	}
+	ids = slices.DeleteFunc(ids, func(id string) bool { return id == filter.LoadedMember })
 	out := &omegav1.ListMembersResponse{UserIds: ids}
 	if next != 0 {
 		out.NextPageToken = strconv.FormatUint(next, 10)

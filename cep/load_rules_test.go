@@ -28,4 +28,13 @@ func TestLoadRulesSkipsInvalid(t *testing.T) {
 	log.Reset()
 	require.NoError(t, s.loadRules(context.Background()))
 	require.Empty(t, log.String(), "the same bad rule is reported once")
+
+	// A new version that does not compile keeps the version that ran.
+	broken := good
+	broken.Steps = []Step{{Type: "cart_add", Where: "event.attrs.x +"}}
+	s.cfg.RuleSource = ruleList{broken, bad}
+	require.NoError(t, s.loadRules(context.Background()))
+	rs = s.currentRules()
+	require.Len(t, rs, 1)
+	require.Empty(t, rs[0].Steps[0].Where, "the compiled version that ran")
 }

@@ -196,12 +196,19 @@ func (s *Stage) currentRules() []compiledRule { return *s.rules.Load() }
 // loadRules reads the rule source once; a set that does not compile is refused and the last good
 // set keeps running (the source validated it on write; this guards against an older replica that
 // does not know a newer rule language).
-// loadRules takes the source's active rules. A stored rule that does not compile (written by an
-// older version, or by hand) is left out and reported, never allowed to stop the others.
+// loadRules takes the source's active rules. A stored rule that does not compile (written by a
+// newer version, or by hand) is reported and never stops the others: the version of it
+// that ran before goes on, a rule that never compiled is left out.
 func (s *Stage) loadRules(ctx context.Context) error {
 	rs, err := s.cfg.RuleSource.ActiveRules(ctx)
 	if err != nil {
 		return err
+	}
+	previous := map[string]compiledRule{}
+	if cur := s.rules.Load(); cur != nil {
+		for _, c := range *cur {
+			previous[c.ID] = c
+		}
 	}
 	compiled := make([]compiledRule, 0, len(rs))
 	var bad []string
@@ -209,6 +216,11 @@ func (s *Stage) loadRules(ctx context.Context) error {
 		c, err := compile(r)
 		if err != nil {
 			bad = append(bad, err.Error())
+			// A version this replica cannot compile (a newer one, during a rolling upgrade) must
+			// not stop the rule: the version that ran goes on.
+			if old, ok := previous[r.ID]; ok {
+				compiled = append(compiled, old)
+			}
 			continue
 		}
 		compiled = append(compiled, c)

@@ -199,17 +199,20 @@ func (fr *faultRun) kill(name string) {
 }
 
 // events are the scenario's events: one cart_add per user, included and excluded interleaved.
+// The excluded users are spread evenly over the whole stream, so some come after any fault.
 func (fr *faultRun) events() []event.Event {
 	var evs []event.Event
+	every := max(1, len(fr.users)/len(fr.excluded))
+	x := 0
 	for i, u := range fr.users {
 		evs = append(evs, event.Event{EventID: u + "-add", UserID: u, Type: "cart_add", ItemID: "sku-1"})
-		if i%4 == 0 && i/4 < len(fr.excluded) {
-			x := fr.excluded[i/4]
-			evs = append(evs, event.Event{EventID: x + "-add", UserID: x, Type: "cart_add", ItemID: "sku-1"})
+		if (i+1)%every == 0 && x < len(fr.excluded) {
+			evs = append(evs, event.Event{EventID: fr.excluded[x] + "-add", UserID: fr.excluded[x], Type: "cart_add", ItemID: "sku-1"})
+			x++
 		}
 	}
-	for _, x := range fr.excluded[min(len(fr.excluded), (len(fr.users)+3)/4):] {
-		evs = append(evs, event.Event{EventID: x + "-add", UserID: x, Type: "cart_add", ItemID: "sku-1"})
+	for ; x < len(fr.excluded); x++ {
+		evs = append(evs, event.Event{EventID: fr.excluded[x] + "-add", UserID: fr.excluded[x], Type: "cart_add", ItemID: "sku-1"})
 	}
 	return evs
 }
@@ -267,8 +270,22 @@ func (sc scenario) run(t *testing.T) {
 	if at == 0 {
 		at = 1.0 / 3
 	}
+	injectAt := int(float64(len(evs)) * at)
+	if sc.inject != nil {
+		isExcluded := map[string]bool{}
+		for _, x := range fr.excluded {
+			isExcluded[x] = true
+		}
+		late := 0
+		for _, ev := range evs[injectAt:] {
+			if isExcluded[ev.UserID] {
+				late++
+			}
+		}
+		fr.note("%d of the %d excluded users' events after the fault began", late, len(fr.excluded))
+	}
 	for i, ev := range evs {
-		if i == int(float64(len(evs))*at) && sc.inject != nil {
+		if i == injectAt && sc.inject != nil {
 			injected.Add(1)
 			go func() { defer injected.Done(); sc.inject(fr) }()
 		}
@@ -283,10 +300,17 @@ func (sc scenario) run(t *testing.T) {
 	want := len(fr.users)
 	all := append(append([]string{}, fr.users...), fr.excluded...)
 	ctx := context.Background()
+	// Reaches with a record of kind; rows of kind (a second dispatched row of one reach counts).
 	countKind := func(kind string) int {
 		var n int
 		require.NoError(t, fr.p.store.Pool().QueryRow(ctx,
 			`SELECT count(DISTINCT reach_id) FROM audit_records WHERE kind = $1 AND user_id = ANY($2)`, kind, all).Scan(&n))
+		return n
+	}
+	countRows := func(kind string) int {
+		var n int
+		require.NoError(t, fr.p.store.Pool().QueryRow(ctx,
+			`SELECT count(*) FROM audit_records WHERE kind = $1 AND user_id = ANY($2)`, kind, all).Scan(&n))
 		return n
 	}
 	deadline := time.Now().Add(3*time.Minute + fr.cfg.pgDown)
@@ -299,11 +323,11 @@ func (sc scenario) run(t *testing.T) {
 	if sc.after != nil {
 		sc.after(fr)
 	}
-	time.Sleep(500 * time.Millisecond) // anything late would show now
+	time.Sleep(2 * time.Second) // anything late (a replayed match's run) would show by now
 
 	delivered := fr.delivered()
 	res := faultResult{Scenario: sc.name, Fault: sc.fault, Events: len(evs) + fr.extraDead, Expected: want,
-		Audit: countKind(audit.KindDispatched), Started: countKind(audit.KindMatched)}
+		Audit: countRows(audit.KindDispatched), Started: countKind(audit.KindMatched)}
 	isExcluded := map[string]bool{}
 	for _, x := range fr.excluded {
 		isExcluded[x] = true
@@ -447,14 +471,15 @@ func TestFaults(t *testing.T) {
 				fr.p.readDLQ(fr.extraDead)
 				fr.note("%d records dead-lettered", fr.extraDead)
 			}},
-		{name: "0.5% of Redis and PostgreSQL calls fail", fault: "each chunk of Redis and PostgreSQL traffic cuts its connection with probability 0.005",
+		{name: "0.5% of Redis and PostgreSQL calls fail", fault: "every 200th chunk of Redis and PostgreSQL traffic (0.5%) cuts its connection",
 			setup: func(fr *faultRun) {
-				fr.redis.SetFailRate(0.005)
-				fr.pg.SetFailRate(0.005)
+				fr.redis.SetFailEvery(200) // 0.5%, deterministically
+				fr.pg.SetFailEvery(200)
 				fr.startWorker()
 				fr.startCEP(fr.p.id + "-cep")
 			},
 			after: func(fr *faultRun) {
+				require.Positive(fr.t, fr.redis.Cuts()+fr.pg.Cuts(), "the fault took effect")
 				fr.note("%d Redis and %d PostgreSQL connections cut", fr.redis.Cuts(), fr.pg.Cuts())
 			}},
 	}

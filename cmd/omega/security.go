@@ -38,7 +38,7 @@ func secret(name string) (string, error) {
 func tlsFromEnv(p string) (*tls.Config, error) {
 	name := "OMEGA_" + p
 	ca, cert, key := os.Getenv(name+"_CA_FILE"), os.Getenv(name+"_CERT_FILE"), os.Getenv(name+"_KEY_FILE")
-	if os.Getenv(name+"_TLS") != "1" && ca == "" && cert == "" {
+	if os.Getenv(name+"_TLS") != "1" && ca == "" && cert == "" && key == "" {
 		return nil, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: os.Getenv(name + "_TLS_SERVER_NAME")}
@@ -92,6 +92,9 @@ func secureKafka(sc *sarama.Config) error {
 	}
 	switch mech {
 	case "PLAIN":
+		if !sc.Net.TLS.Enable {
+			return errors.New("OMEGA_KAFKA_SASL_MECHANISM=PLAIN sends the password in clear: set OMEGA_KAFKA_TLS=1 (or use SCRAM)")
+		}
 		sc.Net.SASL.Mechanism = sarama.SASLTypePlaintext
 	case "SCRAM-SHA-256":
 		sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA256
@@ -165,6 +168,9 @@ func secureTemporal(o *client.Options) error {
 func serverTLS() (*tls.Config, error) {
 	cert, key, ca := os.Getenv("OMEGA_API_TLS_CERT_FILE"), os.Getenv("OMEGA_API_TLS_KEY_FILE"), os.Getenv("OMEGA_API_TLS_CA_FILE")
 	if cert == "" && key == "" {
+		if ca != "" {
+			return nil, errors.New("OMEGA_API_TLS_CA_FILE asks for client certificates, which needs TLS: set OMEGA_API_TLS_CERT_FILE and OMEGA_API_TLS_KEY_FILE")
+		}
 		return nil, nil
 	}
 	pair, err := tls.LoadX509KeyPair(cert, key)

@@ -59,6 +59,12 @@ func TestTLSFromEnv(t *testing.T) {
 	_, err = tlsFromEnv("KAFKA")
 	require.ErrorContains(t, err, "go together")
 	t.Setenv("OMEGA_KAFKA_CERT_FILE", "")
+	t.Setenv("OMEGA_KAFKA_CA_FILE", "")
+	t.Setenv("OMEGA_KAFKA_TLS_SERVER_NAME", "")
+	t.Setenv("OMEGA_KAFKA_KEY_FILE", key)
+	_, err = tlsFromEnv("KAFKA")
+	require.ErrorContains(t, err, "go together", "a key alone is an error, not TLS off")
+	t.Setenv("OMEGA_KAFKA_KEY_FILE", "")
 	t.Setenv("OMEGA_KAFKA_CA_FILE", key)
 	_, err = tlsFromEnv("KAFKA")
 	require.ErrorContains(t, err, "no PEM certificate")
@@ -108,6 +114,14 @@ func TestKafkaSCRAM(t *testing.T) {
 	t.Setenv("OMEGA_KAFKA_SASL_MECHANISM", "PLAIN")
 	t.Setenv("OMEGA_KAFKA_SASL_PASSWORD_FILE", "")
 	require.ErrorContains(t, secureKafka(sarama.NewConfig()), "required")
+	t.Setenv("OMEGA_KAFKA_SASL_PASSWORD", "pw")
+	require.NoError(t, secureKafka(sarama.NewConfig()), "PLAIN over TLS")
+	t.Setenv("OMEGA_KAFKA_TLS", "")
+	require.ErrorContains(t, secureKafka(sarama.NewConfig()), "in clear")
+
+	t.Setenv("OMEGA_API_TLS_CA_FILE", pw)
+	_, err := serverTLS()
+	require.ErrorContains(t, err, "needs TLS", "client certificates without TLS are refused, not ignored")
 }
 
 func TestRedisAndTemporalCredentials(t *testing.T) {

@@ -18,9 +18,11 @@ type Proxy struct {
 	ln     net.Listener
 	target string
 
-	down     atomic.Bool
-	failRate atomic.Uint64 // a float64's bits
-	cuts     atomic.Int64
+	down      atomic.Bool
+	failRate  atomic.Uint64 // a float64's bits
+	failEvery atomic.Int64
+	chunks    atomic.Int64
+	cuts      atomic.Int64
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -62,6 +64,10 @@ func (p *Proxy) Reset() {
 // SetFailRate makes each forwarded chunk of data cut its connection with probability r: the call
 // in flight on it fails.
 func (p *Proxy) SetFailRate(r float64) { p.failRate.Store(math.Float64bits(r)) }
+
+// SetFailEvery makes every n-th forwarded chunk cut its connection (0: never): a fail rate of 1/n
+// that a short run cannot dodge by chance.
+func (p *Proxy) SetFailEvery(n int64) { p.failEvery.Store(n) }
 
 // Cuts counts the connections cut by the fail rate.
 func (p *Proxy) Cuts() int64 { return p.cuts.Load() }
@@ -108,6 +114,10 @@ func (p *Proxy) serve(client net.Conn) {
 	}
 	p.track(client, true)
 	p.track(server, true)
+	if p.down.Load() { // went down while this one was being dialled: Reset may have missed it
+		_ = client.Close()
+		_ = server.Close()
+	}
 	defer func() {
 		p.track(client, false)
 		p.track(server, false)
@@ -121,7 +131,8 @@ func (p *Proxy) serve(client net.Conn) {
 		for {
 			n, err := src.Read(buf)
 			if n > 0 {
-				if r := math.Float64frombits(p.failRate.Load()); r > 0 && rand.Float64() < r {
+				chunk, every := p.chunks.Add(1), p.failEvery.Load()
+				if r := math.Float64frombits(p.failRate.Load()); (r > 0 && rand.Float64() < r) || (every > 0 && chunk%every == 0) {
 					p.cuts.Add(1)
 					_ = client.Close()
 					_ = server.Close()

@@ -85,4 +85,13 @@ func TestProxy(t *testing.T) {
 	require.Positive(t, px.Cuts())
 	px.SetFailRate(0)
 	require.NoError(t, roundTrip(px.Addr()))
+
+	px.SetFailEvery(3) // each round trip is two chunks: one of the next three round trips is cut
+	failed := 0
+	for range 3 {
+		if roundTrip(px.Addr()) != nil {
+			failed++
+		}
+	}
+	require.Equal(t, 1, failed)
 }

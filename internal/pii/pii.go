@@ -18,11 +18,19 @@ var (
 	// Push tokens: APNs tokens are 64 hex digits, FCM tokens 100+ characters of [A-Za-z0-9_:-].
 	token = regexp.MustCompile(`[A-Za-z0-9_\-:]{40,}`)
 	// Attribute keys whose values are personal data as a whole.
-	sensitiveKeys = []string{"phone", "email", "token", "password", "secret", "authorization"}
+	sensitiveKeys = []string{"phone", "email", "token", "password", "secret", "authorization", "msisdn", "recipient", "address"}
+	// URL-encoded forms (a URL quoted in an HTTP error): %2B49151..., name%40example.com.
+	encPhone = regexp.MustCompile(`%2[Bb]\d{7,15}`)
+	encEmail = regexp.MustCompile(`([A-Za-z0-9._\-])[A-Za-z0-9._\-]*%40([A-Za-z0-9.\-]+\.[A-Za-z]{2,})`)
+	// API keys are masked whatever their letters.
+	apiKey = regexp.MustCompile(`omk_[A-Za-z0-9_\-]{8,}`)
 )
 
 // Mask replaces the personal data in s: a.***@example.com, +49*******78, a1b2…(64).
 func Mask(s string) string {
+	s = apiKey.ReplaceAllString(s, "omk_…")
+	s = encEmail.ReplaceAllString(s, "$1***%40$2")
+	s = encPhone.ReplaceAllStringFunc(s, func(m string) string { return m[:5] + strings.Repeat("*", len(m)-7) + m[len(m)-2:] })
 	s = email.ReplaceAllString(s, "$1***@$2")
 	s = phone.ReplaceAllStringFunc(s, func(m string) string {
 		digits := strings.Map(func(r rune) rune {
