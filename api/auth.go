@@ -95,14 +95,6 @@ func newAuthenticator(src KeySource, defaultRate float64, maxTimeout time.Durati
 		lookups: rate.NewLimiter(200, 400), entries: map[[32]byte]*keyEntry{}, unknown: map[[32]byte]time.Time{}}
 }
 
-type keyCtx struct{}
-
-// KeyFrom returns the key that authenticated the call.
-func KeyFrom(ctx context.Context) (apikey.Key, bool) {
-	k, ok := ctx.Value(keyCtx{}).(apikey.Key)
-	return k, ok
-}
-
 // entry returns the live key of secret, or nil when it is unknown or revoked.
 func (a *authenticator) entry(ctx context.Context, secret string) (*keyEntry, error) {
 	h := sha256.Sum256([]byte(secret))
@@ -159,32 +151,32 @@ func (a *authenticator) entry(ctx context.Context, secret string) (*keyEntry, er
 	return ne, nil
 }
 
-func (a *authenticator) check(ctx context.Context, procedure string, header interface{ Get(string) string }) (context.Context, error) {
+func (a *authenticator) check(ctx context.Context, procedure string, header interface{ Get(string) string }) error {
 	scope, ok := MethodScopes[procedure]
 	if !ok {
-		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s is not open to any key", procedure))
+		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s is not open to any key", procedure))
 	}
 	auth := header.Get("Authorization")
 	secret, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok || secret == "" {
-		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("missing API key: send the header Authorization: Bearer followed by the key"))
+		return connect.NewError(connect.CodeUnauthenticated, errors.New("missing API key: send the header Authorization: Bearer followed by the key"))
 	}
 	e, err := a.entry(ctx, strings.TrimSpace(secret))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if e == nil {
-		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("unknown or revoked API key"))
+		return connect.NewError(connect.CodeUnauthenticated, errors.New("unknown or revoked API key"))
 	}
 	if !e.key.Allows(scope) {
-		return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("key %q lacks the %s scope that %s needs", e.key.Name, scope, procedure))
+		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("key %q lacks the %s scope that %s needs", e.key.Name, scope, procedure))
 	}
 	if !e.limiter.Allow() {
 		err := connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("key %q is over its rate of %g requests/s; retry later", e.key.Name, float64(e.limiter.Limit())))
 		err.Meta().Set("Retry-After", strconv.Itoa(1))
-		return nil, err
+		return err
 	}
-	return context.WithValue(ctx, keyCtx{}, e.key), nil
+	return nil
 }
 
 // countCalls counts every call by procedure and code, refused ones included.
@@ -205,8 +197,7 @@ func (a *authenticator) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if req.Spec().IsClient {
 			return next(ctx, req)
 		}
-		ctx, err := a.check(ctx, req.Spec().Procedure, req.Header())
-		if err != nil {
+		if err := a.check(ctx, req.Spec().Procedure, req.Header()); err != nil {
 			return nil, err
 		}
 		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > a.maxTimeout {
@@ -224,8 +215,7 @@ func (a *authenticator) WrapStreamingClient(next connect.StreamingClientFunc) co
 
 func (a *authenticator) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		ctx, err := a.check(ctx, conn.Spec().Procedure, conn.RequestHeader())
-		if err != nil {
+		if err := a.check(ctx, conn.Spec().Procedure, conn.RequestHeader()); err != nil {
 			return err
 		}
 		return next(ctx, conn)

@@ -245,14 +245,9 @@ func (s *server) List(ctx context.Context, req *connect.Request[omegav1.ListRequ
 	if err := checkID("user_id", m.GetUserId()); err != nil {
 		return nil, err
 	}
-	size := int(m.GetPageSize())
-	switch {
-	case size < 0:
-		return nil, invalid("page_size", "must not be negative")
-	case size == 0:
-		size = 20
-	case size > 100:
-		size = 100
+	size, err := pageSize(m.GetPageSize(), 20, 100)
+	if err != nil {
+		return nil, err
 	}
 	if st := m.GetStatus(); st != "" && !slices.Contains(listStatuses, st) {
 		return nil, invalid("status", "unknown status %q (want %s)", st, strings.Join(listStatuses, ", "))
@@ -269,6 +264,17 @@ func (s *server) List(ctx context.Context, req *connect.Request[omegav1.ListRequ
 		out.Reaches = append(out.Reaches, toProto(r))
 	}
 	return connect.NewResponse(out), nil
+}
+
+// pageSize is a request's page_size: def when unset, at most max.
+func pageSize(v int32, def, max int) (int, error) {
+	switch {
+	case v < 0:
+		return 0, invalid("page_size", "must not be negative")
+	case v == 0:
+		return def, nil
+	}
+	return min(int(v), max), nil
 }
 
 // listStatuses are the statuses List filters by: the audit trail's view, where a reach is running
@@ -353,14 +359,9 @@ func (s *server) Timeline(ctx context.Context, req *connect.Request[omegav1.Time
 	if err := checkID("user_id", m.GetUserId()); err != nil {
 		return nil, err
 	}
-	size := int(m.GetPageSize())
-	switch {
-	case size < 0:
-		return nil, invalid("page_size", "must not be negative")
-	case size == 0:
-		size = 100
-	case size > 500:
-		size = 500
+	size, err := pageSize(m.GetPageSize(), 100, 500)
+	if err != nil {
+		return nil, err
 	}
 	recs, next, err := s.audit.Timeline(ctx, m.GetUserId(), size, m.GetPageToken())
 	if errors.Is(err, audit.ErrBadPageToken) {

@@ -64,17 +64,27 @@ func New(pool *pgxpool.Pool, kind string) *Store {
 	}}
 }
 
-// Apply stores spec as the next version of id and makes it active, unless it equals the active
-// version (and its disabled flag).
-func (s *Store) Apply(ctx context.Context, id string, spec []byte, disabled bool) (Applied, error) {
-	sum := sha256.Sum256(spec)
-	checksum := hex.EncodeToString(sum[:])
-	var out Applied
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// Serialise writers of one ID.
+// locked runs fn in a transaction that holds id's lock: writers of one ID are serialised.
+func (s *Store) locked(ctx context.Context, id string, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, s.q.lock, s.kind+":"+id); err != nil {
 			return err
 		}
+		return fn(tx)
+	})
+}
+
+func sum(spec []byte) string {
+	h := sha256.Sum256(spec)
+	return hex.EncodeToString(h[:])
+}
+
+// Apply stores spec as the next version of id and makes it active, unless it equals the active
+// version (and its disabled flag).
+func (s *Store) Apply(ctx context.Context, id string, spec []byte, disabled bool) (Applied, error) {
+	checksum := sum(spec)
+	var out Applied
+	err := s.locked(ctx, id, func(tx pgx.Tx) error {
 		var latest int
 		var latestSum string
 		var wasDisabled bool
@@ -116,13 +126,9 @@ func (s *Store) Apply(ctx context.Context, id string, spec []byte, disabled bool
 // Draft stores spec as the next version of id without activating it, unless it equals the latest
 // stored version (then that version is returned, unchanged).
 func (s *Store) Draft(ctx context.Context, id string, spec []byte) (Applied, error) {
-	sum := sha256.Sum256(spec)
-	checksum := hex.EncodeToString(sum[:])
+	checksum := sum(spec)
 	var out Applied
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, s.q.lock, s.kind+":"+id); err != nil {
-			return err
-		}
+	err := s.locked(ctx, id, func(tx pgx.Tx) error {
 		var latest int
 		var latestSum string
 		err := tx.QueryRow(ctx, s.q.latest, id).Scan(&latest, &latestSum)
@@ -147,10 +153,7 @@ func (s *Store) Draft(ctx context.Context, id string, spec []byte) (Applied, err
 // Activate makes a stored version of id the active one and enables id. check, when set, vets the
 // version's spec first (against what runs now); its error is returned as is.
 func (s *Store) Activate(ctx context.Context, id string, version int, check func(Head) error) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, s.q.lock, s.kind+":"+id); err != nil {
-			return err
-		}
+	err := s.locked(ctx, id, func(tx pgx.Tx) error {
 		var h Head
 		err := tx.QueryRow(ctx, s.q.version, id, version).Scan(&h.ID, &h.Spec, &h.Version, &h.Disabled)
 		if errors.Is(err, pgx.ErrNoRows) {
