@@ -39,7 +39,8 @@ type Activities struct {
 	Profiles profile.Source
 	Filters  *filter.Registry
 	Channels *channel.Registry
-	Audit    *audit.Store
+	// Audit writes the trail, concurrent runs' records in shared statements.
+	Audit *audit.Batcher
 	// Redis holds the index of open reaches (under KeyPrefix) the CEP stage routes responses by.
 	Redis     redis.UniversalClient
 	KeyPrefix string
@@ -234,8 +235,7 @@ func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (channel.Re
 
 // AppendAudit writes audit records; records already written are skipped.
 func (a *Activities) AppendAudit(ctx context.Context, recs []audit.Record) error {
-	_, err := a.Audit.Append(ctx, recs...)
-	return err
+	return a.Audit.Append(ctx, recs...)
 }
 
 func unixOrZero(t time.Time) int64 {

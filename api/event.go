@@ -10,6 +10,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/tracing"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
 )
 
@@ -22,6 +23,9 @@ func (s *server) Ingest(ctx context.Context, req *connect.Request[omegav1.Ingest
 	if err != nil {
 		return nil, err
 	}
+	// The events carry the call's trace in their traceparent header (the caller's, else a new one).
+	ctx, span := traced(ctx, req.Header(), "omega.Ingest")
+	defer span.End()
 	msgs := make([]*sarama.ProducerMessage, len(decoded))
 	for i, ev := range decoded {
 		b, err := ev.Encode()
@@ -32,6 +36,7 @@ func (s *server) Ingest(ctx context.Context, req *connect.Request[omegav1.Ingest
 			return nil, invalid(fmt.Sprintf("events[%d]", i), "%d bytes encoded exceeds the %d byte limit", len(b), event.MaxSize)
 		}
 		msgs[i] = &sarama.ProducerMessage{Topic: s.topic, Key: sarama.StringEncoder(ev.Key()), Value: sarama.ByteEncoder(b)}
+		tracing.Inject(ctx, tracing.Headers{Produce: msgs[i]})
 	}
 	if err := s.producer.SendMessages(msgs); err != nil {
 		return nil, s.internal("produce events", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/internal/metrics"
+	"github.com/omegareach/omega/internal/tracing"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
 	"github.com/omegareach/omega/workflows"
 )
@@ -38,8 +39,12 @@ func (s *server) Trigger(ctx context.Context, req *connect.Request[omegav1.Trigg
 	if !s.journeys(m.GetJourneyId()) {
 		return nil, invalid("journey_id", "no journey %q", m.GetJourneyId())
 	}
+	ctx, span := traced(ctx, req.Header(), "omega.Trigger")
+	defer span.End()
+	now := s.now().UTC()
 	match := workflows.Match{RuleID: workflows.APIRuleID, UserID: m.GetUserId(), JourneyID: m.GetJourneyId(),
-		MatchKey: m.GetIdempotencyKey(), MatchedAt: s.now().UTC()}
+		MatchKey: m.GetIdempotencyKey(), MatchedAt: now, ReceivedAt: now,
+		TraceID: tracing.ID(ctx), TraceParent: traceParent(ctx)}
 	if m.GetAttrs() != nil {
 		match.Attrs = m.GetAttrs().AsMap()
 	}
@@ -317,7 +322,8 @@ func toProto(r audit.Reach) *omegav1.Reach {
 
 func toProtoRecord(rec audit.Record) *omegav1.AuditRecord {
 	return &omegav1.AuditRecord{Step: rec.Step, Kind: rec.Kind, Outcome: rec.Outcome, Reason: rec.Reason, Channel: rec.Channel,
-		IdempotencyKey: rec.IdempotencyKey, At: timestamppb.New(rec.At)}
+		IdempotencyKey: rec.IdempotencyKey, At: timestamppb.New(rec.At), TraceId: rec.TraceID, RuleVersion: int32(rec.RuleVersion),
+		JourneyVersion: int32(rec.JourneyVersion), EventId: rec.EventID, Retryable: rec.Retryable}
 }
 
 // Signal records a response for one open reach.

@@ -31,7 +31,7 @@ func (s *Store) Timeline(ctx context.Context, userID string, limit int, pageToke
 	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Record, error) {
 		var r Record
 		var id int64
-		err := row.Scan(&id, &r.ReachID, &r.Step, &r.Kind, &r.UserID, &r.RuleID, &r.JourneyID, &r.Channel, &r.Outcome, &r.Reason, &r.IdempotencyKey, &r.At)
+		err := row.Scan(append([]any{&id}, r.dest()...)...)
 		ids = append(ids, id)
 		return r, err
 	})
@@ -64,10 +64,6 @@ type Funnel struct {
 // Funnel reads a funnel from the trail: matched -> sent -> opened (push_open) -> converted, with
 // why the suppressed ones were dropped.
 func (s *Store) Funnel(ctx context.Context, q FunnelQuery) (Funnel, error) {
-	version := ""
-	if q.JourneyVersion > 0 {
-		version = fmt.Sprintf("v%d", q.JourneyVersion)
-	}
 	rows, err := s.pool.Query(ctx, `
 		WITH m AS (
 			SELECT DISTINCT reach_id FROM audit_records
@@ -81,13 +77,13 @@ func (s *Store) Funnel(ctx context.Context, q FunnelQuery) (Funnel, error) {
 				coalesce((array_agg(a.outcome ORDER BY a.at DESC, a.id DESC) FILTER (WHERE a.kind IN ('completed', 'cancelled')))[1], 'running') AS status,
 				(array_agg(coalesce(substring(a.reason from '^drop by ([A-Za-z0-9_]+)'), 'other') ORDER BY a.at DESC, a.id DESC)
 					FILTER (WHERE a.kind = 'filtered' AND a.outcome = 'drop'))[1] AS dropped_by,
-				max(a.outcome) FILTER (WHERE a.kind = 'routed') AS version
+				max(a.journey_version) AS version
 			FROM audit_records a JOIN m USING (reach_id)
 			GROUP BY a.reach_id)
 		SELECT status, coalesce(dropped_by, ''), count(*), count(*) FILTER (WHERE sent),
 			count(*) FILTER (WHERE opened), count(*) FILTER (WHERE converted)
-		FROM r WHERE ($5::text = '' OR version = $5)
-		GROUP BY 1, 2`, q.From, q.To, q.RuleID, q.JourneyID, version)
+		FROM r WHERE ($5::int = 0 OR version = $5)
+		GROUP BY 1, 2`, q.From, q.To, q.RuleID, q.JourneyID, q.JourneyVersion)
 	if err != nil {
 		return Funnel{}, fmt.Errorf("funnel: %w", err)
 	}

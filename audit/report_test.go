@@ -23,9 +23,13 @@ func TestFunnel(t *testing.T) {
 		t.Helper()
 		id := fmt.Sprintf("reach/%s/%s-%s/k", rule, name, rule)
 		recs := []audit.Record{{ReachID: id, Step: "match", Kind: audit.KindMatched, UserID: name + "-" + rule, RuleID: rule, JourneyID: jid, At: at}}
+		version := 0
 		for i, s := range steps {
+			if s.kind == audit.KindRouted {
+				_, _ = fmt.Sscanf(s.outcome, "v%d", &version)
+			}
 			recs = append(recs, audit.Record{ReachID: id, Step: fmt.Sprintf("s%d", i), Kind: s.kind, Outcome: s.outcome, Reason: s.reason,
-				UserID: name + "-" + rule, RuleID: rule, JourneyID: jid, At: at.Add(time.Duration(i+1) * time.Second)})
+				UserID: name + "-" + rule, RuleID: rule, JourneyID: jid, JourneyVersion: version, At: at.Add(time.Duration(i+1) * time.Second)})
 		}
 		_, err := store.Append(ctx, recs...)
 		require.NoError(t, err)
@@ -43,11 +47,24 @@ func TestFunnel(t *testing.T) {
 	reach("waiting", base, v1, pass, sent)
 	reach("stopped", base, v1, step{audit.KindCancelled, "cancelled", "asked by support"})
 	reach("old", base.Add(-48*time.Hour), v1, pass, sent, done("sent")) // before the range
+	// After its run ended, "late" is opened (a push_open naming it) and converted by an order
+	// within its journey's window; "old" sent two days before the order: outside the window.
+	reach("late", base, v1, pass, sent, done("sent"))
+	_, err := store.Pool().Exec(ctx, `INSERT INTO journey_versions (journey_id, version, spec, checksum) VALUES ($1, 1, $2, '')`,
+		jid, `{"steps": [{"id": "g", "goal": {"events": ["order_paid"], "window": "2h"}}]}`)
+	require.NoError(t, err)
+	late := fmt.Sprintf("reach/%s/late-%s/k", rule, rule)
+	_, err = store.Receipts(ctx, []audit.Receipt{{Kind: audit.KindResponded, Outcome: "push_open", ReachID: late, EventID: "open-1", At: base.Add(time.Minute)}})
+	require.NoError(t, err)
+	for _, who := range []string{"late", "old"} {
+		_, err = store.Attribute(ctx, []audit.Goal{{UserID: who + "-" + rule, Type: "order_paid", EventID: "order-" + who, At: base.Add(30 * time.Minute)}})
+		require.NoError(t, err)
+	}
 
 	q := audit.FunnelQuery{JourneyID: jid, From: base.Add(-time.Minute), To: base.Add(time.Hour)}
 	f, err := store.Funnel(ctx, q)
 	require.NoError(t, err)
-	require.Equal(t, audit.Funnel{Matched: 8, Sent: 4, Opened: 1, Converted: 1, Suppressed: 3, Failed: 1, Cancelled: 1, Running: 1,
+	require.Equal(t, audit.Funnel{Matched: 9, Sent: 5, Opened: 2, Converted: 2, Suppressed: 3, Failed: 1, Cancelled: 1, Running: 1,
 		SuppressedBy: map[string]int64{"fatigue": 2, "consent": 1}}, f)
 
 	q.JourneyVersion = 2
@@ -57,7 +74,8 @@ func TestFunnel(t *testing.T) {
 
 	f, err = store.Funnel(ctx, audit.FunnelQuery{RuleID: rule, From: base.Add(-72 * time.Hour), To: base.Add(time.Hour)})
 	require.NoError(t, err)
-	require.EqualValues(t, 9, f.Matched, "by rule, the old reach included")
+	require.EqualValues(t, 10, f.Matched, "by rule, the old reach included")
+	require.EqualValues(t, 2, f.Converted, "the old reach sent outside the window: not converted")
 	f, err = store.Funnel(ctx, audit.FunnelQuery{RuleID: rule + "-none", From: q.From, To: q.To})
 	require.NoError(t, err)
 	require.Equal(t, audit.Funnel{SuppressedBy: map[string]int64{}}, f)

@@ -14,18 +14,29 @@ import (
 	"github.com/omegareach/omega/internal/pii"
 )
 
-// Kinds of audit records.
+// Kinds of tracking records, in the order a reach goes through them.
 const (
-	KindMatched = "matched"
+	// KindReceived: the event that completed the match reached the pipeline (At is when Kafka
+	// took it).
+	KindReceived = "received"
+	// KindDeduplicated: a replayed match (a restart or rebalance redelivered its events) was
+	// refused because its reach already exists.
+	KindDeduplicated = "deduplicated"
+	KindMatched      = "matched"
 	// KindShadowMatched: a shadow rule matched; nothing was started.
 	KindShadowMatched = "shadow_matched"
 	KindRouted        = "routed"
 	KindFiltered      = "filtered"
-	KindSuppressed    = "suppressed"
-	KindDispatched    = "dispatched"
-	KindFailed        = "failed"
-	KindCancelled     = "cancelled"
-	KindCompleted     = "completed"
+	// KindDeferred: the filter chain put a send off (quiet hours) until a later time.
+	KindDeferred   = "deferred"
+	KindSuppressed = "suppressed"
+	KindDispatched = "dispatched"
+	// KindDelivered: the provider's delivery receipt (a message_delivered event) for a sent message.
+	KindDelivered = "delivered"
+	// KindFailed: a step failed; Retryable says whether a retry could have helped.
+	KindFailed    = "failed"
+	KindCancelled = "cancelled"
+	KindCompleted = "completed"
 	// Journey steps.
 	KindWaited    = "waited"
 	KindResponded = "responded"
@@ -36,19 +47,30 @@ const (
 	KindExited    = "exited"
 )
 
-// Record is one audited step.
+// Record is one tracked step of a reach: the tracking protocol's one record shape, from the event
+// that started it to its conversion.
 type Record struct {
-	ReachID        string
+	ReachID string
+	// TraceID is the W3C trace ID (32 hex digits) of the event behind the reach; every record of
+	// a reach carries the same one.
+	TraceID        string
 	Step           string
 	Kind           string
 	UserID         string
 	RuleID         string
+	RuleVersion    int
 	JourneyID      string
+	JourneyVersion int
 	Channel        string
 	Outcome        string
 	Reason         string
 	IdempotencyKey string
-	At             time.Time
+	// EventID is the event the record is about (the one that completed the match, a response, a
+	// goal, a delivery receipt).
+	EventID string
+	// Retryable: for failed records, whether a retry could have helped.
+	Retryable bool
+	At        time.Time
 }
 
 // Reach is a reach rebuilt from its records.
@@ -75,34 +97,71 @@ type Store struct {
 // NewStore wraps a pool whose database has been migrated with Migrate.
 func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-// Append writes records in one statement; a record whose (reach, step, kind) exists is skipped, so
-// replays are no-ops. It returns how many rows were new. Reasons are stored with personal data
-// masked (a provider's answer may quote the number or token it refused): the trail says what
-// happened, the profile says to whom.
+// Append writes records in one statement; a record whose (reach, step, kind, at) exists is
+// skipped, so replays are no-ops (a workflow's replayed steps carry their first time). It returns
+// how many rows were new. Reasons are stored with personal data masked (a provider's answer may
+// quote the number or token it refused): the trail says what happened, the profile says to whom.
 func (s *Store) Append(ctx context.Context, recs ...Record) (int64, error) {
 	if len(recs) == 0 {
 		return 0, nil
 	}
-	cols := make([][]string, 10)
-	ats := make([]time.Time, len(recs))
-	for i, r := range recs {
-		for c, v := range []string{r.ReachID, r.Step, r.Kind, r.UserID, r.RuleID, r.JourneyID, r.Channel, r.Outcome, pii.Mask(r.Reason), r.IdempotencyKey} {
-			cols[c] = append(cols[c], v)
-		}
-		ats[i] = r.At
-	}
+	var c columns
+	c.add(recs)
 	tag, err := s.pool.Exec(ctx, `
-		INSERT INTO audit_records (reach_id, step, kind, user_id, rule_id, journey_id, channel, outcome, reason, idempotency_key, at)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[])
-		ON CONFLICT DO NOTHING`,
-		cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], ats)
+		INSERT INTO audit_records (`+insertCols+`)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+			$9::text[], $10::text[], $11::timestamptz[], $12::text[], $13::int[], $14::int[], $15::text[], $16::bool[])
+			AS x(`+insertCols+`)
+		-- No second dispatched row for one idempotency key, whatever its step or time (the unique
+		-- indexes of a partitioned table must hold the time, so this one is checked here).
+		WHERE NOT (x.kind = 'dispatched' AND x.idempotency_key <> '' AND EXISTS (
+			SELECT 1 FROM audit_records d WHERE d.kind = 'dispatched' AND d.idempotency_key = x.idempotency_key))
+		ON CONFLICT DO NOTHING`, c.args()...)
 	if err != nil {
 		return 0, fmt.Errorf("append %d audit records: %w", len(recs), err)
 	}
 	return tag.RowsAffected(), nil
 }
 
-const recordCols = `reach_id, step, kind, user_id, rule_id, journey_id, channel, outcome, reason, idempotency_key, at`
+const insertCols = `reach_id, step, kind, user_id, rule_id, journey_id, channel, outcome, reason, idempotency_key, at,
+	trace_id, rule_version, journey_version, event_id, retryable`
+
+// columns holds records column-wise, in insertCols' order, for unnest.
+type columns struct {
+	text                        [10][]string // reach_id ... idempotency_key
+	at                          []time.Time
+	traceID, eventID            []string
+	ruleVersion, journeyVersion []int32
+	retryable                   []bool
+}
+
+func (c *columns) add(recs []Record) {
+	for _, r := range recs {
+		for i, v := range [...]string{r.ReachID, r.Step, r.Kind, r.UserID, r.RuleID, r.JourneyID, r.Channel, r.Outcome,
+			pii.Mask(r.Reason), r.IdempotencyKey} {
+			c.text[i] = append(c.text[i], clean(v))
+		}
+		c.at = append(c.at, r.At)
+		c.traceID = append(c.traceID, clean(r.TraceID))
+		c.ruleVersion = append(c.ruleVersion, int32(r.RuleVersion))
+		c.journeyVersion = append(c.journeyVersion, int32(r.JourneyVersion))
+		c.eventID = append(c.eventID, clean(r.EventID))
+		c.retryable = append(c.retryable, r.Retryable)
+	}
+}
+
+// clean makes text PostgreSQL stores: valid UTF-8 without NUL (a provider's error may carry either).
+func clean(s string) string {
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "\uFFFD")
+}
+
+func (c *columns) args() []any {
+	t := c.text
+	return []any{t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], c.at, c.traceID, c.ruleVersion,
+		c.journeyVersion, c.eventID, c.retryable}
+}
+
+const recordCols = insertCols
 
 // Get returns one reach with all its records.
 func (s *Store) Get(ctx context.Context, reachID string) (Reach, error) {
@@ -186,17 +245,23 @@ func (s *Store) List(ctx context.Context, q Query) ([]Reach, string, error) {
 }
 
 func prefixed(p, cols string) string {
-	parts := strings.Split(cols, ", ")
+	parts := strings.Split(cols, ",")
 	for i := range parts {
-		parts[i] = p + parts[i]
+		parts[i] = p + strings.TrimSpace(parts[i])
 	}
 	return strings.Join(parts, ", ")
 }
 
 func scanRecord(row pgx.CollectableRow) (Record, error) {
 	var r Record
-	err := row.Scan(&r.ReachID, &r.Step, &r.Kind, &r.UserID, &r.RuleID, &r.JourneyID, &r.Channel, &r.Outcome, &r.Reason, &r.IdempotencyKey, &r.At)
+	err := row.Scan(r.dest()...)
 	return r, err
+}
+
+// dest is where a row of recordCols scans into.
+func (r *Record) dest() []any {
+	return []any{&r.ReachID, &r.Step, &r.Kind, &r.UserID, &r.RuleID, &r.JourneyID, &r.Channel, &r.Outcome, &r.Reason,
+		&r.IdempotencyKey, &r.At, &r.TraceID, &r.RuleVersion, &r.JourneyVersion, &r.EventID, &r.Retryable}
 }
 
 // fold rebuilds a reach from its records in time order. The completed record's outcome is the final

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/internal/openreach"
 	"github.com/omegareach/omega/workflows"
@@ -128,3 +129,52 @@ func (s *Stage) signal(ctx context.Context, d delivery) error {
 
 // ErrPermanent marks a failure a retry cannot fix.
 var ErrPermanent = errors.New("permanent")
+
+// Tracker writes the tracking records the CEP stage sees first: conversions attributed after a
+// run and delivery receipts (audit.Store implements it).
+type Tracker interface {
+	Attribute(ctx context.Context, goals []audit.Goal) (int64, error)
+	Receipts(ctx context.Context, rs []audit.Receipt) (int64, error)
+}
+
+// track attributes the batch's response events to the reaches that sent before them, and
+// records its delivery receipts and the opens that name their reach; all idempotent, so a
+// replayed batch writes nothing new.
+func (s *Stage) track(ctx context.Context, evs []event.Event) error {
+	if s.cfg.Tracker == nil {
+		return nil
+	}
+	var goals []audit.Goal
+	var receipts []audit.Receipt
+	for i := range evs {
+		ev := &evs[i]
+		rid, _ := ev.Attrs[event.AttrReachID].(string)
+		key, _ := ev.Attrs[event.AttrIdempotencyKey].(string)
+		switch {
+		case ev.Type == event.TypeDelivered && rid != "":
+			receipts = append(receipts, audit.Receipt{Kind: audit.KindDelivered, Outcome: "delivered", ReachID: rid,
+				IdempotencyKey: key, EventID: ev.EventID, At: ev.TS})
+		case ev.UserID != "" && slices.Contains(s.cfg.ResponseTypes, ev.Type):
+			goals = append(goals, audit.Goal{UserID: ev.UserID, Type: ev.Type, EventID: ev.EventID, At: ev.TS})
+			if ev.Type == event.TypeOpened && rid != "" {
+				receipts = append(receipts, audit.Receipt{Kind: audit.KindResponded, Outcome: ev.Type, ReachID: rid,
+					IdempotencyKey: key, EventID: ev.EventID, At: ev.TS})
+			}
+		}
+	}
+	if len(goals) > 0 {
+		if err := retry(ctx, s.cfg.Log, "attribute conversions", func() error {
+			_, err := s.cfg.Tracker.Attribute(ctx, goals)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	if len(receipts) > 0 {
+		return retry(ctx, s.cfg.Log, "record receipts", func() error {
+			_, err := s.cfg.Tracker.Receipts(ctx, receipts)
+			return err
+		})
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package cep
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -24,7 +25,9 @@ func (a AuditShadow) RecordShadow(ctx context.Context, ms []workflows.Match) err
 			UserID: m.UserID, RuleID: m.RuleID, JourneyID: m.JourneyID, Outcome: "shadow",
 			Reason: fmt.Sprintf("shadow rule %s v%d matched %s event(s) %s; nothing started", m.RuleID, m.RuleVersion,
 				m.EventType, strings.Join(m.EventIDs, ",")),
-			At: m.MatchedAt,
+			TraceID: m.TraceID, RuleVersion: m.RuleVersion, EventID: m.LastEvent(),
+			// The Kafka time, not the matching time: a replayed batch writes the same row.
+			At: cmp.Or(m.ReceivedAt, m.MatchedAt),
 		}
 	}
 	_, err := a.Store.Append(ctx, recs...)

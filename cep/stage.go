@@ -16,6 +16,7 @@ import (
 
 	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/internal/metrics"
+	"github.com/omegareach/omega/internal/tracing"
 	"github.com/omegareach/omega/profile"
 	"github.com/omegareach/omega/workflows"
 )
@@ -58,6 +59,9 @@ type Config struct {
 	Profiles ProfileReader
 	// Shadow records the matches of shadow rules (they start nothing); logged only when nil.
 	Shadow ShadowRecorder
+	// Tracker, when set, attributes response events to the reaches whose sends preceded them
+	// (conversions after a run ended) and records delivery receipts (event.TypeDelivered).
+	Tracker Tracker
 	// TimerInterval is how often due absence timers are fired (200ms when zero).
 	TimerInterval time.Duration
 	// BatchSize and BatchWait bound a batch: whichever comes first (500 and 20ms when zero).
@@ -334,7 +338,7 @@ func (s *Stage) dispatch(ctx context.Context, ms []workflows.Match) error {
 	if len(shadow) > 0 {
 		if s.cfg.Shadow == nil {
 			for _, m := range shadow {
-				s.cfg.Log.Info("shadow match", "rule_id", m.RuleID, "user_id", m.UserID, "match_key", m.MatchKey)
+				s.cfg.Log.Info("shadow match", "rule_id", m.RuleID, "user_id", m.UserID, "match_key", m.MatchKey, "trace_id", m.TraceID)
 			}
 		} else if err := retry(ctx, s.cfg.Log, "record shadow matches", func() error { return s.cfg.Shadow.RecordShadow(ctx, shadow) }); err != nil {
 			return err
@@ -503,11 +507,15 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, msgs 
 	}); err != nil {
 		return err
 	}
+	annotate(fresh, matches)
 	if err := s.dispatch(ctx, matches); err != nil {
 		return err
 	}
 	observeEventToMatch(fresh, matches)
 	if err := s.routeResponses(ctx, evs); err != nil {
+		return err
+	}
+	if err := s.track(ctx, evs); err != nil {
 		return err
 	}
 	return retry(ctx, s.cfg.Log, "write dedupe marks", func() error { return s.markSeen(ctx, fresh) })
@@ -523,6 +531,33 @@ func deadReason(err error) string {
 		return "field:" + fe.Field
 	default:
 		return "decode"
+	}
+}
+
+// annotate gives each match the trace and the Kafka time of the event that completed it.
+func annotate(fresh []decoded, ms []workflows.Match) {
+	if len(ms) == 0 {
+		return
+	}
+	byID := make(map[string]*sarama.ConsumerMessage, len(fresh))
+	for _, d := range fresh {
+		byID[d.ev.EventID] = d.msg
+	}
+	for i := range ms {
+		m := &ms[i]
+		if len(m.EventIDs) == 0 {
+			continue
+		}
+		last := m.EventIDs[len(m.EventIDs)-1]
+		msg, ok := byID[last]
+		if !ok {
+			continue
+		}
+		m.ReceivedAt = msg.Timestamp
+		m.TraceID, m.TraceParent = tracing.FromRecord(msg)
+		if m.TraceID == "" {
+			m.TraceID = tracing.IDForEvent(last)
+		}
 	}
 }
 
@@ -618,7 +653,8 @@ func (s *Stage) startAll(ctx context.Context, ms []workflows.Match) error {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			errs[i] = retry(ctx, s.cfg.Log, "start reach workflow", func() error { return s.cfg.Starter.Start(ctx, ms[i]) })
+			log := s.cfg.Log.With("trace_id", ms[i].TraceID, "rule_id", ms[i].RuleID)
+			errs[i] = retry(ctx, log, "start reach workflow", func() error { return s.cfg.Starter.Start(ctx, ms[i]) })
 		}()
 	}
 	wg.Wait()

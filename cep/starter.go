@@ -4,11 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/internal/metrics"
+	"github.com/omegareach/omega/internal/tracing"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -16,16 +23,45 @@ import (
 type TemporalStarter struct {
 	Client    client.Client
 	TaskQueue string
+	// Audit, when set, records the matches refused as replays (deduplicated).
+	Audit *audit.Store
 }
 
 // Start starts the match's workflow. The workflow ID is derived from the match and a duplicate ID
 // is refused even after the first run closed, so a replayed match never reaches the user twice.
 func (t *TemporalStarter) Start(ctx context.Context, m workflows.Match) error {
+	if m.TraceID == "" && len(m.EventIDs) > 0 { // a timer's match (A not followed by B)
+		m.TraceID = tracing.IDForEvent(m.EventIDs[0])
+	}
 	opts := workflows.StartOptions(m, t.TaskQueue)
+	// The start continues the event's trace: the workflow's spans (when exported) join it.
+	ctx = tracing.Extract(ctx, propagation.MapCarrier{"traceparent": m.TraceParent})
+	ctx = tracing.Ensure(ctx, m.TraceID)
+	var span trace.Span
+	if tracing.Enabled() {
+		start := m.ReceivedAt
+		if start.IsZero() {
+			start = m.MatchedAt
+		}
+		ctx, span = tracing.Tracer().Start(ctx, "cep.match "+m.RuleID, trace.WithTimestamp(start),
+			trace.WithAttributes(attribute.String("omega.rule_id", m.RuleID), attribute.String("omega.user_id", m.UserID),
+				attribute.String("omega.reach_id", opts.ID)))
+		defer span.End()
+	}
 	_, err := t.Client.ExecuteWorkflow(ctx, opts, workflows.ReachWorkflow, workflows.ReachInput{Match: m})
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
 		metrics.WorkflowStarts.WithLabelValues("cep", "duplicate").Inc()
+		if t.Audit != nil {
+			// The trail says a replay was refused; the time makes each refusal a row of its own.
+			if _, err := t.Audit.Append(ctx, audit.Record{ReachID: opts.ID, TraceID: m.TraceID, Step: "match",
+				Kind: audit.KindDeduplicated, UserID: m.UserID, RuleID: m.RuleID, RuleVersion: m.RuleVersion,
+				JourneyID: m.JourneyID, Outcome: "duplicate", EventID: m.LastEvent(),
+				Reason: "match replayed (a restart or rebalance redelivered its events); the reach exists, nothing started",
+				At:     time.Now()}); err != nil {
+				return fmt.Errorf("record deduplicated match %s: %w", opts.ID, err)
+			}
+		}
 		return nil
 	}
 	if err != nil {

@@ -82,10 +82,10 @@ func TestRetargetJourney(t *testing.T) {
 	// The trail says it step by step.
 	r, err := p.store.Get(context.Background(), push[silent].Message.ReachID)
 	require.NoError(t, err)
-	require.Equal(t, []string{"matched", "routed", "filtered", "dispatched", "timed_out", "filtered", "dispatched", "completed"}, kinds(r))
+	require.Equal(t, []string{"received", "matched", "routed", "filtered", "dispatched", "timed_out", "filtered", "dispatched", "completed"}, kinds(r))
 	r, err = p.store.Get(context.Background(), push[opener].Message.ReachID)
 	require.NoError(t, err)
-	require.Equal(t, []string{"matched", "routed", "filtered", "dispatched", "responded", "completed"}, kinds(r))
+	require.Equal(t, []string{"received", "matched", "routed", "filtered", "dispatched", "responded", "completed"}, kinds(r))
 
 	// The rule's funnel: three matched and sent, one opened, one converted.
 	f, err := p.store.Funnel(context.Background(), audit.FunnelQuery{RuleID: rule.ID, From: time.Now().Add(-time.Hour), To: time.Now()})
@@ -220,7 +220,7 @@ func TestQuietHoursDeferThenSend(t *testing.T) {
 
 	r, err := p.store.Get(context.Background(), id)
 	require.NoError(t, err)
-	require.Equal(t, []string{"matched", "routed", "filtered", "filtered", "dispatched", "completed"}, kinds(r))
+	require.Equal(t, []string{"matched", "routed", "deferred", "filtered", "dispatched", "completed"}, kinds(r))
 	require.Equal(t, "defer", r.Records[2].Outcome)
 	require.Contains(t, r.Records[2].Reason, "defer by quiet_hours: quiet hours")
 	require.Equal(t, "send/recheck1", r.Records[3].Step)

@@ -324,7 +324,7 @@ func TestPipeline(t *testing.T) {
 	require.Equal(t, "sent", r.Status)
 	require.Equal(t, "cart-add", r.RuleID)
 	require.Equal(t, "cart-reminder", r.JourneyID)
-	require.Equal(t, []string{"matched", "routed", "filtered", "dispatched", "completed"}, kinds(r))
+	require.Equal(t, []string{"received", "matched", "routed", "filtered", "dispatched", "completed"}, kinds(r))
 	require.Len(t, reaches[blocked], 1)
 	require.Equal(t, "suppressed", reaches[blocked][0].Status)
 	require.Contains(t, reaches[blocked][0].Records[len(reaches[blocked][0].Records)-1].Reason, "blacklist")
@@ -418,7 +418,7 @@ func TestAPI(t *testing.T) {
 		return true
 	}, 30*time.Second, 100*time.Millisecond)
 	require.Equal(t, "reach/cart-add/"+user+"/"+user+"-1", got.GetReachId())
-	require.Len(t, got.GetAudit(), 5)
+	require.Len(t, got.GetAudit(), 6) // received, matched, routed, filtered, dispatched, completed
 
 	gr, err := reaches.Get(ctx, connect.NewRequest(&omegav1.GetRequest{ReachId: got.GetReachId()}))
 	require.NoError(t, err)

@@ -117,5 +117,16 @@ func isToken(s string) bool {
 // that carries attrs.reach_id goes to that reach only.
 var ResponseTypes = []string{"push_open", "chat_started", "order_paid"}
 
+// TypeDelivered is a provider's delivery receipt: attrs.reach_id names the reach, and
+// attrs.idempotency_key the send when the reach sent several. The trail records it as delivered.
+const TypeDelivered = "message_delivered"
+
+// TypeOpened is a push notification opened; with attrs.reach_id the trail records it for that
+// reach even after its run ended (the funnel's "opened").
+const TypeOpened = "push_open"
+
+// AttrIdempotencyKey is the attribute of a receipt that names the send.
+const AttrIdempotencyKey = "idempotency_key"
+
 // AttrReachID is the attribute of a response event that names the reach it answers.
 const AttrReachID = "reach_id"

@@ -200,6 +200,9 @@ type Path struct {
 // it is. A goal is not part of the flow (no step leads to it).
 type Goal struct {
 	Events []string `json:"events"`
+	// Window is the attribution window: a goal event up to this long after a send converts the
+	// reach even when the run has ended ("72h", "90m"; 24h when empty, at most 2160h).
+	Window string `json:"window,omitempty"`
 }
 
 // Exit ends the journey, with a reason the audit trail shows.

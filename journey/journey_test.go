@@ -155,6 +155,15 @@ func TestValidate(t *testing.T) {
 		{"goal on a non-response event", func(t *testing.T, j *Journey) {
 			stepOf(t, j, "g").Goal.Events = []string{"view"}
 		}, "g", "goal.events", `"view" is not a response event`},
+		{"attribution window in days", func(t *testing.T, j *Journey) {
+			stepOf(t, j, "g").Goal.Window = "3d"
+		}, "g", "goal.window", "whole hours and/or minutes"},
+		{"attribution window too long", func(t *testing.T, j *Journey) {
+			stepOf(t, j, "g").Goal.Window = "2161h"
+		}, "g", "goal.window", "2160h"},
+		{"attribution window in seconds", func(t *testing.T, j *Journey) {
+			stepOf(t, j, "g").Goal.Window = "30s"
+		}, "g", "goal.window", "between 1m"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
@@ -176,6 +185,8 @@ func TestValidate(t *testing.T) {
 		modify func(t *testing.T, j *Journey)
 	}{
 		{"base", func(*testing.T, *Journey) {}},
+		{"attribution window", func(t *testing.T, j *Journey) { stepOf(t, j, "g").Goal.Window = "72h" }},
+		{"attribution window of hours and minutes", func(t *testing.T, j *Journey) { stepOf(t, j, "g").Goal.Window = "1h30m" }},
 		{"loop with a wait", func(t *testing.T, j *Journey) {
 			// s1 -> w -> check -(else)-> pause -> again -> check: the pause breaks the loop.
 			stepOf(t, j, "w").WaitFor.Then = "check"

@@ -2,6 +2,7 @@ package journey
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -176,6 +177,12 @@ func (v *validator) step(s *Step) error {
 			}
 		}
 	case s.Goal != nil:
+		if w := s.Goal.Window; w != "" {
+			d, err := time.ParseDuration(w)
+			if !windowRe.MatchString(w) || err != nil || d < time.Minute || d > maxAttributionWindow {
+				return v.fail(s.ID, "goal.window", "%q: give whole hours and/or minutes between 1m and 2160h (90 days), like 72h or 90m", w)
+			}
+		}
 		return v.responses(s.ID, "goal.events", s.Goal.Events)
 	}
 	return nil
@@ -190,6 +197,12 @@ func (v *validator) channel(step, field, ch string) error {
 	}
 	return nil
 }
+
+// windowRe is the attribution windows PostgreSQL reads as an interval the way Go reads them.
+var windowRe = regexp.MustCompile(`^([0-9]+h)?([0-9]+m)?$`)
+
+// maxAttributionWindow matches audit.MaxAttributionWindow.
+const maxAttributionWindow = 90 * 24 * time.Hour
 
 func (v *validator) responses(step, field string, types []string) error {
 	if len(types) == 0 {

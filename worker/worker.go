@@ -157,7 +157,7 @@ func New(cfg Config) (sdkworker.Worker, error) {
 		KeyPrefix: cfg.KeyPrefix,
 		Filters:   filters,
 		Channels:  channels,
-		Audit:     cfg.Audit,
+		Audit:     audit.NewBatcher(cfg.Audit),
 		Log:       cfg.Log,
 	}
 	w := sdkworker.New(cfg.Temporal, cfg.TaskQueue, sdkworker.Options{

@@ -9,6 +9,7 @@ import (
 	"time"
 	_ "time/tzdata" // wait-until-local-time reads zones from the binary, the same on every worker
 
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -81,6 +82,15 @@ type Match struct {
 	Rollout int `json:"rollout,omitempty"`
 	// Chain is the rule's filter chain for sends that name none.
 	Chain string `json:"chain,omitempty"`
+	// TraceID is the W3C trace ID of the event that completed the match (its traceparent
+	// header, else derived from its event ID); every tracking record of the reach carries it.
+	TraceID string `json:"trace_id,omitempty"`
+	// TraceParent is that event's traceparent header, when it had one: the workflow's spans join
+	// the caller's trace under the right parent.
+	TraceParent string `json:"trace_parent,omitempty"`
+	// ReceivedAt is when Kafka took the event that completed the match (for an API trigger, the
+	// call's time).
+	ReceivedAt time.Time `json:"received_at,omitzero"`
 }
 
 // ReachInput is the reach workflow's input.
@@ -252,7 +262,11 @@ func (r *reachRun) run() (ReachResult, error) {
 		r.j, r.p = route.Journey, route.Profile
 		r.st = State{JourneyID: r.j.ID, JourneyVersion: r.j.Version, Current: r.j.First(), Status: StatusRunning,
 			Visits: map[string]int{}}
-		r.record(audit.Record{Step: "match", Kind: audit.KindMatched, At: r.m.MatchedAt, Reason: matchReason(r.m)})
+		if !r.m.ReceivedAt.IsZero() {
+			r.record(audit.Record{Step: "receive", Kind: audit.KindReceived, At: r.m.ReceivedAt, EventID: r.m.LastEvent(),
+				Reason: receiveReason(r.m)})
+		}
+		r.record(audit.Record{Step: "match", Kind: audit.KindMatched, At: r.m.MatchedAt, EventID: r.m.LastEvent(), Reason: matchReason(r.m)})
 		r.record(audit.Record{Step: "route", Kind: audit.KindRouted, Outcome: fmt.Sprintf("v%d", r.j.Version),
 			Reason: fmt.Sprintf("journey %s version %d: %d steps", r.j.ID, r.j.Version, len(r.j.Steps))})
 		r.upsert(SearchJourneyID.ValueSet(r.j.ID), SearchReachStatus.ValueSet(StatusRunning))
@@ -396,13 +410,13 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 			RetryPolicy: &temporal.RetryPolicy{
 				InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
 				MaximumAttempts:        20,
-				NonRetryableErrorTypes: []string{activities.ErrTypePermanentDispatch, activities.ErrTypeUnknownChannel, activities.ErrTypeTemplate},
+				NonRetryableErrorTypes: nonRetryableDispatch,
 			},
 		})
 		var res channel.Result
 		in := activities.DispatchInput{
 			Channel: ch, TemplateID: s.Send.Template, Template: tmpl, Fields: r.fields(),
-			Message: channel.Message{IdempotencyKey: key, ReachID: r.reachID, UserID: r.m.UserID},
+			Message: channel.Message{IdempotencyKey: key, ReachID: r.reachID, UserID: r.m.UserID, TraceID: r.m.TraceID},
 		}
 		if r.st.Sent == 0 {
 			in.MatchedAt = r.m.MatchedAt // the match-to-dispatch latency is the first send's
@@ -420,10 +434,12 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 		}
 		// The slot the filter chain reserved goes back: this send did not happen.
 		r.release()
-		r.record(audit.Record{Step: label, Kind: audit.KindFailed, Channel: ch, Outcome: "error", Reason: err.Error(), IdempotencyKey: key})
+		var ae *temporal.ApplicationError
+		permanent := errors.As(err, &ae) && slices.Contains(nonRetryableDispatch, ae.Type())
+		r.record(audit.Record{Step: label, Kind: audit.KindFailed, Channel: ch, Outcome: "error", Reason: err.Error(), IdempotencyKey: key,
+			Retryable: !permanent})
 		r.took(label, journey.KindSend, StatusFailed, ch+": "+err.Error())
 		lastErr = err
-		var ae *temporal.ApplicationError
 		if r.ctx.Err() != nil || !errors.As(err, &ae) || ae.Type() != activities.ErrTypePermanentDispatch {
 			break // only a permanent refusal by the provider falls back, and not once cancelled
 		}
@@ -452,10 +468,12 @@ func (r *reachRun) filter(name, ch, key string, send *journey.Send) (filter.Verd
 		if err != nil {
 			return v, fmt.Errorf("filter: %w", err)
 		}
-		r.record(audit.Record{Step: step, Kind: audit.KindFiltered, Channel: ch, Outcome: v.Outcome, Reason: v.String()})
 		if v.Outcome != filter.Defer || !v.Until.After(req.Now) {
+			r.record(audit.Record{Step: step, Kind: audit.KindFiltered, Channel: ch, Outcome: v.Outcome, Reason: v.String()})
 			return v, nil
 		}
+		r.record(audit.Record{Step: step, Kind: audit.KindDeferred, Channel: ch, Outcome: v.Outcome,
+			Reason: v.String() + "; until " + v.Until.UTC().Format(time.RFC3339)})
 		r.reserved = nil
 		if err := r.flush(); err != nil {
 			return v, err
@@ -527,7 +545,7 @@ func (r *reachRun) waitFor(name string, s *journey.Step) (string, *ReachResult, 
 		resp.Consumed = true
 		detail := fmt.Sprintf("%s %s", resp.Type, resp.EventID)
 		r.took(name, journey.KindWaitFor, "responded", detail)
-		r.record(audit.Record{Step: name, Kind: audit.KindResponded, Outcome: resp.Type, Reason: "response " + detail})
+		r.record(audit.Record{Step: name, Kind: audit.KindResponded, Outcome: resp.Type, EventID: resp.EventID, Reason: "response " + detail})
 		return r.j.Resolve(s.ID, wf.Then), nil, nil
 	}
 	if r.converted != nil {
@@ -564,7 +582,7 @@ func (r *reachRun) branch(name string, s *journey.Step) (string, *ReachResult, e
 // onResponse takes a response signal: recorded once per event, a goal event converts the run.
 func (r *reachRun) onResponse(resp Response) {
 	if resp.EventID == "" || resp.Type == "" {
-		workflow.GetLogger(r.ctx).Warn("response without event_id or type ignored", "type", resp.Type)
+		r.log().Warn("response without event_id or type ignored", "type", resp.Type)
 		return
 	}
 	if slices.Contains(r.st.Seen, resp.EventID) {
@@ -718,15 +736,26 @@ func (r *reachRun) release() {
 	}
 	rctx, _ := workflow.NewDisconnectedContext(r.lctx)
 	if err := workflow.ExecuteLocalActivity(rctx, a.Release, *r.reserved).Get(rctx, nil); err != nil {
-		workflow.GetLogger(r.ctx).Warn("release filter reservation", "err", err)
+		r.log().Warn("release filter reservation", "err", err)
 	}
 	r.reserved = nil
 }
 
+// nonRetryableDispatch are the dispatch errors no retry fixes.
+var nonRetryableDispatch = []string{activities.ErrTypePermanentDispatch, activities.ErrTypeUnknownChannel, activities.ErrTypeTemplate}
+
+// log is the run's logger: its lines carry the reach's trace ID.
+func (r *reachRun) log() log.Logger {
+	return log.With(workflow.GetLogger(r.ctx), "trace_id", r.m.TraceID)
+}
+
 func (r *reachRun) record(rec audit.Record) {
-	rec.ReachID, rec.UserID, rec.RuleID = r.reachID, r.m.UserID, r.m.RuleID
+	rec.ReachID, rec.UserID, rec.RuleID, rec.RuleVersion, rec.TraceID = r.reachID, r.m.UserID, r.m.RuleID, r.m.RuleVersion, r.m.TraceID
 	if rec.JourneyID == "" {
 		rec.JourneyID = r.m.JourneyID
+	}
+	if rec.JourneyVersion == 0 {
+		rec.JourneyVersion = r.j.Version
 	}
 	if rec.At.IsZero() {
 		rec.At = workflow.Now(r.ctx)
@@ -750,7 +779,7 @@ func (r *reachRun) flush() error {
 
 func (r *reachRun) upsert(updates ...temporal.SearchAttributeUpdate) {
 	if err := workflow.UpsertTypedSearchAttributes(r.ctx, updates...); err != nil {
-		workflow.GetLogger(r.ctx).Warn("upsert search attributes", "err", err)
+		r.log().Warn("upsert search attributes", "err", err)
 	}
 }
 
@@ -760,7 +789,7 @@ func (r *reachRun) finish(res ReachResult) (ReachResult, error) {
 	if r.registered {
 		dctx, _ := workflow.NewDisconnectedContext(r.lctx)
 		if err := workflow.ExecuteLocalActivity(withSummary(dctx, "unregister open reach"), a.Unregister, r.registration()).Get(dctx, nil); err != nil {
-			workflow.GetLogger(r.ctx).Warn("unregister open reach", "err", err)
+			r.log().Warn("unregister open reach", "err", err)
 		}
 		r.registered = false
 	}
@@ -784,7 +813,9 @@ func (r *reachRun) convert() (ReachResult, error) {
 	c := r.converted
 	reason := fmt.Sprintf("goal %s (event %s) at step %s", c.Type, c.EventID, r.st.Current)
 	r.took(r.st.Current, journey.KindGoal, StatusConverted, reason)
-	r.record(audit.Record{Step: "goal", Kind: audit.KindConverted, Outcome: c.Type, Reason: reason})
+	// At is the goal event's time: the attribution of the same event after the run (audit.Attribute)
+	// then collides with this record instead of converting the reach twice.
+	r.record(audit.Record{Step: "goal", Kind: audit.KindConverted, Outcome: c.Type, Reason: reason, EventID: c.EventID, At: c.At})
 	return r.finish(ReachResult{Status: StatusConverted, Reason: reason})
 }
 
@@ -858,6 +889,21 @@ func orEmpty(m map[string]any) map[string]any {
 		return map[string]any{}
 	}
 	return m
+}
+
+// LastEvent is the event that completed the match.
+func (m Match) LastEvent() string {
+	if len(m.EventIDs) == 0 {
+		return ""
+	}
+	return m.EventIDs[len(m.EventIDs)-1]
+}
+
+func receiveReason(m Match) string {
+	if m.RuleID == APIRuleID {
+		return "trigger call received"
+	}
+	return fmt.Sprintf("%s event %s received", m.EventType, m.LastEvent())
 }
 
 func matchReason(m Match) string {

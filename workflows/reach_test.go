@@ -374,3 +374,32 @@ func TestReachWorkflowAuditsDispatchKey(t *testing.T) {
 	require.Equal(t, "webhook", dispatched[0].Channel)
 	require.Equal(t, "cart-reminder", dispatched[0].JourneyID)
 }
+
+// Every tracking record of a reach carries its trace ID and the rule and journey versions; the
+// first says when the event was received; a permanent refusal is recorded as not retryable; the
+// provider call gets the trace.
+func TestReachWorkflowTracksTrace(t *testing.T) {
+	h := newHarness(t)
+	h.env.OnActivity(a.Route, mock.Anything, mock.Anything).Return(testRoute, nil)
+	h.env.OnActivity(a.Filter, mock.Anything, mock.Anything).Return(filter.Verdict{Outcome: filter.Pass}, nil)
+	h.onDispatch(channel.Result{Status: 400}, temporal.NewNonRetryableApplicationError("permanent: bad address",
+		activities.ErrTypePermanentDispatch, nil))
+
+	in := testInput()
+	in.Match.TraceID = "0af7651916cd43dd8448eb211c80319c"
+	in.Match.RuleVersion = 3
+	in.Match.ReceivedAt = time.Date(2026, 11, 24, 9, 59, 59, 0, time.UTC)
+	h.env.ExecuteWorkflow(workflows.ReachWorkflow, in)
+	require.NoError(t, h.env.GetWorkflowError(), "a permanent refusal fails the reach, not the run")
+
+	recs := h.records()
+	require.Equal(t, []string{"receive:received", "match:matched", "route:routed", "send:filtered", "send:failed", "end:completed"}, trail(recs))
+	require.True(t, recs[0].At.Equal(in.Match.ReceivedAt))
+	for _, r := range recs {
+		require.Equal(t, in.Match.TraceID, r.TraceID, r.Step+":"+r.Kind)
+		require.Equal(t, 3, r.RuleVersion, r.Step+":"+r.Kind)
+		require.Equal(t, testRoute.Journey.Version, r.JourneyVersion, r.Step+":"+r.Kind)
+	}
+	require.False(t, recs[4].Retryable, "a permanent refusal")
+	require.Equal(t, in.Match.TraceID, h.dispatch[0].Message.TraceID)
+}

@@ -22,6 +22,8 @@ type Message struct {
 	IdempotencyKey string `json:"idempotency_key"`
 	ReachID        string `json:"reach_id"`
 	UserID         string `json:"user_id"`
+	// TraceID is the reach's trace: the provider call carries it in its traceparent header.
+	TraceID string `json:"trace_id,omitempty"`
 	// Channel is the channel the message goes out on (push, sms, webhook...).
 	Channel  string            `json:"channel,omitempty"`
 	Template string            `json:"template"`

@@ -17,6 +17,10 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/omegareach/omega/internal/tracing"
 )
 
 // Headers every HTTP channel sends besides the provider's own, so a provider (or the local
@@ -91,6 +95,9 @@ func newRequest(ctx context.Context, url string, body []byte, contentType string
 	req.Header.Set(HeaderUserID, m.UserID)
 	req.Header.Set(HeaderChannel, channel)
 	req.Header.Set(HeaderTemplate, m.Template)
+	// The activity's span when traces are exported, else the reach's trace ID: the provider's
+	// logs join the reach's trail.
+	tracing.Inject(tracing.Ensure(ctx, m.TraceID), propagation.HeaderCarrier(req.Header))
 	return req, nil
 }
 

@@ -20,6 +20,8 @@ type Delivery struct {
 	ReceivedAt     time.Time `json:"received_at"`
 	// Attempts counts the POSTs that carried this key (retries included).
 	Attempts int `json:"attempts"`
+	// TraceParent is the first POST's traceparent header.
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // Receiver is a stand-in provider for the local stack and tests: it accepts webhook posts, keeps one
@@ -119,7 +121,8 @@ func (rc *Receiver) accept(w http.ResponseWriter, r *http.Request) {
 	rc.mu.Lock()
 	d, dup := rc.byKey[key]
 	if !dup {
-		d = &Delivery{IdempotencyKey: key, ProviderID: "msg-" + strconv.Itoa(len(rc.deliveries)+1), Message: m, ReceivedAt: time.Now()}
+		d = &Delivery{IdempotencyKey: key, ProviderID: "msg-" + strconv.Itoa(len(rc.deliveries)+1), Message: m, ReceivedAt: time.Now(),
+			TraceParent: r.Header.Get("traceparent")}
 		rc.byKey[key] = d
 		rc.deliveries = append(rc.deliveries, d)
 	}

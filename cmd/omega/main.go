@@ -19,7 +19,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
 	"go.temporal.io/sdk/client"
+	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/omegareach/omega/activities/channel"
@@ -30,6 +32,7 @@ import (
 	"github.com/omegareach/omega/internal/apikey"
 	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/internal/pii"
+	"github.com/omegareach/omega/internal/tracing"
 	"github.com/omegareach/omega/journey"
 	"github.com/omegareach/omega/profile"
 	"github.com/omegareach/omega/worker"
@@ -68,11 +71,15 @@ TLS and credentials of clients (SECURITY.md): OMEGA_{KAFKA,REDIS,TEMPORAL}_TLS=1
   OMEGA_WEBHOOK_URL [http://127.0.0.1:8090/deliveries]  OMEGA_TASK_QUEUE [omega-reach]
   OMEGA_METRICS_ADDR [off; api, cep, worker: /metrics (Prometheus), /healthz, /readyz there]
   OMEGA_KEY_PREFIX [omega: Redis keys of cep and worker]
+  OMEGA_TRACE_EXPORTER [none|otlp|stdout: OpenTelemetry spans; otlp reads OTEL_EXPORTER_OTLP_*]
+  OMEGA_TRACE_FILE [stdout: where the stdout exporter writes JSON spans]
+  OMEGA_EVENTS_TOPIC [omega.events: api produces, cep consumes; DLQ: <topic>.dlq]
 cep only:
-  OMEGA_EVENTS_TOPIC [omega.events; DLQ: <topic>.dlq]  OMEGA_CEP_GROUP [omega-cep]
+  OMEGA_CEP_GROUP [omega-cep]
   OMEGA_RULES [the rule store; or rules from a file or directory]
   OMEGA_LOG_FORMAT [text|json]  OMEGA_LOG_LEVEL [info|debug]   (phones, emails, tokens masked)
 worker only:
+  OMEGA_AUDIT_RETENTION [2160h: audit day partitions older are dropped]
   OMEGA_DAILY_CAP [3]  OMEGA_CHANNEL_CAPS [sms=1,push=3]  OMEGA_LAST_SLOT_PRIORITY [0: off]
   OMEGA_QUIET_HOURS [off; 21:00-08:00]  OMEGA_OPT_IN [sms]  OMEGA_RATE_LIMITS [sms=10,push=500]
   OMEGA_WEBHOOK_SECRET  OMEGA_WEBHOOK_ALLOW [CIDRs the SSRF guard lets through, 127.0.0.0/8]
@@ -94,6 +101,17 @@ func main() {
 	switch os.Args[1] {
 	case "api", "cep", "worker":
 		metrics.Serve(ctx, os.Getenv("OMEGA_METRICS_ADDR"), log)
+		// OMEGA_TRACE_EXPORTER: where spans go (off by default; trace IDs travel regardless).
+		shutdown, err := tracing.Setup(ctx, "omega-"+os.Args[1], os.Getenv("OMEGA_TRACE_EXPORTER"), os.Getenv("OMEGA_TRACE_FILE"))
+		if err != nil {
+			log.Error("omega stopped", "cmd", os.Args[1], "err", err)
+			os.Exit(1)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = shutdown(sctx)
+		}()
 	}
 	var err error
 	switch os.Args[1] {
@@ -278,13 +296,22 @@ func newLogger() *slog.Logger {
 	if os.Getenv("OMEGA_LOG_FORMAT") == "json" {
 		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
-	return slog.New(pii.Handler(h))
+	return slog.New(pii.Handler(tracing.LogHandler(h)))
 }
 
 func dialTemporal(ctx context.Context, log *slog.Logger, cfg config) (client.Client, error) {
 	o := client.Options{HostPort: cfg.temporalAddr, Namespace: cfg.namespace, Logger: tlog.NewStructuredLogger(log)}
 	if err := secureTemporal(&o); err != nil {
 		return nil, err
+	}
+	if tracing.Enabled() {
+		// Spans for starting, running and signalling workflows and for their activities, the
+		// trace context carried in Temporal headers.
+		ti, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{TextMapPropagator: otel.GetTextMapPropagator()})
+		if err != nil {
+			return nil, err
+		}
+		o.Interceptors = append(o.Interceptors, ti)
 	}
 	c, err := client.DialContext(ctx, o)
 	if err != nil {
@@ -327,7 +354,7 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err != nil || rate <= 0 {
 		return fmt.Errorf("OMEGA_API_RATE: want requests per second, got %q", os.Getenv("OMEGA_API_RATE"))
 	}
-	h, err := api.NewHandler(api.Config{Producer: prod, Temporal: tc, Audit: store, Journeys: journeyExists(journeys),
+	h, err := api.NewHandler(api.Config{Producer: prod, Topic: os.Getenv("OMEGA_EVENTS_TOPIC"), Temporal: tc, Audit: store, Journeys: journeyExists(journeys),
 		Keys: apikey.NewStore(store.Pool()), DefaultRate: rate,
 		Profiles: &profile.Cached{Store: profile.NewStore(store.Pool()), Redis: rdb},
 		Redis:    rdb, Lists: map[string]string{"blacklist": filter.BlacklistKey, "whitelist": filter.WhitelistKey},
@@ -370,7 +397,8 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 	c := cep.Config{
 		Brokers: cfg.brokers, Sarama: sc, Redis: rdb, RuleSource: cep.NewRuleStore(pool, ruleCatalog(pool)),
 		Profiles: &profile.Cached{Store: profile.NewStore(pool), Redis: rdb},
-		Starter:  &cep.TemporalStarter{Client: tc, TaskQueue: cfg.taskQueue}, Shadow: cep.AuditShadow{Store: audit.NewStore(pool)}, Log: log,
+		Starter:  &cep.TemporalStarter{Client: tc, TaskQueue: cfg.taskQueue, Audit: audit.NewStore(pool)},
+		Shadow:   cep.AuditShadow{Store: audit.NewStore(pool)}, Tracker: audit.NewStore(pool), Log: log,
 		Topic: os.Getenv("OMEGA_EVENTS_TOPIC"), Group: os.Getenv("OMEGA_CEP_GROUP"),
 		KeyPrefix: cfg.keyPrefix, ReachPrefix: cfg.keyPrefix,
 	}
@@ -417,6 +445,14 @@ func runWorker(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
+	// OMEGA_AUDIT_RETENTION: the trail's day partitions are created ahead and dropped past it.
+	retention := audit.DefaultRetention
+	if v := os.Getenv("OMEGA_AUDIT_RETENTION"); v != "" {
+		if retention, err = time.ParseDuration(v); err != nil || retention < 24*time.Hour {
+			return fmt.Errorf("OMEGA_AUDIT_RETENTION=%q: a duration of at least 24h, like 2160h", v)
+		}
+	}
+	go store.RunMaintenance(ctx, log, retention, time.Hour)
 	metrics.MarkReady()
 	log.Info("worker running", "task_queue", cfg.taskQueue)
 	<-ctx.Done()

@@ -168,6 +168,9 @@ func runReaches(ctx context.Context, cfg config, args []string, stdout io.Writer
 		if r.GetCurrentStep() != "" {
 			fmt.Fprintf(stdout, "at step  %s (journey version %d)\n", r.GetCurrentStep(), r.GetJourneyVersion())
 		}
+		if recs := r.GetAudit(); len(recs) > 0 && recs[0].GetTraceId() != "" {
+			fmt.Fprintf(stdout, "trace    %s\n", recs[0].GetTraceId())
+		}
 		fmt.Fprintln(stdout)
 		return render(stdout, "table", r.GetAudit(), []string{"AT", "STEP", "KIND", "OUTCOME", "CHANNEL", "REASON"}, func(a *omegav1.AuditRecord) []any {
 			return []any{a.GetAt().AsTime().Local().Format("15:04:05.000"), a.GetStep(), a.GetKind(), orDash(a.GetOutcome()), orDash(a.GetChannel()), orDash(a.GetReason())}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -68,6 +69,33 @@ func (e Env) Audit(t testing.TB) *audit.Store {
 	pool, err := pgxpool.New(context.Background(), e.PGURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
+	return audit.NewStore(pool)
+}
+
+// FreshAudit returns an audit store on a database of its own, migrated, dropped at cleanup: for
+// tests that change the audit table's shape (partitions) under other tests' feet otherwise.
+func (e Env) FreshAudit(t testing.TB) *audit.Store {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := pgxpool.New(ctx, e.PGURL)
+	require.NoError(t, err)
+	defer admin.Close()
+	name := Unique("omega_test_")
+	_, err = admin.Exec(ctx, "CREATE DATABASE "+name)
+	require.NoError(t, err)
+	u, err := url.Parse(e.PGURL)
+	require.NoError(t, err)
+	u.Path = "/" + name
+	require.NoError(t, audit.Migrate(u.String()))
+	pool, err := pgxpool.New(ctx, u.String())
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		pool.Close()
+		if a, err := pgxpool.New(ctx, e.PGURL); err == nil {
+			_, _ = a.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			a.Close()
+		}
+	})
 	return audit.NewStore(pool)
 }
 

@@ -743,7 +743,9 @@ type AuditRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The journey step, e.g. route, filter, send.
 	Step string `protobuf:"bytes,1,opt,name=step,proto3" json:"step,omitempty"`
-	// What happened: matched, routed, filtered, suppressed, dispatched, failed, cancelled, completed.
+	// What happened, in the tracking protocol's words: received, deduplicated, matched,
+	// shadow_matched, routed, filtered, deferred, suppressed, dispatched, delivered, failed, waited,
+	// responded, timed_out, branched, split, converted, exited, cancelled, completed.
 	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	// pass, drop, sent, error ... depending on the kind.
 	Outcome string `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`
@@ -752,8 +754,16 @@ type AuditRecord struct {
 	Channel        string                 `protobuf:"bytes,5,opt,name=channel,proto3" json:"channel,omitempty"`
 	IdempotencyKey string                 `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	At             *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=at,proto3" json:"at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The W3C trace ID of the event behind the reach; every record of a reach has the same one.
+	TraceId        string `protobuf:"bytes,8,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	RuleVersion    int32  `protobuf:"varint,9,opt,name=rule_version,json=ruleVersion,proto3" json:"rule_version,omitempty"`
+	JourneyVersion int32  `protobuf:"varint,10,opt,name=journey_version,json=journeyVersion,proto3" json:"journey_version,omitempty"`
+	// The event the record is about (the one that completed the match, a response, a goal).
+	EventId string `protobuf:"bytes,11,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// For failed records: whether a retry could have helped.
+	Retryable     bool `protobuf:"varint,12,opt,name=retryable,proto3" json:"retryable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AuditRecord) Reset() {
@@ -833,6 +843,41 @@ func (x *AuditRecord) GetAt() *timestamppb.Timestamp {
 		return x.At
 	}
 	return nil
+}
+
+func (x *AuditRecord) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetRuleVersion() int32 {
+	if x != nil {
+		return x.RuleVersion
+	}
+	return 0
+}
+
+func (x *AuditRecord) GetJourneyVersion() int32 {
+	if x != nil {
+		return x.JourneyVersion
+	}
+	return 0
+}
+
+func (x *AuditRecord) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetRetryable() bool {
+	if x != nil {
+		return x.Retryable
+	}
+	return false
 }
 
 type TimelineRequest struct {
@@ -1271,7 +1316,7 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"\x05audit\x18\t \x03(\v2\x15.omega.v1.AuditRecordR\x05audit\x12!\n" +
 	"\fcurrent_step\x18\n" +
 	" \x01(\tR\vcurrentStep\x12'\n" +
-	"\x0fjourney_version\x18\v \x01(\x05R\x0ejourneyVersion\"\xd6\x01\n" +
+	"\x0fjourney_version\x18\v \x01(\x05R\x0ejourneyVersion\"\xf6\x02\n" +
 	"\vAuditRecord\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\tR\x04step\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
@@ -1279,7 +1324,13 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x18\n" +
 	"\achannel\x18\x05 \x01(\tR\achannel\x12'\n" +
 	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x12*\n" +
-	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"f\n" +
+	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x19\n" +
+	"\btrace_id\x18\b \x01(\tR\atraceId\x12!\n" +
+	"\frule_version\x18\t \x01(\x05R\vruleVersion\x12'\n" +
+	"\x0fjourney_version\x18\n" +
+	" \x01(\x05R\x0ejourneyVersion\x12\x19\n" +
+	"\bevent_id\x18\v \x01(\tR\aeventId\x12\x1c\n" +
+	"\tretryable\x18\f \x01(\bR\tretryable\"f\n" +
 	"\x0fTimelineRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
