@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,31 +15,34 @@ type Batcher struct {
 	store *Store
 	// MaxRows bounds one statement.
 	MaxRows int
-	// Timeout bounds one statement; a caller whose context ends stops waiting (its records may
-	// still be written: Append is idempotent, so the caller's retry is a no-op).
+	// Timeout bounds one statement. Keep it below the callers' own deadline (the workflow's local
+	// activity timeout, 10 s), so a slow database fails a statement before its callers give up.
 	Timeout time.Duration
 
 	mu    sync.Mutex
 	queue []*pending
 	busy  bool
+	// statements counts the statements written (tests read it).
+	statements atomic.Int64
 }
 
 type pending struct {
+	ctx  context.Context
 	recs []Record
 	done chan error
 }
 
-// NewBatcher returns a batcher over s with 1000 rows and 10 s per statement.
-func NewBatcher(s *Store) *Batcher {
-	return &Batcher{store: s, MaxRows: 1000, Timeout: 10 * time.Second}
-}
+// NewBatcher returns a batcher over s with 1000 rows and 5 s per statement.
+func NewBatcher(s *Store) *Batcher { return &Batcher{store: s, MaxRows: 1000, Timeout: 5 * time.Second} }
 
-// Append writes recs in the next shared statement and returns when it is durable.
+// Append writes recs in the next shared statement and returns when it is durable. A caller whose
+// context ends stops waiting; its records leave the queue if they were not taken yet (Append is
+// idempotent: the caller's retry writes them once).
 func (b *Batcher) Append(ctx context.Context, recs ...Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	p := &pending{recs: recs, done: make(chan error, 1)}
+	p := &pending{ctx: ctx, recs: recs, done: make(chan error, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
 	if !b.busy {
@@ -54,42 +58,57 @@ func (b *Batcher) Append(ctx context.Context, recs ...Record) error {
 	}
 }
 
+// Statements returns how many statements the batcher has written.
+func (b *Batcher) Statements() int64 { return b.statements.Load() }
+
 // drain writes the queue, statement by statement, until it is empty.
 func (b *Batcher) drain() {
 	for {
 		b.mu.Lock()
-		n, rows := 0, 0
-		for n < len(b.queue) && (n == 0 || rows+len(b.queue[n].recs) <= b.MaxRows) {
-			rows += len(b.queue[n].recs)
-			n++
+		var batch []*pending
+		rows := 0
+		for len(b.queue) > 0 {
+			p := b.queue[0]
+			if p.ctx.Err() != nil { // its caller left
+				b.queue = b.queue[1:]
+				continue
+			}
+			if len(batch) > 0 && rows+len(p.recs) > b.MaxRows {
+				break
+			}
+			batch = append(batch, p)
+			rows += len(p.recs)
+			b.queue = b.queue[1:]
 		}
-		if n == 0 {
+		if len(batch) == 0 {
 			b.busy = false
 			b.mu.Unlock()
 			return
 		}
-		batch := b.queue[:n:n]
-		b.queue = b.queue[n:]
 		b.mu.Unlock()
 
 		recs := make([]Record, 0, rows)
 		for _, p := range batch {
 			recs = append(recs, p.recs...)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), b.Timeout)
-		_, err := b.store.Append(ctx, recs...)
+		err := b.write(recs)
 		if err != nil && len(batch) > 1 {
 			// One caller's records must not fail everyone's: each goes again on its own.
 			for _, p := range batch {
-				_, e := b.store.Append(ctx, p.recs...)
-				p.done <- e
+				p.done <- b.write(p.recs)
 			}
-			cancel()
 			continue
 		}
-		cancel()
 		for _, p := range batch {
 			p.done <- err
 		}
 	}
+}
+
+func (b *Batcher) write(recs []Record) error {
+	ctx, cancel := context.WithTimeout(context.Background(), b.Timeout)
+	defer cancel()
+	b.statements.Add(1)
+	_, err := b.store.Append(ctx, recs...)
+	return err
 }

@@ -28,59 +28,72 @@ type MaintenanceReport struct {
 
 // Maintain creates the day partitions from yesterday to a week ahead (moving rows that waited in
 // the default partition) and drops the partitions wholly older than retention (and deletes such
-// rows from the default partition). Replicas may call it at once: one does the work, the others
-// return at once. now is the clock (UTC days).
+// rows from the default partition, and the dispatch keys as old). Replicas may call it at once:
+// one does the work, the others return at once. Each step is a transaction of its own that waits
+// at most 2 s for its locks, so a long reader of the trail delays the step to the next pass
+// instead of queueing every writer behind it. now is the clock (UTC days).
 func (s *Store) Maintain(ctx context.Context, now time.Time, retention time.Duration) (MaintenanceReport, error) {
 	var rep MaintenanceReport
 	if retention <= 0 {
 		return rep, fmt.Errorf("audit retention must be positive, got %s", retention)
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var got bool
-		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, maintenanceLock).Scan(&got); err != nil || !got {
-			return err
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return rep, err
+	}
+	defer conn.Release()
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, maintenanceLock).Scan(&got); err != nil || !got {
+		return rep, err
+	}
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, maintenanceLock) }()
+	if _, err := conn.Exec(ctx, `SET lock_timeout = '2s'`); err != nil {
+		return rep, err
+	}
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), `RESET lock_timeout`) }()
+
+	today := now.UTC().Truncate(24 * time.Hour)
+	for d := -1; d <= partitionsAhead; d++ {
+		day := today.AddDate(0, 0, d)
+		var created bool
+		if err := conn.QueryRow(ctx, `SELECT omega_audit_partition($1::date)`, day.Format(time.DateOnly)).Scan(&created); err != nil {
+			return rep, fmt.Errorf("create partition for %s: %w", day.Format(time.DateOnly), err)
 		}
-		today := now.UTC().Truncate(24 * time.Hour)
-		for d := -1; d <= partitionsAhead; d++ {
-			day := today.AddDate(0, 0, d)
-			var created bool
-			if err := tx.QueryRow(ctx, `SELECT omega_audit_partition($1::date)`, day.Format(time.DateOnly)).Scan(&created); err != nil {
-				return fmt.Errorf("create partition for %s: %w", day.Format(time.DateOnly), err)
-			}
-			if created {
-				rep.Created = append(rep.Created, partitionName(day))
-			}
+		if created {
+			rep.Created = append(rep.Created, partitionName(day))
 		}
-		cutoff := now.Add(-retention)
-		rows, err := tx.Query(ctx, `
-			SELECT c.relname FROM pg_inherits i
-			JOIN pg_class c ON c.oid = i.inhrelid
-			WHERE i.inhparent = 'audit_records'::regclass AND c.relname ~ '^audit_records_[0-9]{8}$'`)
-		if err != nil {
-			return fmt.Errorf("list audit partitions: %w", err)
+	}
+	cutoff := now.Add(-retention)
+	rows, err := conn.Query(ctx, `
+		SELECT c.relname FROM pg_inherits i
+		JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'audit_records'::regclass AND c.relname ~ '^audit_records_[0-9]{8}$'`)
+	if err != nil {
+		return rep, fmt.Errorf("list audit partitions: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return rep, fmt.Errorf("list audit partitions: %w", err)
+	}
+	for _, name := range names {
+		day, err := time.Parse("20060102", name[len("audit_records_"):])
+		if err != nil || day.AddDate(0, 0, 1).After(cutoff) {
+			continue // still holds records within retention
 		}
-		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return fmt.Errorf("list audit partitions: %w", err)
+		if _, err := conn.Exec(ctx, `DROP TABLE `+pgx.Identifier{name}.Sanitize()); err != nil {
+			return rep, fmt.Errorf("drop partition %s: %w", name, err)
 		}
-		for _, name := range names {
-			day, err := time.Parse("20060102", name[len("audit_records_"):])
-			if err != nil || day.AddDate(0, 0, 1).After(cutoff) {
-				continue // still holds records within retention
-			}
-			if _, err := tx.Exec(ctx, `DROP TABLE `+pgx.Identifier{name}.Sanitize()); err != nil {
-				return fmt.Errorf("drop partition %s: %w", name, err)
-			}
-			rep.Dropped = append(rep.Dropped, name)
-		}
-		tag, err := tx.Exec(ctx, `DELETE FROM audit_records_default WHERE at < $1`, cutoff)
-		if err != nil {
-			return fmt.Errorf("purge default partition: %w", err)
-		}
-		rep.Purged = tag.RowsAffected()
-		return nil
-	})
-	return rep, err
+		rep.Dropped = append(rep.Dropped, name)
+	}
+	tag, err := conn.Exec(ctx, `DELETE FROM audit_records_default WHERE at < $1`, cutoff)
+	if err != nil {
+		return rep, fmt.Errorf("purge default partition: %w", err)
+	}
+	rep.Purged = tag.RowsAffected()
+	if _, err := conn.Exec(ctx, `DELETE FROM audit_dispatch_keys WHERE created_at < $1`, cutoff); err != nil {
+		return rep, fmt.Errorf("purge dispatch keys: %w", err)
+	}
+	return rep, nil
 }
 
 func partitionName(day time.Time) string { return "audit_records_" + day.Format("20060102") }

@@ -17,7 +17,18 @@ var migrations embed.FS
 // Migrate brings Omega Reach's PostgreSQL schema (audit records, rule versions) at dsn
 // (postgres://...) up to date. Concurrent callers are safe: the
 // library holds an advisory lock while it migrates.
-func Migrate(dsn string) error {
+func Migrate(dsn string) error { return migrateTo(dsn, 0) }
+
+// MigrateTo brings the schema to version (a migration's number), up or down: for rolling back a
+// release, and for testing a migration on data written by the one before.
+func MigrateTo(dsn string, version uint) error {
+	if version == 0 {
+		return errors.New("migrate to version 0 would drop everything; refused")
+	}
+	return migrateTo(dsn, version)
+}
+
+func migrateTo(dsn string, version uint) error {
 	src, err := iofs.New(migrations, "migrations")
 	if err != nil {
 		return fmt.Errorf("open embedded migrations: %w", err)
@@ -33,7 +44,12 @@ func Migrate(dsn string) error {
 		return fmt.Errorf("connect for migration: %w", err)
 	}
 	defer m.Close()
-	if err := m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+	if version > 0 {
+		err = m.Migrate(version)
+	} else {
+		err = m.Up()
+	}
+	if err != nil && !errors.Is(err, migrate.ErrNoChange) {
 		return fmt.Errorf("migrate audit schema: %w", err)
 	}
 	return nil

@@ -108,14 +108,20 @@ func (s *Store) Append(ctx context.Context, recs ...Record) (int64, error) {
 	var c columns
 	c.add(recs)
 	tag, err := s.pool.Exec(ctx, `
+		WITH x AS (
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+				$9::text[], $10::text[], $11::timestamptz[], $12::text[], $13::int[], $14::int[], $15::text[], $16::bool[])
+				AS x(`+insertCols+`)),
+		-- No second dispatched row for one idempotency key, whatever its step or time: the key is
+		-- claimed in audit_dispatch_keys (a partitioned table's unique indexes must hold the time).
+		k AS (
+			INSERT INTO audit_dispatch_keys (idempotency_key)
+			SELECT DISTINCT idempotency_key FROM x WHERE kind = 'dispatched' AND idempotency_key <> ''
+			ON CONFLICT DO NOTHING
+			RETURNING idempotency_key)
 		INSERT INTO audit_records (`+insertCols+`)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-			$9::text[], $10::text[], $11::timestamptz[], $12::text[], $13::int[], $14::int[], $15::text[], $16::bool[])
-			AS x(`+insertCols+`)
-		-- No second dispatched row for one idempotency key, whatever its step or time (the unique
-		-- indexes of a partitioned table must hold the time, so this one is checked here).
-		WHERE NOT (x.kind = 'dispatched' AND x.idempotency_key <> '' AND EXISTS (
-			SELECT 1 FROM audit_records d WHERE d.kind = 'dispatched' AND d.idempotency_key = x.idempotency_key))
+		SELECT * FROM x
+		WHERE NOT (x.kind = 'dispatched' AND x.idempotency_key <> '' AND x.idempotency_key NOT IN (SELECT idempotency_key FROM k))
 		ON CONFLICT DO NOTHING`, c.args()...)
 	if err != nil {
 		return 0, fmt.Errorf("append %d audit records: %w", len(recs), err)

@@ -30,7 +30,7 @@ func (s *Store) Attribute(ctx context.Context, goals []Goal) (int64, error) {
 	}
 	users, types, ids, ats := make([]string, len(goals)), make([]string, len(goals)), make([]string, len(goals)), make([]time.Time, len(goals))
 	for i, g := range goals {
-		users[i], types[i], ids[i], ats[i] = g.UserID, g.Type, g.EventID, g.At
+		users[i], types[i], ids[i], ats[i] = clean(g.UserID), clean(g.Type), clean(g.EventID), g.At
 	}
 	tag, err := s.pool.Exec(ctx, `
 		WITH g AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS g(user_id, type, event_id, at)),
@@ -77,7 +77,8 @@ type Receipt struct {
 
 // Receipts writes a record for each receipt under the step of the send it is about, so the
 // funnel counts messages delivered and opened after their run ended too. A receipt for a reach or
-// send this trail does not know writes nothing; a replayed one is a no-op.
+// send this trail does not know, or dated before the send, writes nothing; a replayed one, or one
+// the run recorded itself, is a no-op.
 func (s *Store) Receipts(ctx context.Context, rs []Receipt) (int64, error) {
 	if len(rs) == 0 {
 		return 0, nil
@@ -85,7 +86,7 @@ func (s *Store) Receipts(ctx context.Context, rs []Receipt) (int64, error) {
 	n := len(rs)
 	kinds, outcomes, reaches, keys, ids, ats := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)
 	for i, r := range rs {
-		kinds[i], outcomes[i], reaches[i], keys[i], ids[i], ats[i] = r.Kind, r.Outcome, r.ReachID, r.IdempotencyKey, r.EventID, r.At
+		kinds[i], outcomes[i], reaches[i], keys[i], ids[i], ats[i] = r.Kind, clean(r.Outcome), clean(r.ReachID), clean(r.IdempotencyKey), clean(r.EventID), r.At
 	}
 	tag, err := s.pool.Exec(ctx, `
 		WITH r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $6::text[], $7::text[])
@@ -94,7 +95,9 @@ func (s *Store) Receipts(ctx context.Context, rs []Receipt) (int64, error) {
 			SELECT DISTINCT ON (r.reach_id, r.key, r.event_id) d.reach_id, d.step, d.user_id, d.rule_id, d.rule_version,
 				d.journey_id, d.journey_version, d.trace_id, d.channel, d.idempotency_key, r.event_id, r.at, r.kind, r.outcome
 			FROM r JOIN audit_records d ON d.reach_id = r.reach_id AND d.kind = 'dispatched'
-				AND (r.key = '' OR d.idempotency_key = r.key) AND d.at > r.at - $5::interval
+				AND (r.key = '' OR d.idempotency_key = r.key) AND d.at <= r.at AND d.at > r.at - $5::interval
+			-- The run itself may have recorded this very event (a push_open it waited for).
+			WHERE NOT EXISTS (SELECT 1 FROM audit_records x WHERE x.reach_id = d.reach_id AND x.kind = r.kind AND x.event_id = r.event_id)
 			ORDER BY r.reach_id, r.key, r.event_id, d.at DESC)
 		INSERT INTO audit_records (`+insertCols+`)
 		SELECT reach_id, step, kind, user_id, rule_id, journey_id, channel, outcome,

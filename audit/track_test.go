@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omegareach/omega/audit"
@@ -67,8 +68,13 @@ func TestAttributeWithinWindow(t *testing.T) {
 	)
 	require.NoError(t, err)
 
+	// A goal dated before every send (a stale producer clock) converts nothing.
+	n, err := store.Attribute(ctx, []audit.Goal{{UserID: user, Type: "order_paid", EventID: "o0", At: now.Add(-21 * time.Hour)}})
+	require.NoError(t, err)
+	require.Zero(t, n)
+
 	goal := audit.Goal{UserID: user, Type: "order_paid", EventID: "o1", At: now}
-	n, err := store.Attribute(ctx, []audit.Goal{goal, {UserID: user, Type: "push_open", EventID: "p1", At: now}})
+	n, err = store.Attribute(ctx, []audit.Goal{goal, {UserID: user, Type: "push_open", EventID: "p1", At: now}})
 	require.NoError(t, err)
 	require.EqualValues(t, 2, n, "the reach within 2h and the one within the default 24h")
 	require.Equal(t, []string{audit.KindDispatched, audit.KindConverted}, kindsOf(t, store, in))
@@ -134,35 +140,61 @@ func TestDeliveredReceipts(t *testing.T) {
 	n, err = store.Receipts(ctx, []audit.Receipt{dlv(audit.Receipt{ReachID: reach, IdempotencyKey: first.IdempotencyKey, EventID: "d1", At: now})})
 	require.NoError(t, err)
 	require.Zero(t, n, "a replayed receipt")
+
+	// Dated before the send, or an open the run recorded itself: nothing.
+	_, err = store.Append(ctx, audit.Record{ReachID: reach, Step: "wait", Kind: audit.KindResponded, UserID: user, Outcome: "push_open",
+		EventID: "o2", At: now.Add(3 * time.Second)})
+	require.NoError(t, err)
+	n, err = store.Receipts(ctx, []audit.Receipt{
+		dlv(audit.Receipt{ReachID: reach, IdempotencyKey: first.IdempotencyKey, EventID: "d0", At: now.Add(-2 * time.Hour)}),
+		{Kind: audit.KindResponded, Outcome: "push_open", ReachID: reach, EventID: "o2", At: now.Add(4 * time.Second)},
+	})
+	require.NoError(t, err)
+	require.Zero(t, n)
 }
 
-// Concurrent callers' records all land, each caller returning once its records are durable.
+// Concurrent callers' records all land, in shared statements, each caller returning once its
+// records are durable; a caller whose records PostgreSQL refuses fails alone.
 func TestBatcherConcurrentCallers(t *testing.T) {
 	store := testenv.Require(t).Audit(t)
 	b := audit.NewBatcher(store)
 	b.MaxRows = 7
 	user := testenv.Unique("u")
 	now := time.Now().UTC()
-	var wg sync.WaitGroup
-	for i := range 40 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			reach := fmt.Sprintf("r-%d-%s", i, user)
-			err := b.Append(context.Background(),
-				audit.Record{ReachID: reach, Step: "match", Kind: audit.KindMatched, UserID: user, At: now},
-				audit.Record{ReachID: reach, Step: "route", Kind: audit.KindRouted, UserID: user, At: now.Add(time.Millisecond)})
-			if !assert(t, err == nil, "append: %v", err) {
-				return
-			}
-			r, err := store.Get(context.Background(), reach)
-			assert(t, err == nil && len(r.Records) == 2, "reach %s after Append: %v %d records", reach, err, len(r.Records))
-		}()
+	callers := func(from, to int, bad bool) {
+		var wg sync.WaitGroup
+		for i := from; i < to; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				reach := fmt.Sprintf("r-%d-%s", i, user)
+				err := b.Append(context.Background(),
+					audit.Record{ReachID: reach, Step: "match", Kind: audit.KindMatched, UserID: user, At: now},
+					audit.Record{ReachID: reach, Step: "route", Kind: audit.KindRouted, UserID: user, At: now.Add(time.Millisecond)})
+				if !assert(t, err == nil, "append: %v", err) {
+					return
+				}
+				r, err := store.Get(context.Background(), reach)
+				assert(t, err == nil && len(r.Records) == 2, "reach %s after Append: %v %d records", reach, err, len(r.Records))
+			}()
+		}
+		if bad {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := b.Append(context.Background(), audit.Record{ReachID: "r-bad-" + user, Step: "match", Kind: audit.KindMatched,
+					UserID: user, At: time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC)})
+				assert(t, err != nil, "a time PostgreSQL cannot store fails its caller")
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
+	callers(0, 40, false)
+	require.Less(t, b.Statements(), int64(40), "40 concurrent callers shared statements")
+	callers(40, 50, true)
 	var rows int
 	require.NoError(t, store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM audit_records WHERE user_id = $1`, user).Scan(&rows))
-	require.Equal(t, 80, rows)
+	require.Equal(t, 100, rows)
 }
 
 func assert(t *testing.T, ok bool, format string, args ...any) bool {
@@ -184,7 +216,7 @@ func TestMaintainPartitions(t *testing.T) {
 		require.NoError(t, store.Pool().QueryRow(ctx, `SELECT tableoid::regclass::text FROM audit_records WHERE reach_id = $1`, r.ReachID).Scan(&part))
 		return part
 	}
-	old := audit.Record{ReachID: "old", Step: "s", Kind: audit.KindMatched, UserID: "u", At: now.Add(-100 * 24 * time.Hour)}
+	old := audit.Record{ReachID: "old", Step: "s", Kind: audit.KindDispatched, IdempotencyKey: "old/s/push", UserID: "u", At: now.Add(-100 * 24 * time.Hour)}
 	later := audit.Record{ReachID: "later", Step: "s", Kind: audit.KindMatched, UserID: "u", At: now.Add(40 * 24 * time.Hour)}
 	today := audit.Record{ReachID: "today", Step: "s", Kind: audit.KindMatched, UserID: "u", At: now}
 	_, err := store.Append(ctx, old, later, today)
@@ -213,6 +245,54 @@ func TestMaintainPartitions(t *testing.T) {
 	require.NoError(t, err, "80 days before the last pass's now: within retention")
 	require.Len(t, r.Records, 1)
 
+	var keys int
+	require.NoError(t, store.Pool().QueryRow(ctx, `SELECT count(*) FROM audit_dispatch_keys`).Scan(&keys))
+	require.Zero(t, keys, "dispatch keys older than retention purged")
+
 	_, err = store.Maintain(ctx, now, 0)
 	require.Error(t, err)
+}
+
+// The tracking migrations carry a trail written before them: rows, ids and the journey version
+// (from the routed row to the reach's other rows), and claimed dispatch keys.
+func TestMigrateTrackingKeepsTheTrail(t *testing.T) {
+	env := testenv.Require(t)
+	u := env.FreshDB(t)
+	require.NoError(t, audit.MigrateTo(u, 9))
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, u)
+	require.NoError(t, err)
+	defer pool.Close()
+	at := time.Now().UTC().Add(-time.Hour).Truncate(time.Millisecond)
+	_, err = pool.Exec(ctx, `INSERT INTO audit_records (reach_id, step, kind, user_id, journey_id, outcome, idempotency_key, at) VALUES
+		('r1', 'match', 'matched', 'u1', 'j', '', '', $1),
+		('r1', 'route', 'routed', 'u1', 'j', 'v2', '', $1 + interval '1 ms'),
+		('r1', 'send', 'dispatched', 'u1', 'j', 'sent', 'r1/send/push', $1 + interval '2 ms'),
+		('r2', 'match', 'matched', 'u1', 'j', '', '', $1 - interval '30 days')`, at)
+	require.NoError(t, err)
+	var maxID int64
+	require.NoError(t, pool.QueryRow(ctx, `SELECT max(id) FROM audit_records`).Scan(&maxID))
+
+	require.NoError(t, audit.Migrate(u))
+	store := audit.NewStore(pool)
+	r, err := store.Get(ctx, "r1")
+	require.NoError(t, err)
+	require.Len(t, r.Records, 3)
+	for _, rec := range r.Records {
+		require.Equal(t, 2, rec.JourneyVersion, rec.Kind)
+	}
+	old, err := store.Get(ctx, "r2")
+	require.NoError(t, err, "a row of a day before the partitions kept")
+	require.Len(t, old.Records, 1)
+
+	// The dispatched key is claimed: the same key again under another step writes nothing.
+	n, err := store.Append(ctx, audit.Record{ReachID: "r1", Step: "send-again", Kind: audit.KindDispatched, UserID: "u1",
+		IdempotencyKey: "r1/send/push", At: at.Add(time.Second)})
+	require.NoError(t, err)
+	require.Zero(t, n)
+	_, err = store.Append(ctx, audit.Record{ReachID: "r3", Step: "match", Kind: audit.KindMatched, UserID: "u1", At: time.Now()})
+	require.NoError(t, err)
+	var newID int64
+	require.NoError(t, pool.QueryRow(ctx, `SELECT id FROM audit_records WHERE reach_id = 'r3'`).Scan(&newID))
+	require.Greater(t, newID, maxID, "ids continue after the old table's")
 }

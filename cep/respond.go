@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/internal/openreach"
 	"github.com/omegareach/omega/workflows"
 )
@@ -165,7 +168,7 @@ func (s *Stage) track(ctx context.Context, evs []event.Event) error {
 	if len(goals) > 0 {
 		if err := retry(ctx, s.cfg.Log, "attribute conversions", func() error {
 			_, err := s.cfg.Tracker.Attribute(ctx, goals)
-			return err
+			return s.tolerate(err, "attribute conversions")
 		}); err != nil {
 			return err
 		}
@@ -173,8 +176,21 @@ func (s *Stage) track(ctx context.Context, evs []event.Event) error {
 	if len(receipts) > 0 {
 		return retry(ctx, s.cfg.Log, "record receipts", func() error {
 			_, err := s.cfg.Tracker.Receipts(ctx, receipts)
-			return err
+			return s.tolerate(err, "record receipts")
 		})
 	}
 	return nil
+}
+
+// tolerate turns an error PostgreSQL will give for these very rows every time (bad data: SQLSTATE
+// classes 22 and 23) into a logged, counted skip: tracking records are worth less than a
+// partition that keeps moving. Outages and the like are returned, and retried.
+func (s *Stage) tolerate(err error, what string) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23")) {
+		s.cfg.Log.Error(what+": records skipped, PostgreSQL refuses them", "err", err)
+		metrics.TrackingSkipped.Inc()
+		return nil
+	}
+	return err
 }

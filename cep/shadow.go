@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/internal/tracing"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -25,7 +26,7 @@ func (a AuditShadow) RecordShadow(ctx context.Context, ms []workflows.Match) err
 			UserID: m.UserID, RuleID: m.RuleID, JourneyID: m.JourneyID, Outcome: "shadow",
 			Reason: fmt.Sprintf("shadow rule %s v%d matched %s event(s) %s; nothing started", m.RuleID, m.RuleVersion,
 				m.EventType, strings.Join(m.EventIDs, ",")),
-			TraceID: m.TraceID, RuleVersion: m.RuleVersion, EventID: m.LastEvent(),
+			TraceID: cmp.Or(m.TraceID, tracing.IDForEvent(cmp.Or(m.LastEvent(), m.MatchKey))), RuleVersion: m.RuleVersion, EventID: m.LastEvent(),
 			// The Kafka time, not the matching time: a replayed batch writes the same row.
 			At: cmp.Or(m.ReceivedAt, m.MatchedAt),
 		}

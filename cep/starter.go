@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -25,6 +26,14 @@ type TemporalStarter struct {
 	TaskQueue string
 	// Audit, when set, records the matches refused as replays (deduplicated).
 	Audit *audit.Store
+	Log   *slog.Logger
+}
+
+func (t *TemporalStarter) log() *slog.Logger {
+	if t.Log == nil {
+		return slog.Default()
+	}
+	return t.Log
 }
 
 // Start starts the match's workflow. The workflow ID is derived from the match and a duplicate ID
@@ -54,12 +63,14 @@ func (t *TemporalStarter) Start(ctx context.Context, m workflows.Match) error {
 		metrics.WorkflowStarts.WithLabelValues("cep", "duplicate").Inc()
 		if t.Audit != nil {
 			// The trail says a replay was refused; the time makes each refusal a row of its own.
+			// Best effort: the start is what matters, and a lost response of our own first start
+			// lands here too.
 			if _, err := t.Audit.Append(ctx, audit.Record{ReachID: opts.ID, TraceID: m.TraceID, Step: "match",
 				Kind: audit.KindDeduplicated, UserID: m.UserID, RuleID: m.RuleID, RuleVersion: m.RuleVersion,
 				JourneyID: m.JourneyID, Outcome: "duplicate", EventID: m.LastEvent(),
 				Reason: "match replayed (a restart or rebalance redelivered its events); the reach exists, nothing started",
 				At:     time.Now()}); err != nil {
-				return fmt.Errorf("record deduplicated match %s: %w", opts.ID, err)
+				t.log().Warn("record deduplicated match", "reach_id", opts.ID, "trace_id", m.TraceID, "err", err)
 			}
 		}
 		return nil

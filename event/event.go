@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Topics of the wire contract.
@@ -71,6 +73,12 @@ func (e *Event) Validate(now time.Time) error {
 	switch {
 	case e.EventID == "":
 		return &FieldError{"event_id", "required"}
+	case !printable(e.EventID):
+		return &FieldError{"event_id", "must be UTF-8 without control characters"}
+	case !printable(e.UserID):
+		return &FieldError{"user_id", "must be UTF-8 without control characters"}
+	case !printable(e.ItemID):
+		return &FieldError{"item_id", "must be UTF-8 without control characters"}
 	case len(e.EventID) > maxIDLen:
 		return &FieldError{"event_id", fmt.Sprintf("longer than %d bytes", maxIDLen)}
 	case e.Type == "":
@@ -102,6 +110,11 @@ func (e *Event) Key() string {
 
 // Encode returns the record value.
 func (e *Event) Encode() ([]byte, error) { return json.Marshal(e) }
+
+// printable: IDs land in Redis keys, workflow IDs and PostgreSQL text, none of which take a NUL.
+func printable(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
+}
 
 func isToken(s string) bool {
 	for _, r := range s {

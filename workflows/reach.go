@@ -435,7 +435,7 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 		// The slot the filter chain reserved goes back: this send did not happen.
 		r.release()
 		var ae *temporal.ApplicationError
-		permanent := errors.As(err, &ae) && slices.Contains(nonRetryableDispatch, ae.Type())
+		permanent := errors.As(err, &ae) && (ae.NonRetryable() || slices.Contains(nonRetryableDispatch, ae.Type()))
 		r.record(audit.Record{Step: label, Kind: audit.KindFailed, Channel: ch, Outcome: "error", Reason: err.Error(), IdempotencyKey: key,
 			Retryable: !permanent})
 		r.took(label, journey.KindSend, StatusFailed, ch+": "+err.Error())
@@ -814,8 +814,14 @@ func (r *reachRun) convert() (ReachResult, error) {
 	reason := fmt.Sprintf("goal %s (event %s) at step %s", c.Type, c.EventID, r.st.Current)
 	r.took(r.st.Current, journey.KindGoal, StatusConverted, reason)
 	// At is the goal event's time: the attribution of the same event after the run (audit.Attribute)
-	// then collides with this record instead of converting the reach twice.
-	r.record(audit.Record{Step: "goal", Kind: audit.KindConverted, Outcome: c.Type, Reason: reason, EventID: c.EventID, At: c.At})
+	// then collides with this record instead of converting the reach twice. A time before the
+	// match (a producer's stale clock) is the workflow's own: the record stays after the reach's
+	// start, and out of partitions the retention drops first.
+	at := c.At
+	if at.Before(r.m.MatchedAt) || at.After(workflow.Now(r.ctx)) {
+		at = time.Time{}
+	}
+	r.record(audit.Record{Step: "goal", Kind: audit.KindConverted, Outcome: c.Type, Reason: reason, EventID: c.EventID, At: at})
 	return r.finish(ReachResult{Status: StatusConverted, Reason: reason})
 }
 

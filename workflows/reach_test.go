@@ -403,3 +403,22 @@ func TestReachWorkflowTracksTrace(t *testing.T) {
 	require.False(t, recs[4].Retryable, "a permanent refusal")
 	require.Equal(t, in.Match.TraceID, h.dispatch[0].Message.TraceID)
 }
+
+// A send that failed on retryable errors until its retries ran out is recorded as retryable.
+func TestReachWorkflowRecordsRetryableFailure(t *testing.T) {
+	h := newHarness(t)
+	h.env.OnActivity(a.Route, mock.Anything, mock.Anything).Return(testRoute, nil)
+	h.env.OnActivity(a.Filter, mock.Anything, mock.Anything).Return(filter.Verdict{Outcome: filter.Pass}, nil)
+	h.onDispatch(channel.Result{Status: 503}, temporal.NewApplicationError("provider answered 503", activities.ErrTypeRetryableDispatch))
+	h.env.ExecuteWorkflow(workflows.ReachWorkflow, testInput())
+	require.NoError(t, h.env.GetWorkflowError())
+	var failed []audit.Record
+	for _, r := range h.records() {
+		if r.Kind == audit.KindFailed {
+			failed = append(failed, r)
+		}
+	}
+	require.Len(t, failed, 1)
+	require.True(t, failed[0].Retryable, "503s until the retries ran out: a later retry could have helped")
+	require.Greater(t, len(h.dispatch), 1, "retried")
+}

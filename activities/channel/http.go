@@ -96,8 +96,14 @@ func newRequest(ctx context.Context, url string, body []byte, contentType string
 	req.Header.Set(HeaderChannel, channel)
 	req.Header.Set(HeaderTemplate, m.Template)
 	// The activity's span when traces are exported, else the reach's trace ID: the provider's
-	// logs join the reach's trail.
-	tracing.Inject(tracing.Ensure(ctx, m.TraceID), propagation.HeaderCarrier(req.Header))
+	// logs join the reach's trail. A span of another trace (the run was started by a process
+	// that exports no spans, so the worker's interceptor began a new one) gives way to the
+	// reach's, which every record carries.
+	tctx := ctx
+	if id := tracing.ID(ctx); m.TraceID != "" && id != m.TraceID {
+		tctx = tracing.Ensure(context.Background(), m.TraceID)
+	}
+	tracing.Inject(tracing.Ensure(tctx, m.TraceID), propagation.HeaderCarrier(req.Header))
 	return req, nil
 }
 

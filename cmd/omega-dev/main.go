@@ -1,9 +1,9 @@
 // Command omega-dev runs the parts of the local stack that no Debian package provides: a Temporal
-// server (SQLite file persistence) with its Web UI, and a Kafka-protocol broker (kfake) with a data
+// server (SQLite file persistence, or PostgreSQL with -pg) with its Web UI, and a Kafka-protocol broker (kfake) with a data
 // directory. It exists for `make run` and `make test` only; production binaries never import the
 // Temporal server, whose build is heavy.
 //
-//	omega-dev temporal -data DIR -port 7233 -ui-port 8233
+//	omega-dev temporal -data DIR -port 7233 -ui-port 8233 [-pg postgres://postgres@127.0.0.1:5432 -shards 4]
 //	omega-dev kafka    -data DIR -port 9092
 package main
 

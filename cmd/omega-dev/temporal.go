@@ -40,6 +40,8 @@ func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
 	port := fs.Int("port", 7233, "frontend gRPC port on 127.0.0.1")
 	uiPort := fs.Int("ui-port", 8233, "Web UI port on 127.0.0.1 (0 disables the UI)")
 	logLevel := fs.String("log-level", "warn", "server log level")
+	pgURL := fs.String("pg", "", "persist to this PostgreSQL server (postgres://user@host:port) instead of a SQLite file")
+	shards := fs.Int("shards", 1, "history shards (fixed once the store is created)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,12 +60,20 @@ func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
 		}
 	}
 
-	cfg, err := serverConfig(filepath.Join(*dataDir, "temporal.db"), *port)
+	cfg, err := serverConfig(filepath.Join(*dataDir, "temporal.db"), *port, *shards)
 	if err != nil {
 		return err
 	}
 	sqlCfg := cfg.Persistence.DataStores[sqliteplugin.PluginName].SQL
-	if _, err := os.Stat(sqlCfg.DatabaseName); errors.Is(err, os.ErrNotExist) {
+	if *pgURL != "" {
+		store, vis, err := postgresStores(ctx, *pgURL)
+		if err != nil {
+			return err
+		}
+		cfg.Persistence.DefaultStore, cfg.Persistence.VisibilityStore = pgStore, pgVisibility
+		cfg.Persistence.DataStores = map[string]config.DataStore{pgStore: {SQL: store}, pgVisibility: {SQL: vis}}
+		sqlCfg = store
+	} else if _, err := os.Stat(sqlCfg.DatabaseName); errors.Is(err, os.ErrNotExist) {
 		if err := sqliteschema.SetupSchema(sqlCfg); err != nil {
 			return fmt.Errorf("set up sqlite schema: %w", err)
 		}
@@ -76,6 +86,7 @@ func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return fmt.Errorf("namespace config: %w", err)
 	}
+	// Written straight into the store (SQLite or PostgreSQL alike) before the server starts.
 	if err := sqliteschema.CreateNamespaces(sqlCfg, ns); err != nil {
 		return fmt.Errorf("create namespace: %w", err)
 	}
@@ -135,7 +146,8 @@ func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
 		}()
 		defer ui.Stop()
 	}
-	log.Info("temporal ready", "frontend", hostPort, "ui_port", *uiPort, "data", *dataDir)
+	log.Info("temporal ready", "frontend", hostPort, "ui_port", *uiPort, "data", *dataDir, "store", cfg.Persistence.DefaultStore,
+		"shards", cfg.Persistence.NumHistoryShards)
 	<-ctx.Done()
 	log.Info("temporal stopping")
 	return nil
@@ -174,7 +186,19 @@ func ensureSearchAttributes(ctx context.Context, hostPort string, want map[strin
 }
 
 // serverConfig describes one process running all four Temporal services on loopback.
-func serverConfig(dbPath string, port int) (*config.Config, error) {
+func serverConfig(dbPath string, port, shards int) (*config.Config, error) {
+	// The other services' ports follow the frontend's: the PostgreSQL store keeps membership
+	// ports in a smallint, so kernel-picked ephemeral ports (above 32767) do not fit.
+	next := port + 1
+	freePort := func() (int, error) {
+		for ; next < min(port+500, 32768); next++ {
+			if portFree(next) == nil {
+				next++
+				return next - 1, nil
+			}
+		}
+		return 0, fmt.Errorf("no free port between %d and %d", port+1, min(port+500, 32768))
+	}
 	svc := func(grpcPort int) (config.Service, error) {
 		if grpcPort == 0 {
 			p, err := freePort()
@@ -213,7 +237,7 @@ func serverConfig(dbPath string, port int) (*config.Config, error) {
 		Persistence: config.Persistence{
 			DefaultStore:     sqliteplugin.PluginName,
 			VisibilityStore:  sqliteplugin.PluginName,
-			NumHistoryShards: 1,
+			NumHistoryShards: int32(max(1, shards)),
 			DataStores: map[string]config.DataStore{sqliteplugin.PluginName: {SQL: &config.SQL{
 				PluginName:        sqliteplugin.PluginName,
 				DatabaseName:      dbPath,

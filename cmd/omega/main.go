@@ -73,6 +73,7 @@ TLS and credentials of clients (SECURITY.md): OMEGA_{KAFKA,REDIS,TEMPORAL}_TLS=1
   OMEGA_KEY_PREFIX [omega: Redis keys of cep and worker]
   OMEGA_TRACE_EXPORTER [none|otlp|stdout: OpenTelemetry spans; otlp reads OTEL_EXPORTER_OTLP_*]
   OMEGA_TRACE_FILE [stdout: where the stdout exporter writes JSON spans]
+  OMEGA_PPROF [off; 1: Go profiles at /debug/pprof/ on OMEGA_METRICS_ADDR]
   OMEGA_EVENTS_TOPIC [omega.events: api produces, cep consumes; DLQ: <topic>.dlq]
 cep only:
   OMEGA_CEP_GROUP [omega-cep]
@@ -397,7 +398,7 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 	c := cep.Config{
 		Brokers: cfg.brokers, Sarama: sc, Redis: rdb, RuleSource: cep.NewRuleStore(pool, ruleCatalog(pool)),
 		Profiles: &profile.Cached{Store: profile.NewStore(pool), Redis: rdb},
-		Starter:  &cep.TemporalStarter{Client: tc, TaskQueue: cfg.taskQueue, Audit: audit.NewStore(pool)},
+		Starter:  &cep.TemporalStarter{Client: tc, TaskQueue: cfg.taskQueue, Audit: audit.NewStore(pool), Log: log},
 		Shadow:   cep.AuditShadow{Store: audit.NewStore(pool)}, Tracker: audit.NewStore(pool), Log: log,
 		Topic: os.Getenv("OMEGA_EVENTS_TOPIC"), Group: os.Getenv("OMEGA_CEP_GROUP"),
 		KeyPrefix: cfg.keyPrefix, ReachPrefix: cfg.keyPrefix,

@@ -8,6 +8,7 @@
 #   stack.sh env      print the OMEGA_* variables the omega binary and the tests read
 #
 # Ports come from OMEGA_*_PORT (defaults in the table below); a taken port fails with its name.
+# OMEGA_TEMPORAL_DB=postgres persists Temporal to the PostgreSQL above (the benchmark does); SQLite otherwise.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -145,10 +146,16 @@ up() {
   start_redis
   start_postgres
   start_daemon kafka "$KAFKA_PORT" "$BIN/omega-dev" kafka -data "$DATA/kafka" -port "$KAFKA_PORT"
-  start_daemon temporal "$TEMPORAL_PORT" "$BIN/omega-dev" temporal -data "$DATA/temporal" -port "$TEMPORAL_PORT" -ui-port "$UI_PORT"
+  # OMEGA_TEMPORAL_DB=postgres: Temporal persists to the stack's PostgreSQL (databases temporal and
+  # temporal_visibility, OMEGA_TEMPORAL_SHARDS history shards) instead of a SQLite file.
+  local store=()
+  if [ "${OMEGA_TEMPORAL_DB:-sqlite}" = postgres ]; then
+    store=(-pg "postgres://postgres@127.0.0.1:$PG_PORT" -shards "${OMEGA_TEMPORAL_SHARDS:-4}")
+  fi
+  start_daemon temporal "$TEMPORAL_PORT" "$BIN/omega-dev" temporal -data "$DATA/temporal" -port "$TEMPORAL_PORT" -ui-port "$UI_PORT" "${store[@]}"
   [ "$UI_PORT" = 0 ] || wait_port temporal-ui "$UI_PORT" 30 "$LOG/temporal.log"
   say "stack: up (data in $DATA)"
-  say "  temporal    127.0.0.1:$TEMPORAL_PORT   web ui http://127.0.0.1:$UI_PORT (0: off)"
+  say "  temporal    127.0.0.1:$TEMPORAL_PORT   web ui http://127.0.0.1:$UI_PORT (0: off), store ${OMEGA_TEMPORAL_DB:-sqlite}"
   say "  kafka       127.0.0.1:$KAFKA_PORT"
   say "  redis       127.0.0.1:$REDIS_PORT"
   say "  postgresql  127.0.0.1:$PG_PORT (database omega, user postgres)"

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +48,9 @@ var (
 	RulesInvalid = f.NewGauge(prometheus.GaugeOpts{Name: "omega_cep_rules_invalid",
 		Help: "Stored active rules the CEP stage left out because they do not compile."})
 	// StateLosses counts the times a CEP replica found Redis had lost the pattern state.
+	// TrackingSkipped counts tracking writes (conversions, receipts) PostgreSQL refused as bad data.
+	TrackingSkipped = f.NewCounter(prometheus.CounterOpts{Name: "omega_cep_tracking_skipped_total",
+		Help: "Tracking writes of the CEP stage (conversions, receipts) skipped because PostgreSQL refused their data."})
 	StateLosses = f.NewCounter(prometheus.CounterOpts{Name: "omega_cep_state_losses_total",
 		Help: "Times a CEP replica found Redis had lost the pattern state (partial patterns in flight gone)."})
 	// Matches counts matches by rule (shadow matches included, labelled).
@@ -99,6 +104,13 @@ func Serve(ctx context.Context, addr string, log *slog.Logger) {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	// OMEGA_PPROF=1: Go profiles at /debug/pprof/ on the same address (the benchmark reads them);
+	// off by default, the metrics port being reachable by scrapers.
+	if os.Getenv("OMEGA_PPROF") == "1" {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	}
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

@@ -76,6 +76,17 @@ func (e Env) Audit(t testing.TB) *audit.Store {
 // tests that change the audit table's shape (partitions) under other tests' feet otherwise.
 func (e Env) FreshAudit(t testing.TB) *audit.Store {
 	t.Helper()
+	u := e.FreshDB(t)
+	require.NoError(t, audit.Migrate(u))
+	pool, err := pgxpool.New(context.Background(), u)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return audit.NewStore(pool)
+}
+
+// FreshDB creates an empty database, dropped at cleanup, and returns its URL.
+func (e Env) FreshDB(t testing.TB) string {
+	t.Helper()
 	ctx := context.Background()
 	admin, err := pgxpool.New(ctx, e.PGURL)
 	require.NoError(t, err)
@@ -86,17 +97,13 @@ func (e Env) FreshAudit(t testing.TB) *audit.Store {
 	u, err := url.Parse(e.PGURL)
 	require.NoError(t, err)
 	u.Path = "/" + name
-	require.NoError(t, audit.Migrate(u.String()))
-	pool, err := pgxpool.New(ctx, u.String())
-	require.NoError(t, err)
 	t.Cleanup(func() {
-		pool.Close()
 		if a, err := pgxpool.New(ctx, e.PGURL); err == nil {
 			_, _ = a.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 			a.Close()
 		}
 	})
-	return audit.NewStore(pool)
+	return u.String()
 }
 
 // Temporal returns a client of the default namespace, closed at cleanup.

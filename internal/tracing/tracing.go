@@ -198,16 +198,21 @@ func FromRecord(m *sarama.ConsumerMessage) (traceID, traceParent string) {
 		if rh == nil || !strings.EqualFold(string(rh.Key), "traceparent") {
 			continue
 		}
-		// version "-" trace-id "-" parent-id "-" flags: 00-<32 hex>-<16 hex>-<2 hex>
+		// version 00: "00-" trace-id (32 hex) "-" parent-id (16 hex) "-" flags (2 hex), 55 bytes.
 		v := string(rh.Value)
-		if len(v) < 55 || v[2] != '-' || v[35] != '-' {
+		if len(v) != 55 || v[:3] != "00-" || v[35] != '-' || v[52] != '-' {
 			return "", ""
 		}
-		id := v[3:35]
-		if _, err := hex.DecodeString(id); err != nil || id == strings.Repeat("0", 32) {
+		id, parent, flags := v[3:35], v[36:52], v[53:]
+		for _, h := range []string{id, parent, flags} {
+			if _, err := hex.DecodeString(h); err != nil {
+				return "", ""
+			}
+		}
+		if id == strings.Repeat("0", 32) || parent == strings.Repeat("0", 16) {
 			return "", ""
 		}
-		return strings.ToLower(id), v
+		return strings.ToLower(id), strings.ToLower(v)
 	}
 	return "", ""
 }

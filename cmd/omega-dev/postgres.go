@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"go.temporal.io/server/common/config"
+	pgplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/postgresql"
+	sqltool "go.temporal.io/server/tools/sql"
+)
+
+// Databases of a Temporal server persisted to PostgreSQL.
+const (
+	pgStore      = "postgres"
+	pgVisibility = "postgres-visibility"
+)
+
+// postgresStores returns the SQL stores of a Temporal server on the PostgreSQL server at rawURL
+// (postgres://user[:password]@host:port), its databases created and their schemas brought to the
+// version this server build expects (the schemas embedded in the server module).
+func postgresStores(ctx context.Context, rawURL string) (store, visibility *config.SQL, err error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("-pg: %w", err)
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "5432"
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return nil, nil, fmt.Errorf("-pg port %q: %w", port, err)
+	}
+	user := u.User.Username()
+	password, _ := u.User.Password()
+	sqlCfg := func(db string) *config.SQL {
+		return &config.SQL{PluginName: pgplugin.PluginNamePGX, DatabaseName: db, ConnectAddr: host + ":" + port,
+			ConnectProtocol: "tcp", User: user, Password: password, MaxConns: 40, MaxIdleConns: 20}
+	}
+	for db, schema := range map[string]string{"temporal": "postgresql/v12/temporal", "temporal_visibility": "postgresql/v12/visibility"} {
+		fresh, err := createDatabase(ctx, u, db)
+		if err != nil {
+			return nil, nil, err
+		}
+		base := []string{"temporal-sql-tool", "--plugin", pgplugin.PluginNamePGX, "--ep", host, "-p", port, "-u", user, "--db", db}
+		if password != "" {
+			base = append(base, "--pw", password)
+		}
+		if fresh {
+			if err := sqltool.RunTool(append(base, "setup-schema", "-v", "0.0")); err != nil {
+				return nil, nil, fmt.Errorf("set up %s schema: %w", db, err)
+			}
+		}
+		if err := sqltool.RunTool(append(base, "update-schema", "--schema-name", schema)); err != nil {
+			return nil, nil, fmt.Errorf("update %s schema: %w", db, err)
+		}
+	}
+	return sqlCfg("temporal"), sqlCfg("temporal_visibility"), nil
+}
+
+// createDatabase creates db unless it exists; fresh says it did.
+func createDatabase(ctx context.Context, u *url.URL, db string) (fresh bool, err error) {
+	admin := *u
+	admin.Path = "/postgres"
+	conn, err := pgx.Connect(ctx, admin.String())
+	if err != nil {
+		return false, fmt.Errorf("connect to postgres at %s: %w", u.Host, err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, db).Scan(&exists); err != nil {
+		return false, err
+	}
+	if exists {
+		return false, nil
+	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize())
+	return err == nil, err
+}
