@@ -26,6 +26,9 @@ type Config struct {
 	Temporal client.Client
 	// TaskQueue (workflows.TaskQueue when empty); tests use their own.
 	TaskQueue string
+	// Pollers is how many long polls the worker keeps open for workflow tasks and as many for
+	// activity tasks (8 when zero; the SDK's default of 2 caps a worker at a few dozen reaches/s).
+	Pollers int
 	Redis     redis.UniversalClient
 	// KeyPrefix prefixes the filters' Redis keys ("omega" when empty).
 	KeyPrefix string
@@ -79,6 +82,9 @@ var Channels = []string{"webhook", "push", "sms", "inapp"}
 func Catalog() journey.Catalog { return journey.Catalog{Channels: Channels, Chains: Chains} }
 
 func (c *Config) setDefaults() {
+	if c.Pollers == 0 {
+		c.Pollers = 8
+	}
 	if c.TaskQueue == "" {
 		c.TaskQueue = workflows.TaskQueue
 	}
@@ -164,6 +170,8 @@ func New(cfg Config) (sdkworker.Worker, error) {
 		MaxConcurrentActivityExecutionSize:      200,
 		MaxConcurrentLocalActivityExecutionSize: 200,
 		MaxConcurrentWorkflowTaskExecutionSize:  200,
+		MaxConcurrentWorkflowTaskPollers:        cfg.Pollers,
+		MaxConcurrentActivityTaskPollers:        cfg.Pollers,
 	})
 	w.RegisterWorkflow(workflows.ReachWorkflow)
 	w.RegisterActivity(acts)

@@ -47,20 +47,23 @@ type config struct {
 	brokers              []string
 	temporal, pg, data   string
 	run                  string
+	phases               []string
 }
 
 func main() {
 	var c config
-	rates := flag.String("rates", "250,500,1000,2000,4000,8000", "offered events/s of the Omega steps (stops after the first saturated one)")
-	tonly := flag.String("temporal-only-rates", "125,250,500,1000,2000", "offered events/s of the Temporal-only steps")
-	flag.IntVar(&c.reachEvery, "reach-every", 10, "one event in this many is a cart_add that starts a reach")
+	rates := flag.String("rates", "1000,2000,4000,8000,16000", "offered events/s of the Omega steps (stops after the first saturated one)")
+	tonly := flag.String("temporal-only-rates", "62,125,250,500,1000", "offered events/s of the Temporal-only steps")
+	flag.IntVar(&c.reachEvery, "reach-every", 100, "one event in this many is a cart_add that starts a reach (the CEP benchmark's stream matches 0.8% of its events)")
 	flag.IntVar(&c.stepSecs, "step-seconds", 15, "seconds of load per step")
 	flag.DurationVar(&c.drain, "drain", 15*time.Second, "how long after a step its messages may still arrive")
 	flag.StringVar(&c.omega, "omega", "bin/omega", "the omega binary")
+	phases := flag.String("phases", "omega,temporal-only,scale-out", "which parts to run")
 	flag.StringVar(&c.out, "out", "bench/results/pipeline.md", "report")
 	flag.StringVar(&c.svg, "svg", "docs/img/pipeline-latency.svg", "latency-versus-load plot")
 	flag.Parse()
 	c.rates, c.tonlyRates = ints(*rates), ints(*tonly)
+	c.phases = strings.Split(*phases, ",")
 	c.brokers = strings.Split(env("OMEGA_KAFKA_BROKERS", "127.0.0.1:9092"), ",")
 	c.temporal, c.pg = env("OMEGA_TEMPORAL_ADDR", "127.0.0.1:7233"), env("OMEGA_PG_URL", "")
 	c.data = env("OMEGA_DATA", "/var/lib/omega")
@@ -134,9 +137,12 @@ func (b *bench) runAll() {
 	half := b.omegaStep("omega-half", int(peak/2), false)
 
 	// 2. The Temporal-only design on the same stream shape.
-	stopT := startTemporalOnly(b.tc, c.run+"-tonly", b.recv.url)
 	var tonly []step
+	stopT := startTemporalOnly(b.tc, c.run+"-tonly", b.recv.url)
 	for _, rate := range c.tonlyRates {
+		if !slices.Contains(c.phases, "temporal-only") {
+			break
+		}
 		s := b.tonlyStep(fmt.Sprintf("tonly-%d", rate), rate)
 		tonly = append(tonly, s)
 		if s.saturated {
@@ -147,10 +153,13 @@ func (b *bench) runAll() {
 
 	// 3. Scale-out: one CEP replica and one worker, then two of each, at more than one pair keeps up with.
 	scaleRate := int(peak * 1.5)
-	one := b.omegaStep("scale-1x1", scaleRate, false)
-	b.startOmega("2")
-	time.Sleep(8 * time.Second) // the group rebalances onto the second replica
-	two := b.omegaStep("scale-2x2", scaleRate, false)
+	var one, two step
+	if slices.Contains(c.phases, "scale-out") {
+		one = b.omegaStep("scale-1x1", scaleRate, false)
+		b.startOmega("2")
+		time.Sleep(8 * time.Second) // the group rebalances onto the second replica
+		two = b.omegaStep("scale-2x2", scaleRate, false)
+	}
 
 	b.write(omega, half, tonly, one, two, peak)
 }
@@ -481,8 +490,12 @@ func (b *bench) profiles(name string, secs int) map[string]string {
 	out := map[string]string{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for _, p := range b.procs {
-		if p.name != "cep1" && p.name != "worker1" {
+	procs := b.procs
+	if addr := os.Getenv("OMEGA_TEMPORAL_PPROF_PORT"); addr != "" {
+		procs = append(slices.Clone(procs), &proc{name: "temporal", metrics: "http://127.0.0.1:" + addr})
+	}
+	for _, p := range procs {
+		if p.name != "cep1" && p.name != "worker1" && p.name != "temporal" {
 			continue
 		}
 		wg.Add(1)
@@ -498,7 +511,11 @@ func (b *bench) profiles(name string, secs int) map[string]string {
 			must(err)
 			_, _ = io.Copy(f, resp.Body)
 			f.Close()
-			top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=12", b.c.omega, file).Output()
+			args := []string{"tool", "pprof", "-top", "-nodecount=12"}
+			if p.cmd != nil {
+				args = append(args, b.c.omega)
+			}
+			top, err := exec.Command("go", append(args, file)...).Output()
 			if err != nil {
 				return
 			}

@@ -11,7 +11,7 @@ import (
 // procSample is a process group's CPU time and resident memory.
 type procSample struct {
 	cpu time.Duration
-	rss float64 // MiB
+	rss float64 // PSS, MiB
 }
 
 // sampleProcs reads /proc for the omega processes this run started and the stack's servers.
@@ -69,8 +69,16 @@ func readProc(pid int) (procSample, bool) {
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	rssPages, _ := strconv.ParseInt(f[21], 10, 64)
 	const tick = 100 // USER_HZ
-	return procSample{
-		cpu: time.Duration(utime+stime) * time.Second / tick,
-		rss: float64(rssPages*int64(os.Getpagesize())) / (1 << 20),
-	}, true
+	mem := float64(rssPages*int64(os.Getpagesize())) / (1 << 20)
+	// PSS rather than RSS: PostgreSQL's processes share their buffers, and summing RSS would count
+	// them once per process.
+	if roll, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "smaps_rollup")); err == nil {
+		for _, l := range strings.Split(string(roll), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "Pss:" {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				mem = kb / 1024
+			}
+		}
+	}
+	return procSample{cpu: time.Duration(utime+stime) * time.Second / tick, rss: mem}, true
 }

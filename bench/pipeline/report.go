@@ -30,9 +30,36 @@ func (b *bench) write(omega []step, half step, tonly []step, one, two step, peak
 	fmt.Fprintf(w, "\nPeak: **%.0f events/s** (%.0f reaches/s offered). At half of it (%d events/s): event to dispatch p50 **%s ms**, p99 **%s ms**; produce to workflow start p50 %s ms, p99 %s ms.\n\n",
 		peak, peak/float64(b.c.reachEvery), half.offered, ms(half.lat.p(0.5)), ms(half.lat.p(0.99)), ms(half.startLat.p(0.5)), ms(half.startLat.p(0.99)))
 	last := omega[len(omega)-1]
-	fmt.Fprintf(w, "CPU (cores) and memory (RSS MiB) per process, at the highest step (%s) and at half of the peak:\n\n", last.name)
+	fmt.Fprintf(w, "CPU (cores) and memory (PSS MiB) per process, at the highest step (%s) and at half of the peak:\n\n", last.name)
 	procTable(w, last, half)
 
+	if len(tonly) > 0 {
+		b.writeTemporalOnly(w, omega, tonly, peak)
+	}
+	if one.name != "" {
+		fmt.Fprintf(w, "\n## Scale-out: two CEP replicas and two workers against one of each\n\n")
+		fmt.Fprintf(w, "Same offered rate (%d events/s, 1.5x the peak), same topic (4 partitions) and task queue: the second pair joins the consumer group and polls the task queue, no coordination of our own.\n\n", one.offered)
+		stepTable(w, []step{one, two}, true)
+		fmt.Fprintf(w, "\nThroughput ratio (reaches delivered per second while loaded), 2+2 / 1+1: **%.2f**; CEP events/s ratio %.2f.\n\n",
+			two.reachesPerSec/max(one.reachesPerSec, 0.001), two.eventsPerSec/max(one.eventsPerSec, 0.001))
+		procTable(w, one, two)
+	}
+
+	for _, s := range omega {
+		if s.profile != "" {
+			fmt.Fprintf(w, "\n## CPU profiles at %s (10 s, `go tool pprof -top`)\n\n%s", s.name, s.profile)
+		}
+	}
+	fmt.Fprintf(w, "\nPlot: [latency versus load](../../%s).\n", b.c.svg)
+
+	must(os.MkdirAll("bench/results", 0o755))
+	must(os.WriteFile(b.c.out, w.Bytes(), 0o644))
+	must(os.WriteFile(b.c.svg, plot(append(slices.Clone(omega), half), tonly), 0o644))
+	progress("wrote %s and %s", b.c.out, b.c.svg)
+	os.Stdout.Write(w.Bytes())
+}
+
+func (b *bench) writeTemporalOnly(w *bytes.Buffer, omega, tonly []step, peak float64) {
 	fmt.Fprintf(w, "\n## The Temporal-only design (one workflow per user, every event a signal-with-start)\n\n")
 	stepTable(w, tonly, false)
 	tpeak := 0.0
@@ -50,25 +77,6 @@ func (b *bench) write(omega []step, half step, tonly []step, one, two step, peak
 	fmt.Fprintf(w, ".\n\nCPU and memory of the Temporal-only design at its highest step (%s):\n\n", tonly[len(tonly)-1].name)
 	procTable(w, tonly[len(tonly)-1])
 
-	fmt.Fprintf(w, "\n## Scale-out: two CEP replicas and two workers against one of each\n\n")
-	fmt.Fprintf(w, "Same offered rate (%d events/s, 1.5x the peak), same topic (4 partitions) and task queue: the second pair joins the consumer group and polls the task queue, no coordination of our own.\n\n", one.offered)
-	stepTable(w, []step{one, two}, true)
-	fmt.Fprintf(w, "\nThroughput ratio (reaches delivered per second while loaded), 2+2 / 1+1: **%.2f**; CEP events/s ratio %.2f.\n\n",
-		two.reachesPerSec/max(one.reachesPerSec, 0.001), two.eventsPerSec/max(one.eventsPerSec, 0.001))
-	procTable(w, one, two)
-
-	for _, s := range omega {
-		if s.profile != "" {
-			fmt.Fprintf(w, "\n## CPU profiles at %s (10 s, `go tool pprof -top`)\n\n%s", s.name, s.profile)
-		}
-	}
-	fmt.Fprintf(w, "\nPlot: [latency versus load](../../%s).\n", b.c.svg)
-
-	must(os.MkdirAll("bench/results", 0o755))
-	must(os.WriteFile(b.c.out, w.Bytes(), 0o644))
-	must(os.WriteFile(b.c.svg, plot(append(slices.Clone(omega), half), tonly), 0o644))
-	progress("wrote %s and %s", b.c.out, b.c.svg)
-	os.Stdout.Write(w.Bytes())
 }
 
 // atRate finds the highest rate both designs ran unsaturated.
@@ -117,7 +125,7 @@ func procTable(w *bytes.Buffer, steps ...step) {
 	slices.Sort(keys)
 	fmt.Fprintf(w, "| process |")
 	for _, s := range steps {
-		fmt.Fprintf(w, " %s CPU | %s RSS |", s.name, s.name)
+		fmt.Fprintf(w, " %s CPU | %s PSS |", s.name, s.name)
 	}
 	fmt.Fprintf(w, "\n|---|%s\n", strings.Repeat("---:|---:|", len(steps)))
 	for _, k := range keys {

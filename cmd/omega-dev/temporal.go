@@ -42,6 +42,7 @@ func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
 	logLevel := fs.String("log-level", "warn", "server log level")
 	pgURL := fs.String("pg", "", "persist to this PostgreSQL server (postgres://user@host:port) instead of a SQLite file")
 	shards := fs.Int("shards", 1, "history shards (fixed once the store is created)")
+	pprofPort := fs.Int("pprof-port", 0, "serve Go profiles of the server on this port (0: off)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -64,6 +65,7 @@ func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
+	cfg.Global.PProf.Port = *pprofPort
 	sqlCfg := cfg.Persistence.DataStores[sqliteplugin.PluginName].SQL
 	if *pgURL != "" {
 		store, vis, err := postgresStores(ctx, *pgURL)
