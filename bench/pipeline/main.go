@@ -185,6 +185,7 @@ func (s step) missing() int { return s.reaches - s.delivered }
 
 // omegaStep drives Omega at rate events/s for the step's seconds.
 func (b *bench) omegaStep(name string, rate int, profile bool) step {
+	b.waitIdle()
 	progress("%s: %d events/s for %ds", name, rate, b.c.stepSecs)
 	g := newGenerator(b.c.run+"-"+name, b.c.reachEvery)
 	before := b.scrape("omega_cep_events_total{outcome=\"processed\"}")
@@ -220,6 +221,7 @@ func (b *bench) omegaStep(name string, rate int, profile bool) step {
 
 // tonlyStep drives the Temporal-only design at rate events/s.
 func (b *bench) tonlyStep(name string, rate int) step {
+	b.waitIdle()
 	progress("%s: %d events/s for %ds", name, rate, b.c.stepSecs)
 	g := newGenerator(b.c.run+"-"+name, b.c.reachEvery)
 	cpu0 := b.sampleProcs()
@@ -266,6 +268,20 @@ func (b *bench) collect(name string, rate int, due map[string]time.Time, end tim
 	progress("%s: %d/%d reaches delivered (%d while loaded), p50 %s p99 %s, %.0f events/s consumed, saturated %v",
 		name, s.delivered, s.reaches, s.inTime, s.lat.p(0.5), s.lat.p(0.99), s.eventsPerSec, s.saturated)
 	return s
+}
+
+// waitIdle waits (up to 3 minutes) until the previous step's backlog is gone: no consumer lag
+// and no message reaching the receiver for 2 s, so a step never pays for the one before.
+func (b *bench) waitIdle() {
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		posts := b.recv.posts.Load()
+		time.Sleep(2 * time.Second)
+		if b.scrape("omega_cep_consumer_lag") == 0 && b.recv.posts.Load() == posts {
+			return
+		}
+	}
+	progress("the backlog did not drain in 3 minutes; going on")
 }
 
 // startLatencies reads, for a sample of the step's reaches, when Temporal started the workflow.

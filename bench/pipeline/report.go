@@ -166,12 +166,20 @@ func plot(omega, tonly []step) []byte {
 	for _, s := range all {
 		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#eee"/>`+"\n", x(float64(s.offered)), x(float64(s.offered)), T, H-B)
 	}
-	ticks := map[int]bool{}
+	var ticks []int
 	for _, s := range all {
-		if !ticks[s.offered] {
-			ticks[s.offered] = true
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10">%d</text>`+"\n", x(float64(s.offered)), H-B+14, s.offered)
+		if !slices.Contains(ticks, s.offered) {
+			ticks = append(ticks, s.offered)
 		}
+	}
+	slices.Sort(ticks)
+	lastX := math.Inf(-1)
+	for _, t := range ticks {
+		if x(float64(t))-lastX < 30 { // labels would overlap
+			continue
+		}
+		lastX = x(float64(t))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10">%d</text>`+"\n", lastX, H-B+14, t)
 	}
 	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">offered events/s</text>`+"\n", (L+W-R)/2, H-12)
 	series := []struct {
