@@ -33,7 +33,9 @@ type pending struct {
 }
 
 // NewBatcher returns a batcher over s with 1000 rows and 5 s per statement.
-func NewBatcher(s *Store) *Batcher { return &Batcher{store: s, MaxRows: 1000, Timeout: 5 * time.Second} }
+func NewBatcher(s *Store) *Batcher {
+	return &Batcher{store: s, MaxRows: 1000, Timeout: 5 * time.Second}
+}
 
 // Append writes recs in the next shared statement and returns when it is durable. A caller whose
 // context ends stops waiting; its records leave the queue if they were not taken yet (Append is

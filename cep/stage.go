@@ -404,6 +404,8 @@ func (h *handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 // batch is durable; on rebalance (session context done) an unfinished batch is left unmarked and
 // the partition's next owner replays it.
 func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	// A partition this replica no longer owns reports no lag from here (its new owner does).
+	defer metrics.ConsumerLag.DeleteLabelValues(strconv.Itoa(int(claim.Partition())))
 	ctx := sess.Context()
 	cfg := h.s.cfg
 	batch := make([]*sarama.ConsumerMessage, 0, cfg.BatchSize)

@@ -51,6 +51,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// waitAPI waits until `omega api` at addr answers its health check.
+func waitAPI(t *testing.T, addr string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		resp, err := http.Post("http://"+addr+"/grpc.health.v1.Health/Check", "application/json", strings.NewReader("{}"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 100*time.Millisecond, "omega api is up")
+}
+
 // stackEnv is the environment the omega processes of a test get.
 func (p *pipeline) stackEnv(extra ...string) []string {
 	return append(append(os.Environ(), "OMEGA_TEMPORAL_ADDR="+p.env.TemporalAddr, "OMEGA_REDIS_ADDR="+p.env.RedisAddr,
@@ -81,14 +94,7 @@ func TestOperatorCLI(t *testing.T) {
 	apiProc.Stdout, apiProc.Stderr = testWriter{t}, testWriter{t}
 	require.NoError(t, apiProc.Start())
 	t.Cleanup(func() { _ = apiProc.Process.Signal(os.Interrupt); _ = apiProc.Wait() })
-	require.Eventually(t, func() bool {
-		resp, err := http.Post("http://"+addr+"/grpc.health.v1.Health/Check", "application/json", strings.NewReader("{}"))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 100*time.Millisecond, "omega api is up")
+	waitAPI(t, addr)
 
 	omega := func(key string, args ...string) (string, error) {
 		cmd := exec.Command(bin, args...)

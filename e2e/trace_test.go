@@ -65,14 +65,7 @@ func TestTracePath(t *testing.T) {
 		procs[name] = c
 		t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
 	}
-	require.Eventually(t, func() bool {
-		resp, err := http.Post("http://"+addr+"/grpc.health.v1.Health/Check", "application/json", strings.NewReader("{}"))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 100*time.Millisecond, "omega api is up")
+	waitAPI(t, addr)
 
 	const traceID = "0af7651916cd43dd8448eb211c80319c"
 	user := p.id + "-u"

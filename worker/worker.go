@@ -27,9 +27,11 @@ type Config struct {
 	// TaskQueue (workflows.TaskQueue when empty); tests use their own.
 	TaskQueue string
 	// Pollers is how many long polls the worker keeps open for workflow tasks and as many for
-	// activity tasks (8 when zero; the SDK's default of 2 caps a worker at a few dozen reaches/s).
+	// activity tasks (8 when zero, the SDK's default being 2: on the benchmark machine both gave
+	// the same peak, Temporal's CPU being the bound, but a worker facing a bigger cluster needs
+	// the polls in flight to keep up).
 	Pollers int
-	Redis     redis.UniversalClient
+	Redis   redis.UniversalClient
 	// KeyPrefix prefixes the filters' Redis keys ("omega" when empty).
 	KeyPrefix string
 	// BlacklistKey is the Redis set of blacklisted users (filter.BlacklistKey when empty).

@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -26,10 +27,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	"go.temporal.io/sdk/client"
 
 	"github.com/omegareach/omega/audit"
@@ -42,6 +45,8 @@ import (
 type config struct {
 	rates, tonlyRates    []int
 	reachEvery, stepSecs int
+	tonlySecs            int
+	flushRedis           bool
 	drain                time.Duration
 	omega, out, svg      string
 	brokers              []string
@@ -53,9 +58,11 @@ type config struct {
 func main() {
 	var c config
 	rates := flag.String("rates", "1000,2000,4000,8000,16000", "offered events/s of the Omega steps (stops after the first saturated one)")
-	tonly := flag.String("temporal-only-rates", "62,125,250,500,1000", "offered events/s of the Temporal-only steps")
+	tonly := flag.String("temporal-only-rates", "31,62,125,250,500", "offered events/s of the Temporal-only steps")
 	flag.IntVar(&c.reachEvery, "reach-every", 100, "one event in this many is a cart_add that starts a reach (the CEP benchmark's stream matches 0.8% of its events)")
 	flag.IntVar(&c.stepSecs, "step-seconds", 15, "seconds of load per step")
+	flag.IntVar(&c.tonlySecs, "temporal-only-seconds", 40, "seconds of load per Temporal-only step (its rates are low: more reaches to time)")
+	flag.BoolVar(&c.flushRedis, "flush-redis", false, "empty Redis first (make bench: the CEP benchmark's state is left there)")
 	flag.DurationVar(&c.drain, "drain", 15*time.Second, "how long after a step its messages may still arrive")
 	flag.StringVar(&c.omega, "omega", "bin/omega", "the omega binary")
 	phases := flag.String("phases", "omega,temporal-only,scale-out", "which parts to run")
@@ -78,6 +85,7 @@ type bench struct {
 	recv     *receiver
 	tc       client.Client
 	producer sarama.AsyncProducer
+	pool     *pgxpool.Pool
 	topic    string
 	procs    []*proc
 	report   bytes.Buffer
@@ -89,7 +97,12 @@ func newBench(c config) *bench {
 	must(audit.Migrate(c.pg))
 	pool, err := pgxpool.New(ctx, c.pg)
 	must(err)
-	defer pool.Close()
+	b.pool = pool
+	if c.flushRedis {
+		rdb := redis.NewClient(&redis.Options{Addr: env("OMEGA_REDIS_ADDR", "127.0.0.1:6379")})
+		must(rdb.FlushAll(ctx).Err())
+		_ = rdb.Close()
+	}
 	js, err := journey.Load("journey/demo")
 	must(err)
 	store := journey.NewStore(pool, worker.Catalog())
@@ -120,48 +133,50 @@ func (b *bench) runAll() {
 	c := b.c
 	b.startOmega("1")
 	b.warmUp()
-	// Not reported: JIT-free Go still warms caches, connection pools and Temporal's shards.
-	b.omegaStep("warm-up", c.rates[0], false)
+	// Not reported: caches, connection pools and Temporal's shards warm up.
+	b.omegaStep("warm-up", c.rates[0])
 
 	// 1. Omega, stepping the rate up to saturation.
 	var omega []step
 	for _, rate := range c.rates {
-		s := b.omegaStep(fmt.Sprintf("omega-%d", rate), rate, true)
+		s := b.omegaStep(fmt.Sprintf("omega-%d", rate), rate)
 		omega = append(omega, s)
 		if s.saturated {
 			break
 		}
 	}
-	peak := peakOf(omega, c.reachEvery)
+	peak := peakOf(omega)
 	progress("omega peak: %.0f events/s", peak)
-	half := b.omegaStep("omega-half", int(peak/2), false)
+	half := b.omegaStep("omega-half", int(peak/2))
+	// Profiles in a step of their own (not reported), so profiling costs no measured step.
+	profiles := b.profileStep(int(peak / 2))
 
-	// 2. The Temporal-only design on the same stream shape.
-	var tonly []step
-	stopT := startTemporalOnly(b.tc, c.run+"-tonly", b.recv.url)
-	for _, rate := range c.tonlyRates {
-		if !slices.Contains(c.phases, "temporal-only") {
-			break
-		}
-		s := b.tonlyStep(fmt.Sprintf("tonly-%d", rate), rate)
-		tonly = append(tonly, s)
-		if s.saturated {
-			break
-		}
-	}
-	stopT()
-
-	// 3. Scale-out: one CEP replica and one worker, then two of each, at more than one pair keeps up with.
-	scaleRate := int(peak * 1.5)
+	// 2. Scale-out: one CEP replica and one worker, then two of each, at twice the peak (more than
+	// one pair keeps up with), so the sustained reaches/s measure what each setup can carry.
+	scaleRate := int(peak * 2)
 	var one, two step
 	if slices.Contains(c.phases, "scale-out") {
-		one = b.omegaStep("scale-1x1", scaleRate, false)
+		one = b.omegaStep("scale-1x1", scaleRate)
 		b.startOmega("2")
 		time.Sleep(8 * time.Second) // the group rebalances onto the second replica
-		two = b.omegaStep("scale-2x2", scaleRate, false)
+		two = b.omegaStep("scale-2x2", scaleRate)
 	}
 
-	b.write(omega, half, tonly, one, two, peak)
+	// 3. The Temporal-only design on the same stream shape.
+	var tonly []step
+	if slices.Contains(c.phases, "temporal-only") {
+		stopT := startTemporalOnly(b.tc, c.run+"-tonly", b.recv.url)
+		for _, rate := range c.tonlyRates {
+			s := b.tonlyStep(fmt.Sprintf("tonly-%d", rate), rate)
+			tonly = append(tonly, s)
+			if s.saturated {
+				break
+			}
+		}
+		stopT()
+	}
+
+	b.write(omega, half, tonly, one, two, peak, profiles)
 }
 
 // step is one rate's measurements.
@@ -178,69 +193,88 @@ type step struct {
 	cpu               map[string]float64
 	rss               map[string]float64
 	saturated         bool
-	profile           string
+	completed         int // reaches the audit trail shows completed after the drain (-1: unknown)
 }
 
 func (s step) missing() int { return s.reaches - s.delivered }
 
 // omegaStep drives Omega at rate events/s for the step's seconds.
-func (b *bench) omegaStep(name string, rate int, profile bool) step {
+func (b *bench) omegaStep(name string, rate int) step {
 	b.waitIdle()
 	progress("%s: %d events/s for %ds", name, rate, b.c.stepSecs)
 	g := newGenerator(b.c.run+"-"+name, b.c.reachEvery)
 	before := b.scrape("omega_cep_events_total{outcome=\"processed\"}")
 	cpu0 := b.sampleProcs()
-	var prof map[string]string
-	var profWG sync.WaitGroup
-	if profile {
-		profWG.Add(1)
-		go func() {
-			defer profWG.Done()
-			time.Sleep(time.Duration(b.c.stepSecs/3) * time.Second)
-			prof = b.profiles(name, min(10, b.c.stepSecs/2))
-		}()
-	}
-	due := drive(rate, b.c.stepSecs, g, func(ev event.Event, at time.Time) {
-		v, err := ev.Encode()
-		must(err)
-		b.producer.Input() <- &sarama.ProducerMessage{Topic: b.topic, Key: sarama.StringEncoder(ev.Key()), Value: sarama.ByteEncoder(v), Timestamp: at}
-	})
+	start := time.Now()
+	due := drive(rate, b.c.stepSecs, g, b.produce)
 	end := time.Now()
 	after := b.scrape("omega_cep_events_total{outcome=\"processed\"}")
 	lag := b.scrape("omega_cep_consumer_lag")
-	s := b.collect(name, rate, due, end, cpu0)
-	s.eventsPerSec = (after - before) / float64(b.c.stepSecs)
+	s := b.collect(name, rate, due, start, end, cpu0)
+	s.eventsPerSec = (after - before) / end.Sub(start).Seconds()
 	s.lag = lag
 	s.startLat = b.startLatencies(due)
-	profWG.Wait()
-	for k, v := range prof {
-		s.profile += "`" + k + "`:\n\n```\n" + v + "```\n\n"
-	}
+	s.completed = b.completed(b.c.run + "-" + name + "-c")
 	return s
+}
+
+func (b *bench) produce(ev event.Event, at time.Time) {
+	v, err := ev.Encode()
+	must(err)
+	b.producer.Input() <- &sarama.ProducerMessage{Topic: b.topic, Key: sarama.StringEncoder(ev.Key()), Value: sarama.ByteEncoder(v), Timestamp: at}
+}
+
+// profileStep loads Omega at rate while taking 10 s CPU profiles of cep1, worker1 and Temporal,
+// and summarises them after the load.
+func (b *bench) profileStep(rate int) map[string]string {
+	b.waitIdle()
+	progress("profiles: %d events/s for %ds", rate, b.c.stepSecs)
+	secs := min(10, b.c.stepSecs-2)
+	files := make(chan map[string]string, 1)
+	go func() {
+		time.Sleep(time.Second)
+		files <- b.takeProfiles("profile", secs)
+	}()
+	drive(rate, b.c.stepSecs, newGenerator(b.c.run+"-profile", b.c.reachEvery), b.produce)
+	return summarise(<-files, b.c.omega)
+}
+
+// completed counts the reaches whose users start with prefix that the audit trail shows completed.
+func (b *bench) completed(prefix string) int {
+	if b.pool == nil {
+		return -1
+	}
+	var n int
+	if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_records WHERE kind = 'completed' AND starts_with(user_id, $1)`, prefix).Scan(&n); err != nil {
+		return -1
+	}
+	return n
 }
 
 // tonlyStep drives the Temporal-only design at rate events/s.
 func (b *bench) tonlyStep(name string, rate int) step {
 	b.waitIdle()
-	progress("%s: %d events/s for %ds", name, rate, b.c.stepSecs)
+	progress("%s: %d events/s for %ds", name, rate, b.c.tonlySecs)
 	g := newGenerator(b.c.run+"-"+name, b.c.reachEvery)
 	cpu0 := b.sampleProcs()
 	q := newSignaler(b.tc, b.c.run+"-tonly", 64)
-	due := drive(rate, b.c.stepSecs, g, func(ev event.Event, _ time.Time) { q.in <- ev })
+	start := time.Now()
+	due := drive(rate, b.c.tonlySecs, g, func(ev event.Event, _ time.Time) { q.in <- ev })
 	end := time.Now()
 	done := q.done.Load()
-	s := b.collect(name, rate, due, end, cpu0)
-	s.eventsPerSec = float64(done) / float64(b.c.stepSecs)
+	s := b.collect(name, rate, due, start, end, cpu0)
+	s.eventsPerSec = float64(done) / end.Sub(start).Seconds()
 	s.lag = float64(len(q.in))
 	q.close()
 	return s
 }
 
-// collect waits for the drain and measures a step.
-func (b *bench) collect(name string, rate int, due map[string]time.Time, end time.Time, cpu0 map[string]procSample) step {
+// collect waits for the drain and measures a step: latency over every reach (one never delivered
+// counts as the drain's end), throughput sustained from the step's start to its last delivery.
+func (b *bench) collect(name string, rate int, due map[string]time.Time, start, end time.Time, cpu0 map[string]procSample) step {
 	cpu1 := b.sampleProcs()
 	s := step{name: name, offered: rate, reaches: len(due), cpu: map[string]float64{}, rss: map[string]float64{}}
-	wall := time.Duration(b.c.stepSecs) * time.Second
+	wall := end.Sub(start)
 	for k, v := range cpu1 {
 		if v0, ok := cpu0[k]; ok {
 			s.cpu[k] = (v.cpu - v0.cpu).Seconds() / wall.Seconds()
@@ -251,33 +285,44 @@ func (b *bench) collect(name string, rate int, due map[string]time.Time, end tim
 	for time.Now().Before(deadline) && b.recv.count(due) < len(due) {
 		time.Sleep(100 * time.Millisecond)
 	}
+	var last time.Time
 	for user, at := range due {
 		got, ok := b.recv.arrival(user)
 		if !ok {
+			s.lat = append(s.lat, deadline.Sub(at))
 			continue
 		}
 		s.delivered++
 		if !got.After(end) {
 			s.inTime++
 		}
+		if got.After(last) {
+			last = got
+		}
 		s.lat = append(s.lat, got.Sub(at))
 	}
-	s.reachesPerSec = float64(s.inTime) / wall.Seconds()
+	if s.delivered > 0 {
+		s.reachesPerSec = float64(s.delivered) / last.Sub(start).Seconds()
+	}
 	slices.Sort(s.lat)
 	s.saturated = float64(s.inTime) < 0.9*float64(s.reaches) || s.missing() > s.reaches/100 || s.lat.p(0.99) > 5*time.Second
-	progress("%s: %d/%d reaches delivered (%d while loaded), p50 %s p99 %s, %.0f events/s consumed, saturated %v",
-		name, s.delivered, s.reaches, s.inTime, s.lat.p(0.5), s.lat.p(0.99), s.eventsPerSec, s.saturated)
+	progress("%s: %d/%d reaches delivered (%d while loaded), %.1f reaches/s sustained, p50 %s p99 %s, saturated %v",
+		name, s.delivered, s.reaches, s.inTime, s.reachesPerSec, s.lat.p(0.5), s.lat.p(0.99), s.saturated)
 	return s
 }
 
-// waitIdle waits (up to 3 minutes) until the previous step's backlog is gone: no consumer lag
-// and no message reaching the receiver for 2 s, so a step never pays for the one before.
+// waitIdle waits (up to 3 minutes) until the previous step's backlog is gone: no consumer lag, no
+// message reaching the receiver and the Temporal server nearly idle for 2 s, so a step never pays
+// for the one before.
 func (b *bench) waitIdle() {
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
 		posts := b.recv.posts.Load()
+		t0, _ := b.temporalCPU()
 		time.Sleep(2 * time.Second)
-		if b.scrape("omega_cep_consumer_lag") == 0 && b.recv.posts.Load() == posts {
+		t1, ok := b.temporalCPU()
+		idle := !ok || (t1-t0).Seconds()/2 < 0.25
+		if b.scrape("omega_cep_consumer_lag") == 0 && b.recv.posts.Load() == posts && idle {
 			return
 		}
 	}
@@ -304,17 +349,17 @@ func (b *bench) startLatencies(due map[string]time.Time) latencies {
 	return out
 }
 
-// peakOf is the highest rate Omega kept up with: an unsaturated step's offered rate, or what a
-// saturated step still delivered (in events/s of the stream).
-func peakOf(steps []step, reachEvery int) float64 {
+// peakOf is the highest rate a design kept up with: the highest unsaturated step's offered rate
+// (half the lowest rate when even that one saturated).
+func peakOf(steps []step) float64 {
 	peak := 0.0
 	for _, s := range steps {
 		if !s.saturated {
 			peak = max(peak, float64(s.offered))
-		} else {
-			// What the saturated step still delivered, in events/s.
-			peak = max(peak, s.reachesPerSec*float64(reachEvery))
 		}
+	}
+	if peak == 0 && len(steps) > 0 {
+		peak = float64(steps[0].offered) / 2
 	}
 	return peak
 }
@@ -323,10 +368,7 @@ func peakOf(steps []step, reachEvery int) float64 {
 func (b *bench) warmUp() {
 	progress("warming up")
 	g := newGenerator(b.c.run+"-warm", 1)
-	due := drive(20, 2, g, func(ev event.Event, at time.Time) {
-		v, _ := ev.Encode()
-		b.producer.Input() <- &sarama.ProducerMessage{Topic: b.topic, Key: sarama.StringEncoder(ev.Key()), Value: sarama.ByteEncoder(v), Timestamp: at}
-	})
+	due := drive(20, 2, g, b.produce)
 	deadline := time.Now().Add(90 * time.Second)
 	for b.recv.count(due) < len(due) {
 		if time.Now().After(deadline) {
@@ -463,6 +505,7 @@ func (b *bench) startOmega(id string) {
 		f, err := os.Create(filepath.Join(b.logDir(), "bench-"+name+id+".log"))
 		must(err)
 		cmd.Stdout, cmd.Stderr = f, f
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM} // gone with the benchmark, however it ends
 		must(cmd.Start())
 		b.procs = append(b.procs, &proc{name: name + id, cmd: cmd, metrics: "http://127.0.0.1:" + strconv.Itoa(port)})
 	}
@@ -501,14 +544,15 @@ func (b *bench) scrape(series string) float64 {
 	return total
 }
 
-// profiles takes a CPU profile of the first cep and worker for secs seconds and returns the top of each.
-func (b *bench) profiles(name string, secs int) map[string]string {
+// takeProfiles takes a CPU profile of cep1, worker1 and the Temporal server for secs seconds and
+// returns the files.
+func (b *bench) takeProfiles(name string, secs int) map[string]string {
 	out := map[string]string{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	procs := b.procs
-	if addr := os.Getenv("OMEGA_TEMPORAL_PPROF_PORT"); addr != "" {
-		procs = append(slices.Clone(procs), &proc{name: "temporal", metrics: "http://127.0.0.1:" + addr})
+	if port := os.Getenv("OMEGA_TEMPORAL_PPROF_PORT"); port != "" {
+		procs = append(slices.Clone(procs), &proc{name: "temporal", metrics: "http://127.0.0.1:" + port})
 	}
 	for _, p := range procs {
 		if p.name != "cep1" && p.name != "worker1" && p.name != "temporal" {
@@ -527,28 +571,36 @@ func (b *bench) profiles(name string, secs int) map[string]string {
 			must(err)
 			_, _ = io.Copy(f, resp.Body)
 			f.Close()
-			args := []string{"tool", "pprof", "-top", "-nodecount=12"}
-			if p.cmd != nil {
-				args = append(args, b.c.omega)
-			}
-			top, err := exec.Command("go", append(args, file)...).Output()
-			if err != nil {
-				return
-			}
-			// Keep the header's totals line and the table.
-			lines := strings.Split(string(top), "\n")
-			for i, l := range lines {
-				if strings.HasPrefix(l, "Showing nodes") || strings.Contains(l, "flat%") {
-					lines = lines[i:]
-					break
-				}
-			}
 			mu.Lock()
-			out[p.name] = strings.Join(lines, "\n")
+			out[p.name] = file
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
+	return out
+}
+
+// summarise runs `go tool pprof -top` on each profile (after the load: it costs CPU).
+func summarise(files map[string]string, omegaBin string) map[string]string {
+	out := map[string]string{}
+	for name, file := range files {
+		args := []string{"tool", "pprof", "-top", "-nodecount=12"}
+		if name != "temporal" {
+			args = append(args, omegaBin)
+		}
+		top, err := exec.Command("go", append(args, file)...).Output()
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(string(top), "\n")
+		for i, l := range lines {
+			if strings.HasPrefix(l, "Showing nodes") || strings.Contains(l, "flat%") {
+				lines = lines[i:]
+				break
+			}
+		}
+		out[name] = strings.Join(lines, "\n")
+	}
 	return out
 }
 
@@ -560,8 +612,8 @@ func (l latencies) p(q float64) time.Duration {
 	if len(l) == 0 {
 		return 0
 	}
-	i := int(q * float64(len(l)-1))
-	return l[i]
+	i := int(math.Ceil(q*float64(len(l)))) - 1 // nearest rank
+	return l[max(0, min(i, len(l)-1))]
 }
 
 func kafkaConfig() *sarama.Config {

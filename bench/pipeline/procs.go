@@ -33,29 +33,23 @@ func (b *bench) sampleProcs() map[string]procSample {
 			out[name] = s
 		}
 	}
-	// PostgreSQL: every process named postgres.
+	// PostgreSQL: the stack's postmaster, with the CPU of the backends it reaped, and its live
+	// children (a backend that exits moves its time into the postmaster's reaped total).
 	var pg procSample
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
-			continue
-		}
-		if s, ok := readProc(pid); ok {
-			pg.cpu += s.cpu
-			pg.rss += s.rss
+	if pm, ok := postmaster(b.c.data); ok {
+		if s, ok := readProcTree(pm); ok {
+			pg = s
 		}
 	}
 	out["postgresql"] = pg
 	return out
 }
 
-// readProc returns a process's user+system CPU time and RSS.
-func readProc(pid int) (procSample, bool) {
+// readProc returns a process's user+system CPU time and its PSS.
+func readProc(pid int) (procSample, bool) { return readProcWith(pid, false) }
+
+// readProcWith adds the CPU time of the process's reaped children when children is set.
+func readProcWith(pid int, children bool) (procSample, bool) {
 	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
 		return procSample{}, false
@@ -67,6 +61,11 @@ func readProc(pid int) (procSample, bool) {
 	}
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	if children {
+		cu, _ := strconv.ParseInt(f[13], 10, 64)
+		cs, _ := strconv.ParseInt(f[14], 10, 64)
+		utime, stime = utime+cu, stime+cs
+	}
 	rssPages, _ := strconv.ParseInt(f[21], 10, 64)
 	const tick = 100 // USER_HZ
 	mem := float64(rssPages*int64(os.Getpagesize())) / (1 << 20)
@@ -81,4 +80,55 @@ func readProc(pid int) (procSample, bool) {
 		}
 	}
 	return procSample{cpu: time.Duration(utime+stime) * time.Second / tick, rss: mem}, true
+}
+
+// temporalCPU is the Temporal server's CPU time so far.
+func (b *bench) temporalCPU() (time.Duration, bool) {
+	raw, err := os.ReadFile(filepath.Join(b.c.data, "run", "temporal.pid"))
+	if err != nil {
+		return 0, false
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+	s, ok := readProc(pid)
+	return s.cpu, ok
+}
+
+// postmaster is the pid of the stack's PostgreSQL server.
+func postmaster(data string) (int, bool) {
+	raw, err := os.ReadFile(filepath.Join(data, "postgres", "data", "postmaster.pid"))
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(raw), "\n", 2)[0]))
+	return pid, err == nil
+}
+
+// readProcTree is a process's CPU including its reaped children, plus its live children's; memory
+// is the PSS of them all.
+func readProcTree(pid int) (procSample, bool) {
+	total, ok := readProcWith(pid, true)
+	if !ok {
+		return total, false
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil || child == pid {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		st := string(stat)
+		f := strings.Fields(st[strings.LastIndexByte(st, ')')+2:])
+		if len(f) < 2 || f[1] != strconv.Itoa(pid) {
+			continue
+		}
+		if s, ok := readProc(child); ok {
+			total.cpu += s.cpu
+			total.rss += s.rss
+		}
+	}
+	return total, true
 }

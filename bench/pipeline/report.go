@@ -15,82 +15,115 @@ import (
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
 
 // write prints the report to b.c.out and the plot to b.c.svg.
-func (b *bench) write(omega []step, half step, tonly []step, one, two step, peak float64) {
+func (b *bench) write(omega []step, half step, tonly []step, one, two step, peak float64, profiles map[string]string) {
 	w := &b.report
 	fmt.Fprintf(w, "# Whole-pipeline benchmark\n\n")
 	fmt.Fprintf(w, "Command: `make bench` (a fresh stack on test ports with Temporal on PostgreSQL, then `go run ./bench/pipeline %s`); run %s, %s.\n\n",
 		strings.Join(os.Args[1:], " "), b.c.run, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(w, "Machine: %s; %d cores, %s RAM; Go %s; %s; %s; %s. Every server, both omega processes and the load generator share the machine.\n\n",
 		cpuModel(), runtime.NumCPU(), memTotal(), runtime.Version(), modVersion("go.temporal.io/server"), cmdFirstLine("redis-server", "--version"), cmdFirstLine("psql", "--version"))
-	fmt.Fprintf(w, "Stream: open loop at fixed rates; one event in %d is a `cart_add` of a new user (the demo rule `cart-add` starts a reach: route, filter chain, one webhook send, audit), the others are views of 1M users on 100k items (input of the demo count rule). All demo rules are loaded. Latency is from the event's due time to the message reaching the provider receiver in the benchmark process; a step is saturated when fewer than 90%% of its reaches were delivered while it ran, more than 1%% were never delivered, or p99 passed 5 s. Each step runs %ds, then up to %s for stragglers.\n\n",
-		b.c.reachEvery, b.c.stepSecs, b.c.drain)
+	fmt.Fprintf(w, "Stream: open loop at fixed rates; one event in %d is a `cart_add` of a new user (the demo rule `cart-add` starts a reach: route, filter chain, one webhook send, audit), the others are views of 1M users on 100k items (input of the demo count rule). All demo rules are loaded. Latency is from the event's due time to the message reaching the provider receiver in the benchmark process, over every reach of the step (one never delivered counts as the end of the drain), percentiles by nearest rank. A step is saturated when fewer than 90%% of its reaches were delivered while it ran, more than 1%% were never delivered, or p99 passed 5 s; the peak is the highest rate not saturated. Reaches/s is sustained: delivered reaches over the time from the step's start to its last delivery. Each Omega step runs %ds, each Temporal-only step %ds, then up to %s for stragglers; before each step the previous one's backlog drains (no consumer lag, no deliveries, Temporal nearly idle).\n\n",
+		b.c.reachEvery, b.c.stepSecs, b.c.tonlySecs, b.c.drain)
 
 	fmt.Fprintf(w, "## Omega Reach (1 CEP replica, 1 worker)\n\n")
-	stepTable(w, append(slices.Clone(omega), half), true)
-	fmt.Fprintf(w, "\nPeak: **%.0f events/s** (%.0f reaches/s offered). At half of it (%d events/s): event to dispatch p50 **%s ms**, p99 **%s ms**; produce to workflow start p50 %s ms, p99 %s ms.\n\n",
-		peak, peak/float64(b.c.reachEvery), half.offered, ms(half.lat.p(0.5)), ms(half.lat.p(0.99)), ms(half.startLat.p(0.5)), ms(half.startLat.p(0.99)))
-	last := omega[len(omega)-1]
-	fmt.Fprintf(w, "CPU (cores) and memory (PSS MiB) per process, at the highest step (%s) and at half of the peak:\n\n", last.name)
-	procTable(w, last, half)
+	all := append(slices.Clone(omega), half)
+	stepTable(w, all, true)
+	fmt.Fprintf(w, "\nPeak: **%.0f events/s** (%.0f reaches/s offered). At half of it (%d events/s): event to dispatch p50 **%s ms**, p99 **%s ms** (n=%d); produce to workflow start p50 %s ms, p99 %s ms (n=%d).\n\n",
+		peak, peak/float64(b.c.reachEvery), half.offered, ms(half.lat.p(0.5)), ms(half.lat.p(0.99)), len(half.lat), ms(half.startLat.p(0.5)), ms(half.startLat.p(0.99)), len(half.startLat))
+	fmt.Fprintf(w, "CPU (cores used over the step) and memory (PSS MiB at its end) per process, per step:\n\n")
+	procTable(w, all...)
+	marginal(w, omega)
 
-	if len(tonly) > 0 {
-		b.writeTemporalOnly(w, omega, tonly, peak)
-	}
 	if one.name != "" {
 		fmt.Fprintf(w, "\n## Scale-out: two CEP replicas and two workers against one of each\n\n")
-		fmt.Fprintf(w, "Same offered rate (%d events/s, 1.5x the peak), same topic (4 partitions) and task queue: the second pair joins the consumer group and polls the task queue, no coordination of our own.\n\n", one.offered)
+		fmt.Fprintf(w, "Same offered rate (%d events/s, twice the peak), same topic (4 partitions) and task queue: the second pair joins the consumer group and polls the task queue, no coordination of our own.\n\n", one.offered)
 		stepTable(w, []step{one, two}, true)
-		fmt.Fprintf(w, "\nThroughput ratio (reaches delivered per second while loaded), 2+2 / 1+1: **%.2f**; CEP events/s ratio %.2f.\n\n",
+		fmt.Fprintf(w, "\nThroughput ratio (reaches/s sustained), 2+2 / 1+1: **%.2f**; CEP events/s ratio %.2f.\n\n",
 			two.reachesPerSec/max(one.reachesPerSec, 0.001), two.eventsPerSec/max(one.eventsPerSec, 0.001))
 		procTable(w, one, two)
 	}
-
-	for _, s := range omega {
-		if s.profile != "" {
-			fmt.Fprintf(w, "\n## CPU profiles at %s (10 s, `go tool pprof -top`)\n\n%s", s.name, s.profile)
+	if len(tonly) > 0 {
+		writeTemporalOnly(w, omega, tonly, peak)
+	}
+	names := make([]string, 0, len(profiles))
+	for k := range profiles {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	if len(names) > 0 {
+		fmt.Fprintf(w, "\n## CPU profiles (10 s during an unreported step at half the peak, `go tool pprof -top`)\n\n")
+		for _, k := range names {
+			fmt.Fprintf(w, "`%s`:\n\n```\n%s```\n\n", k, profiles[k])
 		}
 	}
 	fmt.Fprintf(w, "\nPlot: [latency versus load](../../%s).\n", b.c.svg)
 
 	must(os.MkdirAll("bench/results", 0o755))
 	must(os.WriteFile(b.c.out, w.Bytes(), 0o644))
-	must(os.WriteFile(b.c.svg, plot(append(slices.Clone(omega), half), tonly), 0o644))
+	must(os.WriteFile(b.c.svg, plot(all, tonly), 0o644))
 	progress("wrote %s and %s", b.c.out, b.c.svg)
 	os.Stdout.Write(w.Bytes())
 }
 
-func (b *bench) writeTemporalOnly(w *bytes.Buffer, omega, tonly []step, peak float64) {
-	fmt.Fprintf(w, "\n## The Temporal-only design (one workflow per user, every event a signal-with-start)\n\n")
-	stepTable(w, tonly, false)
-	tpeak := 0.0
-	for _, s := range tonly {
+// marginal prints the CPU each process adds per reach/s between the lowest and the highest
+// unsaturated steps (the slope; what a process costs at zero load drops out).
+func marginal(w *bytes.Buffer, omega []step) {
+	var ok []step
+	for _, s := range omega {
 		if !s.saturated {
-			tpeak = max(tpeak, float64(s.offered))
-		} else {
-			tpeak = max(tpeak, s.eventsPerSec)
+			ok = append(ok, s)
 		}
 	}
-	fmt.Fprintf(w, "\nTemporal-only peak: **%.0f events/s**. Omega / Temporal-only: **%.1fx** the events/s", tpeak, peak/max(tpeak, 1))
-	if s, ok := atRate(tonly, omega); ok {
-		fmt.Fprintf(w, "; at %d events/s, where both run unsaturated, p99 %s ms (Omega) vs %s ms (Temporal-only)", s[0].offered, ms(s[0].lat.p(0.99)), ms(s[1].lat.p(0.99)))
+	if len(ok) < 2 {
+		return
 	}
-	fmt.Fprintf(w, ".\n\nCPU and memory of the Temporal-only design at its highest step (%s):\n\n", tonly[len(tonly)-1].name)
-	procTable(w, tonly[len(tonly)-1])
-
+	lo, hi := ok[0], ok[len(ok)-1]
+	d := hi.reachesPerSec - lo.reachesPerSec
+	if d <= 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nMarginal CPU per reach (ms of CPU per reach, from %s to %s):", lo.name, hi.name)
+	keys := make([]string, 0, len(hi.cpu))
+	for k := range hi.cpu {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, " %s %.1f;", k, (hi.cpu[k]-lo.cpu[k])/d*1000)
+	}
+	fmt.Fprintf(w, " total %.1f.\n", (sum(hi.cpu)-sum(lo.cpu))/d*1000)
 }
 
-// atRate finds the highest rate both designs ran unsaturated.
-func atRate(tonly, omega []step) ([2]step, bool) {
-	var best [2]step
-	found := false
-	for _, t := range tonly {
-		for _, o := range omega {
-			if o.offered == t.offered && !o.saturated && !t.saturated && o.offered >= best[0].offered {
-				best, found = [2]step{o, t}, true
-			}
+func sum(m map[string]float64) float64 {
+	t := 0.0
+	for _, v := range m {
+		t += v
+	}
+	return t
+}
+
+func writeTemporalOnly(w *bytes.Buffer, omega, tonly []step, peak float64) {
+	fmt.Fprintf(w, "\n## The Temporal-only design (one workflow per user, every event a signal-with-start)\n\n")
+	stepTable(w, tonly, false)
+	tpeak := peakOf(tonly)
+	fmt.Fprintf(w, "\nTemporal-only peak: **%.0f events/s**. Omega / Temporal-only: **%.1fx** the events/s (peak against peak).", tpeak, peak/max(tpeak, 1))
+	// Latency at 20x: Omega at the lowest step offering at least 20x the Temporal-only peak,
+	// against the Temporal-only design at its peak.
+	var t *step
+	for i := range tonly {
+		if float64(tonly[i].offered) == tpeak {
+			t = &tonly[i]
 		}
 	}
-	return best, found
+	for _, o := range omega {
+		if t != nil && !o.saturated && float64(o.offered) >= 20*tpeak {
+			fmt.Fprintf(w, " At %d events/s (%.0fx the Temporal-only peak) Omega's event to dispatch was p50 %s ms, p99 %s ms (n=%d); the Temporal-only design at its peak (%d events/s): p50 %s ms, p99 %s ms (n=%d).",
+				o.offered, float64(o.offered)/tpeak, ms(o.lat.p(0.5)), ms(o.lat.p(0.99)), len(o.lat), t.offered, ms(t.lat.p(0.5)), ms(t.lat.p(0.99)), len(t.lat))
+			break
+		}
+	}
+	fmt.Fprintf(w, "\n\nCPU and memory per process, per step of the Temporal-only design:\n\n")
+	procTable(w, tonly...)
 }
 
 func stepTable(w *bytes.Buffer, steps []step, cep bool) {
@@ -98,15 +131,19 @@ func stepTable(w *bytes.Buffer, steps []step, cep bool) {
 	if cep {
 		consumed = "CEP events/s"
 	}
-	fmt.Fprintf(w, "| step | offered events/s | reaches | %s | reaches delivered/s | p50 ms | p95 ms | p99 ms | max ms | start p50 ms | start p99 ms | lag at end | never delivered | saturated |\n", consumed)
-	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	fmt.Fprintf(w, "| step | offered events/s | reaches | %s | reaches/s sustained | completed (audit) | p50 ms | p95 ms | p99 ms | max ms | start p50 ms | start p99 ms | lag at end | never delivered | saturated |\n", consumed)
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, s := range steps {
 		start50, start99 := "-", "-"
 		if len(s.startLat) > 0 {
 			start50, start99 = ms(s.startLat.p(0.5)), ms(s.startLat.p(0.99))
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %.0f | %.1f | %s | %s | %s | %s | %s | %s | %.0f | %d | %v |\n", s.name, s.offered, s.reaches,
-			s.eventsPerSec, s.reachesPerSec, ms(s.lat.p(0.5)), ms(s.lat.p(0.95)), ms(s.lat.p(0.99)), ms(s.lat.p(1)),
+		done := "-"
+		if s.completed >= 0 && cep {
+			done = fmt.Sprint(s.completed)
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %.0f | %.1f | %s | %s | %s | %s | %s | %s | %s | %.0f | %d | %v |\n", s.name, s.offered, s.reaches,
+			s.eventsPerSec, s.reachesPerSec, done, ms(s.lat.p(0.5)), ms(s.lat.p(0.95)), ms(s.lat.p(0.99)), ms(s.lat.p(1)),
 			start50, start99, s.lag, s.missing(), s.saturated)
 	}
 }

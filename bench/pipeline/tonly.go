@@ -37,7 +37,7 @@ func UserWorkflow(ctx workflow.Context, user string) error {
 	notified := false
 	for range 1000 {
 		var ev event.Event
-		ok, _ := ch.ReceiveWithTimeout(ctx, 2*time.Minute, &ev)
+		ok, _ := ch.ReceiveWithTimeout(ctx, 10*time.Second, &ev)
 		if !ok {
 			return nil // idle: the user's run ends
 		}
@@ -82,6 +82,9 @@ func startTemporalOnly(tc client.Client, queue, url string) (stop func()) {
 	w := sdkworker.New(tc, queue, sdkworker.Options{
 		MaxConcurrentWorkflowTaskExecutionSize:  200,
 		MaxConcurrentLocalActivityExecutionSize: 200,
+		// As many pollers as Omega's workers keep (worker.Config.Pollers).
+		MaxConcurrentWorkflowTaskPollers: 8,
+		MaxConcurrentActivityTaskPollers: 8,
 	})
 	w.RegisterWorkflow(UserWorkflow)
 	w.RegisterActivity(notifyProvider)

@@ -37,10 +37,15 @@ func postgresStores(ctx context.Context, rawURL string) (store, visibility *conf
 	password, _ := u.User.Password()
 	sqlCfg := func(db string) *config.SQL {
 		return &config.SQL{PluginName: pgplugin.PluginNamePGX, DatabaseName: db, ConnectAddr: host + ":" + port,
-			ConnectProtocol: "tcp", User: user, Password: password, MaxConns: 40, MaxIdleConns: 20}
+			ConnectProtocol: "tcp", User: user, Password: password, MaxConns: 20, MaxIdleConns: 10}
 	}
 	for db, schema := range map[string]string{"temporal": "postgresql/v12/temporal", "temporal_visibility": "postgresql/v12/visibility"} {
-		fresh, err := createDatabase(ctx, u, db)
+		if err := createDatabase(ctx, u, db); err != nil {
+			return nil, nil, err
+		}
+		// The schema tool exits the process on failure; deciding "fresh" by the version table
+		// rather than by the database lets a start that died half-way be retried.
+		fresh, err := noSchema(ctx, u, db)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -60,22 +65,38 @@ func postgresStores(ctx context.Context, rawURL string) (store, visibility *conf
 	return sqlCfg("temporal"), sqlCfg("temporal_visibility"), nil
 }
 
-// createDatabase creates db unless it exists; fresh says it did.
-func createDatabase(ctx context.Context, u *url.URL, db string) (fresh bool, err error) {
+// createDatabase creates db unless it exists.
+func createDatabase(ctx context.Context, u *url.URL, db string) error {
 	admin := *u
 	admin.Path = "/postgres"
 	conn, err := pgx.Connect(ctx, admin.String())
 	if err != nil {
-		return false, fmt.Errorf("connect to postgres at %s: %w", u.Host, err)
+		return fmt.Errorf("connect to postgres at %s: %w", u.Host, err)
 	}
 	defer conn.Close(ctx)
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, db).Scan(&exists); err != nil {
-		return false, err
+		return err
 	}
 	if exists {
-		return false, nil
+		return nil
 	}
 	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize())
-	return err == nil, err
+	return err
+}
+
+// noSchema reports whether db has no schema_version table yet (setup-schema has not run).
+func noSchema(ctx context.Context, u *url.URL, db string) (bool, error) {
+	d := *u
+	d.Path = "/" + db
+	conn, err := pgx.Connect(ctx, d.String())
+	if err != nil {
+		return false, fmt.Errorf("connect to %s: %w", db, err)
+	}
+	defer conn.Close(ctx)
+	var reg *string
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('schema_version')::text`).Scan(&reg); err != nil {
+		return false, err
+	}
+	return reg == nil, nil
 }

@@ -61,7 +61,7 @@ func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
 		}
 	}
 
-	cfg, err := serverConfig(filepath.Join(*dataDir, "temporal.db"), *port, *shards)
+	cfg, err := serverConfig(filepath.Join(*dataDir, "temporal.db"), *port, *shards, *pgURL != "")
 	if err != nil {
 		return err
 	}
@@ -188,11 +188,15 @@ func ensureSearchAttributes(ctx context.Context, hostPort string, want map[strin
 }
 
 // serverConfig describes one process running all four Temporal services on loopback.
-func serverConfig(dbPath string, port, shards int) (*config.Config, error) {
-	// The other services' ports follow the frontend's: the PostgreSQL store keeps membership
+func serverConfig(dbPath string, port, shards int, lowPorts bool) (*config.Config, error) {
+	// With PostgreSQL the other services' ports follow the frontend's: that store keeps membership
 	// ports in a smallint, so kernel-picked ephemeral ports (above 32767) do not fit.
 	next := port + 1
+	kernelPort := freePort
 	freePort := func() (int, error) {
+		if !lowPorts {
+			return kernelPort()
+		}
 		for ; next < min(port+500, 32768); next++ {
 			if portFree(next) == nil {
 				next++

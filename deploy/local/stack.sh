@@ -153,7 +153,7 @@ up() {
     store=(-pg "postgres://postgres@127.0.0.1:$PG_PORT" -shards "${OMEGA_TEMPORAL_SHARDS:-4}")
   fi
   [ -z "${OMEGA_TEMPORAL_PPROF_PORT:-}" ] || store+=(-pprof-port "$OMEGA_TEMPORAL_PPROF_PORT")
-  start_daemon temporal "$TEMPORAL_PORT" "$BIN/omega-dev" temporal -data "$DATA/temporal" -port "$TEMPORAL_PORT" -ui-port "$UI_PORT" "${store[@]}"
+  start_daemon temporal "$TEMPORAL_PORT" "$BIN/omega-dev" temporal -data "$DATA/temporal" -port "$TEMPORAL_PORT" -ui-port "$UI_PORT" ${store[@]+"${store[@]}"}
   [ "$UI_PORT" = 0 ] || wait_port temporal-ui "$UI_PORT" 30 "$LOG/temporal.log"
   say "stack: up (data in $DATA)"
   say "  temporal    127.0.0.1:$TEMPORAL_PORT   web ui http://127.0.0.1:$UI_PORT (0: off), store ${OMEGA_TEMPORAL_DB:-sqlite}"
