@@ -131,28 +131,16 @@ func Extract(ctx context.Context, carrier propagation.TextMapCarrier) context.Co
 	return propagator.Extract(ctx, carrier)
 }
 
-// Headers adapts Kafka record headers to a carrier.
+// Headers adapts a Kafka record to produce to a carrier (the consumer reads with FromRecord).
 type Headers struct {
-	// Produce is set when injecting into a message to produce.
 	Produce *sarama.ProducerMessage
-	// Consume is set when extracting from a consumed message.
-	Consume *sarama.ConsumerMessage
 }
 
 // Get returns the first header named key.
 func (h Headers) Get(key string) string {
-	if h.Consume != nil {
-		for _, rh := range h.Consume.Headers {
-			if rh != nil && strings.EqualFold(string(rh.Key), key) {
-				return string(rh.Value)
-			}
-		}
-	}
-	if h.Produce != nil {
-		for _, rh := range h.Produce.Headers {
-			if strings.EqualFold(string(rh.Key), key) {
-				return string(rh.Value)
-			}
+	for _, rh := range h.Produce.Headers {
+		if strings.EqualFold(string(rh.Key), key) {
+			return string(rh.Value)
 		}
 	}
 	return ""
@@ -160,9 +148,6 @@ func (h Headers) Get(key string) string {
 
 // Set replaces the header named key.
 func (h Headers) Set(key, value string) {
-	if h.Produce == nil {
-		return
-	}
 	for i, rh := range h.Produce.Headers {
 		if strings.EqualFold(string(rh.Key), key) {
 			h.Produce.Headers[i].Value = []byte(value)
@@ -174,18 +159,9 @@ func (h Headers) Set(key, value string) {
 
 // Keys lists the header names.
 func (h Headers) Keys() []string {
-	var out []string
-	if h.Consume != nil {
-		for _, rh := range h.Consume.Headers {
-			if rh != nil {
-				out = append(out, string(rh.Key))
-			}
-		}
-	}
-	if h.Produce != nil {
-		for _, rh := range h.Produce.Headers {
-			out = append(out, string(rh.Key))
-		}
+	out := make([]string, 0, len(h.Produce.Headers))
+	for _, rh := range h.Produce.Headers {
+		out = append(out, string(rh.Key))
 	}
 	return out
 }
