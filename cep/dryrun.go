@@ -12,8 +12,8 @@ import (
 	"github.com/omegareach/omega/workflows"
 )
 
-// DryRun plays events (in order, as one partition would) through rules and returns what would
-// match, absence timers included (fired as if every window had passed). It keeps its state under a
+// DryRun plays events (in order, as one partition's machine would, in memory) through rules and returns what would
+// match, absence timers included (fired as if every window had passed). It keeps shared state (joins) under a
 // scratch prefix in Redis and deletes it at the end: it touches no real state and starts nothing.
 func DryRun(ctx context.Context, rdb redis.UniversalClient, rules []Rule, evs []event.Event) ([]workflows.Match, error) {
 	compiled := make([]compiledRule, 0, len(rules))
@@ -30,24 +30,30 @@ func DryRun(ctx context.Context, rdb redis.UniversalClient, rules []Rule, evs []
 	eng := newEngine(rdb, prefix)
 	defer deletePrefix(context.WithoutCancel(ctx), rdb, prefix)
 
+	// One partition's machine, in memory only; shared state (joins) under the scratch prefix.
+	p := &partition{m: newMachine(0), next: -1}
 	var out []workflows.Match
-	var last time.Time
 	for start := 0; start < len(evs); start += 500 {
 		batch := evs[start:min(start+500, len(evs))]
-		for _, e := range batch {
-			if e.TS.After(last) {
-				last = e.TS
-			}
-		}
-		ms, err := eng.process(ctx, compiled, batch, batch[len(batch)-1].TS)
+		ms, err := p.process(ctx, eng, compiled, batch, nil, nil, batch[len(batch)-1].TS)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, ms...)
 	}
-	far := last.Add(maxWindow + time.Hour)
+	// Every window passes: the absences still waiting fire, on the machine and in shared state.
+	far := p.m.wm + msd(maxWindow+time.Hour)
+	for _, e := range evs {
+		far = max(far, ms(e.TS)+msd(maxWindow+time.Hour))
+	}
+	p.m.advance(far)
+	fired, err := p.complete(ctx, eng, compiled, p.m.fire(rulesByID(compiled), time.UnixMilli(far).UTC()), nil, time.UnixMilli(far).UTC())
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, fired...)
 	for {
-		n, err := eng.fireDue(ctx, compiled, far, 500, func(_ context.Context, ms []workflows.Match) error {
+		n, err := eng.fireDue(ctx, compiled, time.UnixMilli(far).UTC(), 500, func(_ context.Context, ms []workflows.Match) error {
 			out = append(out, ms...)
 			return nil
 		})
@@ -61,17 +67,30 @@ func DryRun(ctx context.Context, rdb redis.UniversalClient, rules []Rule, evs []
 	return out, nil
 }
 
+// deletePrefix deletes a dry run's scratch keys, node by node on a cluster (SCAN covers one node),
+// one key per DEL (the keys live on many slots).
 func deletePrefix(ctx context.Context, rdb redis.UniversalClient, prefix string) {
-	iter := rdb.Scan(ctx, 0, prefix+":*", 500).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-		if len(keys) == 500 {
-			rdb.Del(ctx, keys...)
-			keys = keys[:0]
+	del := func(ctx context.Context, node redis.Cmdable) error {
+		iter := node.Scan(ctx, 0, prefix+":*", 500).Iterator()
+		pipe := rdb.Pipeline()
+		for iter.Next(ctx) {
+			pipe.Del(ctx, iter.Val())
+			if pipe.Len() == 500 {
+				if _, err := pipe.Exec(ctx); err != nil {
+					return err
+				}
+			}
 		}
+		if pipe.Len() > 0 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				return err
+			}
+		}
+		return iter.Err()
 	}
-	if len(keys) > 0 {
-		rdb.Del(ctx, keys...)
+	if c, ok := rdb.(*redis.ClusterClient); ok {
+		_ = c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return del(ctx, node) })
+		return
 	}
+	_ = del(ctx, rdb)
 }

@@ -14,7 +14,10 @@ import (
 	"github.com/omegareach/omega/workflows"
 )
 
-// The engine keeps every pattern's state in Redis. All keys of one correlation key share a hash tag
+// The engine keeps the pattern state that no partition owns in Redis: join links and triggers
+// (a link travels on its user's partition, a trigger on its item's) and the instances of rules
+// keyed on something other than the user (events of one item come on every user's partition).
+// The rest lives in each partition's machine (machine.go). All keys of one correlation key share a hash tag
 // ({key}), so each script touches one Redis Cluster slot; every key has a TTL derived from its
 // rule's window. A batch of events costs one pipelined round trip for state, plus one for the
 // re-entry checks of its matches, plus one per page of join fan-out: never one per event.
@@ -171,23 +174,19 @@ type timerEntry struct {
 	Attrs   map[string]any `json:"a,omitempty"`
 }
 
-// process advances every rule's state with evs (fresh events, in partition order) and returns the
-// matches to start. It is idempotent per event: replaying a batch yields the same matches.
-func (e *engine) process(ctx context.Context, rules []compiledRule, evs []event.Event, now time.Time) (ms []workflows.Match, err error) {
-	return e.processWith(ctx, rules, evs, nil, now)
-}
-
-// processWith is process with the profiles (user -> profile.Vars) conditions may read.
-func (e *engine) processWith(ctx context.Context, rules []compiledRule, evs []event.Event, profiles map[string]map[string]any, now time.Time) (ms []workflows.Match, err error) {
+// processShared advances the shared state (joins, and rules not keyed on the user) for items in
+// partition order and returns the matches, before re-entry. Idempotent per event: replaying it
+// yields the same matches.
+func (e *engine) processShared(ctx context.Context, rules []compiledRule, items []sharedItem, now time.Time) (ms []workflows.Match, err error) {
 	err = e.withScripts(ctx, func() error {
-		ms, err = e.processOnce(ctx, rules, evs, profiles, now)
+		ms, err = e.processSharedOnce(ctx, items, now)
 		return err
 	})
 	return ms, err
 }
 
 var allScripts = []*redis.Script{countScript, unlessScript, seqScript, absStartScript, absCancelScript,
-	reentryScript, claimScript, pendingScript, doneScript}
+	reentryScript, claimScript, pendingScript, doneScript, commitScript}
 
 // withScripts runs fn and, when Redis lost the scripts (a restart, a failover), loads them and runs
 // fn once more: pipelines call scripts by SHA and cannot fall back to EVAL by themselves. fn must be
@@ -205,28 +204,14 @@ func (e *engine) withScripts(ctx context.Context, fn func() error) error {
 	return fn()
 }
 
-func (e *engine) processOnce(ctx context.Context, rules []compiledRule, evs []event.Event, profiles map[string]map[string]any, now time.Time) ([]workflows.Match, error) {
+func (e *engine) processSharedOnce(ctx context.Context, items []sharedItem, now time.Time) ([]workflows.Match, error) {
 	pipe := e.rdb.Pipeline()
 	var pend []pending
 	var joins []joinQuery
 	var late []lateLink
 	var matches []workflows.Match
-	for i := range evs {
-		ev := &evs[i]
-		var vars map[string]any
-		for j := range rules {
-			r := &rules[j]
-			if r.Disabled || !r.types[ev.Type] {
-				continue
-			}
-			if vars == nil {
-				vars = celVars(ev)
-				if p, ok := profiles[ev.UserID]; ok {
-					vars["profile"] = p
-				}
-			}
-			e.plan(pipe, r, ev, vars, now, &pend, &joins, &late, &matches)
-		}
+	for _, it := range items {
+		e.plan(pipe, it.rule, it.ev, it.vars, now, &pend, &joins, &late, &matches)
 	}
 	if pipe.Len() > 0 {
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
@@ -247,8 +232,7 @@ func (e *engine) processOnce(ctx context.Context, rules []compiledRule, evs []ev
 		return nil, err
 	}
 	matches = append(matches, fanned...)
-	matches = append(matches, lateMatches(late, now)...)
-	return e.applyReentryOnce(ctx, rules, dedupeMatches(matches))
+	return append(matches, lateMatches(late, now)...), nil
 }
 
 func (e *engine) plan(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, vars map[string]any, now time.Time,

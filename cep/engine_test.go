@@ -2,13 +2,12 @@ package cep
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omegareach/omega/event"
@@ -28,22 +27,69 @@ func (e ev) event() event.Event {
 	return event.Event{EventID: e.id, UserID: e.user, Type: e.typ, ItemID: e.item, TS: t0.Add(e.at), Attrs: e.attrs}
 }
 
-// harness runs rules on real Redis under a unique prefix.
+// harness runs rules as one partition does: the machine in memory, made durable in real Redis
+// (a unique prefix) after every batch and restored from it before the next, so every table test
+// also proves that what a restore brings back behaves as what was there before.
 type harness struct {
 	t     *testing.T
+	rdb   redis.UniversalClient
 	eng   *engine
+	log   *changelog
+	part  *partition
 	rules []compiledRule
 }
 
 func newHarness(t *testing.T, rules ...Rule) *harness {
 	env := testenv.Require(t)
-	h := &harness{t: t, eng: newEngine(env.Redis(t), testenv.Unique("cep"))}
+	return newHarnessOn(t, env.Redis(t), rules...)
+}
+
+func newHarnessOn(t *testing.T, rdb redis.UniversalClient, rules ...Rule) *harness {
+	prefix := testenv.Unique("cep")
+	h := &harness{t: t, rdb: rdb, eng: newEngine(rdb, prefix), log: newChangelog(rdb, prefix, "g", "t", 0)}
 	for _, r := range rules {
 		c, err := compile(r)
 		require.NoError(t, err)
 		h.rules = append(h.rules, c)
 	}
+	h.restore()
 	return h
+}
+
+// restore claims the partition afresh: the machine comes back from Redis alone.
+func (h *harness) restore() {
+	h.t.Helper()
+	m, next, err := h.log.claim(context.Background(), 0)
+	require.NoError(h.t, err)
+	h.part = &partition{log: h.log, m: m, next: next}
+}
+
+// run processes one batch and commits it.
+func (h *harness) run(batch []event.Event) []workflows.Match {
+	h.t.Helper()
+	h.restore()
+	ms, err := h.part.process(context.Background(), h.eng, h.rules, batch, nil, nil, t0)
+	require.NoError(h.t, err)
+	require.NoError(h.t, h.log.commit(context.Background(), h.part.m, -1, time.Hour))
+	return ms
+}
+
+// fire moves the watermark to t0+at, as an idle partition's wall clock would, and returns what
+// fired (committed).
+func (h *harness) fire(at time.Duration) []string {
+	h.t.Helper()
+	h.restore()
+	ms := h.fireUncommitted(at)
+	require.NoError(h.t, h.log.commit(context.Background(), h.part.m, -1, time.Hour))
+	return matchKeys(ms)
+}
+
+func (h *harness) fireUncommitted(at time.Duration) []workflows.Match {
+	h.t.Helper()
+	h.part.m.advance(ms(t0.Add(at)))
+	ms, err := h.part.complete(context.Background(), h.eng, h.rules, h.part.m.fire(rulesByID(h.rules), t0), nil, t0)
+	require.NoError(h.t, err)
+	return ms
 }
 
 // feed processes events one batch each and returns the match keys in order.
@@ -51,9 +97,7 @@ func (h *harness) feed(evs ...ev) []string {
 	h.t.Helper()
 	var keys []string
 	for _, e := range evs {
-		ms, err := h.eng.process(context.Background(), h.rules, []event.Event{e.event()}, t0)
-		require.NoError(h.t, err)
-		keys = append(keys, matchKeys(ms)...)
+		keys = append(keys, matchKeys(h.run([]event.Event{e.event()}))...)
 	}
 	return keys
 }
@@ -65,9 +109,7 @@ func (h *harness) feedBatch(evs ...ev) []workflows.Match {
 	for i, e := range evs {
 		batch[i] = e.event()
 	}
-	ms, err := h.eng.process(context.Background(), h.rules, batch, t0)
-	require.NoError(h.t, err)
-	return ms
+	return h.run(batch)
 }
 
 func matchKeys(ms []workflows.Match) []string {
@@ -153,15 +195,7 @@ func TestAbsence(t *testing.T) {
 	rule := Rule{ID: "abandon", Kind: KindAbsence, Steps: []Step{{Type: "cart_add"}}, Absent: &Step{Type: "order_paid"},
 		Within: Duration(time.Minute), JourneyID: "j"}
 	add := ev{id: "a", user: "u", typ: "cart_add", item: "i"}
-	fire := func(h *harness, at time.Duration) []string {
-		var got []string
-		_, err := h.eng.fireDue(context.Background(), h.rules, t0.Add(at), 100, func(_ context.Context, ms []workflows.Match) error {
-			got = append(got, matchKeys(ms)...)
-			return nil
-		})
-		require.NoError(t, err)
-		return got
-	}
+	fire := func(h *harness, at time.Duration) []string { return h.fire(at) }
 	t.Run("fires once after the window", func(t *testing.T) {
 		h := newHarness(t, rule)
 		require.Empty(t, h.feed(add))
@@ -184,46 +218,52 @@ func TestAbsence(t *testing.T) {
 		h.feed(add, ev{id: "a2", user: "u", typ: "cart_add", at: 50 * time.Second})
 		require.Equal(t, []string{"u/a2"}, fire(h, 2*time.Minute))
 	})
-	t.Run("a failed fire is fired again after the lease", func(t *testing.T) {
+	t.Run("B after the window does not cancel", func(t *testing.T) {
+		h := newHarness(t, rule)
+		require.Equal(t, []string{"u/a"}, h.feed(add, ev{id: "b", user: "u", typ: "order_paid", at: 61 * time.Second}))
+		require.Empty(t, fire(h, 2*time.Minute))
+	})
+	t.Run("a duplicate A after the cancel does not wait again", func(t *testing.T) {
+		h := newHarness(t, rule)
+		h.feed(add, ev{id: "b", user: "u", typ: "order_paid", at: 30 * time.Second}, add)
+		require.Empty(t, fire(h, 2*time.Minute))
+	})
+	t.Run("events move the watermark: a later event fires the timer", func(t *testing.T) {
+		h := newHarness(t, rule)
+		require.Empty(t, h.feed(add, ev{id: "x", user: "u", typ: "view", at: 30 * time.Second}))
+		require.Equal(t, []string{"u/a"}, h.feed(ev{id: "y", user: "u", typ: "view", at: 61 * time.Second}))
+	})
+	t.Run("an A after the window ended fires the one before", func(t *testing.T) {
+		h := newHarness(t, rule)
+		require.Equal(t, []string{"u/a"}, h.feed(add, ev{id: "a2", user: "u", typ: "cart_add", at: 61 * time.Second}))
+		require.Equal(t, []string{"u/a2"}, fire(h, 3*time.Minute))
+	})
+	t.Run("a fire whose start failed fires again after a restore", func(t *testing.T) {
 		h := newHarness(t, rule)
 		h.feed(add)
-		_, err := h.eng.fireDue(context.Background(), h.rules, t0.Add(2*time.Minute), 100, func(context.Context, []workflows.Match) error {
-			return errors.New("temporal down")
-		})
-		require.Error(t, err)
-		require.Empty(t, fire(h, 2*time.Minute+time.Second), "leased: not yet")
-		require.Equal(t, []string{"u/a"}, fire(h, 2*time.Minute+timerLease+time.Second))
+		require.Len(t, h.fireUncommitted(2*time.Minute), 1) // the start fails: nothing is committed
+		require.Equal(t, []string{"u/a"}, fire(h, 2*time.Minute))
+		require.Empty(t, fire(h, 3*time.Minute))
 	})
-	t.Run("replicas fire it exactly once", func(t *testing.T) {
-		h := newHarness(t, rule)
-		for i := range 50 {
-			h.feed(ev{id: fmt.Sprintf("a%d", i), user: fmt.Sprintf("u%d", i), typ: "cart_add"})
-		}
-		var mu sync.Mutex
-		var got []string
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for range 5 {
-					_, err := h.eng.fireDue(context.Background(), h.rules, t0.Add(2*time.Minute), 7, func(_ context.Context, ms []workflows.Match) error {
-						mu.Lock()
-						got = append(got, matchKeys(ms)...)
-						mu.Unlock()
-						return nil
-					})
-					require.NoError(t, err)
-				}
-			}()
-		}
-		wg.Wait()
-		require.Len(t, got, 50)
-		sort.Strings(got)
-		for i := 1; i < len(got); i++ {
-			require.NotEqual(t, got[i-1], got[i])
-		}
-	})
+}
+
+// A replica that lost its partition can never write over the new owner's state.
+func TestChangelogFencing(t *testing.T) {
+	rule := Rule{ID: "abandon", Kind: KindAbsence, Steps: []Step{{Type: "cart_add"}}, Absent: &Step{Type: "order_paid"},
+		Within: Duration(time.Minute), JourneyID: "j"}
+	h := newHarness(t, rule)
+	h.feed(ev{id: "a", user: "u", typ: "cart_add"})
+	zombie := h.part
+	h.log = newChangelog(h.rdb, h.log.meta[:len(h.log.meta)-len(":{p:g/t/0}:meta")], "g", "t", 0)
+	owner := &harness{t: t, rdb: h.rdb, eng: h.eng, log: h.log, rules: h.rules}
+	owner.restore()
+	// The zombie goes on as if it still owned the partition: its commit is refused.
+	_, err := zombie.process(context.Background(), h.eng, h.rules, []event.Event{{EventID: "b", UserID: "u", Type: "order_paid", TS: t0.Add(time.Second)}}, nil, nil, t0)
+	require.NoError(t, err)
+	err = zombie.log.commit(context.Background(), zombie.m, 7, time.Hour)
+	require.ErrorIs(t, err, errFenced)
+	// The owner's state is untouched: the cart still waits, and fires.
+	require.Equal(t, []string{"u/a"}, owner.fire(2*time.Minute))
 }
 
 func TestJoin(t *testing.T) {
@@ -329,7 +369,7 @@ func TestConditionReadsProfile(t *testing.T) {
 		"gold":   {"time_zone": "", "locale": "", "attrs": map[string]any{"tier": "gold"}},
 		"silver": {"time_zone": "", "locale": "", "attrs": map[string]any{"tier": "silver"}},
 	}
-	ms, err := h.eng.processWith(context.Background(), h.rules, evs, profiles, t0)
+	ms, err := h.part.process(context.Background(), h.eng, h.rules, evs, nil, profiles, t0)
 	require.NoError(t, err)
 	require.Len(t, ms, 1)
 	require.Equal(t, "gold", ms[0].UserID)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +28,9 @@ type Starter interface {
 	Start(ctx context.Context, m workflows.Match) error
 }
 
+// DefaultAllowedLateness is the watermark's distance behind a partition's latest event time.
+const DefaultAllowedLateness = 5 * time.Second
+
 // Config configures a Stage.
 type Config struct {
 	// Brokers of the Kafka cluster; Sarama is the consumer config (defaults applied when nil).
@@ -40,8 +44,10 @@ type Config struct {
 	Redis    redis.UniversalClient
 	// KeyPrefix prefixes every Redis key ("omega" when empty); tests use a unique one.
 	KeyPrefix string
-	// DedupeTTL is how long an event_id is remembered (24h when zero).
-	DedupeTTL time.Duration
+	// AllowedLateness is how far behind a partition's latest event time its watermark stays (5s
+	// when zero): an event up to this late still cancels an absence or counts in a window before
+	// its timer fires.
+	AllowedLateness time.Duration
 	// Rules is the static rule set; RuleSource, when set, replaces it and is polled every
 	// ReloadInterval (2s when zero) so created, changed and disabled rules apply without restart.
 	Rules          []Rule
@@ -62,7 +68,8 @@ type Config struct {
 	// Tracker, when set, attributes response events to the reaches whose sends preceded them
 	// (conversions after a run ended) and records delivery receipts (event.TypeDelivered).
 	Tracker Tracker
-	// TimerInterval is how often due absence timers are fired (200ms when zero).
+	// TimerInterval is how often an idle partition checks its timers against the wall clock, and
+	// the shared absences (rules not keyed on the user) are fired (200ms when zero).
 	TimerInterval time.Duration
 	// BatchSize and BatchWait bound a batch: whichever comes first (500 and 20ms when zero).
 	BatchSize int
@@ -94,8 +101,8 @@ func (c *Config) setDefaults() {
 	if c.Signaler == nil {
 		c.Signaler, _ = c.Starter.(Signaler)
 	}
-	if c.DedupeTTL == 0 {
-		c.DedupeTTL = 24 * time.Hour
+	if c.AllowedLateness == 0 {
+		c.AllowedLateness = DefaultAllowedLateness
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 500
@@ -256,7 +263,6 @@ func (s *Stage) reload(ctx context.Context) {
 	}
 }
 
-// fireTimers fires due absence timers until ctx ends.
 // stateCheckInterval is how often a replica checks that Redis still holds the pattern state.
 const stateCheckInterval = time.Second
 
@@ -301,6 +307,8 @@ func maxWindowOf(rs []compiledRule) time.Duration {
 	return w
 }
 
+// fireTimers fires the due absences of rules keyed on something other than the user (their state
+// is shared in Redis, their timers in one sorted set, on the wall clock) until ctx ends.
 func (s *Stage) fireTimers(ctx context.Context) {
 	t := time.NewTicker(s.cfg.TimerInterval)
 	defer t.Stop()
@@ -310,8 +318,12 @@ func (s *Stage) fireTimers(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		rules := s.currentRules()
+		if !slices.ContainsFunc(rules, func(r compiledRule) bool { return r.Kind == KindAbsence && !ownedByPartition(&r) }) {
+			continue // every absence lives in its partition's machine
+		}
 		for {
-			n, err := s.engine.fireDue(ctx, s.currentRules(), time.Now(), 500, s.dispatch)
+			n, err := s.engine.fireDue(ctx, rules, time.Now(), 500, s.dispatch)
 			if err != nil {
 				if ctx.Err() == nil {
 					s.cfg.Log.Warn("fire timers", "err", err)
@@ -349,7 +361,12 @@ func (s *Stage) dispatch(ctx context.Context, ms []workflows.Match) error {
 
 // Run consumes until ctx ends, rejoining the group after every rebalance.
 func (s *Stage) Run(ctx context.Context) error {
-	group, err := sarama.NewConsumerGroup(s.cfg.Brokers, s.cfg.Group, s.cfg.Sarama)
+	client, err := sarama.NewClient(s.cfg.Brokers, s.cfg.Sarama)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer client.Close()
+	group, err := sarama.NewConsumerGroupFromClient(s.cfg.Group, client)
 	if err != nil {
 		return fmt.Errorf("join consumer group %s: %w", s.cfg.Group, err)
 	}
@@ -376,7 +393,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	}
 	go s.fireTimers(bg)
 	go s.watchState(bg)
-	h := &handler{s: s, dlq: dlq}
+	h := &handler{s: s, dlq: dlq, client: client}
 	s.cfg.Log.Info("cep stage consuming", "topic", s.cfg.Topic, "group", s.cfg.Group, "rules", len(s.currentRules()))
 	for ctx.Err() == nil {
 		if err := group.Consume(ctx, []string{s.cfg.Topic}, h); err != nil {
@@ -390,137 +407,6 @@ func (s *Stage) Run(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-type handler struct {
-	s   *Stage
-	dlq sarama.SyncProducer
-}
-
-func (h *handler) Setup(sarama.ConsumerGroupSession) error   { return nil }
-func (h *handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
-
-// ConsumeClaim processes one partition in batches. A batch's last offset is marked only after the
-// batch is durable; on rebalance (session context done) an unfinished batch is left unmarked and
-// the partition's next owner replays it.
-func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	// A partition this replica no longer owns reports no lag from here (its new owner does).
-	defer metrics.ConsumerLag.DeleteLabelValues(strconv.Itoa(int(claim.Partition())))
-	ctx := sess.Context()
-	cfg := h.s.cfg
-	batch := make([]*sarama.ConsumerMessage, 0, cfg.BatchSize)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	flush := func() bool {
-		if len(batch) == 0 {
-			return true
-		}
-		if err := h.s.processBatch(ctx, h.dlq, batch); err != nil {
-			// Only a cancelled session gets here: the batch stays unmarked.
-			cfg.Log.Info("batch left for the next owner", "partition", claim.Partition(), "err", err)
-			return false
-		}
-		last := batch[len(batch)-1]
-		sess.MarkMessage(last, "")
-		metrics.ConsumerLag.WithLabelValues(strconv.Itoa(int(claim.Partition()))).Set(float64(max(0, claim.HighWaterMarkOffset()-last.Offset-1)))
-		batch = batch[:0]
-		return true
-	}
-	for {
-		select {
-		case msg, ok := <-claim.Messages():
-			if !ok {
-				flush()
-				return nil
-			}
-			if len(batch) == 0 {
-				timer.Reset(cfg.BatchWait)
-			}
-			batch = append(batch, msg)
-			if len(batch) >= cfg.BatchSize {
-				timer.Stop()
-				if !flush() {
-					return nil
-				}
-			}
-		case <-timer.C:
-			if !flush() {
-				return nil
-			}
-		case <-ctx.Done():
-			return nil
-		}
-	}
-}
-
-type decoded struct {
-	msg *sarama.ConsumerMessage
-	ev  event.Event
-}
-
-// processBatch makes one batch durable: dead letters written, replays dropped, matches started,
-// event IDs remembered. Failures of Redis, Kafka or Temporal are retried with backoff until they
-// succeed or ctx ends (backpressure: the partition waits, nothing is dropped).
-func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, msgs []*sarama.ConsumerMessage) error {
-	var good []decoded
-	var dead []*sarama.ProducerMessage
-	for _, m := range msgs {
-		ev, err := event.Decode(m.Value)
-		if err != nil {
-			dead = append(dead, s.deadLetter(m, err))
-			metrics.DeadLetters.WithLabelValues(deadReason(err)).Inc()
-			continue
-		}
-		good = append(good, decoded{msg: m, ev: ev})
-	}
-	if len(dead) > 0 {
-		if err := retry(ctx, s.cfg.Log, "write dead letters", func() error { return dlq.SendMessages(dead) }); err != nil {
-			return err
-		}
-		metrics.EventsConsumed.WithLabelValues("dead_lettered").Add(float64(len(dead)))
-	}
-	if len(good) == 0 {
-		return nil
-	}
-
-	var fresh []decoded
-	if err := retry(ctx, s.cfg.Log, "read dedupe marks", func() (err error) {
-		fresh, err = s.dropSeen(ctx, good)
-		return err
-	}); err != nil {
-		return err
-	}
-
-	metrics.EventsConsumed.WithLabelValues("duplicate").Add(float64(len(good) - len(fresh)))
-	metrics.EventsConsumed.WithLabelValues("processed").Add(float64(len(fresh)))
-	evs := make([]event.Event, len(fresh))
-	for i := range fresh {
-		evs[i] = fresh[i].ev
-	}
-	rules := s.currentRules()
-	var matches []workflows.Match
-	if err := retry(ctx, s.cfg.Log, "advance pattern state", func() (err error) {
-		profiles, err := s.profilesFor(ctx, rules, evs)
-		if err != nil {
-			return err
-		}
-		matches, err = s.engine.processWith(ctx, rules, evs, profiles, time.Now().UTC())
-		return err
-	}); err != nil {
-		return err
-	}
-	annotate(fresh, matches)
-	if err := s.dispatch(ctx, matches); err != nil {
-		return err
-	}
-	observeEventToMatch(fresh, matches)
-	if err := s.routeResponses(ctx, evs); err != nil {
-		return err
-	}
-	if err := s.track(ctx, evs); err != nil {
-		return err
-	}
-	return retry(ctx, s.cfg.Log, "write dedupe marks", func() error { return s.markSeen(ctx, fresh) })
 }
 
 // deadReason classes a decode error for the dead-letter metric: decode, size, or the field.
@@ -602,46 +488,6 @@ func (s *Stage) deadLetter(m *sarama.ConsumerMessage, err error) *sarama.Produce
 	}
 }
 
-// The hash tag keeps a user's keys on one Redis Cluster slot.
-func (s *Stage) seenKey(ev *event.Event) string {
-	return s.cfg.KeyPrefix + ":{" + ev.Key() + "}:ev:" + ev.EventID
-}
-
-// dropSeen removes events whose ID was processed before, and repeats within the batch.
-func (s *Stage) dropSeen(ctx context.Context, evs []decoded) ([]decoded, error) {
-	pipe := s.cfg.Redis.Pipeline()
-	cmds := make([]*redis.IntCmd, len(evs))
-	for i := range evs {
-		cmds[i] = pipe.Exists(ctx, s.seenKey(&evs[i].ev))
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, err
-	}
-	inBatch := make(map[string]bool, len(evs))
-	out := evs[:0:0]
-	for i := range evs {
-		k := s.seenKey(&evs[i].ev)
-		if cmds[i].Val() > 0 || inBatch[k] {
-			continue
-		}
-		inBatch[k] = true
-		out = append(out, evs[i])
-	}
-	return out, nil
-}
-
-func (s *Stage) markSeen(ctx context.Context, evs []decoded) error {
-	if len(evs) == 0 {
-		return nil
-	}
-	pipe := s.cfg.Redis.Pipeline()
-	for i := range evs {
-		pipe.Set(ctx, s.seenKey(&evs[i].ev), 1, s.cfg.DedupeTTL)
-	}
-	_, err := pipe.Exec(ctx)
-	return err
-}
-
 // startAll starts every match, concurrently, each retried until it is durable.
 func (s *Stage) startAll(ctx context.Context, ms []workflows.Match) error {
 	if len(ms) == 0 {
@@ -670,6 +516,10 @@ func retry(ctx context.Context, log *slog.Logger, what string, fn func() error) 
 		err := fn()
 		if err == nil {
 			return nil
+		}
+		var stop stopRetry
+		if errors.As(err, &stop) {
+			return err
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -43,12 +43,14 @@ import (
 type faultConfig struct {
 	users, excluded int
 	pgDown, tDown   time.Duration
+	// failEvery: the n-th chunk of store traffic cut (the short run has less traffic to cut).
+	failEvery int64
 }
 
 func faultMode() faultConfig {
-	c := faultConfig{users: 16, excluded: 4, pgDown: 12 * time.Second, tDown: 4 * time.Second} // 12 s: past the 10 s a local step takes per attempt
+	c := faultConfig{users: 16, excluded: 4, pgDown: 12 * time.Second, tDown: 4 * time.Second, failEvery: 40} // 12 s: past the 10 s a local step takes per attempt
 	if os.Getenv("OMEGA_FAULTS") == "full" {
-		c = faultConfig{users: 60, excluded: 10, pgDown: 60 * time.Second, tDown: 30 * time.Second}
+		c = faultConfig{users: 60, excluded: 10, pgDown: 60 * time.Second, tDown: 30 * time.Second, failEvery: 100}
 	}
 	if d, err := time.ParseDuration(os.Getenv("OMEGA_FAULTS_PG_DOWN")); err == nil {
 		c.pgDown = d
@@ -166,14 +168,18 @@ func cartRule() []cep.Rule {
 	panic("no cart-add demo rule")
 }
 
-// startProc runs `omega worker` or `omega cep` as a process, through the proxies.
-func (fr *faultRun) startProc(name, cmd string) {
+// startProc runs `omega worker` or `omega cep` (with the cart-add rule) as a process, through the
+// proxies.
+func (fr *faultRun) startProc(name, cmd string) { fr.startProcWith(name, cmd, cartRule()[0]) }
+
+// startProcWith runs a process with rule and extra environment variables (KEY=VALUE).
+func (fr *faultRun) startProcWith(name, cmd string, rule cep.Rule, extraEnv ...string) {
 	p := fr.p
 	pgu, err := url.Parse(p.env.PGURL)
 	require.NoError(fr.t, err)
 	pgu.Host = fr.pg.Addr()
 	rules := filepath.Join(fr.t.TempDir(), "rules.json")
-	b, err := json.Marshal(cartRule()[0])
+	b, err := json.Marshal(rule)
 	require.NoError(fr.t, err)
 	require.NoError(fr.t, os.WriteFile(rules, b, 0o600))
 	c := exec.Command(omegaBinary(fr.t), cmd)
@@ -181,6 +187,7 @@ func (fr *faultRun) startProc(name, cmd string) {
 		"OMEGA_PG_URL="+pgu.String(), "OMEGA_KAFKA_BROKERS="+strings.Join(p.env.Brokers, ","), "OMEGA_TASK_QUEUE="+p.queue,
 		"OMEGA_KEY_PREFIX="+p.prefix, "OMEGA_EVENTS_TOPIC="+p.topic, "OMEGA_CEP_GROUP="+p.id+"-cep", "OMEGA_RULES="+rules,
 		"OMEGA_WEBHOOK_URL="+fr.webhook, "OMEGA_WEBHOOK_ALLOW=127.0.0.0/8", "OMEGA_DAILY_CAP=100")
+	c.Env = append(c.Env, extraEnv...)
 	c.Stdout, c.Stderr = testWriter{fr.t}, testWriter{fr.t}
 	require.NoError(fr.t, c.Start())
 	fr.mu.Lock()
@@ -195,7 +202,22 @@ func (fr *faultRun) kill(name string) {
 	c := fr.procs[name]
 	fr.mu.Unlock()
 	require.NoError(fr.t, c.Process.Signal(syscall.SIGKILL))
-	_, _ = c.Process.Wait()
+	_ = c.Wait()
+}
+
+// waitExit waits until a process started by startProc has died by itself.
+func (fr *faultRun) waitExit(name string, timeout time.Duration) {
+	fr.mu.Lock()
+	c := fr.procs[name]
+	fr.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	select {
+	case err := <-done:
+		fr.t.Logf("%s exited: %v", name, err)
+	case <-time.After(timeout):
+		fr.t.Fatalf("%s did not die within %s", name, timeout)
+	}
 }
 
 // events are the scenario's events: one cart_add per user, included and excluded interleaved.
@@ -471,10 +493,10 @@ func TestFaults(t *testing.T) {
 				fr.p.readDLQ(fr.extraDead)
 				fr.note("%d records dead-lettered", fr.extraDead)
 			}},
-		{name: "0.5% of Redis and PostgreSQL calls fail", fault: "every 200th chunk of Redis and PostgreSQL traffic (0.5%) cuts its connection",
+		{name: "a share of Redis and PostgreSQL calls fail", fault: fmt.Sprintf("every %dth chunk of Redis and PostgreSQL traffic cuts its connection", cfg.failEvery),
 			setup: func(fr *faultRun) {
-				fr.redis.SetFailEvery(200) // 0.5%, deterministically
-				fr.pg.SetFailEvery(200)
+				fr.redis.SetFailEvery(cfg.failEvery) // deterministically
+				fr.pg.SetFailEvery(cfg.failEvery)
 				fr.startWorker()
 				fr.startCEP(fr.p.id + "-cep")
 			},

@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -77,4 +78,77 @@ func TestPatterns(t *testing.T) {
 			require.Equal(t, "The item "+item+" you favourited is cheaper now: 9.99.", d.Message.Body)
 		}
 	}
+}
+
+// TestAbsenceDecidedInEventTime: a CEP replica that starts far behind a backlog (half an hour of
+// carts, payments and browsing, read in small batches) reaches the users who did not pay and
+// nobody who did: a payment still waiting in the backlog beats the timer of its cart, because
+// timers fire on the partition's watermark, not on the wall clock.
+func TestAbsenceDecidedInEventTime(t *testing.T) {
+	p := newPipeline(t)
+	p.startWorker()
+	rule := cep.Rule{ID: "abandoned", Kind: cep.KindAbsence, Key: "user+item", Steps: []cep.Step{{Type: "cart_add"}},
+		Absent: &cep.Step{Type: "order_paid"}, Within: cep.Duration(30 * time.Minute), JourneyID: "cart-reminder"}
+	start := time.Now().UTC().Add(-45 * time.Minute)
+	var payers, abandoners []string
+	for i := range 8 {
+		payer, abandoner := fmt.Sprintf("%s-payer%d", p.id, i), fmt.Sprintf("%s-abandoner%d", p.id, i)
+		payers, abandoners = append(payers, payer), append(abandoners, abandoner)
+		p.produceEvent(event.Event{EventID: payer + "-add", UserID: payer, Type: "cart_add", ItemID: "sku", TS: start})
+		p.produceEvent(event.Event{EventID: abandoner + "-add", UserID: abandoner, Type: "cart_add", ItemID: "sku", TS: start})
+	}
+	// Browsing all along, every user, up to now; each payer pays 20 minutes into the window.
+	for m := 1; m <= 44; m++ {
+		at := start.Add(time.Duration(m) * time.Minute)
+		for i := range payers {
+			if m == 20 {
+				p.produceEvent(event.Event{EventID: payers[i] + "-paid", UserID: payers[i], Type: "order_paid", ItemID: "sku", TS: at})
+			}
+			p.produceEvent(event.Event{EventID: fmt.Sprintf("%s-view%d", payers[i], m), UserID: payers[i], Type: "view", ItemID: "other", TS: at})
+			p.produceEvent(event.Event{EventID: fmt.Sprintf("%s-view%d", abandoners[i], m), UserID: abandoners[i], Type: "view", ItemID: "other", TS: at})
+		}
+	}
+	group := p.id + "-cep"
+	p.startCEPConfig(group, p.prefix, []cep.Rule{rule}, func(c *cep.Config) { c.BatchSize = 4 })
+	p.waitDeliveries(len(abandoners))
+	p.waitCaughtUp(group)
+	time.Sleep(time.Second) // a wrong absence would have fired by now
+	got := p.deliveriesByUser()
+	want := map[string]int{}
+	for _, u := range abandoners {
+		want[u] = 1
+	}
+	require.Equal(t, want, got, "every abandoner once, no payer")
+}
+
+// TestJoinAcrossReplicas: the join's link events travel on their users' partitions and the trigger
+// on its item's, consumed by two replicas of one group; every fan is reached once, including one
+// whose favourite (earlier in event time) is produced after the price drop, and nobody who
+// favourited after the drop.
+func TestJoinAcrossReplicas(t *testing.T) {
+	p := newPipeline(t)
+	p.startWorker()
+	rules := []cep.Rule{demoRule(t, "price-drop-favorited")}
+	group := p.id + "-cep"
+	p.startCEPWith(group, p.prefix, rules)
+	p.startCEPWith(group, p.prefix, rules)
+	item := p.id + "-item"
+	now := time.Now().UTC()
+	want := map[string]int{}
+	for i := range 12 {
+		u := fmt.Sprintf("%s-fan%02d", p.id, i)
+		want[u] = 1
+		p.produceEvent(event.Event{EventID: u + "-fav", UserID: u, Type: "favorite", ItemID: item, TS: now.Add(-time.Minute)})
+	}
+	p.waitCaughtUp(group)
+	p.produceEvent(event.Event{EventID: "drop", Type: "price_drop", ItemID: item, TS: now, Attrs: map[string]any{"new_price": "5"}})
+	late := p.id + "-late-fan"
+	want[late] = 1
+	p.produceEvent(event.Event{EventID: late + "-fav", UserID: late, Type: "favorite", ItemID: item, TS: now.Add(-30 * time.Second)})
+	after := p.id + "-after"
+	p.produceEvent(event.Event{EventID: after + "-fav", UserID: after, Type: "favorite", ItemID: item, TS: now.Add(time.Minute)})
+	p.waitDeliveries(len(want))
+	p.waitCaughtUp(group)
+	time.Sleep(time.Second)
+	require.Equal(t, want, p.deliveriesByUser())
 }

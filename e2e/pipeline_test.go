@@ -111,11 +111,18 @@ func (p *pipeline) startCEP(group, keyPrefix string) (stop func()) {
 }
 
 func (p *pipeline) startCEPWith(group, keyPrefix string, rules []cep.Rule) (stop func()) {
-	st, err := cep.New(cep.Config{
+	return p.startCEPConfig(group, keyPrefix, rules, func(*cep.Config) {})
+}
+
+// startCEPConfig runs a CEP replica whose config the test adjusts.
+func (p *pipeline) startCEPConfig(group, keyPrefix string, rules []cep.Rule, adjust func(*cep.Config)) (stop func()) {
+	cfg := cep.Config{
 		Brokers: p.env.Brokers, Sarama: saramaConfig(), Group: group, Topic: p.topic, DLQTopic: p.dlq,
 		Redis: p.env.Redis(p.t), KeyPrefix: keyPrefix, ReachPrefix: p.prefix, Rules: rules, TimerInterval: 50 * time.Millisecond,
 		Starter: p.starter(), Log: testLogger(p.t),
-	})
+	}
+	adjust(&cfg)
+	st, err := cep.New(cfg)
 	require.NoError(p.t, err)
 	return p.run(st)
 }

@@ -77,6 +77,7 @@ TLS and credentials of clients (SECURITY.md): OMEGA_{KAFKA,REDIS,TEMPORAL}_TLS=1
   OMEGA_EVENTS_TOPIC [omega.events: api produces, cep consumes; DLQ: <topic>.dlq]
 cep only:
   OMEGA_CEP_GROUP [omega-cep]
+  OMEGA_CEP_ALLOWED_LATENESS [5s: how far a partition's watermark trails its latest event time]
   OMEGA_RULES [the rule store; or rules from a file or directory]
   OMEGA_LOG_FORMAT [text|json]  OMEGA_LOG_LEVEL [info|debug]   (phones, emails, tokens masked)
 worker only:
@@ -405,6 +406,18 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 	}
 	if c.Topic != "" {
 		c.DLQTopic = c.Topic + ".dlq"
+	}
+	if v := os.Getenv("OMEGA_CEP_ALLOWED_LATENESS"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return fmt.Errorf("OMEGA_CEP_ALLOWED_LATENESS: want a duration such as 5s, got %q", v)
+		}
+		c.AllowedLateness = d
+	}
+	// OMEGA_CEP_CRASH_AT: the fault suite kills this process at a step of a batch (cep.Point*).
+	if point := os.Getenv("OMEGA_CEP_CRASH_AT"); point != "" {
+		log.Warn("this process kills itself at the first batch with matches that reaches a point (fault testing)", "point", point)
+		cep.CrashAt(point, func() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL) })
 	}
 	// OMEGA_RULES: rules from files (a file or a directory), instead of the rule store.
 	if path := os.Getenv("OMEGA_RULES"); path != "" {

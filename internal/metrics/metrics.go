@@ -34,10 +34,10 @@ func init() {
 var latencyBuckets = prometheus.ExponentialBuckets(0.001, 2, 16)
 
 var (
-	// EventsConsumed counts records the CEP stage read, by partition outcome: ok, dead_lettered,
-	// duplicate.
+	// EventsConsumed counts records the CEP stage read, by outcome: processed, dead_lettered,
+	// replayed (already in the restored partition state, skipped).
 	EventsConsumed = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_cep_events_total",
-		Help: "Events read by the CEP stage, by outcome (processed, dead_lettered, duplicate)."}, []string{"outcome"})
+		Help: "Events read by the CEP stage, by outcome (processed, dead_lettered, replayed)."}, []string{"outcome"})
 	// DeadLetters counts dead-lettered records by reason class (decode, size, or the invalid field).
 	DeadLetters = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_cep_dead_letters_total",
 		Help: "Records sent to the dead-letter topic, by reason (decode, size, field:<name>)."}, []string{"reason"})
@@ -53,6 +53,15 @@ var (
 		Help: "Tracking writes of the CEP stage (conversions, receipts) skipped because PostgreSQL refused their data."})
 	StateLosses = f.NewCounter(prometheus.CounterOpts{Name: "omega_cep_state_losses_total",
 		Help: "Times a CEP replica found Redis had lost the pattern state (partial patterns in flight gone)."})
+	// StateRestores counts partitions whose pattern state a CEP replica restored on assignment.
+	StateRestores = f.NewCounter(prometheus.CounterOpts{Name: "omega_cep_state_restores_total",
+		Help: "Partitions whose pattern state a CEP replica restored from Redis on assignment."})
+	// StateFenced counts commits refused because another replica had claimed the partition.
+	StateFenced = f.NewCounter(prometheus.CounterOpts{Name: "omega_cep_state_fenced_total",
+		Help: "Pattern state commits refused because another replica owns the partition now (or Redis lost its state)."})
+	// WatermarkLag is, per partition, how far the watermark (event time) is behind the wall clock.
+	WatermarkLag = f.NewGaugeVec(prometheus.GaugeOpts{Name: "omega_cep_watermark_lag_seconds",
+		Help: "How far each partition's watermark (event time less the allowed lateness) is behind the wall clock."}, []string{"partition"})
 	// Matches counts matches by rule (shadow matches included, labelled).
 	Matches = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_cep_matches_total",
 		Help: "Pattern matches, by rule and mode (live or shadow)."}, []string{"rule", "mode"})

@@ -1,0 +1,420 @@
+package cep
+
+import (
+	"container/heap"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/workflows"
+)
+
+// The machine is the pattern state of one partition, held in memory by the replica that owns the
+// partition, as Kafka Streams and Flink hold keyed state. Every rule keyed on the user (the
+// partition key of the wire contract) lives here: single, count, sequence and absence patterns
+// and every rule's re-entry marks. It is deterministic: the same events in the same order, from
+// the same restored state, give the same matches, whatever the batching, because time inside it
+// is event time only (the partition's watermark), never the wall clock.
+//
+// Durability is the changelog's (changelog.go): the instances a batch changed are written to
+// Redis once per batch, after the batch's reaches started.
+
+// instance is one pattern instance: the state of one rule for one correlation key. Only the fields
+// of its rule's kind are set. Exp is the watermark (ms) after which it is forgotten.
+type instance struct {
+	// count: the counted events of the window (used: consumed by a match), the last unless time.
+	Seen   []seen `json:"s,omitempty"`
+	Unless int64  `json:"u,omitempty"`
+	// sequence: the next step, the first step's time and the events so far; Done the events of
+	// matches already made (a duplicate of one changes nothing).
+	Next  int      `json:"n,omitempty"`
+	Start int64    `json:"t,omitempty"`
+	IDs   []string `json:"i,omitempty"`
+	Done  []seen   `json:"d,omitempty"`
+	// absence: the A that waits (or waited) for its B.
+	A *waitA `json:"a,omitempty"`
+	// re-entry: the match holding the key, until when (event time).
+	Match string `json:"m,omitempty"`
+	Until int64  `json:"h,omitempty"`
+	Exp   int64  `json:"x"`
+}
+
+// seen is an event a pattern remembers: its time, ID, and whether a match consumed it.
+type seen struct {
+	TS   int64  `json:"t"`
+	ID   string `json:"i"`
+	Used bool   `json:"u,omitempty"`
+}
+
+// waitA is an absence's A: what its match needs, when it is due, and how it ended.
+type waitA struct {
+	ID    string         `json:"i"`
+	TS    int64          `json:"t"`
+	Due   int64          `json:"d"`
+	User  string         `json:"u,omitempty"`
+	Item  string         `json:"it,omitempty"`
+	Type  string         `json:"ty"`
+	Attrs map[string]any `json:"a,omitempty"`
+	// State: "" waiting, "c" cancelled by a B, "f" fired.
+	State string `json:"s,omitempty"`
+	// Prev are earlier As of this key that ended (a duplicate of one does not wait again).
+	Prev []seen `json:"p,omitempty"`
+}
+
+// timer is a due absence in the partition's timer queue; entries whose instance moved on are
+// skipped when they come up.
+type timer struct {
+	due int64
+	key string
+	id  string
+}
+
+type timerQueue []timer
+
+func (q timerQueue) Len() int           { return len(q) }
+func (q timerQueue) Less(i, j int) bool { return q[i].due < q[j].due }
+func (q timerQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *timerQueue) Push(x any)        { *q = append(*q, x.(timer)) }
+func (q *timerQueue) Pop() any {
+	old := *q
+	t := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return t
+}
+
+// sweepEvery is how far the watermark moves between two sweeps of expired instances.
+const sweepEvery = time.Minute
+
+// machine holds one partition's instances, timers and watermark.
+type machine struct {
+	inst  map[string]*instance
+	dirty map[string]bool // changed since the last commit (deleted when absent from inst)
+	timers timerQueue
+	// wm is the watermark (ms): event time up to which the partition is complete, less the
+	// allowed lateness; timers due at or before it fire.
+	wm        int64
+	lateness  int64 // allowed lateness (ms)
+	lastSweep int64
+}
+
+func newMachine(allowedLateness time.Duration) *machine {
+	return &machine{inst: map[string]*instance{}, dirty: map[string]bool{}, lateness: msd(allowedLateness)}
+}
+
+// restore adds a stored instance (changelog restore).
+func (m *machine) restore(key string, in *instance) {
+	m.inst[key] = in
+	if in.A != nil && in.A.State == "" {
+		heap.Push(&m.timers, timer{due: in.A.Due, key: key, id: in.A.ID})
+	}
+}
+
+func (m *machine) put(key string, in *instance) {
+	m.inst[key] = in
+	m.dirty[key] = true
+}
+
+func (m *machine) drop(key string) {
+	if _, ok := m.inst[key]; ok {
+		delete(m.inst, key)
+		m.dirty[key] = true
+	}
+}
+
+func instKey(r *compiledRule, kind, key string) string {
+	return r.ID + ":v" + strconv.Itoa(r.Version) + ":" + kind + ":" + key
+}
+
+func reentryKey(ruleID, userID string) string { return ruleID + ":reentry:" + userID }
+
+// observe moves the watermark with an event: its time, but never past the time the broker
+// appended it (a device clock running ahead must not fire everyone's timers), less the allowed
+// lateness. Both times are the record's own, so a replay moves it the same way.
+func (m *machine) observe(ts, appended time.Time) {
+	t := ms(ts)
+	if !appended.IsZero() && ms(appended) < t {
+		t = ms(appended)
+	}
+	m.advance(t - m.lateness)
+}
+
+// dueBy reports whether a timer is due at or before wm.
+func (m *machine) dueBy(wm int64) bool {
+	for len(m.timers) > 0 && m.timers[0].due <= wm {
+		t := m.timers[0]
+		if in := m.inst[t.key]; in != nil && in.A != nil && in.A.ID == t.id && in.A.State == "" {
+			return true
+		}
+		heap.Pop(&m.timers) // its instance moved on
+	}
+	return false
+}
+
+// advance moves the watermark forward (never back).
+func (m *machine) advance(wm int64) {
+	if wm > m.wm {
+		m.wm = wm
+	}
+}
+
+// apply advances rule r's instance for ev; r is a rule the machine owns (ownedByPartition).
+func (m *machine) apply(r *compiledRule, ev *event.Event, vars map[string]any, now time.Time) []workflows.Match {
+	if ev.UserID == "" {
+		return nil
+	}
+	key, ok := r.key(ev)
+	if !ok {
+		return nil
+	}
+	ts := ms(ev.TS)
+	exp := ts + ttlFor(r)
+	switch r.Kind {
+	case KindSingle:
+		if r.steps[0].test(ev, vars) {
+			return []workflows.Match{newMatch(r, ev, key, now)}
+		}
+	case KindCount:
+		return m.applyCount(r, ev, vars, key, ts, exp, now)
+	case KindSequence:
+		return m.applySequence(r, ev, vars, key, ts, exp, now)
+	case KindAbsence:
+		return m.applyAbsence(r, ev, vars, key, ts, now)
+	}
+	return nil
+}
+
+func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]any, key string, ts, exp int64, now time.Time) []workflows.Match {
+	k := instKey(r, "count", key)
+	in := m.inst[k]
+	if r.unless != nil && r.unless.test(ev, vars) {
+		if in == nil {
+			in = &instance{}
+		}
+		if ts > in.Unless {
+			in.Unless = ts
+		}
+		in.Exp = max(in.Exp, exp)
+		m.put(k, in)
+	}
+	if !r.steps[0].test(ev, vars) {
+		return nil
+	}
+	if in == nil {
+		in = &instance{}
+	}
+	if slices.ContainsFunc(in.Seen, func(s seen) bool { return s.ID == ev.EventID }) {
+		return nil // a duplicate changes nothing
+	}
+	in.Seen = append(in.Seen, seen{TS: ts, ID: ev.EventID})
+	// The window ends at the latest event time of the key, so a late event still counts with the
+	// others; events older than it are forgotten.
+	var top int64
+	for _, s := range in.Seen {
+		top = max(top, s.TS)
+	}
+	w := msd(r.Within.D())
+	in.Seen = slices.DeleteFunc(in.Seen, func(s seen) bool { return s.TS < top-w })
+	in.Exp = max(in.Exp, top+ttlFor(r))
+	m.put(k, in)
+	n := 0
+	for _, s := range in.Seen {
+		if !s.Used {
+			n++
+		}
+	}
+	if n < r.Count {
+		return nil
+	}
+	// A match consumes the window: N more events are needed for the next. The consumed events
+	// stay (marked) so a duplicate of one is still recognised.
+	for i := range in.Seen {
+		in.Seen[i].Used = true
+	}
+	if in.Unless != 0 && in.Unless >= top-w {
+		return nil // suppressed by the unless event
+	}
+	return []workflows.Match{newMatch(r, ev, key, now)}
+}
+
+func (m *machine) applySequence(r *compiledRule, ev *event.Event, vars map[string]any, key string, ts, exp int64, now time.Time) []workflows.Match {
+	k := instKey(r, "seq", key)
+	in := m.inst[k]
+	if r.unless != nil && r.unless.test(ev, vars) && in != nil && in.Next > 0 {
+		// A sequence with an unless clause restarts when the unless event comes.
+		in.Next, in.Start, in.IDs = 0, 0, nil
+		m.put(k, in)
+	}
+	mask := 0
+	for i := range r.steps {
+		if r.steps[i].test(ev, vars) {
+			mask |= 1 << i
+		}
+	}
+	if mask == 0 {
+		return nil
+	}
+	if in == nil {
+		in = &instance{}
+	}
+	if slices.Contains(in.IDs, ev.EventID) || slices.ContainsFunc(in.Done, func(s seen) bool { return s.ID == ev.EventID }) {
+		return nil // a duplicate changes nothing
+	}
+	w := msd(r.Within.D())
+	if in.Next > 0 && ts-in.Start > w {
+		in.Next, in.Start, in.IDs = 0, 0, nil
+	}
+	switch {
+	case in.Next > 0 && ts >= in.Start && mask&(1<<in.Next) != 0:
+		in.IDs = append(in.IDs, ev.EventID)
+		in.Next++
+		if in.Next >= len(r.steps) {
+			match := newMatch(r, ev, key, now)
+			match.EventIDs = slices.Clone(in.IDs)
+			for _, id := range in.IDs {
+				in.Done = append(in.Done, seen{TS: ts, ID: id})
+			}
+			in.Next, in.Start, in.IDs = 0, 0, nil
+			in.Exp = max(in.Exp, exp)
+			m.put(k, in)
+			return []workflows.Match{match}
+		}
+	case mask&1 != 0:
+		// A step-0 event that does not advance the instance restarts it: the latest A counts.
+		in.Next, in.Start, in.IDs = 1, ts, []string{ev.EventID}
+	default:
+		return nil
+	}
+	in.Exp = max(in.Exp, exp)
+	m.put(k, in)
+	return nil
+}
+
+func (m *machine) applyAbsence(r *compiledRule, ev *event.Event, vars map[string]any, key string, ts int64, now time.Time) []workflows.Match {
+	k := instKey(r, "abs", key)
+	in := m.inst[k]
+	w := msd(r.Within.D())
+	if r.absent.test(ev, vars) && in != nil && in.A != nil && in.A.State == "" && ts >= in.A.TS && ts <= in.A.Due {
+		in.A.State = "c" // a B within the window, in event time: no absence
+		m.put(k, in)
+	}
+	if !r.steps[0].test(ev, vars) {
+		return nil
+	}
+	if in == nil {
+		in = &instance{}
+	}
+	var out []workflows.Match
+	if a := in.A; a != nil {
+		if a.ID == ev.EventID || slices.ContainsFunc(a.Prev, func(s seen) bool { return s.ID == ev.EventID }) {
+			return nil // a duplicate changes nothing
+		}
+		if a.TS > ts && a.State == "" {
+			return nil // an older A does not replace a newer one's wait
+		}
+		if a.State == "" && a.Due < ts {
+			// The wait ended, in event time, before this A: that absence happened, whether or not
+			// the watermark has fired it yet.
+			a.State = "f"
+			out = append(out, absenceMatch(r, a, key, now))
+		}
+	}
+	next := &waitA{ID: ev.EventID, TS: ts, Due: ts + w, User: ev.UserID, Item: ev.ItemID, Type: ev.Type, Attrs: ev.Attrs}
+	if a := in.A; a != nil {
+		// The latest A restarts the wait; the ones before are remembered for the window.
+		next.Prev = append(slices.DeleteFunc(a.Prev, func(s seen) bool { return s.TS < ts-w-msd(lateness) }), seen{TS: a.TS, ID: a.ID})
+	}
+	in.A = next
+	in.Exp = max(in.Exp, next.Due+msd(lateness))
+	m.put(k, in)
+	heap.Push(&m.timers, timer{due: next.Due, key: k, id: next.ID})
+	return out
+}
+
+func absenceMatch(r *compiledRule, a *waitA, key string, now time.Time) workflows.Match {
+	ev := event.Event{EventID: a.ID, UserID: a.User, ItemID: a.Item, Type: a.Type, TS: time.UnixMilli(a.TS).UTC(), Attrs: a.Attrs}
+	return newMatch(r, &ev, key, now)
+}
+
+// fire fires the absences due at the watermark and returns their matches. A timer fires under
+// the rule version that set it, when that version is still loaded; otherwise it ends with it.
+func (m *machine) fire(rules map[string]*compiledRule, now time.Time) []workflows.Match {
+	var out []workflows.Match
+	for len(m.timers) > 0 && m.timers[0].due <= m.wm {
+		t := heap.Pop(&m.timers).(timer)
+		in := m.inst[t.key]
+		if in == nil || in.A == nil || in.A.ID != t.id || in.A.State != "" {
+			continue
+		}
+		in.A.State = "f"
+		m.put(t.key, in)
+		r := rules[ruleOfKey(t.key)]
+		if r == nil || instKey(r, "abs", keyOfInst(t.key)) != t.key {
+			continue // the rule was disabled or replaced: its instances end with it
+		}
+		out = append(out, absenceMatch(r, in.A, keyOfInst(t.key), now))
+	}
+	return out
+}
+
+// ruleOfKey and keyOfInst split an instance key (rule:vN:kind:key).
+func ruleOfKey(k string) string {
+	for i := 0; i < len(k); i++ {
+		if k[i] == ':' {
+			return k[:i]
+		}
+	}
+	return k
+}
+
+func keyOfInst(k string) string {
+	n := 0
+	for i := 0; i < len(k); i++ {
+		if k[i] == ':' {
+			if n++; n == 3 {
+				return k[i+1:]
+			}
+		}
+	}
+	return ""
+}
+
+// reenter reports whether a match may start under its rule's re-entry policy, holding the key
+// for it when it may. A replayed match holds its own mark and passes again.
+func (m *machine) reenter(r *compiledRule, match workflows.Match) bool {
+	if r.Reentry == ReentryEvery || match.Shadow {
+		return true
+	}
+	ttl := OnceTTL
+	if r.Reentry == ReentryCooldown {
+		ttl = r.Cooldown.D()
+	}
+	at := ms(match.EventTime)
+	if r.Kind == KindAbsence {
+		at += msd(r.Within.D()) // an absence happens when its window ends
+	}
+	id := workflows.ReachID(match.RuleID, match.UserID, match.MatchKey)
+	k := reentryKey(r.ID, match.UserID)
+	if in := m.inst[k]; in != nil && in.Match != id && at < in.Until {
+		return false
+	}
+	if in := m.inst[k]; in != nil && in.Match == id {
+		return true
+	}
+	m.put(k, &instance{Match: id, Until: at + msd(ttl), Exp: at + msd(ttl)})
+	return true
+}
+
+// sweep forgets the instances the watermark has passed; it runs when the watermark moved on by
+// sweepEvery, so its cost is spread over the partition's event time.
+func (m *machine) sweep() {
+	if m.wm-m.lastSweep < msd(sweepEvery) {
+		return
+	}
+	m.lastSweep = m.wm
+	for k, in := range m.inst {
+		if in.Exp < m.wm {
+			m.drop(k)
+		}
+	}
+}

@@ -1,0 +1,446 @@
+package cep
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/metrics"
+	"github.com/omegareach/omega/workflows"
+)
+
+// A partition's batch goes through one order, so that a crash anywhere replays to the same
+// matches and the same workflow IDs:
+//
+//  1. decode (bad records to the dead-letter topic), skip what the restored state has seen;
+//  2. compute the matches in memory: each event advances its rules' instances, then the
+//     watermark, then fires the timers the watermark passed (shared state in Redis for joins and
+//     rules not keyed on the user);
+//  3. start the reaches (workflow IDs derived from the matches collapse a replay's duplicates),
+//     route responses, write tracking records;
+//  4. make the partition's state durable (changelog commit, fenced), with the next offset;
+//  5. mark the offset for Kafka.
+//
+// A crash before 4 replays the batch from the last durable state: the same matches, the same
+// IDs, the starts collapse. A crash between 4 and 5 replays records the state has seen, which are
+// skipped by offset. The state that produced a match is never durable before its start.
+
+// crashPoint lets the fault test stop the process at each step of a batch (nil in production).
+var crashPoint func(point string, matches int)
+
+func crash(point string, matches int) {
+	if crashPoint != nil {
+		crashPoint(point, matches)
+	}
+}
+
+// CrashAt makes the process call die at the first batch that reaches point with matches to
+// start: the fault suite's way of killing a CEP replica at an exact step (omega cep reads it from
+// OMEGA_CEP_CRASH_AT). Never set in production.
+func CrashAt(point string, die func()) {
+	crashPoint = func(p string, matches int) {
+		if p == point && matches > 0 {
+			die()
+		}
+	}
+}
+
+// Crash points, in batch order.
+const (
+	PointComputed  = "computed"  // matches computed, nothing started
+	PointStarted   = "started"   // reaches started, state not durable
+	PointCommitted = "committed" // state durable, offset not marked
+)
+
+// partition is one claimed partition: its machine, its changelog, and the next offset to read.
+type partition struct {
+	id   int32
+	log  *changelog
+	m    *machine
+	next int64 // -1: the state has no offset; take what Kafka gives
+}
+
+// sharedItem is an event for a rule whose state is shared in Redis.
+type sharedItem struct {
+	rule *compiledRule
+	ev   *event.Event
+	vars map[string]any
+}
+
+// ownedByPartition reports whether r's state lives in the partition's machine: every rule keyed
+// on the user (the partition key), but joins, whose link and trigger travel on different
+// partitions.
+func ownedByPartition(r *compiledRule) bool {
+	if r.Kind == KindJoin {
+		return false
+	}
+	for _, f := range r.keyFields {
+		if f == "user" {
+			return true
+		}
+	}
+	return false
+}
+
+func rulesByID(rules []compiledRule) map[string]*compiledRule {
+	byID := make(map[string]*compiledRule, len(rules))
+	for i := range rules {
+		byID[rules[i].ID] = &rules[i]
+	}
+	return byID
+}
+
+// compute runs step 2 for evs (in partition order; appended[i] is the broker's time of evs[i], or
+// zero). The machine's part cannot fail; the shared part is retried by the caller through
+// shared().
+func (p *partition) compute(rules []compiledRule, evs []event.Event, appended []time.Time, profiles map[string]map[string]any,
+	now time.Time) (local []workflows.Match, shared []sharedItem) {
+	byID := rulesByID(rules)
+	for i := range evs {
+		ev := &evs[i]
+		var vars map[string]any
+		for j := range rules {
+			r := &rules[j]
+			if r.Disabled || !r.types[ev.Type] {
+				continue
+			}
+			if vars == nil {
+				vars = celVars(ev)
+				if pr, ok := profiles[ev.UserID]; ok {
+					vars["profile"] = pr
+				}
+			}
+			if ownedByPartition(r) {
+				local = append(local, p.m.apply(r, ev, vars, now)...)
+			} else {
+				shared = append(shared, sharedItem{rule: r, ev: ev, vars: vars})
+			}
+		}
+		var at time.Time
+		if appended != nil {
+			at = appended[i]
+		}
+		p.m.observe(ev.TS, at)
+		local = append(local, p.m.fire(byID, now)...)
+	}
+	p.m.sweep()
+	return local, shared
+}
+
+// complete adds the shared state's matches to the machine's and applies re-entry. Safe to retry:
+// the shared scripts are idempotent per event and a match holds its own re-entry mark.
+func (p *partition) complete(ctx context.Context, e *engine, rules []compiledRule, local []workflows.Match, shared []sharedItem,
+	now time.Time) ([]workflows.Match, error) {
+	matches := slices.Clip(local)
+	if len(shared) > 0 {
+		sm, err := e.processShared(ctx, rules, shared, now)
+		if err != nil {
+			return nil, err
+		}
+		matches = append(matches, sm...)
+	}
+	if len(matches) == 0 {
+		return nil, nil
+	}
+	return p.admit(ctx, e, rules, matches)
+}
+
+// process is compute and complete in one (dry runs and tests: no retries).
+func (p *partition) process(ctx context.Context, e *engine, rules []compiledRule, evs []event.Event, appended []time.Time,
+	profiles map[string]map[string]any, now time.Time) ([]workflows.Match, error) {
+	local, shared := p.compute(rules, evs, appended, profiles, now)
+	return p.complete(ctx, e, rules, local, shared, now)
+}
+
+// admit applies the re-entry policies: in the machine for the rules it owns, in Redis for the
+// rules whose state is shared (a join's users live on other partitions, and a shared absence's
+// timer fires outside any partition).
+func (p *partition) admit(ctx context.Context, e *engine, rules []compiledRule, ms []workflows.Match) ([]workflows.Match, error) {
+	byID := rulesByID(rules)
+	out := ms[:0:0]
+	var shared []workflows.Match
+	for _, m := range ms {
+		r := byID[m.RuleID]
+		switch {
+		case r == nil:
+		case !ownedByPartition(r):
+			shared = append(shared, m)
+		case p.m.reenter(r, m):
+			out = append(out, m)
+		}
+	}
+	if len(shared) > 0 {
+		var err error
+		if err = e.withScripts(ctx, func() error {
+			shared, err = e.applyReentryOnce(ctx, rules, shared)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		out = append(out, shared...)
+	}
+	return dedupeMatches(out), nil
+}
+
+type handler struct {
+	s      *Stage
+	dlq    sarama.SyncProducer
+	client sarama.Client
+}
+
+// caughtUp asks the broker whether the partition holds nothing past readNext. Timers exist only
+// where state was restored or records read, so readNext is known whenever this is asked.
+func (h *handler) caughtUp(claim sarama.ConsumerGroupClaim, readNext int64) bool {
+	if readNext < 0 {
+		return false
+	}
+	end, err := h.client.GetOffset(claim.Topic(), claim.Partition(), sarama.OffsetNewest)
+	if err != nil {
+		h.s.cfg.Log.Warn("read the partition's end offset", "partition", claim.Partition(), "err", err)
+		return false
+	}
+	return readNext >= end
+}
+
+func (h *handler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (h *handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+// ConsumeClaim owns one partition for the session: it fences the previous owner and restores the
+// partition's state before its first record, then processes batches. Returning ends the whole
+// session (Sarama), so a replica that finds itself fenced rejoins the group rather than go on.
+func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	part := strconv.Itoa(int(claim.Partition()))
+	// A partition this replica no longer owns reports nothing from here (its new owner does).
+	defer metrics.ConsumerLag.DeleteLabelValues(part)
+	defer metrics.WatermarkLag.DeleteLabelValues(part)
+	ctx := sess.Context()
+	s := h.s
+	cfg := s.cfg
+	p := &partition{id: claim.Partition(), log: newChangelog(cfg.Redis, cfg.KeyPrefix, cfg.Group, claim.Topic(), claim.Partition())}
+	began := time.Now()
+	if err := retry(ctx, cfg.Log, "restore partition state", func() (err error) {
+		p.m, p.next, err = p.log.claim(ctx, cfg.AllowedLateness)
+		return err
+	}); err != nil {
+		return nil
+	}
+	metrics.StateRestores.Inc()
+	cfg.Log.Info("partition state restored", "partition", claim.Partition(), "instances", len(p.m.inst),
+		"next_offset", p.next, "kafka_offset", claim.InitialOffset(), "watermark", time.UnixMilli(p.m.wm).UTC(),
+		"took", time.Since(began).Round(time.Millisecond))
+
+	readNext := p.next // the offset after the last record received
+	batch := make([]*sarama.ConsumerMessage, 0, cfg.BatchSize)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	idle := time.NewTicker(cfg.TimerInterval)
+	defer idle.Stop()
+	flush := func() bool {
+		if len(batch) == 0 {
+			return true
+		}
+		if err := s.processBatch(ctx, h.dlq, p, batch); err != nil {
+			// A cancelled session, or a fenced replica: the batch stays unmarked for the owner.
+			cfg.Log.Info("batch left for the next owner", "partition", claim.Partition(), "err", err)
+			return false
+		}
+		last := batch[len(batch)-1]
+		sess.MarkMessage(last, "")
+		metrics.ConsumerLag.WithLabelValues(part).Set(float64(max(0, claim.HighWaterMarkOffset()-last.Offset-1)))
+		metrics.WatermarkLag.WithLabelValues(part).Set(time.Since(time.UnixMilli(p.m.wm)).Seconds())
+		batch = batch[:0]
+		return true
+	}
+	for {
+		select {
+		case msg, ok := <-claim.Messages():
+			if !ok {
+				flush()
+				return nil
+			}
+			if len(batch) == 0 {
+				timer.Reset(cfg.BatchWait)
+			}
+			batch = append(batch, msg)
+			readNext = msg.Offset + 1
+			if len(batch) >= cfg.BatchSize {
+				timer.Stop()
+				if !flush() {
+					return nil
+				}
+			}
+		case <-timer.C:
+			if !flush() {
+				return nil
+			}
+		case <-idle.C:
+			// On an idle partition that has read everything, the wall clock (less the allowed
+			// lateness) is the watermark: a cart left alone still gets its reminder. Whether it
+			// has read everything is asked of the broker, and only when a timer would fire.
+			now := time.Now()
+			if len(batch) > 0 || !p.m.dueBy(ms(now)-p.m.lateness) || !h.caughtUp(claim, readNext) {
+				continue
+			}
+			if err := s.idle(ctx, p, now); err != nil {
+				cfg.Log.Info("partition left for the next owner", "partition", claim.Partition(), "err", err)
+				return nil
+			}
+			metrics.WatermarkLag.WithLabelValues(part).Set(time.Since(time.UnixMilli(p.m.wm)).Seconds())
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+type decoded struct {
+	msg *sarama.ConsumerMessage
+	ev  event.Event
+}
+
+// processBatch takes one batch through the order above. Failures of Redis, Kafka or Temporal are
+// retried with backoff until they succeed or ctx ends (backpressure: the partition waits,
+// nothing is dropped); a fenced commit ends the claim.
+func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *partition, msgs []*sarama.ConsumerMessage) error {
+	var good []decoded
+	var dead []*sarama.ProducerMessage
+	replayed := 0
+	for _, m := range msgs {
+		if m.Offset < p.next {
+			replayed++ // in the restored state already: its matches were started before it was
+			continue
+		}
+		ev, err := event.Decode(m.Value)
+		if err != nil {
+			dead = append(dead, s.deadLetter(m, err))
+			metrics.DeadLetters.WithLabelValues(deadReason(err)).Inc()
+			continue
+		}
+		good = append(good, decoded{msg: m, ev: ev})
+	}
+	metrics.EventsConsumed.WithLabelValues("replayed").Add(float64(replayed))
+	if len(dead) > 0 {
+		if err := retry(ctx, s.cfg.Log, "write dead letters", func() error { return dlq.SendMessages(dead) }); err != nil {
+			return err
+		}
+		metrics.EventsConsumed.WithLabelValues("dead_lettered").Add(float64(len(dead)))
+	}
+	metrics.EventsConsumed.WithLabelValues("processed").Add(float64(len(good)))
+	evs := make([]event.Event, len(good))
+	appended := make([]time.Time, len(good))
+	for i := range good {
+		evs[i], appended[i] = good[i].ev, good[i].msg.Timestamp
+	}
+	rules := s.currentRules()
+	var profiles map[string]map[string]any
+	if err := retry(ctx, s.cfg.Log, "read profiles", func() (err error) {
+		profiles, err = s.profilesFor(ctx, rules, evs)
+		return err
+	}); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	local, shared := p.compute(rules, evs, appended, profiles, now)
+	matches, err := s.finish(ctx, p, rules, local, shared, now)
+	if err != nil {
+		return err
+	}
+	annotate(good, matches)
+	crash(PointComputed, len(matches))
+	if err := s.dispatch(ctx, matches); err != nil {
+		return err
+	}
+	observeEventToMatch(good, matches)
+	if err := s.routeResponses(ctx, evs); err != nil {
+		return err
+	}
+	if err := s.track(ctx, evs); err != nil {
+		return err
+	}
+	crash(PointStarted, len(matches))
+	next := msgs[len(msgs)-1].Offset + 1
+	if err := s.commit(ctx, p, next, rules); err != nil {
+		return err
+	}
+	crash(PointCommitted, len(matches))
+	return nil
+}
+
+// finish completes the batch's matches, retried until Redis answers.
+func (s *Stage) finish(ctx context.Context, p *partition, rules []compiledRule, local []workflows.Match, shared []sharedItem,
+	now time.Time) (ms []workflows.Match, err error) {
+	err = retry(ctx, s.cfg.Log, "advance shared pattern state", func() (err error) {
+		ms, err = p.complete(ctx, s.engine, rules, local, shared, now)
+		return err
+	})
+	return ms, err
+}
+
+// idle advances an idle, caught-up partition's watermark to the wall clock (less the allowed
+// lateness), starts what its timers fire, and makes that durable.
+func (s *Stage) idle(ctx context.Context, p *partition, now time.Time) error {
+	p.m.advance(ms(now) - p.m.lateness)
+	rules := s.currentRules()
+	fired := p.m.fire(rulesByID(rules), now.UTC())
+	p.m.sweep()
+	if len(fired) == 0 && len(p.m.dirty) == 0 {
+		return nil
+	}
+	matches, err := s.finish(ctx, p, rules, fired, nil, now.UTC())
+	if err != nil {
+		return err
+	}
+	crash(PointComputed, len(matches))
+	if err := s.dispatch(ctx, matches); err != nil {
+		return err
+	}
+	crash(PointStarted, len(matches))
+	if err := s.commit(ctx, p, -1, rules); err != nil {
+		return err
+	}
+	crash(PointCommitted, len(matches))
+	return nil
+}
+
+// commit makes the partition's state durable; a fenced replica stops at once.
+func (s *Stage) commit(ctx context.Context, p *partition, next int64, rules []compiledRule) error {
+	ttl := stateTTL(rules)
+	err := retry(ctx, s.cfg.Log, "commit partition state", func() error {
+		err := p.log.commit(ctx, p.m, next, ttl)
+		if errors.Is(err, errFenced) {
+			return stopRetry{err}
+		}
+		return err
+	})
+	var stop stopRetry
+	if errors.As(err, &stop) {
+		metrics.StateFenced.Inc()
+		return stop.err
+	}
+	if err == nil && next >= 0 {
+		p.next = next
+	}
+	return err
+}
+
+// stopRetry ends a retry loop with its error.
+type stopRetry struct{ err error }
+
+func (e stopRetry) Error() string { return e.err.Error() }
+
+// stateTTL is how long a partition's state outlives its last commit: the longest any instance
+// may need (a window plus its lateness, a cooldown, a once-mark), and a day for an idle topic.
+func stateTTL(rules []compiledRule) time.Duration {
+	d := 24 * time.Hour
+	for _, r := range rules {
+		d = max(d, r.Within.D()+lateness, r.Cooldown.D())
+		if r.Reentry == ReentryOnce {
+			d = max(d, OnceTTL)
+		}
+	}
+	return d + 24*time.Hour
+}
