@@ -88,8 +88,8 @@ const sweepEvery = time.Minute
 
 // machine holds one partition's instances, timers and watermark.
 type machine struct {
-	inst  map[string]*instance
-	dirty map[string]bool // changed since the last commit (deleted when absent from inst)
+	inst   map[string]*instance
+	dirty  map[string]bool // changed since the last commit (deleted when absent from inst)
 	timers timerQueue
 	// wm is the watermark (ms): event time up to which the partition is complete, less the
 	// allowed lateness; timers due at or before it fire.
