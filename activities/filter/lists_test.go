@@ -15,33 +15,37 @@ import (
 // answers, so a blacklisted user is never let through by a restart without persistence.
 func TestBlacklistSurvivesRedisLoss(t *testing.T) {
 	env := testenv.Require(t)
-	rdb := env.Redis(t)
-	lists := &filter.Lists{Pool: env.Audit(t).Pool(), Redis: rdb}
-	ctx := context.Background()
-	key := testenv.Unique("bl-")
-	listed, free := testenv.Unique("listed-"), testenv.Unique("free-")
-	n, err := lists.Add(ctx, "blacklist", key, []string{listed})
-	require.NoError(t, err)
-	require.EqualValues(t, 1, n)
-	bl := filter.NewBlacklist(rdb, key)
-	bl.Lists = lists
-	check := func(user string) string {
-		t.Helper()
-		v, err := bl.Check(ctx, filter.Request{UserID: user, Channel: "push", Now: time.Now()})
-		require.NoError(t, err)
-		return v.Outcome
+	for _, target := range env.Redises(t) {
+		t.Run(target.Name, func(t *testing.T) {
+			rdb := target.Client
+			lists := &filter.Lists{Pool: env.Audit(t).Pool(), Redis: rdb}
+			ctx := context.Background()
+			key := testenv.Unique("bl-")
+			listed, free := testenv.Unique("listed-"), testenv.Unique("free-")
+			n, err := lists.Add(ctx, "blacklist", key, []string{listed})
+			require.NoError(t, err)
+			require.EqualValues(t, 1, n)
+			bl := filter.NewBlacklist(rdb, key)
+			bl.Lists = lists
+			check := func(user string) string {
+				t.Helper()
+				v, err := bl.Check(ctx, filter.Request{UserID: user, Channel: "push", Now: time.Now()})
+				require.NoError(t, err)
+				return v.Outcome
+			}
+			require.Equal(t, filter.Drop, check(listed))
+			require.Equal(t, filter.Pass, check(free))
+
+			// Redis restarts empty: the set and its loaded mark are gone.
+			require.NoError(t, rdb.Del(ctx, key).Err())
+			require.Equal(t, filter.Drop, check(listed), "reloaded from PostgreSQL")
+			require.Equal(t, filter.Pass, check(free))
+
+			n, err = lists.Remove(ctx, "blacklist", key, []string{listed})
+			require.NoError(t, err)
+			require.EqualValues(t, 1, n)
+			require.NoError(t, rdb.Del(ctx, key).Err())
+			require.Equal(t, filter.Pass, check(listed), "a removal is durable too")
+		})
 	}
-	require.Equal(t, filter.Drop, check(listed))
-	require.Equal(t, filter.Pass, check(free))
-
-	// Redis restarts empty: the set and its loaded mark are gone.
-	require.NoError(t, rdb.Del(ctx, key, key+":loaded").Err())
-	require.Equal(t, filter.Drop, check(listed), "reloaded from PostgreSQL")
-	require.Equal(t, filter.Pass, check(free))
-
-	n, err = lists.Remove(ctx, "blacklist", key, []string{listed})
-	require.NoError(t, err)
-	require.EqualValues(t, 1, n)
-	require.NoError(t, rdb.Del(ctx, key, key+":loaded").Err())
-	require.Equal(t, filter.Pass, check(listed), "a removal is durable too")
 }

@@ -189,7 +189,6 @@ func mustSecret(name string) string {
 	return v
 }
 
-// newRedis connects with the configured credentials and TLS.
 // newRedis connects with the configured credentials and TLS: one address is a single server (or a
 // proxy), several are the seeds of a Redis Cluster (every multi-key operation uses one user's or
 // one pattern's hash tag, so it stays on one slot).

@@ -8,6 +8,8 @@
 #   stack.sh env      print the OMEGA_* variables the omega binary and the tests read
 #
 # Ports come from OMEGA_*_PORT (defaults in the table below); a taken port fails with its name.
+# OMEGA_REDIS_CLUSTER_PORT=P adds a three-node Redis Cluster on ports P, P+1, P+2 (cluster bus on
+# P+10000..P+10002) beside the single Redis; the test stack always starts it, `make run` only when set.
 # OMEGA_TEMPORAL_DB=postgres persists Temporal to the PostgreSQL above (the benchmark does); SQLite otherwise.
 set -euo pipefail
 
@@ -19,6 +21,7 @@ TEMPORAL_PORT=${OMEGA_TEMPORAL_PORT:-7233}
 UI_PORT=${OMEGA_UI_PORT:-8233}
 KAFKA_PORT=${OMEGA_KAFKA_PORT:-9092}
 REDIS_PORT=${OMEGA_REDIS_PORT:-6379}
+CLUSTER_PORT=${OMEGA_REDIS_CLUSTER_PORT:-}
 PG_PORT=${OMEGA_PG_PORT:-5432}
 RECEIVER_PORT=${OMEGA_RECEIVER_PORT:-8090}
 RUN=$DATA/run
@@ -37,6 +40,7 @@ pg_bin() {
 ensure_packages() {
   local missing=()
   command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v redis-cli >/dev/null || missing+=(redis-tools)
   [ -n "$(pg_bin)" ] || missing+=(postgresql)
   [ ${#missing[@]} -eq 0 ] && return 0
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
@@ -103,6 +107,52 @@ start_redis() {
   wait_port redis "$REDIS_PORT" 20 "$LOG/redis.log"
 }
 
+cluster_ports() { echo "$CLUSTER_PORT" $((CLUSTER_PORT + 1)) $((CLUSTER_PORT + 2)); }
+
+cluster_state_ok() { # port
+  redis-cli -h 127.0.0.1 -p "$1" cluster info 2>/dev/null | grep -q '^cluster_state:ok'
+}
+
+# A three-node Redis Cluster, no replicas: every node its own directory, its nodes.conf kept there,
+# so `down` + `up` brings back the same cluster (created once, never again on the same data).
+start_redis_cluster() {
+  [ -n "$CLUSTER_PORT" ] || return 0
+  [[ $CLUSTER_PORT =~ ^[0-9]+$ ]] && [ "$CLUSTER_PORT" -ge 1024 ] && [ $((CLUSTER_PORT + 10002)) -le 65535 ] ||
+    die "OMEGA_REDIS_CLUSTER_PORT=$CLUSTER_PORT: want a port from 1024 to 55533 (its cluster bus is 10000 above)"
+  local i=0 p dir addrs=() slots=0 n
+  for p in $(cluster_ports); do
+    addrs+=("127.0.0.1:$p")
+    if alive "redis-cluster-$i"; then i=$((i + 1)); continue; fi
+    need_port "redis_cluster" "$p"
+    need_port "redis_cluster" $((p + 10000))
+    dir=$DATA/redis-cluster/$i
+    mkdir -p "$dir"
+    redis-server --bind 127.0.0.1 --port "$p" --dir "$dir" --cluster-enabled yes \
+      --cluster-config-file nodes.conf --cluster-node-timeout 5000 --appendonly yes --save "60 1" \
+      --daemonize yes --pidfile "$RUN/redis-cluster-$i.pid" --logfile "$LOG/redis-cluster-$i.log" >/dev/null
+    i=$((i + 1))
+  done
+  i=0
+  for p in $(cluster_ports); do
+    wait_port "redis-cluster-$i" "$p" 20 "$LOG/redis-cluster-$i.log"
+    n=$(redis-cli -h 127.0.0.1 -p "$p" cluster info | sed -n 's/^cluster_slots_assigned:\([0-9]*\).*/\1/p')
+    slots=$((slots + ${n:-0}))
+    i=$((i + 1))
+  done
+  if [ "$slots" -eq 0 ]; then
+    redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$LOG/redis-cluster-create.log" 2>&1 ||
+      { tail -n 20 "$LOG/redis-cluster-create.log" >&2; die "redis-cli --cluster create failed"; }
+  fi
+  for ((i = 0; i < 300; i++)); do
+    n=0
+    for p in $(cluster_ports); do cluster_state_ok "$p" && n=$((n + 1)); done
+    [ "$n" -eq 3 ] && return 0
+    sleep 0.1
+  done
+  for p in $(cluster_ports); do say "stack: redis cluster node $p: $(redis-cli -h 127.0.0.1 -p "$p" cluster info | grep -E '^cluster_(state|slots_assigned|known_nodes)' | tr -d '\r' | tr '\n' ' ')"; done
+  die "the redis cluster is not ok after 30s (created on other ports, or half-created? remove $DATA/redis-cluster and start again)"
+}
+
 start_postgres() {
   local bin pg=$DATA/postgres
   bin=$(pg_bin)
@@ -144,6 +194,7 @@ up() {
   [ -x "$BIN/omega-dev" ] || die "$BIN/omega-dev is missing: run make build-dev"
   mkdir -p "$RUN" "$LOG"
   start_redis
+  start_redis_cluster
   start_postgres
   start_daemon kafka "$KAFKA_PORT" "$BIN/omega-dev" kafka -data "$DATA/kafka" -port "$KAFKA_PORT"
   # OMEGA_TEMPORAL_DB=postgres: Temporal persists to the stack's PostgreSQL (databases temporal and
@@ -159,6 +210,7 @@ up() {
   say "  temporal    127.0.0.1:$TEMPORAL_PORT   web ui http://127.0.0.1:$UI_PORT (0: off), store ${OMEGA_TEMPORAL_DB:-sqlite}"
   say "  kafka       127.0.0.1:$KAFKA_PORT"
   say "  redis       127.0.0.1:$REDIS_PORT"
+  [ -z "$CLUSTER_PORT" ] || say "  redis cluster 127.0.0.1:$(cluster_ports | sed 's/ /,127.0.0.1:/g')"
   say "  postgresql  127.0.0.1:$PG_PORT (database omega, user postgres)"
 }
 
@@ -170,6 +222,7 @@ down() {
   stop_pid temporal
   stop_pid kafka
   stop_pid redis
+  for f in "$RUN"/redis-cluster-*.pid; do [ -e "$f" ] && stop_pid "$(basename "$f" .pid)"; done
   local bin
   bin=$(pg_bin)
   if [ -n "$bin" ] && [ -f "$DATA/postgres/data/postmaster.pid" ]; then
@@ -180,9 +233,18 @@ down() {
 
 status() {
   local n
-  for n in redis kafka temporal; do
+  local nodes=()
+  if [ -n "$CLUSTER_PORT" ]; then
+    nodes=(redis-cluster-0 redis-cluster-1 redis-cluster-2)
+  else
+    for f in "$RUN"/redis-cluster-*.pid; do [ -e "$f" ] && nodes+=("$(basename "$f" .pid)"); done
+  fi
+  for n in redis ${nodes[@]+"${nodes[@]}"} kafka temporal; do
     if alive "$n"; then echo "$n running (pid $(cat "$RUN/$n.pid"))"; else echo "$n stopped"; fi
   done
+  if [ -n "$CLUSTER_PORT" ] && alive redis-cluster-0; then
+    echo "redis cluster $(redis-cli -h 127.0.0.1 -p "$CLUSTER_PORT" cluster info 2>/dev/null | grep '^cluster_state:' | tr -d '\r')"
+  fi
   if [ -f "$DATA/postgres/data/postmaster.pid" ]; then echo "postgres running"; else echo "postgres stopped"; fi
   for f in "$RUN"/app-*.pid; do
     [ -e "$f" ] || continue
@@ -202,6 +264,8 @@ export OMEGA_RECEIVER_ADDR=127.0.0.1:$RECEIVER_PORT
 export OMEGA_WEBHOOK_URL=http://127.0.0.1:$RECEIVER_PORT/deliveries
 export OMEGA_WEBHOOK_ALLOW=127.0.0.0/8
 ENV
+  # The cluster's nodes, as seeds (OMEGA_REDIS_ADDR takes the same list to run Omega on it).
+  [ -z "$CLUSTER_PORT" ] || echo "export OMEGA_REDIS_CLUSTER_ADDRS=127.0.0.1:$(cluster_ports | sed 's/ /,127.0.0.1:/g')"
   # The development key make run creates (admin scope), for curl and the omega CLI.
   if [ -s "$DATA/dev-api-key" ]; then echo "export OMEGA_API_KEY=$(cat "$DATA/dev-api-key")"; fi
 }
