@@ -39,9 +39,11 @@ type harness struct {
 	rules []compiledRule
 }
 
-func newHarness(t *testing.T, rules ...Rule) *harness {
-	env := testenv.Require(t)
-	return newHarnessOn(t, env.Redis(t), rules...)
+// onRedises runs test on a single Redis and on a three-node Redis Cluster.
+func onRedises(t *testing.T, test func(*testing.T, redis.UniversalClient)) {
+	for _, target := range testenv.Require(t).Redises(t) {
+		t.Run(target.Name, func(t *testing.T) { test(t, target.Client) })
+	}
 }
 
 func newHarnessOn(t *testing.T, rdb redis.UniversalClient, rules ...Rule) *harness {
@@ -120,8 +122,10 @@ func matchKeys(ms []workflows.Match) []string {
 	return out
 }
 
-func TestSingle(t *testing.T) {
-	h := newHarness(t, demoRule(t, "cart-add"))
+func TestSingle(t *testing.T) { onRedises(t, testSingle) }
+
+func testSingle(t *testing.T, rdb redis.UniversalClient) {
+	h := newHarnessOn(t, rdb, demoRule(t, "cart-add"))
 	require.Equal(t, []string{"u1/e1"}, h.feed(
 		ev{id: "e1", user: "u1", typ: "cart_add", item: "i1"},
 		ev{id: "e2", user: "u1", typ: "cart_add"}, // condition fails: no item
@@ -129,7 +133,9 @@ func TestSingle(t *testing.T) {
 	))
 }
 
-func TestCount(t *testing.T) {
+func TestCount(t *testing.T) { onRedises(t, testCount) }
+
+func testCount(t *testing.T, rdb redis.UniversalClient) {
 	rule := Rule{ID: "views", Kind: KindCount, Key: "user+item", Steps: []Step{{Type: "view"}}, Count: 3,
 		Within: Duration(10 * time.Minute), Unless: &Step{Type: "chat_started"}, JourneyID: "j"}
 	v := func(id string, at time.Duration) ev { return ev{id: id, user: "u", typ: "view", item: "i", at: at} }
@@ -151,13 +157,15 @@ func TestCount(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, rule)
+			h := newHarnessOn(t, rdb, rule)
 			require.Equal(t, tt.want, h.feed(tt.evs...))
 		})
 	}
 }
 
-func TestSequence(t *testing.T) {
+func TestSequence(t *testing.T) { onRedises(t, testSequence) }
+
+func testSequence(t *testing.T, rdb redis.UniversalClient) {
 	two := Rule{ID: "seq", Kind: KindSequence, Steps: []Step{{Type: "view"}, {Type: "cart_add"}}, Within: Duration(time.Hour), JourneyID: "j"}
 	three := Rule{ID: "seq3", Kind: KindSequence, Steps: []Step{{Type: "view"}, {Type: "cart_add"}, {Type: "order_paid"}}, Within: Duration(time.Hour), JourneyID: "j"}
 	e := func(id, typ string, at time.Duration) ev { return ev{id: id, user: "u", typ: typ, item: "i", at: at} }
@@ -179,67 +187,69 @@ func TestSequence(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, tt.rule)
+			h := newHarnessOn(t, rdb, tt.rule)
 			require.Equal(t, tt.want, h.feed(tt.evs...))
 		})
 	}
 	t.Run("match carries every event", func(t *testing.T) {
-		h := newHarness(t, three)
+		h := newHarnessOn(t, rdb, three)
 		ms := h.feedBatch(e("a", "view", 0), e("b", "cart_add", 1), e("c", "order_paid", 2))
 		require.Len(t, ms, 1)
 		require.Equal(t, []string{"a", "b", "c"}, ms[0].EventIDs)
 	})
 }
 
-func TestAbsence(t *testing.T) {
+func TestAbsence(t *testing.T) { onRedises(t, testAbsence) }
+
+func testAbsence(t *testing.T, rdb redis.UniversalClient) {
 	rule := Rule{ID: "abandon", Kind: KindAbsence, Steps: []Step{{Type: "cart_add"}}, Absent: &Step{Type: "order_paid"},
 		Within: Duration(time.Minute), JourneyID: "j"}
 	add := ev{id: "a", user: "u", typ: "cart_add", item: "i"}
 	fire := func(h *harness, at time.Duration) []string { return h.fire(at) }
 	t.Run("fires once after the window", func(t *testing.T) {
-		h := newHarness(t, rule)
+		h := newHarnessOn(t, rdb, rule)
 		require.Empty(t, h.feed(add))
 		require.Empty(t, fire(h, 30*time.Second))
 		require.Equal(t, []string{"u/a"}, fire(h, 61*time.Second))
 		require.Empty(t, fire(h, 2*time.Minute))
 	})
 	t.Run("B inside the window cancels", func(t *testing.T) {
-		h := newHarness(t, rule)
+		h := newHarnessOn(t, rdb, rule)
 		h.feed(add, ev{id: "b", user: "u", typ: "order_paid", at: 30 * time.Second})
 		require.Empty(t, fire(h, 2*time.Minute))
 	})
 	t.Run("B before A does not cancel", func(t *testing.T) {
-		h := newHarness(t, rule)
+		h := newHarnessOn(t, rdb, rule)
 		h.feed(ev{id: "b", user: "u", typ: "order_paid", at: -time.Second}, add)
 		require.Equal(t, []string{"u/a"}, fire(h, 2*time.Minute))
 	})
 	t.Run("latest A restarts the wait", func(t *testing.T) {
-		h := newHarness(t, rule)
+		h := newHarnessOn(t, rdb, rule)
 		h.feed(add, ev{id: "a2", user: "u", typ: "cart_add", at: 50 * time.Second})
 		require.Equal(t, []string{"u/a2"}, fire(h, 2*time.Minute))
 	})
 	t.Run("B after the window does not cancel", func(t *testing.T) {
-		h := newHarness(t, rule)
+		h := newHarnessOn(t, rdb, rule)
 		require.Equal(t, []string{"u/a"}, h.feed(add, ev{id: "b", user: "u", typ: "order_paid", at: 61 * time.Second}))
 		require.Empty(t, fire(h, 2*time.Minute))
 	})
 	t.Run("a duplicate A after the cancel does not wait again", func(t *testing.T) {
-		h := newHarness(t, rule)
+		h := newHarnessOn(t, rdb, rule)
 		h.feed(add, ev{id: "b", user: "u", typ: "order_paid", at: 30 * time.Second}, add)
 		require.Empty(t, fire(h, 2*time.Minute))
 	})
 	t.Run("events move the watermark: a later event fires the timer", func(t *testing.T) {
-		h := newHarness(t, rule)
+		h := newHarnessOn(t, rdb, rule)
 		require.Empty(t, h.feed(add, ev{id: "x", user: "u", typ: "view", at: 30 * time.Second}))
 		require.Equal(t, []string{"u/a"}, h.feed(ev{id: "y", user: "u", typ: "view", at: 61 * time.Second}))
 	})
 	t.Run("an A after the window ended fires the one before", func(t *testing.T) {
-		h := newHarness(t, rule)
+		h := newHarnessOn(t, rdb, rule)
 		require.Equal(t, []string{"u/a"}, h.feed(add, ev{id: "a2", user: "u", typ: "cart_add", at: 61 * time.Second}))
 		require.Equal(t, []string{"u/a2"}, fire(h, 3*time.Minute))
 	})
 	t.Run("a fire whose start failed fires again after a restore", func(t *testing.T) {
-		h := newHarness(t, rule)
+		h := newHarnessOn(t, rdb, rule)
 		h.feed(add)
 		require.Len(t, h.fireUncommitted(2*time.Minute), 1) // the start fails: nothing is committed
 		require.Equal(t, []string{"u/a"}, fire(h, 2*time.Minute))
@@ -248,10 +258,12 @@ func TestAbsence(t *testing.T) {
 }
 
 // A replica that lost its partition can never write over the new owner's state.
-func TestChangelogFencing(t *testing.T) {
+func TestChangelogFencing(t *testing.T) { onRedises(t, testChangelogFencing) }
+
+func testChangelogFencing(t *testing.T, rdb redis.UniversalClient) {
 	rule := Rule{ID: "abandon", Kind: KindAbsence, Steps: []Step{{Type: "cart_add"}}, Absent: &Step{Type: "order_paid"},
 		Within: Duration(time.Minute), JourneyID: "j"}
-	h := newHarness(t, rule)
+	h := newHarnessOn(t, rdb, rule)
 	h.feed(ev{id: "a", user: "u", typ: "cart_add"})
 	zombie := h.part
 	h.log = newChangelog(h.rdb, h.log.meta[:len(h.log.meta)-len(":{p:g/t/0}:meta")], "g", "t", 0)
@@ -266,7 +278,9 @@ func TestChangelogFencing(t *testing.T) {
 	require.Equal(t, []string{"u/a"}, owner.fire(2*time.Minute))
 }
 
-func TestJoin(t *testing.T) {
+func TestJoin(t *testing.T) { onRedises(t, testJoin) }
+
+func testJoin(t *testing.T, rdb redis.UniversalClient) {
 	rule := Rule{ID: "drop", Kind: KindJoin, Steps: []Step{{Type: "favorite"}, {Type: "price_drop"}},
 		LinkTTL: Duration(24 * time.Hour), JourneyID: "j"}
 	fav := func(user, item string, at time.Duration) ev {
@@ -285,27 +299,27 @@ func TestJoin(t *testing.T) {
 		return out
 	}
 	t.Run("fans out to the item's users", func(t *testing.T) {
-		h := newHarness(t, rule)
+		h := newHarnessOn(t, rdb, rule)
 		h.feed(fav("u1", "i1", 0), fav("u2", "i1", 1), fav("u3", "i2", 2))
 		require.Equal(t, []string{"u1", "u2"}, users(h.feedBatch(drop("i1", time.Hour))))
 	})
 	t.Run("links expire", func(t *testing.T) {
-		h := newHarness(t, rule)
+		h := newHarnessOn(t, rdb, rule)
 		h.feed(fav("old", "i1", 0), fav("new", "i1", 20*time.Hour))
 		require.Equal(t, []string{"new"}, users(h.feedBatch(drop("i1", 25*time.Hour))))
 	})
 	t.Run("unfavorite removes the link", func(t *testing.T) {
-		h := newHarness(t, rule)
+		h := newHarnessOn(t, rdb, rule)
 		h.feed(fav("u1", "i1", 0), fav("u2", "i1", 0), ev{id: "x", user: "u2", typ: "unfavorite", item: "i1", at: 1})
 		require.Equal(t, []string{"u1"}, users(h.feedBatch(drop("i1", time.Hour))))
 	})
 	t.Run("a favourite after the drop is not reached", func(t *testing.T) {
-		h := newHarness(t, rule)
+		h := newHarnessOn(t, rdb, rule)
 		require.Equal(t, []string{"u1"}, users(h.feedBatch(fav("u1", "i1", 0), drop("i1", time.Hour), fav("u2", "i1", 2*time.Hour))))
 	})
 	t.Run("a link processed after the trigger still matches", func(t *testing.T) {
 		// The favourite precedes the drop in event time but travels on another partition.
-		h := newHarness(t, rule)
+		h := newHarnessOn(t, rdb, rule)
 		require.Equal(t, []string{"u1"}, users(h.feedBatch(fav("u1", "i1", 0), drop("i1", time.Hour))))
 		require.Equal(t, []string{"u2"}, users(h.feedBatch(fav("u2", "i1", time.Minute))))
 		require.Empty(t, h.feedBatch(fav("u3", "i1", 2*time.Hour)), "a favourite after the drop is not reached")
@@ -313,13 +327,13 @@ func TestJoin(t *testing.T) {
 		require.Equal(t, []string{"u1", "u2"}, users(h.feedBatch(drop("i1", time.Hour))))
 	})
 	t.Run("link and trigger in one batch match once", func(t *testing.T) {
-		h := newHarness(t, rule)
+		h := newHarnessOn(t, rdb, rule)
 		require.Equal(t, []string{"u1"}, users(h.feedBatch(drop("i1", time.Hour), fav("u1", "i1", 0))))
 	})
 	t.Run("fan-out is bounded and paged", func(t *testing.T) {
 		r := rule
 		r.MaxFanout = 2100
-		h := newHarness(t, r)
+		h := newHarnessOn(t, rdb, r)
 		var favs []ev
 		for i := range 2500 {
 			favs = append(favs, fav(fmt.Sprintf("u%04d", i), "i1", time.Duration(i)*time.Millisecond))
@@ -331,24 +345,26 @@ func TestJoin(t *testing.T) {
 	})
 }
 
-func TestReentry(t *testing.T) {
+func TestReentry(t *testing.T) { onRedises(t, testReentry) }
+
+func testReentry(t *testing.T, rdb redis.UniversalClient) {
 	base := Rule{ID: "r", Steps: []Step{{Type: "cart_add"}}, JourneyID: "j"}
 	add := func(id string) ev { return ev{id: id, user: "u", typ: "cart_add"} }
 	t.Run("once", func(t *testing.T) {
 		r := base
 		r.Reentry = ReentryOnce
-		h := newHarness(t, r)
+		h := newHarnessOn(t, rdb, r)
 		require.Equal(t, []string{"u/a"}, h.feed(add("a"), add("b")))
 		require.Equal(t, []string{"u/a"}, h.feed(add("a")), "a replayed match passes again: its start collapses on the workflow ID")
 	})
 	t.Run("every", func(t *testing.T) {
-		h := newHarness(t, base)
+		h := newHarnessOn(t, rdb, base)
 		require.Equal(t, []string{"u/a", "u/b"}, h.feed(add("a"), add("b")))
 	})
 	t.Run("shadow matches are marked", func(t *testing.T) {
 		r := base
 		r.Shadow = true
-		h := newHarness(t, r)
+		h := newHarnessOn(t, rdb, r)
 		ms := h.feedBatch(add("a"))
 		require.Len(t, ms, 1)
 		require.True(t, ms[0].Shadow)
@@ -357,8 +373,10 @@ func TestReentry(t *testing.T) {
 
 // Conditions read the user's profile (attributes from offline jobs); a user without one reads an
 // empty profile and does not match.
-func TestConditionReadsProfile(t *testing.T) {
-	h := newHarness(t, Rule{ID: "gold-cart", Steps: []Step{{Type: "cart_add", Where: `profile.attrs.tier == "gold" && event.item_id != ""`}}, JourneyID: "j"})
+func TestConditionReadsProfile(t *testing.T) { onRedises(t, testConditionReadsProfile) }
+
+func testConditionReadsProfile(t *testing.T, rdb redis.UniversalClient) {
+	h := newHarnessOn(t, rdb, Rule{ID: "gold-cart", Steps: []Step{{Type: "cart_add", Where: `profile.attrs.tier == "gold" && event.item_id != ""`}}, JourneyID: "j"})
 	require.True(t, h.rules[0].needsProfile)
 	evs := []event.Event{
 		{EventID: "e1", UserID: "gold", Type: "cart_add", ItemID: "i", TS: t0},

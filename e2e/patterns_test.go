@@ -9,12 +9,22 @@ import (
 
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/testenv"
 )
 
 // TestPatterns: each pattern kind, through Kafka, the CEP stage and Temporal, to one delivery per
 // expected user; an absence timer set before a CEP restart fires after it.
 func TestPatterns(t *testing.T) {
-	p := newPipeline(t)
+	for _, target := range testenv.Require(t).Redises(t) {
+		t.Run(target.Name, func(t *testing.T) {
+			p := newPipeline(t)
+			p.rdb = target.Client
+			testPatterns(t, p)
+		})
+	}
+}
+
+func testPatterns(t *testing.T, p *pipeline) {
 	p.startWorker()
 	demo := map[string]cep.Rule{}
 	for _, r := range cep.DemoRules() {

@@ -14,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/IBM/sarama"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
@@ -48,6 +49,8 @@ type pipeline struct {
 	receiver *channel.Receiver
 	store    *audit.Store
 	producer sarama.SyncProducer
+	// rdb is the Redis the worker and the CEP stage use (the single node unless a test says).
+	rdb redis.UniversalClient
 }
 
 func saramaConfig() *sarama.Config {
@@ -80,6 +83,13 @@ func newPipeline(t *testing.T) *pipeline {
 	return p
 }
 
+func (p *pipeline) redis() redis.UniversalClient {
+	if p.rdb == nil {
+		p.rdb = p.env.Redis(p.t)
+	}
+	return p.rdb
+}
+
 // startWorker runs a reach worker with the demo journeys posting to the test's receiver.
 func (p *pipeline) startWorker() { p.startWorkerWith(nil) }
 
@@ -92,7 +102,7 @@ func (p *pipeline) startWorkerConfig(adjust func(*worker.Config)) {
 	srv := httptest.NewServer(p.receiver)
 	p.t.Cleanup(srv.Close)
 	cfg := worker.Config{
-		Temporal: p.env.Temporal(p.t), TaskQueue: p.queue, Redis: p.env.Redis(p.t), KeyPrefix: p.prefix,
+		Temporal: p.env.Temporal(p.t), TaskQueue: p.queue, Redis: p.redis(), KeyPrefix: p.prefix,
 		BlacklistKey: p.blkey, WhitelistKey: p.prefix + ":whitelist", Audit: p.store, WebhookURL: srv.URL,
 		WebhookAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 		DailyCap:     dailyCap, Log: testLogger(p.t),
@@ -118,7 +128,7 @@ func (p *pipeline) startCEPWith(group, keyPrefix string, rules []cep.Rule) (stop
 func (p *pipeline) startCEPConfig(group, keyPrefix string, rules []cep.Rule, adjust func(*cep.Config)) (stop func()) {
 	cfg := cep.Config{
 		Brokers: p.env.Brokers, Sarama: saramaConfig(), Group: group, Topic: p.topic, DLQTopic: p.dlq,
-		Redis: p.env.Redis(p.t), KeyPrefix: keyPrefix, ReachPrefix: p.prefix, Rules: rules, TimerInterval: 50 * time.Millisecond,
+		Redis: p.redis(), KeyPrefix: keyPrefix, ReachPrefix: p.prefix, Rules: rules, TimerInterval: 50 * time.Millisecond,
 		Starter: p.starter(), Log: testLogger(p.t),
 	}
 	adjust(&cfg)
