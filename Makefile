@@ -98,9 +98,9 @@ fuzz: ## run every fuzz target for FUZZTIME (2m) and keep the corpus it grows in
 	done
 
 .PHONY: test-faults
-test-faults: build-dev ## the fault suite in full (60 s without PostgreSQL, 30 s without Temporal ...) on a fresh stack; writes docs/faults.md
+test-faults: build-dev ## the fault suite in full (60 s without PostgreSQL, 30 s without Temporal, the CEP process killed at every batch step ...) on a fresh stack; writes docs/faults.md
 	OMEGA_FAULTS=full OMEGA_FAULTS_REPORT=$(CURDIR)/docs/faults.md deploy/local/test.sh \
-	  $(GO) test -count=1 -timeout 20m -run '^TestFaults$$' -v ./e2e/
+	  $(GO) test -count=1 -timeout 25m -run '^(TestFaults|TestCrashPoints)$$' -v ./e2e/
 
 .PHONY: deploy-check
 deploy-check: ## validate deploy/k8s (strictly against the Kubernetes API types) and deploy/compose

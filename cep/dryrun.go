@@ -35,11 +35,18 @@ func DryRun(ctx context.Context, rdb redis.UniversalClient, rules []Rule, evs []
 	var out []workflows.Match
 	for start := 0; start < len(evs); start += 500 {
 		batch := evs[start:min(start+500, len(evs))]
-		ms, err := p.process(ctx, eng, compiled, batch, nil, nil, batch[len(batch)-1].TS)
+		now := batch[len(batch)-1].TS
+		ms, err := p.process(ctx, eng, compiled, batch, nil, nil, now)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, ms...)
+		if err := p.fanOut(ctx, eng, compiled, time.Now().Add(time.Hour), now, func(_ context.Context, ms []workflows.Match) error {
+			out = append(out, ms...)
+			return nil
+		}); err != nil {
+			return nil, err
+		}
 	}
 	// Every window passes: the absences still waiting fire, on the machine and in shared state.
 	far := p.m.wm + msd(maxWindow+time.Hour)

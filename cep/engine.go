@@ -177,12 +177,14 @@ type timerEntry struct {
 // processShared advances the shared state (joins, and rules not keyed on the user) for items in
 // partition order and returns the matches, before re-entry. Idempotent per event: replaying it
 // yields the same matches.
-func (e *engine) processShared(ctx context.Context, rules []compiledRule, items []sharedItem, now time.Time) (ms []workflows.Match, err error) {
+// A join's triggers come back as fan-out jobs (fanout.go): their users are started a slice at a
+// time, so a trigger with many links never holds its partition.
+func (e *engine) processShared(ctx context.Context, rules []compiledRule, items []sharedItem, now time.Time) (ms []workflows.Match, jobs []fanJob, err error) {
 	err = e.withScripts(ctx, func() error {
-		ms, err = e.processSharedOnce(ctx, items, now)
+		ms, jobs, err = e.processSharedOnce(ctx, items, now)
 		return err
 	})
-	return ms, err
+	return ms, jobs, err
 }
 
 var allScripts = []*redis.Script{countScript, unlessScript, seqScript, absStartScript, absCancelScript,
@@ -204,7 +206,7 @@ func (e *engine) withScripts(ctx context.Context, fn func() error) error {
 	return fn()
 }
 
-func (e *engine) processSharedOnce(ctx context.Context, items []sharedItem, now time.Time) ([]workflows.Match, error) {
+func (e *engine) processSharedOnce(ctx context.Context, items []sharedItem, now time.Time) ([]workflows.Match, []fanJob, error) {
 	pipe := e.rdb.Pipeline()
 	var pend []pending
 	var joins []joinQuery
@@ -215,24 +217,23 @@ func (e *engine) processSharedOnce(ctx context.Context, items []sharedItem, now 
 	}
 	if pipe.Len() > 0 {
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-			return nil, fmt.Errorf("advance pattern state: %w", err)
+			return nil, nil, fmt.Errorf("advance pattern state: %w", err)
 		}
 	}
 	for _, p := range pend {
 		m, ok, err := e.decide(p, now)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if ok {
 			matches = append(matches, m)
 		}
 	}
-	fanned, err := e.fanOut(ctx, joins, now)
+	jobs, err := e.snapshotLinks(ctx, joins)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	matches = append(matches, fanned...)
-	return append(matches, lateMatches(late, now)...), nil
+	return append(matches, lateMatches(late, now)...), jobs, nil
 }
 
 func (e *engine) plan(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, vars map[string]any, now time.Time,

@@ -2,6 +2,7 @@ package cep
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"testing"
@@ -72,6 +73,9 @@ func (h *harness) run(batch []event.Event) []workflows.Match {
 	h.restore()
 	ms, err := h.part.process(context.Background(), h.eng, h.rules, batch, nil, nil, t0)
 	require.NoError(h.t, err)
+	// Join triggers fan out in slices; here every slice runs before the batch is committed.
+	require.NoError(h.t, h.part.fanOut(context.Background(), h.eng, h.rules, time.Now().Add(time.Hour), t0,
+		func(_ context.Context, fanned []workflows.Match) error { ms = append(ms, fanned...); return nil }))
 	require.NoError(h.t, h.log.commit(context.Background(), h.part.m, -1, time.Hour))
 	return ms
 }
@@ -323,12 +327,50 @@ func testJoin(t *testing.T, rdb redis.UniversalClient) {
 		require.Equal(t, []string{"u1"}, users(h.feedBatch(fav("u1", "i1", 0), drop("i1", time.Hour))))
 		require.Equal(t, []string{"u2"}, users(h.feedBatch(fav("u2", "i1", time.Minute))))
 		require.Empty(t, h.feedBatch(fav("u3", "i1", 2*time.Hour)), "a favourite after the drop is not reached")
-		// A replayed drop yields the same matches (same trigger, same workflow IDs): they collapse.
-		require.Equal(t, []string{"u1", "u2"}, users(h.feedBatch(drop("i1", time.Hour))))
+		// A duplicated drop (the same event ID) finds its fan-out done: nothing starts again.
+		require.Empty(t, h.feedBatch(drop("i1", time.Hour)))
 	})
-	t.Run("link and trigger in one batch match once", func(t *testing.T) {
+	t.Run("link and trigger in one batch reach the user once", func(t *testing.T) {
 		h := newHarnessOn(t, rdb, rule)
-		require.Equal(t, []string{"u1"}, users(h.feedBatch(drop("i1", time.Hour), fav("u1", "i1", 0))))
+		// Found by the link (the trigger came first) and by the fan-out: one workflow ID.
+		require.Equal(t, []string{"u1"}, users(dedupeMatches(h.feedBatch(drop("i1", time.Hour), fav("u1", "i1", 0)))))
+	})
+	t.Run("a large fan-out goes in slices, and a crash replays one slice", func(t *testing.T) {
+		h := newHarnessOn(t, rdb, rule)
+		var favs []ev
+		for i := range 1200 {
+			favs = append(favs, fav(fmt.Sprintf("u%04d", i), "i1", time.Duration(i)*time.Millisecond))
+		}
+		h.feedBatch(favs...)
+		h.restore()
+		_, err := h.part.process(context.Background(), h.eng, h.rules, []event.Event{drop("i1", time.Hour).event()}, nil, nil, t0)
+		require.NoError(t, err)
+		require.NoError(t, h.log.commit(context.Background(), h.part.m, -1, time.Hour)) // the job is durable
+		started := map[string]int{}
+		slice := func(fail bool) error {
+			return h.part.fanOut(context.Background(), h.eng, h.rules, time.Now().Add(time.Hour), t0,
+				func(_ context.Context, ms []workflows.Match) error {
+					for _, m := range ms {
+						started[m.UserID]++
+					}
+					if fail {
+						return errors.New("the process dies after the first page")
+					}
+					return nil
+				})
+		}
+		require.Error(t, slice(true)) // one page started, its cursor never committed
+		require.Equal(t, fanPageSize, len(started))
+		h.restore()
+		require.NoError(t, slice(false))
+		require.NoError(t, h.log.commit(context.Background(), h.part.m, -1, time.Hour))
+		require.Len(t, started, 1200, "every user started")
+		for u, n := range started {
+			if n > 1 {
+				require.Less(t, u, fmt.Sprintf("u%04d", fanPageSize), "only the replayed page starts twice (and collapses on its IDs)")
+			}
+		}
+		require.Empty(t, h.part.m.pendingJobs())
 	})
 	t.Run("fan-out is bounded and paged", func(t *testing.T) {
 		r := rule

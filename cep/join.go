@@ -89,51 +89,43 @@ func lateMatches(ls []lateLink, now time.Time) []workflows.Match {
 	return out
 }
 
-// fanOut reads the users linked to each trigger's item, each its own match keyed on the trigger
-// event, so a replayed trigger collapses onto the same runs. The first page of every trigger is
-// read in one pipelined round trip; only triggers with more links than a page read further pages.
-func (e *engine) fanOut(ctx context.Context, qs []joinQuery, now time.Time) ([]workflows.Match, error) {
+// snapshotLinks copies, for each trigger, the users linked to its item before it (bounded by
+// MaxFanout, the newest kept) into a snapshot of its own, after the batch's links are written so a
+// link and a trigger in one batch see each other in order. The snapshot is what the trigger's
+// fan-out job pages through: links that come and go meanwhile move no page boundary.
+func (e *engine) snapshotLinks(ctx context.Context, qs []joinQuery) ([]fanJob, error) {
 	if len(qs) == 0 {
 		return nil, nil
 	}
-	page := func(pipe redis.Cmdable, q joinQuery, offset int64) *redis.StringSliceCmd {
-		return pipe.ZRangeByScore(ctx, e.joinKey(q.rule, q.ev.ItemID), &redis.ZRangeBy{
-			Min:    strconv.FormatInt(ms(q.ev.TS)-msd(q.rule.LinkTTL.D()), 10),
-			Max:    strconv.FormatInt(ms(q.ev.TS), 10),
-			Offset: offset, Count: joinPage,
-		})
-	}
 	pipe := e.rdb.Pipeline()
-	first := make([]*redis.StringSliceCmd, len(qs))
+	cmds := make([]*redis.IntCmd, len(qs))
 	for i, q := range qs {
-		first[i] = page(pipe, q, 0)
+		snap := e.fanKey(q.rule, q.ev)
+		cmds[i] = pipe.ZRangeStore(ctx, snap, redis.ZRangeArgs{
+			Key: e.joinKey(q.rule, q.ev.ItemID), ByScore: true,
+			Start: strconv.FormatInt(ms(q.ev.TS)-msd(q.rule.LinkTTL.D()), 10), Stop: strconv.FormatInt(ms(q.ev.TS), 10),
+		})
+		pipe.PExpire(ctx, snap, fanSnapshotTTL)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-		return nil, fmt.Errorf("read join links: %w", err)
+		return nil, fmt.Errorf("snapshot join links: %w", err)
 	}
-	var out []workflows.Match
+	jobs := make([]fanJob, len(qs))
 	for i, q := range qs {
-		users := first[i].Val()
-		n := 0
-		for offset := int64(0); ; {
-			for _, u := range users {
-				if n >= q.rule.MaxFanout {
-					break
-				}
-				m := newMatch(q.rule, q.ev, u, now)
-				m.UserID = u
-				out = append(out, m)
-				n++
-			}
-			offset += joinPage
-			if len(users) < joinPage || n >= q.rule.MaxFanout {
-				break
-			}
-			var err error
-			if users, err = page(e.rdb, q, offset).Result(); err != nil {
-				return nil, fmt.Errorf("read links of %s: %w", q.ev.ItemID, err)
-			}
-		}
+		jobs[i] = fanJob{rule: q.rule, ev: *q.ev, snap: e.fanKey(q.rule, q.ev), total: min(cmds[i].Val(), int64(q.rule.MaxFanout))}
 	}
-	return out, nil
+	return jobs, nil
+}
+
+func (e *engine) fanKey(r *compiledRule, trigger *event.Event) string {
+	return e.prefix + ":" + tag(trigger.ItemID) + ":r:" + r.ID + ":v" + strconv.Itoa(r.Version) + ":fan:" + trigger.EventID
+}
+
+// fanPage reads users [from, from+n) of a fan-out snapshot.
+func (e *engine) fanPage(ctx context.Context, snap string, from, n int64) ([]string, error) {
+	users, err := e.rdb.ZRange(ctx, snap, from, from+n-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read fan-out page of %s: %w", snap, err)
+	}
+	return users, nil
 }

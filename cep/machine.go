@@ -34,6 +34,8 @@ type instance struct {
 	Done  []seen   `json:"d,omitempty"`
 	// absence: the A that waits (or waited) for its B.
 	A *waitA `json:"a,omitempty"`
+	// fan-out: a join trigger's users being started (fanout.go).
+	Fan *fanState `json:"f,omitempty"`
 	// re-entry: the match holding the key, until when (event time).
 	Match string `json:"m,omitempty"`
 	Until int64  `json:"h,omitempty"`
@@ -90,6 +92,7 @@ const sweepEvery = time.Minute
 type machine struct {
 	inst   map[string]*instance
 	dirty  map[string]bool // changed since the last commit (deleted when absent from inst)
+	jobs   map[string]bool // the fan-out jobs among them (fanout.go)
 	timers timerQueue
 	// wm is the watermark (ms): event time up to which the partition is complete, less the
 	// allowed lateness; timers due at or before it fire.
@@ -99,12 +102,15 @@ type machine struct {
 }
 
 func newMachine(allowedLateness time.Duration) *machine {
-	return &machine{inst: map[string]*instance{}, dirty: map[string]bool{}, lateness: msd(allowedLateness)}
+	return &machine{inst: map[string]*instance{}, dirty: map[string]bool{}, jobs: map[string]bool{}, lateness: msd(allowedLateness)}
 }
 
 // restore adds a stored instance (changelog restore).
 func (m *machine) restore(key string, in *instance) {
 	m.inst[key] = in
+	if in.Fan != nil {
+		m.jobs[key] = true
+	}
 	if in.A != nil && in.A.State == "" {
 		heap.Push(&m.timers, timer{due: in.A.Due, key: key, id: in.A.ID})
 	}
@@ -113,6 +119,9 @@ func (m *machine) restore(key string, in *instance) {
 func (m *machine) put(key string, in *instance) {
 	m.inst[key] = in
 	m.dirty[key] = true
+	if in.Fan != nil {
+		m.jobs[key] = true
+	}
 }
 
 func (m *machine) drop(key string) {

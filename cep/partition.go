@@ -138,11 +138,12 @@ func (p *partition) complete(ctx context.Context, e *engine, rules []compiledRul
 	now time.Time) ([]workflows.Match, error) {
 	matches := slices.Clip(local)
 	if len(shared) > 0 {
-		sm, err := e.processShared(ctx, rules, shared, now)
+		sm, jobs, err := e.processShared(ctx, rules, shared, now)
 		if err != nil {
 			return nil, err
 		}
 		matches = append(matches, sm...)
+		p.m.addJobs(jobs)
 	}
 	if len(matches) == 0 {
 		return nil, nil
@@ -283,7 +284,16 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			// lateness) is the watermark: a cart left alone still gets its reminder. Whether it
 			// has read everything is asked of the broker, and only when a timer would fire.
 			now := time.Now()
-			if len(batch) > 0 || !p.m.dueBy(ms(now)-p.m.lateness) || !h.caughtUp(claim, readNext) {
+			if len(batch) > 0 {
+				continue
+			}
+			if len(p.m.jobs) > 0 {
+				if err := s.idleFanOut(ctx, p); err != nil {
+					cfg.Log.Info("partition left for the next owner", "partition", claim.Partition(), "err", err)
+					return nil
+				}
+			}
+			if !p.m.dueBy(ms(now)-p.m.lateness) || !h.caughtUp(claim, readNext) {
 				continue
 			}
 			if err := s.idle(ctx, p, now); err != nil {
@@ -361,6 +371,9 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 	if err := s.track(ctx, evs); err != nil {
 		return err
 	}
+	if err := s.fanOut(ctx, p, rules, now); err != nil {
+		return err
+	}
 	crash(PointStarted, len(matches))
 	next := msgs[len(msgs)-1].Offset + 1
 	if err := s.commit(ctx, p, next, rules); err != nil {
@@ -378,6 +391,26 @@ func (s *Stage) finish(ctx context.Context, p *partition, rules []compiledRule, 
 		return err
 	})
 	return ms, err
+}
+
+// fanOut starts the next slice of the partition's fan-out jobs (at most Config.FanOutSlice).
+func (s *Stage) fanOut(ctx context.Context, p *partition, rules []compiledRule, now time.Time) error {
+	if len(p.m.jobs) == 0 {
+		return nil
+	}
+	deadline := time.Now().Add(s.cfg.FanOutSlice)
+	return retry(ctx, s.cfg.Log, "fan out", func() error {
+		return p.fanOut(ctx, s.engine, rules, deadline, now, s.dispatch)
+	})
+}
+
+// idleFanOut moves an idle partition's fan-out jobs on by one slice and commits their cursors.
+func (s *Stage) idleFanOut(ctx context.Context, p *partition) error {
+	rules := s.currentRules()
+	if err := s.fanOut(ctx, p, rules, time.Now().UTC()); err != nil {
+		return err
+	}
+	return s.commit(ctx, p, -1, rules)
 }
 
 // idle advances an idle, caught-up partition's watermark to the wall clock (less the allowed

@@ -74,6 +74,9 @@ type Config struct {
 	// BatchSize and BatchWait bound a batch: whichever comes first (500 and 20ms when zero).
 	BatchSize int
 	BatchWait time.Duration
+	// FanOutSlice bounds how long a partition spends starting a join trigger's users between two
+	// batches (500ms when zero): a trigger with 100,000 users never holds its partition longer.
+	FanOutSlice time.Duration
 	// StartConcurrency bounds concurrent workflow starts per partition (32 when zero).
 	StartConcurrency int
 	Log              *slog.Logger
@@ -115,6 +118,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.TimerInterval == 0 {
 		c.TimerInterval = 200 * time.Millisecond
+	}
+	if c.FanOutSlice == 0 {
+		c.FanOutSlice = 500 * time.Millisecond
 	}
 	if c.StartConcurrency == 0 {
 		c.StartConcurrency = 32
