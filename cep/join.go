@@ -13,9 +13,6 @@ import (
 	"github.com/omegareach/omega/workflows"
 )
 
-// joinPage is how many linked users one fan-out read returns.
-const joinPage = 1000
-
 func (e *engine) joinKey(r *compiledRule, item string) string {
 	return e.prefix + ":" + tag(item) + ":r:" + r.ID + ":v" + strconv.Itoa(r.Version) + ":links"
 }
