@@ -231,6 +231,13 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		return nil
 	}
 	metrics.StateRestores.Inc()
+	if end, err := h.client.GetOffset(claim.Topic(), claim.Partition(), sarama.OffsetNewest); err == nil && p.next > end {
+		// State from another life of the topic (deleted and created again): its offset would
+		// skip records that were never seen. Its instances stay; the offset is Kafka's.
+		cfg.Log.Warn("partition state is ahead of the partition's end: its offset is ignored", "partition", claim.Partition(),
+			"state_offset", p.next, "end_offset", end)
+		p.next = -1
+	}
 	cfg.Log.Info("partition state restored", "partition", claim.Partition(), "instances", len(p.m.inst),
 		"next_offset", p.next, "kafka_offset", claim.InitialOffset(), "watermark", time.UnixMilli(p.m.wm).UTC(),
 		"took", time.Since(began).Round(time.Millisecond))
