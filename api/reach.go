@@ -50,7 +50,7 @@ func (s *server) Trigger(ctx context.Context, req *connect.Request[omegav1.Trigg
 	}
 	opts := workflows.StartOptions(match, s.taskQueue)
 	id := opts.ID
-	_, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.ReachWorkflow, workflows.ReachInput{Match: match})
+	_, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.ReachWorkflow, workflows.NewReachInput(match))
 	created := true
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {

@@ -57,7 +57,7 @@ func (t *TemporalStarter) Start(ctx context.Context, m workflows.Match) error {
 				attribute.String("omega.reach_id", opts.ID)))
 		defer span.End()
 	}
-	_, err := t.Client.ExecuteWorkflow(ctx, opts, workflows.ReachWorkflow, workflows.ReachInput{Match: m})
+	_, err := t.Client.ExecuteWorkflow(ctx, opts, workflows.ReachWorkflow, workflows.NewReachInput(m))
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
 		metrics.WorkflowStarts.WithLabelValues("cep", "duplicate").Inc()

@@ -146,7 +146,7 @@ func TestJourneyVersions(t *testing.T) {
 	tc := p.env.Temporal(t)
 	start := func(user string) string {
 		m := workflows.Match{RuleID: workflows.APIRuleID, UserID: user, JourneyID: id, MatchKey: "k", MatchedAt: time.Now()}
-		run, err := tc.ExecuteWorkflow(ctx, workflows.StartOptions(m, p.queue), workflows.ReachWorkflow, workflows.ReachInput{Match: m})
+		run, err := tc.ExecuteWorkflow(ctx, workflows.StartOptions(m, p.queue), workflows.ReachWorkflow, workflows.NewReachInput(m))
 		require.NoError(t, err)
 		return run.GetID()
 	}
@@ -190,7 +190,7 @@ func (p *pipeline) trigger(user, journeyID, key string) (string, func() workflow
 	tc := p.env.Temporal(p.t)
 	m := workflows.Match{RuleID: workflows.APIRuleID, UserID: user, JourneyID: journeyID, MatchKey: key,
 		ItemID: "sku-1", MatchedAt: time.Now().UTC()}
-	run, err := tc.ExecuteWorkflow(context.Background(), workflows.StartOptions(m, p.queue), workflows.ReachWorkflow, workflows.ReachInput{Match: m})
+	run, err := tc.ExecuteWorkflow(context.Background(), workflows.StartOptions(m, p.queue), workflows.ReachWorkflow, workflows.NewReachInput(m))
 	require.NoError(p.t, err)
 	return run.GetID(), func() workflows.ReachResult {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -96,12 +96,18 @@ type Match struct {
 // ReachInput is the reach workflow's input.
 type ReachInput struct {
 	Match Match `json:"match"`
+	// Lean runs take as few workflow tasks as they can (see changeSkipIdleRegister's neighbour
+	// comment); NewReachInput sets it.
+	Lean bool `json:"lean,omitempty"`
 	// Resume carries a run across continue-as-new.
 	Resume *Resume `json:"resume,omitempty"`
 	// MaxSteps is how many steps one run takes before it continues as new (DefaultMaxSteps when
 	// zero); it also continues as new past maxHistory events or when the server suggests it.
 	MaxSteps int `json:"max_steps,omitempty"`
 }
+
+// NewReachInput is the input of a new reach.
+func NewReachInput(m Match) ReachInput { return ReachInput{Match: m, Lean: true} }
 
 // DefaultMaxSteps and maxHistory keep histories far below Temporal's limits and quick to replay.
 const (
@@ -185,6 +191,19 @@ const (
 	changeSkipIdleRegister = "skip-idle-register"
 )
 
+// A lean reach (ReachInput.Lean, set by every starter since) does its work in as few workflow
+// tasks as it can: the send is a local activity first (a regular, retried activity only when the
+// provider does not answer quickly, under the same idempotency key); search attributes the start
+// set are not set again; the run's search-attribute updates and audit records are written once per
+// workflow task (before the run blocks, and when it ends) instead of once per step. It is keyed on
+// the input rather than on workflow.GetVersion because the Go SDK upserts TemporalChangeVersion for
+// every GetVersion of a new run (a visibility write each): runs recorded before it replay as they
+// ran, and a lean run makes no version call at all.
+
+// localDispatchTimeout bounds the send tried in the workflow task itself; past it the send is
+// retried as a regular activity.
+const localDispatchTimeout = 5 * time.Second
+
 // ReachWorkflow runs one reach: it pins the journey's active version, then interprets its steps,
 // each filter verdict, send, wait and response audited once.
 func ReachWorkflow(ctx workflow.Context, in ReachInput) (ReachResult, error) {
@@ -238,11 +257,14 @@ type reachRun struct {
 	converted    *Response
 	reserved     *filter.Request // the filter chain may hold a reservation for the send in flight
 	registered   bool
-	indexUntil   time.Time // when the run's open-reach entry goes stale unless refreshed
-	steps        int       // steps taken by this run (since the last continue-as-new)
+	lean         bool                             // changeLeanReach applies to this run
+	sa           []temporal.SearchAttributeUpdate // updates not yet published (lean runs)
+	indexUntil   time.Time                        // when the run's open-reach entry goes stale unless refreshed
+	steps        int                              // steps taken by this run (since the last continue-as-new)
 }
 
 func (r *reachRun) run() (ReachResult, error) {
+	r.lean = r.in.Lean
 	if res := r.in.Resume; res != nil {
 		r.j, r.p, r.st = res.Journey, res.Profile, res.State
 		r.st.Runs++
@@ -269,14 +291,17 @@ func (r *reachRun) run() (ReachResult, error) {
 		r.record(audit.Record{Step: "match", Kind: audit.KindMatched, At: r.m.MatchedAt, EventID: r.m.LastEvent(), Reason: matchReason(r.m)})
 		r.record(audit.Record{Step: "route", Kind: audit.KindRouted, Outcome: fmt.Sprintf("v%d", r.j.Version),
 			Reason: fmt.Sprintf("journey %s version %d: %d steps", r.j.ID, r.j.Version, len(r.j.Steps))})
-		r.upsert(SearchJourneyID.ValueSet(r.j.ID), SearchReachStatus.ValueSet(StatusRunning))
+		if !r.lean { // the start set both
+			r.upsert(SearchJourneyID.ValueSet(r.j.ID), SearchReachStatus.ValueSet(StatusRunning))
+		}
 	}
 
 	// Index the run so response events find it, and apply the rule's bound on open runs. Since
 	// version skipIdleRegister a run that listens for nothing and is not bounded stays out of the
 	// index (one Redis round trip less per reach); runs started before keep registering.
 	needsIndex := len(r.j.ResponseEvents()) > 0 || r.m.MaxOpen > 0
-	if v := workflow.GetVersion(r.ctx, changeSkipIdleRegister, workflow.DefaultVersion, 1); v == workflow.DefaultVersion || needsIndex {
+	skipIdle := r.lean || workflow.GetVersion(r.ctx, changeSkipIdleRegister, workflow.DefaultVersion, 1) != workflow.DefaultVersion
+	if needsIndex || !skipIdle {
 		// Once registration is attempted the run unregisters when it ends, whatever happens: the
 		// entry may exist even if the run is cancelled while the call is in flight.
 		r.registered = true
@@ -324,8 +349,10 @@ func (r *reachRun) run() (ReachResult, error) {
 		if end != nil {
 			return r.finish(*end)
 		}
-		if err := r.flush(); err != nil {
-			return ReachResult{}, err
+		if !r.lean {
+			if err := r.flush(); err != nil {
+				return ReachResult{}, err
+			}
 		}
 		if r.converted == nil {
 			r.st.Current = next // a goal reached during the step ends the run where it is
@@ -396,8 +423,10 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 			r.record(audit.Record{Step: label, Kind: audit.KindSuppressed, Channel: ch, Outcome: verdict.Outcome, Reason: verdict.String()})
 			return "", &ReachResult{Status: StatusSuppressed, Channel: ch, Verdict: verdict, Reason: verdict.String()}, nil
 		}
-		if err := r.flush(); err != nil {
-			return "", nil, err
+		if !r.lean {
+			if err := r.flush(); err != nil {
+				return "", nil, err
+			}
 		}
 		r.details(fmt.Sprintf("sending %s on %s (step %s)", s.Send.Template, ch, name))
 		// A send in flight completes even when the run is cancelled meanwhile: abandoning it would
@@ -421,7 +450,11 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 		if r.st.Sent == 0 {
 			in.MatchedAt = r.m.MatchedAt // the match-to-dispatch latency is the first send's
 		}
-		err = workflow.ExecuteActivity(actx, a.Dispatch, in).Get(dctx, &res)
+		if r.lean {
+			err = r.dispatchLocal(dctx, actx, in, fmt.Sprintf("send %s on %s (step %s)", s.Send.Template, ch, name), &res)
+		} else {
+			err = workflow.ExecuteActivity(actx, a.Dispatch, in).Get(dctx, &res)
+		}
 		if err == nil {
 			r.reserved = nil
 			r.st.Sent++
@@ -450,6 +483,25 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 	return "", &ReachResult{Status: StatusFailed, Channel: r.st.Channel, Reason: lastErr.Error()}, nil
 }
 
+// dispatchLocal sends in the workflow task itself (a local activity, one attempt); when the
+// provider fails to answer in time or fails in a way a retry may fix, the send is retried as a
+// regular activity under the same idempotency key, so the provider sees one message either way.
+func (r *reachRun) dispatchLocal(dctx, actx workflow.Context, in activities.DispatchInput, summary string, res *channel.Result) error {
+	lctx := workflow.WithLocalActivityOptions(dctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: localDispatchTimeout, Summary: summary + " (in the workflow task)",
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
+	})
+	err := workflow.ExecuteLocalActivity(lctx, a.Dispatch, in).Get(dctx, res)
+	var ae *temporal.ApplicationError
+	if err == nil || (errors.As(err, &ae) && (ae.NonRetryable() || slices.Contains(nonRetryableDispatch, ae.Type()))) {
+		return err
+	}
+	if err := r.publish(); err != nil { // the run waits for the activity: what it did is visible first
+		return err
+	}
+	return workflow.ExecuteActivity(actx, a.Dispatch, in).Get(dctx, res)
+}
+
 // filter runs the chain for one send; a deferral (quiet hours) waits and asks again.
 func (r *reachRun) filter(name, ch, key string, send *journey.Send) (filter.Verdict, error) {
 	step := name
@@ -475,10 +527,10 @@ func (r *reachRun) filter(name, ch, key string, send *journey.Send) (filter.Verd
 		r.record(audit.Record{Step: step, Kind: audit.KindDeferred, Channel: ch, Outcome: v.Outcome,
 			Reason: v.String() + "; until " + v.Until.UTC().Format(time.RFC3339)})
 		r.reserved = nil
-		if err := r.flush(); err != nil {
+		r.setStatus(StatusWaiting, fmt.Sprintf("send on %s put off until %s: %s", ch, v.Until.Format(time.RFC3339), v.Reason))
+		if err := r.publish(); err != nil {
 			return v, err
 		}
-		r.setStatus(StatusWaiting, fmt.Sprintf("send on %s put off until %s: %s", ch, v.Until.Format(time.RFC3339), v.Reason))
 		if _, err := workflow.AwaitWithOptions(r.ctx, workflow.AwaitOptions{Timeout: v.Until.Sub(req.Now),
 			TimerOptions: workflow.TimerOptions{Summary: "deferred by " + v.Filter}}, func() bool { return r.converted != nil }); err != nil {
 			return v, err
@@ -501,7 +553,7 @@ func (r *reachRun) wait(name string, s *journey.Step) (string, *ReachResult, err
 		d, what = at.Sub(now), fmt.Sprintf("wait until %s %s", s.Wait.Until, r.p.Location())
 	}
 	r.setStatus(StatusWaiting, fmt.Sprintf("%s (step %s), until %s", what, name, now.Add(d).Format(time.RFC3339)))
-	if err := r.flush(); err != nil {
+	if err := r.publish(); err != nil {
 		return "", nil, err
 	}
 	if err := r.refreshIndex(d); err != nil {
@@ -524,7 +576,7 @@ func (r *reachRun) waitFor(name string, s *journey.Step) (string, *ReachResult, 
 	wf := s.WaitFor
 	what := fmt.Sprintf("wait up to %s for %s", human(wf.Timeout.D()), strings.Join(wf.Events, " or "))
 	r.setStatus(StatusWaiting, fmt.Sprintf("%s (step %s), until %s", what, name, workflow.Now(r.ctx).Add(wf.Timeout.D()).Format(time.RFC3339)))
-	if err := r.flush(); err != nil {
+	if err := r.publish(); err != nil {
 		return "", nil, err
 	}
 	if err := r.refreshIndex(wf.Timeout.D()); err != nil {
@@ -642,7 +694,7 @@ func (r *reachRun) continueAsNew() (ReachResult, error) {
 	if r.converted != nil {
 		return r.convert()
 	}
-	if err := r.flush(); err != nil {
+	if err := r.publish(); err != nil {
 		return ReachResult{}, err
 	}
 	r.details(fmt.Sprintf("continuing as new at step %s", r.st.Current))
@@ -777,10 +829,30 @@ func (r *reachRun) flush() error {
 	return nil
 }
 
+// upsert sets search attributes: at once before lean-reach, else at the next publish.
 func (r *reachRun) upsert(updates ...temporal.SearchAttributeUpdate) {
+	if r.lean {
+		r.sa = append(r.sa, updates...)
+		return
+	}
+	r.setAttributes(updates)
+}
+
+func (r *reachRun) setAttributes(updates []temporal.SearchAttributeUpdate) {
 	if err := workflow.UpsertTypedSearchAttributes(r.ctx, updates...); err != nil {
 		r.log().Warn("upsert search attributes", "err", err)
 	}
+}
+
+// publish writes what the run did since it last blocked: its search-attribute updates in one
+// command (later updates of an attribute win) and its audit records in one statement. It runs
+// before the run blocks (a timer, a signal wait, a regular activity) and when it ends.
+func (r *reachRun) publish() error {
+	if len(r.sa) > 0 {
+		r.setAttributes(r.sa)
+		r.sa = nil
+	}
+	return r.flush()
 }
 
 // finish ends the run: out of the open-reach index, the final record and status written.
@@ -806,7 +878,7 @@ func (r *reachRun) finish(res ReachResult) (ReachResult, error) {
 	r.st.Status = res.Status
 	r.upsert(SearchReachStatus.ValueSet(res.Status))
 	r.details(fmt.Sprintf("%s: %s", res.Status, res.Reason))
-	return res, r.flush()
+	return res, r.publish()
 }
 
 func (r *reachRun) convert() (ReachResult, error) {

@@ -43,12 +43,14 @@ func demoJourney(id string) journey.Journey {
 	panic("no demo journey " + id)
 }
 
+// testInput is a new reach's input (lean, as the starters make it); the runs recorded before lean
+// reaches existed replay from workflows/testdata (TestReplay).
 func testInput() workflows.ReachInput {
-	return workflows.ReachInput{Match: workflows.Match{
+	return workflows.NewReachInput(workflows.Match{
 		RuleID: "cart-add", UserID: "u1", JourneyID: "cart-reminder", MatchKey: "e1",
 		EventIDs: []string{"e1"}, EventType: "cart_add", ItemID: "i1",
 		MatchedAt: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC),
-	}}
+	})
 }
 
 // harness is one test workflow environment with the activities every path may call (audit,
@@ -62,6 +64,7 @@ type harness struct {
 	started  []string // activity types, in start order
 	dispatch []activities.DispatchInput
 	statuses []string // ReachStatus values upserted
+	upserts  int      // search-attribute upsert commands
 	channels []string // Channel values upserted
 
 	registered     []activities.RegisterInput
@@ -114,6 +117,7 @@ func newHarness(t *testing.T) *harness {
 		sa := args.Get(0).(temporal.SearchAttributes)
 		h.mu.Lock()
 		defer h.mu.Unlock()
+		h.upserts++
 		if v, ok := sa.GetKeyword(workflows.SearchReachStatus); ok {
 			h.statuses = append(h.statuses, v)
 		}
@@ -194,6 +198,9 @@ func TestReachWorkflow(t *testing.T) {
 		wantDispatches int               // dispatch attempts started
 		wantReleases   int
 		wantSignal     bool // the cancel signal went out while dispatch was in flight
+		// wantAudits and wantUpserts: statements and search-attribute commands the run made (a
+		// run that never blocks makes one of each); unchecked when zero.
+		wantAudits, wantUpserts int
 	}{
 		{
 			name: "pass sends once",
@@ -210,6 +217,25 @@ func TestReachWorkflow(t *testing.T) {
 			wantTrail:      []string{"match:matched", "route:routed", "send:filtered", "send:dispatched", "end:completed"},
 			wantReasons:    map[string]string{audit.KindDispatched: "provider 200 msg-1"},
 			wantDispatches: 1,
+			wantAudits:     1, // the whole run in one workflow task: one statement, one upsert
+			wantUpserts:    1,
+		},
+		{
+			// The send in the workflow task fails in a way a retry may fix: it is retried as a
+			// regular activity with the same idempotency key, and succeeds.
+			name: "a send that fails in the workflow task is retried as an activity",
+			setup: func(h *harness) {
+				h.env.OnActivity(a.Route, mock.Anything, mock.Anything).Return(testRoute, nil).Once()
+				h.env.OnActivity(a.Filter, mock.Anything, mock.Anything).Return(filter.Verdict{Outcome: filter.Pass}, nil).Once()
+				h.onDispatch(channel.Result{Status: 503}, temporal.NewApplicationError("provider unavailable", activities.ErrTypeRetryableDispatch)).Once()
+				h.onDispatch(channel.Result{ProviderMessageID: "msg-2", Status: 200}, nil).Once()
+			},
+			wantStatus:     workflows.StatusSent,
+			wantTrail:      []string{"match:matched", "route:routed", "send:filtered", "send:dispatched", "end:completed"},
+			wantReasons:    map[string]string{audit.KindDispatched: "provider 200 msg-2"},
+			wantDispatches: 2,
+			wantAudits:     2, // the trail so far before the run waits for the activity, then the rest
+			wantUpserts:    1,
 		},
 		{
 			name: "blacklist drop suppresses",
@@ -246,10 +272,11 @@ func TestReachWorkflow(t *testing.T) {
 				h.onDispatch(channel.Result{Status: 200}, nil).After(time.Hour)
 				h.env.RegisterDelayedCallback(func() {
 					h.mu.Lock()
-					h.signalledInFlight = count(h.started, "Dispatch") == 1 && len(h.dispatch) == 0
+					// The send runs in the workflow task (a local activity) and has not returned.
+					h.signalledInFlight = len(h.dispatch) == 0
 					h.mu.Unlock()
 					h.env.SignalWorkflow(workflows.SignalCancel, workflows.CancelSignal{Reason: "user unsubscribed"})
-				}, 5*time.Second)
+				}, 30*time.Second)
 			},
 			wantStatus:     workflows.StatusCancelled,
 			wantTrail:      []string{"match:matched", "route:routed", "send:filtered", "send:dispatched", "end:cancelled"},
@@ -331,7 +358,11 @@ func TestReachWorkflow(t *testing.T) {
 
 			h.mu.Lock()
 			defer h.mu.Unlock()
-			require.Equal(t, tt.wantDispatches, count(h.started, "Dispatch"), "dispatch attempts")
+			require.Equal(t, tt.wantDispatches, len(h.dispatch), "dispatch attempts")
+			if tt.wantAudits > 0 {
+				require.Len(t, h.audits, tt.wantAudits, "audit statements")
+				require.Equal(t, tt.wantUpserts, h.upserts, "search-attribute upserts")
+			}
 			for _, in := range h.dispatch {
 				require.Equal(t, "webhook", in.Channel)
 				require.Equal(t, testKey, in.Message.IdempotencyKey)
