@@ -19,7 +19,10 @@ import (
 	"go.temporal.io/server/common/dynamicconfig"
 	tlog "go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/metrics"
+	persistencesql "go.temporal.io/server/common/persistence/sql"
+	"go.temporal.io/server/common/persistence/sql/sqlplugin"
 	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
+	"go.temporal.io/server/common/resolver"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
 
@@ -93,6 +96,13 @@ func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
 		return fmt.Errorf("create namespace: %w", err)
 	}
 
+	// The previous run's hosts are still in the membership table, heartbeats a few seconds old, on
+	// ports picked afresh this time: ringpop would try to join them and the services would not
+	// serve for up to a minute. This process is its cluster's only member, so they all go.
+	if err := clearMembership(sqlCfg); err != nil {
+		return err
+	}
+
 	zl := tlog.NewZapLogger(tlog.BuildZapLogger(tlog.Config{Stdout: true, Level: *logLevel}))
 	authorizer, err := authorization.GetAuthorizerFromConfig(&cfg.Global.Authorization)
 	if err != nil {
@@ -152,6 +162,21 @@ func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
 		"shards", cfg.Persistence.NumHistoryShards)
 	<-ctx.Done()
 	log.Info("temporal stopping")
+	return nil
+}
+
+// clearMembership deletes every row of the cluster membership table of the store at cfg (SQLite
+// or PostgreSQL, through the server's own SQL plugin).
+func clearMembership(cfg *config.SQL) error {
+	db, err := persistencesql.NewSQLAdminDB(sqlplugin.DbKindMain, cfg, resolver.NewNoopResolver(),
+		tlog.NewNoopLogger(), metrics.NoopMetricsHandler)
+	if err != nil {
+		return fmt.Errorf("open temporal store: %w", err)
+	}
+	defer db.Close()
+	if err := db.Exec("DELETE FROM cluster_membership"); err != nil {
+		return fmt.Errorf("clear the previous run's cluster membership: %w", err)
+	}
 	return nil
 }
 
