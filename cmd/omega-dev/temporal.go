@@ -30,6 +30,7 @@ import (
 	uiconfig "github.com/temporalio/ui-server/v2/server/config"
 	uioptions "github.com/temporalio/ui-server/v2/server/server_options"
 
+	"github.com/omegareach/omega/worker"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -38,6 +39,7 @@ const namespace = "default"
 // runTemporal runs a single-process Temporal server persisted to a SQLite file under -data, the
 // "default" namespace with the reach search attributes, and the Web UI.
 func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
+	start := time.Now()
 	fs := flag.NewFlagSet("temporal", flag.ContinueOnError)
 	dataDir := fs.String("data", "", "data directory (required)")
 	port := fs.Int("port", 7233, "frontend gRPC port on 127.0.0.1")
@@ -46,6 +48,7 @@ func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
 	pgURL := fs.String("pg", "", "persist to this PostgreSQL server (postgres://user@host:port) instead of a SQLite file")
 	shards := fs.Int("shards", 1, "history shards (fixed once the store is created)")
 	pprofPort := fs.Int("pprof-port", 0, "serve Go profiles of the server on this port (0: off)")
+	readyFile := fs.String("ready-file", "", "write this file once the server serves workflows (history and matching answer), remove it at exit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -137,8 +140,22 @@ func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
 		}
 	}()
 	hostPort := fmt.Sprintf("127.0.0.1:%d", *port)
-	if err := ensureSearchAttributes(ctx, hostPort, sas); err != nil {
+	c, err := client.DialContext(ctx, client.Options{HostPort: hostPort, Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("dial temporal: %w", err)
+	}
+	defer c.Close()
+	if err := ensureSearchAttributes(ctx, c, sas); err != nil {
 		return err
+	}
+	if err := worker.WaitServing(ctx, c, workflows.TaskQueue, ""); err != nil {
+		return fmt.Errorf("temporal does not serve: %w", err)
+	}
+	if *readyFile != "" {
+		if err := os.WriteFile(*readyFile, []byte("ready\n"), 0o644); err != nil {
+			return fmt.Errorf("write ready file: %w", err)
+		}
+		defer os.Remove(*readyFile)
 	}
 
 	if *uiPort != 0 {
@@ -158,7 +175,7 @@ func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
 		}()
 		defer ui.Stop()
 	}
-	log.Info("temporal ready", "frontend", hostPort, "ui_port", *uiPort, "data", *dataDir, "store", cfg.Persistence.DefaultStore,
+	log.Info("temporal ready", "serving_after_start", time.Since(start).Round(time.Millisecond), "frontend", hostPort, "ui_port", *uiPort, "data", *dataDir, "store", cfg.Persistence.DefaultStore,
 		"shards", cfg.Persistence.NumHistoryShards)
 	<-ctx.Done()
 	log.Info("temporal stopping")
@@ -182,12 +199,7 @@ func clearMembership(cfg *config.SQL) error {
 
 // ensureSearchAttributes registers any search attribute the namespace lacks: a database created
 // by an older stack keeps working after a new attribute is added.
-func ensureSearchAttributes(ctx context.Context, hostPort string, want map[string]enumspb.IndexedValueType) error {
-	c, err := client.DialContext(ctx, client.Options{HostPort: hostPort, Namespace: namespace})
-	if err != nil {
-		return fmt.Errorf("dial temporal: %w", err)
-	}
-	defer c.Close()
+func ensureSearchAttributes(ctx context.Context, c client.Client, want map[string]enumspb.IndexedValueType) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	have, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
