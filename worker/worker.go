@@ -31,7 +31,10 @@ type Config struct {
 	// the same peak, Temporal's CPU being the bound, but a worker facing a bigger cluster needs
 	// the polls in flight to keep up).
 	Pollers int
-	Redis   redis.UniversalClient
+	// Identity names the worker in Temporal (its polls, the activity attempts it runs); the
+	// client's identity when empty. WaitServing finds the worker's polls by it.
+	Identity string
+	Redis    redis.UniversalClient
 	// KeyPrefix prefixes the filters' Redis keys ("omega" when empty).
 	KeyPrefix string
 	// BlacklistKey is the Redis set of blacklisted users (filter.BlacklistKey when empty).
@@ -174,6 +177,7 @@ func New(cfg Config) (sdkworker.Worker, error) {
 		MaxConcurrentWorkflowTaskExecutionSize:  200,
 		MaxConcurrentWorkflowTaskPollers:        cfg.Pollers,
 		MaxConcurrentActivityTaskPollers:        cfg.Pollers,
+		Identity:                                cfg.Identity,
 	})
 	w.RegisterWorkflow(workflows.ReachWorkflow)
 	w.RegisterActivity(acts)

@@ -19,7 +19,10 @@ import (
 	"go.temporal.io/server/common/dynamicconfig"
 	tlog "go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/metrics"
+	persistencesql "go.temporal.io/server/common/persistence/sql"
+	"go.temporal.io/server/common/persistence/sql/sqlplugin"
 	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
+	"go.temporal.io/server/common/resolver"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
 
@@ -27,6 +30,7 @@ import (
 	uiconfig "github.com/temporalio/ui-server/v2/server/config"
 	uioptions "github.com/temporalio/ui-server/v2/server/server_options"
 
+	"github.com/omegareach/omega/worker"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -35,6 +39,7 @@ const namespace = "default"
 // runTemporal runs a single-process Temporal server persisted to a SQLite file under -data, the
 // "default" namespace with the reach search attributes, and the Web UI.
 func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
+	start := time.Now()
 	fs := flag.NewFlagSet("temporal", flag.ContinueOnError)
 	dataDir := fs.String("data", "", "data directory (required)")
 	port := fs.Int("port", 7233, "frontend gRPC port on 127.0.0.1")
@@ -43,6 +48,7 @@ func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
 	pgURL := fs.String("pg", "", "persist to this PostgreSQL server (postgres://user@host:port) instead of a SQLite file")
 	shards := fs.Int("shards", 1, "history shards (fixed once the store is created)")
 	pprofPort := fs.Int("pprof-port", 0, "serve Go profiles of the server on this port (0: off)")
+	readyFile := fs.String("ready-file", "", "write this file once the server serves workflows (history and matching answer), remove it at exit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -93,6 +99,13 @@ func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
 		return fmt.Errorf("create namespace: %w", err)
 	}
 
+	// The previous run's hosts are still in the membership table, heartbeats a few seconds old, on
+	// ports picked afresh this time: ringpop would try to join them and the services would not
+	// serve for up to a minute. This process is its cluster's only member, so they all go.
+	if err := clearMembership(sqlCfg); err != nil {
+		return err
+	}
+
 	zl := tlog.NewZapLogger(tlog.BuildZapLogger(tlog.Config{Stdout: true, Level: *logLevel}))
 	authorizer, err := authorization.GetAuthorizerFromConfig(&cfg.Global.Authorization)
 	if err != nil {
@@ -127,8 +140,22 @@ func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
 		}
 	}()
 	hostPort := fmt.Sprintf("127.0.0.1:%d", *port)
-	if err := ensureSearchAttributes(ctx, hostPort, sas); err != nil {
+	c, err := client.DialContext(ctx, client.Options{HostPort: hostPort, Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("dial temporal: %w", err)
+	}
+	defer c.Close()
+	if err := ensureSearchAttributes(ctx, c, sas); err != nil {
 		return err
+	}
+	if err := worker.WaitServing(ctx, c, workflows.TaskQueue, ""); err != nil {
+		return fmt.Errorf("temporal does not serve: %w", err)
+	}
+	if *readyFile != "" {
+		if err := os.WriteFile(*readyFile, []byte("ready\n"), 0o644); err != nil {
+			return fmt.Errorf("write ready file: %w", err)
+		}
+		defer os.Remove(*readyFile)
 	}
 
 	if *uiPort != 0 {
@@ -148,21 +175,31 @@ func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
 		}()
 		defer ui.Stop()
 	}
-	log.Info("temporal ready", "frontend", hostPort, "ui_port", *uiPort, "data", *dataDir, "store", cfg.Persistence.DefaultStore,
+	log.Info("temporal ready", "serving_after_start", time.Since(start).Round(time.Millisecond), "frontend", hostPort, "ui_port", *uiPort, "data", *dataDir, "store", cfg.Persistence.DefaultStore,
 		"shards", cfg.Persistence.NumHistoryShards)
 	<-ctx.Done()
 	log.Info("temporal stopping")
 	return nil
 }
 
+// clearMembership deletes every row of the cluster membership table of the store at cfg (SQLite
+// or PostgreSQL, through the server's own SQL plugin).
+func clearMembership(cfg *config.SQL) error {
+	db, err := persistencesql.NewSQLAdminDB(sqlplugin.DbKindMain, cfg, resolver.NewNoopResolver(),
+		tlog.NewNoopLogger(), metrics.NoopMetricsHandler)
+	if err != nil {
+		return fmt.Errorf("open temporal store: %w", err)
+	}
+	defer db.Close()
+	if err := db.Exec("DELETE FROM cluster_membership"); err != nil {
+		return fmt.Errorf("clear the previous run's cluster membership: %w", err)
+	}
+	return nil
+}
+
 // ensureSearchAttributes registers any search attribute the namespace lacks: a database created
 // by an older stack keeps working after a new attribute is added.
-func ensureSearchAttributes(ctx context.Context, hostPort string, want map[string]enumspb.IndexedValueType) error {
-	c, err := client.DialContext(ctx, client.Options{HostPort: hostPort, Namespace: namespace})
-	if err != nil {
-		return fmt.Errorf("dial temporal: %w", err)
-	}
-	defer c.Close()
+func ensureSearchAttributes(ctx context.Context, c client.Client, want map[string]enumspb.IndexedValueType) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	have, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})

@@ -371,6 +371,8 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err != nil {
 		return err
 	}
+	// Ready without waiting for Temporal: ingestion needs only Kafka, and the API must keep
+	// taking events while Temporal is away (make run waits for the worker, which needs it).
 	metrics.MarkReady()
 	return api.ServeTLS(ctx, cfg.apiAddr, h, stls, log)
 }
@@ -430,7 +432,8 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err != nil {
 		return err
 	}
-	metrics.MarkReady() // Run retries its backends itself; the lag metric says whether it keeps up
+	// Run retries its backends itself; the lag metric says whether it keeps up.
+	go markReadyWhenServing(ctx, log, tc, cfg.taskQueue, "")
 	return st.Run(ctx)
 }
 
@@ -447,7 +450,9 @@ func runWorker(ctx context.Context, log *slog.Logger, cfg config) error {
 	defer closeDB()
 	rdb := cfg.newRedis()
 	defer rdb.Close()
-	w, err := worker.New(worker.Config{Temporal: tc, Redis: rdb, Audit: store, WebhookURL: cfg.webhookURL, KeyPrefix: cfg.keyPrefix,
+	host, _ := os.Hostname()
+	identity := fmt.Sprintf("%d@%s@%s", os.Getpid(), host, cfg.taskQueue)
+	w, err := worker.New(worker.Config{Temporal: tc, Identity: identity, Redis: rdb, Audit: store, WebhookURL: cfg.webhookURL, KeyPrefix: cfg.keyPrefix,
 		DailyCap: cfg.dailyCap, ChannelCaps: cfg.channelCaps, LastSlotPriority: cfg.lastSlot,
 		QuietStart: cfg.quietStart, QuietEnd: cfg.quietEnd, OptIn: cfg.optIn,
 		TaskQueue: cfg.taskQueue, WebhookAllow: cfg.webhookAllow, WebhookSecret: cfg.secret, RateLimits: cfg.rates, Push: cfg.push, SMS: cfg.sms, Journeys: journey.NewStore(store.Pool(), journeyCatalog()),
@@ -466,7 +471,7 @@ func runWorker(ctx context.Context, log *slog.Logger, cfg config) error {
 		}
 	}
 	go store.RunMaintenance(ctx, log, retention, time.Hour)
-	metrics.MarkReady()
+	go markReadyWhenServing(ctx, log, tc, cfg.taskQueue, identity)
 	log.Info("worker running", "task_queue", cfg.taskQueue)
 	<-ctx.Done()
 	w.Stop()
@@ -486,6 +491,23 @@ func runReceiver(ctx context.Context, log *slog.Logger, cfg config) error {
 		return err
 	}
 	return nil
+}
+
+// markReadyWhenServing marks the process ready (/readyz) once Temporal serves the task queue, and
+// with an identity, once that worker's polls arrive (see worker.Serving): a frontend that
+// answers is not yet a Temporal that runs reaches.
+func markReadyWhenServing(ctx context.Context, log *slog.Logger, tc client.Client, taskQueue, identity string) {
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := worker.WaitServing(tctx, tc, taskQueue, identity)
+	cancel()
+	if err != nil {
+		log.Warn("waiting for temporal to serve", "task_queue", taskQueue, "err", err)
+		if err := worker.WaitServing(ctx, tc, taskQueue, identity); err != nil {
+			return // stopping
+		}
+	}
+	log.Info("temporal serves", "task_queue", taskQueue)
+	metrics.MarkReady()
 }
 
 // probe is a health check for images without curl: omega probe http://127.0.0.1:9464/readyz.

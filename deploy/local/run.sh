@@ -24,6 +24,24 @@ OMEGA_METRICS_ADDR=127.0.0.1:$((M + 2)) "$STACK" start-app worker - "$BIN/omega"
 OMEGA_METRICS_ADDR=127.0.0.1:$((M + 1)) "$STACK" start-app cep - "$BIN/omega" cep
 OMEGA_METRICS_ADDR=127.0.0.1:$M "$STACK" start-app api "${OMEGA_API_ADDR##*:}" "$BIN/omega" api
 
+# Return only when a reach can run end to end, within 60 s altogether: the worker and the CEP stage
+# report ready on /readyz once Temporal serves their task queue (the worker: once matching lists
+# its polls), the API once it serves.
+deadline=$((SECONDS + 60))
+for app in "worker $((M + 2))" "cep $((M + 1))" "api $M"; do
+  read -r name port <<<"$app"
+  until "$BIN/omega" probe "http://127.0.0.1:$port/readyz" 2>/dev/null; do
+    pid=$(cat "$OMEGA_DATA/run/app-$name.pid" 2>/dev/null || true)
+    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+      echo "run: $name is not ready (http://127.0.0.1:$port/readyz); last lines of $OMEGA_DATA/log/app-$name.log:" >&2
+      tail -n 20 "$OMEGA_DATA/log/app-$name.log" >&2 || true
+      echo "run: the stack's logs are in $OMEGA_DATA/log (temporal.log for the Temporal server)" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+done
+
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 ui=http://127.0.0.1:${OMEGA_UI_PORT:-8233}
 cat <<MSG

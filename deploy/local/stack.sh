@@ -74,6 +74,18 @@ wait_port() { # name port seconds logfile
   exit 1
 }
 
+wait_ready() { # name file seconds logfile
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    [ -e "$2" ] && return 0
+    alive "$1" || break
+    sleep 0.1
+  done
+  say "stack: $1 did not serve within $3s; last lines of $4:"
+  tail -n 20 "$4" >&2 || true
+  exit 1
+}
+
 alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
 # start_daemon name port command...: a background process with a pid file and a log; port "-"
@@ -204,7 +216,16 @@ up() {
     store=(-pg "postgres://postgres@127.0.0.1:$PG_PORT" -shards "${OMEGA_TEMPORAL_SHARDS:-4}")
   fi
   [ -z "${OMEGA_TEMPORAL_PPROF_PORT:-}" ] || store+=(-pprof-port "$OMEGA_TEMPORAL_PPROF_PORT")
-  start_daemon temporal "$TEMPORAL_PORT" "$BIN/omega-dev" temporal -data "$DATA/temporal" -port "$TEMPORAL_PORT" -ui-port "$UI_PORT" ${store[@]+"${store[@]}"}
+  if ! alive temporal; then
+    rm -f "$RUN/temporal.ready"
+    start_daemon temporal "$TEMPORAL_PORT" "$BIN/omega-dev" temporal -data "$DATA/temporal" -port "$TEMPORAL_PORT" -ui-port "$UI_PORT" \
+      -ready-file "$RUN/temporal.ready" ${store[@]+"${store[@]}"}
+    # An open frontend port is not yet a Temporal that runs workflows: the server writes the file
+    # once its history and matching services answer.
+    wait_ready temporal "$RUN/temporal.ready" 60 "$LOG/temporal.log"
+  else
+    say "stack: temporal already running"
+  fi
   [ "$UI_PORT" = 0 ] || wait_port temporal-ui "$UI_PORT" 30 "$LOG/temporal.log"
   say "stack: up (data in $DATA)"
   say "  temporal    127.0.0.1:$TEMPORAL_PORT   web ui http://127.0.0.1:$UI_PORT (0: off), store ${OMEGA_TEMPORAL_DB:-sqlite}"
