@@ -26,13 +26,21 @@ import (
 const lateness = time.Hour
 
 // countScript: KEYS[1] the rule's zset of counted event IDs by event time, KEYS[2] the key's last
-// unless-event time. ARGV: ts_ms, event_id, window_ms, n, ttl_ms. Returns 0 (no match), 1 (match),
-// 2 (match suppressed by unless). The window is the W before the latest event time of the key, so
-// late events count when they fall inside it; events older than it are dropped. A match clears the
-// window: N more events are needed for the next.
+// unless-event time, KEYS[3] the last match (the ID of the event that completed it and its
+// result). ARGV: ts_ms, event_id, window_ms, n, ttl_ms. Returns 0 (no match), 1 (match), 2 (match
+// suppressed by unless). The window is the W before the latest event time of the key, so late
+// events count when they fall inside it; events older than it are dropped. A match clears the
+// window: N more events are needed for the next. The event that completed a match, replayed
+// (a crash before its reach started), gets the same answer again and clears the window again,
+// so a replay repeats itself exactly.
 var countScript = redis.NewScript(`
 local ts = tonumber(ARGV[1])
 local w = tonumber(ARGV[3])
+local last = redis.call('GET', KEYS[3])
+if last and string.sub(last, 3) == ARGV[2] then
+  redis.call('DEL', KEYS[1])
+  return tonumber(string.sub(last, 1, 1))
+end
 if redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], ts, ARGV[2])
 -- The window ends at the latest event time seen, so a late event still counts with the others.
@@ -41,9 +49,11 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (top - w))
 local c = redis.call('ZCARD', KEYS[1])
 if c >= tonumber(ARGV[4]) then
   redis.call('DEL', KEYS[1])
-  local last = redis.call('GET', KEYS[2])
-  if last and tonumber(last) >= top - w then return 2 end
-  return 1
+  local res = 1
+  local u = redis.call('GET', KEYS[2])
+  if u and tonumber(u) >= top - w then res = 2 end
+  redis.call('SET', KEYS[3], res .. '|' .. ARGV[2], 'PX', ARGV[5])
+  return res
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 0`)
@@ -56,17 +66,22 @@ if (not cur) or tonumber(ARGV[1]) > tonumber(cur) then
 end
 return 0`)
 
-// seqScript: KEYS[1] the instance hash (next step, start time, event IDs). ARGV: ts_ms, event_id,
-// window_ms, ttl_ms, mask (bit i set: the event satisfies step i), steps. Returns {0} or {1, ids}.
-// Relaxed contiguity: other events may come between the steps. A step-0 event that does not
-// advance the instance restarts it (the latest A counts). An event already in the instance is a
-// no-op, so replays change nothing.
+// seqScript: KEYS[1] the instance hash (next step, start time, event IDs, and the last match:
+// the event that completed it and its events). ARGV: ts_ms, event_id, window_ms, ttl_ms, mask
+// (bit i set: the event satisfies step i), steps. Returns {0} or {1, ids}. Relaxed contiguity:
+// other events may come between the steps. A step-0 event that does not advance the instance
+// restarts it (the latest A counts). An event already in the instance is a no-op, and the event
+// that completed the last match, replayed, gets that match again: replays repeat themselves.
 var seqScript = redis.NewScript(`
 local ts = tonumber(ARGV[1])
 local id = ARGV[2]
 local mask = tonumber(ARGV[5])
 local n = tonumber(ARGV[6])
-local st = redis.call('HMGET', KEYS[1], 'next', 'start', 'ids')
+local st = redis.call('HMGET', KEYS[1], 'next', 'start', 'ids', 'done', 'doneids')
+if st[4] == id then
+  redis.call('HSET', KEYS[1], 'next', 0, 'ids', '')
+  return {1, st[5]}
+end
 local nxt = tonumber(st[1]) or 0
 local start = tonumber(st[2]) or 0
 local ids = st[3] or ''
@@ -76,7 +91,8 @@ if nxt > 0 and ts >= start and bit.band(mask, bit.lshift(1, nxt)) ~= 0 then
   ids = ids .. ',' .. id
   nxt = nxt + 1
   if nxt >= n then
-    redis.call('DEL', KEYS[1])
+    redis.call('HSET', KEYS[1], 'next', 0, 'ids', '', 'done', id, 'doneids', ids)
+    redis.call('PEXPIRE', KEYS[1], ARGV[4])
     return {1, ids}
   end
   redis.call('HSET', KEYS[1], 'next', nxt, 'ids', ids)
@@ -261,7 +277,7 @@ func (e *engine) plan(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, va
 			unlessScript.Run(ctx, pipe, []string{e.stateKey(r, key, "unless")}, ts, ttlFor(r))
 		}
 		if r.steps[0].test(ev, vars) {
-			cmd := countScript.Run(ctx, pipe, []string{e.stateKey(r, key, "count"), e.stateKey(r, key, "unless")},
+			cmd := countScript.Run(ctx, pipe, []string{e.stateKey(r, key, "count"), e.stateKey(r, key, "unless"), e.stateKey(r, key, "countm")},
 				ts, ev.EventID, msd(r.Within.D()), r.Count, ttlFor(r))
 			*pend = append(*pend, pending{rule: r, ev: ev, key: key, cmd: cmd, kind: KindCount})
 		}

@@ -438,3 +438,29 @@ func testConditionReadsProfile(t *testing.T, rdb redis.UniversalClient) {
 	require.NoError(t, err)
 	require.False(t, plain.needsProfile, "no profile read, no profile load")
 }
+
+// Rules keyed on something other than the user keep their state shared in Redis; there too the
+// event that completed a match, replayed (the process died before its reach started), matches
+// again (the start collapses on the same workflow ID) instead of counting as a first event.
+func TestSharedStateReplays(t *testing.T) { onRedises(t, testSharedStateReplays) }
+
+func testSharedStateReplays(t *testing.T, rdb redis.UniversalClient) {
+	view := func(id, user string, at time.Duration) ev { return ev{id: id, user: user, typ: "view", item: "i", at: at} }
+	t.Run("count", func(t *testing.T) {
+		h := newHarnessOn(t, rdb, Rule{ID: "trending", Kind: KindCount, Key: "item", Steps: []Step{{Type: "view"}}, Count: 3,
+			Within: Duration(10 * time.Minute), JourneyID: "j"})
+		require.False(t, ownedByPartition(&h.rules[0]))
+		require.Equal(t, []string{"u3/c"}, h.feed(view("a", "u1", 0), view("b", "u2", 1), view("c", "u3", 2)))
+		require.Equal(t, []string{"u3/c"}, h.feed(view("c", "u3", 2)), "the replayed match")
+		require.Empty(t, h.feed(view("d", "u4", 3), view("e", "u5", 4)), "the window was cleared")
+		require.Equal(t, []string{"u6/f"}, h.feed(view("f", "u6", 5)))
+	})
+	t.Run("sequence", func(t *testing.T) {
+		h := newHarnessOn(t, rdb, Rule{ID: "browse-buy", Kind: KindSequence, Key: "item", Steps: []Step{{Type: "view"}, {Type: "cart_add"}},
+			Within: Duration(time.Hour), JourneyID: "j"})
+		add := ev{id: "b", user: "u2", typ: "cart_add", item: "i", at: time.Minute}
+		require.Equal(t, []string{"u2/b"}, h.feed(view("a", "u1", 0), add))
+		require.Equal(t, []string{"u2/b"}, h.feed(add), "the replayed match")
+		require.Empty(t, h.feed(ev{id: "b2", user: "u3", typ: "cart_add", item: "i", at: 2 * time.Minute}))
+	})
+}
