@@ -445,7 +445,9 @@ func testConditionReadsProfile(t *testing.T, rdb redis.UniversalClient) {
 func TestSharedStateReplays(t *testing.T) { onRedises(t, testSharedStateReplays) }
 
 func testSharedStateReplays(t *testing.T, rdb redis.UniversalClient) {
-	view := func(id, user string, at time.Duration) ev { return ev{id: id, user: user, typ: "view", item: "i", at: at} }
+	view := func(id, user string, at time.Duration) ev {
+		return ev{id: id, user: user, typ: "view", item: "i", at: at}
+	}
 	t.Run("count", func(t *testing.T) {
 		h := newHarnessOn(t, rdb, Rule{ID: "trending", Kind: KindCount, Key: "item", Steps: []Step{{Type: "view"}}, Count: 3,
 			Within: Duration(10 * time.Minute), JourneyID: "j"})
