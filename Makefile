@@ -6,6 +6,8 @@ BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 PROTOC_GEN_GO_VERSION := v1.36.12
 CONNECT_VERSION := v1.21.1
+GOLANGCI_VERSION := v2.15.0
+LINT := $(TOOLS)/golangci-lint-$(GOLANGCI_VERSION)/golangci-lint
 
 .DEFAULT_GOAL := help
 
@@ -37,9 +39,23 @@ build: ## build bin/omega (api, cep, worker, receiver, migrate)
 build-dev: ## build bin/omega-dev (Temporal server, UI and Kafka broker for the local stack; heavy when cold)
 	$(GO) build -o bin/omega-dev ./cmd/omega-dev
 
+# The packages whose code runs goroutines of its own (the CEP stage, the audit batcher, the fault
+# proxy, rate limiters, readiness), and the end-to-end tests that run CEP replicas in-process, are
+# also tested under the race detector.
+RACE_PKGS := ./cep/ ./audit/ ./internal/... ./activities/... ./worker/
+RACE_E2E := TestPatterns|TestJoinAcrossReplicas|TestAbsenceDecidedInEventTime|TestFanOut
+
 .PHONY: test
-test: check-generate vet build-dev ## everything: generated code, vet, unit tests, and integration + e2e tests on a fresh stack
-	deploy/local/test.sh $(GO) test -count=1 -timeout 20m ./...
+test: check-generate breaking vet lint build-dev ## everything: generated code, the wire contract, vet, unit tests, integration + e2e tests on a fresh stack, and the race detector on the concurrent parts
+	deploy/local/test.sh bash -c '$(GO) test -count=1 -timeout 20m ./... && \
+	  $(GO) test -race -count=1 -timeout 10m $(RACE_PKGS) && \
+	  $(GO) test -race -count=1 -timeout 10m -run "^($(RACE_E2E))$$" ./e2e/'
+
+.PHONY: breaking
+breaking: $(BUF) ## fail when proto/ breaks the wire contract of the previous commit (buf breaking)
+	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
+	  cd proto && $(BUF) breaking --against '../.git#ref=HEAD~1,subdir=proto'; \
+	else echo "breaking: no previous commit in this clone (shallow?): skipped"; fi
 
 .PHONY: test-short
 test-short: ## unit tests only, no servers
@@ -64,6 +80,13 @@ bench: build build-dev ## the benchmarks on a fresh stack (Temporal on PostgreSQ
 vet: ## go vet
 	$(GO) vet ./...
 
+.PHONY: lint
+lint: $(LINT) ## golangci-lint at the pinned version, with .golangci.yml's short list of bug finders
+	$(LINT) run ./...
+
+$(LINT):
+	GOBIN=$(dir $(LINT)) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
 
@@ -74,7 +97,7 @@ $(TOOLS)/bin/protoc-gen-connect-go:
 	GOBIN=$(TOOLS)/bin $(GO) install connectrpc.com/connect/cmd/protoc-gen-connect-go@$(CONNECT_VERSION)
 
 .PHONY: tools
-tools: $(BUF) $(TOOLS)/bin/protoc-gen-go $(TOOLS)/bin/protoc-gen-connect-go ## install buf and the protoc plugins into .tools/
+tools: $(BUF) $(TOOLS)/bin/protoc-gen-go $(TOOLS)/bin/protoc-gen-connect-go ## install buf and the protoc plugins into .tools/ (make lint installs golangci-lint)
 
 .PHONY: generate
 generate: tools ## regenerate proto/gen from proto/ (lint first)

@@ -51,7 +51,8 @@ func TestInbox(t *testing.T) {
 	require.Equal(t, "0", rest.Msg.GetMessages()[1].GetData()["i"])
 
 	var otherID int64
-	fmt.Sscanf(otherRes.ProviderMessageID, "inbox-%d", &otherID)
+	_, scanErr := fmt.Sscanf(otherRes.ProviderMessageID, "inbox-%d", &otherID)
+	require.NoError(t, scanErr)
 	ids := []int64{page.Msg.GetMessages()[0].GetId(), page.Msg.GetMessages()[1].GetId(), otherID}
 	marked, err := c.MarkRead(ctx, connect.NewRequest(&omegav1.MarkReadRequest{UserId: user, Ids: ids}))
 	require.NoError(t, err)

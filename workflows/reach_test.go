@@ -173,16 +173,6 @@ func hasErrType(err error, typ string) bool {
 	return false
 }
 
-func count(names []string, name string) int {
-	n := 0
-	for _, s := range names {
-		if s == name {
-			n++
-		}
-	}
-	return n
-}
-
 func TestReachWorkflow(t *testing.T) {
 	permanent := temporal.NewNonRetryableApplicationError("permanent: provider answered 400: bad address",
 		activities.ErrTypePermanentDispatch, nil)

@@ -272,7 +272,7 @@ func memTotal() string {
 	var kb int64
 	for _, l := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(l, "MemTotal:") {
-			fmt.Sscan(strings.Fields(l)[1], &kb)
+			_, _ = fmt.Sscan(strings.Fields(l)[1], &kb) // zero when unreadable: the report says so
 		}
 	}
 	return fmt.Sprintf("%.0f GiB", float64(kb)/(1<<20))

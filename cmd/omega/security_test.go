@@ -89,7 +89,9 @@ func TestKafkaSCRAM(t *testing.T) {
 		stored := func() scram.StoredCredentials {
 			cl, err := scram.HashGeneratorFcn(sha512.New).NewClient("omega", serverPassword, "")
 			require.NoError(t, err)
-			return cl.GetStoredCredentials(scram.KeyFactors{Salt: "NaCl-salt", Iters: 4096})
+			creds, err := cl.GetStoredCredentialsWithError(scram.KeyFactors{Salt: "NaCl-salt", Iters: 4096})
+			require.NoError(t, err)
+			return creds
 		}()
 		srv, err := scram.HashGeneratorFcn(sha512.New).NewServer(func(string) (scram.StoredCredentials, error) { return stored, nil })
 		require.NoError(t, err)

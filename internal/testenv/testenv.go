@@ -96,14 +96,17 @@ const clusterSlots = 16384
 
 // servedSlots counts the slots that have a node, and fails unless every node says the cluster is ok.
 func servedSlots(ctx context.Context, rdb *redis.ClusterClient) (int, error) {
-	slots, err := rdb.ClusterSlots(ctx).Result()
+	shards, err := rdb.ClusterShards(ctx).Result()
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, s := range slots {
-		if len(s.Nodes) > 0 {
-			n += s.End - s.Start + 1
+	for _, s := range shards {
+		if len(s.Nodes) == 0 {
+			continue
+		}
+		for _, r := range s.Slots {
+			n += int(r.End - r.Start + 1)
 		}
 	}
 	err = rdb.ForEachShard(ctx, func(ctx context.Context, c *redis.Client) error {

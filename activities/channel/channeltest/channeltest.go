@@ -37,7 +37,6 @@ type Provider struct {
 	fail       []Answer
 	always     *Answer
 	hang       time.Duration
-	last       *http.Request
 }
 
 // NewProvider starts a fake provider closed at cleanup.
