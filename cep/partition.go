@@ -109,7 +109,7 @@ func (p *partition) compute(rules []compiledRule, evs []event.Event, appended []
 			if r.Disabled || !r.types[ev.Type] {
 				continue
 			}
-			if vars == nil {
+			if vars == nil && r.hasCond { // a step without a condition reads no variables
 				vars = celVars(ev)
 				if pr, ok := profiles[ev.UserID]; ok {
 					vars["profile"] = pr

@@ -141,6 +141,8 @@ type compiledRule struct {
 	// needsProfile is set when a condition reads the user's profile: the stage loads the
 	// profiles of the batch's users for it.
 	needsProfile bool
+	// hasCond is set when any step has a condition: only then are an event's CEL variables built.
+	hasCond bool
 }
 
 // Validate checks r against cat and compiles it; the error is a *RuleError naming the field.
@@ -256,6 +258,7 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 			return compiledStep{}, &RuleError{r.ID, field + ".where", err.Error()}
 		}
 		cs.prog = prog
+		c.hasCond = true
 		if readsProfile.MatchString(s.Where) {
 			c.needsProfile = true
 		}
