@@ -324,6 +324,9 @@ func (c *compiledRule) matches(e *event.Event, vars map[string]any) bool {
 
 // key returns the correlation key of e, or false when e lacks one of its fields.
 func (c *compiledRule) key(e *event.Event) (string, bool) {
+	if len(c.keyFields) == 1 && c.keyFields[0] == "user" { // the common case, without allocating
+		return e.UserID, e.UserID != ""
+	}
 	parts := make([]string, 0, len(c.keyFields))
 	for _, f := range c.keyFields {
 		var v string
