@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"sync"
@@ -25,6 +27,10 @@ type result struct {
 	events  int64 // events inside the measured window
 	elapsed time.Duration
 	cpu     time.Duration // this process's CPU in the window (the phases run one after another)
+	gc      time.Duration // the Go runtime's estimate of its garbage collector's share of it
+	// other is the rest of the machine's CPU in the window, in cores: the broker, the idle stack,
+	// and anything else running (a disturbed pass shows here).
+	other   float64
 	redis   redisDelta
 	matches int64 // live matches (reaches that would start)
 	shadow  int64 // matches of shadow rules (recorded, not started)
@@ -49,17 +55,33 @@ type window struct {
 	rdb   *redis.Client
 	start time.Time
 	cpu0  time.Duration
+	gc0   time.Duration
+	m0    cpuStat
 	r0    redisSnap
 	first int64
 }
 
 func begin(rdb *redis.Client, first int64) window {
-	return window{rdb: rdb, start: time.Now(), cpu0: cpuTime(), r0: snapRedis(rdb), first: first}
+	return window{rdb: rdb, start: time.Now(), cpu0: cpuTime(), gc0: gcCPU(), m0: machineCPU(), r0: snapRedis(rdb), first: first}
 }
 
 func (w window) end(total int64) result {
 	el, cpu := time.Since(w.start), cpuTime()-w.cpu0
-	return result{events: total - w.first, elapsed: el, cpu: cpu, redis: snapRedis(w.rdb).since(w.r0)}
+	m := machineCPU()
+	r := result{events: total - w.first, elapsed: el, cpu: cpu, gc: gcCPU() - w.gc0, redis: snapRedis(w.rdb).since(w.r0)}
+	busy := float64(m.busy-w.m0.busy) / float64(m.total-w.m0.total) * float64(runtime.NumCPU())
+	r.other = busy - (r.cpu+r.redis.cpu).Seconds()/el.Seconds()
+	return r
+}
+
+// gcCPU is the CPU the Go runtime estimates its garbage collector has used so far.
+func gcCPU() time.Duration {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64 {
+		return 0
+	}
+	return time.Duration(s[0].Value.Float64() * float64(time.Second))
 }
 
 // batchHandler consumes a claim in batches (up to 500 records, or what has arrived) and calls fn

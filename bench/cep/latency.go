@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"log/slog"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -18,6 +21,8 @@ type latencies struct {
 	produced    int64
 	producerLag time.Duration // the most the open-loop producer fell behind its schedule
 	drained     bool          // the stage committed every produced record before the samples were read
+	// CPU while the events were produced: the machine's busy share, this process's and Redis' cores.
+	machineBusy, procCores, redisCores float64
 }
 
 func (l latencies) p(q float64) time.Duration {
@@ -62,6 +67,7 @@ func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog
 		}
 	}()
 	l := latencies{rate: rate, secs: secs}
+	m0, cpu0, r0, t0 := machineCPU(), cpuTime(), snapRedis(rdb), time.Now()
 	interval := time.Second / time.Duration(max(rate, 1))
 	next := time.Now()
 	end := next.Add(time.Duration(secs) * time.Second)
@@ -80,6 +86,11 @@ func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog
 			next = next.Add(interval)
 		}
 	}
+	el := time.Since(t0).Seconds()
+	m1 := machineCPU()
+	l.machineBusy = float64(m1.busy-m0.busy) / float64(m1.total-m0.total)
+	l.procCores = (cpuTime() - cpu0).Seconds() / el
+	l.redisCores = snapRedis(rdb).since(r0).cpu.Seconds() / el
 	p.AsyncClose()
 	// Every produced record's matches are in the samples once the stage committed it.
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -94,4 +105,25 @@ func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog
 	defer sr.starter.mu.Unlock()
 	l.samples = slices.Clone(sr.starter.samples)
 	return l
+}
+
+type cpuStat struct{ busy, total int64 }
+
+// machineCPU reads the machine's CPU time from /proc/stat (all cores, in clock ticks).
+func machineCPU() cpuStat {
+	b, err := os.ReadFile("/proc/stat")
+	must(err)
+	line, _, _ := strings.Cut(string(b), "\n")
+	var s cpuStat
+	for i, f := range strings.Fields(line)[1:] {
+		if i >= 8 { // guest time is counted in user time already
+			break
+		}
+		v, _ := strconv.ParseInt(f, 10, 64)
+		s.total += v
+		if i != 3 && i != 4 { // idle, iowait
+			s.busy += v
+		}
+	}
+	return s
 }

@@ -12,7 +12,8 @@
 // The passes repeat (-reps) and the medians are reported: events per wall second, per CPU-second
 // of this process (its CPU during the pass; the passes never overlap), Redis' CPU, memory and keys.
 // Then it drives the stage open loop at half its measured peak and reports produce-to-start
-// latency, and runs the memory-flat test (flat.go). Results are printed as Markdown.
+// latency, and runs the memory-flat test (flat.go). Results are printed as Markdown. With
+// -latency-only -rate R it runs only the latency part at R events/s (a sweep: one run per rate).
 package main
 
 import (
@@ -64,7 +65,11 @@ func main() {
 	flatEvents := flag.Int("flat-events", 200_000, "events of the memory-flat test's first stream (the second has twice as many)")
 	flatSpan := flag.Duration("flat-span", 30*time.Hour, "event time spanned by the memory-flat test's first stream")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of this process during the stage's first pass")
+	latencyOnly := flag.Bool("latency-only", false, "only the open-loop latency run, at -rate (a sweep of rates, one run each)")
 	flag.Parse()
+	if *latencyOnly && *latencyRate <= 0 {
+		must(fmt.Errorf("-latency-only needs -rate"))
+	}
 	brokers := strings.Split(env("OMEGA_KAFKA_BROKERS", "127.0.0.1:9092"), ",")
 	rdb := redis.NewClient(&redis.Options{Addr: env("OMEGA_REDIS_ADDR", "127.0.0.1:6379"), PoolSize: 64})
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -80,6 +85,14 @@ func main() {
 	}
 
 	run := fmt.Sprintf("bench%d", time.Now().Unix())
+	if *latencyOnly {
+		progress("latency: open loop at %d events/s for %ds", *latencyRate, *latencySecs)
+		lat := latencyRun(brokers, rdb, rules, log, run, *latencyRate, *latencySecs, newGenerator(*users, *items, 1))
+		deleteKeys(rdb, run+"-lat")
+		fmt.Printf("Command: `go run ./bench/cep %s`\n\n", strings.Join(os.Args[1:], " "))
+		latencyReport(lat, "at -rate")
+		return
+	}
 	topic := run + ".events"
 	createTopic(brokers, topic)
 	// Event times 1 ms apart, ending about now: the absences (30 minutes) are not due during the run.

@@ -120,21 +120,23 @@ func report(in reportInput) {
 	p("Each pass consumes the whole topic in a new consumer group under its own Redis key prefix; its keys are " +
 		"counted, then deleted before the next pass. The clock, this process's CPU and Redis' counters run from the " +
 		"first batch handled (the stage: its first durable commit) to the last event handled (the stage: committed).\n\n")
-	p("| design | events/s (wall) | events per CEP CPU-second | Redis CPU µs per event | events per CPU-second of CEP + Redis | Redis commands per event (inside scripts too) | Redis memory grown | Redis keys | live matches | shadow matches |\n")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| design | events/s (wall) | events per CEP CPU-second | Redis CPU µs per event | events per CPU-second of CEP + Redis | Redis commands per event (inside scripts too) | GC share of CEP CPU | Redis memory grown | Redis keys | live matches | shadow matches |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, d := range designs {
 		rs := in.res[d]
 		m := in.med[d]
-		p("| %s | %.0f | %.0f | %.1f | %.0f | %.2f | %s | %d | %d | %d |\n", names[d],
+		p("| %s | %.0f | %.0f | %.1f | %.0f | %.2f | %.0f%% | %s | %d | %d | %d |\n", names[d],
 			medOf(rs, result.perSec), medOf(rs, result.perCPU), medOf(rs, result.redisPerEv), medOf(rs, result.perAllCPU),
 			medOf(rs, func(r result) float64 { return float64(r.redis.commands) / float64(r.events) }),
+			medOf(rs, func(r result) float64 { return 100 * r.gc.Seconds() / r.cpu.Seconds() }),
 			mib(int64(medOf(rs, func(r result) float64 { return float64(r.redis.memory) }))), m.keys, m.matches, m.shadow)
 	}
-	p("\nEvery pass (events/s wall; events per CEP CPU-second):\n\n")
+	p("\nEvery pass, in order (events/s wall; events per CEP CPU-second; the rest of the machine's CPU in cores: the " +
+		"broker, the idle stack, anything else):\n\n")
 	for _, d := range designs {
 		var parts []string
 		for _, r := range in.res[d] {
-			parts = append(parts, fmt.Sprintf("%.0f; %.0f", r.perSec(), r.perCPU()))
+			parts = append(parts, fmt.Sprintf("%.0f; %.0f; %.2f", r.perSec(), r.perCPU(), r.other))
 		}
 		p("- %s: %s\n", d, strings.Join(parts, " | "))
 	}
@@ -181,14 +183,7 @@ func report(in reportInput) {
 		ratio(f[0].shared.triggers, f[1].shared.triggers), memRatio)
 
 	l := in.lat
-	p("## Latency\n\n")
-	p("Open loop at %d events/s (half the stage's median peak) for %d s: %d events, each stamped with its due time; a "+
-		"sample is due time -> the `Start` call of the match it completed (a counting starter, no Temporal; Temporal is "+
-		"the pipeline benchmark's). The stage runs as `omega cep` does (batches of 500 or 20 ms). The producer fell at "+
-		"most %s behind its schedule; the stage drained every produced record before the samples were read: %v.\n\n",
-		l.rate, l.secs, l.produced, l.producerLag.Round(time.Millisecond), l.drained)
-	p("| samples | p50 | p90 | p99 | max |\n|---:|---:|---:|---:|---:|\n| %d | %s | %s | %s | %s |\n\n",
-		len(l.samples), l.p(0.5), l.p(0.9), l.p(0.99), l.p(1))
+	latencyReport(l, "half the stage's median peak")
 
 	p("## Against the goals (issue 15)\n\n| goal | measured | met |\n|---|---|---|\n")
 	rc, rcc := wall(dStage)/wall(dCeiling), cpu(dStage)/cpu(dCeiling)
@@ -203,4 +198,21 @@ func report(in reportInput) {
 		stateRatio, memRatio, yes(stateRatio <= 1.2), yes(memRatio <= 1.2))
 	p("\n\"Flat\" is read as: twice the events grow memory by at most 20%%. A p99 counts only over at least 1,000 " +
 		"samples with every produced record drained.\n")
+}
+
+func latencyReport(l latencies, what string) {
+	p := func(format string, args ...any) { fmt.Printf(format, args...) }
+	p("## Latency\n\n")
+	p("Open loop at %d events/s (%s) for %d s: %d events, each stamped with its due time; a sample is due time -> the "+
+		"`Start` call of the match it completed (a counting starter, no Temporal; Temporal is the pipeline benchmark's). "+
+		"The stage runs as `omega cep` does (batches of 500 or 20 ms); the producer runs in this process. The producer "+
+		"fell at most %s behind its schedule; the stage drained every produced record before the samples were read: %v.\n\n",
+		l.rate, what, l.secs, l.produced, l.producerLag.Round(time.Millisecond), l.drained)
+	p("| samples | p50 | p90 | p99 | max | p99 of the first half | p99 of the second half |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+	half := len(l.samples) / 2
+	p("| %d | %s | %s | %s | %s | %s | %s |\n\n", len(l.samples), l.p(0.5), l.p(0.9), l.p(0.99), l.p(1),
+		latencies{samples: l.samples[:half]}.p(0.99), latencies{samples: l.samples[half:]}.p(0.99))
+	p("While it ran, the machine's %d cores were %.0f%% busy: this process (producer and stage) %.2f cores, Redis %.2f "+
+		"cores, everything else (the broker, the idle Temporal and PostgreSQL of the stack) %.2f cores.\n\n",
+		runtime.NumCPU(), 100*l.machineBusy, l.procCores, l.redisCores, l.machineBusy*float64(runtime.NumCPU())-l.procCores-l.redisCores)
 }
