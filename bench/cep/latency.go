@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/omegareach/omega/cep"
+)
+
+type latencies struct {
+	samples     []time.Duration
+	rate, secs  int
+	produced    int64
+	producerLag time.Duration // the most the open-loop producer fell behind its schedule
+	drained     bool          // the stage committed every produced record before the samples were read
+	// CPU while the events were produced: the machine's busy share, this process's and Redis' cores.
+	machineBusy, procCores, redisCores float64
+}
+
+func (l latencies) p(q float64) time.Duration {
+	if len(l.samples) == 0 {
+		return 0
+	}
+	s := slices.Clone(l.samples)
+	slices.Sort(s)
+	i := int(q * float64(len(s)-1))
+	return s[i].Round(100 * time.Microsecond)
+}
+
+// latencyRun drives a new stage (configured as `omega cep` runs it) open loop at rate events/s
+// for secs seconds: every event is due at a fixed time whether or not the stage keeps up, and is
+// stamped with that time, so queueing shows as latency. A sample is the time from an event's due
+// time to the Start call of the match it completed.
+func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.Logger, run string, rate, secs int, g *generator) latencies {
+	topic := run + ".latency"
+	createTopic(brokers, topic)
+	sr := startStage(brokers, rdb, rules, log, run+"-lat", run+"-lat", topic, []int32{0, 1, 2, 3}, true)
+	defer sr.stop()
+	// Produce only once every partition is claimed (its state restored): joining is not latency.
+	ctx := context.Background()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if rdb.Exists(ctx, sr.metas...).Val() == int64(len(sr.metas)) {
+			break
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	sc := saramaConfig()
+	sc.Producer.Flush.Frequency = time.Millisecond
+	sc.Producer.Flush.Messages = 0
+	p, err := sarama.NewAsyncProducer(brokers, sc)
+	must(err)
+	go func() {
+		for err := range p.Errors() {
+			must(err)
+		}
+	}()
+	go func() {
+		for range p.Successes() {
+		}
+	}()
+	l := latencies{rate: rate, secs: secs}
+	m0, cpu0, r0, t0 := machineCPU(), cpuTime(), snapRedis(rdb), time.Now()
+	interval := time.Second / time.Duration(max(rate, 1))
+	next := time.Now()
+	end := next.Add(time.Duration(secs) * time.Second)
+	for next.Before(end) {
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		if lag := time.Since(next); lag > l.producerLag {
+			l.producerLag = lag
+		}
+		for time.Now().After(next) && next.Before(end) {
+			e := g.next(next)
+			v, _ := e.Encode()
+			p.Input() <- &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(e.Key()), Value: sarama.ByteEncoder(v)}
+			l.produced++
+			next = next.Add(interval)
+		}
+	}
+	el := time.Since(t0).Seconds()
+	m1 := machineCPU()
+	l.machineBusy = float64(m1.busy-m0.busy) / float64(m1.total-m0.total)
+	l.procCores = (cpuTime() - cpu0).Seconds() / el
+	l.redisCores = snapRedis(rdb).since(r0).cpu.Seconds() / el
+	p.AsyncClose()
+	// Every produced record's matches are in the samples once the stage committed it.
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if sr.committed() >= l.produced {
+			l.drained = true
+			break
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	progress("  latency run: %d events produced, %d matches started, drained %v", l.produced, sr.starter.n.Load(), l.drained)
+	sr.starter.mu.Lock()
+	defer sr.starter.mu.Unlock()
+	l.samples = slices.Clone(sr.starter.samples)
+	return l
+}
+
+type cpuStat struct{ busy, total int64 }
+
+// machineCPU reads the machine's CPU time from /proc/stat (all cores, in clock ticks).
+func machineCPU() cpuStat {
+	b, err := os.ReadFile("/proc/stat")
+	must(err)
+	line, _, _ := strings.Cut(string(b), "\n")
+	var s cpuStat
+	for i, f := range strings.Fields(line)[1:] {
+		if i >= 8 { // guest time is counted in user time already
+			break
+		}
+		v, _ := strconv.ParseInt(f, 10, 64)
+		s.total += v
+		if i != 3 && i != 4 { // idle, iowait
+			s.busy += v
+		}
+	}
+	return s
+}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// redisSnap is what Redis says of itself at one moment.
+type redisSnap struct {
+	cpu      time.Duration // used_cpu_user + used_cpu_sys (the server process)
+	memory   int64         // used_memory
+	commands int64         // total_commands_processed
+}
+
+type redisDelta struct {
+	cpu      time.Duration
+	memory   int64
+	commands int64
+}
+
+func (s redisSnap) since(b redisSnap) redisDelta {
+	return redisDelta{cpu: s.cpu - b.cpu, memory: s.memory - b.memory, commands: s.commands - b.commands}
+}
+
+func infoFields(rdb *redis.Client, sections ...string) map[string]string {
+	out := map[string]string{}
+	info, err := rdb.Info(context.Background(), sections...).Result()
+	must(err)
+	for _, line := range strings.Split(info, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func snapRedis(rdb *redis.Client) redisSnap {
+	f := infoFields(rdb, "cpu", "memory", "stats")
+	user, _ := strconv.ParseFloat(f["used_cpu_user"], 64)
+	sys, _ := strconv.ParseFloat(f["used_cpu_sys"], 64)
+	mem, _ := strconv.ParseInt(f["used_memory"], 10, 64)
+	cmds, _ := strconv.ParseInt(f["total_commands_processed"], 10, 64)
+	return redisSnap{cpu: time.Duration((user + sys) * float64(time.Second)), memory: mem, commands: cmds}
+}
+
+// scanKeys calls fn with every key matching pattern, a page at a time.
+func scanKeys(rdb *redis.Client, pattern string, fn func([]string)) {
+	ctx := context.Background()
+	var cursor uint64
+	for {
+		keys, cur, err := rdb.Scan(ctx, cursor, pattern, 10000).Result()
+		must(err)
+		if len(keys) > 0 {
+			fn(keys)
+		}
+		if cursor = cur; cursor == 0 {
+			return
+		}
+	}
+}
+
+// countKeys is how many keys lie under prefix.
+func countKeys(rdb *redis.Client, prefix string) int64 {
+	var n int64
+	scanKeys(rdb, prefix+":*", func(ks []string) { n += int64(len(ks)) })
+	return n
+}
+
+// deleteKeys removes every key under prefix (between phases, outside their measurement).
+func deleteKeys(rdb *redis.Client, prefix string) {
+	ctx := context.Background()
+	scanKeys(rdb, prefix+":*", func(ks []string) {
+		for len(ks) > 0 {
+			n := min(len(ks), 1000)
+			must(rdb.Del(ctx, ks[:n]...).Err())
+			ks = ks[n:]
+		}
+	})
+}
+
+// stateStats reads the new stage's partition state hashes under prefix: the pattern instances
+// (fields) and their bytes (MEMORY USAGE, every field counted).
+func stateStats(rdb *redis.Client, prefix string) (instances, bytes int64) {
+	ctx := context.Background()
+	scanKeys(rdb, prefix+":{p:*}:state", func(ks []string) {
+		for _, k := range ks {
+			instances += rdb.HLen(ctx, k).Val()
+			bytes += rdb.MemoryUsage(ctx, k, 0).Val()
+		}
+	})
+	return instances, bytes
+}
+
+// shared is what the stage keeps in Redis outside the partition state, by kind of key.
+type shared struct {
+	links, linkBytes       int64 // join links (per item, kept link_ttl)
+	triggers, triggerBytes int64 // join triggers (per item, kept an hour of wall clock)
+	other, otherBytes      int64 // the liveness marker, anything else
+}
+
+func (s shared) keys() int64  { return s.links + s.triggers + s.other }
+func (s shared) bytes() int64 { return s.linkBytes + s.triggerBytes + s.otherBytes }
+
+// sharedStats reads the keys under prefix outside the partition state: how many, and their bytes
+// (MEMORY USAGE).
+func sharedStats(rdb *redis.Client, prefix string) (out shared) {
+	ctx := context.Background()
+	scanKeys(rdb, prefix+":*", func(ks []string) {
+		pipe := rdb.Pipeline()
+		var cmds []*redis.IntCmd
+		var names []string
+		for _, k := range ks {
+			if strings.HasPrefix(k, prefix+":{p:") {
+				continue
+			}
+			cmds = append(cmds, pipe.MemoryUsage(ctx, k, 0))
+			names = append(names, k)
+		}
+		if len(cmds) == 0 {
+			return
+		}
+		_, err := pipe.Exec(ctx)
+		if err != nil && err != redis.Nil {
+			must(err)
+		}
+		for i, c := range cmds {
+			switch {
+			case strings.HasSuffix(names[i], ":links"):
+				out.links++
+				out.linkBytes += c.Val()
+			case strings.HasSuffix(names[i], ":triggers"):
+				out.triggers++
+				out.triggerBytes += c.Val()
+			default:
+				out.other++
+				out.otherBytes += c.Val()
+			}
+		}
+	})
+	return out
+}
+
+// redisSetup describes the server: version and persistence.
+func redisSetup(rdb *redis.Client) string {
+	f := infoFields(rdb, "server", "persistence")
+	ctx := context.Background()
+	cfg := rdb.ConfigGet(ctx, "*").Val()
+	return "Redis " + f["redis_version"] + " (appendonly " + cfg["appendonly"] + ", appendfsync " + cfg["appendfsync"] +
+		", save \"" + cfg["save"] + "\", maxmemory " + cfg["maxmemory"] + ")"
+}
