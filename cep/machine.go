@@ -280,6 +280,9 @@ func (m *machine) applySequence(r *compiledRule, ev *event.Event, vars map[strin
 		if in.Next >= len(r.steps) {
 			match := newMatch(r, ev, key, now)
 			match.EventIDs = slices.Clone(in.IDs)
+			// The last matches' events are remembered for the window (a duplicate of one changes
+			// nothing); older ones are forgotten, so a busy key's instance does not grow.
+			in.Done = slices.DeleteFunc(in.Done, func(d seen) bool { return d.TS < ts-w-msd(lateness) })
 			for _, id := range in.IDs {
 				in.Done = append(in.Done, seen{TS: ts, ID: id})
 			}

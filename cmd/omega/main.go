@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -378,6 +379,13 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 }
 
 func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
+	// The stage holds its partitions' pattern state in memory: hundreds of thousands of small,
+	// long-lived instances that every collection marks again (a quarter of its CPU at GOGC=100,
+	// docs/benchmarks.md). Trading heap for CPU is the better deal here; GOGC or GOMEMLIMIT in the
+	// environment (set the limit below the container's) take precedence.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	tc, err := dialTemporal(ctx, log, cfg)
 	if err != nil {
 		return err
