@@ -219,6 +219,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	// A partition this replica no longer owns reports nothing from here (its new owner does).
 	defer metrics.ConsumerLag.DeleteLabelValues(part)
 	defer metrics.WatermarkLag.DeleteLabelValues(part)
+	defer metrics.StateInstances.DeleteLabelValues(part)
 	ctx := sess.Context()
 	s := h.s
 	cfg := s.cfg
@@ -463,6 +464,9 @@ func (s *Stage) commit(ctx context.Context, p *partition, next int64, rules []co
 	}
 	if err == nil && next >= 0 {
 		p.next = next
+	}
+	if err == nil && p.id >= 0 {
+		metrics.StateInstances.WithLabelValues(strconv.Itoa(int(p.id))).Set(float64(len(p.m.inst)))
 	}
 	return err
 }

@@ -59,6 +59,9 @@ var (
 	// StateFenced counts commits refused because another replica had claimed the partition.
 	StateFenced = f.NewCounter(prometheus.CounterOpts{Name: "omega_cep_state_fenced_total",
 		Help: "Pattern state commits refused because another replica owns the partition now (or Redis lost its state)."})
+	// StateInstances is, per partition, how many pattern instances its replica holds.
+	StateInstances = f.NewGaugeVec(prometheus.GaugeOpts{Name: "omega_cep_state_instances",
+		Help: "Pattern instances each partition's replica holds in memory (and in Redis): size memory by it."}, []string{"partition"})
 	// WatermarkLag is, per partition, how far the watermark (event time) is behind the wall clock.
 	WatermarkLag = f.NewGaugeVec(prometheus.GaugeOpts{Name: "omega_cep_watermark_lag_seconds",
 		Help: "How far each partition's watermark (event time less the allowed lateness) is behind the wall clock."}, []string{"partition"})
