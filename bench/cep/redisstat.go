@@ -102,9 +102,6 @@ type shared struct {
 	other, otherBytes      int64 // the liveness marker, anything else
 }
 
-func (s shared) keys() int64  { return s.links + s.triggers + s.other }
-func (s shared) bytes() int64 { return s.linkBytes + s.triggerBytes + s.otherBytes }
-
 // sharedStats reads the keys under prefix outside the partition state: how many, and their bytes
 // (MEMORY USAGE).
 func sharedStats(rdb *redis.Client, prefix string) (out shared) {
