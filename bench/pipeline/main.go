@@ -1,11 +1,27 @@
 // Command pipeline benchmarks the whole of Omega Reach on a running stack (make bench starts one,
 // with Temporal on PostgreSQL): `omega cep` and `omega worker` as processes with the demo rules and
-// journeys, an open-loop generator producing events at fixed rates (views, and one cart_add in
-// -reach-every that starts a reach), and a provider receiver in this process timing each message
-// from its event's due time. It steps the rate up to saturation, measures the goals at half the
-// peak, runs the Temporal-only design (one workflow per user, every event a signal-with-start) on
-// the same stream, and two CEP replicas and two workers against one of each. It writes a Markdown
-// report and an SVG latency-versus-load plot.
+// journeys, an open-loop generator producing events at fixed rates, and a provider receiver in this
+// process timing each message from its event's due time.
+//
+// The phases, in order:
+//   - floor: Temporal's bare workflow (start, one no-op activity, complete) on the same server,
+//     from this process, with Omega's worker settings, closed loop at the CEP stage's start
+//     concurrencies: the closed workflows/s a reach has to beat; then the lean single-send reach in
+//     the same harness (Omega's worker in this process), to compare the workflows alone;
+//   - eager: Omega's worker in this process and a starter beside it, the same single-send reach
+//     started with and without eager workflow start;
+//   - omega: the rate stepped up by a factor (+25%) from -start-rate until a step saturates,
+//     then bisected between the peak and that step, and a long step at half the peak (at least
+//     -min-reaches reaches) for the latency goal. The stream is views, one cart_add in
+//     -reach-every (a single-send reach, and the abandoned-cart absence armed as in the demo: most
+//     carts are paid a little later, one in -unpaid-every is not and its timer starts the
+//     retargeting journey in the run);
+//   - temporal-only: one workflow per user, every event a signal-with-start;
+//   - scale-out: two CEP replicas and two workers against one of each.
+//
+// Every step's CPU is read over its steady window (from -warm-seconds after its start to the end
+// of its load), so CPU per reach leaves out the ramp-up and the drain. It writes a Markdown report
+// and an SVG latency-versus-load plot.
 package main
 
 import (
@@ -33,7 +49,9 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"google.golang.org/grpc"
 
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/event"
@@ -42,35 +60,72 @@ import (
 	"github.com/omegareach/omega/workflows"
 )
 
+// The rules whose reaches the benchmark times (the demo rules' IDs).
+const (
+	ruleCartAdd   = "cart-add"       // single send: cart-reminder
+	ruleAbandoned = "cart-abandoned" // absence: cart-retarget (push, then a 24 h wait)
+)
+
 type config struct {
-	rates, tonlyRates    []int
-	reachEvery, stepSecs int
-	tonlySecs            int
-	flushRedis           bool
-	drain                time.Duration
-	omega, out, svg      string
-	brokers              []string
-	temporal, pg, data   string
-	run                  string
-	phases               []string
+	rates, tonlyRates     []int
+	startRate             int
+	ramp                  float64
+	maxSteps, bisect      int
+	reachEvery, stepSecs  int
+	minReaches, warmSecs  int
+	unpaidEvery           int
+	payAfter, abandonIn   time.Duration
+	floorConc             []int
+	floorSecs             int
+	reachLoop             bool
+	eagerSecs             int
+	eagerRate             float64
+	tonlySecs             int
+	flushRedis            bool
+	drain                 time.Duration
+	omega, out, svg, data string
+	brokers               []string
+	temporal, pg          string
+	run                   string
+	phases                []string
 }
 
 func main() {
 	var c config
-	rates := flag.String("rates", "1000,2000,4000,8000,16000", "offered events/s of the Omega steps (stops after the first saturated one)")
+	rates := flag.String("rates", "", "offered events/s of the Omega steps, instead of the ramp (stops after the first saturated one)")
+	flag.IntVar(&c.startRate, "start-rate", 1000, "events/s of the first Omega step (0: the floor's closed workflows/s times -reach-every)")
+	flag.Float64Var(&c.ramp, "ramp", 1.25, "each Omega step offers this times the previous one's rate")
+	flag.IntVar(&c.maxSteps, "max-steps", 8, "at most this many ramp steps")
+	flag.IntVar(&c.bisect, "bisect", 1, "steps bisecting (geometrically) between the peak and the first saturated rate")
 	tonly := flag.String("temporal-only-rates", "31,62,125,250,500", "offered events/s of the Temporal-only steps")
-	flag.IntVar(&c.reachEvery, "reach-every", 100, "one event in this many is a cart_add that starts a reach (the CEP benchmark's stream matches 0.8% of its events)")
-	flag.IntVar(&c.stepSecs, "step-seconds", 15, "seconds of load per step")
+	flag.IntVar(&c.reachEvery, "reach-every", 100, "one event in this many is a cart_add of a new user (the CEP benchmark's stream matches 0.8% of its events)")
+	flag.IntVar(&c.unpaidEvery, "unpaid-every", 4, "one cart in this many is not paid: its abandoned-cart timer fires and starts the retargeting journey (1: none paid)")
+	flag.DurationVar(&c.payAfter, "pay-after", 2*time.Second, "a paid cart's order_paid follows its cart_add by this much")
+	flag.DurationVar(&c.abandonIn, "abandon-within", 10*time.Second, "the window of the demo's cart-abandoned rule in this run (the demo's 30m would fire no timer in the run)")
+	flag.IntVar(&c.stepSecs, "step-seconds", 30, "seconds of load per ramp step")
+	flag.IntVar(&c.minReaches, "min-reaches", 1000, "the half-peak step lasts long enough to offer this many single-send reaches")
+	flag.IntVar(&c.warmSecs, "warm-seconds", 5, "seconds at a step's start left out of its steady window (CPU, reaches/s); at least the absence window and its lateness when the step is long enough, so the window holds the retargeting reaches too")
+	floor := flag.String("floor-concurrency", "32,128", "closed-loop starters of the bare-workflow floor (the CEP stage starts up to 32 per partition, 4 partitions); the floor is the best")
+	flag.IntVar(&c.floorSecs, "floor-seconds", 35, "seconds per floor concurrency")
+	flag.BoolVar(&c.reachLoop, "reach-loop", true, "after the floor, the lean single-send reach in the same closed-loop harness (its worker in this process)")
+	flag.IntVar(&c.eagerSecs, "eager-seconds", 30, "seconds per eager-start variant")
+	flag.Float64Var(&c.eagerRate, "eager-rate", 10, "reaches/s of the eager-start phase")
 	flag.IntVar(&c.tonlySecs, "temporal-only-seconds", 40, "seconds of load per Temporal-only step (its rates are low: more reaches to time)")
 	flag.BoolVar(&c.flushRedis, "flush-redis", false, "empty Redis first (make bench: the CEP benchmark's state is left there)")
-	flag.DurationVar(&c.drain, "drain", 15*time.Second, "how long after a step its messages may still arrive")
+	flag.DurationVar(&c.drain, "drain", 15*time.Second, "how long after a step its messages may still arrive (plus the absence window and lateness)")
 	flag.StringVar(&c.omega, "omega", "bin/omega", "the omega binary")
-	phases := flag.String("phases", "omega,temporal-only,scale-out", "which parts to run")
+	phases := flag.String("phases", "floor,omega,eager,temporal-only,scale-out", "which parts to run (omega always runs)")
 	flag.StringVar(&c.out, "out", "bench/results/pipeline.md", "report")
 	flag.StringVar(&c.svg, "svg", "docs/img/pipeline-latency.svg", "latency-versus-load plot")
 	flag.Parse()
-	c.rates, c.tonlyRates = ints(*rates), ints(*tonly)
+	if *rates != "" {
+		c.rates = ints(*rates)
+	}
+	c.tonlyRates, c.floorConc = ints(*tonly), ints(*floor)
 	c.phases = strings.Split(*phases, ",")
+	if c.unpaidEvery < 1 || c.reachEvery < 2 || c.ramp <= 1 {
+		fail("-unpaid-every must be at least 1, -reach-every at least 2, -ramp above 1")
+	}
 	c.brokers = strings.Split(env("OMEGA_KAFKA_BROKERS", "127.0.0.1:9092"), ",")
 	c.temporal, c.pg = env("OMEGA_TEMPORAL_ADDR", "127.0.0.1:7233"), env("OMEGA_PG_URL", "")
 	c.data = env("OMEGA_DATA", "/var/lib/omega")
@@ -86,9 +141,13 @@ type bench struct {
 	tc       client.Client
 	producer sarama.AsyncProducer
 	pool     *pgxpool.Pool
+	rdb      *redis.Client
 	topic    string
+	rules    string // the demo rules, the absence window shortened
 	procs    []*proc
 	report   bytes.Buffer
+	// eagerStarts counts the starts whose response carried the first workflow task.
+	eagerStarts atomic.Int64
 }
 
 func newBench(c config) *bench {
@@ -98,11 +157,11 @@ func newBench(c config) *bench {
 	pool, err := pgxpool.New(ctx, c.pg)
 	must(err)
 	b.pool = pool
+	b.rdb = redis.NewClient(&redis.Options{Addr: env("OMEGA_REDIS_ADDR", "127.0.0.1:6379")})
 	if c.flushRedis {
-		rdb := redis.NewClient(&redis.Options{Addr: env("OMEGA_REDIS_ADDR", "127.0.0.1:6379")})
-		must(rdb.FlushAll(ctx).Err())
-		_ = rdb.Close()
+		must(b.rdb.FlushAll(ctx).Err())
 	}
+	b.rules = writeRules(c)
 	js, err := journey.Load("journey/demo")
 	must(err)
 	store := journey.NewStore(pool, worker.Catalog())
@@ -123,52 +182,92 @@ func newBench(c config) *bench {
 			progress("produce: %v", err)
 		}
 	}()
-	b.tc, err = client.Dial(client.Options{HostPort: c.temporal, Logger: quietLogger{}})
+	// Starts whose answer carries the first workflow task were eager: counted to show the eager
+	// phase did what it says.
+	countEager := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		if r, ok := reply.(*workflowservice.StartWorkflowExecutionResponse); ok && err == nil && r.GetEagerWorkflowTask() != nil {
+			b.eagerStarts.Add(1)
+		}
+		return err
+	}
+	b.tc, err = client.Dial(client.Options{HostPort: c.temporal, Logger: quietLogger{},
+		ConnectionOptions: client.ConnectionOptions{DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(countEager)}}})
 	must(err)
 	return b
+}
+
+// writeRules copies the demo rules into the run's directory with the cart-abandoned window set to
+// -abandon-within, so its timers fire while the benchmark runs.
+func writeRules(c config) string {
+	dir := filepath.Join(c.data, c.run+"-rules")
+	must(os.MkdirAll(dir, 0o755))
+	files, err := filepath.Glob("cep/demo/*.yaml")
+	must(err)
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		must(err)
+		if filepath.Base(f) == ruleAbandoned+".yaml" && c.abandonIn > 0 {
+			s := string(raw)
+			if !strings.Contains(s, "\nwithin: 30m\n") {
+				fail("%s: no 'within: 30m' line to shorten", f)
+			}
+			raw = []byte(strings.Replace(s, "\nwithin: 30m\n", "\nwithin: "+c.abandonIn.String()+"\n", 1))
+		}
+		must(os.WriteFile(filepath.Join(dir, filepath.Base(f)), raw, 0o644))
+	}
+	return dir
 }
 
 func (b *bench) runAll() {
 	defer b.stopProcs()
 	c := b.c
+	var r results
+
+	// 0. The floor: Temporal's bare workflow on the same server, before anything else loads it.
+	if slices.Contains(c.phases, "floor") {
+		r.floor = b.floorPhase()
+	}
+
+	// 1. Eager workflow start: a worker in the starter's process, with and without.
+	if slices.Contains(c.phases, "eager") {
+		r.eager = b.eagerPhase(c.eagerRate)
+	}
+
 	b.startOmega("1")
 	b.warmUp()
 	// Not reported: caches, connection pools and Temporal's shards warm up.
-	b.omegaStep("warm-up", c.rates[0])
+	b.omegaStep("warm-up", 500, 10)
 
-	// 1. Omega, stepping the rate up to saturation.
-	var omega []step
-	for _, rate := range c.rates {
-		s := b.omegaStep(fmt.Sprintf("omega-%d", rate), rate)
-		omega = append(omega, s)
-		if s.saturated {
-			break
-		}
-	}
-	peak := peakOf(omega)
-	progress("omega peak: %.0f events/s", peak)
-	half := b.omegaStep("omega-half", int(peak/2))
+	// The idle baseline: what every process uses with nothing to do (Temporal's timers and queue
+	// scans, the pollers, the CEP's idle partitions), so CPU per reach can be read net of it.
+	r.idle = b.idleBaseline(10)
+
+	// 2. Omega, stepping the rate up to saturation, then bisecting the knee.
+	r.omega = b.ramp(r.floor)
+	r.peak = peakOf(r.omega)
+	progress("omega peak: %.0f events/s", r.peak)
+	halfRate := int(r.peak / 2)
+	r.half = b.omegaStep("omega-half", halfRate, max(c.stepSecs, ceilDiv(c.minReaches*c.reachEvery, max(halfRate, 1))))
 	// Profiles in a step of their own (not reported), so profiling costs no measured step.
-	profiles := b.profileStep(int(peak / 2))
+	r.profiles = b.profileStep(halfRate)
 
-	// 2. Scale-out: one CEP replica and one worker, then two of each, at twice the peak (more than
+	// 3. Scale-out: one CEP replica and one worker, then two of each, at twice the peak (more than
 	// one pair keeps up with), so the sustained reaches/s measure what each setup can carry.
-	scaleRate := int(peak * 2)
-	var one, two step
 	if slices.Contains(c.phases, "scale-out") {
-		one = b.omegaStep("scale-1x1", scaleRate)
+		scaleRate := int(r.peak * 2)
+		r.one = b.omegaStep("scale-1x1", scaleRate, c.stepSecs)
 		b.startOmega("2")
 		time.Sleep(8 * time.Second) // the group rebalances onto the second replica
-		two = b.omegaStep("scale-2x2", scaleRate)
+		r.two = b.omegaStep("scale-2x2", scaleRate, c.stepSecs)
 	}
 
-	// 3. The Temporal-only design on the same stream shape.
-	var tonly []step
+	// 4. The Temporal-only design on the same stream shape.
 	if slices.Contains(c.phases, "temporal-only") {
 		stopT := startTemporalOnly(b.tc, c.run+"-tonly", b.recv.url)
 		for _, rate := range c.tonlyRates {
 			s := b.tonlyStep(fmt.Sprintf("tonly-%d", rate), rate)
-			tonly = append(tonly, s)
+			r.tonly = append(r.tonly, s)
 			if s.saturated {
 				break
 			}
@@ -176,46 +275,190 @@ func (b *bench) runAll() {
 		stopT()
 	}
 
-	b.write(omega, half, tonly, one, two, peak, profiles)
+	b.write(r)
+}
+
+// idleBaseline is each process's CPU (cores) over secs seconds with no load.
+func (b *bench) idleBaseline(secs int) map[string]float64 {
+	b.waitIdle()
+	progress("idle baseline: %ds", secs)
+	w := <-b.windowAfter(0, secs)
+	out := map[string]float64{}
+	d := w.to.Sub(w.from).Seconds()
+	for k, v := range w.cpu1 {
+		if v0, ok := w.cpu0[k]; ok {
+			out[k] = (v.cpu - v0.cpu).Seconds() / d
+		}
+	}
+	addOthers(out)
+	progress("idle: temporal %.2f postgresql %.2f cep %.2f worker %.2f kafka %.2f redis %.2f, machine %.2f cores",
+		out["temporal"], out["postgresql"], out["omega cep1"], out["omega worker1"], out["kafka"], out["redis"], out[machineProc])
+	return out
+}
+
+// results is what the phases measured.
+type results struct {
+	idle     map[string]float64 // cores with no load
+	floor    []floorRun
+	omega    []step // the ramp, in the order run
+	half     step
+	peak     float64 // events/s
+	eager    []eagerRun
+	one, two step
+	tonly    []step
+	profiles map[string]string
+}
+
+// ramp steps Omega's rate up by c.ramp from the start rate until a step saturates (down first when
+// the first one does), then bisects between the peak and the lowest saturated rate.
+func (b *bench) ramp(floor []floorRun) []step {
+	c := b.c
+	var steps []step
+	run := func(rate int) step {
+		s := b.omegaStep(fmt.Sprintf("omega-%d", rate), rate, c.stepSecs)
+		steps = append(steps, s)
+		return s
+	}
+	if len(c.rates) > 0 {
+		for _, rate := range c.rates {
+			if run(rate).saturated {
+				break
+			}
+		}
+		return steps
+	}
+	rate := c.startRate
+	if rate == 0 {
+		rate = 2000
+		if f := bestFloor(floor); f.closedPerSec > 0 {
+			rate = int(math.Round(f.closedPerSec*float64(c.reachEvery)/100)) * 100
+		}
+	}
+	rate = max(rate, 100)
+	if run(rate).saturated {
+		for range 3 { // down until one keeps up
+			rate = int(float64(rate) / c.ramp / c.ramp)
+			if !run(rate).saturated {
+				break
+			}
+		}
+	} else {
+		for range c.maxSteps - 1 {
+			rate = max(rate+100, int(math.Round(float64(rate)*c.ramp/100))*100)
+			if run(rate).saturated {
+				break
+			}
+		}
+	}
+	for range c.bisect {
+		lo, hi := peakOf(steps), math.Inf(1)
+		for _, s := range steps {
+			if s.saturated && float64(s.offered) > lo {
+				hi = math.Min(hi, float64(s.offered))
+			}
+		}
+		if !slices.ContainsFunc(steps, func(s step) bool { return !s.saturated }) || math.IsInf(hi, 1) || hi/lo < 1.08 {
+			break
+		}
+		run(int(math.Round(math.Sqrt(lo*hi)/50)) * 50)
+	}
+	return steps
 }
 
 // step is one rate's measurements.
 type step struct {
 	name              string
-	offered           int     // events/s
-	reaches           int     // reaches offered
-	delivered, inTime int     // messages of this step's reaches: after the drain, and before the step ended
+	offered, secs     int     // events/s, seconds of load
+	reaches           int     // single-send reaches offered
+	abandons          int     // carts left unpaid: retargeting reaches expected
+	delivered, inTime int     // single-send messages: after the drain, and before the step ended
+	absDelivered      int     // retargeting pushes delivered
 	eventsPerSec      float64 // consumed while loaded
-	reachesPerSec     float64 // messages delivered while loaded
+	reachesPerSec     float64 // single-send messages delivered, from the step's start to the last one
+	window            time.Duration
+	winReaches        int // single-send messages delivered inside the steady window
+	winAll            int // every reach's message delivered inside the steady window
 	lat               latencies
+	absLat            latencies // absence deadline (cart_add + window) to the retargeting push
 	startLat          latencies // produce to workflow start (sampled)
 	lag               float64   // consumer lag (or queued signals) when the load stopped
 	cpu               map[string]float64
 	rss               map[string]float64
 	saturated         bool
-	completed         int // reaches the audit trail shows completed after the drain (-1: unknown)
+	completed         int // single-send reaches the audit trail shows completed after the drain (-1: unknown)
 }
 
 func (s step) missing() int { return s.reaches - s.delivered }
 
-// omegaStep drives Omega at rate events/s for the step's seconds.
-func (b *bench) omegaStep(name string, rate int) step {
+// winRate is the single-send reaches/s delivered in the steady window; winAllRate every reach's.
+func (s step) winRate() float64    { return float64(s.winReaches) / math.Max(s.window.Seconds(), 1e-9) }
+func (s step) winAllRate() float64 { return float64(s.winAll) / math.Max(s.window.Seconds(), 1e-9) }
+
+// perReach is a process's CPU (ms) per reach delivered (any kind) in the steady window.
+func (s step) perReach(k string) float64 {
+	if s.winAll == 0 {
+		return 0
+	}
+	return s.cpu[k] * s.window.Seconds() / float64(s.winAll) * 1000
+}
+
+// netPerReach is perReach less the process's idle CPU.
+func (s step) netPerReach(k string, idle map[string]float64) float64 {
+	if s.winAll == 0 {
+		return 0
+	}
+	return (s.cpu[k] - idle[k]) * s.window.Seconds() / float64(s.winAll) * 1000
+}
+
+// omegaStep drives Omega at rate events/s for secs seconds.
+func (b *bench) omegaStep(name string, rate, secs int) step {
 	b.waitIdle()
-	progress("%s: %d events/s for %ds", name, rate, b.c.stepSecs)
-	g := newGenerator(b.c.run+"-"+name, b.c.reachEvery)
+	progress("%s: %d events/s for %ds", name, rate, secs)
+	g := b.newGenerator(b.c.run + "-" + name)
 	before := b.scrape("omega_cep_events_total{outcome=\"processed\"}")
-	cpu0 := b.sampleProcs()
+	win := b.steadyWindow(secs)
 	start := time.Now()
-	due := drive(rate, b.c.stepSecs, g, b.produce)
+	due := drive(rate, secs, g, b.produce)
 	end := time.Now()
 	after := b.scrape("omega_cep_events_total{outcome=\"processed\"}")
 	lag := b.scrape("omega_cep_consumer_lag")
-	s := b.collect(name, rate, due, start, end, cpu0)
+	s := b.collect(name, rate, secs, due, start, end, <-win)
 	s.eventsPerSec = (after - before) / end.Sub(start).Seconds()
 	s.lag = lag
 	s.startLat = b.startLatencies(due)
 	s.completed = b.completed(b.c.run + "-" + name + "-c")
 	return s
+}
+
+// window is a steady window's bounds and the processes' CPU at both.
+type window struct {
+	from, to   time.Time
+	cpu0, cpu1 map[string]procSample
+}
+
+// steadyWindow samples the processes a warm-up into a load of secs seconds starting now, and again
+// at its end. The warm-up is warmSecs, or the absence window and its lateness when longer (the
+// first timers fire then: the mix is steady from there), and at most half the load.
+func (b *bench) steadyWindow(secs int) <-chan window {
+	warm := time.Duration(b.c.warmSecs) * time.Second
+	if b.c.unpaidEvery > 0 && b.c.abandonIn > 0 {
+		warm = max(warm, b.c.abandonIn+5*time.Second) // the CEP's allowed lateness
+	}
+	return b.windowAfter(min(warm, time.Duration(secs)*time.Second/2), secs)
+}
+
+// windowAfter samples the processes warm into a load of secs seconds starting now, and at its end.
+func (b *bench) windowAfter(warm time.Duration, secs int) <-chan window {
+	out := make(chan window, 1)
+	go func() {
+		t0 := time.Now()
+		time.Sleep(warm)
+		w := window{from: time.Now(), cpu0: b.sampleProcs()}
+		time.Sleep(time.Until(t0.Add(time.Duration(secs) * time.Second)))
+		w.to, w.cpu1 = time.Now(), b.sampleProcs()
+		out <- w
+	}()
+	return out
 }
 
 func (b *bench) produce(ev event.Event, at time.Time) {
@@ -224,45 +467,54 @@ func (b *bench) produce(ev event.Event, at time.Time) {
 	b.producer.Input() <- &sarama.ProducerMessage{Topic: b.topic, Key: sarama.StringEncoder(ev.Key()), Value: sarama.ByteEncoder(v), Timestamp: at}
 }
 
-// profileStep loads Omega at rate while taking 10 s CPU profiles of cep1, worker1 and Temporal,
-// and summarises them after the load.
+// profileStep loads Omega at rate for 15 s while taking 10 s CPU profiles of cep1, worker1 and
+// Temporal, and summarises them after the load.
 func (b *bench) profileStep(rate int) map[string]string {
+	const secs = 15
 	b.waitIdle()
-	progress("profiles: %d events/s for %ds", rate, b.c.stepSecs)
-	secs := min(10, b.c.stepSecs-2)
+	progress("profiles: %d events/s for %ds", rate, secs)
 	files := make(chan map[string]string, 1)
 	go func() {
 		time.Sleep(time.Second)
-		files <- b.takeProfiles("profile", secs)
+		files <- b.takeProfiles("profile", 10)
 	}()
-	drive(rate, b.c.stepSecs, newGenerator(b.c.run+"-profile", b.c.reachEvery), b.produce)
+	due := drive(rate, secs, b.newGenerator(b.c.run+"-profile"), b.produce)
+	// The retargeting reaches too, so none lands in the next phase.
+	deadline := time.Now().Add(b.c.drain + b.c.abandonIn + 5*time.Second)
+	for time.Now().Before(deadline) && b.recv.count(due) < len(due) {
+		time.Sleep(100 * time.Millisecond)
+	}
 	return summarise(<-files, b.c.omega)
 }
 
-// completed counts the reaches whose users start with prefix that the audit trail shows completed.
+// completed counts the single-send reaches of users starting with prefix that the audit trail
+// shows completed.
 func (b *bench) completed(prefix string) int {
 	if b.pool == nil {
 		return -1
 	}
 	var n int
-	if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_records WHERE kind = 'completed' AND starts_with(user_id, $1)`, prefix).Scan(&n); err != nil {
+	if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_records WHERE kind = 'completed' AND rule_id = $2 AND starts_with(user_id, $1)`, prefix, ruleCartAdd).Scan(&n); err != nil {
 		return -1
 	}
 	return n
 }
 
-// tonlyStep drives the Temporal-only design at rate events/s.
+// tonlyStep drives the Temporal-only design at rate events/s (views and cart_adds only: the
+// design has no absence).
 func (b *bench) tonlyStep(name string, rate int) step {
 	b.waitIdle()
-	progress("%s: %d events/s for %ds", name, rate, b.c.tonlySecs)
-	g := newGenerator(b.c.run+"-"+name, b.c.reachEvery)
-	cpu0 := b.sampleProcs()
+	secs := b.c.tonlySecs
+	progress("%s: %d events/s for %ds", name, rate, secs)
+	g := b.newGenerator(b.c.run + "-" + name)
+	g.unpaidEvery = 0
 	q := newSignaler(b.tc, b.c.run+"-tonly", 64)
+	win := b.steadyWindow(secs)
 	start := time.Now()
-	due := drive(rate, b.c.tonlySecs, g, func(ev event.Event, _ time.Time) { q.in <- ev })
+	due := drive(rate, secs, g, func(ev event.Event, _ time.Time) { q.in <- ev })
 	end := time.Now()
 	done := q.done.Load()
-	s := b.collect(name, rate, due, start, end, cpu0)
+	s := b.collect(name, rate, secs, due, start, end, <-win)
 	s.eventsPerSec = float64(done) / end.Sub(start).Seconds()
 	s.lag = float64(len(q.in))
 	q.close()
@@ -270,29 +522,53 @@ func (b *bench) tonlyStep(name string, rate int) step {
 }
 
 // collect waits for the drain and measures a step: latency over every reach (one never delivered
-// counts as the drain's end), throughput sustained from the step's start to its last delivery.
-func (b *bench) collect(name string, rate int, due map[string]time.Time, start, end time.Time, cpu0 map[string]procSample) step {
-	cpu1 := b.sampleProcs()
-	s := step{name: name, offered: rate, reaches: len(due), cpu: map[string]float64{}, rss: map[string]float64{}}
-	wall := end.Sub(start)
-	for k, v := range cpu1 {
-		if v0, ok := cpu0[k]; ok {
-			s.cpu[k] = (v.cpu - v0.cpu).Seconds() / wall.Seconds()
+// counts as the drain's end), throughput sustained from the step's start to its last delivery and
+// inside the steady window, CPU over the steady window.
+func (b *bench) collect(name string, rate, secs int, due map[string]time.Time, start, end time.Time, w window) step {
+	s := step{name: name, offered: rate, secs: secs, cpu: map[string]float64{}, rss: map[string]float64{}, window: w.to.Sub(w.from)}
+	for k, v := range w.cpu1 {
+		if v0, ok := w.cpu0[k]; ok {
+			s.cpu[k] = (v.cpu - v0.cpu).Seconds() / s.window.Seconds()
 		}
 		s.rss[k] = v.rss
 	}
+	addOthers(s.cpu)
 	deadline := end.Add(b.c.drain)
+	for k := range due {
+		if strings.HasPrefix(k, ruleAbandoned+"/") {
+			deadline = end.Add(b.c.drain + b.c.abandonIn + 5*time.Second) // the watermark's lateness
+			break
+		}
+	}
 	for time.Now().Before(deadline) && b.recv.count(due) < len(due) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	var last time.Time
-	for user, at := range due {
-		got, ok := b.recv.arrival(user)
+	for key, at := range due {
+		got, ok := b.recv.arrival(key)
+		inWin := ok && !got.Before(w.from) && !got.After(w.to)
+		if inWin {
+			s.winAll++
+		}
+		if strings.HasPrefix(key, ruleAbandoned+"/") {
+			s.abandons++
+			if ok {
+				s.absDelivered++
+				s.absLat = append(s.absLat, got.Sub(at))
+			} else {
+				s.absLat = append(s.absLat, deadline.Sub(at))
+			}
+			continue
+		}
+		s.reaches++
 		if !ok {
 			s.lat = append(s.lat, deadline.Sub(at))
 			continue
 		}
 		s.delivered++
+		if inWin {
+			s.winReaches++
+		}
 		if !got.After(end) {
 			s.inTime++
 		}
@@ -305,9 +581,11 @@ func (b *bench) collect(name string, rate int, due map[string]time.Time, start, 
 		s.reachesPerSec = float64(s.delivered) / last.Sub(start).Seconds()
 	}
 	slices.Sort(s.lat)
+	slices.Sort(s.absLat)
 	s.saturated = float64(s.inTime) < 0.9*float64(s.reaches) || s.missing() > s.reaches/100 || s.lat.p(0.99) > 5*time.Second
-	progress("%s: %d/%d reaches delivered (%d while loaded), %.1f reaches/s sustained, p50 %s p99 %s, saturated %v",
-		name, s.delivered, s.reaches, s.inTime, s.reachesPerSec, s.lat.p(0.5), s.lat.p(0.99), s.saturated)
+	progress("%s: %d/%d reaches delivered (%d while loaded), %.1f reaches/s sustained, %.1f in the steady window (all kinds %.1f), p50 %s p99 %s; retargeting %d/%d; saturated %v; cores: temporal %.2f postgresql %.2f, others %.2f",
+		name, s.delivered, s.reaches, s.inTime, s.reachesPerSec, s.winRate(), s.winAllRate(), s.lat.p(0.5), s.lat.p(0.99), s.absDelivered, s.abandons, s.saturated,
+		s.cpu["temporal"], s.cpu["postgresql"], s.cpu[otherProc])
 	return s
 }
 
@@ -329,16 +607,21 @@ func (b *bench) waitIdle() {
 	progress("the backlog did not drain in 3 minutes; going on")
 }
 
-// startLatencies reads, for a sample of the step's reaches, when Temporal started the workflow.
+// startLatencies reads, for a sample of the step's single-send reaches, when Temporal started the
+// workflow.
 func (b *bench) startLatencies(due map[string]time.Time) latencies {
 	var out latencies
 	n := 0
-	for user, at := range due {
+	for key, at := range due {
+		user, ok := strings.CutPrefix(key, ruleCartAdd+"/")
+		if !ok {
+			continue
+		}
 		if n++; n > 40 {
 			break
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		d, err := b.tc.DescribeWorkflowExecution(ctx, workflows.ReachID("cart-add", user, user+"-add"), "")
+		d, err := b.tc.DescribeWorkflowExecution(ctx, workflows.ReachID(ruleCartAdd, user, user+"-add"), "")
 		cancel()
 		if err != nil {
 			continue
@@ -367,8 +650,14 @@ func peakOf(steps []step) float64 {
 // warmUp waits until the group owns the topic and the worker answers: a few reaches end to end.
 func (b *bench) warmUp() {
 	progress("warming up")
-	g := newGenerator(b.c.run+"-warm", 1)
-	due := drive(20, 2, g, b.produce)
+	g := b.newGenerator(b.c.run + "-warm")
+	g.reachEvery = 2
+	due := map[string]time.Time{}
+	for k, at := range drive(20, 2, g, b.produce) {
+		if strings.HasPrefix(k, ruleCartAdd+"/") { // the unpaid carts' timers fire in the next step
+			due[k] = at
+		}
+	}
 	deadline := time.Now().Add(90 * time.Second)
 	for b.recv.count(due) < len(due) {
 		if time.Now().After(deadline) {
@@ -381,32 +670,68 @@ func (b *bench) warmUp() {
 // --- the generator and the open-loop driver ---
 
 type generator struct {
-	prefix     string
-	reachEvery int
-	n          int
-	rng        *rand.Rand
+	prefix      string
+	reachEvery  int
+	unpaidEvery int           // one cart in this many is not paid (0: no order_paid, no expected absence)
+	payAfter    time.Duration // a paid cart's order_paid follows it by this much
+	abandonIn   time.Duration // the absence window: when an unpaid cart's timer is due
+	n, carts    int
+	rng         *rand.Rand
+	paying      []payment // FIFO: every payment is due payAfter after its cart
+}
+
+type payment struct {
+	user string
+	due  time.Time
 }
 
 // newGenerator makes the same stream shape for every phase (same seed), its users prefixed so
 // phases do not see each other's state.
-func newGenerator(prefix string, reachEvery int) *generator {
-	return &generator{prefix: prefix, reachEvery: reachEvery, rng: rand.New(rand.NewPCG(7, 11))}
+func (b *bench) newGenerator(prefix string) *generator {
+	return &generator{prefix: prefix, reachEvery: b.c.reachEvery, unpaidEvery: b.c.unpaidEvery, payAfter: b.c.payAfter,
+		abandonIn: b.c.abandonIn, rng: rand.New(rand.NewPCG(7, 11))}
 }
 
-// next returns an event: a cart_add of a new user (a reach) every reachEvery events, else a view
-// of one of 1M users on one of 100k items (a count rule's input that rarely completes).
-func (g *generator) next(at time.Time) (event.Event, bool) {
+// next returns the event due at at and the reaches it should cause (keyed rule/user, with the time
+// each is due from): a cart_add of a new user every reachEvery events (a single-send reach, and the
+// abandoned-cart absence armed; its payment follows payAfter later, except for one cart in
+// unpaidEvery whose timer then starts the retargeting journey); an order_paid taking a view's slot
+// when one is due; else a view of one of 1M users on one of 100k items (a count rule's input that
+// rarely completes).
+func (g *generator) next(at time.Time) (event.Event, map[string]time.Time) {
 	g.n++
 	if g.n%g.reachEvery == 0 {
 		u := fmt.Sprintf("%s-c%d", g.prefix, g.n)
-		return event.Event{EventID: u + "-add", UserID: u, Type: "cart_add", ItemID: "sku-1", TS: at}, true
+		want := map[string]time.Time{ruleCartAdd + "/" + u: at}
+		if g.unpaidEvery > 0 {
+			g.carts++
+			if g.carts%g.unpaidEvery == 0 {
+				if g.abandonIn > 0 {
+					want[ruleAbandoned+"/"+u] = at.Add(g.abandonIn)
+				}
+			} else {
+				g.paying = append(g.paying, payment{user: u, due: at.Add(g.payAfter)})
+			}
+		}
+		return event.Event{EventID: u + "-add", UserID: u, Type: "cart_add", ItemID: "sku-1", TS: at}, want
+	}
+	if len(g.paying) > 0 && !g.paying[0].due.After(at) {
+		return g.pay(at), nil
 	}
 	return event.Event{EventID: fmt.Sprintf("%s-v%d", g.prefix, g.n), UserID: fmt.Sprintf("%s-u%d", g.prefix, g.rng.IntN(1_000_000)),
-		Type: "view", ItemID: fmt.Sprintf("i%d", g.rng.IntN(100_000)), TS: at}, false
+		Type: "view", ItemID: fmt.Sprintf("i%d", g.rng.IntN(100_000)), TS: at}, nil
+}
+
+// pay returns the first due payment's order_paid, stamped at.
+func (g *generator) pay(at time.Time) event.Event {
+	p := g.paying[0]
+	g.paying = g.paying[1:]
+	return event.Event{EventID: p.user + "-paid", UserID: p.user, Type: "order_paid", ItemID: "sku-1", TS: at}
 }
 
 // drive emits rate events/s for secs seconds at their due times (open loop: a slow consumer does
-// not slow the arrivals; queueing shows as latency). It returns the due time of each reach's user.
+// not slow the arrivals; queueing shows as latency), then the payments still owed at their due
+// times. It returns the time each expected reach is due from.
 func drive(rate, secs int, g *generator, send func(event.Event, time.Time)) map[string]time.Time {
 	due := map[string]time.Time{}
 	total := rate * secs
@@ -419,13 +744,18 @@ func drive(rate, secs int, g *generator, send func(event.Event, time.Time)) map[
 			if at.After(now) {
 				break
 			}
-			ev, reach := g.next(at)
-			if reach {
-				due[ev.UserID] = at
+			ev, want := g.next(at)
+			for k, t := range want {
+				due[k] = t
 			}
 			send(ev, at)
 		}
 		time.Sleep(time.Millisecond)
+	}
+	for len(g.paying) > 0 {
+		time.Sleep(time.Until(g.paying[0].due))
+		at := g.paying[0].due
+		send(g.pay(at), at)
 	}
 	return due
 }
@@ -435,8 +765,17 @@ func drive(rate, secs int, g *generator, send func(event.Event, time.Time)) map[
 type receiver struct {
 	url   string
 	mu    sync.Mutex
-	first map[string]time.Time
+	first map[string]time.Time // rule/user: the first message of that user's reach of that rule
 	posts atomic.Int64
+	// waiting: rule/user -> a channel closed when that reach's first message arrives.
+	waiting sync.Map
+}
+
+// notify returns a channel closed when the first message of key (rule/user) arrives.
+func (r *receiver) notify(key string) <-chan struct{} {
+	ch := make(chan struct{})
+	r.waiting.Store(key, ch)
+	return ch
 }
 
 func newReceiver() *receiver {
@@ -448,15 +787,25 @@ func newReceiver() *receiver {
 		_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			now := time.Now()
 			var m struct {
-				UserID string `json:"user_id"`
+				UserID  string `json:"user_id"`
+				ReachID string `json:"reach_id"`
 			}
 			_ = json.NewDecoder(io.LimitReader(req.Body, 1<<20)).Decode(&m)
 			r.posts.Add(1)
+			key := m.UserID // the Temporal-only design's messages name no reach: a cart_add's
+			if f := strings.Split(m.ReachID, "/"); len(f) >= 3 && f[0] == "reach" {
+				key = f[1] + "/" + m.UserID
+			} else {
+				key = ruleCartAdd + "/" + key
+			}
 			r.mu.Lock()
-			if _, ok := r.first[m.UserID]; !ok {
-				r.first[m.UserID] = now
+			if _, ok := r.first[key]; !ok {
+				r.first[key] = now
 			}
 			r.mu.Unlock()
+			if ch, ok := r.waiting.LoadAndDelete(key); ok {
+				close(ch.(chan struct{}))
+			}
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = io.WriteString(w, `{"id":"bench"}`)
 		}))
@@ -464,10 +813,10 @@ func newReceiver() *receiver {
 	return r
 }
 
-func (r *receiver) arrival(user string) (time.Time, bool) {
+func (r *receiver) arrival(key string) (time.Time, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t, ok := r.first[user]
+	t, ok := r.first[key]
 	return t, ok
 }
 
@@ -475,8 +824,8 @@ func (r *receiver) count(due map[string]time.Time) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0
-	for u := range due {
-		if _, ok := r.first[u]; ok {
+	for k := range due {
+		if _, ok := r.first[k]; ok {
 			n++
 		}
 	}
@@ -499,7 +848,7 @@ func (b *bench) startOmega(id string) {
 		port := freePort()
 		cmd := exec.Command(b.c.omega, name)
 		cmd.Env = append(os.Environ(), "OMEGA_EVENTS_TOPIC="+b.topic, "OMEGA_CEP_GROUP="+b.c.run+"-cep",
-			"OMEGA_TASK_QUEUE="+b.c.run, "OMEGA_KEY_PREFIX="+b.c.run, "OMEGA_RULES=cep/demo",
+			"OMEGA_TASK_QUEUE="+b.c.run, "OMEGA_KEY_PREFIX="+b.c.run, "OMEGA_RULES="+b.rules,
 			"OMEGA_WEBHOOK_URL="+b.recv.url, "OMEGA_WEBHOOK_ALLOW=127.0.0.0/8", "OMEGA_DAILY_CAP=100",
 			"OMEGA_METRICS_ADDR=127.0.0.1:"+strconv.Itoa(port), "OMEGA_PPROF=1")
 		f, err := os.Create(filepath.Join(b.logDir(), "bench-"+name+id+".log"))
@@ -644,6 +993,8 @@ func ints(s string) []int {
 	}
 	return out
 }
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 func env(k, d string) string {
 	if v := os.Getenv(k); v != "" {

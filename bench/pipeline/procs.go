@@ -22,7 +22,7 @@ func (b *bench) sampleProcs() map[string]procSample {
 			out["omega "+p.name] = s
 		}
 	}
-	out["bench (load, receiver, Temporal-only worker)"], _ = readProc(os.Getpid())
+	out[benchProc], _ = readProc(os.Getpid())
 	for _, name := range []string{"temporal", "kafka", "redis"} {
 		b, err := os.ReadFile(filepath.Join(b.c.data, "run", name+".pid"))
 		if err != nil {
@@ -42,7 +42,52 @@ func (b *bench) sampleProcs() map[string]procSample {
 		}
 	}
 	out["postgresql"] = pg
+	out[machineProc] = procSample{cpu: machineBusy()}
 	return out
+}
+
+// machineProc is the whole machine's busy CPU; otherProc what of it no process above used (another
+// job on the machine: a step where it is large measured a shared machine).
+const (
+	machineProc = "machine (every process)"
+	otherProc   = "others (not this benchmark's)"
+)
+
+// ours reports whether a sampled key is one of the benchmark's processes.
+func ours(k string) bool { return k != machineProc && k != otherProc }
+
+// addOthers sets cpu[otherProc] from cpu[machineProc] and the benchmark's processes.
+func addOthers(cpu map[string]float64) {
+	m, ok := cpu[machineProc]
+	if !ok {
+		return
+	}
+	for k, v := range cpu {
+		if ours(k) {
+			m -= v
+		}
+	}
+	cpu[otherProc] = max(m, 0)
+}
+
+// machineBusy is the CPU time every core spent not idle since boot (/proc/stat).
+func machineBusy() time.Duration {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line)
+	var busy int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is already in user
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	const tick = 100 // USER_HZ
+	return time.Duration(busy) * time.Second / tick
 }
 
 // readProc returns a process's user+system CPU time and its PSS.
