@@ -109,7 +109,7 @@ func main() {
 	flag.IntVar(&c.floorSecs, "floor-seconds", 35, "seconds per floor concurrency")
 	flag.BoolVar(&c.reachLoop, "reach-loop", true, "after the floor, the lean single-send reach in the same closed-loop harness (its worker in this process)")
 	flag.IntVar(&c.eagerSecs, "eager-seconds", 30, "seconds per eager-start variant")
-	flag.Float64Var(&c.eagerRate, "eager-rate", 10, "reaches/s of the eager-start phase")
+	flag.Float64Var(&c.eagerRate, "eager-rate", 10, "reaches/s of the eager-start phase (0: half the Omega peak's, run after the ramp)")
 	flag.IntVar(&c.tonlySecs, "temporal-only-seconds", 40, "seconds of load per Temporal-only step (its rates are low: more reaches to time)")
 	flag.BoolVar(&c.flushRedis, "flush-redis", false, "empty Redis first (make bench: the CEP benchmark's state is left there)")
 	flag.DurationVar(&c.drain, "drain", 15*time.Second, "how long after a step its messages may still arrive (plus the absence window and lateness)")
@@ -230,7 +230,7 @@ func (b *bench) runAll() {
 	}
 
 	// 1. Eager workflow start: a worker in the starter's process, with and without.
-	if slices.Contains(c.phases, "eager") {
+	if slices.Contains(c.phases, "eager") && c.eagerRate > 0 {
 		r.eager = b.eagerPhase(c.eagerRate)
 	}
 
@@ -251,6 +251,10 @@ func (b *bench) runAll() {
 	r.half = b.omegaStep("omega-half", halfRate, max(c.stepSecs, ceilDiv(c.minReaches*c.reachEvery, max(halfRate, 1))))
 	// Profiles in a step of their own (not reported), so profiling costs no measured step.
 	r.profiles = b.profileStep(halfRate)
+
+	if slices.Contains(c.phases, "eager") && c.eagerRate == 0 {
+		r.eager = b.eagerPhase(r.peak / 2 / float64(c.reachEvery))
+	}
 
 	// 3. Scale-out: one CEP replica and one worker, then two of each, at twice the peak (more than
 	// one pair keeps up with), so the sustained reaches/s measure what each setup can carry.
