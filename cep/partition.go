@@ -428,7 +428,7 @@ func (s *Stage) idle(ctx context.Context, p *partition, now time.Time) error {
 	rules := s.currentRules()
 	fired := p.m.fire(rulesByID(rules), now.UTC())
 	p.m.sweep()
-	if len(fired) == 0 && len(p.m.dirty) == 0 {
+	if len(fired) == 0 && !p.m.changed() {
 		return nil
 	}
 	matches, err := s.finish(ctx, p, rules, fired, nil, now.UTC())
