@@ -23,10 +23,18 @@ import (
 //
 // A commit appends the batch's record (codec.go) with the next offset and the watermark, in one
 // script that first checks the epoch: one round trip and one list push per batch, whatever the
-// number of events, rules and instances. When the log has grown past half the snapshot (and at
-// least snapshotMin), the commit writes a new snapshot instead, which replaces the log in the same
-// fenced script; so the store holds at most about one and a half times the state, and a restore
-// reads the snapshot and at most that much log.
+// number of events, rules and instances. Records hold whole instances, so replaying them is
+// idempotent and order is all that matters.
+//
+// When the log has outgrown the snapshot (and holds at least snapshotMin), a new snapshot is
+// taken a piece at a time, the way ZooKeeper takes its fuzzy snapshots: the keys are listed at
+// position S of the log, and each following commit appends the current instances of the next few
+// thousand keys to the snapshot being built (in the same script as its record), so no batch waits
+// for a whole partition to be encoded. When every key is written, the commit that writes the last
+// piece puts the new snapshot in place and trims the log to the records from S on. Each key in the
+// snapshot is as of some moment after S, and every change after S is in the remaining log, so the
+// snapshot then the log restore the exact state. The store holds about twice the state at most;
+// a restore reads the snapshot and the log since S.
 //
 // A replica that is assigned the partition bumps the epoch before it restores, so a replica that
 // lost the partition (a zombie after a rebalance) can never write over the new owner's state: its
@@ -38,29 +46,42 @@ import (
 // errFenced says another replica owns the partition now (or Redis lost its state).
 var errFenced = errors.New("partition state fenced: another replica owns it, or redis lost it")
 
-// commitScript: KEYS meta, log, snap, the snapshot being written, the legacy state hash. ARGV:
-// epoch, next offset ("" to keep), watermark, ttl_ms, the batch's record ("" for none), mode ("s":
-// the written snapshot replaces snap and the log; "l": also delete the legacy hash).
+// commitScript: KEYS meta, log, snap, the snapshot being built, the legacy state hash. ARGV:
+// epoch, next offset ("" to keep), watermark, ttl_ms, the batch's record ("" for none), a piece of
+// the snapshot being built ("" for none), "1" when it is the first piece, switch ("" none; a
+// number n: the built snapshot replaces snap and the first n records of the log are dropped; "l"
+// appended: the legacy hash too). Returns the log's length.
+//
+// A retry after a lost reply is harmless: a first piece overwrites, a later piece repeats puts of
+// the same values, a record repeats its puts, and a switch already done (the built key is gone)
+// is not done again, nor is its last piece appended to nothing.
 var commitScript = redis.NewScript(`
 local e = redis.call('HGET', KEYS[1], 'epoch')
 if e ~= ARGV[1] then return redis.error_reply('FENCED ' .. tostring(e)) end
-if ARGV[6] ~= '' then
-  redis.call('RENAME', KEYS[4], KEYS[3])
-  redis.call('DEL', KEYS[2])
-  if ARGV[6] == 'l' then redis.call('DEL', KEYS[5]) end
-elseif ARGV[5] ~= '' then
-  redis.call('RPUSH', KEYS[2], ARGV[5])
+if ARGV[7] == '1' then
+  redis.call('SET', KEYS[4], ARGV[6])
+elseif ARGV[6] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('APPEND', KEYS[4], ARGV[6])
 end
+if ARGV[8] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('RENAME', KEYS[4], KEYS[3])
+  local n = tonumber(string.match(ARGV[8], '%d+'))
+  if n > 0 then redis.call('LTRIM', KEYS[2], n, -1) end
+  if string.sub(ARGV[8], -1) == 'l' then redis.call('DEL', KEYS[5]) end
+end
+if ARGV[5] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[5]) end
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'o', ARGV[2]) end
 redis.call('HSET', KEYS[1], 'w', ARGV[3])
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
-return 1`)
+for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+return redis.call('LLEN', KEYS[2])`)
 
 // snapshotMin is the least log worth compacting into a snapshot; snapshotChunk the largest piece of
-// a snapshot written or read in one command.
+// a snapshot read in one command; snapshotPiece the fewest keys a commit adds to a snapshot being
+// built (and at least twice the instances it changed, so a snapshot always catches up).
 const (
 	snapshotMin   = 1 << 20
 	snapshotChunk = 4 << 20
+	snapshotPiece = 4096
 	logPage       = 256
 )
 
@@ -71,15 +92,30 @@ type changelog struct {
 	epoch                 int64
 	// The store's size as this replica knows it: the snapshot's bytes, and the log's since.
 	snapBytes, logBytes int64
-	logRecords          int
+	logRecords          int64
 	legacy              bool  // the restored state came from the legacy hash
 	snapMin             int64 // snapshotMin (tests compact sooner)
-	buf                 []byte
+	piece               int   // snapshotPiece (tests build snapshots in more pieces)
+	building            *snapshotRun
+	// run runs commitScript (a test runs it twice: a retry after a lost reply).
+	run           func(ctx context.Context, c redis.Scripter, keys []string, args ...any) *redis.Cmd
+	buf, pieceBuf []byte
+}
+
+// snapshotRun is a snapshot being built: the keys listed when it began, how many are written, and
+// how many log records preceded it (dropped when it is in place).
+type snapshotRun struct {
+	keys     []string
+	done     int
+	from     int64 // log records before it began
+	logBytes int64 // their bytes
+	bytes    int64 // written so far
 }
 
 func newChangelog(rdb redis.UniversalClient, prefix, group, topic string, partition int32) *changelog {
 	t := prefix + ":" + tag("p:"+group+"/"+topic+"/"+strconv.Itoa(int(partition)))
-	return &changelog{rdb: rdb, meta: t + ":meta", log: t + ":log", snap: t + ":snap", hash: t + ":state", snapMin: snapshotMin}
+	return &changelog{rdb: rdb, meta: t + ":meta", log: t + ":log", snap: t + ":snap", hash: t + ":state", snapMin: snapshotMin,
+		piece: snapshotPiece, run: commitScript.Run}
 }
 
 // claim fences every earlier owner and restores the partition's machine. next is the first
@@ -90,7 +126,7 @@ func (c *changelog) claim(ctx context.Context, allowedLateness time.Duration) (m
 	if err != nil {
 		return nil, 0, fmt.Errorf("fence partition state: %w", err)
 	}
-	c.epoch = epoch
+	c.epoch, c.building = epoch, nil
 	meta, err := c.rdb.HGetAll(ctx, c.meta).Result()
 	if err != nil {
 		return nil, 0, fmt.Errorf("read partition state: %w", err)
@@ -210,70 +246,70 @@ func (c *changelog) restoreLegacy(ctx context.Context, m *machine) (bool, error)
 }
 
 // commit makes durable what changed since the last commit, with the next offset (-1: unchanged)
-// and the watermark, if this replica still owns the partition (errFenced otherwise). The changes
-// are forgotten only on success, so a failed commit is retried whole.
+// and the watermark, if this replica still owns the partition (errFenced otherwise), and moves a
+// snapshot on by one piece. The changes are forgotten only on success, so a failed commit is
+// retried whole.
 func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time.Duration) error {
-	snapshot := c.legacy || (c.logBytes > c.snapBytes && c.logBytes >= c.snapMin) || c.logRecords >= 10_000
-	w := newRecord(c.buf)
-	var err error
-	if snapshot {
-		err = m.encodeAll(w)
-	} else {
-		err = m.encodeDirty(w)
+	if c.building == nil && (c.legacy || (c.logBytes > c.snapBytes && c.logBytes >= c.snapMin) || c.logRecords >= 10_000) {
+		c.building = &snapshotRun{keys: m.keys(), from: c.logRecords, logBytes: c.logBytes}
 	}
+	w := newRecord(c.buf)
+	err := m.encodeDirty(w)
 	c.buf = w.b
 	if err != nil {
 		return fmt.Errorf("encode partition state: %w", err)
+	}
+	var rec []byte
+	if !w.empty() {
+		rec = w.b
+	}
+	var piece []byte
+	first, swap, done := "", "", 0
+	if b := c.building; b != nil {
+		pw := &recordWriter{b: c.pieceBuf[:0]}
+		if b.done == 0 {
+			pw = newRecord(pw.b)
+			first = "1"
+		}
+		done = b.done
+		for n := max(c.piece, 2*len(m.dirty)); done < len(b.keys) && n > 0; done, n = done+1, n-1 {
+			if in, ok := m.inst[b.keys[done]]; ok {
+				if err := pw.put(b.keys[done], in); err != nil {
+					return fmt.Errorf("encode partition snapshot: %w", err)
+				}
+			}
+		}
+		piece, c.pieceBuf = pw.b, pw.b
+		if done == len(b.keys) {
+			swap = strconv.FormatInt(b.from, 10)
+			if c.legacy {
+				swap += "l"
+			}
+		}
 	}
 	off := ""
 	if next >= 0 {
 		off = strconv.FormatInt(next, 10)
 	}
 	building := c.snap + "." + strconv.FormatInt(c.epoch, 10)
-	mode, rec := "", []byte(nil)
-	switch {
-	case snapshot:
-		if err := c.writeSnapshot(ctx, building, w.b, ttl); err != nil {
-			return err
-		}
-		mode = "s"
-		if c.legacy {
-			mode = "l"
-		}
-	case !w.empty():
-		rec = w.b
-	}
-	err = commitScript.Run(ctx, c.rdb, []string{c.meta, c.log, c.snap, building, c.hash},
-		strconv.FormatInt(c.epoch, 10), off, strconv.FormatInt(m.wm, 10), msd(ttl), rec, mode).Err()
+	n, err := c.run(ctx, c.rdb, []string{c.meta, c.log, c.snap, building, c.hash},
+		strconv.FormatInt(c.epoch, 10), off, strconv.FormatInt(m.wm, 10), msd(ttl), rec, piece, first, swap).Int64()
 	if err != nil && strings.HasPrefix(err.Error(), "FENCED") {
 		return fmt.Errorf("%w (%v)", errFenced, err)
 	}
 	if err != nil {
 		return fmt.Errorf("commit partition state: %w", err)
 	}
-	if snapshot {
-		c.snapBytes, c.logBytes, c.logRecords, c.legacy = int64(len(w.b)), 0, 0, false
-	} else if rec != nil {
-		c.logBytes += int64(len(rec))
-		c.logRecords++
-	}
-	m.clean()
-	return nil
-}
-
-// writeSnapshot writes a snapshot under key, in pieces; the commit script puts it in place. The
-// key is this owner's (its epoch): a zombie's snapshot never lands where the owner's does.
-func (c *changelog) writeSnapshot(ctx context.Context, key string, b []byte, ttl time.Duration) error {
-	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, key, b[:min(len(b), snapshotChunk)], ttl)
-		for i := snapshotChunk; i < len(b); i += snapshotChunk {
-			p.Do(ctx, "APPEND", key, b[i:min(len(b), i+snapshotChunk)])
+	c.logBytes += int64(len(rec))
+	if b := c.building; b != nil {
+		b.done, b.bytes = done, b.bytes+int64(len(piece))
+		if swap != "" {
+			// The log now starts at the snapshot's beginning; what it holds since counts toward the next.
+			c.snapBytes, c.logBytes, c.legacy, c.building = b.bytes, c.logBytes-b.logBytes, false, nil
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("write partition snapshot: %w", err)
 	}
+	c.logRecords = n
+	m.clean()
 	return nil
 }
 

@@ -21,8 +21,8 @@ import (
 // Strings are a uvarint length and their bytes; integers varints; times milliseconds. An
 // instance is a uvarint bit set of the fields present (instFields), then its expiry, then each
 // present field in bit order. Event times inside an instance are stored as their distance from
-// its expiry, which keeps them short. Attributes (an absence's A, a fan-out trigger) are JSON
-// inside the record: they are few, and any JSON value may be one.
+// its expiry, which keeps them short. Attributes (an absence's A, a fan-out trigger) keep the
+// JSON scalars in binary and anything else as JSON.
 
 const recordVersion = 1
 
@@ -88,16 +88,43 @@ func (w *recordWriter) seens(s []seen, exp int64) {
 	}
 }
 
+// Attribute values: the JSON scalars in binary, anything else (objects, arrays) as JSON.
+const (
+	attrNull   = 'n'
+	attrFalse  = 'f'
+	attrTrue   = 't'
+	attrNumber = 'd'
+	attrString = 's'
+	attrJSON   = 'j'
+)
+
 func (w *recordWriter) attrs(a map[string]any) error {
-	if len(a) == 0 {
-		w.uint(0)
-		return nil
+	w.uint(uint64(len(a)))
+	for k, v := range a {
+		w.str(k)
+		switch v := v.(type) {
+		case nil:
+			w.b = append(w.b, attrNull)
+		case bool:
+			if v {
+				w.b = append(w.b, attrTrue)
+			} else {
+				w.b = append(w.b, attrFalse)
+			}
+		case float64:
+			w.b = binary.LittleEndian.AppendUint64(append(w.b, attrNumber), math.Float64bits(v))
+		case string:
+			w.b = append(w.b, attrString)
+			w.str(v)
+		default:
+			b, err := json.Marshal(v)
+			if err != nil {
+				return fmt.Errorf("attribute %s: %w", k, err)
+			}
+			w.b = append(w.b, attrJSON)
+			w.str(string(b))
+		}
 	}
-	b, err := json.Marshal(a)
-	if err != nil {
-		return err
-	}
-	w.str(string(b))
 	return nil
 }
 
@@ -287,13 +314,44 @@ func (r *recordReader) seens(exp int64) []seen {
 }
 
 func (r *recordReader) attrs() map[string]any {
-	s := r.str()
-	if s == "" {
+	n := r.count()
+	if n == 0 {
 		return nil
 	}
-	var a map[string]any
-	if err := json.Unmarshal([]byte(s), &a); err != nil {
-		r.fail()
+	a := make(map[string]any, n)
+	for range n {
+		k := r.str()
+		if len(r.b) == 0 {
+			r.fail()
+			return nil
+		}
+		t := r.b[0]
+		r.b = r.b[1:]
+		switch t {
+		case attrNull:
+			a[k] = nil
+		case attrFalse, attrTrue:
+			a[k] = t == attrTrue
+		case attrNumber:
+			if len(r.b) < 8 {
+				r.fail()
+				return nil
+			}
+			a[k] = math.Float64frombits(binary.LittleEndian.Uint64(r.b))
+			r.b = r.b[8:]
+		case attrString:
+			a[k] = r.str()
+		case attrJSON:
+			var v any
+			if err := json.Unmarshal([]byte(r.str()), &v); err != nil {
+				r.fail()
+				return nil
+			}
+			a[k] = v
+		default:
+			r.fail()
+			return nil
+		}
 	}
 	return a
 }

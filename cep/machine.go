@@ -41,8 +41,9 @@ type instance struct {
 	Match string `json:"m,omitempty"`
 	Until int64  `json:"h,omitempty"`
 	Exp   int64  `json:"x"`
-	// dirty: changed since the last commit (and listed in machine.dirty).
-	dirty bool
+	// dirty: changed since the last commit (and listed in machine.dirty); dropped: removed from
+	// the machine since.
+	dirty, dropped bool
 }
 
 // seen is an event a pattern remembers: its time, ID, and whether a match consumed it.
@@ -127,11 +128,17 @@ func (m *machine) forget(key string) {
 	delete(m.jobs, key)
 }
 
+// put records that in, the instance of key, changed. The map is written only when the instance
+// is new to this commit (an instance already dirty is in it).
 func (m *machine) put(key string, in *instance) {
-	m.inst[key] = in
-	if !in.dirty {
+	switch {
+	case !in.dirty:
 		in.dirty = true
 		m.dirty = append(m.dirty, key)
+		m.inst[key] = in
+	case in.dropped:
+		in.dropped = false
+		m.inst[key] = in
 	}
 	if in.Fan != nil {
 		m.jobs[key] = true
@@ -145,6 +152,7 @@ func (m *machine) drop(key string) {
 			in.dirty = true
 			m.dirty = append(m.dirty, key)
 		}
+		in.dropped = true
 	}
 }
 
@@ -174,7 +182,7 @@ func (m *machine) encodeDirty(w *recordWriter) error {
 	return nil
 }
 
-// encodeAll writes every instance (a snapshot).
+// encodeAll writes every instance.
 func (m *machine) encodeAll(w *recordWriter) error {
 	for k, in := range m.inst {
 		if err := w.put(k, in); err != nil {
@@ -182,6 +190,15 @@ func (m *machine) encodeAll(w *recordWriter) error {
 		}
 	}
 	return nil
+}
+
+// keys lists the instance keys (a snapshot's, written a piece at a time).
+func (m *machine) keys() []string {
+	out := make([]string, 0, len(m.inst))
+	for k := range m.inst {
+		out = append(out, k)
+	}
+	return out
 }
 
 // clean forgets the changes, once they are durable.
@@ -195,7 +212,10 @@ func (m *machine) clean() {
 }
 
 func instKey(r *compiledRule, kind, key string) string {
-	return r.ID + ":v" + strconv.Itoa(r.Version) + ":" + kind + ":" + key
+	if r.instPrefix == "" { // a rule compiled before the prefix was cached (never in the stage)
+		return r.ID + ":v" + strconv.Itoa(r.Version) + ":" + kind + ":" + key
+	}
+	return r.instPrefix + kind + ":" + key
 }
 
 func reentryKey(ruleID, userID string) string { return ruleID + ":reentry:" + userID }
