@@ -82,6 +82,10 @@ var (
 	// duplicate, error).
 	WorkflowStarts = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_workflow_starts_total",
 		Help: "Reach workflow starts, by origin (cep, api) and result (started, duplicate, error)."}, []string{"origin", "result"})
+	// EagerStarts counts workflow starts whose answer carried the first workflow task (eager
+	// start: a worker in the starting process runs it, the matching service is skipped).
+	EagerStarts = f.NewCounter(prometheus.CounterOpts{Name: "omega_workflow_eager_starts_total",
+		Help: "Workflow starts whose answer carried their first workflow task (eager start)."})
 	// FilterVerdicts counts filter chain verdicts by the deciding filter and verdict.
 	FilterVerdicts = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_filter_verdicts_total",
 		Help: "Filter chain verdicts, by deciding filter (none for a pass) and verdict (pass, drop, defer)."}, []string{"filter", "verdict"})
