@@ -206,14 +206,14 @@ func apply(m *machine, rec []byte) error {
 		return fmt.Errorf("restore partition state: %w", err)
 	}
 	for {
-		k, in, ok := r.next()
+		k, raw, ok := r.next()
 		if !ok {
 			break
 		}
-		if in == nil {
+		if raw == nil {
 			m.forget(k)
-		} else {
-			m.restore(k, in)
+		} else if err := m.restoreRaw(k, raw); err != nil {
+			return fmt.Errorf("restore partition state: instance %s: %w", k, err)
 		}
 	}
 	if r.err != nil {
@@ -254,11 +254,8 @@ func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time
 		c.building = &snapshotRun{keys: m.keys(), from: c.logRecords, logBytes: c.logBytes}
 	}
 	w := newRecord(c.buf)
-	err := m.encodeDirty(w)
+	m.encodeDirty(w)
 	c.buf = w.b
-	if err != nil {
-		return fmt.Errorf("encode partition state: %w", err)
-	}
 	var rec []byte
 	if !w.empty() {
 		rec = w.b
@@ -273,10 +270,8 @@ func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time
 		}
 		done = b.done
 		for n := max(c.piece, 2*len(m.dirty)); done < len(b.keys) && n > 0; done, n = done+1, n-1 {
-			if in, ok := m.inst[b.keys[done]]; ok {
-				if err := pw.put(b.keys[done], in); err != nil {
-					return fmt.Errorf("encode partition snapshot: %w", err)
-				}
+			if raw, ok := m.inst[b.keys[done]]; ok {
+				pw.put(b.keys[done], raw[1:])
 			}
 		}
 		piece, c.pieceBuf = pw.b, pw.b
@@ -294,6 +289,9 @@ func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time
 	building := c.snap + "." + strconv.FormatInt(c.epoch, 10)
 	n, err := c.run(ctx, c.rdb, []string{c.meta, c.log, c.snap, building, c.hash},
 		strconv.FormatInt(c.epoch, 10), off, strconv.FormatInt(m.wm, 10), msd(ttl), rec, piece, first, swap).Int64()
+	if err != nil {
+		m.unclean()
+	}
 	if err != nil && strings.HasPrefix(err.Error(), "FENCED") {
 		return fmt.Errorf("%w (%v)", errFenced, err)
 	}

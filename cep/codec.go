@@ -15,7 +15,7 @@ import (
 // one value, encoded and decoded without reflection, and a pattern instance costs a few dozen
 // bytes of Redis. A record is a version byte followed by entries:
 //
-//	put: 'P' key instance
+//	put: 'P' key len(instance) instance
 //	del: 'D' key
 //
 // Strings are a uvarint length and their bytes; integers varints; times milliseconds. An
@@ -57,10 +57,49 @@ func (w *recordWriter) del(key string) {
 	w.str(key)
 }
 
-func (w *recordWriter) put(key string, in *instance) error {
+// put writes an encoded instance (appendInstance) under key.
+func (w *recordWriter) put(key string, raw []byte) {
 	w.b = append(w.b, opPut)
 	w.str(key)
-	return w.instance(in)
+	w.b = binary.AppendUvarint(w.b, uint64(len(raw)))
+	w.b = append(w.b, raw...)
+}
+
+// appendInstance appends in's encoding to b.
+func appendInstance(b []byte, in *instance) []byte {
+	w := recordWriter{b: b}
+	w.instance(in)
+	return w.b
+}
+
+// decodeInstance decodes what appendInstance wrote.
+func decodeInstance(raw []byte) (*instance, error) {
+	r := recordReader{b: raw}
+	in := r.instance()
+	if r.err == nil && len(r.b) > 0 {
+		r.err = errRecord
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return in, nil
+}
+
+// instanceExp reads an encoded instance's expiry without decoding the rest.
+func instanceExp(raw []byte) int64 {
+	_, n := binary.Uvarint(raw)
+	if n <= 0 {
+		return 0
+	}
+	exp, _ := binary.Varint(raw[n:])
+	return exp
+}
+
+// instanceWaits reports whether an encoded instance holds an absence's A or a fan-out job: the
+// instances a restore must look into (timers, jobs).
+func instanceWaits(raw []byte) bool {
+	f, _ := binary.Uvarint(raw)
+	return f&(fA|fFan) != 0
 }
 
 func (w *recordWriter) str(s string) {
@@ -98,7 +137,7 @@ const (
 	attrJSON   = 'j'
 )
 
-func (w *recordWriter) attrs(a map[string]any) error {
+func (w *recordWriter) attrs(a map[string]any) {
 	w.uint(uint64(len(a)))
 	for k, v := range a {
 		w.str(k)
@@ -119,25 +158,26 @@ func (w *recordWriter) attrs(a map[string]any) error {
 		default:
 			b, err := json.Marshal(v)
 			if err != nil {
-				return fmt.Errorf("attribute %s: %w", k, err)
+				// Attributes come from JSON events: only a value built in code could fail here.
+				w.b = append(w.b, attrNull)
+				continue
 			}
 			w.b = append(w.b, attrJSON)
 			w.str(string(b))
 		}
 	}
-	return nil
 }
 
-func (w *recordWriter) event(e *event.Event) error {
+func (w *recordWriter) event(e *event.Event) {
 	w.str(e.EventID)
 	w.str(e.UserID)
 	w.str(e.ItemID)
 	w.str(e.Type)
 	w.int(e.TS.UnixNano())
-	return w.attrs(e.Attrs)
+	w.attrs(e.Attrs)
 }
 
-func (w *recordWriter) instance(in *instance) error {
+func (w *recordWriter) instance(in *instance) {
 	var f uint64
 	set := func(bit uint64, ok bool) {
 		if ok {
@@ -187,14 +227,10 @@ func (w *recordWriter) instance(in *instance) error {
 		w.str(a.Type)
 		w.str(a.State)
 		w.seens(a.Prev, in.Exp)
-		if err := w.attrs(a.Attrs); err != nil {
-			return err
-		}
+		w.attrs(a.Attrs)
 	}
 	if f&fFan != 0 {
-		if err := w.event(&in.Fan.Trigger); err != nil {
-			return err
-		}
+		w.event(&in.Fan.Trigger)
 		w.str(in.Fan.Snap)
 		w.int(in.Fan.Total)
 		w.int(in.Fan.Next)
@@ -205,7 +241,6 @@ func (w *recordWriter) instance(in *instance) error {
 	if f&fUntil != 0 {
 		w.int(in.Exp - in.Until)
 	}
-	return nil
 }
 
 // errRecord reports a record that does not decode: a bug, or a store written by a newer version.
@@ -228,9 +263,9 @@ func readRecord(b []byte) (*recordReader, error) {
 	return &recordReader{b: b[1:]}, nil
 }
 
-// next returns the next entry: in is nil for a delete. ok is false at the end or on an error
-// (see r.err).
-func (r *recordReader) next() (key string, in *instance, ok bool) {
+// next returns the next entry: raw is the encoded instance of a put (part of the record), nil
+// for a delete. ok is false at the end or on an error (see r.err).
+func (r *recordReader) next() (key string, raw []byte, ok bool) {
 	if len(r.b) == 0 || r.err != nil {
 		return "", nil, false
 	}
@@ -240,11 +275,15 @@ func (r *recordReader) next() (key string, in *instance, ok bool) {
 	switch op {
 	case opDel:
 	case opPut:
-		in = r.instance()
+		n := r.count()
+		raw, r.b = r.b[:n:n], r.b[n:]
+		if n == 0 {
+			r.fail()
+		}
 	default:
 		r.fail()
 	}
-	return key, in, r.err == nil
+	return key, raw, r.err == nil
 }
 
 func (r *recordReader) fail() {

@@ -55,17 +55,23 @@ func (m *machine) addJobs(jobs []fanJob) {
 
 // pendingJobs returns the keys of the jobs with users left, oldest trigger first.
 func (m *machine) pendingJobs() []string {
-	var out []string
+	type job struct {
+		key string
+		at  time.Time
+	}
+	var jobs []job
 	for k := range m.jobs {
-		if in := m.inst[k]; in != nil && in.Fan != nil && in.Fan.Next < in.Fan.Total {
-			out = append(out, k)
+		if in := m.get(k); in != nil && in.Fan != nil && in.Fan.Next < in.Fan.Total {
+			jobs = append(jobs, job{k, in.Fan.Trigger.TS})
 		} else {
 			delete(m.jobs, k)
 		}
 	}
-	slices.SortFunc(out, func(a, b string) int {
-		return m.inst[a].Fan.Trigger.TS.Compare(m.inst[b].Fan.Trigger.TS)
-	})
+	slices.SortFunc(jobs, func(a, b job) int { return a.at.Compare(b.at) })
+	out := make([]string, len(jobs))
+	for i, j := range jobs {
+		out[i] = j.key
+	}
 	return out
 }
 
@@ -77,7 +83,7 @@ func (p *partition) fanOut(ctx context.Context, e *engine, rules []compiledRule,
 	byID := rulesByID(rules)
 	pages := 0
 	for _, k := range p.m.pendingJobs() {
-		in := p.m.inst[k]
+		in := p.m.get(k)
 		f := in.Fan
 		r := byID[ruleOfKey(k)]
 		if r == nil || instKey(r, "fan", f.Trigger.EventID) != k {

@@ -41,9 +41,6 @@ type instance struct {
 	Match string `json:"m,omitempty"`
 	Until int64  `json:"h,omitempty"`
 	Exp   int64  `json:"x"`
-	// dirty: changed since the last commit (and listed in machine.dirty); dropped: removed from
-	// the machine since.
-	dirty, dropped bool
 }
 
 // seen is an event a pattern remembers: its time, ID, and whether a match consumed it.
@@ -94,9 +91,13 @@ const sweepEvery = time.Minute
 
 // machine holds one partition's instances, timers and watermark.
 type machine struct {
-	inst map[string]*instance
+	// inst holds the instances encoded (codec.go), behind a flags byte (flagDirty), the way Kafka
+	// Streams' stores hold serialized state: a few dozen bytes and two objects per instance for
+	// the collector to mark, whatever the instance holds, and the changelog copies them as they
+	// are. An instance is decoded to advance it and encoded again when it changed.
+	inst map[string][]byte
 	// dirty lists the keys changed since the last commit (a key absent from inst was deleted); a
-	// key may be listed twice, its instance's dirty flag says whether it is still to be written.
+	// key may be listed twice, its flags say whether it is still to be written.
 	dirty  []string
 	jobs   map[string]bool // the fan-out jobs among them (fanout.go)
 	timers timerQueue
@@ -108,12 +109,55 @@ type machine struct {
 }
 
 func newMachine(allowedLateness time.Duration) *machine {
-	return &machine{inst: map[string]*instance{}, jobs: map[string]bool{}, lateness: msd(allowedLateness)}
+	return &machine{inst: map[string][]byte{}, jobs: map[string]bool{}, lateness: msd(allowedLateness)}
 }
 
-// restore adds a stored instance (changelog restore).
+// flagDirty marks an instance changed since the last commit.
+const flagDirty = 1
+
+// get decodes key's instance; nil when there is none.
+func (m *machine) get(key string) *instance {
+	b, ok := m.inst[key]
+	if !ok {
+		return nil
+	}
+	in, err := decodeInstance(b[1:])
+	if err != nil {
+		// Only this machine's encoder wrote it, and a restore checked what it read.
+		panic(fmt.Sprintf("cep: instance %s does not decode: %v", key, err))
+	}
+	return in
+}
+
+// restoreRaw adds an encoded instance read from the changelog (checked: it decodes).
+func (m *machine) restoreRaw(key string, raw []byte) error {
+	var in *instance
+	if instanceWaits(raw) {
+		var err error
+		if in, err = decodeInstance(raw); err != nil {
+			return err
+		}
+	} else if _, err := decodeInstance(raw); err != nil {
+		return err
+	}
+	b := make([]byte, 1+len(raw))
+	copy(b[1:], raw)
+	m.inst[key] = b
+	m.watch(key, in)
+	return nil
+}
+
+// restore adds a decoded instance (the legacy JSON state).
 func (m *machine) restore(key string, in *instance) {
-	m.inst[key] = in
+	m.inst[key] = appendInstance([]byte{0}, in)
+	m.watch(key, in)
+}
+
+// watch registers what a restored instance waits for: an absence's timer, a fan-out job.
+func (m *machine) watch(key string, in *instance) {
+	if in == nil {
+		return
+	}
 	if in.Fan != nil {
 		m.jobs[key] = true
 	}
@@ -128,31 +172,24 @@ func (m *machine) forget(key string) {
 	delete(m.jobs, key)
 }
 
-// put records that in, the instance of key, changed. The map is written only when the instance
-// is new to this commit (an instance already dirty is in it).
+// put stores in as key's instance, changed since the last commit.
 func (m *machine) put(key string, in *instance) {
-	switch {
-	case !in.dirty:
-		in.dirty = true
+	old, ok := m.inst[key]
+	if !ok || old[0]&flagDirty == 0 {
 		m.dirty = append(m.dirty, key)
-		m.inst[key] = in
-	case in.dropped:
-		in.dropped = false
-		m.inst[key] = in
 	}
+	m.inst[key] = appendInstance(append(old[:0], flagDirty), in) // old's bytes are reused
 	if in.Fan != nil {
 		m.jobs[key] = true
 	}
 }
 
 func (m *machine) drop(key string) {
-	if in, ok := m.inst[key]; ok {
+	if old, ok := m.inst[key]; ok {
 		delete(m.inst, key)
-		if !in.dirty {
-			in.dirty = true
+		if old[0]&flagDirty == 0 {
 			m.dirty = append(m.dirty, key)
 		}
-		in.dropped = true
 	}
 }
 
@@ -160,36 +197,34 @@ func (m *machine) drop(key string) {
 func (m *machine) changed() bool { return len(m.dirty) > 0 }
 
 // encodeDirty writes what changed since the last commit: the instances written, the keys deleted.
-func (m *machine) encodeDirty(w *recordWriter) error {
+// Their flags are cleared: a commit that fails calls unclean, one that succeeds clean.
+func (m *machine) encodeDirty(w *recordWriter) {
 	for _, k := range m.dirty {
-		in, ok := m.inst[k]
+		b, ok := m.inst[k]
 		switch {
 		case !ok:
 			w.del(k)
-		case in.dirty:
-			if err := w.put(k, in); err != nil {
-				return fmt.Errorf("instance %s: %w", k, err)
-			}
-			in.dirty = false // a second listing of k is not written twice
+		case b[0]&flagDirty != 0:
+			w.put(k, b[1:])
+			b[0] &^= flagDirty // a second listing of k is not written twice
 		}
 	}
-	// Until the commit succeeds they are still to be written.
+}
+
+// unclean marks the changes still to be written (their commit failed).
+func (m *machine) unclean() {
 	for _, k := range m.dirty {
-		if in, ok := m.inst[k]; ok {
-			in.dirty = true
+		if b, ok := m.inst[k]; ok {
+			b[0] |= flagDirty
 		}
 	}
-	return nil
 }
 
 // encodeAll writes every instance.
-func (m *machine) encodeAll(w *recordWriter) error {
-	for k, in := range m.inst {
-		if err := w.put(k, in); err != nil {
-			return fmt.Errorf("instance %s: %w", k, err)
-		}
+func (m *machine) encodeAll(w *recordWriter) {
+	for k, b := range m.inst {
+		w.put(k, b[1:])
 	}
-	return nil
 }
 
 // keys lists the instance keys (a snapshot's, written a piece at a time).
@@ -201,14 +236,16 @@ func (m *machine) keys() []string {
 	return out
 }
 
-// clean forgets the changes, once they are durable.
-func (m *machine) clean() {
-	for _, k := range m.dirty {
-		if in, ok := m.inst[k]; ok {
-			in.dirty = false
-		}
+// clean forgets the changes, once they are durable (encodeDirty cleared their flags).
+func (m *machine) clean() { m.dirty = m.dirty[:0] }
+
+// instances decodes every instance (tests).
+func (m *machine) instances() map[string]*instance {
+	out := make(map[string]*instance, len(m.inst))
+	for k := range m.inst {
+		out[k] = m.get(k)
 	}
-	m.dirty = m.dirty[:0]
+	return out
 }
 
 func instKey(r *compiledRule, kind, key string) string {
@@ -235,7 +272,7 @@ func (m *machine) observe(ts, appended time.Time) {
 func (m *machine) dueBy(wm int64) bool {
 	for len(m.timers) > 0 && m.timers[0].due <= wm {
 		t := m.timers[0]
-		if in := m.inst[t.key]; in != nil && in.A != nil && in.A.ID == t.id && in.A.State == "" {
+		if in := m.get(t.key); in != nil && in.A != nil && in.A.ID == t.id && in.A.State == "" {
 			return true
 		}
 		heap.Pop(&m.timers) // its instance moved on
@@ -278,7 +315,7 @@ func (m *machine) apply(r *compiledRule, ev *event.Event, vars map[string]any, n
 
 func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]any, key string, ts, exp int64, now time.Time) []workflows.Match {
 	k := instKey(r, "count", key)
-	in := m.inst[k]
+	in := m.get(k)
 	if r.unless != nil && r.unless.test(ev, vars) {
 		if in == nil {
 			in = &instance{}
@@ -308,7 +345,6 @@ func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]a
 	w := msd(r.Within.D())
 	in.Seen = slices.DeleteFunc(in.Seen, func(s seen) bool { return s.TS < top-w })
 	in.Exp = max(in.Exp, top+ttlFor(r))
-	m.put(k, in)
 	n := 0
 	for _, s := range in.Seen {
 		if !s.Used {
@@ -316,6 +352,7 @@ func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]a
 		}
 	}
 	if n < r.Count {
+		m.put(k, in)
 		return nil
 	}
 	// A match consumes the window: N more events are needed for the next. The consumed events
@@ -323,6 +360,7 @@ func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]a
 	for i := range in.Seen {
 		in.Seen[i].Used = true
 	}
+	m.put(k, in)
 	if in.Unless != 0 && in.Unless >= top-w {
 		return nil // suppressed by the unless event
 	}
@@ -331,7 +369,7 @@ func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]a
 
 func (m *machine) applySequence(r *compiledRule, ev *event.Event, vars map[string]any, key string, ts, exp int64, now time.Time) []workflows.Match {
 	k := instKey(r, "seq", key)
-	in := m.inst[k]
+	in := m.get(k)
 	if r.unless != nil && r.unless.test(ev, vars) && in != nil && in.Next > 0 {
 		// A sequence with an unless clause restarts when the unless event comes.
 		in.Next, in.Start, in.IDs = 0, 0, nil
@@ -387,7 +425,7 @@ func (m *machine) applySequence(r *compiledRule, ev *event.Event, vars map[strin
 
 func (m *machine) applyAbsence(r *compiledRule, ev *event.Event, vars map[string]any, key string, ts int64, now time.Time) []workflows.Match {
 	k := instKey(r, "abs", key)
-	in := m.inst[k]
+	in := m.get(k)
 	w := msd(r.Within.D())
 	if r.absent.test(ev, vars) && in != nil && in.A != nil && in.A.State == "" && ts >= in.A.TS && ts <= in.A.Due {
 		in.A.State = "c" // a B within the window, in event time: no absence
@@ -437,7 +475,7 @@ func (m *machine) fire(rules map[string]*compiledRule, now time.Time) []workflow
 	var out []workflows.Match
 	for len(m.timers) > 0 && m.timers[0].due <= m.wm {
 		t := heap.Pop(&m.timers).(timer)
-		in := m.inst[t.key]
+		in := m.get(t.key)
 		if in == nil || in.A == nil || in.A.ID != t.id || in.A.State != "" {
 			continue
 		}
@@ -490,10 +528,9 @@ func (m *machine) reenter(r *compiledRule, match workflows.Match) bool {
 	}
 	id := workflows.ReachID(match.RuleID, match.UserID, match.MatchKey)
 	k := reentryKey(r.ID, match.UserID)
-	if in := m.inst[k]; in != nil && in.Match != id && at < in.Until {
+	if in := m.get(k); in != nil && in.Match != id && at < in.Until {
 		return false
-	}
-	if in := m.inst[k]; in != nil && in.Match == id {
+	} else if in != nil && in.Match == id {
 		return true
 	}
 	m.put(k, &instance{Match: id, Until: at + msd(ttl), Exp: at + msd(ttl)})
@@ -507,8 +544,8 @@ func (m *machine) sweep() {
 		return
 	}
 	m.lastSweep = m.wm
-	for k, in := range m.inst {
-		if in.Exp < m.wm {
+	for k, b := range m.inst {
+		if instanceExp(b[1:]) < m.wm {
 			m.drop(k)
 		}
 	}
