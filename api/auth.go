@@ -54,6 +54,7 @@ var MethodScopes = map[string]string{
 	omegav1connect.RuleServiceApplyRuleProcedure:          apikey.ScopeAdmin,
 	omegav1connect.RuleServiceActivateRuleProcedure:       apikey.ScopeAdmin,
 	omegav1connect.RuleServiceDisableRuleProcedure:        apikey.ScopeAdmin,
+	omegav1connect.RuleServiceBackfillRuleProcedure:       apikey.ScopeAdmin,
 	omegav1connect.JourneyServiceApplyJourneyProcedure:    apikey.ScopeAdmin,
 	omegav1connect.JourneyServiceActivateJourneyProcedure: apikey.ScopeAdmin,
 	omegav1connect.JourneyServiceDisableJourneyProcedure:  apikey.ScopeAdmin,
