@@ -119,7 +119,7 @@ func (r *Runner) Run(ctx context.Context, job Job, progress func(Progress)) (Rep
 	}
 	// From here on the group and the state exist: delete them whatever happens.
 	defer r.cleanup(ctx, client, group, prefix, log)
-	if err := commitStart(client, r.cfg.Topic, group, spans); err != nil {
+	if err := commitStart(client, client.Config(), r.cfg.Topic, group, spans); err != nil {
 		return rep, err
 	}
 	log.Info("backfill replaying", "since", rep.Since, "until", until, "records", rep.Records, "partitions", len(spans))
@@ -197,33 +197,24 @@ func (r *Runner) spans(client sarama.Client, since time.Time) (map[int32]span, e
 }
 
 // commitStart commits each partition's start offset for the new group, so that its stage begins
-// there (a group's first consumer takes its committed offsets).
-func commitStart(client sarama.Client, topic, group string, spans map[int32]span) error {
-	om, err := sarama.NewOffsetManagerFromClient(group, client)
+// there (a group's first consumer takes its committed offsets). The group has no member yet: a
+// simple commit (generation -1), as kafka-consumer-groups --reset-offsets makes.
+func commitStart(client sarama.Client, conf *sarama.Config, topic, group string, spans map[int32]span) error {
+	coord, err := client.Coordinator(group)
 	if err != nil {
-		return fmt.Errorf("offset manager of %s: %w", group, err)
+		return fmt.Errorf("coordinator of %s: %w", group, err)
 	}
+	req := sarama.NewOffsetCommitRequest(conf, group)
 	for p, s := range spans {
-		pom, err := om.ManagePartition(topic, p)
-		if err != nil {
-			_ = om.Close()
-			return fmt.Errorf("start offset of %s/%d: %w", topic, p, err)
-		}
-		pom.ResetOffset(s.from, "")
-		pom.AsyncClose()
+		req.AddBlockWithLeaderEpoch(topic, p, s.from, -1, 0, "")
 	}
-	om.Commit()
-	if err := om.Close(); err != nil {
+	resp, err := coord.CommitOffset(req)
+	if err != nil {
 		return fmt.Errorf("commit start offsets of %s: %w", group, err)
 	}
-	// The offset manager reports a failed commit only to its log: read them back.
-	committed, err := committedOffsets(client, topic, group, spans)
-	if err != nil {
-		return err
-	}
-	for p, s := range spans {
-		if committed[p] != s.from {
-			return fmt.Errorf("commit start offsets of %s: partition %d holds %d, want %d", group, p, committed[p], s.from)
+	for p := range spans {
+		if kerr := resp.Errors[topic][p]; kerr != sarama.ErrNoError {
+			return fmt.Errorf("commit start offset of %s/%d for %s: %w", topic, p, group, kerr)
 		}
 	}
 	return nil
