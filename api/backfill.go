@@ -92,8 +92,11 @@ func (h ruleService) backfillJob(ctx context.Context, m *omegav1.BackfillRuleReq
 	}
 	r, err := h.c.load(ctx, "rule_id", m.GetRuleId(), m.GetVersion())
 	if connect.CodeOf(err) == connect.CodeNotFound {
-		if m.GetVersion() != 0 {
+		switch {
+		case m.GetVersion() != 0:
 			return job, invalid("version", "rule %q has no version %d", m.GetRuleId(), m.GetVersion())
+		case h.c.hasVersions(ctx, m.GetRuleId()):
+			return job, invalid("version", "rule %q has no active version: name a stored one", m.GetRuleId())
 		}
 		return job, invalid("rule_id", "unknown rule %q", m.GetRuleId())
 	}
@@ -102,6 +105,13 @@ func (h ruleService) backfillJob(ctx context.Context, m *omegav1.BackfillRuleReq
 	}
 	job.Rule = r
 	return job, nil
+}
+
+// hasVersions reports whether id has a first version stored (a rule only ever drafted has no
+// active one).
+func (c *specs[T]) hasVersions(ctx context.Context, id string) bool {
+	_, err := c.store.Version(ctx, id, 1)
+	return err == nil
 }
 
 func progressMsg(p backfill.Progress) *omegav1.BackfillProgress {

@@ -35,7 +35,7 @@ func (s ruleVersions) Disable(context.Context, string) error       { return nil 
 func (s ruleVersions) List(context.Context) ([]cep.Rule, error)    { return nil, nil }
 func (s ruleVersions) Get(_ context.Context, id string) (cep.Rule, error) {
 	vs := s[id]
-	if len(vs) == 0 {
+	if len(vs) == 0 || id == "new" { // "new" is only drafted: no active version
 		return cep.Rule{}, versioned.ErrNotFound
 	}
 	return vs[len(vs)-1], nil
@@ -66,7 +66,7 @@ func (f *fakeBackfill) Run(_ context.Context, job backfill.Job, progress func(ba
 }
 
 func TestBackfillRule(t *testing.T) {
-	store := ruleVersions{"cart-add": {{ID: "cart-add", Version: 1}, {ID: "cart-add", Version: 2}}}
+	store := ruleVersions{"cart-add": {{ID: "cart-add", Version: 1}, {ID: "cart-add", Version: 2}}, "new": {{ID: "new", Version: 1}}}
 	fb := &fakeBackfill{}
 	srv := serve(t, api.Config{Audit: audit.NewStore(nil), RuleStore: store, Backfill: fb})
 	rules := omegav1connect.NewRuleServiceClient(keyed(srv, adminKey), srv.URL)
@@ -94,6 +94,7 @@ func TestBackfillRule(t *testing.T) {
 			{"no rule", &omegav1.BackfillRuleRequest{Since: weekAgo}, "rule_id: required"},
 			{"unknown rule", &omegav1.BackfillRuleRequest{RuleId: "nope", Since: weekAgo}, `rule_id: unknown rule "nope"`},
 			{"unknown version", &omegav1.BackfillRuleRequest{RuleId: "cart-add", Version: 9, Since: weekAgo}, `version: rule "cart-add" has no version 9`},
+			{"only drafted, no version", &omegav1.BackfillRuleRequest{RuleId: "new", Since: weekAgo}, `version: rule "new" has no active version`},
 			{"no since", &omegav1.BackfillRuleRequest{RuleId: "cart-add"}, "since: required"},
 			{"since in the future", &omegav1.BackfillRuleRequest{RuleId: "cart-add", Since: timestamppb.New(time.Now().Add(time.Hour))}, "since: "},
 			{"bad since", &omegav1.BackfillRuleRequest{RuleId: "cart-add", Since: &timestamppb.Timestamp{Seconds: 1, Nanos: -1}}, "since: "},

@@ -75,15 +75,19 @@ func runRuleBackfill(ctx context.Context, cfg config, args []string, stdout, pro
 	}
 	defer stream.Close()
 	var rep *omegav1.BackfillReport
+	shown := false
 	for stream.Receive() {
 		if p := stream.Msg().GetProgress(); p != nil {
 			fmt.Fprintf(progressOut, "\rreplaying %s: %s", fs.Arg(0), progressLine(p))
+			shown = true
 		}
 		if r := stream.Msg().GetReport(); r != nil {
 			rep = r
 		}
 	}
-	fmt.Fprintln(progressOut)
+	if shown {
+		fmt.Fprintln(progressOut)
+	}
 	if err := stream.Err(); err != nil {
 		if ctx.Err() != nil {
 			return errors.New("backfill cancelled (the server deletes its consumer group and state)")
