@@ -39,27 +39,32 @@ type weekScript struct {
 	at       map[string]time.Time
 }
 
-// newWeekScript scripts events every 3 hours 7 minutes from nine days ago: cart_add at 20 (a
-// match), cart_add at 5 (not), a view at 20 (not), and every seventh match produced twice (the
-// same event_id: one match). No event falls within an hour of a boundary the test asks about
+// newWeekScript scripts events every 3 hours 7 minutes from nine days ago, and one half an hour
+// ago: cart_add at 20 (a match), cart_add at 5 (not), a view at 20 (not), and every seventh match
+// produced twice (the same event_id: one match). No event falls within an hour of a boundary the test asks about
 // (since, and the start cutoff now - startWithin), so the call's own clock cannot move one across.
 func newWeekScript(ruleID string, now time.Time, startWithin time.Duration) *weekScript {
 	s := &weekScript{now: now, perDay: map[string]int64{}, at: map[string]time.Time{}}
 	since, cutoff := now.Add(-168*time.Hour), now.Add(-startWithin)
 	near := func(ts, b time.Time) bool { return ts.Sub(b).Abs() < time.Hour }
-	i := 0
+	var times []time.Time
 	for ts := now.Add(-9 * 24 * time.Hour); ts.Before(now.Add(-time.Hour)); ts = ts.Add(3*time.Hour + 7*time.Minute) {
-		if near(ts, since) || near(ts, cutoff) {
-			continue
+		if !near(ts, since) && !near(ts, cutoff) && !near(ts, now.Add(-absenceWindow)) {
+			times = append(times, ts)
 		}
-		i++
+	}
+	// The last, a match whose absence window is still open at the end.
+	times = append(times, now.Add(-30*time.Minute))
+	for i, ts := range times {
+		last := i == len(times)-1
 		ev := event.Event{EventID: fmt.Sprintf("bf-%d", i), UserID: fmt.Sprintf("u%d", i%11), Type: "cart_add",
 			ItemID: "sku-1", TS: ts, Attrs: map[string]any{"price": 20.0}}
 		match := true
-		switch i % 4 {
-		case 2:
+		switch {
+		case last:
+		case i%4 == 2:
 			ev.Attrs["price"], match = 5.0, false
-		case 3:
+		case i%4 == 3:
 			ev.Type, match = "view", false
 		}
 		copies := 1
@@ -87,6 +92,22 @@ func (s *weekScript) total() (n int64) {
 		n += c
 	}
 	return n
+}
+
+// absenceWindow is the window of the test's absence rule (cart_add, then no order_paid).
+const absenceWindow = 2 * time.Hour
+
+// decided returns the script's matches per day as an absence rule keyed the same sees them: the
+// cart_adds whose window (absenceWindow) had closed by now (none is followed by an order_paid, and a
+// user's cart_adds are 34 hours apart: none restarts another's wait).
+func (s *weekScript) decided() map[string]int64 {
+	out := map[string]int64{}
+	for _, id := range s.matchIDs {
+		if ts := s.at[id]; !ts.After(s.now.Add(-absenceWindow)) {
+			out[ts.UTC().Format(time.DateOnly)]++
+		}
+	}
+	return out
 }
 
 // recent returns the reach IDs of the matches at or after t.
@@ -237,6 +258,26 @@ func TestBackfill(t *testing.T) {
 		require.Zero(t, rep.GetStarted())
 		require.Equal(t, int64(len(recent)), rep.GetExisting())
 		requireReaches(t, tc, ruleID, len(recent))
+	})
+
+	t.Run("an absence: the windows closed when it began", func(t *testing.T) {
+		abs := cep.Rule{ID: ruleID + "-abs", Kind: cep.KindAbsence, Key: "user", JourneyID: "cart-retarget",
+			Steps:  []cep.Step{{Type: "cart_add", Where: "event.attrs.price > 10.0"}},
+			Absent: &cep.Step{Type: "order_paid"}, Within: cep.Duration(absenceWindow)}
+		_, err := rules.Apply(ctx, abs)
+		require.NoError(t, err)
+		rep, _, err := run(ctx, &omegav1.BackfillRuleRequest{RuleId: abs.ID, Since: weekAgo()}, nil)
+		require.NoError(t, err)
+		want := script.decided()
+		require.Equal(t, want, perDay(rep))
+		var total int64
+		for _, n := range want {
+			total += n
+		}
+		require.Equal(t, total, rep.GetMatches())
+		require.Less(t, total, script.total(), "the last cart's window was open")
+		requireReaches(t, tc, abs.ID, 0)
+		p.requireNoBackfillLeft(abs.ID)
 	})
 
 	t.Run("cancelled: no group or state left", func(t *testing.T) {
