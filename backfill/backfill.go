@@ -102,7 +102,8 @@ func (r *Runner) Run(ctx context.Context, job Job, progress func(Progress)) (Rep
 		rep.StartAfter = startAfter
 	}
 	id := newID()
-	group, prefix := "omega-backfill-"+job.Rule.ID+"-"+id, "omega-backfill-"+id
+	// Dots: a group name is a log attribute, and a long run of token characters would be masked.
+	group, prefix := "omega-backfill."+job.Rule.ID+"."+id, "omega-backfill-"+id
 	log := r.cfg.Log.With("rule_id", job.Rule.ID, "rule_version", job.Rule.Version, "group", group)
 
 	client, err := sarama.NewClient(r.cfg.Brokers, r.cfg.Sarama())
@@ -150,6 +151,7 @@ func (r *Runner) Run(ctx context.Context, job Job, progress func(Progress)) (Rep
 		settle = until.Add(r.cfg.AllowedLateness + 500*time.Millisecond)
 	}
 	if err := r.replay(ctx, st, client, group, spans, rec, rep.Records, settle, progress); err != nil {
+		log.Info("backfill stopped", "err", err)
 		return rep, err
 	}
 	rec.mu.Lock()

@@ -348,7 +348,7 @@ func (p *pipeline) requireNoBackfillLeft(ruleID string) {
 		groups, err := admin.ListConsumerGroups()
 		require.NoError(p.t, err)
 		for g := range groups {
-			if strings.HasPrefix(g, "omega-backfill-"+ruleID+"-") {
+			if strings.HasPrefix(g, "omega-backfill."+ruleID+".") {
 				return false
 			}
 		}
