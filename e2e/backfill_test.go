@@ -36,6 +36,7 @@ type weekScript struct {
 	inRange  int64            // records at or after since (now - 168h)
 	perDay   map[string]int64 // matches per UTC day, since on
 	matchIDs []string         // reach IDs of every match since on, in event time order
+	all      int              // matches in the whole topic, since or not
 	at       map[string]time.Time
 }
 
@@ -76,6 +77,9 @@ func newWeekScript(ruleID string, now time.Time, startWithin time.Duration) *wee
 			if !ts.Before(since) {
 				s.inRange++
 			}
+		}
+		if match {
+			s.all++
 		}
 		if match && !ts.Before(since) {
 			s.perDay[ts.UTC().Format(time.DateOnly)]++
@@ -292,6 +296,16 @@ func TestBackfill(t *testing.T) {
 
 	require.Equal(t, liveOffsets, p.groupOffsets(live), "the live group's offsets")
 	require.Equal(t, liveState, p.partitionState(live), "the live stage's partition state")
+
+	t.Run("live matching collapses onto the backfill's reaches", func(t *testing.T) {
+		// The rule goes live over the whole topic: it starts every match of the nine days but
+		// the ones the backfill started, whose IDs it gives the same.
+		rule.Version = 2
+		group := p.id + "-golive"
+		p.startCEPWith(group, group, []cep.Rule{rule})
+		p.waitCaughtUp(group)
+		requireReaches(t, tc, ruleID, script.all)
+	})
 }
 
 // requireReaches waits until visibility counts n reaches of the rule, and checks it stays so.
