@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -14,6 +15,7 @@ import (
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/backfill"
 	"github.com/omegareach/omega/cep"
+	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/internal/versioned"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
 	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
@@ -120,6 +122,8 @@ func TestBackfillRule(t *testing.T) {
 	})
 
 	t.Run("progress then the report", func(t *testing.T) {
+		calls := metrics.APIRequests.WithLabelValues(omegav1connect.RuleServiceBackfillRuleProcedure, "ok")
+		before := counted(t, calls)
 		msgs, err := call(rules, &omegav1.BackfillRuleRequest{RuleId: "cart-add", Version: 1, Since: weekAgo, Start: true,
 			StartWithin: durationpb.New(12 * time.Hour)})
 		require.NoError(t, err)
@@ -137,5 +141,14 @@ func TestBackfillRule(t *testing.T) {
 		require.True(t, fb.job.Start)
 		require.Equal(t, 12*time.Hour, fb.job.StartWithin)
 		require.WithinDuration(t, weekAgo.AsTime(), fb.job.Since, time.Millisecond)
+		require.Equal(t, before+1, counted(t, calls), "the call is counted")
 	})
+}
+
+// counted reads a counter.
+func counted(t *testing.T, c interface{ Write(*dto.Metric) error }) float64 {
+	t.Helper()
+	var m dto.Metric
+	require.NoError(t, c.Write(&m))
+	return m.GetCounter().GetValue()
 }
