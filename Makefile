@@ -40,10 +40,10 @@ build-dev: ## build bin/omega-dev (Temporal server, UI and Kafka broker for the 
 	$(GO) build -o bin/omega-dev ./cmd/omega-dev
 
 # The packages whose code runs goroutines of its own (the CEP stage, the audit batcher, the fault
-# proxy, rate limiters, readiness), and the end-to-end tests that run CEP replicas in-process, are
+# proxy, rate limiters, readiness, backfills), and the end-to-end tests that run CEP replicas in-process, are
 # also tested under the race detector.
-RACE_PKGS := ./cep/ ./audit/ ./internal/... ./activities/... ./worker/
-RACE_E2E := TestPatterns|TestJoinAcrossReplicas|TestAbsenceDecidedInEventTime|TestFanOut
+RACE_PKGS := ./cep/ ./backfill/ ./audit/ ./internal/... ./activities/... ./worker/
+RACE_E2E := TestPatterns|TestJoinAcrossReplicas|TestAbsenceDecidedInEventTime|TestFanOut|TestBackfill
 
 .PHONY: test
 test: check-generate breaking vet lint build-dev ## everything: generated code, the wire contract, vet, unit tests, integration + e2e tests on a fresh stack, and the race detector on the concurrent parts

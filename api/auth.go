@@ -54,6 +54,7 @@ var MethodScopes = map[string]string{
 	omegav1connect.RuleServiceApplyRuleProcedure:          apikey.ScopeAdmin,
 	omegav1connect.RuleServiceActivateRuleProcedure:       apikey.ScopeAdmin,
 	omegav1connect.RuleServiceDisableRuleProcedure:        apikey.ScopeAdmin,
+	omegav1connect.RuleServiceBackfillRuleProcedure:       apikey.ScopeAdmin,
 	omegav1connect.JourneyServiceApplyJourneyProcedure:    apikey.ScopeAdmin,
 	omegav1connect.JourneyServiceActivateJourneyProcedure: apikey.ScopeAdmin,
 	omegav1connect.JourneyServiceDisableJourneyProcedure:  apikey.ScopeAdmin,
@@ -179,18 +180,39 @@ func (a *authenticator) check(ctx context.Context, procedure string, header inte
 	return nil
 }
 
-// countCalls counts every call by procedure and code, refused ones included.
-var countCalls = connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+// countCalls counts every call by procedure and code, refused ones included, streaming ones
+// (BackfillRule) when they end.
+var countCalls connect.Interceptor = callCounter{}
+
+type callCounter struct{}
+
+func countCall(procedure string, err error) {
+	code := "ok"
+	if err != nil {
+		code = connect.CodeOf(err).String()
+	}
+	metrics.APIRequests.WithLabelValues(procedure, code).Inc()
+}
+
+func (callCounter) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		resp, err := next(ctx, req)
-		code := "ok"
-		if err != nil {
-			code = connect.CodeOf(err).String()
-		}
-		metrics.APIRequests.WithLabelValues(req.Spec().Procedure, code).Inc()
+		countCall(req.Spec().Procedure, err)
 		return resp, err
 	}
-})
+}
+
+func (callCounter) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (callCounter) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		err := next(ctx, conn)
+		countCall(conn.Spec().Procedure, err)
+		return err
+	}
+}
 
 func (a *authenticator) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {

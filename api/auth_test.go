@@ -1,7 +1,9 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -60,7 +62,8 @@ func servedAll(t *testing.T, keys api.KeySource) *httptest.Server {
 	t.Helper()
 	return serve(t, api.Config{Audit: audit.NewStore(nil), Keys: keys,
 		RuleStore: nopSpecs[cep.Rule]{}, JourneyStore: nopSpecs[journey.Journey]{},
-		Redis: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), Inbox: channel.NewInbox(nil), Profiles: nopProfiles{}})
+		Redis: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), Inbox: channel.NewInbox(nil), Profiles: nopProfiles{},
+		Backfill: &fakeBackfill{}})
 }
 
 // nopSpecs and nopProfiles are stores with nothing in them.
@@ -89,9 +92,15 @@ func (nopProfiles) Stored(context.Context, []string) (map[string]profile.Profile
 }
 func (nopProfiles) UpsertMany(context.Context, []profile.Profile) error { return nil }
 
+// streaming are the server-streaming procedures: the Connect protocol frames their messages.
+var streaming = map[string]bool{omegav1connect.RuleServiceBackfillRuleProcedure: true}
+
 // call posts {} to a procedure with the Connect protocol and returns the error code ("" for OK).
 func call(t *testing.T, srv *httptest.Server, procedure, key string) (code, msg string) {
 	t.Helper()
+	if streaming[procedure] {
+		return callStreaming(t, srv, procedure, key)
+	}
 	req, err := http.NewRequest(http.MethodPost, srv.URL+procedure, strings.NewReader("{}"))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
@@ -181,4 +190,38 @@ func TestRequestSizeLimit(t *testing.T) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	require.Contains(t, string(b), "resource_exhausted", "%s", b)
+}
+
+// callStreaming is call for a server-streaming procedure: one enveloped {} in, and the error of
+// the end-of-stream message out.
+func callStreaming(t *testing.T, srv *httptest.Server, procedure, key string) (code, msg string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, srv.URL+procedure, bytes.NewReader([]byte{0, 0, 0, 0, 2, '{', '}'}))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/connect+json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for len(b) >= 5 {
+		flags, n := b[0], int(binary.BigEndian.Uint32(b[1:5]))
+		require.GreaterOrEqual(t, len(b)-5, n, "%s: a truncated envelope", procedure)
+		if flags&2 != 0 { // end of stream
+			var end struct {
+				Error *struct{ Code, Message string }
+			}
+			require.NoError(t, json.Unmarshal(b[5:5+n], &end), "%s: %s", procedure, b[5:5+n])
+			if end.Error == nil {
+				return "", ""
+			}
+			return end.Error.Code, end.Error.Message
+		}
+		b = b[5+n:]
+	}
+	t.Fatalf("%s: no end of stream", procedure)
+	return "", ""
 }

@@ -219,8 +219,9 @@ func journeySpecs(s *server, st SpecStore[journey.Journey]) *specs[journey.Journ
 
 // ruleService and journeyService are the connect handlers.
 type ruleService struct {
-	c   *specs[cep.Rule]
-	rdb redis.UniversalClient // scratch state of dry runs
+	c        *specs[cep.Rule]
+	rdb      redis.UniversalClient // scratch state of dry runs
+	backfill Backfiller            // nil: BackfillRule is Unimplemented
 }
 
 func (h ruleService) ValidateRule(_ context.Context, req *connect.Request[omegav1.ValidateRuleRequest]) (*connect.Response[omegav1.ValidateRuleResponse], error) {

@@ -39,6 +39,8 @@ type Config struct {
 	// RuleStore and JourneyStore back RuleService and JourneyService (not served when nil).
 	RuleStore    SpecStore[cep.Rule]
 	JourneyStore SpecStore[journey.Journey]
+	// Backfill runs RuleService.BackfillRule (Unimplemented when nil).
+	Backfill Backfiller
 	// Inbox backs InboxService (not served when nil).
 	Inbox *channel.Inbox
 	// Redis and Lists back ListService: list name ("blacklist", "whitelist") to Redis set (not
@@ -105,7 +107,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	mux.Handle(omegav1connect.NewReachServiceHandler(s, opts...))
 	services := []string{omegav1connect.EventServiceName, omegav1connect.ReachServiceName}
 	if cfg.RuleStore != nil {
-		mux.Handle(omegav1connect.NewRuleServiceHandler(ruleService{ruleSpecs(s, cfg.RuleStore), cfg.Redis}, opts...))
+		mux.Handle(omegav1connect.NewRuleServiceHandler(ruleService{ruleSpecs(s, cfg.RuleStore), cfg.Redis, cfg.Backfill}, opts...))
 		services = append(services, omegav1connect.RuleServiceName)
 	}
 	if cfg.Redis != nil {
@@ -150,7 +152,7 @@ func ServeTLS(ctx context.Context, addr string, h http.Handler, tc *tls.Config, 
 	}
 	srv := &http.Server{
 		Addr:              addr,
-		Handler:           h,
+		Handler:           longCalls(h),
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,

@@ -79,7 +79,10 @@ type Config struct {
 	FanOutSlice time.Duration
 	// StartConcurrency bounds concurrent workflow starts per partition (32 when zero).
 	StartConcurrency int
-	Log              *slog.Logger
+	// DiscardDeadLetters drops undecodable records instead of writing them to DLQTopic: a replay
+	// of history (a backfill) meets records the live stage dead-lettered already.
+	DiscardDeadLetters bool
+	Log                *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -377,9 +380,11 @@ func (s *Stage) Run(ctx context.Context) error {
 		return fmt.Errorf("join consumer group %s: %w", s.cfg.Group, err)
 	}
 	defer group.Close()
-	dlq, err := sarama.NewSyncProducer(s.cfg.Brokers, s.cfg.Sarama)
-	if err != nil {
-		return fmt.Errorf("dead-letter producer: %w", err)
+	var dlq sarama.SyncProducer = discardDeadLetters{}
+	if !s.cfg.DiscardDeadLetters {
+		if dlq, err = sarama.NewSyncProducer(s.cfg.Brokers, s.cfg.Sarama); err != nil {
+			return fmt.Errorf("dead-letter producer: %w", err)
+		}
 	}
 	defer dlq.Close()
 
@@ -413,6 +418,19 @@ func (s *Stage) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// discardDeadLetters is the dead-letter producer of a stage that keeps none (DiscardDeadLetters):
+// the records are counted, and dropped.
+type discardDeadLetters struct{ sarama.SyncProducer }
+
+func (discardDeadLetters) SendMessages([]*sarama.ProducerMessage) error { return nil }
+func (discardDeadLetters) Close() error                                 { return nil }
+
+// DeleteState deletes every Redis key a stage keeps under keyPrefix (its Config.KeyPrefix): the
+// scratch state of a stage run for a while, such as a backfill's. Never the live stage's prefix.
+func DeleteState(ctx context.Context, rdb redis.UniversalClient, keyPrefix string) {
+	deletePrefix(ctx, rdb, keyPrefix)
 }
 
 // deadReason classes a decode error for the dead-letter metric: decode, size, or the field.

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
@@ -31,6 +32,7 @@ import (
 	"github.com/omegareach/omega/activities/filter"
 	"github.com/omegareach/omega/api"
 	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/backfill"
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/internal/apikey"
 	"github.com/omegareach/omega/internal/metrics"
@@ -371,12 +373,27 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err != nil || rate <= 0 {
 		return fmt.Errorf("OMEGA_API_RATE: want requests per second, got %q", os.Getenv("OMEGA_API_RATE"))
 	}
+	// Backfills run in the API process, on a stage of their own (its own group and key prefix).
+	if err := secureKafka(sarama.NewConfig()); err != nil {
+		return err
+	}
+	backfills, err := backfill.New(backfill.Config{Brokers: cfg.brokers, Topic: os.Getenv("OMEGA_EVENTS_TOPIC"), Redis: rdb,
+		Sarama: func() *sarama.Config {
+			sc := cep.DefaultSaramaConfig()
+			_ = secureKafka(sc) // checked above
+			return sc
+		},
+		Profiles: &profile.Cached{Store: profile.NewStore(store.Pool()), Redis: rdb},
+		Starter:  &backfill.TemporalStarter{Client: tc, TaskQueue: cfg.taskQueue}, Log: log})
+	if err != nil {
+		return err
+	}
 	h, err := api.NewHandler(api.Config{Producer: prod, Topic: os.Getenv("OMEGA_EVENTS_TOPIC"), Temporal: tc, Audit: store, Journeys: journeyExists(journeys),
 		Keys: apikey.NewStore(store.Pool()), DefaultRate: rate,
 		Profiles: &profile.Cached{Store: profile.NewStore(store.Pool()), Redis: rdb},
 		Redis:    rdb, Lists: map[string]string{"blacklist": filter.BlacklistKey, "whitelist": filter.WhitelistKey},
 		ListStore: &filter.Lists{Pool: store.Pool(), Redis: rdb},
-		RuleStore: cep.NewRuleStore(store.Pool(), ruleCatalog(store.Pool())), JourneyStore: journeys,
+		RuleStore: cep.NewRuleStore(store.Pool(), ruleCatalog(store.Pool())), JourneyStore: journeys, Backfill: backfills,
 		Inbox: channel.NewInbox(store.Pool()), TaskQueue: cfg.taskQueue, Log: log})
 	if err != nil {
 		return err

@@ -52,6 +52,9 @@ const eventsUsage = `usage: omega events send [flags]   (through the API: OMEGA_
 type apiClient struct {
 	reaches omegav1connect.ReachServiceClient
 	events  omegav1connect.EventServiceClient
+	// rules carries no key by itself (its streaming call sets the header from key).
+	rules omegav1connect.RuleServiceClient
+	key   string
 }
 
 func newAPIClient(cfg config) (apiClient, error) {
@@ -73,6 +76,8 @@ func newAPIClient(cfg config) (apiClient, error) {
 	return apiClient{
 		reaches: omegav1connect.NewReachServiceClient(hc, url, connect.WithInterceptors(withKey)),
 		events:  omegav1connect.NewEventServiceClient(hc, url, connect.WithInterceptors(withKey)),
+		rules:   newRuleClient(url),
+		key:     key,
 	}, nil
 }
 

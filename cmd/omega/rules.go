@@ -34,6 +34,8 @@ const rulesUsage = `usage: omega rules <command> [flags]
   get ID [--version N]                  one rule, as JSON
   disable ID                            stop a rule (apply it again to re-enable)
   test -f PATH --events FILE.jsonl      dry run: print what the events would match; touches no real state
+  backfill RULE --since 168h [--start]  replay the topic's history through a rule, report its matches
+                                        per day (through the API; omega rules backfill for its flags)
 
 flags: -o table|json (output format)
 `
@@ -67,6 +69,9 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 	if len(args) == 0 {
 		fmt.Fprint(stdout, rulesUsage)
 		return errors.New("missing rules command")
+	}
+	if args[0] == "backfill" {
+		return runRuleBackfill(ctx, cfg, args[1:], stdout, os.Stderr)
 	}
 	fs := flag.NewFlagSet("rules "+args[0], flag.ContinueOnError)
 	path := fs.String("f", "", "rule file or directory")

@@ -1717,7 +1717,7 @@ var File_omega_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_omega_v1_catalog_proto_rawDesc = "" +
 	"\n" +
-	"\x16omega/v1/catalog.proto\x12\bomega.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x14omega/v1/event.proto\"K\n" +
+	"\x16omega/v1/catalog.proto\x12\bomega.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17omega/v1/backfill.proto\x1a\x14omega/v1/event.proto\"K\n" +
 	"\aApplied\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x05R\aversion\x12\x16\n" +
@@ -1812,7 +1812,7 @@ const file_omega_v1_catalog_proto_rawDesc = "" +
 	"\bjourneys\x18\x01 \x03(\v2\x10.omega.v1.StoredR\bjourneys\"'\n" +
 	"\x15DisableJourneyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x18\n" +
-	"\x16DisableJourneyResponse2\x9a\x04\n" +
+	"\x16DisableJourneyResponse2\xed\x04\n" +
 	"\vRuleService\x12O\n" +
 	"\fValidateRule\x12\x1d.omega.v1.ValidateRuleRequest\x1a\x1e.omega.v1.ValidateRuleResponse\"\x00\x12F\n" +
 	"\tApplyRule\x12\x1a.omega.v1.ApplyRuleRequest\x1a\x1b.omega.v1.ApplyRuleResponse\"\x00\x12O\n" +
@@ -1821,7 +1821,8 @@ const file_omega_v1_catalog_proto_rawDesc = "" +
 	"DryRunRule\x12\x1b.omega.v1.DryRunRuleRequest\x1a\x1c.omega.v1.DryRunRuleResponse\"\x00\x12@\n" +
 	"\aGetRule\x12\x18.omega.v1.GetRuleRequest\x1a\x19.omega.v1.GetRuleResponse\"\x00\x12F\n" +
 	"\tListRules\x12\x1a.omega.v1.ListRulesRequest\x1a\x1b.omega.v1.ListRulesResponse\"\x00\x12L\n" +
-	"\vDisableRule\x12\x1c.omega.v1.DisableRuleRequest\x1a\x1d.omega.v1.DisableRuleResponse\"\x002\xdc\x04\n" +
+	"\vDisableRule\x12\x1c.omega.v1.DisableRuleRequest\x1a\x1d.omega.v1.DisableRuleResponse\"\x00\x12Q\n" +
+	"\fBackfillRule\x12\x1d.omega.v1.BackfillRuleRequest\x1a\x1e.omega.v1.BackfillRuleResponse\"\x000\x012\xdc\x04\n" +
 	"\x0eJourneyService\x12X\n" +
 	"\x0fValidateJourney\x12 .omega.v1.ValidateJourneyRequest\x1a!.omega.v1.ValidateJourneyResponse\"\x00\x12O\n" +
 	"\fApplyJourney\x12\x1d.omega.v1.ApplyJourneyRequest\x1a\x1e.omega.v1.ApplyJourneyResponse\"\x00\x12X\n" +
@@ -1881,6 +1882,8 @@ var file_omega_v1_catalog_proto_goTypes = []any{
 	(*DisableJourneyResponse)(nil),  // 32: omega.v1.DisableJourneyResponse
 	(*structpb.Struct)(nil),         // 33: google.protobuf.Struct
 	(*Event)(nil),                   // 34: omega.v1.Event
+	(*BackfillRuleRequest)(nil),     // 35: omega.v1.BackfillRuleRequest
+	(*BackfillRuleResponse)(nil),    // 36: omega.v1.BackfillRuleResponse
 }
 var file_omega_v1_catalog_proto_depIdxs = []int32{
 	33, // 0: omega.v1.Stored.spec:type_name -> google.protobuf.Struct
@@ -1910,29 +1913,31 @@ var file_omega_v1_catalog_proto_depIdxs = []int32{
 	11, // 24: omega.v1.RuleService.GetRule:input_type -> omega.v1.GetRuleRequest
 	13, // 25: omega.v1.RuleService.ListRules:input_type -> omega.v1.ListRulesRequest
 	15, // 26: omega.v1.RuleService.DisableRule:input_type -> omega.v1.DisableRuleRequest
-	17, // 27: omega.v1.JourneyService.ValidateJourney:input_type -> omega.v1.ValidateJourneyRequest
-	19, // 28: omega.v1.JourneyService.ApplyJourney:input_type -> omega.v1.ApplyJourneyRequest
-	20, // 29: omega.v1.JourneyService.ActivateJourney:input_type -> omega.v1.ActivateJourneyRequest
-	22, // 30: omega.v1.JourneyService.DryRunJourney:input_type -> omega.v1.DryRunJourneyRequest
-	27, // 31: omega.v1.JourneyService.GetJourney:input_type -> omega.v1.GetJourneyRequest
-	29, // 32: omega.v1.JourneyService.ListJourneys:input_type -> omega.v1.ListJourneysRequest
-	31, // 33: omega.v1.JourneyService.DisableJourney:input_type -> omega.v1.DisableJourneyRequest
-	3,  // 34: omega.v1.RuleService.ValidateRule:output_type -> omega.v1.ValidateRuleResponse
-	10, // 35: omega.v1.RuleService.ApplyRule:output_type -> omega.v1.ApplyRuleResponse
-	6,  // 36: omega.v1.RuleService.ActivateRule:output_type -> omega.v1.ActivateRuleResponse
-	8,  // 37: omega.v1.RuleService.DryRunRule:output_type -> omega.v1.DryRunRuleResponse
-	12, // 38: omega.v1.RuleService.GetRule:output_type -> omega.v1.GetRuleResponse
-	14, // 39: omega.v1.RuleService.ListRules:output_type -> omega.v1.ListRulesResponse
-	16, // 40: omega.v1.RuleService.DisableRule:output_type -> omega.v1.DisableRuleResponse
-	18, // 41: omega.v1.JourneyService.ValidateJourney:output_type -> omega.v1.ValidateJourneyResponse
-	26, // 42: omega.v1.JourneyService.ApplyJourney:output_type -> omega.v1.ApplyJourneyResponse
-	21, // 43: omega.v1.JourneyService.ActivateJourney:output_type -> omega.v1.ActivateJourneyResponse
-	24, // 44: omega.v1.JourneyService.DryRunJourney:output_type -> omega.v1.DryRunJourneyResponse
-	28, // 45: omega.v1.JourneyService.GetJourney:output_type -> omega.v1.GetJourneyResponse
-	30, // 46: omega.v1.JourneyService.ListJourneys:output_type -> omega.v1.ListJourneysResponse
-	32, // 47: omega.v1.JourneyService.DisableJourney:output_type -> omega.v1.DisableJourneyResponse
-	34, // [34:48] is the sub-list for method output_type
-	20, // [20:34] is the sub-list for method input_type
+	35, // 27: omega.v1.RuleService.BackfillRule:input_type -> omega.v1.BackfillRuleRequest
+	17, // 28: omega.v1.JourneyService.ValidateJourney:input_type -> omega.v1.ValidateJourneyRequest
+	19, // 29: omega.v1.JourneyService.ApplyJourney:input_type -> omega.v1.ApplyJourneyRequest
+	20, // 30: omega.v1.JourneyService.ActivateJourney:input_type -> omega.v1.ActivateJourneyRequest
+	22, // 31: omega.v1.JourneyService.DryRunJourney:input_type -> omega.v1.DryRunJourneyRequest
+	27, // 32: omega.v1.JourneyService.GetJourney:input_type -> omega.v1.GetJourneyRequest
+	29, // 33: omega.v1.JourneyService.ListJourneys:input_type -> omega.v1.ListJourneysRequest
+	31, // 34: omega.v1.JourneyService.DisableJourney:input_type -> omega.v1.DisableJourneyRequest
+	3,  // 35: omega.v1.RuleService.ValidateRule:output_type -> omega.v1.ValidateRuleResponse
+	10, // 36: omega.v1.RuleService.ApplyRule:output_type -> omega.v1.ApplyRuleResponse
+	6,  // 37: omega.v1.RuleService.ActivateRule:output_type -> omega.v1.ActivateRuleResponse
+	8,  // 38: omega.v1.RuleService.DryRunRule:output_type -> omega.v1.DryRunRuleResponse
+	12, // 39: omega.v1.RuleService.GetRule:output_type -> omega.v1.GetRuleResponse
+	14, // 40: omega.v1.RuleService.ListRules:output_type -> omega.v1.ListRulesResponse
+	16, // 41: omega.v1.RuleService.DisableRule:output_type -> omega.v1.DisableRuleResponse
+	36, // 42: omega.v1.RuleService.BackfillRule:output_type -> omega.v1.BackfillRuleResponse
+	18, // 43: omega.v1.JourneyService.ValidateJourney:output_type -> omega.v1.ValidateJourneyResponse
+	26, // 44: omega.v1.JourneyService.ApplyJourney:output_type -> omega.v1.ApplyJourneyResponse
+	21, // 45: omega.v1.JourneyService.ActivateJourney:output_type -> omega.v1.ActivateJourneyResponse
+	24, // 46: omega.v1.JourneyService.DryRunJourney:output_type -> omega.v1.DryRunJourneyResponse
+	28, // 47: omega.v1.JourneyService.GetJourney:output_type -> omega.v1.GetJourneyResponse
+	30, // 48: omega.v1.JourneyService.ListJourneys:output_type -> omega.v1.ListJourneysResponse
+	32, // 49: omega.v1.JourneyService.DisableJourney:output_type -> omega.v1.DisableJourneyResponse
+	35, // [35:50] is the sub-list for method output_type
+	20, // [20:35] is the sub-list for method input_type
 	20, // [20:20] is the sub-list for extension type_name
 	20, // [20:20] is the sub-list for extension extendee
 	0,  // [0:20] is the sub-list for field type_name
@@ -1943,6 +1948,7 @@ func file_omega_v1_catalog_proto_init() {
 	if File_omega_v1_catalog_proto != nil {
 		return
 	}
+	file_omega_v1_backfill_proto_init()
 	file_omega_v1_event_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

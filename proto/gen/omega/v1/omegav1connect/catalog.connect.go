@@ -51,6 +51,9 @@ const (
 	RuleServiceListRulesProcedure = "/omega.v1.RuleService/ListRules"
 	// RuleServiceDisableRuleProcedure is the fully-qualified name of the RuleService's DisableRule RPC.
 	RuleServiceDisableRuleProcedure = "/omega.v1.RuleService/DisableRule"
+	// RuleServiceBackfillRuleProcedure is the fully-qualified name of the RuleService's BackfillRule
+	// RPC.
+	RuleServiceBackfillRuleProcedure = "/omega.v1.RuleService/BackfillRule"
 	// JourneyServiceValidateJourneyProcedure is the fully-qualified name of the JourneyService's
 	// ValidateJourney RPC.
 	JourneyServiceValidateJourneyProcedure = "/omega.v1.JourneyService/ValidateJourney"
@@ -96,6 +99,13 @@ type RuleServiceClient interface {
 	ListRules(context.Context, *connect.Request[v1.ListRulesRequest]) (*connect.Response[v1.ListRulesResponse], error)
 	// DisableRule stops a rule; applying it again re-enables it.
 	DisableRule(context.Context, *connect.Request[v1.DisableRuleRequest]) (*connect.Response[v1.DisableRuleResponse], error)
+	// BackfillRule replays the events topic's retained history, from a time up to the end offsets
+	// taken when the call begins, through one rule version (active or draft), in a consumer group
+	// and Redis state of its own (deleted at the end; the live stage's are never touched), and
+	// reports the matches: the count, per event-time day, a sample. It reaches nobody unless start
+	// is set. The stream reports progress and ends with the report; cancelling the call stops the
+	// backfill and cleans up.
+	BackfillRule(context.Context, *connect.Request[v1.BackfillRuleRequest]) (*connect.ServerStreamForClient[v1.BackfillRuleResponse], error)
 }
 
 // NewRuleServiceClient constructs a client for the omega.v1.RuleService service. By default, it
@@ -151,6 +161,12 @@ func NewRuleServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(ruleServiceMethods.ByName("DisableRule")),
 			connect.WithClientOptions(opts...),
 		),
+		backfillRule: connect.NewClient[v1.BackfillRuleRequest, v1.BackfillRuleResponse](
+			httpClient,
+			baseURL+RuleServiceBackfillRuleProcedure,
+			connect.WithSchema(ruleServiceMethods.ByName("BackfillRule")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -163,6 +179,7 @@ type ruleServiceClient struct {
 	getRule      *connect.Client[v1.GetRuleRequest, v1.GetRuleResponse]
 	listRules    *connect.Client[v1.ListRulesRequest, v1.ListRulesResponse]
 	disableRule  *connect.Client[v1.DisableRuleRequest, v1.DisableRuleResponse]
+	backfillRule *connect.Client[v1.BackfillRuleRequest, v1.BackfillRuleResponse]
 }
 
 // ValidateRule calls omega.v1.RuleService.ValidateRule.
@@ -200,6 +217,11 @@ func (c *ruleServiceClient) DisableRule(ctx context.Context, req *connect.Reques
 	return c.disableRule.CallUnary(ctx, req)
 }
 
+// BackfillRule calls omega.v1.RuleService.BackfillRule.
+func (c *ruleServiceClient) BackfillRule(ctx context.Context, req *connect.Request[v1.BackfillRuleRequest]) (*connect.ServerStreamForClient[v1.BackfillRuleResponse], error) {
+	return c.backfillRule.CallServerStream(ctx, req)
+}
+
 // RuleServiceHandler is an implementation of the omega.v1.RuleService service.
 type RuleServiceHandler interface {
 	// ValidateRule checks a rule without storing it; an invalid rule is InvalidArgument naming the
@@ -222,6 +244,13 @@ type RuleServiceHandler interface {
 	ListRules(context.Context, *connect.Request[v1.ListRulesRequest]) (*connect.Response[v1.ListRulesResponse], error)
 	// DisableRule stops a rule; applying it again re-enables it.
 	DisableRule(context.Context, *connect.Request[v1.DisableRuleRequest]) (*connect.Response[v1.DisableRuleResponse], error)
+	// BackfillRule replays the events topic's retained history, from a time up to the end offsets
+	// taken when the call begins, through one rule version (active or draft), in a consumer group
+	// and Redis state of its own (deleted at the end; the live stage's are never touched), and
+	// reports the matches: the count, per event-time day, a sample. It reaches nobody unless start
+	// is set. The stream reports progress and ends with the report; cancelling the call stops the
+	// backfill and cleans up.
+	BackfillRule(context.Context, *connect.Request[v1.BackfillRuleRequest], *connect.ServerStream[v1.BackfillRuleResponse]) error
 }
 
 // NewRuleServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -273,6 +302,12 @@ func NewRuleServiceHandler(svc RuleServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(ruleServiceMethods.ByName("DisableRule")),
 		connect.WithHandlerOptions(opts...),
 	)
+	ruleServiceBackfillRuleHandler := connect.NewServerStreamHandler(
+		RuleServiceBackfillRuleProcedure,
+		svc.BackfillRule,
+		connect.WithSchema(ruleServiceMethods.ByName("BackfillRule")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/omega.v1.RuleService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case RuleServiceValidateRuleProcedure:
@@ -289,6 +324,8 @@ func NewRuleServiceHandler(svc RuleServiceHandler, opts ...connect.HandlerOption
 			ruleServiceListRulesHandler.ServeHTTP(w, r)
 		case RuleServiceDisableRuleProcedure:
 			ruleServiceDisableRuleHandler.ServeHTTP(w, r)
+		case RuleServiceBackfillRuleProcedure:
+			ruleServiceBackfillRuleHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -324,6 +361,10 @@ func (UnimplementedRuleServiceHandler) ListRules(context.Context, *connect.Reque
 
 func (UnimplementedRuleServiceHandler) DisableRule(context.Context, *connect.Request[v1.DisableRuleRequest]) (*connect.Response[v1.DisableRuleResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.RuleService.DisableRule is not implemented"))
+}
+
+func (UnimplementedRuleServiceHandler) BackfillRule(context.Context, *connect.Request[v1.BackfillRuleRequest], *connect.ServerStream[v1.BackfillRuleResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.RuleService.BackfillRule is not implemented"))
 }
 
 // JourneyServiceClient is a client for the omega.v1.JourneyService service.
