@@ -1,5 +1,5 @@
-// Package channel holds the plug-in channels a reach dispatches on (webhook today; push, SMS and
-// in-app follow the same contract) and the registry the worker builds them into.
+// Package channel holds the plug-in channels a reach dispatches on (webhook, push, SMS and in-app
+// inbox, each a provider behind the same contract) and the registry the worker builds them into.
 //
 // The contract every channel keeps: the message's IdempotencyKey reaches the provider, so a retried
 // dispatch is delivered once; a failure the provider will never accept is a *PermanentError, and
