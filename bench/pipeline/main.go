@@ -80,6 +80,7 @@ type config struct {
 	reachLoop             bool
 	eagerSecs             int
 	eagerRate             float64
+	eagerCEP              bool
 	tonlySecs             int
 	flushRedis            bool
 	drain                 time.Duration
@@ -109,6 +110,7 @@ func main() {
 	flag.IntVar(&c.floorSecs, "floor-seconds", 35, "seconds per floor concurrency")
 	flag.BoolVar(&c.reachLoop, "reach-loop", true, "after the floor, the lean single-send reach in the same closed-loop harness (its worker in this process)")
 	flag.IntVar(&c.eagerSecs, "eager-seconds", 30, "seconds per eager-start variant")
+	flag.BoolVar(&c.eagerCEP, "eager-cep", true, "run omega cep with OMEGA_CEP_EAGER_START as the deployment does (a reach worker inside, eager starts)")
 	flag.Float64Var(&c.eagerRate, "eager-rate", 10, "reaches/s of the eager-start phase (0: half the Omega peak's, run after the ramp)")
 	flag.IntVar(&c.tonlySecs, "temporal-only-seconds", 40, "seconds of load per Temporal-only step (its rates are low: more reaches to time)")
 	flag.BoolVar(&c.flushRedis, "flush-redis", false, "empty Redis first (make bench: the CEP benchmark's state is left there)")
@@ -855,6 +857,10 @@ func (b *bench) startOmega(id string) {
 			"OMEGA_TASK_QUEUE="+b.c.run, "OMEGA_KEY_PREFIX="+b.c.run, "OMEGA_RULES="+b.rules,
 			"OMEGA_WEBHOOK_URL="+b.recv.url, "OMEGA_WEBHOOK_ALLOW=127.0.0.0/8", "OMEGA_DAILY_CAP=100",
 			"OMEGA_METRICS_ADDR=127.0.0.1:"+strconv.Itoa(port), "OMEGA_PPROF=1")
+		if name == "cep" {
+			// As make run and deploy/ run it: a reach worker inside, eager starts.
+			cmd.Env = append(cmd.Env, "OMEGA_CEP_EAGER_START="+strconv.FormatBool(b.c.eagerCEP))
+		}
 		f, err := os.Create(filepath.Join(b.logDir(), "bench-"+name+id+".log"))
 		must(err)
 		cmd.Stdout, cmd.Stderr = f, f
