@@ -95,6 +95,11 @@ func (b *bench) write(r results) {
 	}
 
 	fmt.Fprintf(w, "## Omega Reach (1 CEP replica, 1 worker)\n\n")
+	if c.eagerCEP {
+		fmt.Fprintf(w, "`omega cep` runs as `make run` and deploy/ run it: with `OMEGA_CEP_EAGER_START=true` (a reach worker inside it, eager starts).\n\n")
+	} else {
+		fmt.Fprintf(w, "`omega cep` runs without eager start (`-eager-cep=false`): every reach's first workflow task goes through Temporal's matching service to `omega worker`.\n\n")
+	}
 	ramp := slices.Clone(r.omega)
 	slices.SortStableFunc(ramp, func(a, b step) int { return a.offered - b.offered })
 	all := append(slices.Clone(ramp), half)
