@@ -106,10 +106,49 @@ type machine struct {
 	wm        int64
 	lateness  int64 // allowed lateness (ms)
 	lastSweep int64
+	// expiry indexes the keys by the minute (sweepEvery) of their expiry, so a sweep visits the
+	// instances due, not all of them; a key moved to another minute is listed again, and the
+	// sweep checks each key's current expiry.
+	expiry  map[int64][]string
+	minutes minuteHeap
+}
+
+// minuteHeap orders the expiry index's minutes.
+type minuteHeap []int64
+
+func (h minuteHeap) Len() int           { return len(h) }
+func (h minuteHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h minuteHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *minuteHeap) Push(x any)        { *h = append(*h, x.(int64)) }
+func (h *minuteHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// minuteOf is the sweep minute of a time in ms (floored, negative times too).
+func minuteOf(t int64) int64 {
+	d := msd(sweepEvery)
+	q := t / d
+	if t%d < 0 {
+		q--
+	}
+	return q
+}
+
+// listExpiry lists key under the minute of its expiry.
+func (m *machine) listExpiry(key string, exp int64) {
+	mn := minuteOf(exp)
+	keys, ok := m.expiry[mn]
+	if !ok {
+		heap.Push(&m.minutes, mn)
+	}
+	m.expiry[mn] = append(keys, key)
 }
 
 func newMachine(allowedLateness time.Duration) *machine {
-	return &machine{inst: map[string][]byte{}, jobs: map[string]bool{}, lateness: msd(allowedLateness)}
+	return &machine{inst: map[string][]byte{}, jobs: map[string]bool{}, lateness: msd(allowedLateness), expiry: map[int64][]string{}}
 }
 
 // flagDirty marks an instance changed since the last commit.
@@ -142,6 +181,9 @@ func (m *machine) restoreRaw(key string, raw []byte) error {
 	}
 	b := make([]byte, 1+len(raw))
 	copy(b[1:], raw)
+	if _, ok := m.inst[key]; !ok || minuteOf(instanceExp(m.inst[key][1:])) != minuteOf(instanceExp(raw)) {
+		m.listExpiry(key, instanceExp(raw))
+	}
 	m.inst[key] = b
 	m.watch(key, in)
 	return nil
@@ -150,6 +192,7 @@ func (m *machine) restoreRaw(key string, raw []byte) error {
 // restore adds a decoded instance (the legacy JSON state).
 func (m *machine) restore(key string, in *instance) {
 	m.inst[key] = appendInstance([]byte{0}, in)
+	m.listExpiry(key, in.Exp)
 	m.watch(key, in)
 }
 
@@ -177,6 +220,9 @@ func (m *machine) put(key string, in *instance) {
 	old, ok := m.inst[key]
 	if !ok || old[0]&flagDirty == 0 {
 		m.dirty = append(m.dirty, key)
+	}
+	if !ok || minuteOf(instanceExp(old[1:])) != minuteOf(in.Exp) {
+		m.listExpiry(key, in.Exp)
 	}
 	m.inst[key] = appendInstance(append(old[:0], flagDirty), in) // old's bytes are reused
 	if in.Fan != nil {
@@ -544,9 +590,14 @@ func (m *machine) sweep() {
 		return
 	}
 	m.lastSweep = m.wm
-	for k, b := range m.inst {
-		if instanceExp(b[1:]) < m.wm {
-			m.drop(k)
+	// The minutes before the watermark's: every key listed there expired, unless it moved on.
+	for now := minuteOf(m.wm); len(m.minutes) > 0 && m.minutes[0] < now; {
+		mn := heap.Pop(&m.minutes).(int64)
+		for _, k := range m.expiry[mn] {
+			if b, ok := m.inst[k]; ok && instanceExp(b[1:]) < m.wm {
+				m.drop(k)
+			}
 		}
+		delete(m.expiry, mn)
 	}
 }
