@@ -25,18 +25,8 @@ func (e *engine) triggersKey(r *compiledRule, item string) string {
 type lateLink struct {
 	rule *compiledRule
 	ev   *event.Event
-	cmd  *redis.Cmd
+	cmd  *redis.StringSliceCmd
 }
-
-// linkScript writes a link and reads the triggers later than it, in one call (the two keys share
-// the item's hash tag). KEYS: links, triggers. ARGV: user, ts, the oldest link kept (exclusive),
-// max fan-out, link TTL (ms), the latest trigger time the link may match.
-var linkScript = redis.NewScript(`
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[4]) - 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[2], ARGV[6])`)
 
 // planJoin queues a link (step 0: a user's event on an item) or records a trigger (step 1: the
 // item's event) whose fan-out is read after the batch's state is written, so a link and a trigger
@@ -55,9 +45,14 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 	k := e.joinKey(r, ev.ItemID)
 	if r.steps[0].test(ev, vars) && ev.UserID != "" {
 		ts := ms(ev.TS)
-		ttl := msd(r.LinkTTL.D())
+		pipe.ZAdd(ctx, k, redis.Z{Score: float64(ts), Member: ev.UserID})
+		pipe.ZRemRangeByScore(ctx, k, "-inf", "("+strconv.FormatInt(ts-msd(r.LinkTTL.D()), 10))
 		// Bounded: the newest MaxFanout links are kept.
-		cmd := linkScript.Run(ctx, pipe, []string{k, e.triggersKey(r, ev.ItemID)}, ev.UserID, ts, ts-ttl, r.MaxFanout, ttl, ts+ttl)
+		pipe.ZRemRangeByRank(ctx, k, 0, int64(-r.MaxFanout-1))
+		pipe.PExpire(ctx, k, r.LinkTTL.D())
+		cmd := pipe.ZRangeByScore(ctx, e.triggersKey(r, ev.ItemID), &redis.ZRangeBy{
+			Min: "(" + strconv.FormatInt(ts, 10), Max: strconv.FormatInt(ts+msd(r.LinkTTL.D()), 10),
+		})
 		*late = append(*late, lateLink{rule: r, ev: ev, cmd: cmd})
 	}
 	if ev.Type == "unfavorite" && ev.UserID != "" && r.steps[0].Type == "favorite" {
@@ -78,8 +73,7 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 func lateMatches(ls []lateLink, now time.Time) []workflows.Match {
 	var out []workflows.Match
 	for _, l := range ls {
-		triggers, _ := l.cmd.StringSlice()
-		for _, raw := range triggers {
+		for _, raw := range l.cmd.Val() {
 			var trig event.Event
 			if json.Unmarshal([]byte(raw), &trig) != nil {
 				continue
