@@ -47,40 +47,40 @@ import (
 var errFenced = errors.New("partition state fenced: another replica owns it, or redis lost it")
 
 // commitScript: KEYS meta, log, snap, the snapshot being built, the legacy state hash. ARGV:
-// epoch, next offset ("" to keep), watermark, ttl_ms, the batch's record ("" for none), a piece of
-// the snapshot being built ("" for none), "1" when it is the first piece, switch ("" none; a
-// number n: the built snapshot replaces snap and the first n records of the log are dropped; "l"
-// appended: the legacy hash too). Returns the log's length.
+// epoch, next offset ("" to keep), watermark, ttl_ms, the batch's record ("" for none), the token
+// of a snapshot whose first piece this commit wrote ("" none), the token of a snapshot whose last
+// piece it wrote ("" none), the log records it replaces, "l" to delete the legacy hash too.
+// Returns the log's length.
 //
-// A retry after a lost reply is harmless: a first piece overwrites, a later piece repeats puts of
-// the same values, a record repeats its puts, and a switch already done (the built key is gone)
-// is not done again, nor is its last piece appended to nothing.
+// The pieces of a snapshot go to its list by plain RPUSH in the same round trip, before the
+// script: they are the owner's own key (its epoch in the name), so they need no fence, and they do
+// not pass through Lua. The swap happens only when the meta names the snapshot being built, so a
+// retry after a lost reply (its piece pushed again onto a list already renamed) never puts a
+// partial snapshot in place; any other repeat is harmless (a first piece starts the list again,
+// a piece or a record repeats puts of the same values).
 var commitScript = redis.NewScript(`
 local e = redis.call('HGET', KEYS[1], 'epoch')
 if e ~= ARGV[1] then return redis.error_reply('FENCED ' .. tostring(e)) end
-if ARGV[7] == '1' then
-  redis.call('SET', KEYS[4], ARGV[6])
-elseif ARGV[6] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
-  redis.call('APPEND', KEYS[4], ARGV[6])
-end
-if ARGV[8] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'b', ARGV[6]) end
+if ARGV[7] ~= '' and redis.call('HGET', KEYS[1], 'b') == ARGV[7] then
   redis.call('RENAME', KEYS[4], KEYS[3])
-  local n = tonumber(string.match(ARGV[8], '%d+'))
+  redis.call('HDEL', KEYS[1], 'b')
+  local n = tonumber(ARGV[8])
   if n > 0 then redis.call('LTRIM', KEYS[2], n, -1) end
-  if string.sub(ARGV[8], -1) == 'l' then redis.call('DEL', KEYS[5]) end
+  if ARGV[9] == 'l' then redis.call('DEL', KEYS[5]) end
 end
 if ARGV[5] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[5]) end
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'o', ARGV[2]) end
 redis.call('HSET', KEYS[1], 'w', ARGV[3])
-for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 return redis.call('LLEN', KEYS[2])`)
 
-// snapshotMin is the least log worth compacting into a snapshot; snapshotChunk the largest piece of
-// a snapshot read in one command; snapshotPiece the fewest keys a commit adds to a snapshot being
-// built (and at least twice the instances it changed, so a snapshot always catches up).
+// snapshotMin is the least log worth compacting into a snapshot; snapshotPiece the fewest keys a
+// commit adds to a snapshot being built (and at least twice the instances it changed, so a
+// snapshot always catches up); logPage how many records (log or snapshot pieces) a restore reads
+// at a time.
 const (
 	snapshotMin   = 1 << 20
-	snapshotChunk = 4 << 20
 	snapshotPiece = 4096
 	logPage       = 256
 )
@@ -97,8 +97,10 @@ type changelog struct {
 	snapMin             int64 // snapshotMin (tests compact sooner)
 	piece               int   // snapshotPiece (tests build snapshots in more pieces)
 	building            *snapshotRun
-	// run runs commitScript (a test runs it twice: a retry after a lost reply).
-	run           func(ctx context.Context, c redis.Scripter, keys []string, args ...any) *redis.Cmd
+	// exec sends a commit's commands in one round trip (a test sends them twice: a retry after a
+	// lost reply).
+	exec          func(ctx context.Context, fn func(redis.Pipeliner) error) error
+	snapshots     int // snapshots begun by this owner: their tokens
 	buf, pieceBuf []byte
 }
 
@@ -110,12 +112,20 @@ type snapshotRun struct {
 	from     int64 // log records before it began
 	logBytes int64 // their bytes
 	bytes    int64 // written so far
+	seq      int   // its number among this owner's snapshots (with the epoch, its token)
 }
 
 func newChangelog(rdb redis.UniversalClient, prefix, group, topic string, partition int32) *changelog {
 	t := prefix + ":" + tag("p:"+group+"/"+topic+"/"+strconv.Itoa(int(partition)))
-	return &changelog{rdb: rdb, meta: t + ":meta", log: t + ":log", snap: t + ":snap", hash: t + ":state", snapMin: snapshotMin,
-		piece: snapshotPiece, run: commitScript.Run}
+	c := &changelog{rdb: rdb, meta: t + ":meta", log: t + ":log", snap: t + ":snap", hash: t + ":state", snapMin: snapshotMin,
+		piece: snapshotPiece}
+	c.exec = c.pipelined
+	return c
+}
+
+func (c *changelog) pipelined(ctx context.Context, fn func(redis.Pipeliner) error) error {
+	_, err := c.rdb.Pipelined(ctx, fn)
+	return err
 }
 
 // claim fences every earlier owner and restores the partition's machine. next is the first
@@ -157,46 +167,39 @@ func (c *changelog) claim(ctx context.Context, allowedLateness time.Duration) (m
 }
 
 func (c *changelog) restoreSnapshot(ctx context.Context, m *machine) error {
-	n, err := c.rdb.StrLen(ctx, c.snap).Result()
-	if err != nil {
-		return fmt.Errorf("restore partition snapshot: %w", err)
-	}
-	c.snapBytes = n
-	if n == 0 {
-		return nil
-	}
-	b := make([]byte, 0, n)
-	for len(b) < int(n) {
-		part, err := c.rdb.GetRange(ctx, c.snap, int64(len(b)), min(int64(len(b))+snapshotChunk, n)-1).Result()
-		if err != nil {
-			return fmt.Errorf("restore partition snapshot: %w", err)
-		}
-		if part == "" {
-			return fmt.Errorf("restore partition snapshot: %w: it shrank while read", errRecord)
-		}
-		b = append(b, part...)
-	}
-	return apply(m, b)
+	c.snapBytes = 0
+	return c.readList(ctx, c.snap, m, func(n int) { c.snapBytes += int64(n) })
 }
 
-func (c *changelog) restoreLog(ctx context.Context, m *machine) error {
-	c.logBytes, c.logRecords = 0, 0
+// readList applies the records of a list (the log, or a snapshot's pieces) in order.
+func (c *changelog) readList(ctx context.Context, key string, m *machine, read func(bytes int)) error {
 	for i := int64(0); ; i += logPage {
-		recs, err := c.rdb.LRange(ctx, c.log, i, i+logPage-1).Result()
+		recs, err := c.rdb.LRange(ctx, key, i, i+logPage-1).Result()
+		if err != nil && strings.Contains(err.Error(), "WRONGTYPE") {
+			// A snapshot of the first days of this format: one string.
+			var s string
+			if s, err = c.rdb.Get(ctx, key).Result(); err == nil {
+				recs = []string{s}
+			}
+		}
 		if err != nil {
-			return fmt.Errorf("restore partition log: %w", err)
+			return fmt.Errorf("restore partition state from %s: %w", key, err)
 		}
 		for _, r := range recs {
 			if err := apply(m, []byte(r)); err != nil {
 				return err
 			}
-			c.logBytes += int64(len(r))
-			c.logRecords++
+			read(len(r))
 		}
 		if len(recs) < logPage {
 			return nil
 		}
 	}
+}
+
+func (c *changelog) restoreLog(ctx context.Context, m *machine) error {
+	c.logBytes, c.logRecords = 0, 0
+	return c.readList(ctx, c.log, m, func(n int) { c.logBytes += int64(n); c.logRecords++ })
 }
 
 // apply replays one record (a snapshot or a commit's) into m.
@@ -251,7 +254,8 @@ func (c *changelog) restoreLegacy(ctx context.Context, m *machine) (bool, error)
 // retried whole.
 func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time.Duration) error {
 	if c.building == nil && (c.legacy || (c.logBytes > c.snapBytes && c.logBytes >= c.snapMin) || c.logRecords >= 10_000) {
-		c.building = &snapshotRun{keys: m.keys(), from: c.logRecords, logBytes: c.logBytes}
+		c.snapshots++
+		c.building = &snapshotRun{keys: m.keys(), from: c.logRecords, logBytes: c.logBytes, seq: c.snapshots}
 	}
 	w := newRecord(c.buf)
 	m.encodeDirty(w)
@@ -261,14 +265,15 @@ func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time
 		rec = w.b
 	}
 	var piece []byte
-	first, swap, done := "", "", 0
+	first, last, from, legacy, done := "", "", "0", "", 0
+	building := c.snap + "." + strconv.FormatInt(c.epoch, 10)
 	if b := c.building; b != nil {
-		pw := &recordWriter{b: c.pieceBuf[:0]}
+		token := strconv.FormatInt(c.epoch, 10) + "." + strconv.Itoa(b.seq)
 		if b.done == 0 {
-			pw = newRecord(pw.b)
-			first = "1"
+			first = token
 		}
 		done = b.done
+		pw := newRecord(c.pieceBuf)
 		for n := max(c.piece, 2*len(m.dirty)); done < len(b.keys) && n > 0; done, n = done+1, n-1 {
 			if raw, ok := m.inst[b.keys[done]]; ok {
 				pw.put(b.keys[done], raw[1:])
@@ -276,9 +281,9 @@ func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time
 		}
 		piece, c.pieceBuf = pw.b, pw.b
 		if done == len(b.keys) {
-			swap = strconv.FormatInt(b.from, 10)
+			last, from = token, strconv.FormatInt(b.from, 10)
 			if c.legacy {
-				swap += "l"
+				legacy = "l"
 			}
 		}
 	}
@@ -286,9 +291,34 @@ func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time
 	if next >= 0 {
 		off = strconv.FormatInt(next, 10)
 	}
-	building := c.snap + "." + strconv.FormatInt(c.epoch, 10)
-	n, err := c.run(ctx, c.rdb, []string{c.meta, c.log, c.snap, building, c.hash},
-		strconv.FormatInt(c.epoch, 10), off, strconv.FormatInt(m.wm, 10), msd(ttl), rec, piece, first, swap).Int64()
+	send := func() (int64, error) {
+		var cmd *redis.Cmd
+		err := c.exec(ctx, func(p redis.Pipeliner) error {
+			if piece != nil {
+				if first != "" {
+					p.Del(ctx, building)
+				}
+				p.RPush(ctx, building, piece)
+				p.PExpire(ctx, building, ttl)
+			}
+			cmd = commitScript.EvalSha(ctx, p, []string{c.meta, c.log, c.snap, building, c.hash},
+				strconv.FormatInt(c.epoch, 10), off, strconv.FormatInt(m.wm, 10), msd(ttl), rec, first, last, from, legacy)
+			return nil
+		})
+		n, cerr := cmd.Int64()
+		if err == nil {
+			err = cerr
+		}
+		return n, err
+	}
+	n, err := send()
+	if err != nil && strings.Contains(err.Error(), "NOSCRIPT") {
+		// Redis lost its scripts (a restart, a failover), or never had this one: load it, send
+		// again (every command of a commit may be sent twice).
+		if err = commitScript.Load(ctx, c.rdb).Err(); err == nil {
+			n, err = send()
+		}
+	}
 	if err != nil {
 		m.unclean()
 	}
@@ -301,7 +331,7 @@ func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time
 	c.logBytes += int64(len(rec))
 	if b := c.building; b != nil {
 		b.done, b.bytes = done, b.bytes+int64(len(piece))
-		if swap != "" {
+		if last != "" {
 			// The log now starts at the snapshot's beginning; what it holds since counts toward the next.
 			c.snapBytes, c.logBytes, c.legacy, c.building = b.bytes, c.logBytes-b.logBytes, false, nil
 		}

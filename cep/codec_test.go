@@ -82,11 +82,11 @@ func testChangelogSnapshots(t *testing.T, rdb redis.UniversalClient, twice bool)
 	setup := func(c *changelog) {
 		c.snapMin, c.piece = 1000, 16
 		if twice {
-			c.run = func(ctx context.Context, s redis.Scripter, keys []string, args ...any) *redis.Cmd {
-				if err := commitScript.Run(ctx, s, keys, args...).Err(); err != nil {
-					return commitScript.Run(ctx, s, keys, args...) // the error, as the caller would see it
+			c.exec = func(ctx context.Context, fn func(redis.Pipeliner) error) error {
+				if err := c.pipelined(ctx, fn); err != nil {
+					return err
 				}
-				return commitScript.Run(ctx, s, keys, args...)
+				return c.pipelined(ctx, fn) // the same commands again, as a retry after a lost reply sends them
 			}
 		}
 	}
