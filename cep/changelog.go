@@ -342,39 +342,44 @@ func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time
 }
 
 // StateSize reads, without claiming anything, the partition state under a key prefix (every
-// group, topic and partition): how many pattern instances it holds and its Redis bytes (MEMORY
-// USAGE of the meta, log and snapshot keys). For benchmarks and capacity planning.
-func StateSize(ctx context.Context, rdb *redis.Client, prefix string) (instances, bytes int64, err error) {
+// group, topic and partition): its pattern instances, their encoded bytes (keys and values: the
+// state compacted) and what the store takes in Redis (MEMORY USAGE of the meta, log and snapshot
+// keys: between about one and two times the encoded bytes, by where the log is in its cycle). For
+// benchmarks and capacity planning.
+func StateSize(ctx context.Context, rdb *redis.Client, prefix string) (instances, encoded, stored int64, err error) {
 	var cursor uint64
 	for {
 		keys, cur, err := rdb.Scan(ctx, cursor, prefix+":{p:*}:meta", 1000).Result()
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		for _, k := range keys {
 			base := strings.TrimSuffix(k, ":meta")
 			c := &changelog{rdb: rdb, meta: k, log: base + ":log", snap: base + ":snap", hash: base + ":state"}
 			m := newMachine(0)
 			if _, err := c.restoreLegacy(ctx, m); err != nil {
-				return 0, 0, err
+				return 0, 0, 0, err
 			}
 			if err := c.restoreSnapshot(ctx, m); err != nil {
-				return 0, 0, err
+				return 0, 0, 0, err
 			}
 			if err := c.restoreLog(ctx, m); err != nil {
-				return 0, 0, err
+				return 0, 0, 0, err
 			}
 			instances += int64(len(m.inst))
+			for key, b := range m.inst {
+				encoded += int64(len(key) + len(b) - 1)
+			}
 			for _, key := range []string{c.meta, c.log, c.snap, c.hash} {
 				n, err := rdb.MemoryUsage(ctx, key, 0).Result()
 				if err != nil && !errors.Is(err, redis.Nil) {
-					return 0, 0, err
+					return 0, 0, 0, err
 				}
-				bytes += n
+				stored += n
 			}
 		}
 		if cursor = cur; cursor == 0 {
-			return instances, bytes, nil
+			return instances, encoded, stored, nil
 		}
 	}
 }

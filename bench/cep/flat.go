@@ -11,14 +11,15 @@ import (
 
 // flatPass is the new stage's Redis footprint after one stream over a fixed user set.
 type flatPass struct {
-	s                     stream
-	span                  time.Duration
-	memory                int64 // used_memory grown by the pass
-	instances, stateBytes int64 // the partition state hashes
-	shared                shared
-	keys                  int64
-	matches, shadow       int64
-	elapsed               time.Duration
+	s      stream
+	span   time.Duration
+	memory int64 // used_memory grown by the pass
+	// The partition state: instances, their encoded bytes, the store's bytes in Redis (with the log).
+	instances, stateEncoded, stateBytes int64
+	shared                              shared
+	keys                                int64
+	matches, shadow                     int64
+	elapsed                             time.Duration
 }
 
 // flatRun answers "is Redis memory flat in the number of events for a fixed set of users?": the
@@ -56,7 +57,7 @@ func flatRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.Lo
 		sr.stop()
 		p := flatPass{s: s, span: time.Duration(events) * step, memory: snapRedis(rdb).since(before).memory, elapsed: el,
 			matches: sr.starter.n.Load(), shadow: sr.shadow.n.Load()}
-		p.instances, p.stateBytes = stateStats(rdb, prefix)
+		p.instances, p.stateEncoded, p.stateBytes = stateStats(rdb, prefix)
 		p.shared = sharedStats(rdb, prefix)
 		p.keys = countKeys(rdb, prefix)
 		deleteKeys(rdb, prefix)

@@ -36,7 +36,7 @@ type result struct {
 	shadow  int64 // matches of shadow rules (recorded, not started)
 	keys    int64 // Redis keys under the phase's prefix afterwards
 	// The new stage only: its partition state hashes afterwards.
-	instances, stateBytes int64
+	instances, stateEncoded, stateBytes int64
 }
 
 func (r result) perSec() float64     { return float64(r.events) / r.elapsed.Seconds() }

@@ -141,7 +141,7 @@ func main() {
 					p = *profile
 				}
 				r = runStage(brokers, rdb, rules, log, prefix, prefix, topic, hw, total, p)
-				r.instances, r.stateBytes = stateStats(rdb, prefix)
+				r.instances, r.stateEncoded, r.stateBytes = stateStats(rdb, prefix)
 			}
 			r.keys = countKeys(rdb, prefix)
 			progress("  %.0f events/s, %.0f per CPU-second, Redis %.1f CPU s, %d matches", r.perSec(), r.perCPU(), r.redis.cpu.Seconds(), r.matches)
@@ -156,8 +156,8 @@ func main() {
 	if *only != "" {
 		for _, d := range designs {
 			m := med[d]
-			fmt.Printf("%-9s %8.0f events/s  %7.0f per CEP CPU-s  Redis %5.1f µs/event  GC %2.0f%%  %d instances, %d bytes of state\n", d,
-				m.perSec(), m.perCPU(), m.redisPerEv(), 100*m.gc.Seconds()/m.cpu.Seconds(), m.instances, m.stateBytes)
+			fmt.Printf("%-9s %8.0f events/s  %7.0f per CEP CPU-s  Redis %5.1f µs/event  GC %2.0f%%  %d instances, %d bytes encoded, %d in Redis\n", d,
+				m.perSec(), m.perCPU(), m.redisPerEv(), 100*m.gc.Seconds()/m.cpu.Seconds(), m.instances, m.stateEncoded, m.stateBytes)
 		}
 		return
 	}

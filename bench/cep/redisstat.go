@@ -85,11 +85,11 @@ func deleteKeys(rdb *redis.Client, prefix string) {
 }
 
 // stateStats reads the new stage's partition state under prefix (meta, log and snapshot keys): the
-// pattern instances it restores to and its bytes (MEMORY USAGE).
-func stateStats(rdb *redis.Client, prefix string) (instances, bytes int64) {
-	instances, bytes, err := cep.StateSize(context.Background(), rdb, prefix)
+// pattern instances it restores to, their encoded bytes, and the store's bytes (MEMORY USAGE).
+func stateStats(rdb *redis.Client, prefix string) (instances, encoded, stored int64) {
+	instances, encoded, stored, err := cep.StateSize(context.Background(), rdb, prefix)
 	must(err)
-	return instances, bytes
+	return instances, encoded, stored
 }
 
 // shared is what the stage keeps in Redis outside the partition state, by kind of key.

@@ -151,11 +151,14 @@ func report(in reportInput) {
 	st := in.med[dStage]
 	p("\n## Redis footprint of the stage\n\n")
 	if st.instances > 0 {
-		p("After a pass over the %d events: %d pattern instances in the 4 partition state hashes, %s by `MEMORY USAGE` "+
-			"(**%.0f bytes per instance**); used memory grew %s for %d active users (**%.0f bytes per active user**, "+
+		p("After a pass over the %d events: %d pattern instances in the 4 partitions' state, %s encoded (keys and "+
+			"values, %.0f bytes per instance) and %s in Redis by `MEMORY USAGE` of the snapshot, log and meta keys "+
+			"(**%.0f bytes per instance**; the log is between none and about the snapshot's size, by where it is in "+
+			"its cycle); used memory grew %s for %d active users (**%.0f bytes per active user**, "+
 			"state, join links and triggers together). The previous engine's pass grew used memory %s (%d keys: "+
 			"a dedupe mark per event and a key per pattern instance), %.0f bytes per event.\n\n",
-			s.n, st.instances, mib(st.stateBytes), float64(st.stateBytes)/float64(st.instances), mib(st.redis.memory), s.users,
+			s.n, st.instances, mib(st.stateEncoded), float64(st.stateEncoded)/float64(st.instances), mib(st.stateBytes),
+			float64(st.stateBytes)/float64(st.instances), mib(st.redis.memory), s.users,
 			float64(st.redis.memory)/float64(s.users), mib(in.med[dBaseline].redis.memory), in.med[dBaseline].keys,
 			float64(in.med[dBaseline].redis.memory)/float64(s.n))
 	}
@@ -165,21 +168,22 @@ func report(in reportInput) {
 		"rate). Both spans exceed the longest pattern instance's life (the 24 h sequence window and the hour of "+
 		"lateness), so both passes end in steady state.\n\n", f[0].s.n, in.flatUsers, f[0].span.Round(time.Minute),
 		f[1].s.n, f[1].span.Round(time.Minute))
-	p("| stream | events | active users | pattern instances | partition state | bytes per instance | state bytes per active user | join link keys | link bytes | join trigger keys | trigger bytes | used memory grown | live matches |\n")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| stream | events | active users | pattern instances | partition state encoded | in Redis (with the log) | bytes per instance (in Redis) | state bytes per active user (in Redis) | join link keys | link bytes | join trigger keys | trigger bytes | used memory grown | live matches |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for i, fp := range f {
-		p("| %dx | %d | %d | %d | %s | %.0f | %.0f | %d | %s | %d | %s | %s | %d |\n", i+1, fp.s.n, fp.s.users, fp.instances,
-			mib(fp.stateBytes), float64(fp.stateBytes)/float64(max(fp.instances, 1)), float64(fp.stateBytes)/float64(fp.s.users),
+		p("| %dx | %d | %d | %d | %s | %s | %.0f | %.0f | %d | %s | %d | %s | %s | %d |\n", i+1, fp.s.n, fp.s.users, fp.instances,
+			mib(fp.stateEncoded), mib(fp.stateBytes), float64(fp.stateBytes)/float64(max(fp.instances, 1)), float64(fp.stateBytes)/float64(fp.s.users),
 			fp.shared.links, mib(fp.shared.linkBytes), fp.shared.triggers, mib(fp.shared.triggerBytes), mib(fp.memory), fp.matches)
 	}
 	ratio := func(a, b int64) float64 { return float64(b) / float64(max(a, 1)) }
-	stateRatio := ratio(f[0].stateBytes, f[1].stateBytes)
+	stateRatio := ratio(f[0].stateEncoded, f[1].stateEncoded)
 	memRatio := ratio(f[0].memory, f[1].memory)
-	p("\nTwice the events: partition state x%.2f (instances x%.2f), join links x%.2f, join triggers x%.2f, used memory x%.2f. "+
+	p("\nTwice the events: partition state x%.2f encoded (instances x%.2f; x%.2f in Redis with the log, whose size "+
+		"depends on where it is in its cycle, at most about the snapshot's), join links x%.2f, join triggers x%.2f, used memory x%.2f. "+
 		"Join links live link_ttl (30 days) in event time, so within 60 h they grow with distinct favourites, by design; "+
 		"trigger keys expire an hour after their last trigger in wall-clock time, which this compressed run does not let "+
 		"pass, so their count here is an upper bound.\n\n",
-		stateRatio, ratio(f[0].instances, f[1].instances), ratio(f[0].shared.links, f[1].shared.links),
+		stateRatio, ratio(f[0].instances, f[1].instances), ratio(f[0].stateBytes, f[1].stateBytes), ratio(f[0].shared.links, f[1].shared.links),
 		ratio(f[0].shared.triggers, f[1].shared.triggers), memRatio)
 
 	l := in.lat
@@ -189,15 +193,16 @@ func report(in reportInput) {
 	rc, rcc := wall(dStage)/wall(dCeiling), cpu(dStage)/cpu(dCeiling)
 	p("| at least 0.3x the decode ceiling | %.2fx per wall second, %.2fx per CEP CPU-second | %s |\n", rc, rcc, yes(rc >= 0.3 && rcc >= 0.3))
 	rb, rbc, rba := wall(dStage)/wall(dBaseline), cpu(dStage)/cpu(dBaseline), all(dStage)/all(dBaseline)
-	p("| at least 5x today's engine | %.1fx per wall second, %.1fx per CEP CPU-second (%.1fx counting Redis' CPU too) | %s |\n",
-		rb, rbc, rba, yes(rb >= 5 && rbc >= 5))
+	p("| at least 5x today's engine | %.1fx per wall second, %.1fx per CPU-second of CEP + Redis (%.1fx per CEP CPU-second alone) | %s |\n",
+		rb, rba, rbc, yes(rb >= 5 && rba >= 5))
 	p99 := l.p(0.99)
 	p("| produce -> workflow start p99 <= 100 ms at half of the peak | p99 %s over %d samples at %d events/s | %s |\n",
 		p99, len(l.samples), l.rate, yes(p99 <= 100*time.Millisecond && l.drained && len(l.samples) >= 1000))
-	p("| Redis memory flat in events for a fixed set of users | twice the events: pattern state x%.2f; all of Redis x%.2f (join links) | pattern state %s; all of Redis %s |\n",
-		stateRatio, memRatio, yes(stateRatio <= 1.2), yes(memRatio <= 1.2))
+	p("| Redis memory flat in events for a fixed set of users | twice the events: pattern state x%.2f (encoded; x%.2f with its log in Redis); all of Redis x%.2f (join links) | pattern state %s; all of Redis %s |\n",
+		stateRatio, ratio(f[0].stateBytes, f[1].stateBytes), memRatio, yes(stateRatio <= 1.2), yes(memRatio <= 1.2))
 	p("\n\"Flat\" is read as: twice the events grow memory by at most 20%%. A p99 counts only over at least 1,000 " +
-		"samples with every produced record drained.\n")
+		"samples with every produced record drained. Today's engine runs its patterns in Redis (a Lua script per event " +
+		"and rule), so its CEP process alone understates its cost: the CPU ratio that decides is CEP + Redis.\n")
 }
 
 func latencyReport(l latencies, what string) {
