@@ -42,9 +42,8 @@ type parityRun struct {
 	Status   string
 }
 
-// The journeys with branches, splits and plain waits that the demos lack; their waits start at
-// the run's start, so a script's times mean the same to the dry run (whose responses come their
-// After past the start of the wait they come in) as to the workflow (see parityWalk).
+// The journeys with branches, splits and plain waits that the demos lack (see parityWalk for how a
+// script's times read to the dry run).
 const parityBranch = `
 id: engage
 templates:
@@ -121,10 +120,36 @@ steps:
     goal: {events: [order_paid]}
 `
 
+// Branches on the profile and the match's attributes; a condition on what is missing fails and
+// does not hold.
+const parityTiers = `
+id: tiers
+templates:
+  gold: {body: "Hi gold member ({{.profile.locale}}): {{.item_id}}"}
+  pricey: {body: "{{.item_id}} now {{.new_price}}"}
+steps:
+  - id: tier
+    branch:
+      cases:
+        - {when: 'profile.attrs.tier == "gold" && match.rule_id == "cart-add"', next: gold}
+        - {when: 'match.attrs.new_price != ""', next: pricey}
+      else: bye
+  - id: gold
+    send: {channel: push, template: gold}
+    next: end
+  - id: pricey
+    send: {channel: sms, template: pricey}
+    next: end
+  - id: bye
+    exit: {reason: not a target}
+  - id: paid
+    goal: {events: [order_paid]}
+`
+
 func parityJourneys(t *testing.T) []journey.Journey {
 	t.Helper()
 	js := journey.Demo()
-	for _, doc := range []string{parityBranch, parityPause, paritySplit, parityGoalWait} {
+	for _, doc := range []string{parityBranch, parityPause, paritySplit, parityGoalWait, parityTiers} {
 		j, err := journey.Parse([]byte(doc))
 		require.NoError(t, err)
 		j.Version = 1
@@ -144,6 +169,7 @@ var parityWho = []parityUser{
 	{name: "bare"},
 	{name: "de with attrs", profile: profile.Profile{Locale: "de-AT", Attrs: map[string]any{"tier": "gold"}},
 		attrs: map[string]any{"new_price": "9.99", "item_id": "shadowed"}},
+	{name: "attrs only", attrs: map[string]any{"new_price": "4.50"}},
 }
 
 var parityScripts = []parityScript{
@@ -220,8 +246,12 @@ func parityWalk(t *testing.T, j journey.Journey, sc parityScript, user string, w
 	in := journey.WalkInput{UserID: user, Failed: sc.failed, Profile: who.profile.Vars(),
 		Match: map[string]any{"rule_id": parityRule, "item_id": parityItem, "event_type": "cart_add", "attrs": who.attrs}}
 	for _, r := range sc.responses {
-		// Every wait of these journeys that a response can come in starts with the run, so a
-		// response's time since the start is its delay past the start of its wait.
+		// The dry run counts a response's After from the start of the wait it comes in, the
+		// workflow's clock from the run's start: the same for a response in a run's first wait.
+		// A later wait (pause's ask, from 2h) sees a response later in the dry run than in the
+		// workflow; the table's times put every response in the same wait, or after the same
+		// deadline, either way. A script with times for later waits would need WalkResponse to
+		// take a time since the start.
 		in.Responses = append(in.Responses, journey.WalkResponse{Type: r.typ, After: journey.Duration(r.at)})
 	}
 	w, err := journey.WalkPath(j, in)

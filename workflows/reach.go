@@ -427,7 +427,7 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 		})
 		var res channel.Result
 		in := activities.DispatchInput{
-			Channel: ch, TemplateID: s.Send.Template, Template: tmpl, Fields: r.m.journey().Fields(r.p.Vars()),
+			Channel: ch, TemplateID: s.Send.Template, Template: tmpl, Fields: r.m.journeyMatch().Fields(r.p.Vars()),
 			Message: channel.Message{IdempotencyKey: key, ReachID: r.reachID, UserID: r.m.UserID, TraceID: r.m.TraceID},
 		}
 		if r.st.Sent == 0 {
@@ -590,7 +590,7 @@ func (r *reachRun) waitFor(name string, s *journey.Step) (string, *ReachResult, 
 }
 
 func (r *reachRun) branch(name string, s *journey.Step) (string, *ReachResult, error) {
-	in := activities.BranchInput{Match: r.m.journey().Vars(), Profile: r.p.Vars()}
+	in := activities.BranchInput{Match: r.m.journeyMatch().Vars(), Profile: r.p.Vars()}
 	for _, c := range s.Branch.Cases {
 		in.Conditions = append(in.Conditions, c.When)
 	}
@@ -883,8 +883,8 @@ func withSummary(ctx workflow.Context, s string) workflow.Context {
 	return workflow.WithLocalActivityOptions(ctx, o)
 }
 
-// journey is the match as the journey machine reads it.
-func (m Match) journey() journey.Match {
+// journeyMatch is the match as the journey machine reads it.
+func (m Match) journeyMatch() journey.Match {
 	return journey.Match{UserID: m.UserID, ItemID: m.ItemID, RuleID: m.RuleID, EventType: m.EventType,
 		JourneyID: m.JourneyID, Attrs: m.Attrs}
 }
