@@ -117,20 +117,12 @@ func (a *Activities) Branch(_ context.Context, in BranchInput) (int, error) {
 	if vars["responses"] == nil {
 		vars["responses"] = []map[string]any{}
 	}
-	for i, c := range in.Conditions {
-		prog, err := a.condition(c)
-		if err != nil {
-			return 0, temporal.NewNonRetryableApplicationError(fmt.Sprintf("condition %q: %v", c, err), ErrTypeCondition, err)
-		}
-		out, _, err := prog.Eval(vars)
-		if err != nil {
-			continue
-		}
-		if b, ok := out.Value().(bool); ok && b {
-			return i, nil
-		}
+	i, err := journey.Decide(in.Conditions, vars, a.condition)
+	var ce *journey.ConditionError
+	if errors.As(err, &ce) {
+		return 0, temporal.NewNonRetryableApplicationError(ce.Error(), ErrTypeCondition, ce.Err)
 	}
-	return -1, nil
+	return i, err
 }
 
 func (a *Activities) condition(src string) (cel.Program, error) {

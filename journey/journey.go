@@ -1,6 +1,8 @@
 // Package journey is what a reach does, written by growth teams as data: a small graph of steps
-// (send, wait, wait_for, branch, split, goal, exit) with the message templates it sends. The reach
-// workflow interprets it; a run keeps the version it started with.
+// (send, wait, wait_for, branch, split, goal, exit) with the message templates it sends. What each
+// step means lives here once, in the journey machine (machine.go): the reach workflow drives it
+// with Temporal's clock and signals, the dry run (WalkPath) with a simulated clock. A run keeps the
+// version it started with.
 package journey
 
 import (

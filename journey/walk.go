@@ -2,19 +2,11 @@ package journey
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
-)
-
-// Final statuses of a walk: the reach workflow's words (workflows.StatusX; workflows imports
-// journey, so they are repeated here).
-const (
-	walkSent      = "sent"
-	walkConverted = "converted"
-	walkCompleted = "completed"
-	walkFailed    = "failed"
 )
 
 // DefaultWalkSteps bounds a walk whose input sets no MaxSteps.
@@ -82,7 +74,9 @@ type Walk struct {
 // Temporal and without sending anything: which steps the user would take, what each would send,
 // and how the run would end.
 //
-// It follows the workflow: the run starts at First and follows Resolve; a branch takes the first
+// It drives the same journey machine as the workflow (Enter, Advance, Take, Decide, Converts;
+// workflows.TestParity holds the two to the same steps, messages and statuses), with a simulated
+// clock instead of Temporal's: the run starts at First and follows Resolve; a branch takes the first
 // case whose CEL condition holds over match, profile and responses (a condition that fails to
 // evaluate does not hold); a split picks the user's path with Pick, the holdout ending the run as
 // completed; an exit, or reaching "end", ends it as sent when something was sent, else completed;
@@ -123,17 +117,12 @@ func WalkPath(j Journey, in WalkInput) (Walk, error) {
 	cur, taken := j.First(), 0
 	for {
 		if cur == End {
-			w.out.Status = w.endStatus()
+			w.out.Status = EndStatus(w.sent)
 			return w.out, nil
 		}
-		s, ok := j.Step(cur)
+		s, name, ok := j.Enter(w.visits, cur)
 		if !ok {
 			return w.out, w.fail(cur, "(flow)", "no step %q", cur)
-		}
-		w.visits[s.ID]++
-		name := s.ID
-		if n := w.visits[s.ID]; n > 1 {
-			name = fmt.Sprintf("%s#%d", s.ID, n)
 		}
 		if taken >= limit {
 			return w.out, w.fail(name, "(walk)", "more than %d steps (MaxSteps): the walk stops", limit)
@@ -150,32 +139,31 @@ func WalkPath(j Journey, in WalkInput) (Walk, error) {
 	}
 }
 
-// walk is one dry run's state.
+// walk is one dry run: the journey machine (Journey.Enter, Advance, Take, Decide ...) driven by a
+// simulated clock and the scripted responses, as the reach workflow drives it with Temporal's.
 type walk struct {
 	j  *Journey
 	in WalkInput
 	// match, profile and fields are what conditions and templates read.
 	match, profile, fields map[string]any
 	user, locale           string
+	loc                    *time.Location
 	failed                 map[string]bool
 	visits                 map[string]int
 	sent                   int
 
-	// pending are the responses still to come, in order; arrived those that came.
+	// pending are the responses still to come, in order; arrived those that came, as the run
+	// holds them (At counts the walk's time from the Unix epoch).
 	pending []WalkResponse
-	arrived []arrival
+	arrived []Response
 	// now is the walk's time (it passes in waits only), last the last response's arrival.
 	now, last time.Duration
 
 	out Walk
 }
 
-type arrival struct {
-	typ      string
-	id       string
-	at       time.Duration
-	consumed bool
-}
+// epoch is the walk's time zero.
+var epoch = time.Unix(0, 0).UTC()
 
 func (w *walk) fail(step, field, format string, args ...any) error {
 	return &Error{JourneyID: w.j.ID, Step: step, Field: field, Reason: fmt.Sprintf(format, args...)}
@@ -184,40 +172,43 @@ func (w *walk) fail(step, field, format string, args ...any) error {
 func (w *walk) took(s WalkStep) { w.out.Steps = append(w.out.Steps, s) }
 
 // setup builds the variables the workflow would: the match and profile as CEL sees them, and the
-// fields templates render over (the workflow's fields()).
+// fields templates render over.
 func (w *walk) setup() error {
 	in := w.in
 	w.user = in.UserID
 	if u, ok := in.Match["user_id"].(string); ok && w.user == "" {
 		w.user = u
 	}
-	// Exactly the keys the workflow's `match` has: a condition on anything else fails there too.
-	w.match = map[string]any{"user_id": w.user, "journey_id": w.j.ID, "attrs": in.Match["attrs"]}
-	for _, k := range []string{"item_id", "rule_id", "event_type"} {
+	m := Match{UserID: w.user, JourneyID: w.j.ID}
+	for _, kf := range []struct {
+		k string
+		f *string
+	}{{"item_id", &m.ItemID}, {"rule_id", &m.RuleID}, {"event_type", &m.EventType}} {
+		k, f := kf.k, kf.f
 		v, ok := in.Match[k]
 		if !ok {
-			v = ""
+			continue
 		}
-		if _, isString := v.(string); !isString {
+		s, isString := v.(string)
+		if !isString {
 			return &Error{JourneyID: w.j.ID, Field: "match." + k, Reason: fmt.Sprintf("want a string, have %T", v)}
 		}
-		w.match[k] = v
+		*f = s
 	}
-	var attrs map[string]any
-	switch a := w.match["attrs"].(type) {
+	switch a := in.Match["attrs"].(type) {
 	case nil:
-		attrs = map[string]any{}
 	case map[string]any:
-		attrs = a
+		m.Attrs = a
 	case map[string]string:
-		attrs = make(map[string]any, len(a))
+		m.Attrs = make(map[string]any, len(a))
 		for k, v := range a {
-			attrs[k] = v
+			m.Attrs[k] = v
 		}
 	default:
 		return &Error{JourneyID: w.j.ID, Field: "match.attrs", Reason: fmt.Sprintf("want an object, have %T", a)}
 	}
-	w.match["attrs"] = attrs
+	// Exactly the keys the workflow's `match` has: a condition on anything else fails there too.
+	w.match = m.Vars()
 
 	w.profile = make(map[string]any, len(in.Profile)+3)
 	for k, v := range in.Profile {
@@ -235,18 +226,14 @@ func (w *walk) setup() error {
 	if l, ok := w.profile["locale"].(string); ok && w.locale == "" {
 		w.locale = l
 	}
-
-	w.fields = make(map[string]any, len(attrs)+5)
-	for k, v := range attrs {
-		w.fields[k] = v
-	}
-	for _, k := range []string{"user_id", "item_id", "rule_id", "event_type"} {
-		v := w.match[k]
-		if _, set := w.fields[k]; !set || v != "" {
-			w.fields[k] = v
+	// As profile.Location: an unknown or missing zone is UTC.
+	w.loc = time.UTC
+	if tz, _ := w.profile["time_zone"].(string); tz != "" {
+		if loc, err := time.LoadLocation(tz); err == nil {
+			w.loc = loc
 		}
 	}
-	w.fields["profile"] = w.profile
+	w.fields = m.Fields(w.profile)
 
 	for _, ch := range in.Failed {
 		w.failed[ch] = true
@@ -258,13 +245,6 @@ func (w *walk) setup() error {
 		}
 	}
 	return nil
-}
-
-func (w *walk) endStatus() string {
-	if w.sent > 0 {
-		return walkSent
-	}
-	return walkCompleted
 }
 
 // step runs one step: where the run goes next, or done when it ended there.
@@ -279,22 +259,18 @@ func (w *walk) step(name string, s *Step) (next string, done bool, err error) {
 	case s.Branch != nil:
 		return w.branch(name, s)
 	case s.Split != nil:
-		path, next := w.j.Pick(s.Split, s.ID, w.user)
-		if path == Holdout {
-			// As the workflow: the holdout ends the run as completed, whatever was sent before.
-			w.took(WalkStep{Step: name, Kind: KindSplit, Outcome: Holdout})
-			w.out.Status = walkCompleted
+		mv := w.j.Advance(s, w.user, w.sent, Outcome{})
+		if mv.Done {
+			w.took(WalkStep{Step: name, Kind: KindSplit, Outcome: mv.Outcome})
+			w.out.Status = mv.Status
 			return "", true, nil
 		}
-		w.took(WalkStep{Step: name, Kind: KindSplit, Outcome: "path " + path, Next: next})
-		return next, false, nil
+		w.took(WalkStep{Step: name, Kind: KindSplit, Outcome: "path " + mv.Outcome, Next: mv.Next})
+		return mv.Next, false, nil
 	case s.Exit != nil:
-		reason := s.Exit.Reason
-		if reason == "" {
-			reason = "exit at step " + s.ID
-		}
-		w.took(WalkStep{Step: name, Kind: KindExit, Outcome: "exit: " + reason})
-		w.out.Status = w.endStatus()
+		mv := w.j.Advance(s, w.user, w.sent, Outcome{})
+		w.took(WalkStep{Step: name, Kind: KindExit, Outcome: "exit: " + mv.Reason})
+		w.out.Status = mv.Status
 		return "", true, nil
 	}
 	return "", false, w.fail(name, "(kind)", "a run cannot take a %s step", cmp.Or(s.Kind(), "kindless"))
@@ -310,44 +286,41 @@ func (w *walk) send(name string, s *Step) (string, bool, error) {
 		return "", false, w.fail(name, "send.template", "render template %q: %v", s.Send.Template, err)
 	}
 	rec := WalkStep{Step: name, Kind: KindSend, Title: title, Body: body}
-	channels := []string{s.Send.Channel}
-	if s.Send.Fallback != "" {
-		channels = append(channels, s.Send.Fallback)
-	}
 	var refused []string
-	for i, ch := range channels {
+	for i, ch := range s.Send.Channels() {
 		rec.Channel = ch
 		if w.failed[ch] {
-			refused = append(refused, ch)
+			refused = append(refused, ch) // a permanent refusal: the fallback is tried
 			continue
 		}
+		w.sent++
 		rec.Outcome = "sent"
 		if i > 0 {
 			rec.Outcome = "fallback to " + ch
 		}
-		rec.Next = w.j.Resolve(s.ID, s.Next)
+		rec.Next = w.j.Advance(s, w.user, w.sent, Outcome{Channel: ch}).Next
 		w.took(rec)
-		w.sent++
 		return rec.Next, false, nil
 	}
 	rec.Outcome = "failed: " + strings.Join(refused, ", ") + " refused"
 	w.took(rec)
-	w.out.Status = walkFailed
+	w.out.Status = w.j.Advance(s, w.user, w.sent, Outcome{}).Status
 	return "", true, nil
 }
 
 func (w *walk) wait(name string, s *Step) (string, bool, error) {
-	window, what := s.Wait.For.D(), "wait "+human(s.Wait.For.D())
+	window, what, err := s.Wait.Span(epoch.Add(w.now), w.loc)
+	if err != nil {
+		return "", false, w.fail(name, "wait.until", "%v", err)
+	}
 	if s.Wait.Until != "" {
-		tz, _ := w.profile["time_zone"].(string)
-		// Its length depends on the clock: only responses without After come during it.
-		window, what = 0, fmt.Sprintf("wait until %s %s", s.Wait.Until, cmp.Or(tz, "UTC"))
+		window = 0 // its length depends on the clock: only responses without After come during it
 	}
 	if a, goal := w.await(window, nil); goal {
 		w.convert(name, KindWait, a)
 		return "", true, nil
 	}
-	next := w.j.Resolve(s.ID, s.Next)
+	next := w.j.Advance(s, w.user, w.sent, Outcome{}).Next
 	w.took(WalkStep{Step: name, Kind: KindWait, Outcome: what, Next: next})
 	return next, false, nil
 }
@@ -355,33 +328,29 @@ func (w *walk) wait(name string, s *Step) (string, bool, error) {
 func (w *walk) waitFor(name string, s *Step) (string, bool, error) {
 	wf := s.WaitFor
 	a, goal := w.await(wf.Timeout.D(), wf.Events)
-	switch {
-	case goal:
+	if goal {
 		w.convert(name, KindWaitFor, a)
 		return "", true, nil
-	case a != nil:
-		next := w.j.Resolve(s.ID, wf.Then)
-		w.took(WalkStep{Step: name, Kind: KindWaitFor, Outcome: "response " + a.typ, Next: next})
-		return next, false, nil
 	}
-	next := w.j.Resolve(s.ID, wf.OnTimeout)
-	w.took(WalkStep{Step: name, Kind: KindWaitFor, Outcome: "timeout", Next: next})
+	next := w.j.Advance(s, w.user, w.sent, Outcome{Responded: a != nil}).Next
+	outcome := "timeout"
+	if a != nil {
+		outcome = "response " + a.Type
+	}
+	w.took(WalkStep{Step: name, Kind: KindWaitFor, Outcome: outcome, Next: next})
 	return next, false, nil
 }
 
 // await waits up to window for a response of one of listen (nil for a plain wait): the response
 // taken, and whether a goal event came (which ends the run).
-func (w *walk) await(window time.Duration, listen []string) (*arrival, bool) {
+func (w *walk) await(window time.Duration, listen []string) (*Response, bool) {
 	// A response that came earlier and no wait_for took is taken at once.
-	for i := range w.arrived {
-		if a := &w.arrived[i]; !a.consumed && slices.Contains(listen, a.typ) {
-			a.consumed = true
-			return a, false
-		}
+	if i := Take(w.arrived, listen); i >= 0 {
+		w.arrived[i].Consumed = true
+		return &w.arrived[i], false
 	}
 	start := w.now
 	end := start + window
-	goals := w.j.GoalEvents()
 	for len(w.pending) > 0 {
 		r := w.pending[0]
 		// After counts from the wait's start: no time passed since the last send.
@@ -391,16 +360,15 @@ func (w *walk) await(window time.Duration, listen []string) (*arrival, bool) {
 		}
 		w.pending = w.pending[1:]
 		w.last, w.now = at, at
-		w.arrived = append(w.arrived, arrival{typ: r.Type, id: fmt.Sprintf("walk-%d", len(w.arrived)+1), at: at})
-		a := &w.arrived[len(w.arrived)-1]
-		if slices.Contains(listen, a.typ) {
-			a.consumed = true
+		w.arrived = append(w.arrived, Response{Type: r.Type, EventID: fmt.Sprintf("walk-%d", len(w.arrived)+1), At: epoch.Add(at)})
+		i := len(w.arrived) - 1
+		taken := Take(w.arrived[i:], listen) == 0
+		w.arrived[i].Consumed = taken
+		if w.j.Converts(r.Type) {
+			return &w.arrived[i], true
 		}
-		if slices.Contains(goals, a.typ) {
-			return a, true
-		}
-		if a.consumed {
-			return a, false
+		if taken {
+			return &w.arrived[i], false
 		}
 	}
 	w.now = end
@@ -408,54 +376,24 @@ func (w *walk) await(window time.Duration, listen []string) (*arrival, bool) {
 }
 
 // convert ends the run on goal event a, which came during step name.
-func (w *walk) convert(name, kind string, a *arrival) {
-	goal := ""
-	for _, s := range w.j.Steps {
-		if s.Goal != nil && slices.Contains(s.Goal.Events, a.typ) {
-			goal = s.ID
-			break
-		}
-	}
-	w.took(WalkStep{Step: name, Kind: kind, Outcome: "response " + a.typ})
-	w.took(WalkStep{Step: goal, Kind: KindGoal, Outcome: walkConverted})
-	w.out.Status = walkConverted
+func (w *walk) convert(name, kind string, a *Response) {
+	w.took(WalkStep{Step: name, Kind: kind, Outcome: "response " + a.Type})
+	w.took(WalkStep{Step: w.j.GoalStep(a.Type), Kind: KindGoal, Outcome: StatusConverted})
+	w.out.Status = StatusConverted
 }
 
 func (w *walk) branch(name string, s *Step) (string, bool, error) {
-	responses := make([]map[string]any, 0, len(w.arrived))
-	for _, a := range w.arrived {
-		responses = append(responses, map[string]any{"type": a.typ, "event_id": a.id,
-			"at": time.Unix(0, 0).UTC().Add(a.at).Format(time.RFC3339), "attrs": map[string]any{}})
-	}
-	vars := map[string]any{"match": w.match, "profile": w.profile, "responses": responses}
+	conds := make([]string, len(s.Branch.Cases))
 	for i, c := range s.Branch.Cases {
-		prog, err := CompileCondition(c.When)
-		if err != nil {
-			return "", false, w.fail(name, fmt.Sprintf("branch.cases[%d].when", i), "condition %q: %v", c.When, err)
-		}
-		out, _, err := prog.Eval(vars)
-		if err != nil {
-			continue // as the workflow: a condition that fails at run time does not hold
-		}
-		if b, ok := out.Value().(bool); ok && b {
-			next := w.j.Resolve(s.ID, c.Next)
-			w.took(WalkStep{Step: name, Kind: KindBranch, Outcome: fmt.Sprintf("case %d", i), Next: next})
-			return next, false, nil
-		}
+		conds[i] = c.When
 	}
-	next := w.j.Resolve(s.ID, s.Branch.Else)
-	w.took(WalkStep{Step: name, Kind: KindBranch, Outcome: "else", Next: next})
-	return next, false, nil
-}
-
-// human prints 24h rather than 24h0m0s (as the workflow's step history does).
-func human(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-		if strings.HasSuffix(s, "h0m") {
-			s = strings.TrimSuffix(s, "0m")
-		}
+	vars := map[string]any{"match": w.match, "profile": w.profile, "responses": ResponseVars(w.arrived)}
+	idx, err := Decide(conds, vars, CompileCondition)
+	var ce *ConditionError
+	if errors.As(err, &ce) {
+		return "", false, w.fail(name, fmt.Sprintf("branch.cases[%d].when", ce.Index), "%v", ce)
 	}
-	return s
+	mv := w.j.Advance(s, w.user, w.sent, Outcome{Case: idx})
+	w.took(WalkStep{Step: name, Kind: KindBranch, Outcome: mv.Outcome, Next: mv.Next})
+	return mv.Next, false, nil
 }

@@ -21,16 +21,17 @@ import (
 	"github.com/omegareach/omega/profile"
 )
 
-// Reach statuses, as kept in the ReachStatus search attribute and the final audit record.
+// Reach statuses, as kept in the ReachStatus search attribute and the final audit record: the
+// journey machine's.
 const (
-	StatusRunning    = "running"
-	StatusWaiting    = "waiting"
-	StatusSent       = "sent"
-	StatusSuppressed = "suppressed"
-	StatusConverted  = "converted"
-	StatusFailed     = "failed"
-	StatusCancelled  = "cancelled"
-	StatusCompleted  = "completed"
+	StatusRunning    = journey.StatusRunning
+	StatusWaiting    = journey.StatusWaiting
+	StatusSent       = journey.StatusSent
+	StatusSuppressed = journey.StatusSuppressed
+	StatusConverted  = journey.StatusConverted
+	StatusFailed     = journey.StatusFailed
+	StatusCancelled  = journey.StatusCancelled
+	StatusCompleted  = journey.StatusCompleted
 )
 
 // Signals and queries of a reach run.
@@ -48,15 +49,9 @@ type CancelSignal struct {
 	Reason string `json:"reason"`
 }
 
-// Response is a response event routed to the run (push_open, chat_started, order_paid...).
-type Response struct {
-	EventID string         `json:"event_id"`
-	Type    string         `json:"type"`
-	At      time.Time      `json:"at"`
-	Attrs   map[string]any `json:"attrs,omitempty"`
-	// Consumed is set when a wait_for took it.
-	Consumed bool `json:"consumed,omitempty"`
-}
+// Response is a response event routed to the run (push_open, chat_started, order_paid...): the
+// journey machine's, the signal's payload.
+type Response = journey.Response
 
 // Match is what the CEP stage (or an API trigger) found: who to reach, because of which rule,
 // through which journey.
@@ -269,7 +264,7 @@ func (r *reachRun) run() (ReachResult, error) {
 		r.j, r.p, r.st = res.Journey, res.Profile, res.State
 		r.st.Runs++
 		for i := range r.st.Responses {
-			if r.converted == nil && slices.Contains(r.j.GoalEvents(), r.st.Responses[i].Type) {
+			if r.converted == nil && r.j.Converts(r.st.Responses[i].Type) {
 				r.converted = &r.st.Responses[i]
 			}
 		}
@@ -327,21 +322,16 @@ func (r *reachRun) run() (ReachResult, error) {
 			return r.cancelled("")
 		}
 		if r.st.Current == journey.End {
-			return r.finish(ReachResult{Status: r.endStatus(), Channel: r.st.Channel, Reason: "journey completed"})
+			return r.finish(ReachResult{Status: journey.EndStatus(r.st.Sent), Channel: r.st.Channel, Reason: "journey completed"})
 		}
 		if r.continueAsNewDue() {
 			return r.continueAsNew()
 		}
-		s, ok := r.j.Step(r.st.Current)
+		s, name, ok := r.j.Enter(r.st.Visits, r.st.Current)
 		if !ok {
 			return r.fail(r.st.Current, fmt.Errorf("journey %s v%d has no step %q", r.j.ID, r.j.Version, r.st.Current))
 		}
-		r.st.Visits[s.ID]++
 		r.steps++
-		name := s.ID
-		if n := r.st.Visits[s.ID]; n > 1 {
-			name = fmt.Sprintf("%s#%d", s.ID, n)
-		}
 		next, end, err := r.step(name, s)
 		if err != nil {
 			return r.fail(name, err)
@@ -372,21 +362,18 @@ func (r *reachRun) step(name string, s *journey.Step) (string, *ReachResult, err
 	case s.Branch != nil:
 		return r.branch(name, s)
 	case s.Split != nil:
-		path, next := r.j.Pick(s.Split, s.ID, r.m.UserID)
-		r.took(name, journey.KindSplit, path, "")
-		r.record(audit.Record{Step: name, Kind: audit.KindSplit, Outcome: path, Reason: "split " + s.ID + ": path " + path})
-		if path == journey.Holdout {
-			return "", &ReachResult{Status: StatusCompleted, Reason: "holdout group of split " + s.ID + ": nothing is sent"}, nil
+		mv := r.j.Advance(s, r.m.UserID, r.st.Sent, journey.Outcome{})
+		r.took(name, journey.KindSplit, mv.Outcome, "")
+		r.record(audit.Record{Step: name, Kind: audit.KindSplit, Outcome: mv.Outcome, Reason: "split " + s.ID + ": path " + mv.Outcome})
+		if mv.Done {
+			return "", &ReachResult{Status: mv.Status, Reason: mv.Reason}, nil
 		}
-		return next, nil, nil
+		return mv.Next, nil, nil
 	case s.Exit != nil:
-		reason := s.Exit.Reason
-		if reason == "" {
-			reason = "exit at step " + s.ID
-		}
-		r.took(name, journey.KindExit, "exit", reason)
-		r.record(audit.Record{Step: name, Kind: audit.KindExited, Outcome: "exit", Reason: reason})
-		return "", &ReachResult{Status: r.endStatus(), Channel: r.st.Channel, Reason: reason}, nil
+		mv := r.j.Advance(s, r.m.UserID, r.st.Sent, journey.Outcome{})
+		r.took(name, journey.KindExit, "exit", mv.Reason)
+		r.record(audit.Record{Step: name, Kind: audit.KindExited, Outcome: "exit", Reason: mv.Reason})
+		return "", &ReachResult{Status: mv.Status, Channel: r.st.Channel, Reason: mv.Reason}, nil
 	}
 	return "", nil, fmt.Errorf("step %s has no kind", s.ID)
 }
@@ -394,13 +381,8 @@ func (r *reachRun) step(name string, s *journey.Step) (string, *ReachResult, err
 // send runs the filter chain and dispatches; on a permanent failure it tries the fallback channel.
 func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, error) {
 	tmpl := r.j.Templates[s.Send.Template]
-	channels := []string{s.Send.Channel}
-	if s.Send.Fallback != "" {
-		channels = append(channels, s.Send.Fallback)
-	}
-	next := r.j.Resolve(s.ID, s.Next)
 	var lastErr error
-	for i, ch := range channels {
+	for i, ch := range s.Send.Channels() {
 		// The audit step of this channel's attempt: the step's name, and name/channel for the
 		// fallback, so each attempt's verdict and outcome is a row of its own.
 		label := name
@@ -419,9 +401,10 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 		}
 		if verdict.Outcome != filter.Pass {
 			r.reserved = nil // a chain that does not pass has given back what it reserved
-			r.took(label, journey.KindSend, StatusSuppressed, verdict.String())
+			mv := r.j.Advance(s, r.m.UserID, r.st.Sent, journey.Outcome{Dropped: true})
+			r.took(label, journey.KindSend, mv.Status, verdict.String())
 			r.record(audit.Record{Step: label, Kind: audit.KindSuppressed, Channel: ch, Outcome: verdict.Outcome, Reason: verdict.String()})
-			return "", &ReachResult{Status: StatusSuppressed, Channel: ch, Verdict: verdict, Reason: verdict.String()}, nil
+			return "", &ReachResult{Status: mv.Status, Channel: ch, Verdict: verdict, Reason: verdict.String()}, nil
 		}
 		if !r.lean {
 			if err := r.flush(); err != nil {
@@ -444,7 +427,7 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 		})
 		var res channel.Result
 		in := activities.DispatchInput{
-			Channel: ch, TemplateID: s.Send.Template, Template: tmpl, Fields: r.fields(),
+			Channel: ch, TemplateID: s.Send.Template, Template: tmpl, Fields: r.m.journeyMatch().Fields(r.p.Vars()),
 			Message: channel.Message{IdempotencyKey: key, ReachID: r.reachID, UserID: r.m.UserID, TraceID: r.m.TraceID},
 		}
 		if r.st.Sent == 0 {
@@ -463,7 +446,7 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 			r.took(label, journey.KindSend, StatusSent, ch+": "+detail)
 			r.record(audit.Record{Step: label, Kind: audit.KindDispatched, Channel: ch, Outcome: "sent", Reason: detail, IdempotencyKey: key})
 			r.upsert(SearchChannel.ValueSet(ch), SearchReachStatus.ValueSet(StatusSent))
-			return next, nil, nil
+			return r.j.Advance(s, r.m.UserID, r.st.Sent, journey.Outcome{Channel: ch}).Next, nil, nil
 		}
 		// The slot the filter chain reserved goes back: this send did not happen.
 		r.release()
@@ -480,7 +463,8 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 	if r.ctx.Err() != nil {
 		return "", nil, nil // the loop ends the run as cancelled
 	}
-	return "", &ReachResult{Status: StatusFailed, Channel: r.st.Channel, Reason: lastErr.Error()}, nil
+	mv := r.j.Advance(s, r.m.UserID, r.st.Sent, journey.Outcome{})
+	return "", &ReachResult{Status: mv.Status, Channel: r.st.Channel, Reason: lastErr.Error()}, nil
 }
 
 // dispatchLocal sends in the workflow task itself (a local activity, one attempt); when the
@@ -544,13 +528,9 @@ func (r *reachRun) filter(name, ch, key string, send *journey.Send) (filter.Verd
 
 func (r *reachRun) wait(name string, s *journey.Step) (string, *ReachResult, error) {
 	now := workflow.Now(r.ctx)
-	d, what := s.Wait.For.D(), "wait "+human(s.Wait.For.D())
-	if s.Wait.Until != "" {
-		at, err := journey.NextLocal(now, s.Wait.Until, r.p.Location())
-		if err != nil {
-			return "", nil, err
-		}
-		d, what = at.Sub(now), fmt.Sprintf("wait until %s %s", s.Wait.Until, r.p.Location())
+	d, what, err := s.Wait.Span(now, r.p.Location())
+	if err != nil {
+		return "", nil, err
 	}
 	r.setStatus(StatusWaiting, fmt.Sprintf("%s (step %s), until %s", what, name, now.Add(d).Format(time.RFC3339)))
 	if err := r.publish(); err != nil {
@@ -568,13 +548,13 @@ func (r *reachRun) wait(name string, s *journey.Step) (string, *ReachResult, err
 	}
 	r.took(name, journey.KindWait, "waited", what)
 	r.record(audit.Record{Step: name, Kind: audit.KindWaited, Outcome: "waited", Reason: what})
-	r.setStatus(r.progressStatus(), "")
-	return r.j.Resolve(s.ID, s.Next), nil, nil
+	r.setStatus(journey.ProgressStatus(r.st.Sent), "")
+	return r.j.Advance(s, r.m.UserID, r.st.Sent, journey.Outcome{}).Next, nil, nil
 }
 
 func (r *reachRun) waitFor(name string, s *journey.Step) (string, *ReachResult, error) {
 	wf := s.WaitFor
-	what := fmt.Sprintf("wait up to %s for %s", human(wf.Timeout.D()), strings.Join(wf.Events, " or "))
+	what := wf.Describe()
 	r.setStatus(StatusWaiting, fmt.Sprintf("%s (step %s), until %s", what, name, workflow.Now(r.ctx).Add(wf.Timeout.D()).Format(time.RFC3339)))
 	if err := r.publish(); err != nil {
 		return "", nil, err
@@ -585,50 +565,50 @@ func (r *reachRun) waitFor(name string, s *journey.Step) (string, *ReachResult, 
 	got := -1
 	_, err := workflow.AwaitWithOptions(r.ctx, workflow.AwaitOptions{Timeout: wf.Timeout.D(),
 		TimerOptions: workflow.TimerOptions{Summary: what + " (step " + name + ")"}}, func() bool {
-		got = r.unconsumed(wf.Events)
+		got = journey.Take(r.st.Responses, wf.Events)
 		return got >= 0 || r.converted != nil
 	})
 	if err != nil {
 		return "", nil, err
 	}
-	r.setStatus(r.progressStatus(), "")
+	r.setStatus(journey.ProgressStatus(r.st.Sent), "")
+	mv := r.j.Advance(s, r.m.UserID, r.st.Sent, journey.Outcome{Responded: got >= 0})
 	if got >= 0 {
 		resp := &r.st.Responses[got]
 		resp.Consumed = true
 		detail := fmt.Sprintf("%s %s", resp.Type, resp.EventID)
 		r.took(name, journey.KindWaitFor, "responded", detail)
 		r.record(audit.Record{Step: name, Kind: audit.KindResponded, Outcome: resp.Type, EventID: resp.EventID, Reason: "response " + detail})
-		return r.j.Resolve(s.ID, wf.Then), nil, nil
+		return mv.Next, nil, nil
 	}
 	if r.converted != nil {
 		return "", nil, nil // the loop ends the journey as converted
 	}
 	r.took(name, journey.KindWaitFor, "timed_out", what)
 	r.record(audit.Record{Step: name, Kind: audit.KindTimedOut, Outcome: "timeout", Reason: "no response: " + what})
-	return r.j.Resolve(s.ID, wf.OnTimeout), nil, nil
+	return mv.Next, nil, nil
 }
 
 func (r *reachRun) branch(name string, s *journey.Step) (string, *ReachResult, error) {
-	in := activities.BranchInput{Match: r.matchVars(), Profile: r.p.Vars()}
+	in := activities.BranchInput{Match: r.m.journeyMatch().Vars(), Profile: r.p.Vars()}
 	for _, c := range s.Branch.Cases {
 		in.Conditions = append(in.Conditions, c.When)
 	}
-	for _, resp := range r.st.Responses {
-		in.Responses = append(in.Responses, map[string]any{"type": resp.Type, "event_id": resp.EventID,
-			"at": resp.At.Format(time.RFC3339), "attrs": orEmpty(resp.Attrs)})
+	if len(r.st.Responses) > 0 { // none is a null, as before
+		in.Responses = journey.ResponseVars(r.st.Responses)
 	}
 	var idx int
 	if err := workflow.ExecuteLocalActivity(withSummary(r.lctx, "branch "+s.ID), a.Branch, in).Get(r.ctx, &idx); err != nil {
 		return "", nil, fmt.Errorf("branch: %w", err)
 	}
-	outcome, next, why := "else", r.j.Resolve(s.ID, s.Branch.Else), "no condition held"
+	mv := r.j.Advance(s, r.m.UserID, r.st.Sent, journey.Outcome{Case: idx})
+	why := "no condition held"
 	if idx >= 0 {
-		c := s.Branch.Cases[idx]
-		outcome, next, why = fmt.Sprintf("case %d", idx), r.j.Resolve(s.ID, c.Next), c.When
+		why = s.Branch.Cases[idx].When
 	}
-	r.took(name, journey.KindBranch, outcome, why+" -> "+next)
-	r.record(audit.Record{Step: name, Kind: audit.KindBranched, Outcome: outcome, Reason: why + " -> " + next})
-	return next, nil, nil
+	r.took(name, journey.KindBranch, mv.Outcome, why+" -> "+mv.Next)
+	r.record(audit.Record{Step: name, Kind: audit.KindBranched, Outcome: mv.Outcome, Reason: why + " -> " + mv.Next})
+	return mv.Next, nil, nil
 }
 
 // onResponse takes a response signal: recorded once per event, a goal event converts the run.
@@ -649,19 +629,9 @@ func (r *reachRun) onResponse(resp Response) {
 	if n := len(r.st.Responses); n > maxResponses {
 		r.st.Responses = slices.Clone(r.st.Responses[n-maxResponses:])
 	}
-	if r.converted == nil && slices.Contains(r.j.GoalEvents(), resp.Type) {
+	if r.converted == nil && r.j.Converts(resp.Type) {
 		r.converted = &resp
 	}
-}
-
-// unconsumed is the index of the first response of one of types no wait_for took yet.
-func (r *reachRun) unconsumed(types []string) int {
-	for i, resp := range r.st.Responses {
-		if !resp.Consumed && slices.Contains(types, resp.Type) {
-			return i
-		}
-	}
-	return -1
 }
 
 func (r *reachRun) continueAsNewDue() bool {
@@ -733,20 +703,6 @@ func (r *reachRun) took(step, kind, outcome, detail string) {
 	if n := len(r.st.Steps); n > maxStepHistory {
 		r.st.Steps = slices.Clone(r.st.Steps[n-maxStepHistory:])
 	}
-}
-
-func (r *reachRun) endStatus() string {
-	if r.st.Sent > 0 {
-		return StatusSent
-	}
-	return StatusCompleted
-}
-
-func (r *reachRun) progressStatus() string {
-	if r.st.Sent > 0 {
-		return StatusSent
-	}
-	return StatusRunning
 }
 
 func (r *reachRun) setStatus(status, now string) {
@@ -927,46 +883,10 @@ func withSummary(ctx workflow.Context, s string) workflow.Context {
 	return workflow.WithLocalActivityOptions(ctx, o)
 }
 
-// matchVars is the match as branch conditions read it.
-func (r *reachRun) matchVars() map[string]any {
-	m := r.m
-	return map[string]any{"user_id": m.UserID, "item_id": m.ItemID, "rule_id": m.RuleID, "event_type": m.EventType,
-		"journey_id": m.JourneyID, "attrs": orEmpty(m.Attrs)}
-}
-
-// fields are what templates render over: the match's fields, its event's attrs and the profile.
-func (r *reachRun) fields() map[string]any {
-	m := r.m
-	f := map[string]any{}
-	for k, v := range m.Attrs {
-		f[k] = v
-	}
-	for k, v := range map[string]string{"user_id": m.UserID, "item_id": m.ItemID, "rule_id": m.RuleID, "event_type": m.EventType} {
-		if _, set := f[k]; !set || v != "" {
-			f[k] = v
-		}
-	}
-	f["profile"] = r.p.Vars()
-	return f
-}
-
-// human prints 24h rather than 24h0m0s.
-func human(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-		if strings.HasSuffix(s, "h0m") {
-			s = strings.TrimSuffix(s, "0m")
-		}
-	}
-	return s
-}
-
-func orEmpty(m map[string]any) map[string]any {
-	if m == nil {
-		return map[string]any{}
-	}
-	return m
+// journeyMatch is the match as the journey machine reads it.
+func (m Match) journeyMatch() journey.Match {
+	return journey.Match{UserID: m.UserID, ItemID: m.ItemID, RuleID: m.RuleID, EventType: m.EventType,
+		JourneyID: m.JourneyID, Attrs: m.Attrs}
 }
 
 // LastEvent is the event that completed the match.
