@@ -105,19 +105,26 @@ func ParseRule(b []byte) (Rule, error) {
 	return r, nil
 }
 
-// KnownEventTypes are the event types of the wire contract rules may use.
-var KnownEventTypes = []string{
-	"favorite", "unfavorite", "view", "cart_add", "order_paid", "price_drop", "chat_started", "push_open",
-}
-
 // Catalog is what a rule is validated against.
 type Catalog struct {
-	// EventTypes the rule's steps may use (KnownEventTypes when nil).
-	EventTypes []string
+	// Events gives the event catalogue the rule's steps must use (event.Default when nil, or
+	// when it returns nil): a step's type must be declared a trigger, an absent or unless step's
+	// type declared.
+	Events func() *event.Catalog
 	// Journey reports whether a journey exists (any when nil).
 	Journey func(id string) bool
 	// Chains are the filter chains a rule may name (any when nil).
 	Chains []string
+	// anyType skips the event types: the CEP stage runs what the store validated on write, even
+	// after the catalogue dropped a type.
+	anyType bool
+}
+
+func (c Catalog) events() *event.Catalog {
+	if c.Events == nil {
+		return nil // the default catalogue
+	}
+	return c.Events()
 }
 
 // Limits of one rule.
@@ -151,7 +158,7 @@ func Validate(r Rule, cat Catalog) error {
 	return err
 }
 
-func compile(r Rule) (compiledRule, error) { return compileWith(r, Catalog{}) }
+func compile(r Rule) (compiledRule, error) { return compileWith(r, Catalog{anyType: true}) }
 
 func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 	fail := func(field, format string, args ...any) (compiledRule, error) {
@@ -174,9 +181,9 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 			r.MaxFanout = 100000
 		}
 	}
-	types := cat.EventTypes
-	if types == nil {
-		types = KnownEventTypes
+	var types *event.Catalog
+	if !cat.anyType {
+		types = cat.events()
 	}
 	switch {
 	case r.ID == "":
@@ -238,8 +245,8 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 		if s.Type == "" {
 			return compiledStep{}, &RuleError{r.ID, field + ".type", "required"}
 		}
-		if !slices.Contains(types, s.Type) {
-			return compiledStep{}, &RuleError{r.ID, field + ".type", fmt.Sprintf("unknown event type %q", s.Type)}
+		if err := checkType(types, cat.anyType, s.Type, strings.HasPrefix(field, "steps[")); err != "" {
+			return compiledStep{}, &RuleError{r.ID, field + ".type", err}
 		}
 		c.types[s.Type] = true
 		cs := compiledStep{Step: s}
@@ -271,7 +278,12 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 		}
 		c.steps = append(c.steps, cs)
 	}
-	if r.Kind == KindJoin && r.Steps[0].Type == "favorite" && slices.Contains(types, "unfavorite") {
+	if r.Kind == KindJoin && !cat.anyType {
+		if t, ok := types.Lookup(r.Steps[1].Type); ok && t.Scope != event.ScopeItem {
+			return fail("steps[1].type", "%q is user-scoped: a join's trigger is an item's event (scope: item)", t.Name)
+		}
+	}
+	if r.Kind == KindJoin && r.Steps[0].Type == "favorite" && (cat.anyType || types.Has("unfavorite")) {
 		c.types["unfavorite"] = true // an unfavourite removes the link
 	}
 	for _, opt := range []struct {
@@ -289,6 +301,21 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 		*opt.dst = &cs
 	}
 	return c, nil
+}
+
+// checkType says why typ may not be a rule's step ("" when it may): a pattern step needs a type
+// declared a trigger, an absent or unless step a declared type.
+func checkType(cat *event.Catalog, anyType bool, typ string, trigger bool) string {
+	t, ok := cat.Lookup(typ)
+	switch {
+	case anyType:
+		return ""
+	case !ok:
+		return fmt.Sprintf("unknown event type %q: not in the event catalogue (omega events types list)", typ)
+	case trigger && !t.Can(event.UseTrigger):
+		return fmt.Sprintf("%q is not declared a trigger (its uses: %s)", typ, strings.Join(t.Uses, ", "))
+	}
+	return ""
 }
 
 var celEnv = func() *cel.Env {
