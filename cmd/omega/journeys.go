@@ -56,6 +56,7 @@ func runJourneys(ctx context.Context, cfg config, args []string, stdout io.Write
 		return err
 	}
 	defer pool.Close()
+	cat = journeyCatalogFor(pool) // against the stored event catalogue
 	st := journey.NewStore(pool, cat)
 	switch args[0] {
 	case "apply":

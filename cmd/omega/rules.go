@@ -19,6 +19,7 @@ import (
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/eventtype"
 	"github.com/omegareach/omega/journey"
 	"github.com/omegareach/omega/worker"
 	"github.com/omegareach/omega/workflows"
@@ -48,7 +49,8 @@ func ruleCatalog(pool *pgxpool.Pool) cep.Catalog {
 		}
 		return cep.Catalog{Journey: func(id string) bool { return demo[id] }, Chains: worker.Chains}
 	}
-	return cep.Catalog{Journey: journeyExists(journey.NewStore(pool, journeyCatalog())), Chains: worker.Chains}
+	return cep.Catalog{Journey: journeyExists(journey.NewStore(pool, journeyCatalogFor(pool))), Chains: worker.Chains,
+		Events: eventtype.NewStore(pool).Current}
 }
 
 // journeyExists reports whether a journey is stored and enabled.
@@ -61,7 +63,16 @@ func journeyExists(st *journey.Store) func(string) bool {
 	}
 }
 
+// journeyCatalog validates journeys offline: the workers' channels and chains, the default event
+// catalogue.
 func journeyCatalog() journey.Catalog { return worker.Catalog() }
+
+// journeyCatalogFor validates journeys against the event catalogue stored in pool.
+func journeyCatalogFor(pool *pgxpool.Pool) journey.Catalog {
+	cat := worker.Catalog()
+	cat.Events = eventtype.NewStore(pool).Current
+	return cat
+}
 
 func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
