@@ -28,7 +28,7 @@ var ErrNotFound = versioned.ErrNotFound
 // Applied says what Apply did.
 type Applied = versioned.Applied
 
-// CacheTTL bounds how long a reader works with a catalogue older than the store's.
+// CacheTTL bounds how long Current works with a catalogue older than the store's.
 const CacheTTL = 2 * time.Second
 
 // Store keeps event type versions in PostgreSQL (tables event_type_versions and event_type_heads,
@@ -37,7 +37,7 @@ const CacheTTL = 2 * time.Second
 type Store struct {
 	vs *versioned.Store
 
-	// A short cache keeps the hot paths (every ingest call, every rule validation) off the
+	// A short cache keeps Current's hot paths (every ingest call, every rule validation) off the
 	// database.
 	ttl    time.Duration
 	mu     sync.Mutex
@@ -160,14 +160,9 @@ func (s *Store) List(ctx context.Context) ([]event.Type, error) {
 	return out, nil
 }
 
-// EventTypes returns the effective catalogue, at most CacheTTL old (cep.EventTypeSource).
+// EventTypes reads the effective catalogue (cep.EventTypeSource): one small query, made by each
+// CEP replica every reload interval, so a change applies there within it.
 func (s *Store) EventTypes(ctx context.Context) (*event.Catalog, error) {
-	s.mu.Lock()
-	c, at := s.cached, s.at
-	s.mu.Unlock()
-	if c != nil && time.Since(at) < s.ttl {
-		return c, nil
-	}
 	hs, err := s.vs.List(ctx)
 	if err != nil {
 		return nil, err
@@ -180,7 +175,7 @@ func (s *Store) EventTypes(ctx context.Context) (*event.Catalog, error) {
 		}
 		ts = append(ts, t)
 	}
-	c = event.Overlay(event.Default(), ts)
+	c := event.Overlay(event.Default(), ts)
 	s.mu.Lock()
 	s.cached, s.at, s.last = c, time.Now(), c
 	s.mu.Unlock()
