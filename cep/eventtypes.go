@@ -3,6 +3,7 @@ package cep
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/internal/metrics"
@@ -44,13 +45,34 @@ func (s *Stage) routed(t string) bool {
 // maxUndeclaredLogged bounds the undeclared types a replica remembers having logged.
 const maxUndeclaredLogged = 1000
 
+// refreshOnUnknown is how often at most a batch holding an undeclared type reads the catalogue
+// again before skipping: a type declared a moment ago (the API already takes it) is not skipped
+// for want of the next reload.
+const refreshOnUnknown = time.Second
+
 // dropUndeclared counts and skips the events of types the catalogue does not declare: valid on
 // the wire, produced straight to Kafka before (or without) being declared. No rule can match them
 // and no journey wait for them; they stay in the topic, so declaring the type later and
 // backfilling sees them. Counted in omega_cep_events_total{outcome="undeclared"}; each type is
 // logged once per replica.
-func (s *Stage) dropUndeclared(good []decoded) []decoded {
+func (s *Stage) dropUndeclared(ctx context.Context, good []decoded) []decoded {
 	cat := s.catalog()
+	if s.cfg.EventTypes != nil && slices.ContainsFunc(good, func(d decoded) bool { return !cat.Has(d.ev.Type) }) {
+		s.undeclaredMu.Lock()
+		refresh := time.Since(s.refreshed) >= refreshOnUnknown
+		if refresh {
+			s.refreshed = time.Now()
+		}
+		s.undeclaredMu.Unlock()
+		if refresh {
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if err := s.loadEventTypes(rctx); err != nil && ctx.Err() == nil {
+				s.cfg.Log.Warn("reload event types", "err", err)
+			}
+			cancel()
+			cat = s.catalog()
+		}
+	}
 	out := good[:0]
 	skipped := 0
 	for _, d := range good {

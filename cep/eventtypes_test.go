@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/IBM/sarama"
 	dto "github.com/prometheus/client_model/go"
@@ -29,7 +30,7 @@ func (s *catalogSource) EventTypes(context.Context) (*event.Catalog, error) { re
 
 // The stage routes the types the catalogue declares responses or goals, a growth team's own
 // included, picks a change up on reload, keeps the last catalogue while the source fails, and
-// counts and skips the events of undeclared types.
+// counts and skips the events of undeclared types, reading the catalogue again first.
 func TestStageFollowsTheCatalogue(t *testing.T) {
 	src := &catalogSource{}
 	s, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Redis: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}),
@@ -55,11 +56,20 @@ func TestStageFollowsTheCatalogue(t *testing.T) {
 		return decoded{msg: &sarama.ConsumerMessage{Offset: off}, ev: event.Event{EventID: typ, UserID: "u1", Type: typ}}
 	}
 	before := undeclaredCount(t)
-	kept := s.dropUndeclared([]decoded{mk("coupon_claimed", 1), mk("teleport", 2), mk("view", 3), mk("teleport", 4)})
+	src.err = nil
+	kept := s.dropUndeclared(ctx, []decoded{mk("coupon_claimed", 1), mk("teleport", 2), mk("view", 3), mk("teleport", 4)})
 	require.Len(t, kept, 2)
 	require.Equal(t, "coupon_claimed", kept[0].ev.Type)
 	require.Equal(t, "view", kept[1].ev.Type)
 	require.Equal(t, 2.0, undeclaredCount(t)-before)
+
+	// A type declared a moment ago is read again before its event is skipped (at most once a
+	// second).
+	src.c = event.Overlay(src.c, []event.Type{{Name: "teleport", Uses: []string{event.UseTrigger}}})
+	s.refreshed = time.Time{}
+	require.Len(t, s.dropUndeclared(ctx, []decoded{mk("teleport", 5)}), 1)
+	src.c = event.Overlay(src.c, []event.Type{{Name: "hover", Uses: []string{event.UseTrigger}}})
+	require.Empty(t, s.dropUndeclared(ctx, []decoded{mk("hover", 6)}), "not read again within a second")
 
 	// An explicit ResponseTypes wins over the catalogue.
 	s.cfg.ResponseTypes = []string{"view"}

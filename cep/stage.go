@@ -182,9 +182,11 @@ type Stage struct {
 	engine   *engine
 	rules    atomic.Pointer[[]compiledRule]
 	events   atomic.Pointer[event.Catalog]
-	// undeclared are the undeclared event types this replica logged (once each).
+	// undeclared are the undeclared event types this replica logged (once each); refreshed is
+	// when a batch holding one last read the catalogue again.
 	undeclaredMu sync.Mutex
 	undeclared   map[string]bool
+	refreshed    time.Time
 }
 
 // New validates cfg and compiles its rules.
