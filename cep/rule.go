@@ -113,6 +113,10 @@ type Catalog struct {
 	Events func() *event.Catalog
 	// Journey reports whether a journey exists (any when nil).
 	Journey func(id string) bool
+	// JourneyFields gives, by template, the fields a journey's templates need from the match's
+	// attrs (journey.Journey.TemplateFields; not checked when nil): when the event that completes
+	// the rule's match has an attribute schema, each must be one of its attributes.
+	JourneyFields func(id string) map[string][]string
 	// Chains are the filter chains a rule may name (any when nil).
 	Chains []string
 	// anyType skips the event types: the CEP stage runs what the store validated on write, even
@@ -286,6 +290,11 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 	if r.Kind == KindJoin && r.Steps[0].Type == "favorite" && (cat.anyType || types.Has("unfavorite")) {
 		c.types["unfavorite"] = true // an unfavourite removes the link
 	}
+	if !cat.anyType && cat.JourneyFields != nil {
+		if reason := checkTemplates(r, types, cat.JourneyFields(r.JourneyID)); reason != "" {
+			return fail("journey_id", "%s", reason)
+		}
+	}
 	for _, opt := range []struct {
 		field string
 		step  *Step
@@ -314,6 +323,46 @@ func checkType(cat *event.Catalog, anyType bool, typ string, trigger bool) strin
 		return fmt.Sprintf("unknown event type %q: not in the event catalogue (omega events types list)", typ)
 	case trigger && !t.Can(event.UseTrigger):
 		return fmt.Sprintf("%q is not declared a trigger (its uses: %s)", typ, strings.Join(t.Uses, ", "))
+	}
+	return ""
+}
+
+// matchType is the type of the event whose attrs a match of r carries (the one that completes it).
+func matchType(r Rule) string {
+	switch r.Kind {
+	case KindSequence:
+		return r.Steps[len(r.Steps)-1].Type
+	case KindJoin:
+		return r.Steps[1].Type
+	default:
+		return r.Steps[0].Type
+	}
+}
+
+// checkTemplates says why the journey's templates cannot render over r's matches ("" when they
+// can): a field they need that the matching event's attribute schema does not declare. A type
+// without a schema may carry anything, so it is not checked.
+func checkTemplates(r Rule, cat *event.Catalog, need map[string][]string) string {
+	t, ok := cat.Lookup(matchType(r))
+	if !ok || len(t.Attrs) == 0 {
+		return ""
+	}
+	declared := make([]string, len(t.Attrs))
+	for i, a := range t.Attrs {
+		declared[i] = a.Name
+	}
+	ids := make([]string, 0, len(need))
+	for id := range need {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		for _, f := range need[id] {
+			if !slices.Contains(declared, f) {
+				return fmt.Sprintf("journey %q: template %s reads .%s, which %s does not declare (its attrs: %s) and the template gives no default",
+					r.JourneyID, id, f, t.Name, strings.Join(declared, ", "))
+			}
+		}
 	}
 	return ""
 }

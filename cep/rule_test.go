@@ -136,6 +136,29 @@ func TestValidateAgainstCatalog(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// A journey's templates render over the attrs of the event that completes the match: when its
+// type has a schema, a field the templates need that it does not declare is refused, naming the
+// journey, the template and the field.
+func TestValidateTemplatesAgainstCatalog(t *testing.T) {
+	events, err := event.NewCatalog(
+		event.Type{Name: "coupon_claimed", Uses: []string{event.UseTrigger}, Attrs: []event.Attr{{Name: "coupon_id", Type: event.AttrString}}},
+		event.Type{Name: "view", Uses: []string{event.UseTrigger}},
+	)
+	require.NoError(t, err)
+	needs := map[string]map[string][]string{"uses-id": {"t": {"coupon_id"}}, "uses-code": {"t": {"coupon_code"}}}
+	cat := Catalog{Events: func() *event.Catalog { return events }, JourneyFields: func(id string) map[string][]string { return needs[id] }}
+	rule := func(typ, journey string) Rule { return Rule{ID: "r1", Steps: []Step{{Type: typ}}, JourneyID: journey} }
+	require.NoError(t, Validate(rule("coupon_claimed", "uses-id"), cat))
+	require.NoError(t, Validate(rule("view", "uses-code"), cat), "a type without a schema may carry anything")
+	err = Validate(rule("coupon_claimed", "uses-code"), cat)
+	var re *RuleError
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, "journey_id", re.Field)
+	require.Contains(t, err.Error(), `template t reads .coupon_code, which coupon_claimed does not declare (its attrs: coupon_id)`)
+	seq := Rule{ID: "r1", Kind: KindSequence, Within: Duration(time.Hour), Steps: []Step{{Type: "coupon_claimed"}, {Type: "view"}}, JourneyID: "uses-code"}
+	require.NoError(t, Validate(seq, cat), "a sequence's match carries its last event's attrs")
+}
+
 func TestParseRule(t *testing.T) {
 	tests := []struct {
 		name      string

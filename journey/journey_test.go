@@ -470,3 +470,14 @@ func TestValidateAgainstEventCatalog(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, w.Steps)
 }
+
+// The fields a journey's templates need from the match: read at the top level, in any locale,
+// without a default and not given by every reach.
+func TestTemplateFields(t *testing.T) {
+	j := Journey{Templates: map[string]Template{
+		"a": {Title: "{{.coupon_id}} for {{.user_id}}", Body: `{{with .new_price}}now {{.amount}}{{end}}{{if .vip}} VIP{{end}} {{.profile.locale}}`,
+			Defaults: map[string]string{"new_price": ""}, Locales: map[string]Text{"de": {Body: "{{.coupon_id}} {{.expires}}"}}},
+		"b": {Body: "{{.item_id}} is waiting"},
+	}}
+	require.Equal(t, map[string][]string{"a": {"coupon_id", "expires", "vip"}}, j.TemplateFields())
+}

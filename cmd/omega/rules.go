@@ -39,18 +39,34 @@ const rulesUsage = `usage: omega rules <command> [flags]
 flags: -o table|json (output format)
 `
 
-// ruleCatalog checks a rule's journey against the journey store, or against the demo journeys
-// when there is no database (validate and test work offline).
+// ruleCatalog checks a rule's journey (and the fields its templates need) against the journey
+// store and its event types against the stored catalogue, or against the demo journeys and the
+// default catalogue when there is no database (validate and test work offline).
 func ruleCatalog(pool *pgxpool.Pool) cep.Catalog {
 	if pool == nil {
-		demo := map[string]bool{}
+		demo := map[string]journey.Journey{}
 		for _, j := range journey.Demo() {
-			demo[j.ID] = true
+			demo[j.ID] = j
 		}
-		return cep.Catalog{Journey: func(id string) bool { return demo[id] }, Chains: worker.Chains}
+		return cep.Catalog{Journey: func(id string) bool { _, ok := demo[id]; return ok }, Chains: worker.Chains,
+			JourneyFields: func(id string) map[string][]string { j := demo[id]; return j.TemplateFields() }}
 	}
-	return cep.Catalog{Journey: journeyExists(journey.NewStore(pool, journeyCatalogFor(pool))), Chains: worker.Chains,
+	st := journey.NewStore(pool, journeyCatalogFor(pool))
+	return cep.Catalog{Journey: journeyExists(st), JourneyFields: journeyFields(st), Chains: worker.Chains,
 		Events: eventtype.NewStore(pool).Current}
+}
+
+// journeyFields gives the fields a stored journey's templates need from a match.
+func journeyFields(st *journey.Store) func(string) map[string][]string {
+	return func(id string) map[string][]string {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		j, err := st.Active(ctx, id)
+		if err != nil {
+			return nil // journey_id is checked apart
+		}
+		return j.TemplateFields()
+	}
 }
 
 // journeyExists reports whether a journey is stored and enabled.
