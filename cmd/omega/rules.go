@@ -36,16 +36,31 @@ const rulesUsage = `usage: omega rules <command> [flags]
   disable ID                            stop a rule (apply it again to re-enable)
   test -f PATH --events FILE.jsonl      dry run: print what the events would match; touches no real state
 
-flags: -o table|json (output format)
+flags: -o table|json (output format); validate and test work offline, against the demo journeys
+plus --journeys PATH and the default event catalogue plus --types PATH (event type files)
 `
+
+// offlineEvents is the default event catalogue with the types in path (none when empty) over it:
+// what offline validation checks a team's rules and journeys against.
+func offlineEvents(path string) (func() *event.Catalog, error) {
+	if path == "" {
+		return nil, nil
+	}
+	ts, err := loadValid(path, event.LoadTypes, func(t event.Type) error { return t.Validate() })
+	if err != nil {
+		return nil, fmt.Errorf("--types: %w", err)
+	}
+	c := event.Overlay(event.Default(), ts)
+	return func() *event.Catalog { return c }, nil
+}
 
 // ruleCatalog checks a rule's journey (and the fields its templates need) against the journey
 // store and its event types against the stored catalogue, or against the demo journeys and the
 // default catalogue when there is no database (validate and test work offline).
-func ruleCatalog(pool *pgxpool.Pool) cep.Catalog {
+func ruleCatalog(pool *pgxpool.Pool, extra ...journey.Journey) cep.Catalog {
 	if pool == nil {
 		demo := map[string]journey.Journey{}
-		for _, j := range journey.Demo() {
+		for _, j := range append(journey.Demo(), extra...) {
 			demo[j.ID] = j
 		}
 		return cep.Catalog{Journey: func(id string) bool { _, ok := demo[id]; return ok }, Chains: worker.Chains,
@@ -101,10 +116,25 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 	output := fs.String("o", "table", "output: table or json")
 	draft := fs.Bool("draft", false, "apply: store new versions without activating them")
 	version := fs.Int("version", 0, "get: a stored version (the active one when 0)")
+	typesPath := fs.String("types", "", "validate, test: event type files besides the default catalogue")
+	journeysPath := fs.String("journeys", "", "validate, test: journey files besides the demo ones")
 	if err := parseInterspersed(fs, args[1:]); err != nil {
 		return err
 	}
-	cat := ruleCatalog(nil)
+	events, err := offlineEvents(*typesPath)
+	if err != nil {
+		return err
+	}
+	var extra []journey.Journey
+	if *journeysPath != "" {
+		jcat := journeyCatalog()
+		jcat.Events = events
+		if extra, err = loadValid(*journeysPath, journey.Load, func(j journey.Journey) error { return journey.Validate(j, jcat) }); err != nil {
+			return fmt.Errorf("--journeys: %w", err)
+		}
+	}
+	cat := ruleCatalog(nil, extra...)
+	cat.Events = events
 	loadOffline := func() ([]cep.Rule, error) {
 		return loadValid(*path, cep.LoadRules, func(r cep.Rule) error { return cep.Validate(r, cat) })
 	}
