@@ -64,6 +64,7 @@ var MethodScopes = map[string]string{
 	omegav1connect.EventTypeServiceListEventTypesProcedure:    apikey.ScopeRead,
 	omegav1connect.EventTypeServiceApplyEventTypeProcedure:    apikey.ScopeAdmin,
 	omegav1connect.EventTypeServiceDisableEventTypeProcedure:  apikey.ScopeAdmin,
+	omegav1connect.EventTypeServiceActivateEventTypeProcedure: apikey.ScopeAdmin,
 }
 
 // keyCacheTTL bounds how long a revoked key keeps working on a running API replica.

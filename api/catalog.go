@@ -157,7 +157,7 @@ func (c *specs[T]) get(ctx context.Context, id string, version int32) (*omegav1.
 func (c *specs[T]) activate(ctx context.Context, id string, version int32) error {
 	switch {
 	case id == "":
-		return invalid("id", "required")
+		return invalid(c.idName(), "required")
 	case version <= 0:
 		return invalid("version", "required: the stored version to activate")
 	}

@@ -48,6 +48,13 @@ func (h eventTypeService) ApplyEventType(ctx context.Context, req *connect.Reque
 	return connect.NewResponse(&omegav1.ApplyEventTypeResponse{Applied: a}), nil
 }
 
+func (h eventTypeService) ActivateEventType(ctx context.Context, req *connect.Request[omegav1.ActivateEventTypeRequest]) (*connect.Response[omegav1.ActivateEventTypeResponse], error) {
+	if err := h.c.activate(ctx, req.Msg.GetName(), req.Msg.GetVersion()); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&omegav1.ActivateEventTypeResponse{}), nil
+}
+
 func (h eventTypeService) GetEventType(ctx context.Context, req *connect.Request[omegav1.GetEventTypeRequest]) (*connect.Response[omegav1.GetEventTypeResponse], error) {
 	s, err := h.c.get(ctx, req.Msg.GetName(), req.Msg.GetVersion())
 	if err != nil {

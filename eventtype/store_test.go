@@ -49,6 +49,13 @@ func TestStore(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{event.UseTrigger}, v1.Uses)
 
+	// A rollback is the activation of an older version.
+	require.NoError(t, st.Activate(ctx, name, 1))
+	require.False(t, st.Current().Routed(name))
+	require.NoError(t, st.Activate(ctx, name, 2))
+	require.True(t, st.Current().Routed(name))
+	require.True(t, errors.Is(st.Activate(ctx, name, 9), eventtype.ErrNotFound))
+
 	bad := typ
 	bad.Scope = "shop"
 	_, err = st.Apply(ctx, bad)

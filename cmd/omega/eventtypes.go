@@ -17,6 +17,7 @@ const eventTypesUsage = `usage: omega events types <command> [flags]   (the even
 
   validate -f PATH           check event type files (a file or a directory of .yaml/.yml/.json)
   apply -f PATH              validate all, then store each changed type as a new version
+  activate NAME VERSION      make a stored version active (a rollback is an older one)
   list                       every type of the catalogue (default types never stored: version 0)
   get NAME [--version N]     one type, as JSON
   disable NAME               remove a type from the catalogue (apply it again to bring it back)
@@ -50,7 +51,7 @@ func runEventTypes(ctx context.Context, cfg config, args []string, stdout io.Wri
 		return nil
 	}
 	switch args[0] {
-	case "apply", "list", "get", "disable":
+	case "apply", "list", "get", "disable", "activate":
 	default:
 		fmt.Fprint(stdout, eventTypesUsage)
 		return fmt.Errorf("unknown events types command %q", args[0])
@@ -121,6 +122,16 @@ func runEventTypes(ctx context.Context, cfg config, args []string, stdout io.Wri
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(t)
+	case "activate":
+		name, v, err := idVersion(fs, "events types")
+		if err != nil {
+			return err
+		}
+		if err := st.Activate(ctx, name, v); err != nil {
+			return fmt.Errorf("event type %s: %w", name, err)
+		}
+		fmt.Fprintf(stdout, "activated %s version %d\n", name, v)
+		return nil
 	default:
 		if fs.NArg() != 1 {
 			return errors.New("usage: omega events types disable NAME")

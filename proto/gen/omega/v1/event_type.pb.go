@@ -192,6 +192,94 @@ func (x *ApplyEventTypeResponse) GetApplied() *Applied {
 	return nil
 }
 
+type ActivateEventTypeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version       int32                  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivateEventTypeRequest) Reset() {
+	*x = ActivateEventTypeRequest{}
+	mi := &file_omega_v1_event_type_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivateEventTypeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivateEventTypeRequest) ProtoMessage() {}
+
+func (x *ActivateEventTypeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_event_type_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivateEventTypeRequest.ProtoReflect.Descriptor instead.
+func (*ActivateEventTypeRequest) Descriptor() ([]byte, []int) {
+	return file_omega_v1_event_type_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ActivateEventTypeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ActivateEventTypeRequest) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type ActivateEventTypeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivateEventTypeResponse) Reset() {
+	*x = ActivateEventTypeResponse{}
+	mi := &file_omega_v1_event_type_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivateEventTypeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivateEventTypeResponse) ProtoMessage() {}
+
+func (x *ActivateEventTypeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_event_type_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivateEventTypeResponse.ProtoReflect.Descriptor instead.
+func (*ActivateEventTypeResponse) Descriptor() ([]byte, []int) {
+	return file_omega_v1_event_type_proto_rawDescGZIP(), []int{5}
+}
+
 type GetEventTypeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -203,7 +291,7 @@ type GetEventTypeRequest struct {
 
 func (x *GetEventTypeRequest) Reset() {
 	*x = GetEventTypeRequest{}
-	mi := &file_omega_v1_event_type_proto_msgTypes[4]
+	mi := &file_omega_v1_event_type_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -215,7 +303,7 @@ func (x *GetEventTypeRequest) String() string {
 func (*GetEventTypeRequest) ProtoMessage() {}
 
 func (x *GetEventTypeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_event_type_proto_msgTypes[4]
+	mi := &file_omega_v1_event_type_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -228,7 +316,7 @@ func (x *GetEventTypeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventTypeRequest.ProtoReflect.Descriptor instead.
 func (*GetEventTypeRequest) Descriptor() ([]byte, []int) {
-	return file_omega_v1_event_type_proto_rawDescGZIP(), []int{4}
+	return file_omega_v1_event_type_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetEventTypeRequest) GetName() string {
@@ -255,7 +343,7 @@ type GetEventTypeResponse struct {
 
 func (x *GetEventTypeResponse) Reset() {
 	*x = GetEventTypeResponse{}
-	mi := &file_omega_v1_event_type_proto_msgTypes[5]
+	mi := &file_omega_v1_event_type_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -267,7 +355,7 @@ func (x *GetEventTypeResponse) String() string {
 func (*GetEventTypeResponse) ProtoMessage() {}
 
 func (x *GetEventTypeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_event_type_proto_msgTypes[5]
+	mi := &file_omega_v1_event_type_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -280,7 +368,7 @@ func (x *GetEventTypeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventTypeResponse.ProtoReflect.Descriptor instead.
 func (*GetEventTypeResponse) Descriptor() ([]byte, []int) {
-	return file_omega_v1_event_type_proto_rawDescGZIP(), []int{5}
+	return file_omega_v1_event_type_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetEventTypeResponse) GetEventType() *Stored {
@@ -298,7 +386,7 @@ type ListEventTypesRequest struct {
 
 func (x *ListEventTypesRequest) Reset() {
 	*x = ListEventTypesRequest{}
-	mi := &file_omega_v1_event_type_proto_msgTypes[6]
+	mi := &file_omega_v1_event_type_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -310,7 +398,7 @@ func (x *ListEventTypesRequest) String() string {
 func (*ListEventTypesRequest) ProtoMessage() {}
 
 func (x *ListEventTypesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_event_type_proto_msgTypes[6]
+	mi := &file_omega_v1_event_type_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -323,7 +411,7 @@ func (x *ListEventTypesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventTypesRequest.ProtoReflect.Descriptor instead.
 func (*ListEventTypesRequest) Descriptor() ([]byte, []int) {
-	return file_omega_v1_event_type_proto_rawDescGZIP(), []int{6}
+	return file_omega_v1_event_type_proto_rawDescGZIP(), []int{8}
 }
 
 type ListEventTypesResponse struct {
@@ -335,7 +423,7 @@ type ListEventTypesResponse struct {
 
 func (x *ListEventTypesResponse) Reset() {
 	*x = ListEventTypesResponse{}
-	mi := &file_omega_v1_event_type_proto_msgTypes[7]
+	mi := &file_omega_v1_event_type_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -347,7 +435,7 @@ func (x *ListEventTypesResponse) String() string {
 func (*ListEventTypesResponse) ProtoMessage() {}
 
 func (x *ListEventTypesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_event_type_proto_msgTypes[7]
+	mi := &file_omega_v1_event_type_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -360,7 +448,7 @@ func (x *ListEventTypesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventTypesResponse.ProtoReflect.Descriptor instead.
 func (*ListEventTypesResponse) Descriptor() ([]byte, []int) {
-	return file_omega_v1_event_type_proto_rawDescGZIP(), []int{7}
+	return file_omega_v1_event_type_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListEventTypesResponse) GetEventTypes() []*Stored {
@@ -379,7 +467,7 @@ type DisableEventTypeRequest struct {
 
 func (x *DisableEventTypeRequest) Reset() {
 	*x = DisableEventTypeRequest{}
-	mi := &file_omega_v1_event_type_proto_msgTypes[8]
+	mi := &file_omega_v1_event_type_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +479,7 @@ func (x *DisableEventTypeRequest) String() string {
 func (*DisableEventTypeRequest) ProtoMessage() {}
 
 func (x *DisableEventTypeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_event_type_proto_msgTypes[8]
+	mi := &file_omega_v1_event_type_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +492,7 @@ func (x *DisableEventTypeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableEventTypeRequest.ProtoReflect.Descriptor instead.
 func (*DisableEventTypeRequest) Descriptor() ([]byte, []int) {
-	return file_omega_v1_event_type_proto_rawDescGZIP(), []int{8}
+	return file_omega_v1_event_type_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DisableEventTypeRequest) GetName() string {
@@ -422,7 +510,7 @@ type DisableEventTypeResponse struct {
 
 func (x *DisableEventTypeResponse) Reset() {
 	*x = DisableEventTypeResponse{}
-	mi := &file_omega_v1_event_type_proto_msgTypes[9]
+	mi := &file_omega_v1_event_type_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -434,7 +522,7 @@ func (x *DisableEventTypeResponse) String() string {
 func (*DisableEventTypeResponse) ProtoMessage() {}
 
 func (x *DisableEventTypeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_event_type_proto_msgTypes[9]
+	mi := &file_omega_v1_event_type_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -447,7 +535,7 @@ func (x *DisableEventTypeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableEventTypeResponse.ProtoReflect.Descriptor instead.
 func (*DisableEventTypeResponse) Descriptor() ([]byte, []int) {
-	return file_omega_v1_event_type_proto_rawDescGZIP(), []int{9}
+	return file_omega_v1_event_type_proto_rawDescGZIP(), []int{11}
 }
 
 var File_omega_v1_event_type_proto protoreflect.FileDescriptor
@@ -463,7 +551,11 @@ const file_omega_v1_event_type_proto_rawDesc = "" +
 	"\n" +
 	"event_type\x18\x01 \x01(\v2\x17.google.protobuf.StructR\teventType\"E\n" +
 	"\x16ApplyEventTypeResponse\x12+\n" +
-	"\aapplied\x18\x01 \x01(\v2\x11.omega.v1.AppliedR\aapplied\"C\n" +
+	"\aapplied\x18\x01 \x01(\v2\x11.omega.v1.AppliedR\aapplied\"H\n" +
+	"\x18ActivateEventTypeRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x05R\aversion\"\x1b\n" +
+	"\x19ActivateEventTypeResponse\"C\n" +
 	"\x13GetEventTypeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x05R\aversion\"G\n" +
@@ -476,10 +568,11 @@ const file_omega_v1_event_type_proto_rawDesc = "" +
 	"eventTypes\"-\n" +
 	"\x17DisableEventTypeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x1a\n" +
-	"\x18DisableEventTypeResponse2\xce\x03\n" +
+	"\x18DisableEventTypeResponse2\xae\x04\n" +
 	"\x10EventTypeService\x12^\n" +
 	"\x11ValidateEventType\x12\".omega.v1.ValidateEventTypeRequest\x1a#.omega.v1.ValidateEventTypeResponse\"\x00\x12U\n" +
-	"\x0eApplyEventType\x12\x1f.omega.v1.ApplyEventTypeRequest\x1a .omega.v1.ApplyEventTypeResponse\"\x00\x12O\n" +
+	"\x0eApplyEventType\x12\x1f.omega.v1.ApplyEventTypeRequest\x1a .omega.v1.ApplyEventTypeResponse\"\x00\x12^\n" +
+	"\x11ActivateEventType\x12\".omega.v1.ActivateEventTypeRequest\x1a#.omega.v1.ActivateEventTypeResponse\"\x00\x12O\n" +
 	"\fGetEventType\x12\x1d.omega.v1.GetEventTypeRequest\x1a\x1e.omega.v1.GetEventTypeResponse\"\x00\x12U\n" +
 	"\x0eListEventTypes\x12\x1f.omega.v1.ListEventTypesRequest\x1a .omega.v1.ListEventTypesResponse\"\x00\x12[\n" +
 	"\x10DisableEventType\x12!.omega.v1.DisableEventTypeRequest\x1a\".omega.v1.DisableEventTypeResponse\"\x00B8Z6github.com/omegareach/omega/proto/gen/omega/v1;omegav1b\x06proto3"
@@ -496,40 +589,44 @@ func file_omega_v1_event_type_proto_rawDescGZIP() []byte {
 	return file_omega_v1_event_type_proto_rawDescData
 }
 
-var file_omega_v1_event_type_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_omega_v1_event_type_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_omega_v1_event_type_proto_goTypes = []any{
 	(*ValidateEventTypeRequest)(nil),  // 0: omega.v1.ValidateEventTypeRequest
 	(*ValidateEventTypeResponse)(nil), // 1: omega.v1.ValidateEventTypeResponse
 	(*ApplyEventTypeRequest)(nil),     // 2: omega.v1.ApplyEventTypeRequest
 	(*ApplyEventTypeResponse)(nil),    // 3: omega.v1.ApplyEventTypeResponse
-	(*GetEventTypeRequest)(nil),       // 4: omega.v1.GetEventTypeRequest
-	(*GetEventTypeResponse)(nil),      // 5: omega.v1.GetEventTypeResponse
-	(*ListEventTypesRequest)(nil),     // 6: omega.v1.ListEventTypesRequest
-	(*ListEventTypesResponse)(nil),    // 7: omega.v1.ListEventTypesResponse
-	(*DisableEventTypeRequest)(nil),   // 8: omega.v1.DisableEventTypeRequest
-	(*DisableEventTypeResponse)(nil),  // 9: omega.v1.DisableEventTypeResponse
-	(*structpb.Struct)(nil),           // 10: google.protobuf.Struct
-	(*Applied)(nil),                   // 11: omega.v1.Applied
-	(*Stored)(nil),                    // 12: omega.v1.Stored
+	(*ActivateEventTypeRequest)(nil),  // 4: omega.v1.ActivateEventTypeRequest
+	(*ActivateEventTypeResponse)(nil), // 5: omega.v1.ActivateEventTypeResponse
+	(*GetEventTypeRequest)(nil),       // 6: omega.v1.GetEventTypeRequest
+	(*GetEventTypeResponse)(nil),      // 7: omega.v1.GetEventTypeResponse
+	(*ListEventTypesRequest)(nil),     // 8: omega.v1.ListEventTypesRequest
+	(*ListEventTypesResponse)(nil),    // 9: omega.v1.ListEventTypesResponse
+	(*DisableEventTypeRequest)(nil),   // 10: omega.v1.DisableEventTypeRequest
+	(*DisableEventTypeResponse)(nil),  // 11: omega.v1.DisableEventTypeResponse
+	(*structpb.Struct)(nil),           // 12: google.protobuf.Struct
+	(*Applied)(nil),                   // 13: omega.v1.Applied
+	(*Stored)(nil),                    // 14: omega.v1.Stored
 }
 var file_omega_v1_event_type_proto_depIdxs = []int32{
-	10, // 0: omega.v1.ValidateEventTypeRequest.event_type:type_name -> google.protobuf.Struct
-	10, // 1: omega.v1.ApplyEventTypeRequest.event_type:type_name -> google.protobuf.Struct
-	11, // 2: omega.v1.ApplyEventTypeResponse.applied:type_name -> omega.v1.Applied
-	12, // 3: omega.v1.GetEventTypeResponse.event_type:type_name -> omega.v1.Stored
-	12, // 4: omega.v1.ListEventTypesResponse.event_types:type_name -> omega.v1.Stored
+	12, // 0: omega.v1.ValidateEventTypeRequest.event_type:type_name -> google.protobuf.Struct
+	12, // 1: omega.v1.ApplyEventTypeRequest.event_type:type_name -> google.protobuf.Struct
+	13, // 2: omega.v1.ApplyEventTypeResponse.applied:type_name -> omega.v1.Applied
+	14, // 3: omega.v1.GetEventTypeResponse.event_type:type_name -> omega.v1.Stored
+	14, // 4: omega.v1.ListEventTypesResponse.event_types:type_name -> omega.v1.Stored
 	0,  // 5: omega.v1.EventTypeService.ValidateEventType:input_type -> omega.v1.ValidateEventTypeRequest
 	2,  // 6: omega.v1.EventTypeService.ApplyEventType:input_type -> omega.v1.ApplyEventTypeRequest
-	4,  // 7: omega.v1.EventTypeService.GetEventType:input_type -> omega.v1.GetEventTypeRequest
-	6,  // 8: omega.v1.EventTypeService.ListEventTypes:input_type -> omega.v1.ListEventTypesRequest
-	8,  // 9: omega.v1.EventTypeService.DisableEventType:input_type -> omega.v1.DisableEventTypeRequest
-	1,  // 10: omega.v1.EventTypeService.ValidateEventType:output_type -> omega.v1.ValidateEventTypeResponse
-	3,  // 11: omega.v1.EventTypeService.ApplyEventType:output_type -> omega.v1.ApplyEventTypeResponse
-	5,  // 12: omega.v1.EventTypeService.GetEventType:output_type -> omega.v1.GetEventTypeResponse
-	7,  // 13: omega.v1.EventTypeService.ListEventTypes:output_type -> omega.v1.ListEventTypesResponse
-	9,  // 14: omega.v1.EventTypeService.DisableEventType:output_type -> omega.v1.DisableEventTypeResponse
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
+	4,  // 7: omega.v1.EventTypeService.ActivateEventType:input_type -> omega.v1.ActivateEventTypeRequest
+	6,  // 8: omega.v1.EventTypeService.GetEventType:input_type -> omega.v1.GetEventTypeRequest
+	8,  // 9: omega.v1.EventTypeService.ListEventTypes:input_type -> omega.v1.ListEventTypesRequest
+	10, // 10: omega.v1.EventTypeService.DisableEventType:input_type -> omega.v1.DisableEventTypeRequest
+	1,  // 11: omega.v1.EventTypeService.ValidateEventType:output_type -> omega.v1.ValidateEventTypeResponse
+	3,  // 12: omega.v1.EventTypeService.ApplyEventType:output_type -> omega.v1.ApplyEventTypeResponse
+	5,  // 13: omega.v1.EventTypeService.ActivateEventType:output_type -> omega.v1.ActivateEventTypeResponse
+	7,  // 14: omega.v1.EventTypeService.GetEventType:output_type -> omega.v1.GetEventTypeResponse
+	9,  // 15: omega.v1.EventTypeService.ListEventTypes:output_type -> omega.v1.ListEventTypesResponse
+	11, // 16: omega.v1.EventTypeService.DisableEventType:output_type -> omega.v1.DisableEventTypeResponse
+	11, // [11:17] is the sub-list for method output_type
+	5,  // [5:11] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -547,7 +644,7 @@ func file_omega_v1_event_type_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_omega_v1_event_type_proto_rawDesc), len(file_omega_v1_event_type_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

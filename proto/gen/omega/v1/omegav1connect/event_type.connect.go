@@ -39,6 +39,9 @@ const (
 	// EventTypeServiceApplyEventTypeProcedure is the fully-qualified name of the EventTypeService's
 	// ApplyEventType RPC.
 	EventTypeServiceApplyEventTypeProcedure = "/omega.v1.EventTypeService/ApplyEventType"
+	// EventTypeServiceActivateEventTypeProcedure is the fully-qualified name of the EventTypeService's
+	// ActivateEventType RPC.
+	EventTypeServiceActivateEventTypeProcedure = "/omega.v1.EventTypeService/ActivateEventType"
 	// EventTypeServiceGetEventTypeProcedure is the fully-qualified name of the EventTypeService's
 	// GetEventType RPC.
 	EventTypeServiceGetEventTypeProcedure = "/omega.v1.EventTypeService/GetEventType"
@@ -58,6 +61,9 @@ type EventTypeServiceClient interface {
 	// ApplyEventType stores an event type as its next version and activates it, unless it equals
 	// the active one.
 	ApplyEventType(context.Context, *connect.Request[v1.ApplyEventTypeRequest]) (*connect.Response[v1.ApplyEventTypeResponse], error)
+	// ActivateEventType makes a stored version the active one and enables the type (a rollback is
+	// the activation of an older version).
+	ActivateEventType(context.Context, *connect.Request[v1.ActivateEventTypeRequest]) (*connect.Response[v1.ActivateEventTypeResponse], error)
 	// GetEventType returns a type's active version (version 0: a default type never stored), or
 	// the stored version asked for.
 	GetEventType(context.Context, *connect.Request[v1.GetEventTypeRequest]) (*connect.Response[v1.GetEventTypeResponse], error)
@@ -92,6 +98,12 @@ func NewEventTypeServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(eventTypeServiceMethods.ByName("ApplyEventType")),
 			connect.WithClientOptions(opts...),
 		),
+		activateEventType: connect.NewClient[v1.ActivateEventTypeRequest, v1.ActivateEventTypeResponse](
+			httpClient,
+			baseURL+EventTypeServiceActivateEventTypeProcedure,
+			connect.WithSchema(eventTypeServiceMethods.ByName("ActivateEventType")),
+			connect.WithClientOptions(opts...),
+		),
 		getEventType: connect.NewClient[v1.GetEventTypeRequest, v1.GetEventTypeResponse](
 			httpClient,
 			baseURL+EventTypeServiceGetEventTypeProcedure,
@@ -117,6 +129,7 @@ func NewEventTypeServiceClient(httpClient connect.HTTPClient, baseURL string, op
 type eventTypeServiceClient struct {
 	validateEventType *connect.Client[v1.ValidateEventTypeRequest, v1.ValidateEventTypeResponse]
 	applyEventType    *connect.Client[v1.ApplyEventTypeRequest, v1.ApplyEventTypeResponse]
+	activateEventType *connect.Client[v1.ActivateEventTypeRequest, v1.ActivateEventTypeResponse]
 	getEventType      *connect.Client[v1.GetEventTypeRequest, v1.GetEventTypeResponse]
 	listEventTypes    *connect.Client[v1.ListEventTypesRequest, v1.ListEventTypesResponse]
 	disableEventType  *connect.Client[v1.DisableEventTypeRequest, v1.DisableEventTypeResponse]
@@ -130,6 +143,11 @@ func (c *eventTypeServiceClient) ValidateEventType(ctx context.Context, req *con
 // ApplyEventType calls omega.v1.EventTypeService.ApplyEventType.
 func (c *eventTypeServiceClient) ApplyEventType(ctx context.Context, req *connect.Request[v1.ApplyEventTypeRequest]) (*connect.Response[v1.ApplyEventTypeResponse], error) {
 	return c.applyEventType.CallUnary(ctx, req)
+}
+
+// ActivateEventType calls omega.v1.EventTypeService.ActivateEventType.
+func (c *eventTypeServiceClient) ActivateEventType(ctx context.Context, req *connect.Request[v1.ActivateEventTypeRequest]) (*connect.Response[v1.ActivateEventTypeResponse], error) {
+	return c.activateEventType.CallUnary(ctx, req)
 }
 
 // GetEventType calls omega.v1.EventTypeService.GetEventType.
@@ -155,6 +173,9 @@ type EventTypeServiceHandler interface {
 	// ApplyEventType stores an event type as its next version and activates it, unless it equals
 	// the active one.
 	ApplyEventType(context.Context, *connect.Request[v1.ApplyEventTypeRequest]) (*connect.Response[v1.ApplyEventTypeResponse], error)
+	// ActivateEventType makes a stored version the active one and enables the type (a rollback is
+	// the activation of an older version).
+	ActivateEventType(context.Context, *connect.Request[v1.ActivateEventTypeRequest]) (*connect.Response[v1.ActivateEventTypeResponse], error)
 	// GetEventType returns a type's active version (version 0: a default type never stored), or
 	// the stored version asked for.
 	GetEventType(context.Context, *connect.Request[v1.GetEventTypeRequest]) (*connect.Response[v1.GetEventTypeResponse], error)
@@ -185,6 +206,12 @@ func NewEventTypeServiceHandler(svc EventTypeServiceHandler, opts ...connect.Han
 		connect.WithSchema(eventTypeServiceMethods.ByName("ApplyEventType")),
 		connect.WithHandlerOptions(opts...),
 	)
+	eventTypeServiceActivateEventTypeHandler := connect.NewUnaryHandler(
+		EventTypeServiceActivateEventTypeProcedure,
+		svc.ActivateEventType,
+		connect.WithSchema(eventTypeServiceMethods.ByName("ActivateEventType")),
+		connect.WithHandlerOptions(opts...),
+	)
 	eventTypeServiceGetEventTypeHandler := connect.NewUnaryHandler(
 		EventTypeServiceGetEventTypeProcedure,
 		svc.GetEventType,
@@ -209,6 +236,8 @@ func NewEventTypeServiceHandler(svc EventTypeServiceHandler, opts ...connect.Han
 			eventTypeServiceValidateEventTypeHandler.ServeHTTP(w, r)
 		case EventTypeServiceApplyEventTypeProcedure:
 			eventTypeServiceApplyEventTypeHandler.ServeHTTP(w, r)
+		case EventTypeServiceActivateEventTypeProcedure:
+			eventTypeServiceActivateEventTypeHandler.ServeHTTP(w, r)
 		case EventTypeServiceGetEventTypeProcedure:
 			eventTypeServiceGetEventTypeHandler.ServeHTTP(w, r)
 		case EventTypeServiceListEventTypesProcedure:
@@ -230,6 +259,10 @@ func (UnimplementedEventTypeServiceHandler) ValidateEventType(context.Context, *
 
 func (UnimplementedEventTypeServiceHandler) ApplyEventType(context.Context, *connect.Request[v1.ApplyEventTypeRequest]) (*connect.Response[v1.ApplyEventTypeResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.EventTypeService.ApplyEventType is not implemented"))
+}
+
+func (UnimplementedEventTypeServiceHandler) ActivateEventType(context.Context, *connect.Request[v1.ActivateEventTypeRequest]) (*connect.Response[v1.ActivateEventTypeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.EventTypeService.ActivateEventType is not implemented"))
 }
 
 func (UnimplementedEventTypeServiceHandler) GetEventType(context.Context, *connect.Request[v1.GetEventTypeRequest]) (*connect.Response[v1.GetEventTypeResponse], error) {
