@@ -63,6 +63,11 @@ func (s *server) decodeEvents(evs []*omegav1.Event, limit int) ([]event.Event, e
 		}
 		if err != nil {
 			var fe *event.FieldError
+			if errors.As(err, &fe) && fe.Field == "type" && cat == nil && s.eventTypes != nil {
+				// The store has not answered yet: the type may well be declared. A retry will
+				// tell; InvalidArgument would tell the caller never to send it again.
+				return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("events[%d].type: the event catalogue could not be read; retry later", i))
+			}
 			if errors.As(err, &fe) {
 				return nil, invalid(fmt.Sprintf("events[%d].%s", i, fe.Field), "%s", fe.Reason)
 			}

@@ -14,7 +14,8 @@ import (
 // effective catalogue that rules, journeys and ingested events are validated against.
 type EventTypeStore interface {
 	SpecStore[event.Type]
-	// Current is the effective catalogue; it must answer while the database is away.
+	// Current is the effective catalogue; it must answer while the database is away: the last one
+	// read, nil (the default one) when none could be read yet.
 	Current() *event.Catalog
 }
 
@@ -78,8 +79,8 @@ func (h eventTypeService) DisableEventType(ctx context.Context, req *connect.Req
 	return connect.NewResponse(&omegav1.DisableEventTypeResponse{}), nil
 }
 
-// catalog is the event catalogue requests are validated against (the default one without a
-// store).
+// catalog is the event catalogue requests are validated against: the default one without a store,
+// nil (the default one too) when the store has not been read yet.
 func (s *server) catalog() *event.Catalog {
 	if s.eventTypes == nil {
 		return event.Default()

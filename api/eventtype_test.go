@@ -205,3 +205,29 @@ func TestIngestChecksTheCatalogue(t *testing.T) {
 	_, err = f.events.Ingest(ctx, connect.NewRequest(&omegav1.IngestRequest{Events: []*omegav1.Event{ok}}))
 	requireInvalid(t, err, "events[0].type")
 }
+
+// unreadEventTypes is a store whose database never answered: no catalogue read yet.
+type unreadEventTypes struct{ memEventTypes }
+
+func (*unreadEventTypes) Current() *event.Catalog { return nil }
+
+// Before the catalogue could be read, an event of a type the default catalogue lacks is
+// Unavailable (retry), not InvalidArgument (never again); the default types go through.
+func TestIngestBeforeTheCatalogueIsRead(t *testing.T) {
+	producer := saramamocks.NewSyncProducer(t, nil)
+	h, err := api.NewHandler(api.Config{Producer: producer, Temporal: &temporalmocks.Client{}, Audit: audit.NewStore(nil),
+		Journeys: func(string) bool { return true }, Keys: testKeys, EventTypes: &unreadEventTypes{},
+		Log: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() { srv.Close(); require.NoError(t, producer.Close()) })
+	events := omegav1connect.NewEventServiceClient(keyed(srv, adminKey), srv.URL)
+	ts := timestamppb.New(time.Now().Add(-time.Minute))
+	_, err = events.Ingest(context.Background(), connect.NewRequest(&omegav1.IngestRequest{Events: []*omegav1.Event{
+		{EventId: "e1", UserId: "u1", Type: "coupon_claimed", Ts: ts}}}))
+	require.Equal(t, connect.CodeUnavailable, connect.CodeOf(err), "%v", err)
+	producer.ExpectSendMessageAndSucceed()
+	_, err = events.Ingest(context.Background(), connect.NewRequest(&omegav1.IngestRequest{Events: []*omegav1.Event{
+		{EventId: "e2", UserId: "u1", Type: "cart_add", Ts: ts}}}))
+	require.NoError(t, err)
+}
