@@ -13,59 +13,109 @@ import (
 )
 
 // The changelog makes a partition's machine durable in Redis, the state store of record; the
-// machine in memory is a cache of it. Each partition has two keys under one hash tag (one Redis
-// Cluster slot per partition, so partitions spread over the cluster):
+// machine in memory is a cache of it. It is a changelog with snapshots, as Kafka Streams and Flink
+// keep keyed state, in keys under one hash tag (one Redis Cluster slot per partition, so
+// partitions spread over the cluster):
 //
-//	<prefix>:{p:<group>/<topic>/<partition>}:meta   epoch, next offset, watermark
-//	<prefix>:{p:<group>/<topic>/<partition>}:state  instance key -> instance (JSON)
+//	<prefix>:{p:<group>/<topic>/<partition>}:meta  epoch, next offset, watermark
+//	<prefix>:{p:<group>/<topic>/<partition>}:log   one record per commit: the instances it changed and ended
+//	<prefix>:{p:<group>/<topic>/<partition>}:snap  every instance, as of the last snapshot
 //
-// The state hash is a compacted changelog: a batch writes the instances it changed and deletes
-// the ones it ended, with the next offset and the watermark, in one script that first checks the
-// epoch. A replica that is assigned the partition bumps the epoch before it restores, so a
-// replica that lost the partition (a zombie after a rebalance) can never write over the new
-// owner's state: its next commit fails with errFenced and it leaves the partition.
+// A commit appends the batch's record (codec.go) with the next offset and the watermark, in one
+// script that first checks the epoch: one round trip and one list push per batch, whatever the
+// number of events, rules and instances. Records hold whole instances, so replaying them is
+// idempotent and order is all that matters.
 //
-// Restoring reads the hash with HSCAN; the commit is one round trip per batch, whatever the
-// number of events and rules.
+// When the log has outgrown the snapshot (and holds at least snapshotMin), a new snapshot is
+// taken a piece at a time, the way ZooKeeper takes its fuzzy snapshots: the keys are listed at
+// position S of the log, and each following commit appends the current instances of the next few
+// thousand keys to the snapshot being built (in the same script as its record), so no batch waits
+// for a whole partition to be encoded. When every key is written, the commit that writes the last
+// piece puts the new snapshot in place and trims the log to the records from S on. Each key in the
+// snapshot is as of some moment after S, and every change after S is in the remaining log, so the
+// snapshot then the log restore the exact state. The store holds about twice the state at most;
+// a restore reads the snapshot and the log since S.
+//
+// A replica that is assigned the partition bumps the epoch before it restores, so a replica that
+// lost the partition (a zombie after a rebalance) can never write over the new owner's state: its
+// next commit fails with errFenced and it leaves the partition.
+//
+// Before this format the state was a hash of JSON instances (<prefix>:{...}:state); a restore still
+// reads one, and the first commit after it writes a snapshot and deletes the hash.
 
 // errFenced says another replica owns the partition now (or Redis lost its state).
 var errFenced = errors.New("partition state fenced: another replica owns it, or redis lost it")
 
-// commitScript: KEYS[1] meta, KEYS[2] state. ARGV: epoch, next offset ("" to keep), watermark,
-// ttl_ms, n (instances to write), then n key/value pairs, then the keys to delete.
+// commitScript: KEYS meta, log, snap, the snapshot being built, the legacy state hash. ARGV:
+// epoch, next offset ("" to keep), watermark, ttl_ms, the batch's record ("" for none), a piece of
+// the snapshot being built ("" for none), "1" when it is the first piece, switch ("" none; a
+// number n: the built snapshot replaces snap and the first n records of the log are dropped; "l"
+// appended: the legacy hash too). Returns the log's length.
+//
+// A retry after a lost reply is harmless: a first piece overwrites, a later piece repeats puts of
+// the same values, a record repeats its puts, and a switch already done (the built key is gone)
+// is not done again, nor is its last piece appended to nothing.
 var commitScript = redis.NewScript(`
 local e = redis.call('HGET', KEYS[1], 'epoch')
 if e ~= ARGV[1] then return redis.error_reply('FENCED ' .. tostring(e)) end
-local n = tonumber(ARGV[5])
-local i = 6
-while n > 0 do
-  local c = math.min(n, 200)
-  redis.call('HSET', KEYS[2], unpack(ARGV, i, i + 2 * c - 1))
-  i = i + 2 * c
-  n = n - c
+if ARGV[7] == '1' then
+  redis.call('SET', KEYS[4], ARGV[6])
+elseif ARGV[6] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('APPEND', KEYS[4], ARGV[6])
 end
-while i <= #ARGV do
-  local j = math.min(#ARGV, i + 199)
-  redis.call('HDEL', KEYS[2], unpack(ARGV, i, j))
-  i = j + 1
+if ARGV[8] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('RENAME', KEYS[4], KEYS[3])
+  local n = tonumber(string.match(ARGV[8], '%d+'))
+  if n > 0 then redis.call('LTRIM', KEYS[2], n, -1) end
+  if string.sub(ARGV[8], -1) == 'l' then redis.call('DEL', KEYS[5]) end
 end
+if ARGV[5] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[5]) end
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'o', ARGV[2]) end
 redis.call('HSET', KEYS[1], 'w', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
-return 1`)
+for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+return redis.call('LLEN', KEYS[2])`)
+
+// snapshotMin is the least log worth compacting into a snapshot; snapshotChunk the largest piece of
+// a snapshot read in one command; snapshotPiece the fewest keys a commit adds to a snapshot being
+// built (and at least twice the instances it changed, so a snapshot always catches up).
+const (
+	snapshotMin   = 1 << 20
+	snapshotChunk = 4 << 20
+	snapshotPiece = 4096
+	logPage       = 256
+)
 
 // changelog is one partition's durable state.
 type changelog struct {
-	rdb   redis.UniversalClient
-	meta  string
-	state string
-	epoch int64
+	rdb                   redis.UniversalClient
+	meta, log, snap, hash string
+	epoch                 int64
+	// The store's size as this replica knows it: the snapshot's bytes, and the log's since.
+	snapBytes, logBytes int64
+	logRecords          int64
+	legacy              bool  // the restored state came from the legacy hash
+	snapMin             int64 // snapshotMin (tests compact sooner)
+	piece               int   // snapshotPiece (tests build snapshots in more pieces)
+	building            *snapshotRun
+	// run runs commitScript (a test runs it twice: a retry after a lost reply).
+	run           func(ctx context.Context, c redis.Scripter, keys []string, args ...any) *redis.Cmd
+	buf, pieceBuf []byte
+}
+
+// snapshotRun is a snapshot being built: the keys listed when it began, how many are written, and
+// how many log records preceded it (dropped when it is in place).
+type snapshotRun struct {
+	keys     []string
+	done     int
+	from     int64 // log records before it began
+	logBytes int64 // their bytes
+	bytes    int64 // written so far
 }
 
 func newChangelog(rdb redis.UniversalClient, prefix, group, topic string, partition int32) *changelog {
 	t := prefix + ":" + tag("p:"+group+"/"+topic+"/"+strconv.Itoa(int(partition)))
-	return &changelog{rdb: rdb, meta: t + ":meta", state: t + ":state"}
+	return &changelog{rdb: rdb, meta: t + ":meta", log: t + ":log", snap: t + ":snap", hash: t + ":state", snapMin: snapshotMin,
+		piece: snapshotPiece, run: commitScript.Run}
 }
 
 // claim fences every earlier owner and restores the partition's machine. next is the first
@@ -76,7 +126,7 @@ func (c *changelog) claim(ctx context.Context, allowedLateness time.Duration) (m
 	if err != nil {
 		return nil, 0, fmt.Errorf("fence partition state: %w", err)
 	}
-	c.epoch = epoch
+	c.epoch, c.building = epoch, nil
 	meta, err := c.rdb.HGetAll(ctx, c.meta).Result()
 	if err != nil {
 		return nil, 0, fmt.Errorf("read partition state: %w", err)
@@ -94,60 +144,209 @@ func (c *changelog) claim(ctx context.Context, allowedLateness time.Duration) (m
 		}
 		m.lastSweep = m.wm
 	}
-	var cursor uint64
-	for {
-		kvs, cur, err := c.rdb.HScan(ctx, c.state, cursor, "*", 2000).Result()
-		if err != nil {
-			return nil, 0, fmt.Errorf("restore partition state: %w", err)
-		}
-		for i := 0; i+1 < len(kvs); i += 2 {
-			var in instance
-			if err := json.Unmarshal([]byte(kvs[i+1]), &in); err != nil {
-				return nil, 0, fmt.Errorf("restore instance %s: %w", kvs[i], err)
-			}
-			m.restore(kvs[i], &in)
-		}
-		if cursor = cur; cursor == 0 {
-			break
-		}
+	if c.legacy, err = c.restoreLegacy(ctx, m); err != nil {
+		return nil, 0, err
+	}
+	if err := c.restoreSnapshot(ctx, m); err != nil {
+		return nil, 0, err
+	}
+	if err := c.restoreLog(ctx, m); err != nil {
+		return nil, 0, err
 	}
 	return m, next, nil
 }
 
-// commit writes what changed since the last commit, the next offset (-1: unchanged) and the
-// watermark, if this replica still owns the partition (errFenced otherwise). The dirty set is
-// cleared only on success, so a failed commit is retried whole.
+func (c *changelog) restoreSnapshot(ctx context.Context, m *machine) error {
+	n, err := c.rdb.StrLen(ctx, c.snap).Result()
+	if err != nil {
+		return fmt.Errorf("restore partition snapshot: %w", err)
+	}
+	c.snapBytes = n
+	if n == 0 {
+		return nil
+	}
+	b := make([]byte, 0, n)
+	for len(b) < int(n) {
+		part, err := c.rdb.GetRange(ctx, c.snap, int64(len(b)), min(int64(len(b))+snapshotChunk, n)-1).Result()
+		if err != nil {
+			return fmt.Errorf("restore partition snapshot: %w", err)
+		}
+		if part == "" {
+			return fmt.Errorf("restore partition snapshot: %w: it shrank while read", errRecord)
+		}
+		b = append(b, part...)
+	}
+	return apply(m, b)
+}
+
+func (c *changelog) restoreLog(ctx context.Context, m *machine) error {
+	c.logBytes, c.logRecords = 0, 0
+	for i := int64(0); ; i += logPage {
+		recs, err := c.rdb.LRange(ctx, c.log, i, i+logPage-1).Result()
+		if err != nil {
+			return fmt.Errorf("restore partition log: %w", err)
+		}
+		for _, r := range recs {
+			if err := apply(m, []byte(r)); err != nil {
+				return err
+			}
+			c.logBytes += int64(len(r))
+			c.logRecords++
+		}
+		if len(recs) < logPage {
+			return nil
+		}
+	}
+}
+
+// apply replays one record (a snapshot or a commit's) into m.
+func apply(m *machine, rec []byte) error {
+	r, err := readRecord(rec)
+	if err != nil {
+		return fmt.Errorf("restore partition state: %w", err)
+	}
+	for {
+		k, in, ok := r.next()
+		if !ok {
+			break
+		}
+		if in == nil {
+			m.forget(k)
+		} else {
+			m.restore(k, in)
+		}
+	}
+	if r.err != nil {
+		return fmt.Errorf("restore partition state: %w", r.err)
+	}
+	return nil
+}
+
+// restoreLegacy reads the JSON state hash of the format before this one, if there is one.
+func (c *changelog) restoreLegacy(ctx context.Context, m *machine) (bool, error) {
+	var cursor uint64
+	found := false
+	for {
+		kvs, cur, err := c.rdb.HScan(ctx, c.hash, cursor, "*", 2000).Result()
+		if err != nil {
+			return false, fmt.Errorf("restore partition state: %w", err)
+		}
+		for i := 0; i+1 < len(kvs); i += 2 {
+			var in instance
+			if err := json.Unmarshal([]byte(kvs[i+1]), &in); err != nil {
+				return false, fmt.Errorf("restore instance %s: %w", kvs[i], err)
+			}
+			m.restore(kvs[i], &in)
+			found = true
+		}
+		if cursor = cur; cursor == 0 {
+			return found, nil
+		}
+	}
+}
+
+// commit makes durable what changed since the last commit, with the next offset (-1: unchanged)
+// and the watermark, if this replica still owns the partition (errFenced otherwise), and moves a
+// snapshot on by one piece. The changes are forgotten only on success, so a failed commit is
+// retried whole.
 func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time.Duration) error {
-	args := make([]any, 5, 5+2*len(m.dirty))
+	if c.building == nil && (c.legacy || (c.logBytes > c.snapBytes && c.logBytes >= c.snapMin) || c.logRecords >= 10_000) {
+		c.building = &snapshotRun{keys: m.keys(), from: c.logRecords, logBytes: c.logBytes}
+	}
+	w := newRecord(c.buf)
+	err := m.encodeDirty(w)
+	c.buf = w.b
+	if err != nil {
+		return fmt.Errorf("encode partition state: %w", err)
+	}
+	var rec []byte
+	if !w.empty() {
+		rec = w.b
+	}
+	var piece []byte
+	first, swap, done := "", "", 0
+	if b := c.building; b != nil {
+		pw := &recordWriter{b: c.pieceBuf[:0]}
+		if b.done == 0 {
+			pw = newRecord(pw.b)
+			first = "1"
+		}
+		done = b.done
+		for n := max(c.piece, 2*len(m.dirty)); done < len(b.keys) && n > 0; done, n = done+1, n-1 {
+			if in, ok := m.inst[b.keys[done]]; ok {
+				if err := pw.put(b.keys[done], in); err != nil {
+					return fmt.Errorf("encode partition snapshot: %w", err)
+				}
+			}
+		}
+		piece, c.pieceBuf = pw.b, pw.b
+		if done == len(b.keys) {
+			swap = strconv.FormatInt(b.from, 10)
+			if c.legacy {
+				swap += "l"
+			}
+		}
+	}
 	off := ""
 	if next >= 0 {
 		off = strconv.FormatInt(next, 10)
 	}
-	args[0], args[1], args[2], args[3] = strconv.FormatInt(c.epoch, 10), off, strconv.FormatInt(m.wm, 10), msd(ttl)
-	var dels []any
-	n := 0
-	for k := range m.dirty {
-		in, ok := m.inst[k]
-		if !ok {
-			dels = append(dels, k)
-			continue
-		}
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("encode instance %s: %w", k, err)
-		}
-		args = append(args, k, b)
-		n++
-	}
-	args[4] = n
-	args = append(args, dels...)
-	err := commitScript.Run(ctx, c.rdb, []string{c.meta, c.state}, args...).Err()
+	building := c.snap + "." + strconv.FormatInt(c.epoch, 10)
+	n, err := c.run(ctx, c.rdb, []string{c.meta, c.log, c.snap, building, c.hash},
+		strconv.FormatInt(c.epoch, 10), off, strconv.FormatInt(m.wm, 10), msd(ttl), rec, piece, first, swap).Int64()
 	if err != nil && strings.HasPrefix(err.Error(), "FENCED") {
 		return fmt.Errorf("%w (%v)", errFenced, err)
 	}
 	if err != nil {
 		return fmt.Errorf("commit partition state: %w", err)
 	}
-	clear(m.dirty)
+	c.logBytes += int64(len(rec))
+	if b := c.building; b != nil {
+		b.done, b.bytes = done, b.bytes+int64(len(piece))
+		if swap != "" {
+			// The log now starts at the snapshot's beginning; what it holds since counts toward the next.
+			c.snapBytes, c.logBytes, c.legacy, c.building = b.bytes, c.logBytes-b.logBytes, false, nil
+		}
+	}
+	c.logRecords = n
+	m.clean()
 	return nil
+}
+
+// StateSize reads, without claiming anything, the partition state under a key prefix (every
+// group, topic and partition): how many pattern instances it holds and its Redis bytes (MEMORY
+// USAGE of the meta, log and snapshot keys). For benchmarks and capacity planning.
+func StateSize(ctx context.Context, rdb *redis.Client, prefix string) (instances, bytes int64, err error) {
+	var cursor uint64
+	for {
+		keys, cur, err := rdb.Scan(ctx, cursor, prefix+":{p:*}:meta", 1000).Result()
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, k := range keys {
+			base := strings.TrimSuffix(k, ":meta")
+			c := &changelog{rdb: rdb, meta: k, log: base + ":log", snap: base + ":snap", hash: base + ":state"}
+			m := newMachine(0)
+			if _, err := c.restoreLegacy(ctx, m); err != nil {
+				return 0, 0, err
+			}
+			if err := c.restoreSnapshot(ctx, m); err != nil {
+				return 0, 0, err
+			}
+			if err := c.restoreLog(ctx, m); err != nil {
+				return 0, 0, err
+			}
+			instances += int64(len(m.inst))
+			for _, key := range []string{c.meta, c.log, c.snap, c.hash} {
+				n, err := rdb.MemoryUsage(ctx, key, 0).Result()
+				if err != nil && !errors.Is(err, redis.Nil) {
+					return 0, 0, err
+				}
+				bytes += n
+			}
+		}
+		if cursor = cur; cursor == 0 {
+			return instances, bytes, nil
+		}
+	}
 }

@@ -50,6 +50,7 @@ func onRedises(t *testing.T, test func(*testing.T, redis.UniversalClient)) {
 func newHarnessOn(t *testing.T, rdb redis.UniversalClient, rules ...Rule) *harness {
 	prefix := testenv.Unique("cep")
 	h := &harness{t: t, rdb: rdb, eng: newEngine(rdb, prefix), log: newChangelog(rdb, prefix, "g", "t", 0)}
+	h.log.snapMin, h.log.piece = 256, 4 // snapshots built in pieces between log records: restores read both
 	for _, r := range rules {
 		c, err := compile(r)
 		require.NoError(t, err)

@@ -2,6 +2,7 @@ package cep
 
 import (
 	"container/heap"
+	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -40,6 +41,9 @@ type instance struct {
 	Match string `json:"m,omitempty"`
 	Until int64  `json:"h,omitempty"`
 	Exp   int64  `json:"x"`
+	// dirty: changed since the last commit (and listed in machine.dirty); dropped: removed from
+	// the machine since.
+	dirty, dropped bool
 }
 
 // seen is an event a pattern remembers: its time, ID, and whether a match consumed it.
@@ -90,8 +94,10 @@ const sweepEvery = time.Minute
 
 // machine holds one partition's instances, timers and watermark.
 type machine struct {
-	inst   map[string]*instance
-	dirty  map[string]bool // changed since the last commit (deleted when absent from inst)
+	inst map[string]*instance
+	// dirty lists the keys changed since the last commit (a key absent from inst was deleted); a
+	// key may be listed twice, its instance's dirty flag says whether it is still to be written.
+	dirty  []string
 	jobs   map[string]bool // the fan-out jobs among them (fanout.go)
 	timers timerQueue
 	// wm is the watermark (ms): event time up to which the partition is complete, less the
@@ -102,7 +108,7 @@ type machine struct {
 }
 
 func newMachine(allowedLateness time.Duration) *machine {
-	return &machine{inst: map[string]*instance{}, dirty: map[string]bool{}, jobs: map[string]bool{}, lateness: msd(allowedLateness)}
+	return &machine{inst: map[string]*instance{}, jobs: map[string]bool{}, lateness: msd(allowedLateness)}
 }
 
 // restore adds a stored instance (changelog restore).
@@ -116,23 +122,100 @@ func (m *machine) restore(key string, in *instance) {
 	}
 }
 
+// forget removes a key a restored record deleted.
+func (m *machine) forget(key string) {
+	delete(m.inst, key)
+	delete(m.jobs, key)
+}
+
+// put records that in, the instance of key, changed. The map is written only when the instance
+// is new to this commit (an instance already dirty is in it).
 func (m *machine) put(key string, in *instance) {
-	m.inst[key] = in
-	m.dirty[key] = true
+	switch {
+	case !in.dirty:
+		in.dirty = true
+		m.dirty = append(m.dirty, key)
+		m.inst[key] = in
+	case in.dropped:
+		in.dropped = false
+		m.inst[key] = in
+	}
 	if in.Fan != nil {
 		m.jobs[key] = true
 	}
 }
 
 func (m *machine) drop(key string) {
-	if _, ok := m.inst[key]; ok {
+	if in, ok := m.inst[key]; ok {
 		delete(m.inst, key)
-		m.dirty[key] = true
+		if !in.dirty {
+			in.dirty = true
+			m.dirty = append(m.dirty, key)
+		}
+		in.dropped = true
 	}
 }
 
+// changed reports whether anything changed since the last commit.
+func (m *machine) changed() bool { return len(m.dirty) > 0 }
+
+// encodeDirty writes what changed since the last commit: the instances written, the keys deleted.
+func (m *machine) encodeDirty(w *recordWriter) error {
+	for _, k := range m.dirty {
+		in, ok := m.inst[k]
+		switch {
+		case !ok:
+			w.del(k)
+		case in.dirty:
+			if err := w.put(k, in); err != nil {
+				return fmt.Errorf("instance %s: %w", k, err)
+			}
+			in.dirty = false // a second listing of k is not written twice
+		}
+	}
+	// Until the commit succeeds they are still to be written.
+	for _, k := range m.dirty {
+		if in, ok := m.inst[k]; ok {
+			in.dirty = true
+		}
+	}
+	return nil
+}
+
+// encodeAll writes every instance.
+func (m *machine) encodeAll(w *recordWriter) error {
+	for k, in := range m.inst {
+		if err := w.put(k, in); err != nil {
+			return fmt.Errorf("instance %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// keys lists the instance keys (a snapshot's, written a piece at a time).
+func (m *machine) keys() []string {
+	out := make([]string, 0, len(m.inst))
+	for k := range m.inst {
+		out = append(out, k)
+	}
+	return out
+}
+
+// clean forgets the changes, once they are durable.
+func (m *machine) clean() {
+	for _, k := range m.dirty {
+		if in, ok := m.inst[k]; ok {
+			in.dirty = false
+		}
+	}
+	m.dirty = m.dirty[:0]
+}
+
 func instKey(r *compiledRule, kind, key string) string {
-	return r.ID + ":v" + strconv.Itoa(r.Version) + ":" + kind + ":" + key
+	if r.instPrefix == "" { // a rule compiled before the prefix was cached (never in the stage)
+		return r.ID + ":v" + strconv.Itoa(r.Version) + ":" + kind + ":" + key
+	}
+	return r.instPrefix + kind + ":" + key
 }
 
 func reentryKey(ruleID, userID string) string { return ruleID + ":reentry:" + userID }

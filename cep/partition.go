@@ -245,6 +245,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 
 	readNext := p.next // the offset after the last record received
 	batch := make([]*sarama.ConsumerMessage, 0, cfg.BatchSize)
+	var first time.Time // when the batch's first record arrived
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	idle := time.NewTicker(cfg.TimerInterval)
@@ -253,6 +254,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		if len(batch) == 0 {
 			return true
 		}
+		metrics.BatchSeconds.WithLabelValues("wait").Observe(time.Since(first).Seconds())
 		if err := s.processBatch(ctx, h.dlq, p, batch); err != nil {
 			// A cancelled session, or a fenced replica: the batch stays unmarked for the owner.
 			cfg.Log.Info("batch left for the next owner", "partition", claim.Partition(), "err", err)
@@ -274,6 +276,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			}
 			if len(batch) == 0 {
 				timer.Reset(cfg.BatchWait)
+				first = time.Now()
 			}
 			batch = append(batch, msg)
 			readNext = msg.Offset + 1
@@ -324,6 +327,12 @@ type decoded struct {
 // retried with backoff until they succeed or ctx ends (backpressure: the partition waits,
 // nothing is dropped); a fenced commit ends the claim.
 func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *partition, msgs []*sarama.ConsumerMessage) error {
+	step := time.Now()
+	lap := func(name string) {
+		now := time.Now()
+		metrics.BatchSeconds.WithLabelValues(name).Observe(now.Sub(step).Seconds())
+		step = now
+	}
 	var good []decoded
 	var dead []*sarama.ProducerMessage
 	replayed := 0
@@ -349,6 +358,7 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 		metrics.EventsConsumed.WithLabelValues("dead_lettered").Add(float64(len(dead)))
 	}
 	metrics.EventsConsumed.WithLabelValues("processed").Add(float64(len(good)))
+	lap("decode")
 	evs := make([]event.Event, len(good))
 	appended := make([]time.Time, len(good))
 	for i := range good {
@@ -369,6 +379,7 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 		return err
 	}
 	annotate(good, matches)
+	lap("compute")
 	crash(PointComputed, len(matches))
 	if err := s.dispatch(ctx, matches); err != nil {
 		return err
@@ -384,10 +395,12 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 		return err
 	}
 	crash(PointStarted, len(matches))
+	lap("start")
 	next := msgs[len(msgs)-1].Offset + 1
 	if err := s.commit(ctx, p, next, rules); err != nil {
 		return err
 	}
+	lap("commit")
 	crash(PointCommitted, len(matches))
 	return nil
 }
@@ -429,7 +442,7 @@ func (s *Stage) idle(ctx context.Context, p *partition, now time.Time) error {
 	rules := s.currentRules()
 	fired := p.m.fire(rulesByID(rules), now.UTC())
 	p.m.sweep()
-	if len(fired) == 0 && len(p.m.dirty) == 0 {
+	if len(fired) == 0 && !p.m.changed() {
 		return nil
 	}
 	matches, err := s.finish(ctx, p, rules, fired, nil, now.UTC())

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -154,6 +155,8 @@ type compiledRule struct {
 	needsProfile bool
 	// hasCond is set when any step has a condition: only then are an event's CEL variables built.
 	hasCond bool
+	// instPrefix begins the keys of the rule's pattern instances (rule:vN:).
+	instPrefix string
 }
 
 // Validate checks r against cat and compiles it; the error is a *RuleError naming the field.
@@ -237,7 +240,7 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 	case r.Rollout < 0 || r.Rollout > 100:
 		return fail("rollout", "a percentage: 0 (everyone) to 100")
 	}
-	c := compiledRule{Rule: r, types: map[string]bool{}}
+	c := compiledRule{Rule: r, types: map[string]bool{}, instPrefix: r.ID + ":v" + strconv.Itoa(r.Version) + ":"}
 	for i, f := range strings.Split(r.Key, "+") {
 		f = strings.TrimSpace(f)
 		if f != "user" && f != "item" && !(strings.HasPrefix(f, "attrs.") && len(f) > len("attrs.")) {

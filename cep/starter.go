@@ -27,6 +27,9 @@ type TemporalStarter struct {
 	// Audit, when set, records the matches refused as replays (deduplicated).
 	Audit *audit.Store
 	Log   *slog.Logger
+	// Eager asks for eager workflow start: a worker for TaskQueue on Client must run in this
+	// process (omega cep with OMEGA_CEP_EAGER_START).
+	Eager bool
 }
 
 func (t *TemporalStarter) log() *slog.Logger {
@@ -43,6 +46,7 @@ func (t *TemporalStarter) Start(ctx context.Context, m workflows.Match) error {
 		m.TraceID = tracing.IDForEvent(m.EventIDs[0])
 	}
 	opts := workflows.StartOptions(m, t.TaskQueue)
+	opts.EnableEagerStart = t.Eager
 	// The start continues the event's trace: the workflow's spans (when exported) join it.
 	ctx = tracing.Extract(ctx, propagation.MapCarrier{"traceparent": m.TraceParent})
 	ctx = tracing.Ensure(ctx, m.TraceID)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	dto "github.com/prometheus/client_model/go"
 	"log/slog"
 	"os"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/omegareach/omega/cep"
+	"github.com/omegareach/omega/internal/metrics"
 )
 
 type latencies struct {
@@ -21,6 +23,7 @@ type latencies struct {
 	produced    int64
 	producerLag time.Duration // the most the open-loop producer fell behind its schedule
 	drained     bool          // the stage committed every produced record before the samples were read
+	steps       []stepStat
 	// CPU while the events were produced: the machine's busy share, this process's and Redis' cores.
 	machineBusy, procCores, redisCores float64
 }
@@ -67,7 +70,7 @@ func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog
 		}
 	}()
 	l := latencies{rate: rate, secs: secs}
-	m0, cpu0, r0, t0 := machineCPU(), cpuTime(), snapRedis(rdb), time.Now()
+	m0, cpu0, r0, t0, h0 := machineCPU(), cpuTime(), snapRedis(rdb), time.Now(), batchSteps()
 	interval := time.Second / time.Duration(max(rate, 1))
 	next := time.Now()
 	end := next.Add(time.Duration(secs) * time.Second)
@@ -100,11 +103,75 @@ func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog
 		}
 	}
 	time.Sleep(100 * time.Millisecond)
+	l.steps = stepsSince(h0, batchSteps())
 	progress("  latency run: %d events produced, %d matches started, drained %v", l.produced, sr.starter.n.Load(), l.drained)
 	sr.starter.mu.Lock()
 	defer sr.starter.mu.Unlock()
 	l.samples = slices.Clone(sr.starter.samples)
 	return l
+}
+
+// stepStat is where the stage's batches spent their time during a run (omega_cep_batch_seconds).
+type stepStat struct {
+	step      string
+	batches   uint64
+	mean, p99 time.Duration // p99: the upper bound of the bucket holding it
+}
+
+var stepOrder = []string{"wait", "decode", "compute", "start", "commit"}
+
+// batchSteps reads the stage's batch step histograms: per step, the cumulative bucket counts
+// (upper bounds in bounds), the count and the sum.
+func batchSteps() map[string]*dto.Histogram {
+	mfs, err := metrics.Registry.Gather()
+	must(err)
+	out := map[string]*dto.Histogram{}
+	for _, mf := range mfs {
+		if mf.GetName() != "omega_cep_batch_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "step" {
+					out[l.GetValue()] = m.GetHistogram()
+				}
+			}
+		}
+	}
+	return out
+}
+
+func stepsSince(before, after map[string]*dto.Histogram) []stepStat {
+	var out []stepStat
+	for _, name := range stepOrder {
+		a := after[name]
+		if a == nil {
+			continue
+		}
+		b := before[name]
+		n := a.GetSampleCount()
+		sum := a.GetSampleSum()
+		if b != nil {
+			n -= b.GetSampleCount()
+			sum -= b.GetSampleSum()
+		}
+		if n == 0 {
+			continue
+		}
+		st := stepStat{step: name, batches: n, mean: time.Duration(sum / float64(n) * 1e9)}
+		for i, bk := range a.GetBucket() {
+			c := bk.GetCumulativeCount()
+			if b != nil {
+				c -= b.GetBucket()[i].GetCumulativeCount()
+			}
+			if float64(c) >= 0.99*float64(n) {
+				st.p99 = time.Duration(bk.GetUpperBound() * 1e9)
+				break
+			}
+		}
+		out = append(out, st)
+	}
+	return out
 }
 
 type cpuStat struct{ busy, total int64 }

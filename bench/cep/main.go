@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -66,7 +67,16 @@ func main() {
 	flatSpan := flag.Duration("flat-span", 30*time.Hour, "event time spanned by the memory-flat test's first stream")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of this process during the stage's first pass")
 	latencyOnly := flag.Bool("latency-only", false, "only the open-loop latency run, at -rate (a sweep of rates, one run each)")
+	only := flag.String("designs", "", "comma-separated designs to pass (ceiling,baseline,obvious,stage); set, the run stops after the throughput table (a development loop, not a report)")
 	flag.Parse()
+	// The process runs its collector as omega cep does (cmd/omega: GOGC=400 unless GOGC is set), for
+	// every design alike.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if *only != "" {
+		designs = strings.Split(*only, ",")
+	}
 	if *latencyOnly && *latencyRate <= 0 {
 		must(fmt.Errorf("-latency-only needs -rate"))
 	}
@@ -142,6 +152,14 @@ func main() {
 	med := map[string]result{}
 	for _, d := range designs {
 		med[d] = median(res[d])
+	}
+	if *only != "" {
+		for _, d := range designs {
+			m := med[d]
+			fmt.Printf("%-9s %8.0f events/s  %7.0f per CEP CPU-s  Redis %5.1f µs/event  GC %2.0f%%  %d instances, %d bytes of state\n", d,
+				m.perSec(), m.perCPU(), m.redisPerEv(), 100*m.gc.Seconds()/m.cpu.Seconds(), m.instances, m.stateBytes)
+		}
+		return
 	}
 
 	rate := int(med[dStage].perSec() / 2)

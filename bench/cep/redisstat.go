@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/omegareach/omega/cep"
 )
 
 // redisSnap is what Redis says of itself at one moment.
@@ -82,16 +84,11 @@ func deleteKeys(rdb *redis.Client, prefix string) {
 	})
 }
 
-// stateStats reads the new stage's partition state hashes under prefix: the pattern instances
-// (fields) and their bytes (MEMORY USAGE, every field counted).
+// stateStats reads the new stage's partition state under prefix (meta, log and snapshot keys): the
+// pattern instances it restores to and its bytes (MEMORY USAGE).
 func stateStats(rdb *redis.Client, prefix string) (instances, bytes int64) {
-	ctx := context.Background()
-	scanKeys(rdb, prefix+":{p:*}:state", func(ks []string) {
-		for _, k := range ks {
-			instances += rdb.HLen(ctx, k).Val()
-			bytes += rdb.MemoryUsage(ctx, k, 0).Val()
-		}
-	})
+	instances, bytes, err := cep.StateSize(context.Background(), rdb, prefix)
+	must(err)
 	return instances, bytes
 }
 

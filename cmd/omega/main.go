@@ -21,9 +21,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
 	tlog "go.temporal.io/sdk/log"
+	"google.golang.org/grpc"
 
 	"github.com/omegareach/omega/activities/channel"
 	"github.com/omegareach/omega/activities/filter"
@@ -80,6 +82,8 @@ TLS and credentials of clients (SECURITY.md): OMEGA_{KAFKA,REDIS,TEMPORAL}_TLS=1
 cep only:
   OMEGA_CEP_GROUP [omega-cep]
   OMEGA_CEP_ALLOWED_LATENESS [5s: how far a partition's watermark trails its latest event time]
+  OMEGA_CEP_EAGER_START [false; make run and deploy/ set true: a reach worker in this process
+    (the worker's settings apply) and eager workflow starts]
   OMEGA_RULES [the rule store; or rules from a file or directory]
   OMEGA_LOG_FORMAT [text|json]  OMEGA_LOG_LEVEL [info|debug]   (phones, emails, tokens masked)
 worker only:
@@ -307,6 +311,8 @@ func dialTemporal(ctx context.Context, log *slog.Logger, cfg config) (client.Cli
 	if err := secureTemporal(&o); err != nil {
 		return nil, err
 	}
+	// Starts whose answer carries the first workflow task were eager (OMEGA_CEP_EAGER_START).
+	o.ConnectionOptions.DialOptions = append(o.ConnectionOptions.DialOptions, grpc.WithChainUnaryInterceptor(countEagerStarts))
 	if tracing.Enabled() {
 		// Spans for starting, running and signalling workflows and for their activities, the
 		// trace context carried in Temporal headers.
@@ -321,6 +327,15 @@ func dialTemporal(ctx context.Context, log *slog.Logger, cfg config) (client.Cli
 		return nil, fmt.Errorf("dial temporal at %s: %w", cfg.temporalAddr, err)
 	}
 	return c, nil
+}
+
+func countEagerStarts(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker,
+	opts ...grpc.CallOption) error {
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	if r, ok := reply.(*workflowservice.StartWorkflowExecutionResponse); ok && err == nil && r.GetEagerWorkflowTask() != nil {
+		metrics.EagerStarts.Inc()
+	}
+	return err
 }
 
 func openAudit(ctx context.Context, cfg config) (*audit.Store, func(), error) {
@@ -439,6 +454,24 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 		}
 		c.RuleSource, c.Rules = nil, rs
 	}
+	// OMEGA_CEP_EAGER_START: a reach worker inside this process, and starts with eager workflow
+	// start: a single-send reach's only workflow task comes back in the start's answer and runs
+	// here, skipping the matching service (docs/benchmarks.md: ~40% less Temporal CPU per reach).
+	// The standalone workers keep everything else (retries, timers, later journey steps).
+	if eager, err := envBool("OMEGA_CEP_EAGER_START"); err != nil {
+		return err
+	} else if eager {
+		w, err := worker.New(cfg.workerConfig(tc, rdb, audit.NewStore(pool), workerIdentity(cfg, "/cep"), log))
+		if err != nil {
+			return err
+		}
+		if err := w.Start(); err != nil {
+			return fmt.Errorf("start the eager reach worker: %w", err)
+		}
+		defer w.Stop()
+		c.Starter.(*cep.TemporalStarter).Eager = true
+		log.Info("eager workflow start: a reach worker runs in this process", "task_queue", cfg.taskQueue)
+	}
 	st, err := cep.New(c)
 	if err != nil {
 		return err
@@ -461,13 +494,8 @@ func runWorker(ctx context.Context, log *slog.Logger, cfg config) error {
 	defer closeDB()
 	rdb := cfg.newRedis()
 	defer rdb.Close()
-	host, _ := os.Hostname()
-	identity := fmt.Sprintf("%d@%s@%s", os.Getpid(), host, cfg.taskQueue)
-	w, err := worker.New(worker.Config{Temporal: tc, Identity: identity, Redis: rdb, Audit: store, WebhookURL: cfg.webhookURL, KeyPrefix: cfg.keyPrefix,
-		DailyCap: cfg.dailyCap, ChannelCaps: cfg.channelCaps, LastSlotPriority: cfg.lastSlot,
-		QuietStart: cfg.quietStart, QuietEnd: cfg.quietEnd, OptIn: cfg.optIn,
-		TaskQueue: cfg.taskQueue, WebhookAllow: cfg.webhookAllow, WebhookSecret: cfg.secret, RateLimits: cfg.rates, Push: cfg.push, SMS: cfg.sms, Journeys: journey.NewStore(store.Pool(), journeyCatalog()),
-		Profiles: &profile.Cached{Store: profile.NewStore(store.Pool()), Redis: rdb}, Log: log})
+	identity := workerIdentity(cfg, "")
+	w, err := worker.New(cfg.workerConfig(tc, rdb, store, identity, log))
 	if err != nil {
 		return err
 	}
@@ -487,6 +515,22 @@ func runWorker(ctx context.Context, log *slog.Logger, cfg config) error {
 	<-ctx.Done()
 	w.Stop()
 	return nil
+}
+
+func workerIdentity(cfg config, role string) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%d@%s@%s%s", os.Getpid(), host, cfg.taskQueue, role)
+}
+
+// workerConfig is the reach worker's configuration, for omega worker and for the worker inside
+// omega cep (eager start).
+func (cfg config) workerConfig(tc client.Client, rdb redis.UniversalClient, store *audit.Store, identity string, log *slog.Logger) worker.Config {
+	return worker.Config{Temporal: tc, Identity: identity, Redis: rdb, Audit: store, WebhookURL: cfg.webhookURL, KeyPrefix: cfg.keyPrefix,
+		DailyCap: cfg.dailyCap, ChannelCaps: cfg.channelCaps, LastSlotPriority: cfg.lastSlot,
+		QuietStart: cfg.quietStart, QuietEnd: cfg.quietEnd, OptIn: cfg.optIn,
+		TaskQueue: cfg.taskQueue, WebhookAllow: cfg.webhookAllow, WebhookSecret: cfg.secret, RateLimits: cfg.rates, Push: cfg.push, SMS: cfg.sms,
+		Journeys: journey.NewStore(store.Pool(), journeyCatalog()),
+		Profiles: &profile.Cached{Store: profile.NewStore(store.Pool()), Redis: rdb}, Log: log}
 }
 
 func runReceiver(ctx context.Context, log *slog.Logger, cfg config) error {
@@ -536,4 +580,17 @@ func probe(args []string) error {
 		return fmt.Errorf("%s answered %s", args[0], resp.Status)
 	}
 	return nil
+}
+
+// envBool reads a boolean setting (unset: false).
+func envBool(name string) (bool, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s: want true or false, got %q", name, v)
+	}
+	return b, nil
 }

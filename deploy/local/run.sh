@@ -22,7 +22,8 @@ export OMEGA_API_KEY
 # Prometheus /metrics of each process on its own port.
 M=${OMEGA_METRICS_PORT:-9464}
 OMEGA_METRICS_ADDR=127.0.0.1:$((M + 2)) "$STACK" start-app worker - "$BIN/omega" worker
-OMEGA_METRICS_ADDR=127.0.0.1:$((M + 1)) "$STACK" start-app cep - "$BIN/omega" cep
+# The CEP process runs a reach worker too: its starts are eager (OMEGA_CEP_EAGER_START=false: off).
+OMEGA_CEP_EAGER_START=${OMEGA_CEP_EAGER_START:-true} OMEGA_METRICS_ADDR=127.0.0.1:$((M + 1)) "$STACK" start-app cep - "$BIN/omega" cep
 OMEGA_METRICS_ADDR=127.0.0.1:$M "$STACK" start-app api "${OMEGA_API_ADDR##*:}" "$BIN/omega" api
 
 # Return only when a reach can run end to end, within 60 s altogether: the worker and the CEP stage

@@ -69,6 +69,13 @@ var (
 	// Matches counts matches by rule (shadow matches included, labelled).
 	Matches = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_cep_matches_total",
 		Help: "Pattern matches, by rule and mode (live or shadow)."}, []string{"rule", "mode"})
+	// BatchSeconds is where a CEP batch spends its time, by step: wait (from its first record's
+	// arrival to its processing: batching, and the partition busy with the batch before),
+	// decode, compute (profiles, the machine, shared state), start (reaches, responses, tracking,
+	// a fan-out slice), commit (the state made durable).
+	BatchSeconds = f.NewHistogramVec(prometheus.HistogramOpts{Name: "omega_cep_batch_seconds",
+		Help:    "Time a CEP batch spends in each step: wait, decode, compute, start, commit.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17)}, []string{"step"})
 	// EventToMatch is the time from an event's production (the Kafka record time) to its match.
 	EventToMatch = f.NewHistogram(prometheus.HistogramOpts{Name: "omega_cep_event_to_match_seconds",
 		Help: "Time from an event's Kafka record timestamp to the match it completed.", Buckets: latencyBuckets})
@@ -76,6 +83,10 @@ var (
 	// duplicate, error).
 	WorkflowStarts = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_workflow_starts_total",
 		Help: "Reach workflow starts, by origin (cep, api) and result (started, duplicate, error)."}, []string{"origin", "result"})
+	// EagerStarts counts workflow starts whose answer carried the first workflow task (eager
+	// start: a worker in the starting process runs it, the matching service is skipped).
+	EagerStarts = f.NewCounter(prometheus.CounterOpts{Name: "omega_workflow_eager_starts_total",
+		Help: "Workflow starts whose answer carried their first workflow task (eager start)."})
 	// FilterVerdicts counts filter chain verdicts by the deciding filter and verdict.
 	FilterVerdicts = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_filter_verdicts_total",
 		Help: "Filter chain verdicts, by deciding filter (none for a pass) and verdict (pass, drop, defer)."}, []string{"filter", "verdict"})

@@ -1,0 +1,413 @@
+package cep
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/omegareach/omega/event"
+)
+
+// The changelog's records are a compact binary encoding of instances, not JSON: a batch's delta is
+// one value, encoded and decoded without reflection, and a pattern instance costs a few dozen
+// bytes of Redis. A record is a version byte followed by entries:
+//
+//	put: 'P' key instance
+//	del: 'D' key
+//
+// Strings are a uvarint length and their bytes; integers varints; times milliseconds. An
+// instance is a uvarint bit set of the fields present (instFields), then its expiry, then each
+// present field in bit order. Event times inside an instance are stored as their distance from
+// its expiry, which keeps them short. Attributes (an absence's A, a fan-out trigger) keep the
+// JSON scalars in binary and anything else as JSON.
+
+const recordVersion = 1
+
+// The fields of an instance, as bits of its header.
+const (
+	fSeen = 1 << iota
+	fUnless
+	fNext
+	fStart
+	fIDs
+	fDone
+	fA
+	fFan
+	fMatch
+	fUntil
+)
+
+const (
+	opPut = 'P'
+	opDel = 'D'
+)
+
+// recordWriter appends entries to a record.
+type recordWriter struct{ b []byte }
+
+func newRecord(b []byte) *recordWriter { return &recordWriter{b: append(b[:0], recordVersion)} }
+
+func (w *recordWriter) empty() bool { return len(w.b) <= 1 }
+
+func (w *recordWriter) del(key string) {
+	w.b = append(w.b, opDel)
+	w.str(key)
+}
+
+func (w *recordWriter) put(key string, in *instance) error {
+	w.b = append(w.b, opPut)
+	w.str(key)
+	return w.instance(in)
+}
+
+func (w *recordWriter) str(s string) {
+	w.b = binary.AppendUvarint(w.b, uint64(len(s)))
+	w.b = append(w.b, s...)
+}
+
+func (w *recordWriter) int(v int64)   { w.b = binary.AppendVarint(w.b, v) }
+func (w *recordWriter) uint(v uint64) { w.b = binary.AppendUvarint(w.b, v) }
+
+func (w *recordWriter) bool(v bool) {
+	if v {
+		w.b = append(w.b, 1)
+	} else {
+		w.b = append(w.b, 0)
+	}
+}
+
+func (w *recordWriter) seens(s []seen, exp int64) {
+	w.uint(uint64(len(s)))
+	for _, x := range s {
+		w.int(exp - x.TS)
+		w.str(x.ID)
+		w.bool(x.Used)
+	}
+}
+
+// Attribute values: the JSON scalars in binary, anything else (objects, arrays) as JSON.
+const (
+	attrNull   = 'n'
+	attrFalse  = 'f'
+	attrTrue   = 't'
+	attrNumber = 'd'
+	attrString = 's'
+	attrJSON   = 'j'
+)
+
+func (w *recordWriter) attrs(a map[string]any) error {
+	w.uint(uint64(len(a)))
+	for k, v := range a {
+		w.str(k)
+		switch v := v.(type) {
+		case nil:
+			w.b = append(w.b, attrNull)
+		case bool:
+			if v {
+				w.b = append(w.b, attrTrue)
+			} else {
+				w.b = append(w.b, attrFalse)
+			}
+		case float64:
+			w.b = binary.LittleEndian.AppendUint64(append(w.b, attrNumber), math.Float64bits(v))
+		case string:
+			w.b = append(w.b, attrString)
+			w.str(v)
+		default:
+			b, err := json.Marshal(v)
+			if err != nil {
+				return fmt.Errorf("attribute %s: %w", k, err)
+			}
+			w.b = append(w.b, attrJSON)
+			w.str(string(b))
+		}
+	}
+	return nil
+}
+
+func (w *recordWriter) event(e *event.Event) error {
+	w.str(e.EventID)
+	w.str(e.UserID)
+	w.str(e.ItemID)
+	w.str(e.Type)
+	w.int(e.TS.UnixNano())
+	return w.attrs(e.Attrs)
+}
+
+func (w *recordWriter) instance(in *instance) error {
+	var f uint64
+	set := func(bit uint64, ok bool) {
+		if ok {
+			f |= bit
+		}
+	}
+	set(fSeen, len(in.Seen) > 0)
+	set(fUnless, in.Unless != 0)
+	set(fNext, in.Next != 0)
+	set(fStart, in.Start != 0)
+	set(fIDs, len(in.IDs) > 0)
+	set(fDone, len(in.Done) > 0)
+	set(fA, in.A != nil)
+	set(fFan, in.Fan != nil)
+	set(fMatch, in.Match != "")
+	set(fUntil, in.Until != 0)
+	w.uint(f)
+	w.int(in.Exp)
+	if f&fSeen != 0 {
+		w.seens(in.Seen, in.Exp)
+	}
+	if f&fUnless != 0 {
+		w.int(in.Exp - in.Unless)
+	}
+	if f&fNext != 0 {
+		w.int(int64(in.Next))
+	}
+	if f&fStart != 0 {
+		w.int(in.Exp - in.Start)
+	}
+	if f&fIDs != 0 {
+		w.uint(uint64(len(in.IDs)))
+		for _, id := range in.IDs {
+			w.str(id)
+		}
+	}
+	if f&fDone != 0 {
+		w.seens(in.Done, in.Exp)
+	}
+	if f&fA != 0 {
+		a := in.A
+		w.str(a.ID)
+		w.int(in.Exp - a.TS)
+		w.int(a.Due - a.TS)
+		w.str(a.User)
+		w.str(a.Item)
+		w.str(a.Type)
+		w.str(a.State)
+		w.seens(a.Prev, in.Exp)
+		if err := w.attrs(a.Attrs); err != nil {
+			return err
+		}
+	}
+	if f&fFan != 0 {
+		if err := w.event(&in.Fan.Trigger); err != nil {
+			return err
+		}
+		w.str(in.Fan.Snap)
+		w.int(in.Fan.Total)
+		w.int(in.Fan.Next)
+	}
+	if f&fMatch != 0 {
+		w.str(in.Match)
+	}
+	if f&fUntil != 0 {
+		w.int(in.Exp - in.Until)
+	}
+	return nil
+}
+
+// errRecord reports a record that does not decode: a bug, or a store written by a newer version.
+var errRecord = errors.New("malformed changelog record")
+
+// recordReader reads a record's entries in order.
+type recordReader struct {
+	b   []byte
+	err error
+}
+
+func readRecord(b []byte) (*recordReader, error) {
+	if len(b) == 0 || b[0] != recordVersion {
+		v := -1
+		if len(b) > 0 {
+			v = int(b[0])
+		}
+		return nil, fmt.Errorf("%w: version %d, this replica reads %d", errRecord, v, recordVersion)
+	}
+	return &recordReader{b: b[1:]}, nil
+}
+
+// next returns the next entry: in is nil for a delete. ok is false at the end or on an error
+// (see r.err).
+func (r *recordReader) next() (key string, in *instance, ok bool) {
+	if len(r.b) == 0 || r.err != nil {
+		return "", nil, false
+	}
+	op := r.b[0]
+	r.b = r.b[1:]
+	key = r.str()
+	switch op {
+	case opDel:
+	case opPut:
+		in = r.instance()
+	default:
+		r.fail()
+	}
+	return key, in, r.err == nil
+}
+
+func (r *recordReader) fail() {
+	if r.err == nil {
+		r.err = errRecord
+	}
+	r.b = nil
+}
+
+func (r *recordReader) uint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *recordReader) int() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// count reads a length and checks that the record can hold at least that many bytes.
+func (r *recordReader) count() int {
+	n := r.uint()
+	if n > uint64(len(r.b)) || n > math.MaxInt32 {
+		r.fail()
+		return 0
+	}
+	return int(n)
+}
+
+func (r *recordReader) str() string {
+	n := r.count()
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *recordReader) bool() bool {
+	if len(r.b) == 0 {
+		r.fail()
+		return false
+	}
+	v := r.b[0] == 1
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *recordReader) seens(exp int64) []seen {
+	n := r.count()
+	if n == 0 {
+		return nil
+	}
+	s := make([]seen, n)
+	for i := range s {
+		s[i] = seen{TS: exp - r.int(), ID: r.str(), Used: r.bool()}
+	}
+	return s
+}
+
+func (r *recordReader) attrs() map[string]any {
+	n := r.count()
+	if n == 0 {
+		return nil
+	}
+	a := make(map[string]any, n)
+	for range n {
+		k := r.str()
+		if len(r.b) == 0 {
+			r.fail()
+			return nil
+		}
+		t := r.b[0]
+		r.b = r.b[1:]
+		switch t {
+		case attrNull:
+			a[k] = nil
+		case attrFalse, attrTrue:
+			a[k] = t == attrTrue
+		case attrNumber:
+			if len(r.b) < 8 {
+				r.fail()
+				return nil
+			}
+			a[k] = math.Float64frombits(binary.LittleEndian.Uint64(r.b))
+			r.b = r.b[8:]
+		case attrString:
+			a[k] = r.str()
+		case attrJSON:
+			var v any
+			if err := json.Unmarshal([]byte(r.str()), &v); err != nil {
+				r.fail()
+				return nil
+			}
+			a[k] = v
+		default:
+			r.fail()
+			return nil
+		}
+	}
+	return a
+}
+
+func (r *recordReader) event() event.Event {
+	e := event.Event{EventID: r.str(), UserID: r.str(), ItemID: r.str(), Type: r.str()}
+	e.TS = time.Unix(0, r.int()).UTC()
+	e.Attrs = r.attrs()
+	return e
+}
+
+func (r *recordReader) instance() *instance {
+	f := r.uint()
+	in := &instance{Exp: r.int()}
+	if f&fSeen != 0 {
+		in.Seen = r.seens(in.Exp)
+	}
+	if f&fUnless != 0 {
+		in.Unless = in.Exp - r.int()
+	}
+	if f&fNext != 0 {
+		in.Next = int(r.int())
+	}
+	if f&fStart != 0 {
+		in.Start = in.Exp - r.int()
+	}
+	if f&fIDs != 0 {
+		n := r.count()
+		in.IDs = make([]string, n)
+		for i := range in.IDs {
+			in.IDs[i] = r.str()
+		}
+	}
+	if f&fDone != 0 {
+		in.Done = r.seens(in.Exp)
+	}
+	if f&fA != 0 {
+		a := &waitA{ID: r.str()}
+		a.TS = in.Exp - r.int()
+		a.Due = a.TS + r.int()
+		a.User, a.Item, a.Type, a.State = r.str(), r.str(), r.str(), r.str()
+		a.Prev = r.seens(in.Exp)
+		a.Attrs = r.attrs()
+		in.A = a
+	}
+	if f&fFan != 0 {
+		in.Fan = &fanState{Trigger: r.event(), Snap: r.str(), Total: r.int(), Next: r.int()}
+	}
+	if f&fMatch != 0 {
+		in.Match = r.str()
+	}
+	if f&fUntil != 0 {
+		in.Until = in.Exp - r.int()
+	}
+	if f >= fUntil<<1 {
+		r.fail() // a field this version does not know
+	}
+	return in
+}

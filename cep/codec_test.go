@@ -1,0 +1,181 @@
+package cep
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/testenv"
+)
+
+// every instance shape the machine writes, each field set.
+func sampleInstances() map[string]*instance {
+	return map[string]*instance{
+		"r:v1:count:u": {Seen: []seen{{TS: 1000, ID: "e1", Used: true}, {TS: 2000, ID: "e2"}}, Unless: 1500, Exp: 9000},
+		"r:v1:seq:u/i": {Next: 2, Start: 1200, IDs: []string{"a", "b"}, Done: []seen{{TS: 800, ID: "z"}}, Exp: 90000},
+		"r:v2:abs:u": {A: &waitA{ID: "a2", TS: 5000, Due: 65000, User: "u", Item: "i", Type: "cart_add",
+			Attrs: map[string]any{"price": 12.5, "tags": []any{"x"}, "name": "n", "gift": true, "paid": false, "note": nil, "o": map[string]any{"a": 1.0}}, State: "c", Prev: []seen{{TS: 4000, ID: "a1"}}}, Exp: 70000},
+		"r:v1:fan:d1": {Fan: &fanState{Trigger: event.Event{EventID: "d1", ItemID: "i", Type: "price_drop",
+			TS: time.UnixMilli(1234567).UTC(), Attrs: map[string]any{"pct": 30.0}}, Snap: "p:{x}:snap", Total: 10000, Next: 300}, Exp: 1e12},
+		"r:reentry:u":  {Match: "reach/r/u/k", Until: 99000, Exp: 99000},
+		"r:v1:count:v": {Exp: -5}, // nothing but an expiry (negative: before 1970 in event time)
+	}
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	want := sampleInstances()
+	w := newRecord(nil)
+	for k, in := range want {
+		require.NoError(t, w.put(k, in))
+	}
+	w.del("gone")
+	m := newMachine(0)
+	m.inst["gone"] = &instance{Exp: 1}
+	require.NoError(t, apply(m, w.b))
+	require.Equal(t, want, m.inst)
+	require.True(t, m.jobs["r:v1:fan:d1"])
+	require.Len(t, m.timers, 0, "a cancelled absence arms no timer")
+
+	// A record that is cut short or of another version is refused, never half applied silently.
+	for _, bad := range [][]byte{w.b[:len(w.b)-3], append([]byte{9}, w.b[1:]...), {}} {
+		require.ErrorIs(t, apply(newMachine(0), bad), errRecord)
+	}
+}
+
+func FuzzRecord(f *testing.F) {
+	w := newRecord(nil)
+	for k, in := range sampleInstances() {
+		require.NoError(f, w.put(k, in))
+	}
+	f.Add(w.b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m := newMachine(0)
+		if apply(m, b) != nil {
+			return
+		}
+		// What decodes encodes back to the same instances.
+		w := newRecord(nil)
+		require.NoError(t, m.encodeAll(w))
+		again := newMachine(0)
+		require.NoError(t, apply(again, w.b))
+		require.Equal(t, len(m.inst), len(again.inst))
+	})
+}
+
+// The log is compacted into a snapshot once it outgrows it; a restore reads both, and a zombie's
+// snapshot never lands.
+func TestChangelogSnapshots(t *testing.T) {
+	onRedises(t, func(t *testing.T, rdb redis.UniversalClient) {
+		t.Run("once", func(t *testing.T) { testChangelogSnapshots(t, rdb, false) })
+		t.Run("every commit retried after a lost reply", func(t *testing.T) { testChangelogSnapshots(t, rdb, true) })
+	})
+}
+
+func testChangelogSnapshots(t *testing.T, rdb redis.UniversalClient, twice bool) {
+	ctx := context.Background()
+	prefix := testenv.Unique("cl")
+	setup := func(c *changelog) {
+		c.snapMin, c.piece = 1000, 16
+		if twice {
+			c.run = func(ctx context.Context, s redis.Scripter, keys []string, args ...any) *redis.Cmd {
+				if err := commitScript.Run(ctx, s, keys, args...).Err(); err != nil {
+					return commitScript.Run(ctx, s, keys, args...) // the error, as the caller would see it
+				}
+				return commitScript.Run(ctx, s, keys, args...)
+			}
+		}
+	}
+	c := newChangelog(rdb, prefix, "g", "t", 0)
+	setup(c)
+	swaps := 0
+	m, next, err := c.claim(ctx, 0)
+	require.NoError(t, err)
+	require.EqualValues(t, -1, next)
+	want := map[string]*instance{}
+	for i := range 200 {
+		k := "r:v1:count:u" + string(rune('a'+i%26)) + time.Duration(i).String()
+		in := &instance{Seen: []seen{{TS: int64(i), ID: "e"}}, Exp: int64(1000 + i)}
+		m.put(k, in)
+		want[k] = in
+		if i%7 == 0 {
+			m.drop(k)
+			delete(want, k)
+		}
+		before := c.snapBytes
+		require.NoError(t, c.commit(ctx, m, int64(i+1), time.Hour))
+		if c.snapBytes != before {
+			swaps++
+		}
+		if i%50 == 49 {
+			again := newChangelog(rdb, prefix, "g", "t", 0)
+			got, next, err := again.claim(ctx, 0)
+			require.NoError(t, err)
+			require.EqualValues(t, i+1, next)
+			for _, in := range want {
+				in.dirty = false
+			}
+			require.Equal(t, want, got.inst)
+			require.Less(t, again.logRecords, int64(200), "the log was compacted")
+			c, m = again, got
+			setup(c)
+		}
+	}
+	require.Positive(t, swaps, "snapshots were taken")
+	require.Positive(t, c.snapBytes)
+	n, err := rdb.LLen(ctx, c.log).Result()
+	require.NoError(t, err)
+	limit := int64(100)
+	if twice {
+		limit = 250 // every record is in it twice
+	}
+	require.Less(t, n, limit, "the log was trimmed")
+
+	// A zombie that snapshots is fenced and its snapshot does not replace the owner's.
+	zombie := c
+	owner := newChangelog(rdb, prefix, "g", "t", 0)
+	_, _, err = owner.claim(ctx, 0)
+	require.NoError(t, err)
+	zombie.legacy = true // forces a snapshot
+	zm := newMachine(0)
+	zm.put("junk", &instance{Exp: 1})
+	require.ErrorIs(t, zombie.commit(ctx, zm, 999, time.Hour), errFenced)
+	got, next, err := newChangelog(rdb, prefix, "g", "t", 0).claim(ctx, 0)
+	require.NoError(t, err)
+	require.EqualValues(t, 200, next)
+	require.Len(t, got.inst, len(want))
+	require.NotContains(t, got.inst, "junk")
+}
+
+// State written by the JSON format before this one is restored, and the first commit converts it.
+func TestChangelogReadsLegacyState(t *testing.T) { onRedises(t, testChangelogReadsLegacyState) }
+
+func testChangelogReadsLegacyState(t *testing.T, rdb redis.UniversalClient) {
+	ctx := context.Background()
+	prefix := testenv.Unique("cl")
+	c := newChangelog(rdb, prefix, "g", "t", 0)
+	want := sampleInstances()
+	for k, in := range want {
+		b, err := json.Marshal(in)
+		require.NoError(t, err)
+		require.NoError(t, rdb.HSet(ctx, c.hash, k, b).Err())
+	}
+	require.NoError(t, rdb.HSet(ctx, c.meta, "epoch", 3, "o", 42, "w", 777).Err())
+	m, next, err := c.claim(ctx, 0)
+	require.NoError(t, err)
+	require.EqualValues(t, 42, next)
+	require.EqualValues(t, 777, m.wm)
+	require.Equal(t, want, m.inst)
+	require.NoError(t, c.commit(ctx, m, 43, time.Hour))
+	n, err := rdb.Exists(ctx, c.hash).Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "the legacy hash is gone once converted")
+	got, next, err := newChangelog(rdb, prefix, "g", "t", 0).claim(ctx, 0)
+	require.NoError(t, err)
+	require.EqualValues(t, 43, next)
+	require.Equal(t, want, got.inst)
+}
