@@ -22,6 +22,7 @@ import (
 	"github.com/omegareach/omega/api"
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
+	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/internal/apikey"
 	"github.com/omegareach/omega/internal/versioned"
 	"github.com/omegareach/omega/journey"
@@ -61,7 +62,7 @@ func TestEveryMethodHasAScope(t *testing.T) {
 func servedAll(t *testing.T, keys api.KeySource) *httptest.Server {
 	t.Helper()
 	return serve(t, api.Config{Audit: audit.NewStore(nil), Keys: keys,
-		RuleStore: nopSpecs[cep.Rule]{}, JourneyStore: nopSpecs[journey.Journey]{},
+		RuleStore: nopSpecs[cep.Rule]{}, JourneyStore: nopSpecs[journey.Journey]{}, EventTypes: nopEventTypes{},
 		Redis: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), Inbox: channel.NewInbox(nil), Profiles: nopProfiles{},
 		Backfill: &fakeBackfill{}})
 }
@@ -84,6 +85,10 @@ func (nopSpecs[T]) Version(context.Context, string, int) (T, error) {
 }
 func (nopSpecs[T]) List(context.Context) ([]T, error)     { return nil, nil }
 func (nopSpecs[T]) Disable(context.Context, string) error { return versioned.ErrNotFound }
+
+type nopEventTypes struct{ nopSpecs[event.Type] }
+
+func (nopEventTypes) Current() *event.Catalog { return event.Default() }
 
 type nopProfiles struct{}
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 
-	"slices"
 	"strings"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/omegareach/omega/cep"
-	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/internal/versioned"
 	"github.com/omegareach/omega/journey"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
@@ -44,6 +42,15 @@ type specs[T any] struct {
 	meta  func(T) (id string, version int, disabled bool)
 	field func(error) (string, bool) // the offending field of a validation error
 	srv   *server
+	// idField is the request field naming one ("id" when empty).
+	idField string
+}
+
+func (c *specs[T]) idName() string {
+	if c.idField == "" {
+		return "id"
+	}
+	return c.idField
 }
 
 func (c *specs[T]) decode(s *structpb.Struct) (T, error) {
@@ -139,7 +146,7 @@ func (c *specs[T]) load(ctx context.Context, idField, id string, version int32) 
 }
 
 func (c *specs[T]) get(ctx context.Context, id string, version int32) (*omegav1.Stored, error) {
-	v, err := c.load(ctx, "id", id, version)
+	v, err := c.load(ctx, c.idName(), id, version)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +157,7 @@ func (c *specs[T]) get(ctx context.Context, id string, version int32) (*omegav1.
 func (c *specs[T]) activate(ctx context.Context, id string, version int32) error {
 	switch {
 	case id == "":
-		return invalid("id", "required")
+		return invalid(c.idName(), "required")
 	case version <= 0:
 		return invalid("version", "required: the stored version to activate")
 	}
@@ -182,7 +189,7 @@ func (c *specs[T]) list(ctx context.Context) ([]*omegav1.Stored, error) {
 
 func (c *specs[T]) disable(ctx context.Context, id string) error {
 	if id == "" {
-		return invalid("id", "required")
+		return invalid(c.idName(), "required")
 	}
 	if err := c.store.Disable(ctx, id); err != nil {
 		return c.mapErr("disable", err)
@@ -292,7 +299,7 @@ func (h ruleService) DryRunRule(ctx context.Context, req *connect.Request[omegav
 	if err != nil {
 		return nil, err
 	}
-	evs, err := decodeEvents(m.GetEvents(), maxDryRunEvents, h.c.srv.now())
+	evs, err := h.c.srv.decodeEvents(m.GetEvents(), maxDryRunEvents)
 	if err != nil {
 		return nil, err
 	}
@@ -347,8 +354,9 @@ func (h journeyService) DryRunJourney(ctx context.Context, req *connect.Request[
 		in.Profile = m.GetProfile().AsMap()
 	}
 	for i, r := range m.GetResponses() {
-		if !slices.Contains(event.ResponseTypes, r.GetType()) {
-			return nil, invalid(fmt.Sprintf("responses[%d].type", i), "%q is not a response event (%s)", r.GetType(), strings.Join(event.ResponseTypes, ", "))
+		if cat := h.c.srv.catalog(); !cat.Routed(r.GetType()) {
+			return nil, invalid(fmt.Sprintf("responses[%d].type", i), "%q is not a response or goal event (%s)", r.GetType(),
+				strings.Join(routedNames(cat), ", "))
 		}
 		wr := journey.WalkResponse{Type: r.GetType()}
 		if r.GetAfter() != "" {

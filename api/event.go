@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"connectrpc.com/connect"
 	"github.com/IBM/sarama"
@@ -19,7 +18,7 @@ const MaxIngestBatch = 1000
 
 // Ingest validates every event, then produces them all; it answers once Kafka acknowledged them.
 func (s *server) Ingest(ctx context.Context, req *connect.Request[omegav1.IngestRequest]) (*connect.Response[omegav1.IngestResponse], error) {
-	decoded, err := decodeEvents(req.Msg.GetEvents(), MaxIngestBatch, s.now())
+	decoded, err := s.decodeEvents(req.Msg.GetEvents(), MaxIngestBatch)
 	if err != nil {
 		return nil, err
 	}
@@ -44,19 +43,31 @@ func (s *server) Ingest(ctx context.Context, req *connect.Request[omegav1.Ingest
 	return connect.NewResponse(&omegav1.IngestResponse{Accepted: int32(len(msgs))}), nil
 }
 
-// decodeEvents validates a request's events; an error names the index and the field.
-func decodeEvents(evs []*omegav1.Event, limit int, now time.Time) ([]event.Event, error) {
+// decodeEvents validates a request's events against the wire contract and the event catalogue
+// (declared type, scope, attribute schema); an error names the index and the field
+// (events[3].attrs.coupon_id).
+func (s *server) decodeEvents(evs []*omegav1.Event, limit int) ([]event.Event, error) {
 	switch {
 	case len(evs) == 0:
 		return nil, invalid("events", "at least one event is required")
 	case len(evs) > limit:
 		return nil, invalid("events", "at most %d events per call, got %d", limit, len(evs))
 	}
+	now, cat := s.now(), s.catalog()
 	out := make([]event.Event, len(evs))
 	for i, pe := range evs {
 		ev := fromProto(pe)
-		if err := ev.Validate(now); err != nil {
+		err := ev.Validate(now)
+		if err == nil {
+			err = cat.Check(&ev)
+		}
+		if err != nil {
 			var fe *event.FieldError
+			if errors.As(err, &fe) && fe.Field == "type" && cat == nil && s.eventTypes != nil {
+				// The store has not answered yet: the type may well be declared. A retry will
+				// tell; InvalidArgument would tell the caller never to send it again.
+				return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("events[%d].type: the event catalogue could not be read; retry later", i))
+			}
 			if errors.As(err, &fe) {
 				return nil, invalid(fmt.Sprintf("events[%d].%s", i, fe.Field), "%s", fe.Reason)
 			}

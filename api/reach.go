@@ -15,7 +15,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/omegareach/omega/audit"
-	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/internal/tracing"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
@@ -332,8 +331,8 @@ func (s *server) Signal(ctx context.Context, req *connect.Request[omegav1.Signal
 	if err := checkReachID(m.GetReachId()); err != nil {
 		return nil, err
 	}
-	if !slices.Contains(event.ResponseTypes, m.GetEventType()) {
-		return nil, invalid("event_type", "%q is not a response event (%s)", m.GetEventType(), strings.Join(event.ResponseTypes, ", "))
+	if cat := s.catalog(); !cat.Routed(m.GetEventType()) {
+		return nil, invalid("event_type", "%q is not a response or goal event (%s)", m.GetEventType(), strings.Join(routedNames(cat), ", "))
 	}
 	if err := checkID("event_id", m.GetEventId()); err != nil {
 		return nil, err

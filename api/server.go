@@ -41,6 +41,9 @@ type Config struct {
 	JourneyStore SpecStore[journey.Journey]
 	// Backfill runs RuleService.BackfillRule (Unimplemented when nil).
 	Backfill Backfiller
+	// EventTypes backs EventTypeService and gives the catalogue ingested events, dry runs and
+	// signals are validated against (not served, and the default catalogue, when nil).
+	EventTypes EventTypeStore
 	// Inbox backs InboxService (not served when nil).
 	Inbox *channel.Inbox
 	// Redis and Lists back ListService: list name ("blacklist", "whitelist") to Redis set (not
@@ -65,14 +68,15 @@ type Config struct {
 }
 
 type server struct {
-	producer  sarama.SyncProducer
-	topic     string
-	temporal  client.Client
-	audit     *audit.Store
-	journeys  func(string) bool
-	taskQueue string
-	log       *slog.Logger
-	now       func() time.Time
+	producer   sarama.SyncProducer
+	topic      string
+	temporal   client.Client
+	audit      *audit.Store
+	journeys   func(string) bool
+	eventTypes EventTypeStore
+	taskQueue  string
+	log        *slog.Logger
+	now        func() time.Time
 }
 
 // NewHandler returns the HTTP handler serving every service, gRPC health and reflection.
@@ -99,7 +103,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		cfg.Log = slog.Default()
 	}
 	s := &server{producer: cfg.Producer, topic: cfg.Topic, temporal: cfg.Temporal, audit: cfg.Audit, journeys: cfg.Journeys,
-		taskQueue: cfg.TaskQueue, log: cfg.Log, now: time.Now}
+		eventTypes: cfg.EventTypes, taskQueue: cfg.TaskQueue, log: cfg.Log, now: time.Now}
 	auth := newAuthenticator(cfg.Keys, cfg.DefaultRate, cfg.MaxCallTimeout, s.internal)
 	opts := []connect.HandlerOption{connect.WithReadMaxBytes(cfg.MaxRequestBytes), connect.WithInterceptors(countCalls, auth)}
 	mux := http.NewServeMux()
@@ -109,6 +113,10 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.RuleStore != nil {
 		mux.Handle(omegav1connect.NewRuleServiceHandler(ruleService{ruleSpecs(s, cfg.RuleStore), cfg.Redis, cfg.Backfill}, opts...))
 		services = append(services, omegav1connect.RuleServiceName)
+	}
+	if cfg.EventTypes != nil {
+		mux.Handle(omegav1connect.NewEventTypeServiceHandler(eventTypeService{eventTypeSpecs(s, cfg.EventTypes)}, opts...))
+		services = append(services, omegav1connect.EventTypeServiceName)
 	}
 	if cfg.Redis != nil {
 		mux.Handle(omegav1connect.NewListServiceHandler(listService{s, cfg.Redis, cfg.Lists, cfg.ListStore}, opts...))

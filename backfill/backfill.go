@@ -36,6 +36,9 @@ type Config struct {
 	Redis redis.UniversalClient
 	// Profiles gives conditions that read `profile` the users' profiles (empty ones when nil).
 	Profiles cep.ProfileReader
+	// EventTypes gives the event catalogue, as the live stage reads it (the default catalogue when
+	// nil): a team's own types are replayed, not skipped as undeclared.
+	EventTypes cep.EventTypeSource
 	// Starter starts the reaches of Job.Start (a job with Start is refused when nil).
 	Starter Starter
 	// AllowedLateness as the live stage has it (cep.DefaultAllowedLateness when zero).
@@ -138,7 +141,7 @@ func (r *Runner) Run(ctx context.Context, job Job, progress func(Progress)) (Rep
 	sc.Consumer.Interceptors = append(sc.Consumer.Interceptors, rec)
 	st, err := cep.New(cep.Config{
 		Brokers: r.cfg.Brokers, Sarama: sc, Group: group, Topic: r.cfg.Topic, Redis: r.cfg.Redis, KeyPrefix: prefix,
-		AllowedLateness: r.cfg.AllowedLateness, Rules: []cep.Rule{rule}, Starter: rec, Profiles: r.cfg.Profiles,
+		AllowedLateness: r.cfg.AllowedLateness, Rules: []cep.Rule{rule}, Starter: rec, Profiles: r.cfg.Profiles, EventTypes: r.cfg.EventTypes,
 		DiscardDeadLetters: true, TimerInterval: 100 * time.Millisecond, Log: log,
 	})
 	if err != nil {

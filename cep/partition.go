@@ -349,6 +349,7 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 		}
 		good = append(good, decoded{msg: m, ev: ev})
 	}
+	good = s.dropUndeclared(ctx, good)
 	metrics.EventsConsumed.WithLabelValues("replayed").Add(float64(replayed))
 	if len(dead) > 0 {
 		if err := retry(ctx, s.cfg.Log, "write dead letters", func() error { return dlq.SendMessages(dead) }); err != nil {

@@ -30,7 +30,8 @@ type delivery struct {
 	resp            workflows.Response
 }
 
-// routeResponses signals each response event (event.ResponseTypes) to the user's open reaches
+// routeResponses signals each response event (a type the catalogue declares a response or a
+// goal) to the user's open reaches
 // that wait for its type, found in the index the reach workflows keep (internal/openreach). A
 // response carrying attrs.reach_id goes to that reach only, and only if it is the user's and
 // waits for it. Users are looked up in one pipeline per batch.
@@ -42,7 +43,7 @@ func (s *Stage) routeResponses(ctx context.Context, evs []event.Event) error {
 	users := map[string]*redis.MapStringStringCmd{}
 	for i := range evs {
 		ev := &evs[i]
-		if ev.UserID != "" && slices.Contains(s.cfg.ResponseTypes, ev.Type) {
+		if ev.UserID != "" && s.routed(ev.Type) {
 			resp = append(resp, ev)
 			users[ev.UserID] = nil
 		}
@@ -154,10 +155,10 @@ func (s *Stage) track(ctx context.Context, evs []event.Event) error {
 		rid, _ := ev.Attrs[event.AttrReachID].(string)
 		key, _ := ev.Attrs[event.AttrIdempotencyKey].(string)
 		switch {
-		case ev.Type == event.TypeDelivered && rid != "":
+		case rid != "" && s.catalog().Can(ev.Type, event.UseReceipt):
 			receipts = append(receipts, audit.Receipt{Kind: audit.KindDelivered, Outcome: "delivered", ReachID: rid,
 				IdempotencyKey: key, EventID: ev.EventID, At: ev.TS})
-		case ev.UserID != "" && slices.Contains(s.cfg.ResponseTypes, ev.Type):
+		case ev.UserID != "" && s.routed(ev.Type):
 			goals = append(goals, audit.Goal{UserID: ev.UserID, Type: ev.Type, EventID: ev.EventID, At: ev.TS})
 			if ev.Type == event.TypeOpened && rid != "" {
 				receipts = append(receipts, audit.Receipt{Kind: audit.KindResponded, Outcome: ev.Type, ReachID: rid,

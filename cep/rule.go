@@ -106,19 +106,30 @@ func ParseRule(b []byte) (Rule, error) {
 	return r, nil
 }
 
-// KnownEventTypes are the event types of the wire contract rules may use.
-var KnownEventTypes = []string{
-	"favorite", "unfavorite", "view", "cart_add", "order_paid", "price_drop", "chat_started", "push_open",
-}
-
 // Catalog is what a rule is validated against.
 type Catalog struct {
-	// EventTypes the rule's steps may use (KnownEventTypes when nil).
-	EventTypes []string
+	// Events gives the event catalogue the rule's steps must use (event.Default when nil, or
+	// when it returns nil): a step's type must be declared a trigger, an absent or unless step's
+	// type declared.
+	Events func() *event.Catalog
 	// Journey reports whether a journey exists (any when nil).
 	Journey func(id string) bool
+	// JourneyFields gives, by template, the fields a journey's templates need from the match's
+	// attrs (journey.Journey.TemplateFields; not checked when nil): when the event that completes
+	// the rule's match has an attribute schema, each must be one of its attributes.
+	JourneyFields func(id string) map[string][]string
 	// Chains are the filter chains a rule may name (any when nil).
 	Chains []string
+	// anyType skips the event types: the CEP stage runs what the store validated on write, even
+	// after the catalogue dropped a type.
+	anyType bool
+}
+
+func (c Catalog) events() *event.Catalog {
+	if c.Events == nil {
+		return nil // the default catalogue
+	}
+	return c.Events()
 }
 
 // Limits of one rule.
@@ -154,7 +165,7 @@ func Validate(r Rule, cat Catalog) error {
 	return err
 }
 
-func compile(r Rule) (compiledRule, error) { return compileWith(r, Catalog{}) }
+func compile(r Rule) (compiledRule, error) { return compileWith(r, Catalog{anyType: true}) }
 
 func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 	fail := func(field, format string, args ...any) (compiledRule, error) {
@@ -177,9 +188,9 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 			r.MaxFanout = 100000
 		}
 	}
-	types := cat.EventTypes
-	if types == nil {
-		types = KnownEventTypes
+	var types *event.Catalog
+	if !cat.anyType {
+		types = cat.events()
 	}
 	switch {
 	case r.ID == "":
@@ -241,8 +252,8 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 		if s.Type == "" {
 			return compiledStep{}, &RuleError{r.ID, field + ".type", "required"}
 		}
-		if !slices.Contains(types, s.Type) {
-			return compiledStep{}, &RuleError{r.ID, field + ".type", fmt.Sprintf("unknown event type %q", s.Type)}
+		if err := checkType(types, cat.anyType, s.Type, strings.HasPrefix(field, "steps[")); err != "" {
+			return compiledStep{}, &RuleError{r.ID, field + ".type", err}
 		}
 		c.types[s.Type] = true
 		cs := compiledStep{Step: s}
@@ -274,8 +285,18 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 		}
 		c.steps = append(c.steps, cs)
 	}
-	if r.Kind == KindJoin && r.Steps[0].Type == "favorite" && slices.Contains(types, "unfavorite") {
+	if r.Kind == KindJoin && !cat.anyType {
+		if t, ok := types.Lookup(r.Steps[1].Type); ok && t.Scope != event.ScopeItem {
+			return fail("steps[1].type", "%q is user-scoped: a join's trigger is an item's event (scope: item)", t.Name)
+		}
+	}
+	if r.Kind == KindJoin && r.Steps[0].Type == "favorite" && (cat.anyType || types.Has("unfavorite")) {
 		c.types["unfavorite"] = true // an unfavourite removes the link
+	}
+	if !cat.anyType && cat.JourneyFields != nil {
+		if reason := checkTemplates(r, types, cat.JourneyFields(r.JourneyID)); reason != "" {
+			return fail("journey_id", "%s", reason)
+		}
 	}
 	for _, opt := range []struct {
 		field string
@@ -292,6 +313,61 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 		*opt.dst = &cs
 	}
 	return c, nil
+}
+
+// checkType says why typ may not be a rule's step ("" when it may): a pattern step needs a type
+// declared a trigger, an absent or unless step a declared type.
+func checkType(cat *event.Catalog, anyType bool, typ string, trigger bool) string {
+	t, ok := cat.Lookup(typ)
+	switch {
+	case anyType:
+		return ""
+	case !ok:
+		return fmt.Sprintf("unknown event type %q: not in the event catalogue (omega events types list)", typ)
+	case trigger && !t.Can(event.UseTrigger):
+		return fmt.Sprintf("%q is not declared a trigger (its uses: %s)", typ, strings.Join(t.Uses, ", "))
+	}
+	return ""
+}
+
+// matchType is the type of the event whose attrs a match of r carries (the one that completes it).
+func matchType(r Rule) string {
+	switch r.Kind {
+	case KindSequence:
+		return r.Steps[len(r.Steps)-1].Type
+	case KindJoin:
+		return r.Steps[1].Type
+	default:
+		return r.Steps[0].Type
+	}
+}
+
+// checkTemplates says why the journey's templates cannot render over r's matches ("" when they
+// can): a field they need that the matching event's attribute schema does not declare. A type
+// without a schema may carry anything, so it is not checked.
+func checkTemplates(r Rule, cat *event.Catalog, need map[string][]string) string {
+	t, ok := cat.Lookup(matchType(r))
+	if !ok || len(t.Attrs) == 0 {
+		return ""
+	}
+	declared := make([]string, len(t.Attrs))
+	for i, a := range t.Attrs {
+		declared[i] = a.Name
+	}
+	ids := make([]string, 0, len(need))
+	for id := range need {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		for _, f := range need[id] {
+			if !slices.Contains(declared, f) {
+				return fmt.Sprintf("journey %q: template %s reads .%s, which %s does not declare (its attrs: %s) and the template gives no default",
+					r.JourneyID, id, f, t.Name, strings.Join(declared, ", "))
+			}
+		}
+	}
+	return ""
 }
 
 var celEnv = func() *cel.Env {

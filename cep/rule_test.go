@@ -65,7 +65,7 @@ func TestCompileRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := compile(tt.rule)
+			c, err := compileWith(tt.rule, Catalog{}) // the default event catalogue
 			if tt.wantField == "" {
 				require.NoError(t, err)
 				require.Equal(t, tt.rule.ID, c.ID)
@@ -82,29 +82,81 @@ func TestCompileRejects(t *testing.T) {
 	}
 }
 
+// A growth team's own event types: rules validate against the catalogue they are given, naming
+// the field; the stage compiles what was stored even when the catalogue no longer declares it.
 func TestValidateAgainstCatalog(t *testing.T) {
-	cat := Catalog{EventTypes: []string{"cart_add"}, Journey: func(id string) bool { return id == "cart-reminder" }}
+	events, err := event.NewCatalog(
+		event.Type{Name: "cart_add", Uses: []string{event.UseTrigger}},
+		event.Type{Name: "coupon_claimed", Uses: []string{event.UseTrigger}},
+		event.Type{Name: "coupon_redeemed", Uses: []string{event.UseResponse, event.UseGoal}},
+		event.Type{Name: "favorite", Uses: []string{event.UseTrigger}},
+		event.Type{Name: "restocked", Scope: event.ScopeItem, Uses: []string{event.UseTrigger}},
+	)
+	require.NoError(t, err)
+	cat := Catalog{Events: func() *event.Catalog { return events }, Journey: func(id string) bool { return id == "cart-reminder" }}
+	const window = Duration(time.Hour)
 	tests := []struct {
 		name      string
 		rule      Rule
 		wantField string
+		wantErr   string
 	}{
 		{name: "known", rule: singleRule("")},
+		{name: "a type of the team's own", rule: Rule{ID: "r1", Steps: []Step{{Type: "coupon_claimed"}}, JourneyID: "cart-reminder"}},
 		{name: "unknown journey", rule: Rule{ID: "r1", Steps: []Step{{Type: "cart_add"}}, JourneyID: "nope"}, wantField: "journey_id"},
-		{name: "type outside the catalog", rule: Rule{ID: "r1", Steps: []Step{{Type: "view"}}, JourneyID: "cart-reminder"}, wantField: "steps[0].type"},
+		{name: "type outside the catalog", rule: Rule{ID: "r1", Steps: []Step{{Type: "view"}}, JourneyID: "cart-reminder"},
+			wantField: "steps[0].type", wantErr: "not in the event catalogue"},
+		{name: "a response is no trigger", rule: Rule{ID: "r1", Steps: []Step{{Type: "coupon_redeemed"}}, JourneyID: "cart-reminder"},
+			wantField: "steps[0].type", wantErr: "not declared a trigger"},
+		{name: "a response may be absent", rule: Rule{ID: "r1", Kind: KindAbsence, Within: window, Steps: []Step{{Type: "coupon_claimed"}},
+			Absent: &Step{Type: "coupon_redeemed"}, JourneyID: "cart-reminder"}},
+		{name: "absent of an undeclared type", rule: Rule{ID: "r1", Kind: KindAbsence, Within: window, Steps: []Step{{Type: "coupon_claimed"}},
+			Absent: &Step{Type: "view"}, JourneyID: "cart-reminder"}, wantField: "absent.type"},
+		{name: "join on an item's event", rule: Rule{ID: "r1", Kind: KindJoin, Steps: []Step{{Type: "favorite"}, {Type: "restocked"}}, JourneyID: "cart-reminder"}},
+		{name: "join on a user's event", rule: Rule{ID: "r1", Kind: KindJoin, Steps: []Step{{Type: "favorite"}, {Type: "coupon_claimed"}}, JourneyID: "cart-reminder"},
+			wantField: "steps[1].type", wantErr: "user-scoped"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := Validate(tt.rule, cat)
 			if tt.wantField == "" {
 				require.NoError(t, err)
+				_, err = compile(tt.rule)
+				require.NoError(t, err)
 				return
 			}
 			var re *RuleError
 			require.True(t, errors.As(err, &re), "want a *RuleError, got %v", err)
 			require.Equal(t, tt.wantField, re.Field)
+			require.Contains(t, err.Error(), tt.wantErr)
 		})
 	}
+	// The stage runs a stored rule whatever the catalogue says now.
+	_, err = compile(Rule{ID: "r1", Steps: []Step{{Type: "dropped_since"}}, JourneyID: "j"})
+	require.NoError(t, err)
+}
+
+// A journey's templates render over the attrs of the event that completes the match: when its
+// type has a schema, a field the templates need that it does not declare is refused, naming the
+// journey, the template and the field.
+func TestValidateTemplatesAgainstCatalog(t *testing.T) {
+	events, err := event.NewCatalog(
+		event.Type{Name: "coupon_claimed", Uses: []string{event.UseTrigger}, Attrs: []event.Attr{{Name: "coupon_id", Type: event.AttrString}}},
+		event.Type{Name: "view", Uses: []string{event.UseTrigger}},
+	)
+	require.NoError(t, err)
+	needs := map[string]map[string][]string{"uses-id": {"t": {"coupon_id"}}, "uses-code": {"t": {"coupon_code"}}}
+	cat := Catalog{Events: func() *event.Catalog { return events }, JourneyFields: func(id string) map[string][]string { return needs[id] }}
+	rule := func(typ, journey string) Rule { return Rule{ID: "r1", Steps: []Step{{Type: typ}}, JourneyID: journey} }
+	require.NoError(t, Validate(rule("coupon_claimed", "uses-id"), cat))
+	require.NoError(t, Validate(rule("view", "uses-code"), cat), "a type without a schema may carry anything")
+	err = Validate(rule("coupon_claimed", "uses-code"), cat)
+	var re *RuleError
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, "journey_id", re.Field)
+	require.Contains(t, err.Error(), `template t reads .coupon_code, which coupon_claimed does not declare (its attrs: coupon_id)`)
+	seq := Rule{ID: "r1", Kind: KindSequence, Within: Duration(time.Hour), Steps: []Step{{Type: "coupon_claimed"}, {Type: "view"}}, JourneyID: "uses-code"}
+	require.NoError(t, Validate(seq, cat), "a sequence's match carries its last event's attrs")
 }
 
 func TestParseRule(t *testing.T) {

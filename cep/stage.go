@@ -54,9 +54,13 @@ type Config struct {
 	RuleSource     RuleSource
 	ReloadInterval time.Duration
 	Starter        Starter
-	// Signaler delivers response events (ResponseTypes, event.ResponseTypes when nil) to the open
-	// reaches that wait for them, found under ReachPrefix (the workers' key prefix, "omega" when
-	// empty). The Starter is used when it is a Signaler.
+	// EventTypes, when set, gives the event catalogue, polled with the rules (event.Default when
+	// nil). Events of a type it does not declare are counted and skipped.
+	EventTypes EventTypeSource
+	// Signaler delivers response events (the types the catalogue declares a response or a goal;
+	// ResponseTypes instead, when set) to the open reaches that wait for them, found under
+	// ReachPrefix (the workers' key prefix, "omega" when empty). The Starter is used when it is a
+	// Signaler.
 	Signaler      Signaler
 	ResponseTypes []string
 	ReachPrefix   string
@@ -100,9 +104,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReachPrefix == "" {
 		c.ReachPrefix = "omega"
-	}
-	if c.ResponseTypes == nil {
-		c.ResponseTypes = event.ResponseTypes
 	}
 	if c.Signaler == nil {
 		c.Signaler, _ = c.Starter.(Signaler)
@@ -183,6 +184,12 @@ type Stage struct {
 	cfg      Config
 	engine   *engine
 	rules    atomic.Pointer[[]compiledRule]
+	events   atomic.Pointer[event.Catalog]
+	// undeclared are the undeclared event types this replica logged (once each); refreshed is
+	// when a batch holding one last read the catalogue again.
+	undeclaredMu sync.Mutex
+	undeclared   map[string]bool
+	refreshed    time.Time
 }
 
 // New validates cfg and compiles its rules.
@@ -191,7 +198,8 @@ func New(cfg Config) (*Stage, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Stage{cfg: cfg, engine: newEngine(cfg.Redis, cfg.KeyPrefix)}
+	s := &Stage{cfg: cfg, engine: newEngine(cfg.Redis, cfg.KeyPrefix), undeclared: map[string]bool{}}
+	s.events.Store(event.Default())
 	if err := s.setRules(cfg.Rules); err != nil {
 		return nil, err
 	}
@@ -256,7 +264,7 @@ func (s *Stage) loadRules(ctx context.Context) error {
 	return nil
 }
 
-// reload polls the rule source until ctx ends.
+// reload polls the rule source and the event catalogue until ctx ends.
 func (s *Stage) reload(ctx context.Context) {
 	t := time.NewTicker(s.cfg.ReloadInterval)
 	defer t.Stop()
@@ -266,8 +274,13 @@ func (s *Stage) reload(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := s.loadRules(ctx); err != nil && ctx.Err() == nil {
-			s.cfg.Log.Warn("reload rules", "err", err)
+		if s.cfg.RuleSource != nil {
+			if err := s.loadRules(ctx); err != nil && ctx.Err() == nil {
+				s.cfg.Log.Warn("reload rules", "err", err)
+			}
+		}
+		if err := s.loadEventTypes(ctx); err != nil && ctx.Err() == nil {
+			s.cfg.Log.Warn("reload event types", "err", err)
 		}
 	}
 }
@@ -395,11 +408,18 @@ func (s *Stage) Run(ctx context.Context) error {
 	}()
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
+	// No event is matched, nor skipped as undeclared, before the rules and the catalogue are known.
+	if s.cfg.EventTypes != nil {
+		if err := retry(ctx, s.cfg.Log, "load event types", func() error { return s.loadEventTypes(ctx) }); err != nil {
+			return err
+		}
+	}
 	if s.cfg.RuleSource != nil {
-		// No event is matched before the rules are known.
 		if err := retry(ctx, s.cfg.Log, "load rules", func() error { return s.loadRules(ctx) }); err != nil {
 			return err
 		}
+	}
+	if s.cfg.RuleSource != nil || s.cfg.EventTypes != nil {
 		go s.reload(bg)
 	}
 	go s.fireTimers(bg)

@@ -41,14 +41,20 @@ func (r *recordingStarter) Start(ctx context.Context, m workflows.Match) error {
 // docs/benchmarks.md quotes a 10,000-user run) reaches every one of them once, in slices that do
 // not hold the item's partition: an event produced on that partition right after the drop is
 // matched while the fan-out is still starting reaches. OMEGA_FANOUT_RATE sets the webhook's rate
-// limit (sends/s, off by default). Logs the start rate and the times to the last start and the last
-// delivery.
+// limit (sends/s, off by default), OMEGA_FANOUT_SLICE the fan-out slice (1ms). Logs the start rate
+// and the times to the last start and the last delivery.
 func TestFanOut(t *testing.T) {
 	n := 100
 	if v, err := strconv.Atoi(os.Getenv("OMEGA_FANOUT_USERS")); err == nil && v > 0 {
 		n = v
 	}
 	rate, _ := strconv.ParseFloat(os.Getenv("OMEGA_FANOUT_RATE"), 64)
+	// Slices of one page (100 users) by default, so the neighbour's batch comes between two of
+	// them; OMEGA_FANOUT_SLICE=500ms measures as omega cep runs (cep.Config.FanOutSlice's default).
+	slice := time.Millisecond
+	if v, err := time.ParseDuration(os.Getenv("OMEGA_FANOUT_SLICE")); err == nil {
+		slice = v
+	}
 	p := newPipeline(t)
 	p.startWorkerConfig(func(c *worker.Config) {
 		c.DailyCap = 100
@@ -77,8 +83,7 @@ func TestFanOut(t *testing.T) {
 	rules := []cep.Rule{demoRule(t, "price-drop-favorited"), demoRule(t, "cart-add")}
 	rec := &recordingStarter{Starter: p.starter(), at: map[string]time.Time{}}
 	group := p.id + "-cep"
-	// Slices of one page (100 users): the neighbour's batch comes between two of them.
-	p.startCEPConfig(group, p.prefix, rules, func(c *cep.Config) { c.Starter = rec; c.FanOutSlice = time.Millisecond })
+	p.startCEPConfig(group, p.prefix, rules, func(c *cep.Config) { c.Starter = rec; c.FanOutSlice = slice })
 	p.waitCaughtUp(group)
 
 	dropAt := time.Now()

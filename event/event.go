@@ -125,13 +125,12 @@ func isToken(s string) bool {
 	return s != ""
 }
 
-// ResponseTypes are the event types declared as responses: the CEP stage routes them to the
-// user's open reaches, whose journeys wait for them (wait_for) or end on them (goal). A push_open
-// that carries attrs.reach_id goes to that reach only.
-var ResponseTypes = []string{"push_open", "chat_started", "order_paid"}
+// The event types a system knows are data: the event catalogue (Catalog), the demo one in
+// event/demo. The two below are the built-in types the tracking records treat specially.
 
-// TypeDelivered is a provider's delivery receipt: attrs.reach_id names the reach, and
-// attrs.idempotency_key the send when the reach sent several. The trail records it as delivered.
+// TypeDelivered is the demo catalogue's delivery receipt (any type declared a receipt is one):
+// attrs.reach_id names the reach, and attrs.idempotency_key the send when the reach sent several.
+// The trail records it as delivered.
 const TypeDelivered = "message_delivered"
 
 // TypeOpened is a push notification opened; with attrs.reach_id the trail records it for that

@@ -41,3 +41,30 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseType: any document parses to a type or an error, never a panic; a type that validates
+// checks events without panicking, whatever their attributes.
+func FuzzParseType(f *testing.F) {
+	for _, s := range []string{
+		"name: coupon_claimed\nuses: [trigger]\nattrs:\n  - {name: coupon_id, type: string, required: true}\n",
+		`{"name":"price_drop","scope":"item","uses":["trigger"],"attrs":[{"name":"new_price","type":"any"}]}`,
+		"name: x\nuses: [response, goal]\n", "uses: []\n", "name: [1]\n", "{}", "not yaml: [",
+	} {
+		f.Add([]byte(s), []byte(`{"coupon_id":"c","new_price":[1,{"a":null}],"x":true}`))
+	}
+	f.Fuzz(func(t *testing.T, doc, attrs []byte) {
+		ty, err := event.ParseType(doc)
+		if err != nil || ty.Validate() != nil {
+			return
+		}
+		c, err := event.NewCatalog(ty)
+		if err != nil {
+			t.Fatalf("a valid type refused by NewCatalog: %v", err)
+		}
+		e, err := event.Decode([]byte(`{"event_id":"e","user_id":"u","item_id":"i","type":"` + ty.Name + `","ts":"2026-11-25T10:00:00Z","attrs":` + string(attrs) + `}`))
+		if err != nil {
+			return
+		}
+		_ = c.Check(&e)
+	})
+}

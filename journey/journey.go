@@ -265,11 +265,25 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Catalog is what a journey is validated against: the channels the workers have.
+// Catalog is what a journey is validated against: the channels the workers have, and the event
+// catalogue.
 type Catalog struct {
 	Channels []string
 	// Chains are the filter chains sends may name (any when nil).
 	Chains []string
+	// Events gives the event catalogue: wait_for and branch conditions over responses must name
+	// types declared a response, goals types declared a goal (event.Default when nil, or when it
+	// returns nil).
+	Events func() *event.Catalog
+	// anyEvent skips the event types: a walk runs what was validated on write.
+	anyEvent bool
+}
+
+func (c Catalog) events() *event.Catalog {
+	if c.Events == nil {
+		return nil // the default catalogue
+	}
+	return c.Events()
 }
 
 // Index of a journey: steps by ID, targets resolved.
@@ -430,5 +444,3 @@ func CompileCondition(expr string) (cel.Program, error) {
 func ParseTemplate(name, text string) (*template.Template, error) {
 	return template.New(name).Option("missingkey=error").Parse(text)
 }
-
-func isResponse(t string) bool { return slices.Contains(event.ResponseTypes, t) }

@@ -8,6 +8,8 @@ import (
 	_ "time/tzdata" // LoadLocation("Europe/Berlin") without the host's zoneinfo
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/omegareach/omega/event"
 )
 
 var testCatalog = Catalog{Channels: []string{"webhook", "push", "sms"}}
@@ -154,7 +156,7 @@ func TestValidate(t *testing.T) {
 		}, "w", "split.paths[0].name", `other than "holdout"`},
 		{"goal on a non-response event", func(t *testing.T, j *Journey) {
 			stepOf(t, j, "g").Goal.Events = []string{"view"}
-		}, "g", "goal.events", `"view" is not a response event`},
+		}, "g", "goal.events", `"view" is not a goal event`},
 		{"attribution window in days", func(t *testing.T, j *Journey) {
 			stepOf(t, j, "g").Goal.Window = "3d"
 		}, "g", "goal.window", "whole hours and/or minutes"},
@@ -396,4 +398,86 @@ func TestTemplateRender(t *testing.T) {
 func validBaseForTemplates() Journey {
 	return Journey{ID: "j", Templates: map[string]Template{"t": {Body: "hi"}},
 		Steps: []Step{{ID: "s", Send: &Send{Channel: "push", Template: "t"}}}}
+}
+
+// A journey waits for, ends on and branches over the types the event catalogue declares a
+// response or a goal: a growth team's own (coupon_redeemed) once declared, and the field named
+// when not.
+func TestValidateAgainstEventCatalog(t *testing.T) {
+	events, err := event.NewCatalog(
+		event.Type{Name: "coupon_claimed", Uses: []string{event.UseTrigger}},
+		event.Type{Name: "coupon_redeemed", Uses: []string{event.UseResponse}},
+		event.Type{Name: "order_paid", Uses: []string{event.UseTrigger, event.UseGoal}},
+	)
+	require.NoError(t, err)
+	cat := testCatalog
+	cat.Events = func() *event.Catalog { return events }
+	coupon := func(f func(j *Journey)) Journey {
+		j := Journey{ID: "coupon", Templates: map[string]Template{"t": {Body: "Your coupon {{.item_id}}"}},
+			Steps: []Step{
+				{ID: "push", Send: &Send{Channel: "push", Template: "t"}},
+				{ID: "wait", WaitFor: &WaitFor{Events: []string{"coupon_redeemed"}, Timeout: Duration(time.Hour), OnTimeout: "check"}},
+				{ID: "check", Branch: &Branch{Cases: []Case{{When: `responses.exists(r, r.type == "coupon_redeemed")`, Next: End}}, Else: "again"}},
+				{ID: "again", Send: &Send{Channel: "push", Template: "t"}},
+				{ID: "paid", Goal: &Goal{Events: []string{"order_paid"}}},
+			}}
+		if f != nil {
+			f(&j)
+		}
+		return j
+	}
+	tests := []struct {
+		name      string
+		j         Journey
+		cat       Catalog
+		wantStep  string
+		wantField string
+		wantErr   string
+	}{
+		{name: "declared types", j: coupon(nil), cat: cat},
+		{name: "the default catalogue lacks them", j: coupon(nil), cat: testCatalog, wantStep: "wait", wantField: "wait_for.events",
+			wantErr: `"coupon_redeemed" is not a response event: the event catalogue declares no such type`},
+		{name: "a trigger is no response", j: coupon(func(j *Journey) { j.Steps[1].WaitFor.Events = []string{"coupon_claimed"} }), cat: cat,
+			wantStep: "wait", wantField: "wait_for.events", wantErr: "declares it a trigger"},
+		{name: "a response is no goal here", j: coupon(func(j *Journey) { j.Steps[4].Goal.Events = []string{"coupon_redeemed"} }), cat: cat,
+			wantStep: "paid", wantField: "goal.events", wantErr: `"coupon_redeemed" is not a goal event`},
+		{name: "branch on an undeclared response", j: coupon(func(j *Journey) {
+			j.Steps[2].Branch.Cases[0].When = `responses.exists(r, r.type == "coupon_used")`
+		}), cat: cat, wantStep: "check", wantField: "branch.cases[0].when", wantErr: `"coupon_used"`},
+		{name: "branch on a trigger, literal first", j: coupon(func(j *Journey) {
+			j.Steps[2].Branch.Cases[0].When = `size(responses) > 0 && "coupon_claimed" == responses[0].type`
+		}), cat: cat, wantStep: "check", wantField: "branch.cases[0].when", wantErr: `"coupon_claimed"`},
+		{name: "a profile attribute named type is not a response", j: coupon(func(j *Journey) {
+			j.Steps[2].Branch.Cases[0].When = `profile.attrs.type == "vip"`
+		}), cat: cat},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Validate(tt.j, tt.cat)
+			if tt.wantField == "" {
+				require.NoError(t, err)
+				return
+			}
+			var je *Error
+			require.True(t, errors.As(err, &je), "want a *journey.Error, got %v", err)
+			require.Equal(t, tt.wantStep, je.Step)
+			require.Equal(t, tt.wantField, je.Field)
+			require.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+	// A walk (a dry run) runs what was validated on write, whatever the default catalogue says.
+	w, err := WalkPath(coupon(nil), WalkInput{UserID: "u1", Match: map[string]any{"item_id": "c-1"}, Responses: []WalkResponse{{Type: "coupon_redeemed"}}})
+	require.NoError(t, err)
+	require.NotEmpty(t, w.Steps)
+}
+
+// The fields a journey's templates need from the match: read at the top level, in any locale,
+// without a default and not given by every reach.
+func TestTemplateFields(t *testing.T) {
+	j := Journey{Templates: map[string]Template{
+		"a": {Title: "{{.coupon_id}} for {{.user_id}}", Body: `{{with .new_price}}now {{.amount}}{{end}}{{if .vip}} VIP{{end}} {{.profile.locale}}`,
+			Defaults: map[string]string{"new_price": ""}, Locales: map[string]Text{"de": {Body: "{{.coupon_id}} {{.expires}}"}}},
+		"b": {Body: "{{.item_id}} is waiting"},
+	}}
+	require.Equal(t, map[string][]string{"a": {"coupon_id", "expires", "vip"}}, j.TemplateFields())
 }

@@ -14,13 +14,14 @@ import (
 // templates, targets that do not exist, steps no path reaches, wait_for without a timeout, and
 // cycles a run could go round without waiting.
 func Validate(j Journey, cat Catalog) error {
-	v := validator{j: &j, cat: cat}
+	v := validator{j: &j, cat: cat, events: cat.events()}
 	return v.run()
 }
 
 type validator struct {
-	j   *Journey
-	cat Catalog
+	j      *Journey
+	cat    Catalog
+	events *event.Catalog
 }
 
 func (v *validator) fail(step, field, format string, args ...any) error {
@@ -128,7 +129,7 @@ func (v *validator) step(s *Step) error {
 		}
 		return v.target(s.ID, "next", s.Next)
 	case s.WaitFor != nil:
-		if err := v.responses(s.ID, "wait_for.events", s.WaitFor.Events); err != nil {
+		if err := v.responses(s.ID, "wait_for.events", s.WaitFor.Events, event.UseResponse); err != nil {
 			return err
 		}
 		if s.WaitFor.Timeout <= 0 {
@@ -149,6 +150,9 @@ func (v *validator) step(s *Step) error {
 			}
 			if _, err := CompileCondition(c.When); err != nil {
 				return v.fail(s.ID, f+".when", "%v", err)
+			}
+			if err := v.conditionTypes(s.ID, f+".when", c.When); err != nil {
+				return err
 			}
 			if err := v.target(s.ID, f+".next", c.Next); err != nil {
 				return err
@@ -183,7 +187,7 @@ func (v *validator) step(s *Step) error {
 				return v.fail(s.ID, "goal.window", "%q: give whole hours and/or minutes between 1m and 2160h (90 days), like 72h or 90m", w)
 			}
 		}
-		return v.responses(s.ID, "goal.events", s.Goal.Events)
+		return v.responses(s.ID, "goal.events", s.Goal.Events, event.UseGoal)
 	}
 	return nil
 }
@@ -204,13 +208,45 @@ var windowRe = regexp.MustCompile(`^([0-9]+h)?([0-9]+m)?$`)
 // maxAttributionWindow matches audit.MaxAttributionWindow.
 const maxAttributionWindow = 90 * 24 * time.Hour
 
-func (v *validator) responses(step, field string, types []string) error {
+func (v *validator) responses(step, field string, types []string, use string) error {
 	if len(types) == 0 {
-		return v.fail(step, field, "name at least one response event")
+		return v.fail(step, field, "name at least one %s event", use)
+	}
+	if v.cat.anyEvent {
+		return nil
 	}
 	for _, t := range types {
-		if !isResponse(t) {
-			return v.fail(step, field, "%q is not a response event (responses: %s)", t, strings.Join(event.ResponseTypes, ", "))
+		if !v.events.Can(t, use) {
+			return v.fail(step, field, "%q is not a %s event: the event catalogue declares %s (%s: %s)", t, use, v.declared(t), use+"s",
+				strings.Join(v.events.Names(use), ", "))
+		}
+	}
+	return nil
+}
+
+// declared says what the catalogue holds of t, for an error.
+func (v *validator) declared(t string) string {
+	et, ok := v.events.Lookup(t)
+	if !ok {
+		return "no such type"
+	}
+	return "it a " + strings.Join(et.Uses, ", ")
+}
+
+// respTypeRe finds the event types a branch condition compares a response's type with
+// (r.type == "x", "x" == r.type, responses[0].type == "x"; not profile.attrs.type).
+var respTypeRe = regexp.MustCompile(`(?:(?:^|[^.\w])[A-Za-z_]\w*|\])\.type\s*==\s*["']([^"']*)["']|["']([^"']*)["']\s*==\s*(?:[A-Za-z_]\w*|[A-Za-z_]\w*\[[^\]]*\])\.type\b`)
+
+// conditionTypes refuses a branch condition that compares a response's type with a type no
+// response or goal can have: the case could never hold.
+func (v *validator) conditionTypes(step, field, expr string) error {
+	if v.cat.anyEvent {
+		return nil
+	}
+	for _, m := range respTypeRe.FindAllStringSubmatch(expr, -1) {
+		t := m[1] + m[2]
+		if !v.events.Routed(t) {
+			return v.fail(step, field, "compares a response's type with %q, which the event catalogue does not declare a response or goal", t)
 		}
 	}
 	return nil

@@ -104,7 +104,7 @@ type Walk struct {
 func WalkPath(j Journey, in WalkInput) (Walk, error) {
 	w := walk{j: &j, in: in, failed: map[string]bool{}, visits: map[string]int{}}
 	w.out.Steps = []WalkStep{}
-	if err := Validate(j, Catalog{}); err != nil {
+	if err := Validate(j, Catalog{anyEvent: true}); err != nil {
 		return w.out, err
 	}
 	if err := w.setup(); err != nil {

@@ -21,7 +21,8 @@ const journeysUsage = `usage: omega journeys <command> [flags]
   get ID [--version N]  one journey, as JSON
   disable ID            stop new runs of a journey (runs in flight go on)
 
-flags: -o table|json (output format)
+flags: -o table|json (output format); validate works offline, against the default event catalogue
+plus --types PATH (event type files, see omega events types)
 `
 
 func runJourneys(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
@@ -34,10 +35,16 @@ func runJourneys(ctx context.Context, cfg config, args []string, stdout io.Write
 	output := fs.String("o", "table", "output: table or json")
 	draft := fs.Bool("draft", false, "apply: store new versions without activating them")
 	version := fs.Int("version", 0, "get: a stored version (the active one when 0)")
+	typesPath := fs.String("types", "", "validate: event type files besides the default catalogue")
 	if err := parseInterspersed(fs, args[1:]); err != nil {
 		return err
 	}
 	cat := journeyCatalog()
+	events, err := offlineEvents(*typesPath)
+	if err != nil {
+		return err
+	}
+	cat.Events = events
 	loadValid := func() ([]journey.Journey, error) {
 		return loadValid(*path, journey.Load, func(j journey.Journey) error { return journey.Validate(j, cat) })
 	}
@@ -56,6 +63,7 @@ func runJourneys(ctx context.Context, cfg config, args []string, stdout io.Write
 		return err
 	}
 	defer pool.Close()
+	cat = journeyCatalogFor(pool) // against the stored event catalogue
 	st := journey.NewStore(pool, cat)
 	switch args[0] {
 	case "apply":

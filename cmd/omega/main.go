@@ -34,6 +34,7 @@ import (
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/backfill"
 	"github.com/omegareach/omega/cep"
+	"github.com/omegareach/omega/eventtype"
 	"github.com/omegareach/omega/internal/apikey"
 	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/internal/pii"
@@ -57,7 +58,7 @@ commands:
   profiles  import (JSONL or CSV), get and set user profiles (omega profiles for help)
   templates list a journey's templates and preview them (omega templates for help)
   reaches   list, get, cancel and trigger reaches through the API (omega reaches for help)
-  events    send events through the API (omega events for help)
+  events    send events through the API; declare event types (omega events for help)
   apikey    create, revoke and list API keys (omega apikey for help)
 
 environment (defaults in brackets):
@@ -366,7 +367,7 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 		return fmt.Errorf("kafka producer: %w", err)
 	}
 	defer prod.Close()
-	journeys := journey.NewStore(store.Pool(), journeyCatalog())
+	journeys := journey.NewStore(store.Pool(), journeyCatalogFor(store.Pool()))
 	rdb := cfg.newRedis()
 	defer rdb.Close()
 	rate, err := strconv.ParseFloat(env("OMEGA_API_RATE", "50"), 64)
@@ -378,6 +379,7 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 		return err
 	}
 	backfills, err := backfill.New(backfill.Config{Brokers: cfg.brokers, Topic: os.Getenv("OMEGA_EVENTS_TOPIC"), Redis: rdb,
+		EventTypes: eventtype.NewStore(store.Pool()),
 		Sarama: func() *sarama.Config {
 			sc := cep.DefaultSaramaConfig()
 			_ = secureKafka(sc) // checked above
@@ -394,7 +396,8 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 		Redis:    rdb, Lists: map[string]string{"blacklist": filter.BlacklistKey, "whitelist": filter.WhitelistKey},
 		ListStore: &filter.Lists{Pool: store.Pool(), Redis: rdb},
 		RuleStore: cep.NewRuleStore(store.Pool(), ruleCatalog(store.Pool())), JourneyStore: journeys, Backfill: backfills,
-		Inbox: channel.NewInbox(store.Pool()), TaskQueue: cfg.taskQueue, Log: log})
+		EventTypes: eventtype.NewStore(store.Pool()),
+		Inbox:      channel.NewInbox(store.Pool()), TaskQueue: cfg.taskQueue, Log: log})
 	if err != nil {
 		return err
 	}
@@ -439,9 +442,10 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 	}
 	c := cep.Config{
 		Brokers: cfg.brokers, Sarama: sc, Redis: rdb, RuleSource: cep.NewRuleStore(pool, ruleCatalog(pool)),
-		Profiles: &profile.Cached{Store: profile.NewStore(pool), Redis: rdb},
-		Starter:  &cep.TemporalStarter{Client: tc, TaskQueue: cfg.taskQueue, Audit: audit.NewStore(pool), Log: log},
-		Shadow:   cep.AuditShadow{Store: audit.NewStore(pool)}, Tracker: audit.NewStore(pool), Log: log,
+		EventTypes: eventtype.NewStore(pool),
+		Profiles:   &profile.Cached{Store: profile.NewStore(pool), Redis: rdb},
+		Starter:    &cep.TemporalStarter{Client: tc, TaskQueue: cfg.taskQueue, Audit: audit.NewStore(pool), Log: log},
+		Shadow:     cep.AuditShadow{Store: audit.NewStore(pool)}, Tracker: audit.NewStore(pool), Log: log,
 		Topic: os.Getenv("OMEGA_EVENTS_TOPIC"), Group: os.Getenv("OMEGA_CEP_GROUP"),
 		KeyPrefix: cfg.keyPrefix, ReachPrefix: cfg.keyPrefix,
 	}

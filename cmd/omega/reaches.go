@@ -42,6 +42,7 @@ flags: -o table|json (output format)
 `
 
 const eventsUsage = `usage: omega events send [flags]   (through the API: OMEGA_API_URL, OMEGA_API_KEY)
+       omega events types <command>  (the event catalogue: omega events types for help)
 
   send --user U --type T [--item I] [--attr k=v ...] [--id ID]   one event (ID generated when omitted)
   send -f FILE.jsonl                                            events, one JSON object per line,
@@ -291,9 +292,12 @@ func orDash(s string) string {
 }
 
 func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "types" {
+		return runEventTypes(ctx, cfg, args[1:], stdout)
+	}
 	if len(args) == 0 || args[0] != "send" {
 		fmt.Fprint(stdout, eventsUsage)
-		return errors.New("want: omega events send")
+		return errors.New("want: omega events send, or omega events types")
 	}
 	fs := flag.NewFlagSet("events send", flag.ContinueOnError)
 	path := fs.String("f", "", "events, one JSON object per line ('-' for stdin)")

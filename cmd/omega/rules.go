@@ -19,6 +19,7 @@ import (
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/eventtype"
 	"github.com/omegareach/omega/journey"
 	"github.com/omegareach/omega/worker"
 	"github.com/omegareach/omega/workflows"
@@ -37,20 +38,52 @@ const rulesUsage = `usage: omega rules <command> [flags]
   backfill RULE --since 168h [--start]  replay the topic's history through a rule, report its matches
                                         per day (through the API; omega rules backfill for its flags)
 
-flags: -o table|json (output format)
+flags: -o table|json (output format); validate and test work offline, against the demo journeys
+plus --journeys PATH and the default event catalogue plus --types PATH (event type files)
 `
 
-// ruleCatalog checks a rule's journey against the journey store, or against the demo journeys
-// when there is no database (validate and test work offline).
-func ruleCatalog(pool *pgxpool.Pool) cep.Catalog {
-	if pool == nil {
-		demo := map[string]bool{}
-		for _, j := range journey.Demo() {
-			demo[j.ID] = true
-		}
-		return cep.Catalog{Journey: func(id string) bool { return demo[id] }, Chains: worker.Chains}
+// offlineEvents is the default event catalogue with the types in path (none when empty) over it:
+// what offline validation checks a team's rules and journeys against.
+func offlineEvents(path string) (func() *event.Catalog, error) {
+	if path == "" {
+		return nil, nil
 	}
-	return cep.Catalog{Journey: journeyExists(journey.NewStore(pool, journeyCatalog())), Chains: worker.Chains}
+	ts, err := loadValid(path, event.LoadTypes, func(t event.Type) error { return t.Validate() })
+	if err != nil {
+		return nil, fmt.Errorf("--types: %w", err)
+	}
+	c := event.Overlay(event.Default(), ts)
+	return func() *event.Catalog { return c }, nil
+}
+
+// ruleCatalog checks a rule's journey (and the fields its templates need) against the journey
+// store and its event types against the stored catalogue, or against the demo journeys and the
+// default catalogue when there is no database (validate and test work offline).
+func ruleCatalog(pool *pgxpool.Pool, extra ...journey.Journey) cep.Catalog {
+	if pool == nil {
+		demo := map[string]journey.Journey{}
+		for _, j := range append(journey.Demo(), extra...) {
+			demo[j.ID] = j
+		}
+		return cep.Catalog{Journey: func(id string) bool { _, ok := demo[id]; return ok }, Chains: worker.Chains,
+			JourneyFields: func(id string) map[string][]string { j := demo[id]; return j.TemplateFields() }}
+	}
+	st := journey.NewStore(pool, journeyCatalogFor(pool))
+	return cep.Catalog{Journey: journeyExists(st), JourneyFields: journeyFields(st), Chains: worker.Chains,
+		Events: eventtype.NewStore(pool).Current}
+}
+
+// journeyFields gives the fields a stored journey's templates need from a match.
+func journeyFields(st *journey.Store) func(string) map[string][]string {
+	return func(id string) map[string][]string {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		j, err := st.Active(ctx, id)
+		if err != nil {
+			return nil // journey_id is checked apart
+		}
+		return j.TemplateFields()
+	}
 }
 
 // journeyExists reports whether a journey is stored and enabled.
@@ -63,7 +96,16 @@ func journeyExists(st *journey.Store) func(string) bool {
 	}
 }
 
+// journeyCatalog validates journeys offline: the workers' channels and chains, the default event
+// catalogue.
 func journeyCatalog() journey.Catalog { return worker.Catalog() }
+
+// journeyCatalogFor validates journeys against the event catalogue stored in pool.
+func journeyCatalogFor(pool *pgxpool.Pool) journey.Catalog {
+	cat := worker.Catalog()
+	cat.Events = eventtype.NewStore(pool).Current
+	return cat
+}
 
 func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -79,10 +121,25 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 	output := fs.String("o", "table", "output: table or json")
 	draft := fs.Bool("draft", false, "apply: store new versions without activating them")
 	version := fs.Int("version", 0, "get: a stored version (the active one when 0)")
+	typesPath := fs.String("types", "", "validate, test: event type files besides the default catalogue")
+	journeysPath := fs.String("journeys", "", "validate, test: journey files besides the demo ones")
 	if err := parseInterspersed(fs, args[1:]); err != nil {
 		return err
 	}
-	cat := ruleCatalog(nil)
+	events, err := offlineEvents(*typesPath)
+	if err != nil {
+		return err
+	}
+	var extra []journey.Journey
+	if *journeysPath != "" {
+		jcat := journeyCatalog()
+		jcat.Events = events
+		if extra, err = loadValid(*journeysPath, journey.Load, func(j journey.Journey) error { return journey.Validate(j, jcat) }); err != nil {
+			return fmt.Errorf("--journeys: %w", err)
+		}
+	}
+	cat := ruleCatalog(nil, extra...)
+	cat.Events = events
 	loadOffline := func() ([]cep.Rule, error) {
 		return loadValid(*path, cep.LoadRules, func(r cep.Rule) error { return cep.Validate(r, cat) })
 	}

@@ -15,6 +15,7 @@ eval "$("$STACK" env)"
 # A development key with every scope, kept in $OMEGA_DATA/dev-api-key (reused while it is live).
 OMEGA_API_KEY=$("$BIN/omega" apikey create --name dev-local --scopes admin --save "$OMEGA_DATA/dev-api-key" --replace)
 export OMEGA_API_KEY
+"$BIN/omega" events types apply -f "$ROOT/event/demo"
 "$BIN/omega" journeys apply -f "$ROOT/journey/demo"
 "$BIN/omega" rules apply -f "$ROOT/cep/demo"
 "$STACK" start-app receiver "${OMEGA_RECEIVER_ADDR##*:}" "$BIN/omega" receiver
@@ -78,6 +79,7 @@ The retargeting journey (push, wait up to 24h for push_open, else SMS), started 
 
 Rules and journeys are data: $BIN/omega rules list | apply -f DIR [--draft] | activate ID VERSION | test -f cep/demo --events FILE.jsonl
                              $BIN/omega journeys list | get ID | apply -f DIR | activate ID VERSION | disable ID
+So is the event catalogue:   $BIN/omega events types list | get NAME | apply -f DIR | activate NAME VERSION | disable NAME
 Keys: $BIN/omega apikey create --name NAME --scopes ingest,trigger,read | list | revoke ID
 (the demo also reaches everyone who favourited an item when its price drops, and whoever views
 an item 3 times in 10 minutes without chatting)

@@ -31,13 +31,17 @@ type Event struct {
 	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	// The user the event is about; empty for item-scoped events such as a price drop.
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// Behaviour type, e.g. favorite, view, cart_add, order_paid, price_drop, chat_started, push_open.
+	// Behaviour type, declared in the event catalogue (EventTypeService), e.g. favorite, view,
+	// cart_add, order_paid, price_drop, chat_started, push_open. Ingest refuses an undeclared type and
+	// checks the attributes against the type's schema; the CEP stage counts and skips an undeclared
+	// type produced directly.
 	Type string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
 	// The item concerned, if any.
 	ItemId string `protobuf:"bytes,4,opt,name=item_id,json=itemId,proto3" json:"item_id,omitempty"`
 	// Event time.
 	Ts *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=ts,proto3" json:"ts,omitempty"`
-	// Free attributes that rule conditions can read.
+	// Attributes that rule conditions and templates can read; the ones the type's schema names
+	// are checked (type, required), others pass.
 	Attrs         *structpb.Struct `protobuf:"bytes,6,opt,name=attrs,proto3" json:"attrs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -282,7 +282,8 @@ func (x *CancelResponse) GetTruncated() bool {
 type SignalRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	ReachId string                 `protobuf:"bytes,1,opt,name=reach_id,json=reachId,proto3" json:"reach_id,omitempty"`
-	// A response event type: push_open, chat_started or order_paid.
+	// A type the event catalogue declares a response or a goal (the demo's: push_open, chat_started,
+	// order_paid).
 	EventType string `protobuf:"bytes,2,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
 	// Unique per response; a repeated ID is ignored by the reach.
 	EventId string `protobuf:"bytes,3,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`

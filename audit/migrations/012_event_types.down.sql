@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS event_type_heads;
+DROP TABLE IF EXISTS event_type_versions;
