@@ -331,7 +331,9 @@ func TestPipeline(t *testing.T) {
 			}
 			reaches[user] = rs
 		}
-		return true
+		// A suppressed reach writes its trail when its one workflow task ends: wait for all of
+		// them, not only for none running.
+		return len(reaches[capped]) == 5 && len(reaches[blocked]) == 1
 	}, 30*time.Second, 100*time.Millisecond, "every reach finishes")
 	require.Equal(t, want, p.deliveriesByUser(), "deliveries per user")
 
