@@ -275,8 +275,8 @@ func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time
 		done = b.done
 		pw := newRecord(c.pieceBuf)
 		for n := max(c.piece, 2*len(m.dirty)); done < len(b.keys) && n > 0; done, n = done+1, n-1 {
-			if raw, ok := m.inst[b.keys[done]]; ok {
-				pw.put(b.keys[done], raw[1:])
+			if sl, ok := m.inst[b.keys[done]]; ok {
+				pw.put(b.keys[done], sl.b[1:])
 			}
 		}
 		piece, c.pieceBuf = pw.b, pw.b
@@ -367,8 +367,8 @@ func StateSize(ctx context.Context, rdb *redis.Client, prefix string) (instances
 				return 0, 0, 0, err
 			}
 			instances += int64(len(m.inst))
-			for key, b := range m.inst {
-				encoded += int64(len(key) + len(b) - 1)
+			for key, sl := range m.inst {
+				encoded += int64(len(key) + len(sl.b) - 1)
 			}
 			for _, key := range []string{c.meta, c.log, c.snap, c.hash} {
 				n, err := rdb.MemoryUsage(ctx, key, 0).Result()

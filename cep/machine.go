@@ -95,7 +95,11 @@ type machine struct {
 	// Streams' stores hold serialized state: a few dozen bytes and two objects per instance for
 	// the collector to mark, whatever the instance holds, and the changelog copies them as they
 	// are. An instance is decoded to advance it and encoded again when it changed.
-	inst map[string][]byte
+	inst map[string]*slot
+	// last is the slot get found last: put, which follows it on the same key, writes it without
+	// looking the key up again.
+	lastKey  string
+	lastSlot *slot
 	// dirty lists the keys changed since the last commit (a key absent from inst was deleted); a
 	// key may be listed twice, its flags say whether it is still to be written.
 	dirty  []string
@@ -148,19 +152,34 @@ func (m *machine) listExpiry(key string, exp int64) {
 }
 
 func newMachine(allowedLateness time.Duration) *machine {
-	return &machine{inst: map[string][]byte{}, jobs: map[string]bool{}, lateness: msd(allowedLateness), expiry: map[int64][]string{}}
+	return &machine{inst: map[string]*slot{}, jobs: map[string]bool{}, lateness: msd(allowedLateness), expiry: map[int64][]string{}}
 }
 
 // flagDirty marks an instance changed since the last commit.
 const flagDirty = 1
 
+// slot holds an instance's flags and encoding; put rewrites it in place.
+type slot struct{ b []byte }
+
+// lookup finds key's slot, through the one-entry cache.
+func (m *machine) lookup(key string) *slot {
+	if m.lastSlot != nil && key == m.lastKey {
+		return m.lastSlot
+	}
+	s := m.inst[key]
+	if s != nil {
+		m.lastKey, m.lastSlot = key, s
+	}
+	return s
+}
+
 // get decodes key's instance; nil when there is none.
 func (m *machine) get(key string) *instance {
-	b, ok := m.inst[key]
-	if !ok {
+	sl := m.lookup(key)
+	if sl == nil {
 		return nil
 	}
-	in, err := decodeInstance(b[1:])
+	in, err := decodeInstance(sl.b[1:])
 	if err != nil {
 		// Only this machine's encoder wrote it, and a restore checked what it read.
 		panic(fmt.Sprintf("cep: instance %s does not decode: %v", key, err))
@@ -179,19 +198,23 @@ func (m *machine) restoreRaw(key string, raw []byte) error {
 	} else if _, err := decodeInstance(raw); err != nil {
 		return err
 	}
-	b := make([]byte, 1+len(raw))
-	copy(b[1:], raw)
-	if _, ok := m.inst[key]; !ok || minuteOf(instanceExp(m.inst[key][1:])) != minuteOf(instanceExp(raw)) {
+	sl := m.inst[key]
+	if sl == nil {
+		sl = &slot{}
+		m.inst[key] = sl
+		m.listExpiry(key, instanceExp(raw))
+	} else if minuteOf(instanceExp(sl.b[1:])) != minuteOf(instanceExp(raw)) {
 		m.listExpiry(key, instanceExp(raw))
 	}
-	m.inst[key] = b
+	sl.b = append(append(sl.b[:0], 0), raw...)
 	m.watch(key, in)
 	return nil
 }
 
 // restore adds a decoded instance (the legacy JSON state).
 func (m *machine) restore(key string, in *instance) {
-	m.inst[key] = appendInstance([]byte{0}, in)
+	m.lastSlot = nil
+	m.inst[key] = &slot{b: appendInstance([]byte{0}, in)}
 	m.listExpiry(key, in.Exp)
 	m.watch(key, in)
 }
@@ -211,29 +234,40 @@ func (m *machine) watch(key string, in *instance) {
 
 // forget removes a key a restored record deleted.
 func (m *machine) forget(key string) {
+	m.lastSlot = nil
 	delete(m.inst, key)
 	delete(m.jobs, key)
 }
 
 // put stores in as key's instance, changed since the last commit.
 func (m *machine) put(key string, in *instance) {
-	old, ok := m.inst[key]
-	if !ok || old[0]&flagDirty == 0 {
+	sl := m.lookup(key)
+	switch {
+	case sl == nil:
+		sl = &slot{}
+		m.inst[key] = sl
+		m.lastKey, m.lastSlot = key, sl
 		m.dirty = append(m.dirty, key)
-	}
-	if !ok || minuteOf(instanceExp(old[1:])) != minuteOf(in.Exp) {
 		m.listExpiry(key, in.Exp)
+	default:
+		if sl.b[0]&flagDirty == 0 {
+			m.dirty = append(m.dirty, key)
+		}
+		if minuteOf(instanceExp(sl.b[1:])) != minuteOf(in.Exp) {
+			m.listExpiry(key, in.Exp)
+		}
 	}
-	m.inst[key] = appendInstance(append(old[:0], flagDirty), in) // old's bytes are reused
+	sl.b = appendInstance(append(sl.b[:0], flagDirty), in) // the old bytes are reused
 	if in.Fan != nil {
 		m.jobs[key] = true
 	}
 }
 
 func (m *machine) drop(key string) {
-	if old, ok := m.inst[key]; ok {
+	if sl, ok := m.inst[key]; ok {
+		m.lastSlot = nil
 		delete(m.inst, key)
-		if old[0]&flagDirty == 0 {
+		if sl.b[0]&flagDirty == 0 {
 			m.dirty = append(m.dirty, key)
 		}
 	}
@@ -246,13 +280,13 @@ func (m *machine) changed() bool { return len(m.dirty) > 0 }
 // Their flags are cleared: a commit that fails calls unclean, one that succeeds clean.
 func (m *machine) encodeDirty(w *recordWriter) {
 	for _, k := range m.dirty {
-		b, ok := m.inst[k]
+		sl, ok := m.inst[k]
 		switch {
 		case !ok:
 			w.del(k)
-		case b[0]&flagDirty != 0:
-			w.put(k, b[1:])
-			b[0] &^= flagDirty // a second listing of k is not written twice
+		case sl.b[0]&flagDirty != 0:
+			w.put(k, sl.b[1:])
+			sl.b[0] &^= flagDirty // a second listing of k is not written twice
 		}
 	}
 }
@@ -260,16 +294,16 @@ func (m *machine) encodeDirty(w *recordWriter) {
 // unclean marks the changes still to be written (their commit failed).
 func (m *machine) unclean() {
 	for _, k := range m.dirty {
-		if b, ok := m.inst[k]; ok {
-			b[0] |= flagDirty
+		if sl, ok := m.inst[k]; ok {
+			sl.b[0] |= flagDirty
 		}
 	}
 }
 
 // encodeAll writes every instance.
 func (m *machine) encodeAll(w *recordWriter) {
-	for k, b := range m.inst {
-		w.put(k, b[1:])
+	for k, sl := range m.inst {
+		w.put(k, sl.b[1:])
 	}
 }
 
@@ -594,7 +628,7 @@ func (m *machine) sweep() {
 	for now := minuteOf(m.wm); len(m.minutes) > 0 && m.minutes[0] < now; {
 		mn := heap.Pop(&m.minutes).(int64)
 		for _, k := range m.expiry[mn] {
-			if b, ok := m.inst[k]; ok && instanceExp(b[1:]) < m.wm {
+			if sl, ok := m.inst[k]; ok && instanceExp(sl.b[1:]) < m.wm {
 				m.drop(k)
 			}
 		}

@@ -23,6 +23,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -65,7 +66,7 @@ func main() {
 	flatUsers := flag.Int("flat-users", 10_000, "users of the memory-flat test's streams")
 	flatEvents := flag.Int("flat-events", 200_000, "events of the memory-flat test's first stream (the second has twice as many)")
 	flatSpan := flag.Duration("flat-span", 30*time.Hour, "event time spanned by the memory-flat test's first stream")
-	profile := flag.String("cpuprofile", "", "write a CPU profile of this process during the stage's first pass")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of this process during the stage's first pass (with -latency-only: of the latency run)")
 	latencyOnly := flag.Bool("latency-only", false, "only the open-loop latency run, at -rate (a sweep of rates, one run each)")
 	only := flag.String("designs", "", "comma-separated designs to pass (ceiling,baseline,obvious,stage); set, the run stops after the throughput table (a development loop, not a report)")
 	flag.Parse()
@@ -97,6 +98,12 @@ func main() {
 	run := fmt.Sprintf("bench%d", time.Now().Unix())
 	if *latencyOnly {
 		progress("latency: open loop at %d events/s for %ds", *latencyRate, *latencySecs)
+		if *profile != "" {
+			f, err := os.Create(*profile)
+			must(err)
+			must(pprof.StartCPUProfile(f))
+			defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+		}
 		lat := latencyRun(brokers, rdb, rules, log, run, *latencyRate, *latencySecs, newGenerator(*users, *items, 1))
 		deleteKeys(rdb, run+"-lat")
 		fmt.Printf("Command: `go run ./bench/cep %s`\n\n", strings.Join(os.Args[1:], " "))
