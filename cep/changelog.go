@@ -102,6 +102,7 @@ type changelog struct {
 	exec          func(ctx context.Context, fn func(redis.Pipeliner) error) error
 	snapshots     int // snapshots begun by this owner: their tokens
 	buf, pieceBuf []byte
+	zbuf, pieceZ  []byte // compressed records and pieces
 }
 
 // snapshotRun is a snapshot being built: the keys listed when it began, how many are written, and
@@ -262,7 +263,10 @@ func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time
 	c.buf = w.b
 	var rec []byte
 	if !w.empty() {
-		rec = w.b
+		rec = compressRecord(c.zbuf, w.b)
+		if &rec[0] != &w.b[0] {
+			c.zbuf = rec[:cap(rec)]
+		}
 	}
 	var piece []byte
 	first, last, from, legacy, done := "", "", "0", "", 0
@@ -279,7 +283,11 @@ func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time
 				pw.put(b.keys[done], sl.b[1:])
 			}
 		}
-		piece, c.pieceBuf = pw.b, pw.b
+		c.pieceBuf = pw.b
+		piece = compressRecord(c.pieceZ, pw.b)
+		if &piece[0] != &pw.b[0] {
+			c.pieceZ = piece[:cap(piece)]
+		}
 		if done == len(b.keys) {
 			last, from = token, strconv.FormatInt(b.from, 10)
 			if c.legacy {

@@ -8,6 +8,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/klauspost/compress/s2"
+
 	"github.com/omegareach/omega/event"
 )
 
@@ -25,6 +27,30 @@ import (
 // JSON scalars in binary and anything else as JSON.
 
 const recordVersion = 1
+
+// recordS2 begins a record stored compressed: the rest is an S2 block (github.com/klauspost/
+// compress/s2, Snappy's faster sibling) of a recordVersion record. Instance keys repeat their
+// rule's prefix and instances their shape, so a record shrinks to a third or so: less Redis
+// memory, less AOF to write and rewrite, for about a tenth of a microsecond per event.
+const recordS2 = 2
+
+// compressRecord stores rec compressed in buf (grown as needed) when that saves space.
+func compressRecord(buf, rec []byte) []byte {
+	if len(rec) < 128 {
+		return rec
+	}
+	need := 1 + s2.MaxEncodedLen(len(rec))
+	if cap(buf) < need {
+		buf = make([]byte, need)
+	}
+	buf = buf[:need]
+	buf[0] = recordS2
+	z := s2.Encode(buf[1:], rec)
+	if 1+len(z) >= len(rec) {
+		return rec
+	}
+	return buf[:1+len(z)]
+}
 
 // The fields of an instance, as bits of its header.
 const (
@@ -253,6 +279,12 @@ type recordReader struct {
 }
 
 func readRecord(b []byte) (*recordReader, error) {
+	if len(b) > 0 && b[0] == recordS2 {
+		var err error
+		if b, err = s2.Decode(nil, b[1:]); err != nil {
+			return nil, fmt.Errorf("%w: %v", errRecord, err)
+		}
+	}
 	if len(b) == 0 || b[0] != recordVersion {
 		v := -1
 		if len(b) > 0 {
