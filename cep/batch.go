@@ -1,0 +1,207 @@
+package cep
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/metrics"
+	"github.com/omegareach/omega/internal/tracing"
+	"github.com/omegareach/omega/workflows"
+)
+
+// dispatch starts the matches of live rules and records those of shadow rules.
+func (s *Stage) dispatch(ctx context.Context, ms []workflows.Match) error {
+	var live, shadow []workflows.Match
+	for _, m := range ms {
+		if m.Shadow {
+			shadow = append(shadow, m)
+		} else {
+			live = append(live, m)
+		}
+	}
+	if len(shadow) > 0 {
+		if s.cfg.Shadow == nil {
+			for _, m := range shadow {
+				s.cfg.Log.Info("shadow match", "rule_id", m.RuleID, "user_id", m.UserID, "match_key", m.MatchKey, "trace_id", m.TraceID)
+			}
+		} else if err := retry(ctx, s.cfg.Log, "record shadow matches", func() error { return s.cfg.Shadow.RecordShadow(ctx, shadow) }); err != nil {
+			return err
+		}
+	}
+	return s.startAll(ctx, live)
+}
+
+// deadReason classes a decode error for the dead-letter metric: decode, size, or the field.
+func deadReason(err error) string {
+	var fe *event.FieldError
+	switch {
+	case errors.As(err, &fe) && fe.Field == "value":
+		return "size"
+	case errors.As(err, &fe):
+		return "field:" + fe.Field
+	default:
+		return "decode"
+	}
+}
+
+// annotate gives each match the trace and the Kafka time of the event that completed it.
+func annotate(fresh []decoded, ms []workflows.Match) {
+	if len(ms) == 0 {
+		return
+	}
+	byID := make(map[string]*sarama.ConsumerMessage, len(fresh))
+	for _, d := range fresh {
+		byID[d.ev.EventID] = d.msg
+	}
+	for i := range ms {
+		m := &ms[i]
+		if len(m.EventIDs) == 0 {
+			continue
+		}
+		last := m.EventIDs[len(m.EventIDs)-1]
+		msg, ok := byID[last]
+		if !ok {
+			continue
+		}
+		m.ReceivedAt = msg.Timestamp
+		m.TraceID, m.TraceParent = tracing.FromRecord(msg)
+		if m.TraceID == "" {
+			m.TraceID = tracing.IDForEvent(last)
+		}
+	}
+}
+
+// observeEventToMatch records, per match, the time from the Kafka record of the event that
+// completed it to now.
+func observeEventToMatch(fresh []decoded, ms []workflows.Match) {
+	if len(ms) == 0 {
+		return
+	}
+	at := make(map[string]time.Time, len(fresh))
+	for _, d := range fresh {
+		at[d.ev.EventID] = d.msg.Timestamp
+	}
+	now := time.Now()
+	for _, m := range ms {
+		mode := "live"
+		if m.Shadow {
+			mode = "shadow"
+		}
+		metrics.Matches.WithLabelValues(m.RuleID, mode).Inc()
+		if len(m.EventIDs) == 0 {
+			continue
+		}
+		if ts, ok := at[m.EventIDs[len(m.EventIDs)-1]]; ok && !ts.IsZero() {
+			metrics.EventToMatch.Observe(now.Sub(ts).Seconds())
+		}
+	}
+}
+
+func (s *Stage) deadLetter(m *sarama.ConsumerMessage, err error) *sarama.ProducerMessage {
+	s.cfg.Log.Warn("dead-lettering event", "partition", m.Partition, "offset", m.Offset, "err", err)
+	return &sarama.ProducerMessage{
+		Topic: s.cfg.DLQTopic,
+		Key:   sarama.ByteEncoder(m.Key),
+		Value: sarama.ByteEncoder(m.Value),
+		Headers: []sarama.RecordHeader{
+			{Key: []byte(event.HeaderDLQReason), Value: []byte(err.Error())},
+			{Key: []byte("omega-source"), Value: []byte(m.Topic + "/" + strconv.Itoa(int(m.Partition)) + "/" + strconv.FormatInt(m.Offset, 10))},
+		},
+	}
+}
+
+// startAll starts every match, concurrently, each retried until it is durable.
+func (s *Stage) startAll(ctx context.Context, ms []workflows.Match) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	sem := make(chan struct{}, s.cfg.StartConcurrency)
+	var wg sync.WaitGroup
+	errs := make([]error, len(ms))
+	for i := range ms {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			log := s.cfg.Log.With("trace_id", ms[i].TraceID, "rule_id", ms[i].RuleID)
+			errs[i] = retry(ctx, log, "start reach workflow", func() error { return s.cfg.Starter.Start(ctx, ms[i]) })
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// retry calls fn with capped exponential backoff until it succeeds or ctx ends.
+func retry(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		var stop stopRetry
+		if errors.As(err, &stop) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Warn("retrying", "what", what, "attempt", attempt, "backoff", backoff, "err", err)
+		if !sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// profilesFor loads the profiles the batch's conditions read: only when a rule reads them, only
+// for the users of events such a rule reacts to.
+func (s *Stage) profilesFor(ctx context.Context, rules []compiledRule, evs []event.Event) (map[string]map[string]any, error) {
+	if s.cfg.Profiles == nil {
+		return nil, nil
+	}
+	users := map[string]bool{}
+	for i := range evs {
+		for j := range rules {
+			if rules[j].needsProfile && rules[j].types[evs[i].Type] && evs[i].UserID != "" {
+				users[evs[i].UserID] = true
+				break
+			}
+		}
+	}
+	if len(users) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, 0, len(users))
+	for u := range users {
+		ids = append(ids, u)
+	}
+	ps, err := s.cfg.Profiles.GetMany(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read profiles: %w", err)
+	}
+	out := make(map[string]map[string]any, len(ps))
+	for u, p := range ps {
+		out[u] = p.Vars()
+	}
+	return out, nil
+}

@@ -1,0 +1,176 @@
+package cep
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/profile"
+	"github.com/omegareach/omega/workflows"
+)
+
+// Starter starts one reach workflow per match. Starting a match that was already started must
+// succeed without starting a second run.
+type Starter interface {
+	Start(ctx context.Context, m workflows.Match) error
+}
+
+// DefaultAllowedLateness is the watermark's distance behind a partition's latest event time.
+const DefaultAllowedLateness = 5 * time.Second
+
+// Config configures a Stage.
+type Config struct {
+	// Brokers of the Kafka cluster; Sarama is the consumer config (defaults applied when nil).
+	Brokers []string
+	Sarama  *sarama.Config
+	// Group is the consumer group ("omega-cep" when empty).
+	Group string
+	// Topic and DLQTopic default to the wire contract's topics.
+	Topic    string
+	DLQTopic string
+	Redis    redis.UniversalClient
+	// KeyPrefix prefixes every Redis key ("omega" when empty); tests use a unique one.
+	KeyPrefix string
+	// AllowedLateness is how far behind a partition's latest event time its watermark stays (5s
+	// when zero): an event up to this late still cancels an absence or counts in a window before
+	// its timer fires.
+	AllowedLateness time.Duration
+	// Rules is the static rule set; RuleSource, when set, replaces it and is polled every
+	// ReloadInterval (2s when zero) so created, changed and disabled rules apply without restart.
+	Rules          []Rule
+	RuleSource     RuleSource
+	ReloadInterval time.Duration
+	Starter        Starter
+	// EventTypes, when set, gives the event catalogue, polled with the rules (event.Default when
+	// nil). Events of a type it does not declare are counted and skipped.
+	EventTypes EventTypeSource
+	// Signaler delivers response events (the types the catalogue declares a response or a goal;
+	// ResponseTypes instead, when set) to the open reaches that wait for them, found under
+	// ReachPrefix (the workers' key prefix, "omega" when empty). The Starter is used when it is a
+	// Signaler.
+	Signaler      Signaler
+	ResponseTypes []string
+	ReachPrefix   string
+	// Profiles gives conditions that read `profile` the users' profiles, loaded once per batch
+	// for the users of the events such rules react to (they read an empty profile when nil).
+	Profiles ProfileReader
+	// Shadow records the matches of shadow rules (they start nothing); logged only when nil.
+	Shadow ShadowRecorder
+	// Tracker, when set, attributes response events to the reaches whose sends preceded them
+	// (conversions after a run ended) and records delivery receipts (event.TypeDelivered).
+	Tracker Tracker
+	// TimerInterval is how often an idle partition checks its timers against the wall clock, and
+	// the shared absences (rules not keyed on the user) are fired (200ms when zero).
+	TimerInterval time.Duration
+	// BatchSize and BatchWait bound a batch: whichever comes first (500 and 20ms when zero).
+	BatchSize int
+	BatchWait time.Duration
+	// FanOutSlice bounds how long a partition spends starting a join trigger's users between two
+	// batches (500ms when zero): a trigger with 100,000 users never holds its partition longer.
+	FanOutSlice time.Duration
+	// StartConcurrency bounds concurrent workflow starts per partition (32 when zero).
+	StartConcurrency int
+	// DiscardDeadLetters drops undecodable records instead of writing them to DLQTopic: a replay
+	// of history (a backfill) meets records the live stage dead-lettered already.
+	DiscardDeadLetters bool
+	Log                *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Group == "" {
+		c.Group = "omega-cep"
+	}
+	if c.Topic == "" {
+		c.Topic = event.Topic
+	}
+	if c.DLQTopic == "" {
+		c.DLQTopic = event.DLQTopic
+	}
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = "omega"
+	}
+	if c.ReachPrefix == "" {
+		c.ReachPrefix = "omega"
+	}
+	if c.Signaler == nil {
+		c.Signaler, _ = c.Starter.(Signaler)
+	}
+	if c.AllowedLateness == 0 {
+		c.AllowedLateness = DefaultAllowedLateness
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 500
+	}
+	if c.BatchWait == 0 {
+		c.BatchWait = 20 * time.Millisecond
+	}
+	if c.ReloadInterval == 0 {
+		c.ReloadInterval = 2 * time.Second
+	}
+	if c.TimerInterval == 0 {
+		c.TimerInterval = 200 * time.Millisecond
+	}
+	if c.FanOutSlice == 0 {
+		c.FanOutSlice = 500 * time.Millisecond
+	}
+	if c.StartConcurrency == 0 {
+		c.StartConcurrency = 32
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	if c.Sarama == nil {
+		c.Sarama = DefaultSaramaConfig()
+	}
+}
+
+// Validate reports what is missing.
+func (c *Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("cep: brokers are required")
+	case c.Redis == nil:
+		return errors.New("cep: redis client is required")
+	case c.Starter == nil:
+		return errors.New("cep: starter is required")
+	}
+	return nil
+}
+
+// DefaultSaramaConfig is the consumer and DLQ producer setup the stage expects: offsets marked by
+// the stage and committed in the background, the oldest offset for a new group (nothing produced
+// before the first start is skipped), and a DLQ producer that waits for all replicas.
+func DefaultSaramaConfig() *sarama.Config {
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_6_0_0
+	sc.ClientID = "omega-cep"
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	sc.Consumer.Offsets.AutoCommit.Enable = true
+	sc.Consumer.Offsets.AutoCommit.Interval = 500 * time.Millisecond
+	sc.Consumer.Return.Errors = true
+	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Return.Successes = true
+	sc.Producer.Retry.Max = 10
+	return sc
+}
+
+// RuleSource provides the active rules; the stage polls it.
+type RuleSource interface {
+	ActiveRules(ctx context.Context) ([]Rule, error)
+}
+
+// ShadowRecorder records what shadow rules would have started.
+type ShadowRecorder interface {
+	RecordShadow(ctx context.Context, ms []workflows.Match) error
+}
+
+// ProfileReader loads many users' profiles at once (profile.Cached).
+type ProfileReader interface {
+	GetMany(ctx context.Context, userIDs []string) (map[string]profile.Profile, error)
+}
