@@ -110,7 +110,7 @@ check-generate: generate ## fail when the committed generated code differs from 
 
 .PHONY: fuzz
 FUZZTIME ?= 2m
-FUZZ_TARGETS = ./event:FuzzDecode ./event:FuzzParseType ./cep:FuzzParseRule ./cep:FuzzRuleCondition ./journey:FuzzParseJourney ./journey:FuzzRender
+FUZZ_TARGETS = ./event:FuzzDecode ./event:FuzzParseType ./cep:FuzzRecord ./cep:FuzzParseRule ./cep:FuzzRuleCondition ./journey:FuzzParseJourney ./journey:FuzzRender
 fuzz: ## run every fuzz target for FUZZTIME (2m) and keep the corpus it grows in <pkg>/testdata/fuzz (commit it)
 	@for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \
