@@ -176,3 +176,27 @@ func testChangelogReadsLegacyState(t *testing.T, rdb redis.UniversalClient) {
 	require.EqualValues(t, 43, next)
 	require.Equal(t, want, got.instances())
 }
+
+// The sweep drops what the watermark passed, through the expiry index: an instance whose expiry
+// moved on stays, whatever minute it was listed under first.
+func TestSweepByExpiryIndex(t *testing.T) {
+	m := newMachine(0)
+	m.put("a", &instance{Exp: 10_000})
+	m.put("b", &instance{Exp: 70_000})
+	m.put("c", &instance{Exp: 130_000})
+	m.put("moved", &instance{Exp: 5_000})
+	m.put("moved", &instance{Exp: 200_000}) // listed under minute 0, then minute 3
+	m.encodeDirty(newRecord(nil))           // committed
+	m.clean()
+	m.advance(125_000)
+	m.sweep()
+	require.ElementsMatch(t, []string{"c", "moved"}, m.keys())
+	require.ElementsMatch(t, []string{"a", "b"}, m.dirty, "the drops are written by the next commit")
+	m.advance(170_000)
+	m.sweep() // less than a minute of watermark since the last sweep: nothing yet
+	require.Len(t, m.keys(), 2)
+	m.advance(300_000)
+	m.sweep()
+	require.Empty(t, m.keys())
+	require.Empty(t, m.expiry, "the index empties with the instances")
+}
