@@ -18,18 +18,30 @@ type Limiter struct {
 }
 
 // takeScript: KEYS[1] the bucket. ARGV: rate per ms, burst, now ms. Returns 0 when a token was
-// taken, else the ms until one is free.
+// taken, else the ms until the caller should try again.
+//
+// A caller that finds no token is told to come back behind the callers already told to wait (q,
+// a queue that drains at the rate), not when the next token comes: ten thousand reaches of a
+// fan-out that hit the limit at once come back spread over the time the rate needs for them,
+// instead of all at the next token and again and again until their attempts run out.
 var takeScript = redis.NewScript(`
 local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens, ts = tonumber(b[1]), tonumber(b[2])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'q')
+local tokens, ts, q = tonumber(b[1]), tonumber(b[2]), tonumber(b[3]) or 0
 if tokens == nil then tokens, ts = burst, now end
 now = math.max(now, ts) -- a worker whose clock lags must not refill the bucket again
-tokens = math.min(burst, tokens + (now - ts) * rate)
+local elapsed = now - ts
+tokens = math.min(burst, tokens + elapsed * rate)
+q = math.max(0, q - elapsed * rate)
 local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) / rate) end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = math.ceil((1 - tokens + q) / rate)
+  q = q + 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now, 'q', tostring(q))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst + q) / rate) + 1000)
 return wait`)
 
 // Take takes a token, or says how long to wait for one.
