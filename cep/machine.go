@@ -300,13 +300,6 @@ func (m *machine) unclean() {
 	}
 }
 
-// encodeAll writes every instance.
-func (m *machine) encodeAll(w *recordWriter) {
-	for k, sl := range m.inst {
-		w.put(k, sl.b[1:])
-	}
-}
-
 // keys lists the instance keys (a snapshot's, written a piece at a time).
 func (m *machine) keys() []string {
 	out := make([]string, 0, len(m.inst))
