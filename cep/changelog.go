@@ -105,10 +105,10 @@ type changelog struct {
 	zbuf, pieceZ  []byte // compressed records and pieces
 }
 
-// snapshotRun is a snapshot being built: the keys listed when it began, how many are written, and
+// snapshotRun is a snapshot being built: the slots listed when it began, how many are written, and
 // how many log records preceded it (dropped when it is in place).
 type snapshotRun struct {
-	keys     []string
+	slots    []*slot
 	done     int
 	from     int64 // log records before it began
 	logBytes int64 // their bytes
@@ -256,7 +256,7 @@ func (c *changelog) restoreLegacy(ctx context.Context, m *machine) (bool, error)
 func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time.Duration) error {
 	if c.building == nil && (c.legacy || (c.logBytes > c.snapBytes && c.logBytes >= c.snapMin) || c.logRecords >= 10_000) {
 		c.snapshots++
-		c.building = &snapshotRun{keys: m.keys(), from: c.logRecords, logBytes: c.logBytes, seq: c.snapshots}
+		c.building = &snapshotRun{slots: m.slots(), from: c.logRecords, logBytes: c.logBytes, seq: c.snapshots}
 	}
 	w := newRecord(c.buf)
 	m.encodeDirty(w)
@@ -278,9 +278,9 @@ func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time
 		}
 		done = b.done
 		pw := newRecord(c.pieceBuf)
-		for n := max(c.piece, 2*len(m.dirty)); done < len(b.keys) && n > 0; done, n = done+1, n-1 {
-			if sl, ok := m.inst[b.keys[done]]; ok {
-				pw.put(b.keys[done], sl.b[1:])
+		for n := max(c.piece, 2*len(m.dirty)); done < len(b.slots) && n > 0; done, n = done+1, n-1 {
+			if sl := b.slots[done]; sl.b != nil {
+				pw.put(sl.key, sl.b[1:])
 			}
 		}
 		c.pieceBuf = pw.b
@@ -288,7 +288,7 @@ func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time
 		if &piece[0] != &pw.b[0] {
 			c.pieceZ = piece[:cap(piece)]
 		}
-		if done == len(b.keys) {
+		if done == len(b.slots) {
 			last, from = token, strconv.FormatInt(b.from, 10)
 			if c.legacy {
 				legacy = "l"

@@ -100,9 +100,10 @@ type machine struct {
 	// looking the key up again.
 	lastKey  string
 	lastSlot *slot
-	// dirty lists the keys changed since the last commit (a key absent from inst was deleted); a
-	// key may be listed twice, its flags say whether it is still to be written.
-	dirty  []string
+	// dirty lists the slots changed since the last commit, each once (its flags say whether it is
+	// listed); a dropped slot (no bytes) writes its key's deletion. Slots, not keys: the commit
+	// copies them without looking each up again.
+	dirty  []*slot
 	jobs   map[string]bool // the fan-out jobs among them (fanout.go)
 	timers timerQueue
 	// wm is the watermark (ms): event time up to which the partition is complete, less the
@@ -158,8 +159,12 @@ func newMachine(allowedLateness time.Duration) *machine {
 // flagDirty marks an instance changed since the last commit.
 const flagDirty = 1
 
-// slot holds an instance's flags and encoding; put rewrites it in place.
-type slot struct{ b []byte }
+// slot holds an instance's key, flags and encoding; put rewrites it in place. A slot dropped
+// from inst has no bytes: a snapshot or a commit holding it skips it or deletes its key.
+type slot struct {
+	key string
+	b   []byte
+}
 
 // lookup finds key's slot, through the one-entry cache.
 func (m *machine) lookup(key string) *slot {
@@ -200,7 +205,7 @@ func (m *machine) restoreRaw(key string, raw []byte) error {
 	}
 	sl := m.inst[key]
 	if sl == nil {
-		sl = &slot{}
+		sl = &slot{key: key}
 		m.inst[key] = sl
 		m.listExpiry(key, instanceExp(raw))
 	} else if minuteOf(instanceExp(sl.b[1:])) != minuteOf(instanceExp(raw)) {
@@ -214,7 +219,7 @@ func (m *machine) restoreRaw(key string, raw []byte) error {
 // restore adds a decoded instance (the legacy JSON state).
 func (m *machine) restore(key string, in *instance) {
 	m.lastSlot = nil
-	m.inst[key] = &slot{b: appendInstance([]byte{0}, in)}
+	m.inst[key] = &slot{key: key, b: appendInstance([]byte{0}, in)}
 	m.listExpiry(key, in.Exp)
 	m.watch(key, in)
 }
@@ -235,6 +240,9 @@ func (m *machine) watch(key string, in *instance) {
 // forget removes a key a restored record deleted.
 func (m *machine) forget(key string) {
 	m.lastSlot = nil
+	if sl := m.inst[key]; sl != nil {
+		sl.b = nil
+	}
 	delete(m.inst, key)
 	delete(m.jobs, key)
 }
@@ -244,14 +252,14 @@ func (m *machine) put(key string, in *instance) {
 	sl := m.lookup(key)
 	switch {
 	case sl == nil:
-		sl = &slot{}
+		sl = &slot{key: key}
 		m.inst[key] = sl
 		m.lastKey, m.lastSlot = key, sl
-		m.dirty = append(m.dirty, key)
+		m.dirty = append(m.dirty, sl)
 		m.listExpiry(key, in.Exp)
 	default:
 		if sl.b[0]&flagDirty == 0 {
-			m.dirty = append(m.dirty, key)
+			m.dirty = append(m.dirty, sl)
 		}
 		if minuteOf(instanceExp(sl.b[1:])) != minuteOf(in.Exp) {
 			m.listExpiry(key, in.Exp)
@@ -268,8 +276,9 @@ func (m *machine) drop(key string) {
 		m.lastSlot = nil
 		delete(m.inst, key)
 		if sl.b[0]&flagDirty == 0 {
-			m.dirty = append(m.dirty, key)
+			m.dirty = append(m.dirty, sl)
 		}
+		sl.b = nil
 	}
 }
 
@@ -279,28 +288,37 @@ func (m *machine) changed() bool { return len(m.dirty) > 0 }
 // encodeDirty writes what changed since the last commit: the instances written, the keys deleted.
 // Their flags are cleared: a commit that fails calls unclean, one that succeeds clean.
 func (m *machine) encodeDirty(w *recordWriter) {
-	for _, k := range m.dirty {
-		sl, ok := m.inst[k]
+	for _, sl := range m.dirty {
 		switch {
-		case !ok:
-			w.del(k)
+		case sl.b == nil:
+			w.del(sl.key)
 		case sl.b[0]&flagDirty != 0:
-			w.put(k, sl.b[1:])
-			sl.b[0] &^= flagDirty // a second listing of k is not written twice
+			w.put(sl.key, sl.b[1:])
+			sl.b[0] &^= flagDirty
 		}
 	}
 }
 
 // unclean marks the changes still to be written (their commit failed).
 func (m *machine) unclean() {
-	for _, k := range m.dirty {
-		if sl, ok := m.inst[k]; ok {
+	for _, sl := range m.dirty {
+		if sl.b != nil {
 			sl.b[0] |= flagDirty
 		}
 	}
 }
 
-// keys lists the instance keys (a snapshot's, written a piece at a time).
+// slots lists the instances' slots (a snapshot's, written a piece at a time: a slot dropped
+// meanwhile is skipped, its key's later life is in the log).
+func (m *machine) slots() []*slot {
+	out := make([]*slot, 0, len(m.inst))
+	for _, sl := range m.inst {
+		out = append(out, sl)
+	}
+	return out
+}
+
+// keys lists the instance keys (tests).
 func (m *machine) keys() []string {
 	out := make([]string, 0, len(m.inst))
 	for k := range m.inst {
