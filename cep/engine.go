@@ -245,10 +245,11 @@ func (e *engine) processSharedOnce(ctx context.Context, items []sharedItem, now 
 			matches = append(matches, m)
 		}
 	}
-	jobs, err := e.snapshotLinks(ctx, joins)
+	fanned, jobs, err := e.snapshotLinks(ctx, joins, now)
 	if err != nil {
 		return nil, nil, err
 	}
+	matches = append(matches, fanned...)
 	return append(matches, lateMatches(late, now)...), jobs, nil
 }
 

@@ -328,8 +328,10 @@ func testJoin(t *testing.T, rdb redis.UniversalClient) {
 		require.Equal(t, []string{"u1"}, users(h.feedBatch(fav("u1", "i1", 0), drop("i1", time.Hour))))
 		require.Equal(t, []string{"u2"}, users(h.feedBatch(fav("u2", "i1", time.Minute))))
 		require.Empty(t, h.feedBatch(fav("u3", "i1", 2*time.Hour)), "a favourite after the drop is not reached")
-		// A duplicated drop (the same event ID) finds its fan-out done: nothing starts again.
-		require.Empty(t, h.feedBatch(drop("i1", time.Hour)))
+		// A duplicated drop (the same event ID) matches the same users under the same match key,
+		// so the same reach IDs: its starts collapse on their workflow IDs, as a duplicated
+		// single event's do.
+		require.Equal(t, []string{"u1", "u2"}, users(h.feedBatch(drop("i1", time.Hour))))
 	})
 	t.Run("link and trigger in one batch reach the user once", func(t *testing.T) {
 		h := newHarnessOn(t, rdb, rule)

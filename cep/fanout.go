@@ -9,7 +9,8 @@ import (
 	"github.com/omegareach/omega/workflows"
 )
 
-// A join trigger (an item's price drop) may reach a hundred thousand users. Starting them all
+// A join trigger (an item's price drop) with at most a page of users (fanPageSize) matches them in
+// its batch (snapshotLinks). One may reach a hundred thousand users. Starting them all
 // inside the trigger's batch would hold the item's partition for minutes; instead the trigger
 // becomes a fan-out job in the partition's state: a snapshot of its linked users in Redis and a
 // cursor. After every batch (and on an idle partition) the stage starts the next slice of users,
@@ -103,9 +104,7 @@ func (p *partition) fanOut(ctx context.Context, e *engine, rules []compiledRule,
 			}
 			ms := make([]workflows.Match, 0, len(users))
 			for _, u := range users {
-				m := newMatch(r, &f.Trigger, u, now)
-				m.UserID = u
-				ms = append(ms, m)
+				ms = append(ms, fanMatch(r, &f.Trigger, u, now))
 			}
 			if ms, err = p.admit(ctx, e, rules, ms); err != nil {
 				return err

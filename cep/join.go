@@ -86,32 +86,67 @@ func lateMatches(ls []lateLink, now time.Time) []workflows.Match {
 	return out
 }
 
-// snapshotLinks copies, for each trigger, the users linked to its item before it (bounded by
-// MaxFanout, the newest kept) into a snapshot of its own, after the batch's links are written so a
-// link and a trigger in one batch see each other in order. The snapshot is what the trigger's
-// fan-out job pages through: links that come and go meanwhile move no page boundary.
-func (e *engine) snapshotLinks(ctx context.Context, qs []joinQuery) ([]fanJob, error) {
+// snapshotLinks reads, for each trigger, the users linked to its item before it (bounded by
+// MaxFanout, the newest kept), after the batch's links are written so a link and a trigger in one
+// batch see each other in order. A trigger with at most a page of users matches them in the
+// batch, like any other event; a bigger one gets a snapshot of its own, which its fan-out job
+// pages through (links that come and go meanwhile move no page boundary): one more round trip,
+// for the few triggers that need it.
+func (e *engine) snapshotLinks(ctx context.Context, qs []joinQuery, now time.Time) ([]workflows.Match, []fanJob, error) {
 	if len(qs) == 0 {
-		return nil, nil
+		return nil, nil, nil
+	}
+	span := func(q joinQuery) (string, string) {
+		return strconv.FormatInt(ms(q.ev.TS)-msd(q.rule.LinkTTL.D()), 10), strconv.FormatInt(ms(q.ev.TS), 10)
 	}
 	pipe := e.rdb.Pipeline()
-	cmds := make([]*redis.IntCmd, len(qs))
+	heads := make([]*redis.StringSliceCmd, len(qs))
 	for i, q := range qs {
+		from, to := span(q)
+		heads[i] = pipe.ZRangeArgs(ctx, redis.ZRangeArgs{Key: e.joinKey(q.rule, q.ev.ItemID), ByScore: true,
+			Start: from, Stop: to, Count: fanPageSize + 1})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, nil, fmt.Errorf("read join links: %w", err)
+	}
+	var matches []workflows.Match
+	var big []joinQuery
+	for i, q := range qs {
+		users := heads[i].Val()
+		if len(users) > fanPageSize {
+			big = append(big, q)
+			continue
+		}
+		for _, u := range users[:min(len(users), q.rule.MaxFanout)] {
+			matches = append(matches, fanMatch(q.rule, q.ev, u, now))
+		}
+	}
+	if len(big) == 0 {
+		return matches, nil, nil
+	}
+	pipe = e.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(big))
+	for i, q := range big {
+		from, to := span(q)
 		snap := e.fanKey(q.rule, q.ev)
-		cmds[i] = pipe.ZRangeStore(ctx, snap, redis.ZRangeArgs{
-			Key: e.joinKey(q.rule, q.ev.ItemID), ByScore: true,
-			Start: strconv.FormatInt(ms(q.ev.TS)-msd(q.rule.LinkTTL.D()), 10), Stop: strconv.FormatInt(ms(q.ev.TS), 10),
-		})
+		cmds[i] = pipe.ZRangeStore(ctx, snap, redis.ZRangeArgs{Key: e.joinKey(q.rule, q.ev.ItemID), ByScore: true, Start: from, Stop: to})
 		pipe.PExpire(ctx, snap, fanSnapshotTTL)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-		return nil, fmt.Errorf("snapshot join links: %w", err)
+		return nil, nil, fmt.Errorf("snapshot join links: %w", err)
 	}
-	jobs := make([]fanJob, len(qs))
-	for i, q := range qs {
+	jobs := make([]fanJob, len(big))
+	for i, q := range big {
 		jobs[i] = fanJob{rule: q.rule, ev: *q.ev, snap: e.fanKey(q.rule, q.ev), total: min(cmds[i].Val(), int64(q.rule.MaxFanout))}
 	}
-	return jobs, nil
+	return matches, jobs, nil
+}
+
+// fanMatch is a join trigger's match for one of its item's linked users.
+func fanMatch(r *compiledRule, trigger *event.Event, user string, now time.Time) workflows.Match {
+	m := newMatch(r, trigger, user, now)
+	m.UserID = user
+	return m
 }
 
 func (e *engine) fanKey(r *compiledRule, trigger *event.Event) string {
