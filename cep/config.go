@@ -70,6 +70,10 @@ type Config struct {
 	// BatchSize and BatchWait bound a batch: whichever comes first (500 and 20ms when zero).
 	BatchSize int
 	BatchWait time.Duration
+	// CommitInterval bounds how long processed batches wait to be made durable together (state
+	// and offset; 100ms when zero, every batch when negative). Starts never wait for it; a
+	// crash replays at most this much, to the same matches and workflow IDs.
+	CommitInterval time.Duration
 	// FanOutSlice bounds how long a partition spends starting a join trigger's users between two
 	// batches (500ms when zero): a trigger with 100,000 users never holds its partition longer.
 	FanOutSlice time.Duration
@@ -111,6 +115,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReloadInterval == 0 {
 		c.ReloadInterval = 2 * time.Second
+	}
+	if c.CommitInterval == 0 {
+		c.CommitInterval = 100 * time.Millisecond
 	}
 	if c.TimerInterval == 0 {
 		c.TimerInterval = 200 * time.Millisecond

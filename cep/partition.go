@@ -26,6 +26,9 @@ import (
 //  4. make the partition's state durable (changelog commit, fenced), with the next offset;
 //  5. mark the offset for Kafka.
 //
+// Steps 4 and 5 cover every batch processed since the last commit, at most
+// Config.CommitInterval after the first of them, so starts never wait for a commit.
+//
 // A crash before 4 replays the batch from the last durable state: the same matches, the same
 // IDs, the starts collapse. A crash between 4 and 5 replays records the state has seen, which are
 // skipped by offset. The state that produced a match is never durable before its start.
@@ -250,28 +253,59 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	timer.Stop()
 	idle := time.NewTicker(cfg.TimerInterval)
 	defer idle.Stop()
+	// Batches are processed as they come and made durable together, at most CommitInterval
+	// after the first of them (Kafka Streams' commit interval): a start never waits for a
+	// commit, and a crash replays what no commit covered, to the same matches.
+	var pending *sarama.ConsumerMessage // the last record processed and not yet durable
+	pendingMatches := 0
+	lastCommit := time.Now()
+	commitTimer := time.NewTimer(time.Hour)
+	commitTimer.Stop()
+	durable := func() bool {
+		if pending == nil {
+			return true
+		}
+		began := time.Now()
+		if err := s.commit(ctx, p, pending.Offset+1, s.currentRules()); err != nil {
+			cfg.Log.Info("batches left for the next owner", "partition", claim.Partition(), "err", err)
+			return false
+		}
+		metrics.BatchSeconds.WithLabelValues("commit").Observe(time.Since(began).Seconds())
+		crash(PointCommitted, pendingMatches)
+		sess.MarkMessage(pending, "")
+		metrics.ConsumerLag.WithLabelValues(part).Set(float64(max(0, claim.HighWaterMarkOffset()-pending.Offset-1)))
+		metrics.WatermarkLag.WithLabelValues(part).Set(time.Since(time.UnixMilli(p.m.wm)).Seconds())
+		pending, pendingMatches, lastCommit = nil, 0, time.Now()
+		commitTimer.Stop()
+		return true
+	}
 	flush := func() bool {
 		if len(batch) == 0 {
 			return true
 		}
 		metrics.BatchSeconds.WithLabelValues("wait").Observe(time.Since(first).Seconds())
-		if err := s.processBatch(ctx, h.dlq, p, batch); err != nil {
+		n, err := s.processBatch(ctx, h.dlq, p, batch)
+		if err != nil {
 			// A cancelled session, or a fenced replica: the batch stays unmarked for the owner.
 			cfg.Log.Info("batch left for the next owner", "partition", claim.Partition(), "err", err)
 			return false
 		}
-		last := batch[len(batch)-1]
-		sess.MarkMessage(last, "")
-		metrics.ConsumerLag.WithLabelValues(part).Set(float64(max(0, claim.HighWaterMarkOffset()-last.Offset-1)))
-		metrics.WatermarkLag.WithLabelValues(part).Set(time.Since(time.UnixMilli(p.m.wm)).Seconds())
+		if pending == nil {
+			commitTimer.Reset(max(0, cfg.CommitInterval-time.Since(lastCommit)))
+		}
+		pending = batch[len(batch)-1]
+		pendingMatches += n
 		batch = batch[:0]
+		if time.Since(lastCommit) >= cfg.CommitInterval {
+			return durable()
+		}
 		return true
 	}
 	for {
 		select {
 		case msg, ok := <-claim.Messages():
 			if !ok {
-				flush()
+				_ = flush() && durable()
 				return nil
 			}
 			if len(batch) == 0 {
@@ -290,6 +324,10 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			if !flush() {
 				return nil
 			}
+		case <-commitTimer.C:
+			if !durable() {
+				return nil
+			}
 		case <-idle.C:
 			// On an idle partition that has read everything, the wall clock (less the allowed
 			// lateness) is the watermark: a cart left alone still gets its reminder. Whether it
@@ -299,6 +337,10 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 				continue
 			}
 			if len(p.m.jobs) > 0 {
+				// What the idle steps commit must not get ahead of the processed records' offset.
+				if !durable() {
+					return nil
+				}
 				if err := s.idleFanOut(ctx, p); err != nil {
 					cfg.Log.Info("partition left for the next owner", "partition", claim.Partition(), "err", err)
 					return nil
@@ -306,6 +348,9 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			}
 			if !p.m.dueBy(ms(now)-p.m.lateness) || !h.caughtUp(claim, readNext) {
 				continue
+			}
+			if !durable() {
+				return nil
 			}
 			if err := s.idle(ctx, p, now); err != nil {
 				cfg.Log.Info("partition left for the next owner", "partition", claim.Partition(), "err", err)
@@ -323,10 +368,11 @@ type decoded struct {
 	ev  event.Event
 }
 
-// processBatch takes one batch through the order above. Failures of Redis, Kafka or Temporal are
-// retried with backoff until they succeed or ctx ends (backpressure: the partition waits,
-// nothing is dropped); a fenced commit ends the claim.
-func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *partition, msgs []*sarama.ConsumerMessage) error {
+// processBatch takes one batch through steps 1 to 3 above and returns how many reaches it
+// started; ConsumeClaim makes it durable (4, 5), alone or with the batches after it. Failures of
+// Redis, Kafka or Temporal are retried with backoff until they succeed or ctx ends
+// (backpressure: the partition waits, nothing is dropped).
+func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *partition, msgs []*sarama.ConsumerMessage) (int, error) {
 	step := time.Now()
 	lap := func(name string) {
 		now := time.Now()
@@ -353,7 +399,7 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 	metrics.EventsConsumed.WithLabelValues("replayed").Add(float64(replayed))
 	if len(dead) > 0 {
 		if err := retry(ctx, s.cfg.Log, "write dead letters", func() error { return dlq.SendMessages(dead) }); err != nil {
-			return err
+			return 0, err
 		}
 		metrics.EventsConsumed.WithLabelValues("dead_lettered").Add(float64(len(dead)))
 	}
@@ -370,39 +416,33 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 		profiles, err = s.profilesFor(ctx, rules, evs)
 		return err
 	}); err != nil {
-		return err
+		return 0, err
 	}
 	now := time.Now().UTC()
 	local, shared := p.compute(rules, evs, appended, profiles, now)
 	matches, err := s.finish(ctx, p, rules, local, shared, now)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	annotate(good, matches)
 	lap("compute")
 	crash(PointComputed, len(matches))
 	if err := s.dispatch(ctx, matches); err != nil {
-		return err
+		return 0, err
 	}
 	observeEventToMatch(good, matches)
 	if err := s.routeResponses(ctx, evs); err != nil {
-		return err
+		return 0, err
 	}
 	if err := s.track(ctx, evs); err != nil {
-		return err
+		return 0, err
 	}
 	if err := s.fanOut(ctx, p, rules, now); err != nil {
-		return err
+		return 0, err
 	}
 	crash(PointStarted, len(matches))
 	lap("start")
-	next := msgs[len(msgs)-1].Offset + 1
-	if err := s.commit(ctx, p, next, rules); err != nil {
-		return err
-	}
-	lap("commit")
-	crash(PointCommitted, len(matches))
-	return nil
+	return len(matches), nil
 }
 
 // finish completes the batch's matches, retried until Redis answers.
