@@ -85,6 +85,12 @@ type Config struct {
 	Log                *slog.Logger
 }
 
+// The batching a Config gets when it sets none.
+const (
+	DefaultBatchWait      = 20 * time.Millisecond
+	DefaultCommitInterval = 100 * time.Millisecond
+)
+
 func (c *Config) setDefaults() {
 	if c.Group == "" {
 		c.Group = "omega-cep"
@@ -111,13 +117,13 @@ func (c *Config) setDefaults() {
 		c.BatchSize = 500
 	}
 	if c.BatchWait == 0 {
-		c.BatchWait = 20 * time.Millisecond
+		c.BatchWait = DefaultBatchWait
 	}
 	if c.ReloadInterval == 0 {
 		c.ReloadInterval = 2 * time.Second
 	}
 	if c.CommitInterval == 0 {
-		c.CommitInterval = 100 * time.Millisecond
+		c.CommitInterval = DefaultCommitInterval
 	}
 	if c.TimerInterval == 0 {
 		c.TimerInterval = 200 * time.Millisecond
