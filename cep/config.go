@@ -67,7 +67,8 @@ type Config struct {
 	// TimerInterval is how often an idle partition checks its timers against the wall clock, and
 	// the shared absences (rules not keyed on the user) are fired (200ms when zero).
 	TimerInterval time.Duration
-	// BatchSize and BatchWait bound a batch: whichever comes first (500 and 20ms when zero).
+	// BatchSize and BatchWait bound a batch: whichever comes first (500 and DefaultBatchWait, 5ms,
+	// when zero). Batches are cheap (commits are CommitInterval apart), so the wait is short.
 	BatchSize int
 	BatchWait time.Duration
 	// CommitInterval bounds how long processed batches wait to be made durable together (state
@@ -87,7 +88,7 @@ type Config struct {
 
 // The batching a Config gets when it sets none.
 const (
-	DefaultBatchWait      = 20 * time.Millisecond
+	DefaultBatchWait      = 5 * time.Millisecond
 	DefaultCommitInterval = 100 * time.Millisecond
 )
 
