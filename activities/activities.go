@@ -41,6 +41,9 @@ type Activities struct {
 	Channels *channel.Registry
 	// Audit writes the trail, concurrent runs' records in shared statements.
 	Audit *audit.Batcher
+	// Opens reads the users' open history for sends at their best hour (none when nil: every
+	// best-hour wait takes its fallback).
+	Opens OpenHistory
 	// Redis holds the index of open reaches (under KeyPrefix) the CEP stage routes responses by.
 	Redis     redis.UniversalClient
 	KeyPrefix string

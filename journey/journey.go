@@ -155,10 +155,40 @@ type Send struct {
 	Category string `json:"category,omitempty"`
 }
 
-// Wait pauses for a duration, or until the next time of day (HH:MM) in the user's time zone.
+// Wait pauses for a duration, or until the next time of day (HH:MM) in the user's time zone, or
+// until the user's best hour (Until: BestHour): the hour of day at which they opened messages most
+// often (Opens, push_open by default, from their audit trail, in their time zone), Fallback
+// (HH:MM) when they have too little history.
 type Wait struct {
-	For   Duration `json:"for,omitempty"`
-	Until string   `json:"until,omitempty"`
+	For      Duration `json:"for,omitempty"`
+	Until    string   `json:"until,omitempty"`
+	Fallback string   `json:"fallback,omitempty"`
+	Opens    []string `json:"opens,omitempty"`
+}
+
+// BestHour is Wait.Until for a send at the user's best hour.
+const BestHour = "best_hour"
+
+// OpenTypes are the response types whose history decides a best hour (push_open by default).
+func (w *Wait) OpenTypes() []string {
+	if len(w.Opens) == 0 {
+		return []string{event.TypeOpened}
+	}
+	return w.Opens
+}
+
+// AtHour is the wait resolved for a user whose best hour is hour (0-23; -1: too little history,
+// the fallback). A wait not for the best hour is itself.
+func (w *Wait) AtHour(hour int) *Wait {
+	if w.Until != BestHour {
+		return w
+	}
+	r := *w
+	r.Until = w.Fallback
+	if hour >= 0 {
+		r.Until = fmt.Sprintf("%02d:00", hour)
+	}
+	return &r
 }
 
 // WaitFor waits for one of the response events, continuing on Then when one comes and on

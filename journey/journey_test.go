@@ -114,6 +114,18 @@ func TestValidate(t *testing.T) {
 		{"bad until", func(t *testing.T, j *Journey) {
 			*stepOf(t, j, "w") = Step{ID: "w", Wait: &Wait{Until: "25:99"}}
 		}, "w", "wait.until", `"25:99" is not a time of day`},
+		{"best hour without fallback", func(t *testing.T, j *Journey) {
+			*stepOf(t, j, "w") = Step{ID: "w", Wait: &Wait{Until: BestHour}}
+		}, "w", "wait.fallback", "needs the time of day"},
+		{"best hour with a bad fallback", func(t *testing.T, j *Journey) {
+			*stepOf(t, j, "w") = Step{ID: "w", Wait: &Wait{Until: BestHour, Fallback: "7pm"}}
+		}, "w", "wait.fallback", `"7pm" is not a time of day`},
+		{"best hour from a non-response event", func(t *testing.T, j *Journey) {
+			*stepOf(t, j, "w") = Step{ID: "w", Wait: &Wait{Until: BestHour, Fallback: "19:00", Opens: []string{"view"}}}
+		}, "w", "wait.opens", `"view" is not a response event`},
+		{"fallback without best hour", func(t *testing.T, j *Journey) {
+			*stepOf(t, j, "w") = Step{ID: "w", Wait: &Wait{Until: "08:00", Fallback: "19:00"}, Next: "s2"}
+		}, "w", "wait.fallback", "belong to a wait until best_hour"},
 		{"wait_for without timeout", func(t *testing.T, j *Journey) {
 			stepOf(t, j, "w").WaitFor.Timeout = 0
 		}, "w", "wait_for.timeout", "is required"},

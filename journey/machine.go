@@ -144,8 +144,9 @@ func (s *Send) Channels() []string {
 }
 
 // Span is how long a wait started at now lasts and how the step history describes it: For, or
-// until the next HH:MM in loc.
+// until the next HH:MM in loc (a best hour not resolved by AtHour: its fallback).
 func (w *Wait) Span(now time.Time, loc *time.Location) (time.Duration, string, error) {
+	w = w.AtHour(-1)
 	if w.Until == "" {
 		return w.For.D(), "wait " + Human(w.For.D()), nil
 	}

@@ -120,12 +120,27 @@ func (v *validator) step(s *Step) error {
 		switch {
 		case s.Wait.For > 0 && s.Wait.Until != "":
 			return v.fail(s.ID, "wait", "set for or until, not both")
+		case s.Wait.Until == BestHour:
+			if s.Wait.Fallback == "" {
+				return v.fail(s.ID, "wait.fallback", "a wait until best_hour needs the time of day (HH:MM) for users with too little history")
+			}
+			if _, err := time.Parse("15:04", s.Wait.Fallback); err != nil {
+				return v.fail(s.ID, "wait.fallback", "%q is not a time of day HH:MM", s.Wait.Fallback)
+			}
+			if len(s.Wait.Opens) > 0 {
+				if err := v.responses(s.ID, "wait.opens", s.Wait.Opens, event.UseResponse); err != nil {
+					return err
+				}
+			}
 		case s.Wait.Until != "":
 			if _, err := time.Parse("15:04", s.Wait.Until); err != nil {
-				return v.fail(s.ID, "wait.until", "%q is not a time of day HH:MM", s.Wait.Until)
+				return v.fail(s.ID, "wait.until", "%q is not a time of day HH:MM (or best_hour)", s.Wait.Until)
 			}
 		case s.Wait.For <= 0:
 			return v.fail(s.ID, "wait.for", "a wait needs a positive duration (or until)")
+		}
+		if s.Wait.Until != BestHour && (s.Wait.Fallback != "" || len(s.Wait.Opens) > 0) {
+			return v.fail(s.ID, "wait.fallback", "fallback and opens belong to a wait until best_hour")
 		}
 		return v.target(s.ID, "next", s.Next)
 	case s.WaitFor != nil:

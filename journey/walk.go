@@ -316,6 +316,9 @@ func (w *walk) wait(name string, s *Step) (string, bool, error) {
 	if s.Wait.Until != "" {
 		window = 0 // its length depends on the clock: only responses without After come during it
 	}
+	if s.Wait.Until == BestHour {
+		what += " (the fallback of best_hour: a dry run reads no open history)"
+	}
 	if a, goal := w.await(window, nil); goal {
 		w.convert(name, KindWait, a)
 		return "", true, nil

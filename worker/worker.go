@@ -169,6 +169,7 @@ func New(cfg Config) (sdkworker.Worker, error) {
 		Filters:   filters,
 		Channels:  channels,
 		Audit:     audit.NewBatcher(cfg.Audit),
+		Opens:     cfg.Audit,
 		Log:       cfg.Log,
 	}
 	w := sdkworker.New(cfg.Temporal, cfg.TaskQueue, sdkworker.Options{

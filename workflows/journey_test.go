@@ -279,6 +279,54 @@ func TestWaitUntilLocalTime(t *testing.T) {
 	require.Equal(t, time.Date(2026, 11, 25, 9, 0, 0, 0, tokyo), sentAt.In(tokyo).Truncate(time.Minute))
 }
 
+func TestWaitUntilBestHour(t *testing.T) {
+	tokyo, _ := time.LoadLocation("Asia/Tokyo")
+	for _, tc := range []struct {
+		name   string
+		best   activities.BestHourResult
+		err    error
+		sendAt int // hour of the day in Tokyo
+		reason string
+	}{
+		{"the user's best hour", activities.BestHourResult{Hour: 19, Opens: 5, Read: 8}, nil, 19, "5 of the user's last 8 opens were at 19:xx"},
+		{"too little history: the fallback", activities.BestHourResult{Hour: -1, Read: 2}, nil, 10, "the fallback, 2 opens in 90 days, fewer than 3"},
+		{"history unreadable: the fallback", activities.BestHourResult{}, temporal.NewNonRetryableApplicationError("down", "Down", nil), 10, "the open history was unreadable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := journey.Journey{ID: "best", Templates: map[string]journey.Template{"t": {Body: "a deal for you"}}, Steps: []journey.Step{
+				{ID: "best", Wait: &journey.Wait{Until: journey.BestHour, Fallback: "10:00"}},
+				{ID: "send", Send: &journey.Send{Channel: "push", Template: "t"}},
+			}}
+			h := journeyHarness(t, j, profile.Profile{UserID: "u1", TimeZone: "Asia/Tokyo"})
+			h.env.SetStartTime(time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC)) // 23:00 in Tokyo
+			var asked activities.BestHourInput
+			h.env.OnActivity(a.BestHour, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.BestHourInput) (activities.BestHourResult, error) {
+				asked = in
+				return tc.best, tc.err
+			})
+			var sentAt time.Time
+			h.env.OnActivity(a.Dispatch, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ activities.DispatchInput) (channel.Result, error) {
+				sentAt = h.env.Now()
+				return channel.Result{Status: 200}, nil
+			})
+			_, _ = h.run(testInput())
+			require.NoError(t, h.env.GetWorkflowError())
+			require.Equal(t, activities.BestHourInput{UserID: "u1", TimeZone: "Asia/Tokyo", Types: []string{"push_open"}}, asked)
+			require.Equal(t, time.Date(2026, 11, 25, tc.sendAt, 0, 0, 0, tokyo), sentAt.In(tokyo).Truncate(time.Minute))
+			var waited string
+			for _, recs := range h.audits {
+				for _, r := range recs {
+					if r.Kind == "waited" {
+						waited = r.Reason
+					}
+				}
+			}
+			require.Contains(t, waited, fmt.Sprintf("wait until %02d:00 Asia/Tokyo", tc.sendAt))
+			require.Contains(t, waited, tc.reason, "the trail says how the hour was chosen")
+		})
+	}
+}
+
 func TestMaxOpenRefusesRun(t *testing.T) {
 	h := journeyHarness(t, retarget(), profile.Profile{})
 	h.maxOpenReached = true

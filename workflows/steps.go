@@ -196,11 +196,13 @@ func (r *reachRun) filter(name, ch, key string, send *journey.Send) (filter.Verd
 }
 
 func (r *reachRun) wait(name string, s *journey.Step) (string, *ReachResult, error) {
+	w, note := r.bestHour(name, s.Wait)
 	now := workflow.Now(r.ctx)
-	d, what, err := s.Wait.Span(now, r.p.Location())
+	d, what, err := w.Span(now, r.p.Location())
 	if err != nil {
 		return "", nil, err
 	}
+	what += note
 	r.setStatus(StatusWaiting, fmt.Sprintf("%s (step %s), until %s", what, name, now.Add(d).Format(time.RFC3339)))
 	if err := r.publish(); err != nil {
 		return "", nil, err
@@ -219,6 +221,33 @@ func (r *reachRun) wait(name string, s *journey.Step) (string, *ReachResult, err
 	r.record(audit.Record{Step: name, Kind: audit.KindWaited, Outcome: "waited", Reason: what})
 	r.setStatus(journey.ProgressStatus(r.st.Sent), "")
 	return r.j.Advance(s, r.m.UserID, r.st.Sent, journey.Outcome{}).Next, nil, nil
+}
+
+// bestHourRead bounds how long a best-hour wait reads the user's open history before it takes its
+// fallback (the store is down): a send at a good hour is better than one held for the store.
+const bestHourRead = time.Minute
+
+// bestHour resolves a wait until the user's best hour (journey.BestHour) to a time of day, read
+// from their open history, and says in words how it was chosen; other waits are themselves.
+func (r *reachRun) bestHour(name string, w *journey.Wait) (*journey.Wait, string) {
+	if w.Until != journey.BestHour {
+		return w, ""
+	}
+	ctx := workflow.WithLocalActivityOptions(r.ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second, ScheduleToCloseTimeout: bestHourRead,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 5 * time.Second},
+	})
+	var bh activities.BestHourResult
+	in := activities.BestHourInput{UserID: r.m.UserID, TimeZone: r.p.Location().String(), Types: w.OpenTypes()}
+	if err := workflow.ExecuteLocalActivity(withSummary(ctx, "best hour of "+r.m.UserID+" (step "+name+")"), a.BestHour, in).Get(r.ctx, &bh); err != nil {
+		workflow.GetLogger(r.ctx).Warn("open history unreadable: the best-hour wait takes its fallback", "step", name, "err", err)
+		return w.AtHour(-1), " (best hour: the fallback, the open history was unreadable)"
+	}
+	if bh.Hour < 0 {
+		return w.AtHour(-1), fmt.Sprintf(" (best hour: the fallback, %d opens in %d days, fewer than %d)",
+			bh.Read, int(journey.BestHourLookback.Hours()/24), journey.MinOpensForBestHour)
+	}
+	return w.AtHour(bh.Hour), fmt.Sprintf(" (best hour: %d of the user's last %d opens were at %02d:xx)", bh.Opens, bh.Read, bh.Hour)
 }
 
 func (r *reachRun) waitFor(name string, s *journey.Step) (string, *ReachResult, error) {
