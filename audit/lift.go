@@ -1,0 +1,163 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+)
+
+// Confidence is the level of every interval and test here (95%, two-sided).
+const Confidence = 0.95
+
+// z95 is the standard normal quantile of a two-sided 95% interval.
+const z95 = 1.959963984540054
+
+// PathFunnel is a split path's funnel (or the control group's): the reaches that took the path,
+// how many sent, were opened and converted, and the conversion rate with its Wilson interval.
+// Against the control (Holdout), Lift is rate/control rate - 1, Diff* the difference of the rates
+// with its Newcombe (hybrid Wilson) interval, and P the two-sided p-value of the pooled
+// two-proportion z-test.
+type PathFunnel struct {
+	Path                          string
+	Reached, Sent, Opened         int64
+	Converted                     int64
+	Rate, RateLow, RateHigh       float64
+	Lift, Diff, DiffLow, DiffHigh float64
+	P                             float64
+	Compared                      bool // a control group exists and this path is not it
+	Wins                          bool
+}
+
+// Holdout is the path of a split's holdout group, the control its paths are compared with.
+const Holdout = "holdout"
+
+// FunnelByPath reads a journey's funnel per split path (reaches that reached no split are not
+// counted), compares each path with the holdout, and marks the winner: the path whose rate is the
+// highest and significantly above the control's and every other path's (P < 0.05 against each).
+func (s *Store) FunnelByPath(ctx context.Context, q FunnelQuery) ([]PathFunnel, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH m AS (
+			SELECT DISTINCT reach_id FROM audit_records
+			WHERE kind = 'matched' AND at >= $1 AND at < $2
+				AND ($3::text = '' OR rule_id = $3) AND ($4::text = '' OR journey_id = $4)),
+		r AS (
+			SELECT a.reach_id,
+				(array_agg(a.outcome ORDER BY a.at, a.id) FILTER (WHERE a.kind = 'split'))[1] AS path,
+				bool_or(a.kind = 'dispatched') AS sent,
+				bool_or(a.kind = 'responded' AND a.outcome = 'push_open') AS opened,
+				bool_or(a.kind = 'converted') AS converted,
+				max(a.journey_version) AS version
+			FROM audit_records a JOIN m USING (reach_id)
+			GROUP BY a.reach_id)
+		SELECT path, count(*), count(*) FILTER (WHERE sent), count(*) FILTER (WHERE opened), count(*) FILTER (WHERE converted)
+		FROM r WHERE path IS NOT NULL AND ($5::int = 0 OR version = $5)
+		GROUP BY 1 ORDER BY 1`, q.From, q.To, q.RuleID, q.JourneyID, q.JourneyVersion)
+	if err != nil {
+		return nil, fmt.Errorf("funnel by path: %w", err)
+	}
+	defer rows.Close()
+	var out []PathFunnel
+	for rows.Next() {
+		var p PathFunnel
+		if err := rows.Scan(&p.Path, &p.Reached, &p.Sent, &p.Opened, &p.Converted); err != nil {
+			return nil, fmt.Errorf("funnel by path: %w", err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("funnel by path: %w", err)
+	}
+	return CompareWithControl(out), nil
+}
+
+// CompareWithControl fills the rates, the comparisons with the control (Holdout) and the winner
+// of paths whose counts are set.
+func CompareWithControl(paths []PathFunnel) []PathFunnel {
+	var control *PathFunnel
+	for i := range paths {
+		p := &paths[i]
+		p.Rate, p.RateLow, p.RateHigh = wilson(p.Converted, p.Reached)
+		if p.Path == Holdout {
+			control = p
+		}
+	}
+	if control == nil || control.Reached == 0 {
+		return paths
+	}
+	for i := range paths {
+		p := &paths[i]
+		if p == control || p.Reached == 0 {
+			continue
+		}
+		p.Compared = true
+		p.Diff, p.DiffLow, p.DiffHigh = newcombe(p.Converted, p.Reached, control.Converted, control.Reached)
+		p.P = twoProportionP(p.Converted, p.Reached, control.Converted, control.Reached)
+		if control.Rate > 0 {
+			p.Lift = p.Rate/control.Rate - 1
+		} else {
+			p.Lift = math.Inf(1)
+			if p.Rate == 0 {
+				p.Lift = 0
+			}
+		}
+	}
+	// The winner beats the control and every other path.
+	order := make([]int, 0, len(paths))
+	for i := range paths {
+		if paths[i].Compared {
+			order = append(order, i)
+		}
+	}
+	sort.SliceStable(order, func(a, b int) bool { return paths[order[a]].Rate > paths[order[b]].Rate })
+	if len(order) > 0 {
+		best := &paths[order[0]]
+		wins := best.P < 1-Confidence && best.Diff > 0
+		for _, i := range order[1:] {
+			o := paths[i]
+			if twoProportionP(best.Converted, best.Reached, o.Converted, o.Reached) >= 1-Confidence || best.Rate <= o.Rate {
+				wins = false
+			}
+		}
+		best.Wins = wins
+	}
+	return paths
+}
+
+// wilson is the rate x/n with its Wilson score interval.
+func wilson(x, n int64) (rate, low, high float64) {
+	if n == 0 {
+		return 0, 0, 0
+	}
+	p, fn, z := float64(x)/float64(n), float64(n), z95
+	den := 1 + z*z/fn
+	mid := (p + z*z/(2*fn)) / den
+	half := z * math.Sqrt(p*(1-p)/fn+z*z/(4*fn*fn)) / den
+	return p, math.Max(0, mid-half), math.Min(1, mid+half)
+}
+
+// newcombe is the difference of two rates, x1/n1 - x2/n2, with Newcombe's hybrid score interval
+// (method 10 of Newcombe 1998), built from each rate's Wilson interval.
+func newcombe(x1, n1, x2, n2 int64) (diff, low, high float64) {
+	p1, l1, u1 := wilson(x1, n1)
+	p2, l2, u2 := wilson(x2, n2)
+	diff = p1 - p2
+	low = diff - math.Sqrt((p1-l1)*(p1-l1)+(u2-p2)*(u2-p2))
+	high = diff + math.Sqrt((u1-p1)*(u1-p1)+(p2-l2)*(p2-l2))
+	return diff, low, high
+}
+
+// twoProportionP is the two-sided p-value of the pooled two-proportion z-test of x1/n1 = x2/n2.
+func twoProportionP(x1, n1, x2, n2 int64) float64 {
+	if n1 == 0 || n2 == 0 {
+		return 1
+	}
+	p1, p2 := float64(x1)/float64(n1), float64(x2)/float64(n2)
+	pool := float64(x1+x2) / float64(n1+n2)
+	se := math.Sqrt(pool * (1 - pool) * (1/float64(n1) + 1/float64(n2)))
+	if se == 0 {
+		return 1
+	}
+	z := (p1 - p2) / se
+	return math.Erfc(math.Abs(z) / math.Sqrt2)
+}
