@@ -296,3 +296,26 @@ func TestMigrateTrackingKeepsTheTrail(t *testing.T) {
 	require.NoError(t, pool.QueryRow(ctx, `SELECT id FROM audit_records WHERE reach_id = 'r3'`).Scan(&newID))
 	require.Greater(t, newID, maxID, "ids continue after the old table's")
 }
+
+// A split's holdout sends nothing, yet a goal after it converts it like a send: the control group
+// of the path comparison (FunnelByPath) counts its conversions. Another split path converts only
+// through its send.
+func TestAttributeHoldout(t *testing.T) {
+	store := testenv.Require(t).Audit(t)
+	ctx := context.Background()
+	user := testenv.Unique("u")
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	j := journeyWithGoal(t, store, "2h")
+	held, pathA := "r-held-"+user, "r-a-"+user
+	split := func(reach, path string) audit.Record {
+		return audit.Record{ReachID: reach, Step: "ab", Kind: audit.KindSplit, Outcome: path, UserID: user, RuleID: "r",
+			JourneyID: j, JourneyVersion: 1, At: now.Add(-time.Hour)}
+	}
+	_, err := store.Append(ctx, split(held, "holdout"), split(pathA, "a"))
+	require.NoError(t, err)
+	n, err := store.Attribute(ctx, []audit.Goal{{UserID: user, Type: "order_paid", EventID: "o1", At: now}})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	require.Equal(t, []string{audit.KindSplit, audit.KindConverted}, kindsOf(t, store, held))
+	require.Equal(t, []string{audit.KindSplit}, kindsOf(t, store, pathA), "a path that sent nothing is not converted")
+}

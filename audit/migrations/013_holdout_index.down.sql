@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS audit_records_holdout_user;
