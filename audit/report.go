@@ -47,10 +47,12 @@ func (s *Store) Timeline(ctx context.Context, userID string, limit int, pageToke
 }
 
 // FunnelQuery selects the reaches of a funnel: matched in [From, To) for a rule and/or journey,
-// optionally of one journey version.
+// optionally of one journey version, optionally only those a split sent down one path (or
+// journey.Holdout, the control group).
 type FunnelQuery struct {
 	RuleID, JourneyID string
 	JourneyVersion    int
+	SplitPath         string
 	From, To          time.Time
 }
 
@@ -77,13 +79,14 @@ func (s *Store) Funnel(ctx context.Context, q FunnelQuery) (Funnel, error) {
 				coalesce((array_agg(a.outcome ORDER BY a.at DESC, a.id DESC) FILTER (WHERE a.kind IN ('completed', 'cancelled')))[1], 'running') AS status,
 				(array_agg(coalesce(substring(a.reason from '^drop by ([A-Za-z0-9_]+)'), 'other') ORDER BY a.at DESC, a.id DESC)
 					FILTER (WHERE a.kind = 'filtered' AND a.outcome = 'drop'))[1] AS dropped_by,
-				max(a.journey_version) AS version
+				max(a.journey_version) AS version,
+				bool_or(a.kind = 'split' AND a.outcome = $6) AS on_path
 			FROM audit_records a JOIN m USING (reach_id)
 			GROUP BY a.reach_id)
 		SELECT status, coalesce(dropped_by, ''), count(*), count(*) FILTER (WHERE sent),
 			count(*) FILTER (WHERE opened), count(*) FILTER (WHERE converted)
-		FROM r WHERE ($5::int = 0 OR version = $5)
-		GROUP BY 1, 2`, q.From, q.To, q.RuleID, q.JourneyID, q.JourneyVersion)
+		FROM r WHERE ($5::int = 0 OR version = $5) AND ($6::text = '' OR on_path)
+		GROUP BY 1, 2`, q.From, q.To, q.RuleID, q.JourneyID, q.JourneyVersion, q.SplitPath)
 	if err != nil {
 		return Funnel{}, fmt.Errorf("funnel: %w", err)
 	}
