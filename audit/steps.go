@@ -96,9 +96,9 @@ func (s *Store) StepCounts(ctx context.Context, q StepQuery) ([]StepCount, error
 	return out, rows.Err()
 }
 
-// MatchQuery selects the matches counted per hour: in [From, To), of one rule or all.
+// MatchQuery selects the matches counted per hour: in [From, To), of the given rules.
 type MatchQuery struct {
-	RuleID   string
+	RuleIDs  []string
 	From, To time.Time
 }
 
@@ -117,8 +117,8 @@ func (s *Store) MatchesPerHour(ctx context.Context, q MatchQuery) ([]MatchHour, 
 		SELECT rule_id, date_trunc('hour', at, 'UTC'), count(*) FILTER (WHERE kind = 'matched'),
 			count(*) FILTER (WHERE kind = 'shadow_matched')
 		FROM audit_records
-		WHERE kind IN ('matched', 'shadow_matched') AND at >= $1 AND at < $2 AND ($3::text = '' OR rule_id = $3)
-		GROUP BY 1, 2 ORDER BY 1, 2`, q.From, q.To, q.RuleID)
+		WHERE kind IN ('matched', 'shadow_matched') AND at >= $1 AND at < $2 AND rule_id = ANY($3::text[])
+		GROUP BY 1, 2 ORDER BY 1, 2`, q.From, q.To, q.RuleIDs)
 	if err != nil {
 		return nil, fmt.Errorf("matches per hour: %w", err)
 	}
