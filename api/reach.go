@@ -405,6 +405,17 @@ func (s *server) Funnel(ctx context.Context, req *connect.Request[omegav1.Funnel
 	if err != nil {
 		return nil, s.internal("read funnel", err)
 	}
-	return connect.NewResponse(&omegav1.FunnelResponse{Matched: f.Matched, Sent: f.Sent, Opened: f.Opened, Converted: f.Converted,
-		Suppressed: f.Suppressed, SuppressedBy: f.SuppressedBy, Failed: f.Failed, Cancelled: f.Cancelled, Running: f.Running}), nil
+	out := funnelProto(f)
+	for path, pf := range f.BySplitPath {
+		if out.BySplitPath == nil {
+			out.BySplitPath = map[string]*omegav1.FunnelResponse{}
+		}
+		out.BySplitPath[path] = funnelProto(pf)
+	}
+	return connect.NewResponse(out), nil
+}
+
+func funnelProto(f audit.Funnel) *omegav1.FunnelResponse {
+	return &omegav1.FunnelResponse{Matched: f.Matched, Sent: f.Sent, Opened: f.Opened, Converted: f.Converted,
+		Suppressed: f.Suppressed, SuppressedBy: f.SuppressedBy, Failed: f.Failed, Cancelled: f.Cancelled, Running: f.Running}
 }

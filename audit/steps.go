@@ -44,30 +44,35 @@ type StepCount struct {
 // there, were dropped (and by which filter), sent, failed and converted, from the audit trail.
 // Steps come ordered by name.
 func (s *Store) StepCounts(ctx context.Context, q StepQuery) ([]StepCount, error) {
+	// One row per reach and step (its flags), one per reach, step and label, then plain counts:
+	// cheaper than counting distinct reaches per group over every record.
 	rows, err := s.pool.Query(ctx, `
 		WITH m AS (
 			SELECT DISTINCT reach_id FROM audit_records
 			WHERE kind = 'matched' AND at >= $1 AND at < $2 AND journey_id = $3),
+		r AS (
+			SELECT a.reach_id, bool_or(a.kind = 'converted') AS converted FROM audit_records a JOIN m USING (reach_id)
+			GROUP BY a.reach_id HAVING $4::int = 0 OR max(a.journey_version) = $4),
 		a AS (
-			SELECT a.reach_id, split_part(split_part(a.step, '#', 1), '/', 1) AS step, a.kind,
-				CASE WHEN a.kind = 'suppressed' THEN 'drop'
-					WHEN a.kind IN ('split', 'branched', 'responded', 'timed_out', 'converted') THEN 'outcome' END AS label_kind,
-				CASE WHEN a.kind = 'suppressed' THEN coalesce(substring(a.reason from '^drop by ([A-Za-z0-9_]+)'), 'other')
-					WHEN a.kind IN ('split', 'branched', 'responded', 'timed_out', 'converted') THEN a.outcome END AS label,
-				max(a.journey_version) OVER w AS version,
-				bool_or(a.kind = 'converted') OVER w AS converted
-			FROM audit_records a JOIN m USING (reach_id)
-			WINDOW w AS (PARTITION BY a.reach_id))
-		SELECT step, GROUPING(label_kind, label) = 0, coalesce(label_kind, ''), coalesce(label, ''),
-			count(DISTINCT reach_id),
-			count(DISTINCT reach_id) FILTER (WHERE kind IN ('waited', 'deferred', 'responded', 'timed_out')),
-			count(DISTINCT reach_id) FILTER (WHERE kind = 'dispatched'),
-			count(DISTINCT reach_id) FILTER (WHERE kind = 'suppressed'),
-			count(DISTINCT reach_id) FILTER (WHERE kind = 'failed'),
-			count(DISTINCT reach_id) FILTER (WHERE converted)
-		FROM a WHERE $4::int = 0 OR version = $4
-		GROUP BY GROUPING SETS ((step), (step, label_kind, label))
-		ORDER BY step`, q.From, q.To, q.JourneyID, q.JourneyVersion)
+			SELECT a.reach_id, split_part(split_part(a.step, '#', 1), '/', 1) AS step, a.kind, a.outcome, a.reason, r.converted
+			FROM audit_records a JOIN r USING (reach_id)),
+		s AS (
+			SELECT step, converted,
+				bool_or(kind IN ('waited', 'deferred', 'responded', 'timed_out')) AS waited,
+				bool_or(kind = 'dispatched') AS sent, bool_or(kind = 'suppressed') AS dropped, bool_or(kind = 'failed') AS failed
+			FROM a GROUP BY reach_id, step, converted),
+		l AS (
+			SELECT DISTINCT a.reach_id, a.step,
+				CASE WHEN a.kind = 'suppressed' THEN 'drop' ELSE 'outcome' END AS label_kind,
+				CASE WHEN a.kind = 'suppressed' THEN coalesce(substring(a.reason from '^drop by ([A-Za-z0-9_]+)'), 'other') ELSE a.outcome END AS label
+			FROM a
+			WHERE a.kind IN ('suppressed', 'split', 'branched', 'responded', 'timed_out', 'converted'))
+		SELECT step, false, '', '', count(*), count(*) FILTER (WHERE waited), count(*) FILTER (WHERE sent),
+			count(*) FILTER (WHERE dropped), count(*) FILTER (WHERE failed), count(*) FILTER (WHERE converted)
+		FROM s GROUP BY step
+		UNION ALL
+		SELECT step, true, label_kind, label, count(*), 0, 0, 0, 0, 0 FROM l GROUP BY step, label_kind, label
+		ORDER BY 1, 2`, q.From, q.To, q.JourneyID, q.JourneyVersion)
 	if err != nil {
 		return nil, fmt.Errorf("step counts of %s: %w", q.JourneyID, err)
 	}

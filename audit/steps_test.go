@@ -137,4 +137,14 @@ func TestFunnelBySplitPath(t *testing.T) {
 			require.Equal(t, tc.sentTo, f.Sent)
 		})
 	}
+	// One query gives every path's funnel too, each the same as asked for alone.
+	all, err := store.Funnel(ctx, audit.FunnelQuery{JourneyID: jid, From: at.Add(-time.Minute), To: at.Add(time.Minute)})
+	require.NoError(t, err)
+	require.Len(t, all.BySplitPath, 3)
+	for path, got := range all.BySplitPath {
+		alone, err := store.Funnel(ctx, audit.FunnelQuery{JourneyID: jid, SplitPath: path, From: at.Add(-time.Minute), To: at.Add(time.Minute)})
+		require.NoError(t, err)
+		alone.BySplitPath = nil
+		require.Equal(t, alone, got, path)
+	}
 }

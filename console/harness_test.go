@@ -9,6 +9,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -104,7 +105,7 @@ func consoleServer(t testing.TB, store *audit.Store, journeys []journey.Journey,
 		Journeys: func(string) bool { return true }, Keys: keys, DefaultRate: 10000,
 		JourneyStore: newSpecs(func(j journey.Journey) (string, int) { return j.ID, j.Version }, journeys...),
 		RuleStore:    newSpecs(func(r cep.Rule) (string, int) { return r.ID, r.Version }, rules...),
-		Log:          slog.New(slog.DiscardHandler)})
+		Log:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	require.NoError(t, err)
 	h, err = console.Mount(h, console.Config{TemporalUI: "http://temporal-ui.test:8233", Log: slog.New(slog.DiscardHandler), Now: now})
 	require.NoError(t, err)

@@ -245,18 +245,17 @@ func (c *console) funnelsPage(ctx context.Context, r *http.Request) (view, error
 		return view{}, err
 	}
 	funnels := []funnelView{{Name: "all reaches", Chart: funnelChart("all reaches", whole.Msg), Resp: whole.Msg}}
-	// A journey with a split: a funnel per path, and the control group's.
+	// A journey with a split: a funnel per path, and the control group's, from the same answer.
 	for _, path := range c.splitPaths(ctx, jid, version) {
-		f, err := c.reaches.Funnel(ctx, connect.NewRequest(&omegav1.FunnelRequest{RuleId: rule, JourneyId: jid,
-			JourneyVersion: int32(version), From: from, To: to, SplitPath: path}))
-		if err != nil {
-			return view{}, err
+		f := whole.Msg.GetBySplitPath()[path]
+		if f == nil {
+			f = &omegav1.FunnelResponse{}
 		}
 		name := "split path " + path
 		if path == journey.Holdout {
 			name = "control group (holdout)"
 		}
-		funnels = append(funnels, funnelView{Name: name, Chart: funnelChart(name, f.Msg), Resp: f.Msg})
+		funnels = append(funnels, funnelView{Name: name, Chart: funnelChart(name, f), Resp: f})
 	}
 	data["Funnels"] = funnels
 	return view{page: "funnels", title: "Funnels", data: data}, nil

@@ -1167,7 +1167,10 @@ type FunnelResponse struct {
 	Failed       int64            `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"`
 	Cancelled    int64            `protobuf:"varint,8,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
 	// Still running (waiting included).
-	Running       int64 `protobuf:"varint,9,opt,name=running,proto3" json:"running,omitempty"`
+	Running int64 `protobuf:"varint,9,opt,name=running,proto3" json:"running,omitempty"`
+	// The same figures for the reaches a split sent down each path ("holdout": the control group);
+	// empty when no reach met a split.
+	BySplitPath   map[string]*FunnelResponse `protobuf:"bytes,10,rep,name=by_split_path,json=bySplitPath,proto3" json:"by_split_path,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1263,6 +1266,13 @@ func (x *FunnelResponse) GetRunning() int64 {
 		return x.Running
 	}
 	return 0
+}
+
+func (x *FunnelResponse) GetBySplitPath() map[string]*FunnelResponse {
+	if x != nil {
+		return x.BySplitPath
+	}
+	return nil
 }
 
 type JourneyStepsRequest struct {
@@ -1774,7 +1784,7 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"\x04from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1d\n" +
 	"\n" +
-	"split_path\x18\x06 \x01(\tR\tsplitPath\"\xf6\x02\n" +
+	"split_path\x18\x06 \x01(\tR\tsplitPath\"\x9f\x04\n" +
 	"\x0eFunnelResponse\x12\x18\n" +
 	"\amatched\x18\x01 \x01(\x03R\amatched\x12\x12\n" +
 	"\x04sent\x18\x02 \x01(\x03R\x04sent\x12\x16\n" +
@@ -1786,10 +1796,15 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"\rsuppressed_by\x18\x06 \x03(\v2*.omega.v1.FunnelResponse.SuppressedByEntryR\fsuppressedBy\x12\x16\n" +
 	"\x06failed\x18\a \x01(\x03R\x06failed\x12\x1c\n" +
 	"\tcancelled\x18\b \x01(\x03R\tcancelled\x12\x18\n" +
-	"\arunning\x18\t \x01(\x03R\arunning\x1a?\n" +
+	"\arunning\x18\t \x01(\x03R\arunning\x12M\n" +
+	"\rby_split_path\x18\n" +
+	" \x03(\v2).omega.v1.FunnelResponse.BySplitPathEntryR\vbySplitPath\x1a?\n" +
 	"\x11SuppressedByEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xb9\x01\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1aX\n" +
+	"\x10BySplitPathEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.omega.v1.FunnelResponseR\x05value:\x028\x01\"\xb9\x01\n" +
 	"\x13JourneyStepsRequest\x12\x1d\n" +
 	"\n" +
 	"journey_id\x18\x01 \x01(\tR\tjourneyId\x12'\n" +
@@ -1849,7 +1864,7 @@ func file_omega_v1_reach_proto_rawDescGZIP() []byte {
 	return file_omega_v1_reach_proto_rawDescData
 }
 
-var file_omega_v1_reach_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_omega_v1_reach_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_omega_v1_reach_proto_goTypes = []any{
 	(*TriggerRequest)(nil),        // 0: omega.v1.TriggerRequest
 	(*TriggerResponse)(nil),       // 1: omega.v1.TriggerResponse
@@ -1875,58 +1890,61 @@ var file_omega_v1_reach_proto_goTypes = []any{
 	(*RuleMatchesResponse)(nil),   // 21: omega.v1.RuleMatchesResponse
 	(*MatchHour)(nil),             // 22: omega.v1.MatchHour
 	nil,                           // 23: omega.v1.FunnelResponse.SuppressedByEntry
-	nil,                           // 24: omega.v1.StepCount.DroppedByEntry
-	nil,                           // 25: omega.v1.StepCount.OutcomesEntry
-	(*structpb.Struct)(nil),       // 26: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	nil,                           // 24: omega.v1.FunnelResponse.BySplitPathEntry
+	nil,                           // 25: omega.v1.StepCount.DroppedByEntry
+	nil,                           // 26: omega.v1.StepCount.OutcomesEntry
+	(*structpb.Struct)(nil),       // 27: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
 }
 var file_omega_v1_reach_proto_depIdxs = []int32{
-	26, // 0: omega.v1.TriggerRequest.attrs:type_name -> google.protobuf.Struct
-	27, // 1: omega.v1.SignalRequest.ts:type_name -> google.protobuf.Timestamp
-	26, // 2: omega.v1.SignalRequest.attrs:type_name -> google.protobuf.Struct
+	27, // 0: omega.v1.TriggerRequest.attrs:type_name -> google.protobuf.Struct
+	28, // 1: omega.v1.SignalRequest.ts:type_name -> google.protobuf.Timestamp
+	27, // 2: omega.v1.SignalRequest.attrs:type_name -> google.protobuf.Struct
 	10, // 3: omega.v1.GetResponse.reach:type_name -> omega.v1.Reach
 	10, // 4: omega.v1.ListResponse.reaches:type_name -> omega.v1.Reach
-	27, // 5: omega.v1.Reach.started_at:type_name -> google.protobuf.Timestamp
-	27, // 6: omega.v1.Reach.updated_at:type_name -> google.protobuf.Timestamp
+	28, // 5: omega.v1.Reach.started_at:type_name -> google.protobuf.Timestamp
+	28, // 6: omega.v1.Reach.updated_at:type_name -> google.protobuf.Timestamp
 	11, // 7: omega.v1.Reach.audit:type_name -> omega.v1.AuditRecord
-	27, // 8: omega.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	28, // 8: omega.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
 	14, // 9: omega.v1.TimelineResponse.records:type_name -> omega.v1.TimelineRecord
 	11, // 10: omega.v1.TimelineRecord.record:type_name -> omega.v1.AuditRecord
-	27, // 11: omega.v1.FunnelRequest.from:type_name -> google.protobuf.Timestamp
-	27, // 12: omega.v1.FunnelRequest.to:type_name -> google.protobuf.Timestamp
+	28, // 11: omega.v1.FunnelRequest.from:type_name -> google.protobuf.Timestamp
+	28, // 12: omega.v1.FunnelRequest.to:type_name -> google.protobuf.Timestamp
 	23, // 13: omega.v1.FunnelResponse.suppressed_by:type_name -> omega.v1.FunnelResponse.SuppressedByEntry
-	27, // 14: omega.v1.JourneyStepsRequest.from:type_name -> google.protobuf.Timestamp
-	27, // 15: omega.v1.JourneyStepsRequest.to:type_name -> google.protobuf.Timestamp
-	19, // 16: omega.v1.JourneyStepsResponse.steps:type_name -> omega.v1.StepCount
-	24, // 17: omega.v1.StepCount.dropped_by:type_name -> omega.v1.StepCount.DroppedByEntry
-	25, // 18: omega.v1.StepCount.outcomes:type_name -> omega.v1.StepCount.OutcomesEntry
-	27, // 19: omega.v1.RuleMatchesRequest.from:type_name -> google.protobuf.Timestamp
-	27, // 20: omega.v1.RuleMatchesRequest.to:type_name -> google.protobuf.Timestamp
-	22, // 21: omega.v1.RuleMatchesResponse.hours:type_name -> omega.v1.MatchHour
-	27, // 22: omega.v1.MatchHour.hour:type_name -> google.protobuf.Timestamp
-	0,  // 23: omega.v1.ReachService.Trigger:input_type -> omega.v1.TriggerRequest
-	2,  // 24: omega.v1.ReachService.Cancel:input_type -> omega.v1.CancelRequest
-	6,  // 25: omega.v1.ReachService.Get:input_type -> omega.v1.GetRequest
-	8,  // 26: omega.v1.ReachService.List:input_type -> omega.v1.ListRequest
-	12, // 27: omega.v1.ReachService.Timeline:input_type -> omega.v1.TimelineRequest
-	15, // 28: omega.v1.ReachService.Funnel:input_type -> omega.v1.FunnelRequest
-	17, // 29: omega.v1.ReachService.JourneySteps:input_type -> omega.v1.JourneyStepsRequest
-	20, // 30: omega.v1.ReachService.RuleMatches:input_type -> omega.v1.RuleMatchesRequest
-	4,  // 31: omega.v1.ReachService.Signal:input_type -> omega.v1.SignalRequest
-	1,  // 32: omega.v1.ReachService.Trigger:output_type -> omega.v1.TriggerResponse
-	3,  // 33: omega.v1.ReachService.Cancel:output_type -> omega.v1.CancelResponse
-	7,  // 34: omega.v1.ReachService.Get:output_type -> omega.v1.GetResponse
-	9,  // 35: omega.v1.ReachService.List:output_type -> omega.v1.ListResponse
-	13, // 36: omega.v1.ReachService.Timeline:output_type -> omega.v1.TimelineResponse
-	16, // 37: omega.v1.ReachService.Funnel:output_type -> omega.v1.FunnelResponse
-	18, // 38: omega.v1.ReachService.JourneySteps:output_type -> omega.v1.JourneyStepsResponse
-	21, // 39: omega.v1.ReachService.RuleMatches:output_type -> omega.v1.RuleMatchesResponse
-	5,  // 40: omega.v1.ReachService.Signal:output_type -> omega.v1.SignalResponse
-	32, // [32:41] is the sub-list for method output_type
-	23, // [23:32] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	24, // 14: omega.v1.FunnelResponse.by_split_path:type_name -> omega.v1.FunnelResponse.BySplitPathEntry
+	28, // 15: omega.v1.JourneyStepsRequest.from:type_name -> google.protobuf.Timestamp
+	28, // 16: omega.v1.JourneyStepsRequest.to:type_name -> google.protobuf.Timestamp
+	19, // 17: omega.v1.JourneyStepsResponse.steps:type_name -> omega.v1.StepCount
+	25, // 18: omega.v1.StepCount.dropped_by:type_name -> omega.v1.StepCount.DroppedByEntry
+	26, // 19: omega.v1.StepCount.outcomes:type_name -> omega.v1.StepCount.OutcomesEntry
+	28, // 20: omega.v1.RuleMatchesRequest.from:type_name -> google.protobuf.Timestamp
+	28, // 21: omega.v1.RuleMatchesRequest.to:type_name -> google.protobuf.Timestamp
+	22, // 22: omega.v1.RuleMatchesResponse.hours:type_name -> omega.v1.MatchHour
+	28, // 23: omega.v1.MatchHour.hour:type_name -> google.protobuf.Timestamp
+	16, // 24: omega.v1.FunnelResponse.BySplitPathEntry.value:type_name -> omega.v1.FunnelResponse
+	0,  // 25: omega.v1.ReachService.Trigger:input_type -> omega.v1.TriggerRequest
+	2,  // 26: omega.v1.ReachService.Cancel:input_type -> omega.v1.CancelRequest
+	6,  // 27: omega.v1.ReachService.Get:input_type -> omega.v1.GetRequest
+	8,  // 28: omega.v1.ReachService.List:input_type -> omega.v1.ListRequest
+	12, // 29: omega.v1.ReachService.Timeline:input_type -> omega.v1.TimelineRequest
+	15, // 30: omega.v1.ReachService.Funnel:input_type -> omega.v1.FunnelRequest
+	17, // 31: omega.v1.ReachService.JourneySteps:input_type -> omega.v1.JourneyStepsRequest
+	20, // 32: omega.v1.ReachService.RuleMatches:input_type -> omega.v1.RuleMatchesRequest
+	4,  // 33: omega.v1.ReachService.Signal:input_type -> omega.v1.SignalRequest
+	1,  // 34: omega.v1.ReachService.Trigger:output_type -> omega.v1.TriggerResponse
+	3,  // 35: omega.v1.ReachService.Cancel:output_type -> omega.v1.CancelResponse
+	7,  // 36: omega.v1.ReachService.Get:output_type -> omega.v1.GetResponse
+	9,  // 37: omega.v1.ReachService.List:output_type -> omega.v1.ListResponse
+	13, // 38: omega.v1.ReachService.Timeline:output_type -> omega.v1.TimelineResponse
+	16, // 39: omega.v1.ReachService.Funnel:output_type -> omega.v1.FunnelResponse
+	18, // 40: omega.v1.ReachService.JourneySteps:output_type -> omega.v1.JourneyStepsResponse
+	21, // 41: omega.v1.ReachService.RuleMatches:output_type -> omega.v1.RuleMatchesResponse
+	5,  // 42: omega.v1.ReachService.Signal:output_type -> omega.v1.SignalResponse
+	34, // [34:43] is the sub-list for method output_type
+	25, // [25:34] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_omega_v1_reach_proto_init() }
@@ -1940,7 +1958,7 @@ func file_omega_v1_reach_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_omega_v1_reach_proto_rawDesc), len(file_omega_v1_reach_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
