@@ -46,10 +46,22 @@ RACE_PKGS := ./cep/ ./backfill/ ./audit/ ./internal/... ./activities/... ./worke
 RACE_E2E := TestPatterns|TestJoinAcrossReplicas|TestAbsenceDecidedInEventTime|TestFanOut|TestBackfill
 
 .PHONY: test
-test: check-generate breaking vet lint build-dev ## everything: generated code, the wire contract, vet, unit tests, integration + e2e tests on a fresh stack, and the race detector on the concurrent parts
+test: check-generate breaking vet lint build-dev chromium ## everything: generated code, the wire contract, vet, unit tests, integration + e2e tests on a fresh stack, and the race detector on the concurrent parts
 	deploy/local/test.sh bash -c '$(GO) test -count=1 -timeout 20m ./... && \
 	  $(GO) test -race -count=1 -timeout 10m $(RACE_PKGS) && \
 	  $(GO) test -race -count=1 -timeout 10m -run "^($(RACE_E2E))$$" ./e2e/'
+
+.PHONY: chromium
+chromium: ## install Debian's chromium when missing (the console's browser test; ~40 s with apt-get update)
+	@command -v chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+
+.PHONY: console-screenshots
+console-screenshots: build-dev chromium ## the console's browser test on a fresh stack, saving each page to docs/img/console-*.png
+	OMEGA_CONSOLE_SCREENSHOTS=1 deploy/local/test.sh $(GO) test -count=1 -run TestConsoleInChromium ./console/
+
+.PHONY: console-bench
+console-bench: build-dev ## each console page's server time over 100,000 audit rows (BenchmarkPages; not part of make test)
+	deploy/local/test.sh $(GO) test -run '^$$' -bench Pages -benchtime 20x ./console/
 
 .PHONY: breaking
 breaking: $(BUF) ## fail when proto/ breaks the wire contract of the previous commit (buf breaking)

@@ -38,6 +38,8 @@ var MethodScopes = map[string]string{
 	omegav1connect.ReachServiceListProcedure:                  apikey.ScopeRead,
 	omegav1connect.ReachServiceTimelineProcedure:              apikey.ScopeRead,
 	omegav1connect.ReachServiceFunnelProcedure:                apikey.ScopeRead,
+	omegav1connect.ReachServiceJourneyStepsProcedure:          apikey.ScopeRead,
+	omegav1connect.ReachServiceRuleMatchesProcedure:           apikey.ScopeRead,
 	omegav1connect.InboxServiceListInboxProcedure:             apikey.ScopeRead,
 	omegav1connect.ProfileServiceGetProfileProcedure:          apikey.ScopeRead,
 	omegav1connect.ListServiceListMembersProcedure:            apikey.ScopeRead,

@@ -383,9 +383,6 @@ func (s *server) Timeline(ctx context.Context, req *connect.Request[omegav1.Time
 	return connect.NewResponse(out), nil
 }
 
-// maxFunnelRange bounds one funnel query.
-const maxFunnelRange = 92 * 24 * time.Hour
-
 // Funnel counts a rule's or journey's reaches by how far they got.
 func (s *server) Funnel(ctx context.Context, req *connect.Request[omegav1.FunnelRequest]) (*connect.Response[omegav1.FunnelResponse], error) {
 	m := req.Msg
@@ -395,31 +392,30 @@ func (s *server) Funnel(ctx context.Context, req *connect.Request[omegav1.Funnel
 	if m.GetJourneyVersion() < 0 {
 		return nil, invalid("journey_version", "must not be negative")
 	}
+	if len(m.GetSplitPath()) > maxKeyLen {
+		return nil, invalid("split_path", "longer than %d bytes", maxKeyLen)
+	}
+	from, to, err := s.period(m.GetFrom(), m.GetTo())
+	if err != nil {
+		return nil, err
+	}
 	q := audit.FunnelQuery{RuleID: m.GetRuleId(), JourneyID: m.GetJourneyId(), JourneyVersion: int(m.GetJourneyVersion()),
-		To: s.now(), From: s.now().Add(-24 * time.Hour)}
-	for _, ts := range []struct {
-		field string
-		v     *timestamppb.Timestamp
-		into  *time.Time
-	}{{"from", m.GetFrom(), &q.From}, {"to", m.GetTo(), &q.To}} {
-		if ts.v == nil {
-			continue
-		}
-		if err := ts.v.CheckValid(); err != nil {
-			return nil, invalid(ts.field, "%v", err)
-		}
-		*ts.into = ts.v.AsTime()
-	}
-	switch {
-	case !q.From.Before(q.To):
-		return nil, invalid("from", "must be before to")
-	case q.To.Sub(q.From) > maxFunnelRange:
-		return nil, invalid("from", "the range is longer than %d days", int(maxFunnelRange.Hours()/24))
-	}
+		SplitPath: m.GetSplitPath(), From: from, To: to}
 	f, err := s.audit.Funnel(ctx, q)
 	if err != nil {
 		return nil, s.internal("read funnel", err)
 	}
-	return connect.NewResponse(&omegav1.FunnelResponse{Matched: f.Matched, Sent: f.Sent, Opened: f.Opened, Converted: f.Converted,
-		Suppressed: f.Suppressed, SuppressedBy: f.SuppressedBy, Failed: f.Failed, Cancelled: f.Cancelled, Running: f.Running}), nil
+	out := funnelProto(f)
+	for path, pf := range f.BySplitPath {
+		if out.BySplitPath == nil {
+			out.BySplitPath = map[string]*omegav1.FunnelResponse{}
+		}
+		out.BySplitPath[path] = funnelProto(pf)
+	}
+	return connect.NewResponse(out), nil
+}
+
+func funnelProto(f audit.Funnel) *omegav1.FunnelResponse {
+	return &omegav1.FunnelResponse{Matched: f.Matched, Sent: f.Sent, Opened: f.Opened, Converted: f.Converted,
+		Suppressed: f.Suppressed, SuppressedBy: f.SuppressedBy, Failed: f.Failed, Cancelled: f.Cancelled, Running: f.Running}
 }

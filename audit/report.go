@@ -47,10 +47,12 @@ func (s *Store) Timeline(ctx context.Context, userID string, limit int, pageToke
 }
 
 // FunnelQuery selects the reaches of a funnel: matched in [From, To) for a rule and/or journey,
-// optionally of one journey version.
+// optionally of one journey version, optionally only those a split sent down one path (or
+// journey.Holdout, the control group).
 type FunnelQuery struct {
 	RuleID, JourneyID string
 	JourneyVersion    int
+	SplitPath         string
 	From, To          time.Time
 }
 
@@ -59,6 +61,9 @@ type Funnel struct {
 	Matched, Sent, Opened, Converted, Suppressed, Failed, Cancelled, Running int64
 	// SuppressedBy counts suppressed reaches by the filter that dropped them.
 	SuppressedBy map[string]int64
+	// BySplitPath is the same funnel for the reaches a split sent down each path (journey.Holdout:
+	// the control group); nil when no reach met a split.
+	BySplitPath map[string]Funnel
 }
 
 // Funnel reads a funnel from the trail: matched -> sent -> opened (push_open) -> converted, with
@@ -77,42 +82,61 @@ func (s *Store) Funnel(ctx context.Context, q FunnelQuery) (Funnel, error) {
 				coalesce((array_agg(a.outcome ORDER BY a.at DESC, a.id DESC) FILTER (WHERE a.kind IN ('completed', 'cancelled')))[1], 'running') AS status,
 				(array_agg(coalesce(substring(a.reason from '^drop by ([A-Za-z0-9_]+)'), 'other') ORDER BY a.at DESC, a.id DESC)
 					FILTER (WHERE a.kind = 'filtered' AND a.outcome = 'drop'))[1] AS dropped_by,
-				max(a.journey_version) AS version
+				max(a.journey_version) AS version,
+				bool_or(a.kind = 'split' AND a.outcome = $6) AS on_path,
+				min(a.outcome) FILTER (WHERE a.kind = 'split') AS path
 			FROM audit_records a JOIN m USING (reach_id)
 			GROUP BY a.reach_id)
-		SELECT status, coalesce(dropped_by, ''), count(*), count(*) FILTER (WHERE sent),
+		SELECT status, coalesce(dropped_by, ''), coalesce(path, ''), count(*), count(*) FILTER (WHERE sent),
 			count(*) FILTER (WHERE opened), count(*) FILTER (WHERE converted)
-		FROM r WHERE ($5::int = 0 OR version = $5)
-		GROUP BY 1, 2`, q.From, q.To, q.RuleID, q.JourneyID, q.JourneyVersion)
+		FROM r WHERE ($5::int = 0 OR version = $5) AND ($6::text = '' OR on_path)
+		GROUP BY 1, 2, 3`, q.From, q.To, q.RuleID, q.JourneyID, q.JourneyVersion, q.SplitPath)
 	if err != nil {
 		return Funnel{}, fmt.Errorf("funnel: %w", err)
 	}
 	defer rows.Close()
 	f := Funnel{SuppressedBy: map[string]int64{}}
 	for rows.Next() {
-		var status, by string
+		var status, by, path string
 		var n, sent, opened, converted int64
-		if err := rows.Scan(&status, &by, &n, &sent, &opened, &converted); err != nil {
+		if err := rows.Scan(&status, &by, &path, &n, &sent, &opened, &converted); err != nil {
 			return Funnel{}, fmt.Errorf("funnel: %w", err)
 		}
-		f.Matched += n
-		f.Sent += sent
-		f.Opened += opened
-		f.Converted += converted
-		switch status {
-		case "suppressed":
-			f.Suppressed += n
-			if by == "" {
-				by = "other"
+		f.add(status, by, n, sent, opened, converted)
+		if path != "" {
+			if f.BySplitPath == nil {
+				f.BySplitPath = map[string]Funnel{}
 			}
-			f.SuppressedBy[by] += n
-		case "failed":
-			f.Failed += n
-		case "cancelled":
-			f.Cancelled += n
-		case "running":
-			f.Running += n
+			p, ok := f.BySplitPath[path]
+			if !ok {
+				p.SuppressedBy = map[string]int64{}
+			}
+			p.add(status, by, n, sent, opened, converted)
+			f.BySplitPath[path] = p
 		}
 	}
 	return f, rows.Err()
+}
+
+// add counts n reaches that ended with status (dropped by by), of which sent, opened and
+// converted reached those stages.
+func (f *Funnel) add(status, by string, n, sent, opened, converted int64) {
+	f.Matched += n
+	f.Sent += sent
+	f.Opened += opened
+	f.Converted += converted
+	switch status {
+	case "suppressed":
+		f.Suppressed += n
+		if by == "" {
+			by = "other"
+		}
+		f.SuppressedBy[by] += n
+	case "failed":
+		f.Failed += n
+	case "cancelled":
+		f.Cancelled += n
+	case "running":
+		f.Running += n
+	}
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/backfill"
 	"github.com/omegareach/omega/cep"
+	"github.com/omegareach/omega/console"
 	"github.com/omegareach/omega/eventtype"
 	"github.com/omegareach/omega/internal/apikey"
 	"github.com/omegareach/omega/internal/metrics"
@@ -405,6 +406,11 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 	// for certificates signed by it).
 	stls, err := serverTLS()
 	if err != nil {
+		return err
+	}
+	// The console (/console/) beside the API, calling it in-process with each visitor's key;
+	// OMEGA_TEMPORAL_UI_URL is where its run links point (http://127.0.0.1:8233 when unset).
+	if h, err = console.Mount(h, console.Config{TemporalUI: os.Getenv("OMEGA_TEMPORAL_UI_URL"), SecureCookie: stls != nil, Log: log}); err != nil {
 		return err
 	}
 	// Ready without waiting for Temporal: ingestion needs only Kafka, and the API must keep

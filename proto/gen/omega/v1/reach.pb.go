@@ -1071,8 +1071,10 @@ type FunnelRequest struct {
 	// Only reaches that ran this journey version (0: all).
 	JourneyVersion int32 `protobuf:"varint,3,opt,name=journey_version,json=journeyVersion,proto3" json:"journey_version,omitempty"`
 	// Reaches matched in [from, to); the last 24 hours when unset.
-	From          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
-	To            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	From *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	To   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	// Only reaches a split sent down this path ("holdout": the control group); empty: all.
+	SplitPath     string `protobuf:"bytes,6,opt,name=split_path,json=splitPath,proto3" json:"split_path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1142,6 +1144,13 @@ func (x *FunnelRequest) GetTo() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *FunnelRequest) GetSplitPath() string {
+	if x != nil {
+		return x.SplitPath
+	}
+	return ""
+}
+
 type FunnelResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Reaches matched (started) in the range.
@@ -1158,7 +1167,10 @@ type FunnelResponse struct {
 	Failed       int64            `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"`
 	Cancelled    int64            `protobuf:"varint,8,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
 	// Still running (waiting included).
-	Running       int64 `protobuf:"varint,9,opt,name=running,proto3" json:"running,omitempty"`
+	Running int64 `protobuf:"varint,9,opt,name=running,proto3" json:"running,omitempty"`
+	// The same figures for the reaches a split sent down each path ("holdout": the control group);
+	// empty when no reach met a split.
+	BySplitPath   map[string]*FunnelResponse `protobuf:"bytes,10,rep,name=by_split_path,json=bySplitPath,proto3" json:"by_split_path,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1256,6 +1268,424 @@ func (x *FunnelResponse) GetRunning() int64 {
 	return 0
 }
 
+func (x *FunnelResponse) GetBySplitPath() map[string]*FunnelResponse {
+	if x != nil {
+		return x.BySplitPath
+	}
+	return nil
+}
+
+type JourneyStepsRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	JourneyId string                 `protobuf:"bytes,1,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
+	// Only reaches that ran this journey version (0: all).
+	JourneyVersion int32 `protobuf:"varint,2,opt,name=journey_version,json=journeyVersion,proto3" json:"journey_version,omitempty"`
+	// Reaches matched in [from, to); the last 24 hours when unset.
+	From          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	To            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JourneyStepsRequest) Reset() {
+	*x = JourneyStepsRequest{}
+	mi := &file_omega_v1_reach_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JourneyStepsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JourneyStepsRequest) ProtoMessage() {}
+
+func (x *JourneyStepsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_reach_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JourneyStepsRequest.ProtoReflect.Descriptor instead.
+func (*JourneyStepsRequest) Descriptor() ([]byte, []int) {
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *JourneyStepsRequest) GetJourneyId() string {
+	if x != nil {
+		return x.JourneyId
+	}
+	return ""
+}
+
+func (x *JourneyStepsRequest) GetJourneyVersion() int32 {
+	if x != nil {
+		return x.JourneyVersion
+	}
+	return 0
+}
+
+func (x *JourneyStepsRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *JourneyStepsRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+type JourneyStepsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ordered by step; besides the journey's steps, the trail's own: match, route, and goal (the
+	// conversions, by goal event in outcomes).
+	Steps         []*StepCount `protobuf:"bytes,1,rep,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JourneyStepsResponse) Reset() {
+	*x = JourneyStepsResponse{}
+	mi := &file_omega_v1_reach_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JourneyStepsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JourneyStepsResponse) ProtoMessage() {}
+
+func (x *JourneyStepsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_reach_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JourneyStepsResponse.ProtoReflect.Descriptor instead.
+func (*JourneyStepsResponse) Descriptor() ([]byte, []int) {
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *JourneyStepsResponse) GetSteps() []*StepCount {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+// StepCount is what the audit trail says happened at one journey step; each reach counts once
+// per figure, however often it visited the step.
+type StepCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Step  string                 `protobuf:"bytes,1,opt,name=step,proto3" json:"step,omitempty"`
+	// Reaches with any record at the step.
+	Entered int64 `protobuf:"varint,2,opt,name=entered,proto3" json:"entered,omitempty"`
+	// Reaches that waited there (a wait, a wait_for, a send put off by quiet hours).
+	Waited int64 `protobuf:"varint,3,opt,name=waited,proto3" json:"waited,omitempty"`
+	// Reaches that sent a message there.
+	Sent int64 `protobuf:"varint,4,opt,name=sent,proto3" json:"sent,omitempty"`
+	// Reaches suppressed there, and by which filter.
+	Dropped   int64            `protobuf:"varint,5,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	DroppedBy map[string]int64 `protobuf:"bytes,6,rep,name=dropped_by,json=droppedBy,proto3" json:"dropped_by,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Failed    int64            `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"`
+	// Reaches that went through the step and converted.
+	Converted int64 `protobuf:"varint,8,opt,name=converted,proto3" json:"converted,omitempty"`
+	// Reaches by what the step decided: a split's path (or holdout), a branch's "case N" or
+	// "else", a wait_for's response type or "timeout", a goal's event type.
+	Outcomes      map[string]int64 `protobuf:"bytes,9,rep,name=outcomes,proto3" json:"outcomes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StepCount) Reset() {
+	*x = StepCount{}
+	mi := &file_omega_v1_reach_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepCount) ProtoMessage() {}
+
+func (x *StepCount) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_reach_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepCount.ProtoReflect.Descriptor instead.
+func (*StepCount) Descriptor() ([]byte, []int) {
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *StepCount) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *StepCount) GetEntered() int64 {
+	if x != nil {
+		return x.Entered
+	}
+	return 0
+}
+
+func (x *StepCount) GetWaited() int64 {
+	if x != nil {
+		return x.Waited
+	}
+	return 0
+}
+
+func (x *StepCount) GetSent() int64 {
+	if x != nil {
+		return x.Sent
+	}
+	return 0
+}
+
+func (x *StepCount) GetDropped() int64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+func (x *StepCount) GetDroppedBy() map[string]int64 {
+	if x != nil {
+		return x.DroppedBy
+	}
+	return nil
+}
+
+func (x *StepCount) GetFailed() int64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *StepCount) GetConverted() int64 {
+	if x != nil {
+		return x.Converted
+	}
+	return 0
+}
+
+func (x *StepCount) GetOutcomes() map[string]int64 {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
+}
+
+type RuleMatchesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rules to count (1 to 100).
+	RuleIds []string `protobuf:"bytes,1,rep,name=rule_ids,json=ruleIds,proto3" json:"rule_ids,omitempty"`
+	// Matches in [from, to); the last 24 hours when unset.
+	From          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuleMatchesRequest) Reset() {
+	*x = RuleMatchesRequest{}
+	mi := &file_omega_v1_reach_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuleMatchesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuleMatchesRequest) ProtoMessage() {}
+
+func (x *RuleMatchesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_reach_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuleMatchesRequest.ProtoReflect.Descriptor instead.
+func (*RuleMatchesRequest) Descriptor() ([]byte, []int) {
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RuleMatchesRequest) GetRuleIds() []string {
+	if x != nil {
+		return x.RuleIds
+	}
+	return nil
+}
+
+func (x *RuleMatchesRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *RuleMatchesRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+type RuleMatchesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ordered by rule and hour; hours without a match are left out.
+	Hours         []*MatchHour `protobuf:"bytes,1,rep,name=hours,proto3" json:"hours,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuleMatchesResponse) Reset() {
+	*x = RuleMatchesResponse{}
+	mi := &file_omega_v1_reach_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuleMatchesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuleMatchesResponse) ProtoMessage() {}
+
+func (x *RuleMatchesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_reach_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuleMatchesResponse.ProtoReflect.Descriptor instead.
+func (*RuleMatchesResponse) Descriptor() ([]byte, []int) {
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RuleMatchesResponse) GetHours() []*MatchHour {
+	if x != nil {
+		return x.Hours
+	}
+	return nil
+}
+
+// MatchHour is one rule's matches in one hour (UTC).
+type MatchHour struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	RuleId string                 `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	Hour   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=hour,proto3" json:"hour,omitempty"`
+	// Matches that started a reach.
+	Live int64 `protobuf:"varint,3,opt,name=live,proto3" json:"live,omitempty"`
+	// Matches of a shadow rule, which start nothing.
+	Shadow        int64 `protobuf:"varint,4,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MatchHour) Reset() {
+	*x = MatchHour{}
+	mi := &file_omega_v1_reach_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MatchHour) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MatchHour) ProtoMessage() {}
+
+func (x *MatchHour) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_reach_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MatchHour.ProtoReflect.Descriptor instead.
+func (*MatchHour) Descriptor() ([]byte, []int) {
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *MatchHour) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *MatchHour) GetHour() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Hour
+	}
+	return nil
+}
+
+func (x *MatchHour) GetLive() int64 {
+	if x != nil {
+		return x.Live
+	}
+	return 0
+}
+
+func (x *MatchHour) GetShadow() int64 {
+	if x != nil {
+		return x.Shadow
+	}
+	return 0
+}
+
 var File_omega_v1_reach_proto protoreflect.FileDescriptor
 
 const file_omega_v1_reach_proto_rawDesc = "" +
@@ -1345,14 +1775,16 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"\arule_id\x18\x02 \x01(\tR\x06ruleId\x12\x1d\n" +
 	"\n" +
 	"journey_id\x18\x03 \x01(\tR\tjourneyId\x12-\n" +
-	"\x06record\x18\x04 \x01(\v2\x15.omega.v1.AuditRecordR\x06record\"\xcc\x01\n" +
+	"\x06record\x18\x04 \x01(\v2\x15.omega.v1.AuditRecordR\x06record\"\xeb\x01\n" +
 	"\rFunnelRequest\x12\x17\n" +
 	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12\x1d\n" +
 	"\n" +
 	"journey_id\x18\x02 \x01(\tR\tjourneyId\x12'\n" +
 	"\x0fjourney_version\x18\x03 \x01(\x05R\x0ejourneyVersion\x12.\n" +
 	"\x04from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
-	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\"\xf6\x02\n" +
+	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1d\n" +
+	"\n" +
+	"split_path\x18\x06 \x01(\tR\tsplitPath\"\x9f\x04\n" +
 	"\x0eFunnelResponse\x12\x18\n" +
 	"\amatched\x18\x01 \x01(\x03R\amatched\x12\x12\n" +
 	"\x04sent\x18\x02 \x01(\x03R\x04sent\x12\x16\n" +
@@ -1364,17 +1796,60 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"\rsuppressed_by\x18\x06 \x03(\v2*.omega.v1.FunnelResponse.SuppressedByEntryR\fsuppressedBy\x12\x16\n" +
 	"\x06failed\x18\a \x01(\x03R\x06failed\x12\x1c\n" +
 	"\tcancelled\x18\b \x01(\x03R\tcancelled\x12\x18\n" +
-	"\arunning\x18\t \x01(\x03R\arunning\x1a?\n" +
+	"\arunning\x18\t \x01(\x03R\arunning\x12M\n" +
+	"\rby_split_path\x18\n" +
+	" \x03(\v2).omega.v1.FunnelResponse.BySplitPathEntryR\vbySplitPath\x1a?\n" +
 	"\x11SuppressedByEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xc1\x03\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1aX\n" +
+	"\x10BySplitPathEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.omega.v1.FunnelResponseR\x05value:\x028\x01\"\xb9\x01\n" +
+	"\x13JourneyStepsRequest\x12\x1d\n" +
+	"\n" +
+	"journey_id\x18\x01 \x01(\tR\tjourneyId\x12'\n" +
+	"\x0fjourney_version\x18\x02 \x01(\x05R\x0ejourneyVersion\x12.\n" +
+	"\x04from\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\"A\n" +
+	"\x14JourneyStepsResponse\x12)\n" +
+	"\x05steps\x18\x01 \x03(\v2\x13.omega.v1.StepCountR\x05steps\"\xb2\x03\n" +
+	"\tStepCount\x12\x12\n" +
+	"\x04step\x18\x01 \x01(\tR\x04step\x12\x18\n" +
+	"\aentered\x18\x02 \x01(\x03R\aentered\x12\x16\n" +
+	"\x06waited\x18\x03 \x01(\x03R\x06waited\x12\x12\n" +
+	"\x04sent\x18\x04 \x01(\x03R\x04sent\x12\x18\n" +
+	"\adropped\x18\x05 \x01(\x03R\adropped\x12A\n" +
+	"\n" +
+	"dropped_by\x18\x06 \x03(\v2\".omega.v1.StepCount.DroppedByEntryR\tdroppedBy\x12\x16\n" +
+	"\x06failed\x18\a \x01(\x03R\x06failed\x12\x1c\n" +
+	"\tconverted\x18\b \x01(\x03R\tconverted\x12=\n" +
+	"\boutcomes\x18\t \x03(\v2!.omega.v1.StepCount.OutcomesEntryR\boutcomes\x1a<\n" +
+	"\x0eDroppedByEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a;\n" +
+	"\rOutcomesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x8b\x01\n" +
+	"\x12RuleMatchesRequest\x12\x19\n" +
+	"\brule_ids\x18\x01 \x03(\tR\aruleIds\x12.\n" +
+	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\"@\n" +
+	"\x13RuleMatchesResponse\x12)\n" +
+	"\x05hours\x18\x01 \x03(\v2\x13.omega.v1.MatchHourR\x05hours\"\x80\x01\n" +
+	"\tMatchHour\x12\x17\n" +
+	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12.\n" +
+	"\x04hour\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04hour\x12\x12\n" +
+	"\x04live\x18\x03 \x01(\x03R\x04live\x12\x16\n" +
+	"\x06shadow\x18\x04 \x01(\x03R\x06shadow2\xe0\x04\n" +
 	"\fReachService\x12@\n" +
 	"\aTrigger\x12\x18.omega.v1.TriggerRequest\x1a\x19.omega.v1.TriggerResponse\"\x00\x12=\n" +
 	"\x06Cancel\x12\x17.omega.v1.CancelRequest\x1a\x18.omega.v1.CancelResponse\"\x00\x124\n" +
 	"\x03Get\x12\x14.omega.v1.GetRequest\x1a\x15.omega.v1.GetResponse\"\x00\x127\n" +
 	"\x04List\x12\x15.omega.v1.ListRequest\x1a\x16.omega.v1.ListResponse\"\x00\x12C\n" +
 	"\bTimeline\x12\x19.omega.v1.TimelineRequest\x1a\x1a.omega.v1.TimelineResponse\"\x00\x12=\n" +
-	"\x06Funnel\x12\x17.omega.v1.FunnelRequest\x1a\x18.omega.v1.FunnelResponse\"\x00\x12=\n" +
+	"\x06Funnel\x12\x17.omega.v1.FunnelRequest\x1a\x18.omega.v1.FunnelResponse\"\x00\x12O\n" +
+	"\fJourneySteps\x12\x1d.omega.v1.JourneyStepsRequest\x1a\x1e.omega.v1.JourneyStepsResponse\"\x00\x12L\n" +
+	"\vRuleMatches\x12\x1c.omega.v1.RuleMatchesRequest\x1a\x1d.omega.v1.RuleMatchesResponse\"\x00\x12=\n" +
 	"\x06Signal\x12\x17.omega.v1.SignalRequest\x1a\x18.omega.v1.SignalResponse\"\x00B8Z6github.com/omegareach/omega/proto/gen/omega/v1;omegav1b\x06proto3"
 
 var (
@@ -1389,7 +1864,7 @@ func file_omega_v1_reach_proto_rawDescGZIP() []byte {
 	return file_omega_v1_reach_proto_rawDescData
 }
 
-var file_omega_v1_reach_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_omega_v1_reach_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_omega_v1_reach_proto_goTypes = []any{
 	(*TriggerRequest)(nil),        // 0: omega.v1.TriggerRequest
 	(*TriggerResponse)(nil),       // 1: omega.v1.TriggerResponse
@@ -1408,44 +1883,68 @@ var file_omega_v1_reach_proto_goTypes = []any{
 	(*TimelineRecord)(nil),        // 14: omega.v1.TimelineRecord
 	(*FunnelRequest)(nil),         // 15: omega.v1.FunnelRequest
 	(*FunnelResponse)(nil),        // 16: omega.v1.FunnelResponse
-	nil,                           // 17: omega.v1.FunnelResponse.SuppressedByEntry
-	(*structpb.Struct)(nil),       // 18: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*JourneyStepsRequest)(nil),   // 17: omega.v1.JourneyStepsRequest
+	(*JourneyStepsResponse)(nil),  // 18: omega.v1.JourneyStepsResponse
+	(*StepCount)(nil),             // 19: omega.v1.StepCount
+	(*RuleMatchesRequest)(nil),    // 20: omega.v1.RuleMatchesRequest
+	(*RuleMatchesResponse)(nil),   // 21: omega.v1.RuleMatchesResponse
+	(*MatchHour)(nil),             // 22: omega.v1.MatchHour
+	nil,                           // 23: omega.v1.FunnelResponse.SuppressedByEntry
+	nil,                           // 24: omega.v1.FunnelResponse.BySplitPathEntry
+	nil,                           // 25: omega.v1.StepCount.DroppedByEntry
+	nil,                           // 26: omega.v1.StepCount.OutcomesEntry
+	(*structpb.Struct)(nil),       // 27: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
 }
 var file_omega_v1_reach_proto_depIdxs = []int32{
-	18, // 0: omega.v1.TriggerRequest.attrs:type_name -> google.protobuf.Struct
-	19, // 1: omega.v1.SignalRequest.ts:type_name -> google.protobuf.Timestamp
-	18, // 2: omega.v1.SignalRequest.attrs:type_name -> google.protobuf.Struct
+	27, // 0: omega.v1.TriggerRequest.attrs:type_name -> google.protobuf.Struct
+	28, // 1: omega.v1.SignalRequest.ts:type_name -> google.protobuf.Timestamp
+	27, // 2: omega.v1.SignalRequest.attrs:type_name -> google.protobuf.Struct
 	10, // 3: omega.v1.GetResponse.reach:type_name -> omega.v1.Reach
 	10, // 4: omega.v1.ListResponse.reaches:type_name -> omega.v1.Reach
-	19, // 5: omega.v1.Reach.started_at:type_name -> google.protobuf.Timestamp
-	19, // 6: omega.v1.Reach.updated_at:type_name -> google.protobuf.Timestamp
+	28, // 5: omega.v1.Reach.started_at:type_name -> google.protobuf.Timestamp
+	28, // 6: omega.v1.Reach.updated_at:type_name -> google.protobuf.Timestamp
 	11, // 7: omega.v1.Reach.audit:type_name -> omega.v1.AuditRecord
-	19, // 8: omega.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	28, // 8: omega.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
 	14, // 9: omega.v1.TimelineResponse.records:type_name -> omega.v1.TimelineRecord
 	11, // 10: omega.v1.TimelineRecord.record:type_name -> omega.v1.AuditRecord
-	19, // 11: omega.v1.FunnelRequest.from:type_name -> google.protobuf.Timestamp
-	19, // 12: omega.v1.FunnelRequest.to:type_name -> google.protobuf.Timestamp
-	17, // 13: omega.v1.FunnelResponse.suppressed_by:type_name -> omega.v1.FunnelResponse.SuppressedByEntry
-	0,  // 14: omega.v1.ReachService.Trigger:input_type -> omega.v1.TriggerRequest
-	2,  // 15: omega.v1.ReachService.Cancel:input_type -> omega.v1.CancelRequest
-	6,  // 16: omega.v1.ReachService.Get:input_type -> omega.v1.GetRequest
-	8,  // 17: omega.v1.ReachService.List:input_type -> omega.v1.ListRequest
-	12, // 18: omega.v1.ReachService.Timeline:input_type -> omega.v1.TimelineRequest
-	15, // 19: omega.v1.ReachService.Funnel:input_type -> omega.v1.FunnelRequest
-	4,  // 20: omega.v1.ReachService.Signal:input_type -> omega.v1.SignalRequest
-	1,  // 21: omega.v1.ReachService.Trigger:output_type -> omega.v1.TriggerResponse
-	3,  // 22: omega.v1.ReachService.Cancel:output_type -> omega.v1.CancelResponse
-	7,  // 23: omega.v1.ReachService.Get:output_type -> omega.v1.GetResponse
-	9,  // 24: omega.v1.ReachService.List:output_type -> omega.v1.ListResponse
-	13, // 25: omega.v1.ReachService.Timeline:output_type -> omega.v1.TimelineResponse
-	16, // 26: omega.v1.ReachService.Funnel:output_type -> omega.v1.FunnelResponse
-	5,  // 27: omega.v1.ReachService.Signal:output_type -> omega.v1.SignalResponse
-	21, // [21:28] is the sub-list for method output_type
-	14, // [14:21] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	28, // 11: omega.v1.FunnelRequest.from:type_name -> google.protobuf.Timestamp
+	28, // 12: omega.v1.FunnelRequest.to:type_name -> google.protobuf.Timestamp
+	23, // 13: omega.v1.FunnelResponse.suppressed_by:type_name -> omega.v1.FunnelResponse.SuppressedByEntry
+	24, // 14: omega.v1.FunnelResponse.by_split_path:type_name -> omega.v1.FunnelResponse.BySplitPathEntry
+	28, // 15: omega.v1.JourneyStepsRequest.from:type_name -> google.protobuf.Timestamp
+	28, // 16: omega.v1.JourneyStepsRequest.to:type_name -> google.protobuf.Timestamp
+	19, // 17: omega.v1.JourneyStepsResponse.steps:type_name -> omega.v1.StepCount
+	25, // 18: omega.v1.StepCount.dropped_by:type_name -> omega.v1.StepCount.DroppedByEntry
+	26, // 19: omega.v1.StepCount.outcomes:type_name -> omega.v1.StepCount.OutcomesEntry
+	28, // 20: omega.v1.RuleMatchesRequest.from:type_name -> google.protobuf.Timestamp
+	28, // 21: omega.v1.RuleMatchesRequest.to:type_name -> google.protobuf.Timestamp
+	22, // 22: omega.v1.RuleMatchesResponse.hours:type_name -> omega.v1.MatchHour
+	28, // 23: omega.v1.MatchHour.hour:type_name -> google.protobuf.Timestamp
+	16, // 24: omega.v1.FunnelResponse.BySplitPathEntry.value:type_name -> omega.v1.FunnelResponse
+	0,  // 25: omega.v1.ReachService.Trigger:input_type -> omega.v1.TriggerRequest
+	2,  // 26: omega.v1.ReachService.Cancel:input_type -> omega.v1.CancelRequest
+	6,  // 27: omega.v1.ReachService.Get:input_type -> omega.v1.GetRequest
+	8,  // 28: omega.v1.ReachService.List:input_type -> omega.v1.ListRequest
+	12, // 29: omega.v1.ReachService.Timeline:input_type -> omega.v1.TimelineRequest
+	15, // 30: omega.v1.ReachService.Funnel:input_type -> omega.v1.FunnelRequest
+	17, // 31: omega.v1.ReachService.JourneySteps:input_type -> omega.v1.JourneyStepsRequest
+	20, // 32: omega.v1.ReachService.RuleMatches:input_type -> omega.v1.RuleMatchesRequest
+	4,  // 33: omega.v1.ReachService.Signal:input_type -> omega.v1.SignalRequest
+	1,  // 34: omega.v1.ReachService.Trigger:output_type -> omega.v1.TriggerResponse
+	3,  // 35: omega.v1.ReachService.Cancel:output_type -> omega.v1.CancelResponse
+	7,  // 36: omega.v1.ReachService.Get:output_type -> omega.v1.GetResponse
+	9,  // 37: omega.v1.ReachService.List:output_type -> omega.v1.ListResponse
+	13, // 38: omega.v1.ReachService.Timeline:output_type -> omega.v1.TimelineResponse
+	16, // 39: omega.v1.ReachService.Funnel:output_type -> omega.v1.FunnelResponse
+	18, // 40: omega.v1.ReachService.JourneySteps:output_type -> omega.v1.JourneyStepsResponse
+	21, // 41: omega.v1.ReachService.RuleMatches:output_type -> omega.v1.RuleMatchesResponse
+	5,  // 42: omega.v1.ReachService.Signal:output_type -> omega.v1.SignalResponse
+	34, // [34:43] is the sub-list for method output_type
+	25, // [25:34] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_omega_v1_reach_proto_init() }
@@ -1459,7 +1958,7 @@ func file_omega_v1_reach_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_omega_v1_reach_proto_rawDesc), len(file_omega_v1_reach_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -45,6 +45,12 @@ const (
 	ReachServiceTimelineProcedure = "/omega.v1.ReachService/Timeline"
 	// ReachServiceFunnelProcedure is the fully-qualified name of the ReachService's Funnel RPC.
 	ReachServiceFunnelProcedure = "/omega.v1.ReachService/Funnel"
+	// ReachServiceJourneyStepsProcedure is the fully-qualified name of the ReachService's JourneySteps
+	// RPC.
+	ReachServiceJourneyStepsProcedure = "/omega.v1.ReachService/JourneySteps"
+	// ReachServiceRuleMatchesProcedure is the fully-qualified name of the ReachService's RuleMatches
+	// RPC.
+	ReachServiceRuleMatchesProcedure = "/omega.v1.ReachService/RuleMatches"
 	// ReachServiceSignalProcedure is the fully-qualified name of the ReachService's Signal RPC.
 	ReachServiceSignalProcedure = "/omega.v1.ReachService/Signal"
 )
@@ -66,6 +72,12 @@ type ReachServiceClient interface {
 	// Funnel counts, over the reaches matched in a time range for a rule or a journey (version),
 	// how many were sent, opened and converted, and why the others were suppressed.
 	Funnel(context.Context, *connect.Request[v1.FunnelRequest]) (*connect.Response[v1.FunnelResponse], error)
+	// JourneySteps counts, per step of a journey (version), over the reaches matched in a time
+	// range, how many entered the step, waited, were sent, dropped (by which filter), failed and
+	// converted, and what the step decided (split paths, branch cases, responses).
+	JourneySteps(context.Context, *connect.Request[v1.JourneyStepsRequest]) (*connect.Response[v1.JourneyStepsResponse], error)
+	// RuleMatches counts rules' live and shadow matches per hour over a time range.
+	RuleMatches(context.Context, *connect.Request[v1.RuleMatchesRequest]) (*connect.Response[v1.RuleMatchesResponse], error)
 	// Signal records a response (push_open, chat_started, order_paid) for one open reach, as the
 	// CEP stage does for response events; the same event_id twice changes nothing.
 	Signal(context.Context, *connect.Request[v1.SignalRequest]) (*connect.Response[v1.SignalResponse], error)
@@ -118,6 +130,18 @@ func NewReachServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(reachServiceMethods.ByName("Funnel")),
 			connect.WithClientOptions(opts...),
 		),
+		journeySteps: connect.NewClient[v1.JourneyStepsRequest, v1.JourneyStepsResponse](
+			httpClient,
+			baseURL+ReachServiceJourneyStepsProcedure,
+			connect.WithSchema(reachServiceMethods.ByName("JourneySteps")),
+			connect.WithClientOptions(opts...),
+		),
+		ruleMatches: connect.NewClient[v1.RuleMatchesRequest, v1.RuleMatchesResponse](
+			httpClient,
+			baseURL+ReachServiceRuleMatchesProcedure,
+			connect.WithSchema(reachServiceMethods.ByName("RuleMatches")),
+			connect.WithClientOptions(opts...),
+		),
 		signal: connect.NewClient[v1.SignalRequest, v1.SignalResponse](
 			httpClient,
 			baseURL+ReachServiceSignalProcedure,
@@ -129,13 +153,15 @@ func NewReachServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 
 // reachServiceClient implements ReachServiceClient.
 type reachServiceClient struct {
-	trigger  *connect.Client[v1.TriggerRequest, v1.TriggerResponse]
-	cancel   *connect.Client[v1.CancelRequest, v1.CancelResponse]
-	get      *connect.Client[v1.GetRequest, v1.GetResponse]
-	list     *connect.Client[v1.ListRequest, v1.ListResponse]
-	timeline *connect.Client[v1.TimelineRequest, v1.TimelineResponse]
-	funnel   *connect.Client[v1.FunnelRequest, v1.FunnelResponse]
-	signal   *connect.Client[v1.SignalRequest, v1.SignalResponse]
+	trigger      *connect.Client[v1.TriggerRequest, v1.TriggerResponse]
+	cancel       *connect.Client[v1.CancelRequest, v1.CancelResponse]
+	get          *connect.Client[v1.GetRequest, v1.GetResponse]
+	list         *connect.Client[v1.ListRequest, v1.ListResponse]
+	timeline     *connect.Client[v1.TimelineRequest, v1.TimelineResponse]
+	funnel       *connect.Client[v1.FunnelRequest, v1.FunnelResponse]
+	journeySteps *connect.Client[v1.JourneyStepsRequest, v1.JourneyStepsResponse]
+	ruleMatches  *connect.Client[v1.RuleMatchesRequest, v1.RuleMatchesResponse]
+	signal       *connect.Client[v1.SignalRequest, v1.SignalResponse]
 }
 
 // Trigger calls omega.v1.ReachService.Trigger.
@@ -168,6 +194,16 @@ func (c *reachServiceClient) Funnel(ctx context.Context, req *connect.Request[v1
 	return c.funnel.CallUnary(ctx, req)
 }
 
+// JourneySteps calls omega.v1.ReachService.JourneySteps.
+func (c *reachServiceClient) JourneySteps(ctx context.Context, req *connect.Request[v1.JourneyStepsRequest]) (*connect.Response[v1.JourneyStepsResponse], error) {
+	return c.journeySteps.CallUnary(ctx, req)
+}
+
+// RuleMatches calls omega.v1.ReachService.RuleMatches.
+func (c *reachServiceClient) RuleMatches(ctx context.Context, req *connect.Request[v1.RuleMatchesRequest]) (*connect.Response[v1.RuleMatchesResponse], error) {
+	return c.ruleMatches.CallUnary(ctx, req)
+}
+
 // Signal calls omega.v1.ReachService.Signal.
 func (c *reachServiceClient) Signal(ctx context.Context, req *connect.Request[v1.SignalRequest]) (*connect.Response[v1.SignalResponse], error) {
 	return c.signal.CallUnary(ctx, req)
@@ -190,6 +226,12 @@ type ReachServiceHandler interface {
 	// Funnel counts, over the reaches matched in a time range for a rule or a journey (version),
 	// how many were sent, opened and converted, and why the others were suppressed.
 	Funnel(context.Context, *connect.Request[v1.FunnelRequest]) (*connect.Response[v1.FunnelResponse], error)
+	// JourneySteps counts, per step of a journey (version), over the reaches matched in a time
+	// range, how many entered the step, waited, were sent, dropped (by which filter), failed and
+	// converted, and what the step decided (split paths, branch cases, responses).
+	JourneySteps(context.Context, *connect.Request[v1.JourneyStepsRequest]) (*connect.Response[v1.JourneyStepsResponse], error)
+	// RuleMatches counts rules' live and shadow matches per hour over a time range.
+	RuleMatches(context.Context, *connect.Request[v1.RuleMatchesRequest]) (*connect.Response[v1.RuleMatchesResponse], error)
 	// Signal records a response (push_open, chat_started, order_paid) for one open reach, as the
 	// CEP stage does for response events; the same event_id twice changes nothing.
 	Signal(context.Context, *connect.Request[v1.SignalRequest]) (*connect.Response[v1.SignalResponse], error)
@@ -238,6 +280,18 @@ func NewReachServiceHandler(svc ReachServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(reachServiceMethods.ByName("Funnel")),
 		connect.WithHandlerOptions(opts...),
 	)
+	reachServiceJourneyStepsHandler := connect.NewUnaryHandler(
+		ReachServiceJourneyStepsProcedure,
+		svc.JourneySteps,
+		connect.WithSchema(reachServiceMethods.ByName("JourneySteps")),
+		connect.WithHandlerOptions(opts...),
+	)
+	reachServiceRuleMatchesHandler := connect.NewUnaryHandler(
+		ReachServiceRuleMatchesProcedure,
+		svc.RuleMatches,
+		connect.WithSchema(reachServiceMethods.ByName("RuleMatches")),
+		connect.WithHandlerOptions(opts...),
+	)
 	reachServiceSignalHandler := connect.NewUnaryHandler(
 		ReachServiceSignalProcedure,
 		svc.Signal,
@@ -258,6 +312,10 @@ func NewReachServiceHandler(svc ReachServiceHandler, opts ...connect.HandlerOpti
 			reachServiceTimelineHandler.ServeHTTP(w, r)
 		case ReachServiceFunnelProcedure:
 			reachServiceFunnelHandler.ServeHTTP(w, r)
+		case ReachServiceJourneyStepsProcedure:
+			reachServiceJourneyStepsHandler.ServeHTTP(w, r)
+		case ReachServiceRuleMatchesProcedure:
+			reachServiceRuleMatchesHandler.ServeHTTP(w, r)
 		case ReachServiceSignalProcedure:
 			reachServiceSignalHandler.ServeHTTP(w, r)
 		default:
@@ -291,6 +349,14 @@ func (UnimplementedReachServiceHandler) Timeline(context.Context, *connect.Reque
 
 func (UnimplementedReachServiceHandler) Funnel(context.Context, *connect.Request[v1.FunnelRequest]) (*connect.Response[v1.FunnelResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.ReachService.Funnel is not implemented"))
+}
+
+func (UnimplementedReachServiceHandler) JourneySteps(context.Context, *connect.Request[v1.JourneyStepsRequest]) (*connect.Response[v1.JourneyStepsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.ReachService.JourneySteps is not implemented"))
+}
+
+func (UnimplementedReachServiceHandler) RuleMatches(context.Context, *connect.Request[v1.RuleMatchesRequest]) (*connect.Response[v1.RuleMatchesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.ReachService.RuleMatches is not implemented"))
 }
 
 func (UnimplementedReachServiceHandler) Signal(context.Context, *connect.Request[v1.SignalRequest]) (*connect.Response[v1.SignalResponse], error) {
