@@ -412,6 +412,11 @@ func (s *server) Funnel(ctx context.Context, req *connect.Request[omegav1.Funnel
 		}
 		out.BySplitPath[path] = funnelProto(pf)
 	}
+	for _, p := range audit.Lift(f) {
+		out.Lift = append(out.Lift, &omegav1.PathLift{Path: p.Path, Reached: p.Reached, Converted: p.Converted, Rate: p.Rate,
+			RateLow: p.RateLow, RateHigh: p.RateHigh, Compared: p.Compared, Lift: p.Lift, Diff: p.Diff, DiffLow: p.DiffLow,
+			DiffHigh: p.DiffHigh, PValue: p.P, Wins: p.Wins})
+	}
 	return connect.NewResponse(out), nil
 }
 

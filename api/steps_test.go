@@ -74,6 +74,13 @@ func TestJourneyStepsAndRuleMatches(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, f.Msg.GetMatched())
 	require.EqualValues(t, 0, f.Msg.GetSent(), "path b's one reach was dropped")
+	f, err = c.Funnel(ctx, connect.NewRequest(&omegav1.FunnelRequest{JourneyId: jid}))
+	require.NoError(t, err)
+	lift := f.Msg.GetLift()
+	require.Len(t, lift, 2, "a path each, in path order")
+	require.Equal(t, []string{"a", "b"}, []string{lift[0].GetPath(), lift[1].GetPath()})
+	require.EqualValues(t, 1, lift[0].GetReached())
+	require.False(t, lift[0].GetCompared() || lift[0].GetWins(), "no holdout: nothing to compare with")
 
 	m, err := c.RuleMatches(ctx, connect.NewRequest(&omegav1.RuleMatchesRequest{RuleIds: []string{rule}}))
 	require.NoError(t, err)

@@ -1,8 +1,6 @@
 package audit
 
 import (
-	"context"
-	"fmt"
 	"math"
 	"sort"
 )
@@ -29,46 +27,24 @@ type PathFunnel struct {
 	Wins                          bool
 }
 
-// Holdout is the path of a split's holdout group, the control its paths are compared with.
+// Holdout is the path of a split's holdout group (journey.Holdout), the control its paths are
+// compared with.
 const Holdout = "holdout"
 
-// FunnelByPath reads a journey's funnel per split path (reaches that reached no split are not
-// counted), compares each path with the holdout, and marks the winner: the path whose rate is the
-// highest and significantly above the control's and every other path's (P < 0.05 against each).
-func (s *Store) FunnelByPath(ctx context.Context, q FunnelQuery) ([]PathFunnel, error) {
-	rows, err := s.pool.Query(ctx, `
-		WITH m AS (
-			SELECT DISTINCT reach_id FROM audit_records
-			WHERE kind = 'matched' AND at >= $1 AND at < $2
-				AND ($3::text = '' OR rule_id = $3) AND ($4::text = '' OR journey_id = $4)),
-		r AS (
-			SELECT a.reach_id,
-				(array_agg(a.outcome ORDER BY a.at, a.id) FILTER (WHERE a.kind = 'split'))[1] AS path,
-				bool_or(a.kind = 'dispatched') AS sent,
-				bool_or(a.kind = 'responded' AND a.outcome = 'push_open') AS opened,
-				bool_or(a.kind = 'converted') AS converted,
-				max(a.journey_version) AS version
-			FROM audit_records a JOIN m USING (reach_id)
-			GROUP BY a.reach_id)
-		SELECT path, count(*), count(*) FILTER (WHERE sent), count(*) FILTER (WHERE opened), count(*) FILTER (WHERE converted)
-		FROM r WHERE path IS NOT NULL AND ($5::int = 0 OR version = $5)
-		GROUP BY 1 ORDER BY 1`, q.From, q.To, q.RuleID, q.JourneyID, q.JourneyVersion)
-	if err != nil {
-		return nil, fmt.Errorf("funnel by path: %w", err)
+// Lift compares a funnel's split paths (Funnel.BySplitPath) with the holdout, in path order: each
+// path's conversion rate with its Wilson interval, its lift over the control, and the winner: the
+// path whose rate is the highest and significantly above the control's and every other path's
+// (P < 0.05 against each).
+func Lift(f Funnel) []PathFunnel {
+	if len(f.BySplitPath) == 0 {
+		return nil
 	}
-	defer rows.Close()
-	var out []PathFunnel
-	for rows.Next() {
-		var p PathFunnel
-		if err := rows.Scan(&p.Path, &p.Reached, &p.Sent, &p.Opened, &p.Converted); err != nil {
-			return nil, fmt.Errorf("funnel by path: %w", err)
-		}
-		out = append(out, p)
+	out := make([]PathFunnel, 0, len(f.BySplitPath))
+	for path, pf := range f.BySplitPath {
+		out = append(out, PathFunnel{Path: path, Reached: pf.Matched, Sent: pf.Sent, Opened: pf.Opened, Converted: pf.Converted})
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("funnel by path: %w", err)
-	}
-	return CompareWithControl(out), nil
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return CompareWithControl(out)
 }
 
 // CompareWithControl fills the rates, the comparisons with the control (Holdout) and the winner

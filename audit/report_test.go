@@ -114,7 +114,7 @@ func TestTimeline(t *testing.T) {
 // A scripted experiment with known conversions per path: the rates, intervals and p-values are
 // exact (reference values from the formulas in lift.go computed independently, and published
 // examples in lift_internal_test.go); B beats the holdout and A, so B wins.
-func TestFunnelByPath(t *testing.T) {
+func TestLift(t *testing.T) {
 	store := testenv.Require(t).Audit(t)
 	ctx := context.Background()
 	rule, jid := testenv.Unique("xr-"), testenv.Unique("xj-")
@@ -146,8 +146,10 @@ func TestFunnelByPath(t *testing.T) {
 	_, err := store.Append(ctx, recs...)
 	require.NoError(t, err)
 
-	paths, err := store.FunnelByPath(ctx, audit.FunnelQuery{JourneyID: jid, From: base.Add(-time.Minute), To: base.Add(time.Hour)})
+	f, err := store.Funnel(ctx, audit.FunnelQuery{JourneyID: jid, From: base.Add(-time.Minute), To: base.Add(time.Hour)})
 	require.NoError(t, err)
+	require.EqualValues(t, 1401, f.Matched)
+	paths := audit.Lift(f)
 	require.Len(t, paths, 3)
 	a, b, h := paths[0], paths[1], paths[2]
 	require.Equal(t, []string{"a", "b", audit.Holdout}, []string{a.Path, b.Path, h.Path})

@@ -298,7 +298,7 @@ func TestMigrateTrackingKeepsTheTrail(t *testing.T) {
 }
 
 // A split's holdout sends nothing, yet a goal after it converts it like a send: the control group
-// of the path comparison (FunnelByPath) counts its conversions. Another split path converts only
+// of the path comparison (Lift) counts its conversions. Another split path converts only
 // through its send.
 func TestAttributeHoldout(t *testing.T) {
 	store := testenv.Require(t).Audit(t)

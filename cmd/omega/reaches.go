@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/http"
 	"os"
 	"slices"
@@ -33,8 +34,10 @@ const reachesUsage = `usage: omega reaches <command> [flags]   (through the API:
   cancel --user U (--rule R | --journey J) [--reason R]
                                             stop every open reach of a user for a rule or journey
   timeline --user U [--limit N]             every audited step of a user's reaches, newest first
-  funnel (--rule R | --journey J) [--version N] [--since 24h]
-                                            matched -> sent -> opened -> converted, suppressed by filter
+  funnel (--rule R | --journey J) [--version N] [--since 24h] [--by path]
+                                            matched -> sent -> opened -> converted, suppressed by filter;
+                                            --by path: per split path, its conversion rate (95% interval),
+                                            lift over the holdout, p-value, and the winner
   trigger --user U --journey J --key K [--attr k=v ...]
                                             start a journey for a user (the same key twice is one reach)
 
@@ -123,6 +126,7 @@ func runReaches(ctx context.Context, cfg config, args []string, stdout io.Writer
 	key := fs.String("key", "", "idempotency key")
 	version := fs.Int("version", 0, "journey version (funnel)")
 	since := fs.Duration("since", 24*time.Hour, "funnel over reaches matched this long ago until now")
+	by := fs.String("by", "", "funnel: path (per split path, with lift over the holdout)")
 	output := fs.String("o", "table", "output: table or json")
 	attrs := attrFlags{}
 	fs.Var(attrs, "attr", "key=value (repeatable; JSON values are parsed)")
@@ -240,6 +244,11 @@ func runReaches(ctx context.Context, cfg config, args []string, stdout io.Writer
 		if *output == "json" {
 			return printJSON(stdout, f)
 		}
+		if *by == "path" {
+			return renderLift(stdout, f.GetLift())
+		} else if *by != "" {
+			return fmt.Errorf("--by %q: want path", *by)
+		}
 		pct := func(n int64) string {
 			if f.GetMatched() == 0 {
 				return "-"
@@ -282,6 +291,49 @@ func runReaches(ctx context.Context, cfg config, args []string, stdout io.Writer
 		fmt.Fprint(stdout, reachesUsage)
 		return fmt.Errorf("unknown reaches command %q", args[0])
 	}
+}
+
+// renderLift prints a funnel's split paths against the holdout.
+func renderLift(w io.Writer, paths []*omegav1.PathLift) error {
+	if len(paths) == 0 {
+		fmt.Fprintln(w, "no reach met a split in the range")
+		return nil
+	}
+	rate := func(p *omegav1.PathLift) string {
+		return fmt.Sprintf("%.2f%% [%.2f, %.2f]", 100*p.GetRate(), 100*p.GetRateLow(), 100*p.GetRateHigh())
+	}
+	err := render(w, "table", paths, []string{"PATH", "REACHED", "CONVERTED", "RATE [95% CI]", "LIFT", "DIFF [95% CI] (points)", "P", "WINS"},
+		func(p *omegav1.PathLift) []any {
+			if !p.GetCompared() {
+				return []any{p.GetPath(), p.GetReached(), p.GetConverted(), rate(p), "-", "-", "-", "-"}
+			}
+			lift := fmt.Sprintf("%+.1f%%", 100*p.GetLift())
+			if math.IsInf(p.GetLift(), 1) {
+				lift = "+inf"
+			}
+			wins := "-"
+			if p.GetWins() {
+				wins = "yes"
+			}
+			return []any{p.GetPath(), p.GetReached(), p.GetConverted(), rate(p), lift,
+				fmt.Sprintf("%+.2f [%+.2f, %+.2f]", 100*p.GetDiff(), 100*p.GetDiffLow(), 100*p.GetDiffHigh()),
+				fmt.Sprintf("%.4f", p.GetPValue()), wins}
+		})
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		if p.GetWins() {
+			fmt.Fprintf(w, "path %s wins: its rate is above the holdout's and every other path's (p < 0.05 against each)\n", p.GetPath())
+			return nil
+		}
+	}
+	if !slices.ContainsFunc(paths, func(p *omegav1.PathLift) bool { return p.GetPath() == "holdout" && p.GetReached() > 0 }) {
+		fmt.Fprintln(w, "no holdout reaches in the range: nothing to compare with")
+		return nil
+	}
+	fmt.Fprintln(w, "no path wins yet: none is significantly above the holdout and every other path")
+	return nil
 }
 
 func orDash(s string) string {

@@ -1170,7 +1170,10 @@ type FunnelResponse struct {
 	Running int64 `protobuf:"varint,9,opt,name=running,proto3" json:"running,omitempty"`
 	// The same figures for the reaches a split sent down each path ("holdout": the control group);
 	// empty when no reach met a split.
-	BySplitPath   map[string]*FunnelResponse `protobuf:"bytes,10,rep,name=by_split_path,json=bySplitPath,proto3" json:"by_split_path,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	BySplitPath map[string]*FunnelResponse `protobuf:"bytes,10,rep,name=by_split_path,json=bySplitPath,proto3" json:"by_split_path,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// With split paths: each path's conversion rate and how it compares with the holdout (the
+	// control), in path order.
+	Lift          []*PathLift `protobuf:"bytes,11,rep,name=lift,proto3" json:"lift,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1275,6 +1278,163 @@ func (x *FunnelResponse) GetBySplitPath() map[string]*FunnelResponse {
 	return nil
 }
 
+func (x *FunnelResponse) GetLift() []*PathLift {
+	if x != nil {
+		return x.Lift
+	}
+	return nil
+}
+
+// PathLift is a split path's (or the holdout's) conversion rate and, for a path, how it compares
+// with the control. Intervals are 95%, two-sided.
+type PathLift struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// Reaches that took the path, and how many of them converted.
+	Reached   int64 `protobuf:"varint,2,opt,name=reached,proto3" json:"reached,omitempty"`
+	Converted int64 `protobuf:"varint,3,opt,name=converted,proto3" json:"converted,omitempty"`
+	// converted / reached, with its Wilson score interval.
+	Rate     float64 `protobuf:"fixed64,4,opt,name=rate,proto3" json:"rate,omitempty"`
+	RateLow  float64 `protobuf:"fixed64,5,opt,name=rate_low,json=rateLow,proto3" json:"rate_low,omitempty"`
+	RateHigh float64 `protobuf:"fixed64,6,opt,name=rate_high,json=rateHigh,proto3" json:"rate_high,omitempty"`
+	// Set on a path when the holdout has reaches: the figures below compare it with the holdout.
+	Compared bool `protobuf:"varint,7,opt,name=compared,proto3" json:"compared,omitempty"`
+	// rate / control rate - 1 (infinite when the control converted none and the path some).
+	Lift float64 `protobuf:"fixed64,8,opt,name=lift,proto3" json:"lift,omitempty"`
+	// rate - control rate, with its Newcombe (hybrid score) interval.
+	Diff     float64 `protobuf:"fixed64,9,opt,name=diff,proto3" json:"diff,omitempty"`
+	DiffLow  float64 `protobuf:"fixed64,10,opt,name=diff_low,json=diffLow,proto3" json:"diff_low,omitempty"`
+	DiffHigh float64 `protobuf:"fixed64,11,opt,name=diff_high,json=diffHigh,proto3" json:"diff_high,omitempty"`
+	// The two-sided p-value of the pooled two-proportion z-test against the control.
+	PValue float64 `protobuf:"fixed64,12,opt,name=p_value,json=pValue,proto3" json:"p_value,omitempty"`
+	// This path's rate is the highest and significantly (p < 0.05) above the control's and every
+	// other path's.
+	Wins          bool `protobuf:"varint,13,opt,name=wins,proto3" json:"wins,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PathLift) Reset() {
+	*x = PathLift{}
+	mi := &file_omega_v1_reach_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PathLift) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PathLift) ProtoMessage() {}
+
+func (x *PathLift) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_reach_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PathLift.ProtoReflect.Descriptor instead.
+func (*PathLift) Descriptor() ([]byte, []int) {
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PathLift) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *PathLift) GetReached() int64 {
+	if x != nil {
+		return x.Reached
+	}
+	return 0
+}
+
+func (x *PathLift) GetConverted() int64 {
+	if x != nil {
+		return x.Converted
+	}
+	return 0
+}
+
+func (x *PathLift) GetRate() float64 {
+	if x != nil {
+		return x.Rate
+	}
+	return 0
+}
+
+func (x *PathLift) GetRateLow() float64 {
+	if x != nil {
+		return x.RateLow
+	}
+	return 0
+}
+
+func (x *PathLift) GetRateHigh() float64 {
+	if x != nil {
+		return x.RateHigh
+	}
+	return 0
+}
+
+func (x *PathLift) GetCompared() bool {
+	if x != nil {
+		return x.Compared
+	}
+	return false
+}
+
+func (x *PathLift) GetLift() float64 {
+	if x != nil {
+		return x.Lift
+	}
+	return 0
+}
+
+func (x *PathLift) GetDiff() float64 {
+	if x != nil {
+		return x.Diff
+	}
+	return 0
+}
+
+func (x *PathLift) GetDiffLow() float64 {
+	if x != nil {
+		return x.DiffLow
+	}
+	return 0
+}
+
+func (x *PathLift) GetDiffHigh() float64 {
+	if x != nil {
+		return x.DiffHigh
+	}
+	return 0
+}
+
+func (x *PathLift) GetPValue() float64 {
+	if x != nil {
+		return x.PValue
+	}
+	return 0
+}
+
+func (x *PathLift) GetWins() bool {
+	if x != nil {
+		return x.Wins
+	}
+	return false
+}
+
 type JourneyStepsRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	JourneyId string                 `protobuf:"bytes,1,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
@@ -1289,7 +1449,7 @@ type JourneyStepsRequest struct {
 
 func (x *JourneyStepsRequest) Reset() {
 	*x = JourneyStepsRequest{}
-	mi := &file_omega_v1_reach_proto_msgTypes[17]
+	mi := &file_omega_v1_reach_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1461,7 @@ func (x *JourneyStepsRequest) String() string {
 func (*JourneyStepsRequest) ProtoMessage() {}
 
 func (x *JourneyStepsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_reach_proto_msgTypes[17]
+	mi := &file_omega_v1_reach_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1474,7 @@ func (x *JourneyStepsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JourneyStepsRequest.ProtoReflect.Descriptor instead.
 func (*JourneyStepsRequest) Descriptor() ([]byte, []int) {
-	return file_omega_v1_reach_proto_rawDescGZIP(), []int{17}
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JourneyStepsRequest) GetJourneyId() string {
@@ -1356,7 +1516,7 @@ type JourneyStepsResponse struct {
 
 func (x *JourneyStepsResponse) Reset() {
 	*x = JourneyStepsResponse{}
-	mi := &file_omega_v1_reach_proto_msgTypes[18]
+	mi := &file_omega_v1_reach_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1528,7 @@ func (x *JourneyStepsResponse) String() string {
 func (*JourneyStepsResponse) ProtoMessage() {}
 
 func (x *JourneyStepsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_reach_proto_msgTypes[18]
+	mi := &file_omega_v1_reach_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1541,7 @@ func (x *JourneyStepsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JourneyStepsResponse.ProtoReflect.Descriptor instead.
 func (*JourneyStepsResponse) Descriptor() ([]byte, []int) {
-	return file_omega_v1_reach_proto_rawDescGZIP(), []int{18}
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JourneyStepsResponse) GetSteps() []*StepCount {
@@ -1417,7 +1577,7 @@ type StepCount struct {
 
 func (x *StepCount) Reset() {
 	*x = StepCount{}
-	mi := &file_omega_v1_reach_proto_msgTypes[19]
+	mi := &file_omega_v1_reach_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +1589,7 @@ func (x *StepCount) String() string {
 func (*StepCount) ProtoMessage() {}
 
 func (x *StepCount) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_reach_proto_msgTypes[19]
+	mi := &file_omega_v1_reach_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +1602,7 @@ func (x *StepCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepCount.ProtoReflect.Descriptor instead.
 func (*StepCount) Descriptor() ([]byte, []int) {
-	return file_omega_v1_reach_proto_rawDescGZIP(), []int{19}
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StepCount) GetStep() string {
@@ -1521,7 +1681,7 @@ type RuleMatchesRequest struct {
 
 func (x *RuleMatchesRequest) Reset() {
 	*x = RuleMatchesRequest{}
-	mi := &file_omega_v1_reach_proto_msgTypes[20]
+	mi := &file_omega_v1_reach_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1693,7 @@ func (x *RuleMatchesRequest) String() string {
 func (*RuleMatchesRequest) ProtoMessage() {}
 
 func (x *RuleMatchesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_reach_proto_msgTypes[20]
+	mi := &file_omega_v1_reach_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1706,7 @@ func (x *RuleMatchesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleMatchesRequest.ProtoReflect.Descriptor instead.
 func (*RuleMatchesRequest) Descriptor() ([]byte, []int) {
-	return file_omega_v1_reach_proto_rawDescGZIP(), []int{20}
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RuleMatchesRequest) GetRuleIds() []string {
@@ -1580,7 +1740,7 @@ type RuleMatchesResponse struct {
 
 func (x *RuleMatchesResponse) Reset() {
 	*x = RuleMatchesResponse{}
-	mi := &file_omega_v1_reach_proto_msgTypes[21]
+	mi := &file_omega_v1_reach_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1592,7 +1752,7 @@ func (x *RuleMatchesResponse) String() string {
 func (*RuleMatchesResponse) ProtoMessage() {}
 
 func (x *RuleMatchesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_reach_proto_msgTypes[21]
+	mi := &file_omega_v1_reach_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1605,7 +1765,7 @@ func (x *RuleMatchesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleMatchesResponse.ProtoReflect.Descriptor instead.
 func (*RuleMatchesResponse) Descriptor() ([]byte, []int) {
-	return file_omega_v1_reach_proto_rawDescGZIP(), []int{21}
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RuleMatchesResponse) GetHours() []*MatchHour {
@@ -1630,7 +1790,7 @@ type MatchHour struct {
 
 func (x *MatchHour) Reset() {
 	*x = MatchHour{}
-	mi := &file_omega_v1_reach_proto_msgTypes[22]
+	mi := &file_omega_v1_reach_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1802,7 @@ func (x *MatchHour) String() string {
 func (*MatchHour) ProtoMessage() {}
 
 func (x *MatchHour) ProtoReflect() protoreflect.Message {
-	mi := &file_omega_v1_reach_proto_msgTypes[22]
+	mi := &file_omega_v1_reach_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1815,7 @@ func (x *MatchHour) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchHour.ProtoReflect.Descriptor instead.
 func (*MatchHour) Descriptor() ([]byte, []int) {
-	return file_omega_v1_reach_proto_rawDescGZIP(), []int{22}
+	return file_omega_v1_reach_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MatchHour) GetRuleId() string {
@@ -1784,7 +1944,7 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"\x04from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1d\n" +
 	"\n" +
-	"split_path\x18\x06 \x01(\tR\tsplitPath\"\x9f\x04\n" +
+	"split_path\x18\x06 \x01(\tR\tsplitPath\"\xc7\x04\n" +
 	"\x0eFunnelResponse\x12\x18\n" +
 	"\amatched\x18\x01 \x01(\x03R\amatched\x12\x12\n" +
 	"\x04sent\x18\x02 \x01(\x03R\x04sent\x12\x16\n" +
@@ -1798,13 +1958,29 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"\tcancelled\x18\b \x01(\x03R\tcancelled\x12\x18\n" +
 	"\arunning\x18\t \x01(\x03R\arunning\x12M\n" +
 	"\rby_split_path\x18\n" +
-	" \x03(\v2).omega.v1.FunnelResponse.BySplitPathEntryR\vbySplitPath\x1a?\n" +
+	" \x03(\v2).omega.v1.FunnelResponse.BySplitPathEntryR\vbySplitPath\x12&\n" +
+	"\x04lift\x18\v \x03(\v2\x12.omega.v1.PathLiftR\x04lift\x1a?\n" +
 	"\x11SuppressedByEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1aX\n" +
 	"\x10BySplitPathEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
-	"\x05value\x18\x02 \x01(\v2\x18.omega.v1.FunnelResponseR\x05value:\x028\x01\"\xb9\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.omega.v1.FunnelResponseR\x05value:\x028\x01\"\xcb\x02\n" +
+	"\bPathLift\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
+	"\areached\x18\x02 \x01(\x03R\areached\x12\x1c\n" +
+	"\tconverted\x18\x03 \x01(\x03R\tconverted\x12\x12\n" +
+	"\x04rate\x18\x04 \x01(\x01R\x04rate\x12\x19\n" +
+	"\brate_low\x18\x05 \x01(\x01R\arateLow\x12\x1b\n" +
+	"\trate_high\x18\x06 \x01(\x01R\brateHigh\x12\x1a\n" +
+	"\bcompared\x18\a \x01(\bR\bcompared\x12\x12\n" +
+	"\x04lift\x18\b \x01(\x01R\x04lift\x12\x12\n" +
+	"\x04diff\x18\t \x01(\x01R\x04diff\x12\x19\n" +
+	"\bdiff_low\x18\n" +
+	" \x01(\x01R\adiffLow\x12\x1b\n" +
+	"\tdiff_high\x18\v \x01(\x01R\bdiffHigh\x12\x17\n" +
+	"\ap_value\x18\f \x01(\x01R\x06pValue\x12\x12\n" +
+	"\x04wins\x18\r \x01(\bR\x04wins\"\xb9\x01\n" +
 	"\x13JourneyStepsRequest\x12\x1d\n" +
 	"\n" +
 	"journey_id\x18\x01 \x01(\tR\tjourneyId\x12'\n" +
@@ -1864,7 +2040,7 @@ func file_omega_v1_reach_proto_rawDescGZIP() []byte {
 	return file_omega_v1_reach_proto_rawDescData
 }
 
-var file_omega_v1_reach_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_omega_v1_reach_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_omega_v1_reach_proto_goTypes = []any{
 	(*TriggerRequest)(nil),        // 0: omega.v1.TriggerRequest
 	(*TriggerResponse)(nil),       // 1: omega.v1.TriggerResponse
@@ -1883,68 +2059,70 @@ var file_omega_v1_reach_proto_goTypes = []any{
 	(*TimelineRecord)(nil),        // 14: omega.v1.TimelineRecord
 	(*FunnelRequest)(nil),         // 15: omega.v1.FunnelRequest
 	(*FunnelResponse)(nil),        // 16: omega.v1.FunnelResponse
-	(*JourneyStepsRequest)(nil),   // 17: omega.v1.JourneyStepsRequest
-	(*JourneyStepsResponse)(nil),  // 18: omega.v1.JourneyStepsResponse
-	(*StepCount)(nil),             // 19: omega.v1.StepCount
-	(*RuleMatchesRequest)(nil),    // 20: omega.v1.RuleMatchesRequest
-	(*RuleMatchesResponse)(nil),   // 21: omega.v1.RuleMatchesResponse
-	(*MatchHour)(nil),             // 22: omega.v1.MatchHour
-	nil,                           // 23: omega.v1.FunnelResponse.SuppressedByEntry
-	nil,                           // 24: omega.v1.FunnelResponse.BySplitPathEntry
-	nil,                           // 25: omega.v1.StepCount.DroppedByEntry
-	nil,                           // 26: omega.v1.StepCount.OutcomesEntry
-	(*structpb.Struct)(nil),       // 27: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(*PathLift)(nil),              // 17: omega.v1.PathLift
+	(*JourneyStepsRequest)(nil),   // 18: omega.v1.JourneyStepsRequest
+	(*JourneyStepsResponse)(nil),  // 19: omega.v1.JourneyStepsResponse
+	(*StepCount)(nil),             // 20: omega.v1.StepCount
+	(*RuleMatchesRequest)(nil),    // 21: omega.v1.RuleMatchesRequest
+	(*RuleMatchesResponse)(nil),   // 22: omega.v1.RuleMatchesResponse
+	(*MatchHour)(nil),             // 23: omega.v1.MatchHour
+	nil,                           // 24: omega.v1.FunnelResponse.SuppressedByEntry
+	nil,                           // 25: omega.v1.FunnelResponse.BySplitPathEntry
+	nil,                           // 26: omega.v1.StepCount.DroppedByEntry
+	nil,                           // 27: omega.v1.StepCount.OutcomesEntry
+	(*structpb.Struct)(nil),       // 28: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
 }
 var file_omega_v1_reach_proto_depIdxs = []int32{
-	27, // 0: omega.v1.TriggerRequest.attrs:type_name -> google.protobuf.Struct
-	28, // 1: omega.v1.SignalRequest.ts:type_name -> google.protobuf.Timestamp
-	27, // 2: omega.v1.SignalRequest.attrs:type_name -> google.protobuf.Struct
+	28, // 0: omega.v1.TriggerRequest.attrs:type_name -> google.protobuf.Struct
+	29, // 1: omega.v1.SignalRequest.ts:type_name -> google.protobuf.Timestamp
+	28, // 2: omega.v1.SignalRequest.attrs:type_name -> google.protobuf.Struct
 	10, // 3: omega.v1.GetResponse.reach:type_name -> omega.v1.Reach
 	10, // 4: omega.v1.ListResponse.reaches:type_name -> omega.v1.Reach
-	28, // 5: omega.v1.Reach.started_at:type_name -> google.protobuf.Timestamp
-	28, // 6: omega.v1.Reach.updated_at:type_name -> google.protobuf.Timestamp
+	29, // 5: omega.v1.Reach.started_at:type_name -> google.protobuf.Timestamp
+	29, // 6: omega.v1.Reach.updated_at:type_name -> google.protobuf.Timestamp
 	11, // 7: omega.v1.Reach.audit:type_name -> omega.v1.AuditRecord
-	28, // 8: omega.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	29, // 8: omega.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
 	14, // 9: omega.v1.TimelineResponse.records:type_name -> omega.v1.TimelineRecord
 	11, // 10: omega.v1.TimelineRecord.record:type_name -> omega.v1.AuditRecord
-	28, // 11: omega.v1.FunnelRequest.from:type_name -> google.protobuf.Timestamp
-	28, // 12: omega.v1.FunnelRequest.to:type_name -> google.protobuf.Timestamp
-	23, // 13: omega.v1.FunnelResponse.suppressed_by:type_name -> omega.v1.FunnelResponse.SuppressedByEntry
-	24, // 14: omega.v1.FunnelResponse.by_split_path:type_name -> omega.v1.FunnelResponse.BySplitPathEntry
-	28, // 15: omega.v1.JourneyStepsRequest.from:type_name -> google.protobuf.Timestamp
-	28, // 16: omega.v1.JourneyStepsRequest.to:type_name -> google.protobuf.Timestamp
-	19, // 17: omega.v1.JourneyStepsResponse.steps:type_name -> omega.v1.StepCount
-	25, // 18: omega.v1.StepCount.dropped_by:type_name -> omega.v1.StepCount.DroppedByEntry
-	26, // 19: omega.v1.StepCount.outcomes:type_name -> omega.v1.StepCount.OutcomesEntry
-	28, // 20: omega.v1.RuleMatchesRequest.from:type_name -> google.protobuf.Timestamp
-	28, // 21: omega.v1.RuleMatchesRequest.to:type_name -> google.protobuf.Timestamp
-	22, // 22: omega.v1.RuleMatchesResponse.hours:type_name -> omega.v1.MatchHour
-	28, // 23: omega.v1.MatchHour.hour:type_name -> google.protobuf.Timestamp
-	16, // 24: omega.v1.FunnelResponse.BySplitPathEntry.value:type_name -> omega.v1.FunnelResponse
-	0,  // 25: omega.v1.ReachService.Trigger:input_type -> omega.v1.TriggerRequest
-	2,  // 26: omega.v1.ReachService.Cancel:input_type -> omega.v1.CancelRequest
-	6,  // 27: omega.v1.ReachService.Get:input_type -> omega.v1.GetRequest
-	8,  // 28: omega.v1.ReachService.List:input_type -> omega.v1.ListRequest
-	12, // 29: omega.v1.ReachService.Timeline:input_type -> omega.v1.TimelineRequest
-	15, // 30: omega.v1.ReachService.Funnel:input_type -> omega.v1.FunnelRequest
-	17, // 31: omega.v1.ReachService.JourneySteps:input_type -> omega.v1.JourneyStepsRequest
-	20, // 32: omega.v1.ReachService.RuleMatches:input_type -> omega.v1.RuleMatchesRequest
-	4,  // 33: omega.v1.ReachService.Signal:input_type -> omega.v1.SignalRequest
-	1,  // 34: omega.v1.ReachService.Trigger:output_type -> omega.v1.TriggerResponse
-	3,  // 35: omega.v1.ReachService.Cancel:output_type -> omega.v1.CancelResponse
-	7,  // 36: omega.v1.ReachService.Get:output_type -> omega.v1.GetResponse
-	9,  // 37: omega.v1.ReachService.List:output_type -> omega.v1.ListResponse
-	13, // 38: omega.v1.ReachService.Timeline:output_type -> omega.v1.TimelineResponse
-	16, // 39: omega.v1.ReachService.Funnel:output_type -> omega.v1.FunnelResponse
-	18, // 40: omega.v1.ReachService.JourneySteps:output_type -> omega.v1.JourneyStepsResponse
-	21, // 41: omega.v1.ReachService.RuleMatches:output_type -> omega.v1.RuleMatchesResponse
-	5,  // 42: omega.v1.ReachService.Signal:output_type -> omega.v1.SignalResponse
-	34, // [34:43] is the sub-list for method output_type
-	25, // [25:34] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	29, // 11: omega.v1.FunnelRequest.from:type_name -> google.protobuf.Timestamp
+	29, // 12: omega.v1.FunnelRequest.to:type_name -> google.protobuf.Timestamp
+	24, // 13: omega.v1.FunnelResponse.suppressed_by:type_name -> omega.v1.FunnelResponse.SuppressedByEntry
+	25, // 14: omega.v1.FunnelResponse.by_split_path:type_name -> omega.v1.FunnelResponse.BySplitPathEntry
+	17, // 15: omega.v1.FunnelResponse.lift:type_name -> omega.v1.PathLift
+	29, // 16: omega.v1.JourneyStepsRequest.from:type_name -> google.protobuf.Timestamp
+	29, // 17: omega.v1.JourneyStepsRequest.to:type_name -> google.protobuf.Timestamp
+	20, // 18: omega.v1.JourneyStepsResponse.steps:type_name -> omega.v1.StepCount
+	26, // 19: omega.v1.StepCount.dropped_by:type_name -> omega.v1.StepCount.DroppedByEntry
+	27, // 20: omega.v1.StepCount.outcomes:type_name -> omega.v1.StepCount.OutcomesEntry
+	29, // 21: omega.v1.RuleMatchesRequest.from:type_name -> google.protobuf.Timestamp
+	29, // 22: omega.v1.RuleMatchesRequest.to:type_name -> google.protobuf.Timestamp
+	23, // 23: omega.v1.RuleMatchesResponse.hours:type_name -> omega.v1.MatchHour
+	29, // 24: omega.v1.MatchHour.hour:type_name -> google.protobuf.Timestamp
+	16, // 25: omega.v1.FunnelResponse.BySplitPathEntry.value:type_name -> omega.v1.FunnelResponse
+	0,  // 26: omega.v1.ReachService.Trigger:input_type -> omega.v1.TriggerRequest
+	2,  // 27: omega.v1.ReachService.Cancel:input_type -> omega.v1.CancelRequest
+	6,  // 28: omega.v1.ReachService.Get:input_type -> omega.v1.GetRequest
+	8,  // 29: omega.v1.ReachService.List:input_type -> omega.v1.ListRequest
+	12, // 30: omega.v1.ReachService.Timeline:input_type -> omega.v1.TimelineRequest
+	15, // 31: omega.v1.ReachService.Funnel:input_type -> omega.v1.FunnelRequest
+	18, // 32: omega.v1.ReachService.JourneySteps:input_type -> omega.v1.JourneyStepsRequest
+	21, // 33: omega.v1.ReachService.RuleMatches:input_type -> omega.v1.RuleMatchesRequest
+	4,  // 34: omega.v1.ReachService.Signal:input_type -> omega.v1.SignalRequest
+	1,  // 35: omega.v1.ReachService.Trigger:output_type -> omega.v1.TriggerResponse
+	3,  // 36: omega.v1.ReachService.Cancel:output_type -> omega.v1.CancelResponse
+	7,  // 37: omega.v1.ReachService.Get:output_type -> omega.v1.GetResponse
+	9,  // 38: omega.v1.ReachService.List:output_type -> omega.v1.ListResponse
+	13, // 39: omega.v1.ReachService.Timeline:output_type -> omega.v1.TimelineResponse
+	16, // 40: omega.v1.ReachService.Funnel:output_type -> omega.v1.FunnelResponse
+	19, // 41: omega.v1.ReachService.JourneySteps:output_type -> omega.v1.JourneyStepsResponse
+	22, // 42: omega.v1.ReachService.RuleMatches:output_type -> omega.v1.RuleMatchesResponse
+	5,  // 43: omega.v1.ReachService.Signal:output_type -> omega.v1.SignalResponse
+	35, // [35:44] is the sub-list for method output_type
+	26, // [26:35] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_omega_v1_reach_proto_init() }
@@ -1958,7 +2136,7 @@ func file_omega_v1_reach_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_omega_v1_reach_proto_rawDesc), len(file_omega_v1_reach_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
