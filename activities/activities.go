@@ -44,6 +44,10 @@ type Activities struct {
 	// Opens reads the users' open history for sends at their best hour (none when nil: every
 	// best-hour wait takes its fallback).
 	Opens OpenHistory
+	// ControlGroupPercent is the share of users (0 to 100) the global control group holds out of
+	// every marketing journey (journey.InControlGroup): their reaches send nothing and are
+	// audited held_out, so their conversions can be compared with the users reached.
+	ControlGroupPercent float64
 	// Redis holds the index of open reaches (under KeyPrefix) the CEP stage routes responses by.
 	Redis     redis.UniversalClient
 	KeyPrefix string
@@ -58,10 +62,12 @@ type RouteInput struct {
 	UserID    string `json:"user_id"`
 }
 
-// RouteResult is the journey version the run pins for its whole life, and the user's profile.
+// RouteResult is the journey version the run pins for its whole life, and the user's profile;
+// HeldOut when the global control group holds the user out of this (marketing) journey.
 type RouteResult struct {
 	Journey journey.Journey `json:"journey"`
 	Profile profile.Profile `json:"profile"`
+	HeldOut bool            `json:"held_out,omitempty"`
 }
 
 // Route resolves the journey's active version and reads the user's profile.
@@ -77,7 +83,8 @@ func (a *Activities) Route(ctx context.Context, in RouteInput) (RouteResult, err
 	if err != nil {
 		return RouteResult{}, err
 	}
-	return RouteResult{Journey: j, Profile: p}, nil
+	held := j.Marketing() && journey.InControlGroup(in.UserID, a.ControlGroupPercent)
+	return RouteResult{Journey: j, Profile: p, HeldOut: held}, nil
 }
 
 // RegisterInput puts a run in its user's index of open reaches.

@@ -422,5 +422,6 @@ func (s *server) Funnel(ctx context.Context, req *connect.Request[omegav1.Funnel
 
 func funnelProto(f audit.Funnel) *omegav1.FunnelResponse {
 	return &omegav1.FunnelResponse{Matched: f.Matched, Sent: f.Sent, Opened: f.Opened, Converted: f.Converted,
-		Suppressed: f.Suppressed, SuppressedBy: f.SuppressedBy, Failed: f.Failed, Cancelled: f.Cancelled, Running: f.Running}
+		Suppressed: f.Suppressed, SuppressedBy: f.SuppressedBy, Failed: f.Failed, Cancelled: f.Cancelled, Running: f.Running,
+		HeldOut: f.HeldOut}
 }

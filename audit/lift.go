@@ -31,30 +31,44 @@ type PathFunnel struct {
 // compared with.
 const Holdout = "holdout"
 
-// Lift compares a funnel's split paths (Funnel.BySplitPath) with the holdout, in path order: each
+// ControlGroup is the path of the reaches the global control group held out (journey.ControlGroup).
+const ControlGroup = "control"
+
+// Lift compares a funnel's paths (Funnel.BySplitPath) with their control, in path order: each
 // path's conversion rate with its Wilson interval, its lift over the control, and the winner: the
 // path whose rate is the highest and significantly above the control's and every other path's
-// (P < 0.05 against each).
+// (P < 0.05 against each). The control is a split's holdout when there is one, else the global
+// control group; a journey without a split is then one path, "reached": its reaches not held out.
 func Lift(f Funnel) []PathFunnel {
 	if len(f.BySplitPath) == 0 {
 		return nil
 	}
-	out := make([]PathFunnel, 0, len(f.BySplitPath))
+	out := make([]PathFunnel, 0, len(f.BySplitPath)+1)
 	for path, pf := range f.BySplitPath {
 		out = append(out, PathFunnel{Path: path, Reached: pf.Matched, Sent: pf.Sent, Opened: pf.Opened, Converted: pf.Converted})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
-	return CompareWithControl(out)
+	control := Holdout
+	if _, ok := f.BySplitPath[Holdout]; !ok {
+		control = ControlGroup
+	}
+	if c, ok := f.BySplitPath[ControlGroup]; ok && len(f.BySplitPath) == 1 {
+		out = append([]PathFunnel{{Path: "reached", Reached: f.Matched - c.Matched, Sent: f.Sent - c.Sent,
+			Opened: f.Opened - c.Opened, Converted: f.Converted - c.Converted}}, out...)
+	}
+	return compare(out, control)
 }
 
 // CompareWithControl fills the rates, the comparisons with the control (Holdout) and the winner
 // of paths whose counts are set.
-func CompareWithControl(paths []PathFunnel) []PathFunnel {
+func CompareWithControl(paths []PathFunnel) []PathFunnel { return compare(paths, Holdout) }
+
+func compare(paths []PathFunnel, controlPath string) []PathFunnel {
 	var control *PathFunnel
 	for i := range paths {
 		p := &paths[i]
 		p.Rate, p.RateLow, p.RateHigh = wilson(p.Converted, p.Reached)
-		if p.Path == Holdout {
+		if p.Path == controlPath {
 			control = p
 		}
 	}
@@ -63,8 +77,8 @@ func CompareWithControl(paths []PathFunnel) []PathFunnel {
 	}
 	for i := range paths {
 		p := &paths[i]
-		if p == control || p.Reached == 0 {
-			continue
+		if p == control || p.Reached == 0 || p.Path == Holdout || p.Path == ControlGroup {
+			continue // the other control (a split's holdout beside the global group) is not a path
 		}
 		p.Compared = true
 		p.Diff, p.DiffLow, p.DiffHigh = newcombe(p.Converted, p.Reached, control.Converted, control.Reached)

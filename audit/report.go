@@ -61,8 +61,11 @@ type Funnel struct {
 	Matched, Sent, Opened, Converted, Suppressed, Failed, Cancelled, Running int64
 	// SuppressedBy counts suppressed reaches by the filter that dropped them.
 	SuppressedBy map[string]int64
+	// HeldOut counts the reaches the global control group held out (they send nothing).
+	HeldOut int64
 	// BySplitPath is the same funnel for the reaches a split sent down each path (journey.Holdout:
-	// the control group); nil when no reach met a split.
+	// the split's control group) and for those the global control group held out
+	// (journey.ControlGroup); nil when there are none.
 	BySplitPath map[string]Funnel
 }
 
@@ -84,7 +87,7 @@ func (s *Store) Funnel(ctx context.Context, q FunnelQuery) (Funnel, error) {
 					FILTER (WHERE a.kind = 'filtered' AND a.outcome = 'drop'))[1] AS dropped_by,
 				max(a.journey_version) AS version,
 				bool_or(a.kind = 'split' AND a.outcome = $6) AS on_path,
-				min(a.outcome) FILTER (WHERE a.kind = 'split') AS path
+				coalesce(min(a.outcome) FILTER (WHERE a.kind = 'split'), min(a.outcome) FILTER (WHERE a.kind = 'held_out')) AS path
 			FROM audit_records a JOIN m USING (reach_id)
 			GROUP BY a.reach_id)
 		SELECT status, coalesce(dropped_by, ''), coalesce(path, ''), count(*), count(*) FILTER (WHERE sent),
@@ -138,5 +141,7 @@ func (f *Funnel) add(status, by string, n, sent, opened, converted int64) {
 		f.Cancelled += n
 	case "running":
 		f.Running += n
+	case "held_out":
+		f.HeldOut += n
 	}
 }

@@ -177,3 +177,50 @@ func TestLift(t *testing.T) {
 		{Path: audit.Holdout, Reached: 400, Converted: 40}})
 	require.False(t, tie[0].Wins || tie[1].Wins)
 }
+
+// A journey without a split against the global control group: its reaches not held out are one
+// path, "reached", compared with the held-out ones.
+func TestLiftOverControlGroup(t *testing.T) {
+	store := testenv.Require(t).Audit(t)
+	ctx := context.Background()
+	rule, jid := testenv.Unique("cr-"), testenv.Unique("cj-")
+	base := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
+	var recs []audit.Record
+	group := func(name string, held bool, reached, converted int) {
+		for i := range reached {
+			user := fmt.Sprintf("%s-%s-%d", rule, name, i)
+			id := "reach/" + rule + "/" + user + "/k"
+			r := func(step, kind, outcome string, d time.Duration) audit.Record {
+				return audit.Record{ReachID: id, Step: step, Kind: kind, Outcome: outcome, UserID: user, RuleID: rule,
+					JourneyID: jid, JourneyVersion: 1, At: base.Add(d)}
+			}
+			recs = append(recs, r("match", audit.KindMatched, "", 0))
+			if held {
+				recs = append(recs, r("control", audit.KindHeldOut, "control", time.Second), r("end", audit.KindCompleted, "held_out", 2*time.Second))
+			} else {
+				recs = append(recs, r("push", audit.KindDispatched, "sent", time.Second))
+			}
+			if i < converted {
+				recs = append(recs, r("goal", audit.KindConverted, "order_paid", time.Minute))
+			}
+		}
+	}
+	group("in", false, 300, 45)
+	group("out", true, 100, 5)
+	_, err := store.Append(ctx, recs...)
+	require.NoError(t, err)
+	f, err := store.Funnel(ctx, audit.FunnelQuery{JourneyID: jid, From: base.Add(-time.Minute), To: base.Add(time.Hour)})
+	require.NoError(t, err)
+	require.EqualValues(t, 400, f.Matched)
+	require.EqualValues(t, 100, f.HeldOut)
+	paths := audit.Lift(f)
+	require.Len(t, paths, 2)
+	reached, control := paths[0], paths[1]
+	require.Equal(t, []string{"reached", audit.ControlGroup}, []string{reached.Path, control.Path})
+	require.Equal(t, [2]int64{300, 45}, [2]int64{reached.Reached, reached.Converted})
+	require.Equal(t, [2]int64{100, 5}, [2]int64{control.Reached, control.Converted})
+	require.True(t, reached.Compared && !control.Compared)
+	require.InDelta(t, 2.0, reached.Lift, 1e-9, "15% against 5%")
+	require.InDelta(t, 0.008829, reached.P, 1e-6)
+	require.True(t, reached.Wins)
+}

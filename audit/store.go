@@ -43,6 +43,8 @@ const (
 	KindTimedOut  = "timed_out"
 	KindBranched  = "branched"
 	KindSplit     = "split"
+	// KindHeldOut: the global control group held the user out of a marketing journey.
+	KindHeldOut = "held_out"
 	KindConverted = "converted"
 	KindExited    = "exited"
 )

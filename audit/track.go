@@ -20,8 +20,8 @@ type Goal struct {
 }
 
 // Attribute writes a converted record for every reach of a goal's user that sent a message (or
-// was held out by a split: the control a split's paths are compared with) within its journey's
-// attribution window before the goal, whose pinned journey version lists the
+// was held out, by a split or the global control group: the controls the reached are compared
+// with) within its journey's attribution window before the goal, whose pinned journey version lists the
 // goal's type among its goal events, and that is not converted yet. A reach converts once: the
 // record's time is the goal's, so the run's own conversion record (for a goal it was still
 // waiting for) and a replayed batch both collide with it. It returns the records written.
@@ -40,7 +40,7 @@ func (s *Store) Attribute(ctx context.Context, goals []Goal) (int64, error) {
 				d.trace_id, d.channel, g.type, g.event_id, g.at, w.win
 			FROM g
 			JOIN audit_records d ON d.user_id = g.user_id AND d.at <= g.at AND d.at > g.at - $5::interval
-				AND (d.kind = 'dispatched' OR (d.kind = 'split' AND d.outcome = 'holdout'))
+				AND (d.kind IN ('dispatched', 'held_out') OR (d.kind = 'split' AND d.outcome = 'holdout'))
 			JOIN journey_versions v ON v.journey_id = d.journey_id AND v.version = d.journey_version
 			CROSS JOIN LATERAL jsonb_path_query(v.spec, '$.steps[*].goal') AS goal
 			-- Journey validation admits only these windows; anything else reads as the default

@@ -319,3 +319,20 @@ func TestAttributeHoldout(t *testing.T) {
 	require.Equal(t, []string{audit.KindSplit, audit.KindConverted}, kindsOf(t, store, held))
 	require.Equal(t, []string{audit.KindSplit}, kindsOf(t, store, pathA), "a path that sent nothing is not converted")
 }
+
+// A reach the global control group held out converts like a send.
+func TestAttributeHeldOut(t *testing.T) {
+	store := testenv.Require(t).Audit(t)
+	ctx := context.Background()
+	user := testenv.Unique("u")
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	j := journeyWithGoal(t, store, "2h")
+	held := "r-held-" + user
+	_, err := store.Append(ctx, audit.Record{ReachID: held, Step: "control", Kind: audit.KindHeldOut, Outcome: "control",
+		UserID: user, RuleID: "r", JourneyID: j, JourneyVersion: 1, At: now.Add(-time.Hour)})
+	require.NoError(t, err)
+	n, err := store.Attribute(ctx, []audit.Goal{{UserID: user, Type: "order_paid", EventID: "o1", At: now}})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	require.Equal(t, []string{audit.KindHeldOut, audit.KindConverted}, kindsOf(t, store, held))
+}

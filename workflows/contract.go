@@ -23,6 +23,8 @@ const (
 	StatusFailed     = journey.StatusFailed
 	StatusCancelled  = journey.StatusCancelled
 	StatusCompleted  = journey.StatusCompleted
+	// StatusHeldOut: the global control group held the user out (activities.RouteResult.HeldOut).
+	StatusHeldOut = "held_out"
 )
 
 // Signals and queries of a reach run.

@@ -450,6 +450,21 @@ func TestExitIsAudited(t *testing.T) {
 	require.Equal(t, []string{"match:matched", "route:routed", "done:exited", "end:completed"}, trail(h.records()))
 }
 
+// A user the global control group holds out of a marketing journey is audited held_out and sent
+// nothing; the run ends at once.
+func TestHeldOutByControlGroup(t *testing.T) {
+	j := retarget()
+	require.True(t, j.Marketing())
+	h := newHarness(t)
+	h.env.OnActivity(a.Route, mock.Anything, mock.Anything).Return(activities.RouteResult{Journey: j,
+		Profile: profile.Profile{UserID: "u1"}, HeldOut: true}, nil).Once()
+	res, _ := h.run(withRetargetInput())
+	require.NoError(t, h.env.GetWorkflowError())
+	require.Equal(t, workflows.StatusHeldOut, res.Status)
+	require.Empty(t, h.sentChannels())
+	require.Equal(t, []string{"match:matched", "route:routed", "control:held_out", "end:completed"}, trail(h.records()))
+}
+
 // A wait longer than the open-reach entry lives refreshes the entry first, so responses still
 // find the run.
 func TestLongWaitRefreshesOpenReachEntry(t *testing.T) {

@@ -130,6 +130,11 @@ func (r *reachRun) run() (ReachResult, error) {
 		if !r.lean { // the start set both
 			r.upsert(SearchJourneyID.ValueSet(r.j.ID), SearchReachStatus.ValueSet(StatusRunning))
 		}
+		if route.HeldOut {
+			reason := "global control group: held out of every marketing journey, its conversions compared with the users reached"
+			r.record(audit.Record{Step: "control", Kind: audit.KindHeldOut, Outcome: journey.ControlGroup, Reason: reason})
+			return r.finish(ReachResult{Status: StatusHeldOut, Reason: reason})
+		}
 	}
 
 	// Index the run so response events find it, and apply the rule's bound on open runs. Since

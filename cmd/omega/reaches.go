@@ -265,6 +265,9 @@ func runReaches(ctx context.Context, cfg config, args []string, stdout io.Writer
 			rows = append(rows, row{"  by " + by, f.GetSuppressedBy()[by]})
 		}
 		rows = append(rows, row{"failed", f.GetFailed()}, row{"cancelled", f.GetCancelled()}, row{"running", f.GetRunning()})
+		if f.GetHeldOut() > 0 {
+			rows = append(rows, row{"held out (control group)", f.GetHeldOut()})
+		}
 		return render(stdout, "table", rows, []string{"STAGE", "REACHES", "OF MATCHED"}, func(r row) []any {
 			return []any{r.stage, r.n, pct(r.n)}
 		})

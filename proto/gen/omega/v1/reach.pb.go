@@ -1173,7 +1173,10 @@ type FunnelResponse struct {
 	BySplitPath map[string]*FunnelResponse `protobuf:"bytes,10,rep,name=by_split_path,json=bySplitPath,proto3" json:"by_split_path,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// With split paths: each path's conversion rate and how it compares with the holdout (the
 	// control), in path order.
-	Lift          []*PathLift `protobuf:"bytes,11,rep,name=lift,proto3" json:"lift,omitempty"`
+	Lift []*PathLift `protobuf:"bytes,11,rep,name=lift,proto3" json:"lift,omitempty"`
+	// Reaches the global control group held out of the journey (they send nothing; their
+	// conversions are compared in lift, path "control").
+	HeldOut       int64 `protobuf:"varint,12,opt,name=held_out,json=heldOut,proto3" json:"held_out,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1283,6 +1286,13 @@ func (x *FunnelResponse) GetLift() []*PathLift {
 		return x.Lift
 	}
 	return nil
+}
+
+func (x *FunnelResponse) GetHeldOut() int64 {
+	if x != nil {
+		return x.HeldOut
+	}
+	return 0
 }
 
 // PathLift is a split path's (or the holdout's) conversion rate and, for a path, how it compares
@@ -1944,7 +1954,7 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"\x04from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1d\n" +
 	"\n" +
-	"split_path\x18\x06 \x01(\tR\tsplitPath\"\xc7\x04\n" +
+	"split_path\x18\x06 \x01(\tR\tsplitPath\"\xe2\x04\n" +
 	"\x0eFunnelResponse\x12\x18\n" +
 	"\amatched\x18\x01 \x01(\x03R\amatched\x12\x12\n" +
 	"\x04sent\x18\x02 \x01(\x03R\x04sent\x12\x16\n" +
@@ -1959,7 +1969,8 @@ const file_omega_v1_reach_proto_rawDesc = "" +
 	"\arunning\x18\t \x01(\x03R\arunning\x12M\n" +
 	"\rby_split_path\x18\n" +
 	" \x03(\v2).omega.v1.FunnelResponse.BySplitPathEntryR\vbySplitPath\x12&\n" +
-	"\x04lift\x18\v \x03(\v2\x12.omega.v1.PathLiftR\x04lift\x1a?\n" +
+	"\x04lift\x18\v \x03(\v2\x12.omega.v1.PathLiftR\x04lift\x12\x19\n" +
+	"\bheld_out\x18\f \x01(\x03R\aheldOut\x1a?\n" +
 	"\x11SuppressedByEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1aX\n" +
