@@ -44,7 +44,7 @@ const (
 	KindBranched  = "branched"
 	KindSplit     = "split"
 	// KindHeldOut: the global control group held the user out of a marketing journey.
-	KindHeldOut = "held_out"
+	KindHeldOut   = "held_out"
 	KindConverted = "converted"
 	KindExited    = "exited"
 )
