@@ -48,6 +48,10 @@ type Activities struct {
 	// every marketing journey (journey.InControlGroup): their reaches send nothing and are
 	// audited held_out, so their conversions can be compared with the users reached.
 	ControlGroupPercent float64
+	// Pages and Reaches serve broadcasts (BroadcastPage): every profile a page at a time, and
+	// the start of each member's reach. A worker without them fails broadcasts.
+	Pages   ProfilePager
+	Reaches AudienceStarter
 	// Redis holds the index of open reaches (under KeyPrefix) the CEP stage routes responses by.
 	Redis     redis.UniversalClient
 	KeyPrefix string

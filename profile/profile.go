@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -117,25 +118,43 @@ func (s *Store) GetMany(ctx context.Context, userIDs []string) (map[string]Profi
 	if err != nil {
 		return nil, fmt.Errorf("read profiles: %w", err)
 	}
-	defer rows.Close()
 	out := map[string]Profile{}
+	err = scanProfiles(rows, func(p Profile) { out[p.UserID] = p })
+	return out, err
+}
+
+// Page returns at most limit profiles whose user IDs sort after after, in user ID order: a scan
+// of every profile a page at a time (an audience's broadcast), never the whole table in memory.
+func (s *Store) Page(ctx context.Context, after string, limit int) ([]Profile, error) {
+	rows, err := s.pool.Query(ctx, `SELECT user_id, time_zone, locale, attrs, consent, addresses FROM profiles
+		WHERE user_id > $1 ORDER BY user_id LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read profiles after %q: %w", after, err)
+	}
+	var out []Profile
+	err = scanProfiles(rows, func(p Profile) { out = append(out, p) })
+	return out, err
+}
+
+func scanProfiles(rows pgx.Rows, each func(Profile)) error {
+	defer rows.Close()
 	for rows.Next() {
 		var p Profile
 		var attrs, consent, addrs []byte
 		if err := rows.Scan(&p.UserID, &p.TimeZone, &p.Locale, &attrs, &consent, &addrs); err != nil {
-			return nil, err
+			return err
 		}
 		for _, x := range []struct {
 			b []byte
 			v any
 		}{{attrs, &p.Attrs}, {consent, &p.Consent}, {addrs, &p.Addresses}} {
 			if err := json.Unmarshal(x.b, x.v); err != nil {
-				return nil, fmt.Errorf("decode profile %s: %w", p.UserID, err)
+				return fmt.Errorf("decode profile %s: %w", p.UserID, err)
 			}
 		}
-		out[p.UserID] = p
+		each(p)
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
 
 // Upsert writes a profile whole.
