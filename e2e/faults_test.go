@@ -21,12 +21,12 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
-	"github.com/omegareach/omega/activities/filter"
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/internal/faultproxy"
 	"github.com/omegareach/omega/journey"
+	"github.com/omegareach/omega/store"
 	"github.com/omegareach/omega/worker"
 )
 
@@ -113,9 +113,9 @@ func newFaultRun(t *testing.T) *faultRun {
 	fr.webhook = srv.URL
 	// The excluded users are blacklisted as ListService does it (PostgreSQL, then the Redis copy),
 	// for in-process workers and worker processes alike.
-	lists := &filter.Lists{Pool: p.store.Pool(), Redis: p.env.Redis(t)}
-	for _, key := range []string{p.blkey, filter.BlacklistKey} {
-		_, err := lists.Add(context.Background(), "blacklist", key, fr.excluded)
+	for _, key := range []string{p.blkey, store.BlacklistKey} {
+		lists := store.NewLists(p.store.Pool(), p.env.Redis(t), map[string]string{"blacklist": key})
+		_, err := lists.Add(context.Background(), "blacklist", fr.excluded)
 		require.NoError(t, err)
 	}
 	return fr

@@ -18,6 +18,7 @@ import (
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/journey"
 	"github.com/omegareach/omega/profile"
+	"github.com/omegareach/omega/store"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -37,9 +38,14 @@ type Config struct {
 	Redis    redis.UniversalClient
 	// KeyPrefix prefixes the filters' Redis keys ("omega" when empty).
 	KeyPrefix string
-	// BlacklistKey is the Redis set of blacklisted users (filter.BlacklistKey when empty).
+	// BlacklistKey is the Redis set of blacklisted users (store.BlacklistKey when empty).
 	BlacklistKey string
 	Audit        *audit.Store
+	// Lists are the blacklist and whitelist the filters read; when nil, the lists in the audit
+	// store's database with their Redis copies at BlacklistKey and WhitelistKey.
+	Lists store.Lists
+	// Inbox is where the in-app channel delivers; the audit store's database when nil.
+	Inbox store.Inbox
 	// WebhookURL is where the webhook channel posts, signed with WebhookSecret when set; the SSRF
 	// guard lets it reach the WebhookAllow networks although private (the local receiver).
 	WebhookURL    string
@@ -62,7 +68,7 @@ type Config struct {
 	// until the window ends; off when empty.
 	QuietStart, QuietEnd string
 	// WhitelistKey is the Redis set of the whitelist and the gray rollout's allowlist
-	// (filter.WhitelistKey when empty); OptIn the channels that need an explicit consent grant.
+	// (store.WhitelistKey when empty); OptIn the channels that need an explicit consent grant.
 	WhitelistKey string
 	OptIn        []string
 	// Journeys gives each new run its journey (the demo journeys when nil); Profiles the user's
@@ -109,6 +115,19 @@ func (c *Config) setDefaults() {
 	if c.Profiles == nil {
 		c.Profiles = profile.Static{}
 	}
+	if c.BlacklistKey == "" {
+		c.BlacklistKey = store.BlacklistKey
+	}
+	if c.WhitelistKey == "" {
+		c.WhitelistKey = store.WhitelistKey
+	}
+	if c.Lists == nil && c.Audit != nil {
+		// The lists' Redis copies reload from PostgreSQL when Redis lost them.
+		c.Lists = store.NewLists(c.Audit.Pool(), c.Redis, map[string]string{"blacklist": c.BlacklistKey, "whitelist": c.WhitelistKey})
+	}
+	if c.Inbox == nil && c.Audit != nil {
+		c.Inbox = store.NewInbox(c.Audit.Pool())
+	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -141,7 +160,7 @@ func New(cfg Config) (sdkworker.Worker, error) {
 		case name == "sms" && cfg.SMS != nil:
 			ch, err = channel.NewSMS(*cfg.SMS)
 		case name == "inapp":
-			ch = channel.NewInbox(cfg.Audit.Pool())
+			ch = channel.NewInbox(cfg.Inbox)
 		default:
 			ch, err = channel.NewWebhook(channel.WebhookConfig{Name: name, URL: cfg.WebhookURL,
 				Secret: cfg.WebhookSecret, Allow: cfg.WebhookAllow})
@@ -186,13 +205,8 @@ func New(cfg Config) (sdkworker.Worker, error) {
 
 // newFilters registers the filters and defines the Chains.
 func newFilters(cfg Config) (*filter.Registry, error) {
-	// The lists' Redis copies reload from PostgreSQL when Redis lost them.
-	wl := filter.NewWhitelist(cfg.Redis, cfg.WhitelistKey)
-	bl := filter.NewBlacklist(cfg.Redis, cfg.BlacklistKey)
-	if pool := cfg.Audit.Pool(); pool != nil {
-		lists := &filter.Lists{Pool: pool, Redis: cfg.Redis}
-		wl.Lists, bl.Lists = lists, lists
-	}
+	wl := filter.NewWhitelist(cfg.Lists)
+	bl := filter.NewBlacklist(cfg.Lists)
 	fatigue := filter.NewFatigue(cfg.Redis, cfg.KeyPrefix, cfg.DailyCap, cfg.ChannelCaps)
 	fatigue.LastSlotPriority = cfg.LastSlotPriority
 	// Consent and quiet hours both read the profile: once per check (Activities.Filter memoizes).

@@ -6,30 +6,20 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/omegareach/omega/store"
 )
 
-// BlacklistKey is the Redis set of users who must never be reached.
-const BlacklistKey = "omega:list:blacklist"
+// Blacklist drops the users on the list named "blacklist".
+type Blacklist struct{ lists store.Lists }
 
-// Blacklist drops users in a Redis set (a copy of the durable list when Lists is set).
-type Blacklist struct {
-	rdb   redis.UniversalClient
-	key   string
-	Lists *Lists
-}
-
-// NewBlacklist reads the set at key (BlacklistKey when empty).
-func NewBlacklist(rdb redis.UniversalClient, key string) *Blacklist {
-	if key == "" {
-		key = BlacklistKey
-	}
-	return &Blacklist{rdb: rdb, key: key}
-}
+// NewBlacklist reads the blacklist from lists.
+func NewBlacklist(lists store.Lists) *Blacklist { return &Blacklist{lists: lists} }
 
 func (b *Blacklist) Name() string { return "blacklist" }
 
 func (b *Blacklist) Check(ctx context.Context, r Request) (Verdict, error) {
-	in, err := member(ctx, b.rdb, b.Lists, "blacklist", b.key, r.UserID)
+	in, err := b.lists.Has(ctx, "blacklist", r.UserID)
 	if err != nil {
 		return Verdict{}, fmt.Errorf("read blacklist: %w", err) // fail closed: retried, never passed
 	}
@@ -39,30 +29,18 @@ func (b *Blacklist) Check(ctx context.Context, r Request) (Verdict, error) {
 	return Verdict{Outcome: Pass}, nil
 }
 
-// Whitelist passes only the users in a Redis set: a chain for tests on real users, or a journey
-// opened to a list first.
-type Whitelist struct {
-	rdb   redis.UniversalClient
-	key   string
-	Lists *Lists
-}
+// Whitelist passes only the users on the list named "whitelist": a chain for tests on real
+// users, or a journey opened to a list first.
+type Whitelist struct{ lists store.Lists }
 
-// WhitelistKey is the Redis set of the whitelist.
-const WhitelistKey = "omega:list:whitelist"
-
-// NewWhitelist reads the set at key (WhitelistKey when empty).
-func NewWhitelist(rdb redis.UniversalClient, key string) *Whitelist {
-	if key == "" {
-		key = WhitelistKey
-	}
-	return &Whitelist{rdb: rdb, key: key}
-}
+// NewWhitelist reads the whitelist from lists.
+func NewWhitelist(lists store.Lists) *Whitelist { return &Whitelist{lists: lists} }
 
 func (w *Whitelist) Name() string { return "whitelist" }
 
 // Has reports whether user is on the list (the gray rollout's allowlist).
 func (w *Whitelist) Has(ctx context.Context, user string) (bool, error) {
-	return member(ctx, w.rdb, w.Lists, "whitelist", w.key, user)
+	return w.lists.Has(ctx, "whitelist", user)
 }
 
 func (w *Whitelist) Check(ctx context.Context, r Request) (Verdict, error) {

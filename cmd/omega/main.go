@@ -29,7 +29,6 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/omegareach/omega/activities/channel"
-	"github.com/omegareach/omega/activities/filter"
 	"github.com/omegareach/omega/api"
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/backfill"
@@ -41,6 +40,7 @@ import (
 	"github.com/omegareach/omega/internal/tracing"
 	"github.com/omegareach/omega/journey"
 	"github.com/omegareach/omega/profile"
+	"github.com/omegareach/omega/store"
 	"github.com/omegareach/omega/worker"
 )
 
@@ -134,7 +134,7 @@ func main() {
 	case "receiver":
 		err = runReceiver(ctx, log, cfg)
 	case "migrate":
-		err = audit.Migrate(cfg.pgURL)
+		err = store.Migrate(cfg.pgURL)
 	case "profiles":
 		err = runProfiles(ctx, cfg, os.Args[2:], os.Stdout)
 	case "journeys":
@@ -340,34 +340,23 @@ func countEagerStarts(ctx context.Context, method string, req, reply any, cc *gr
 	return err
 }
 
-func openAudit(ctx context.Context, cfg config) (*audit.Store, func(), error) {
-	if err := audit.Migrate(cfg.pgURL); err != nil {
-		return nil, nil, err
-	}
-	pool, err := pgxpool.New(ctx, cfg.pgURL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect postgres: %w", err)
-	}
-	return audit.NewStore(pool), pool.Close, nil
-}
-
 func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 	tc, err := dialTemporal(ctx, log, cfg)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
-	store, closeDB, err := openAudit(ctx, cfg)
+	pool, err := store.Open(ctx, cfg.pgURL)
 	if err != nil {
 		return err
 	}
-	defer closeDB()
+	defer pool.Close()
 	prod, err := api.NewProducer(cfg.brokers, secureKafka)
 	if err != nil {
 		return fmt.Errorf("kafka producer: %w", err)
 	}
 	defer prod.Close()
-	journeys := journey.NewStore(store.Pool(), journeyCatalogFor(store.Pool()))
+	journeys := journey.NewStore(pool, journeyCatalogFor(pool))
 	rdb := cfg.newRedis()
 	defer rdb.Close()
 	rate, err := strconv.ParseFloat(env("OMEGA_API_RATE", "50"), 64)
@@ -379,25 +368,24 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 		return err
 	}
 	backfills, err := backfill.New(backfill.Config{Brokers: cfg.brokers, Topic: os.Getenv("OMEGA_EVENTS_TOPIC"), Redis: rdb,
-		EventTypes: eventtype.NewStore(store.Pool()),
+		EventTypes: eventtype.NewStore(pool),
 		Sarama: func() *sarama.Config {
 			sc := cep.DefaultSaramaConfig()
 			_ = secureKafka(sc) // checked above
 			return sc
 		},
-		Profiles: &profile.Cached{Store: profile.NewStore(store.Pool()), Redis: rdb},
+		Profiles: &profile.Cached{Store: profile.NewStore(pool), Redis: rdb},
 		Starter:  &backfill.TemporalStarter{Client: tc, TaskQueue: cfg.taskQueue}, Log: log})
 	if err != nil {
 		return err
 	}
-	h, err := api.NewHandler(api.Config{Producer: prod, Topic: os.Getenv("OMEGA_EVENTS_TOPIC"), Temporal: tc, Audit: store, Journeys: journeyExists(journeys),
-		Keys: apikey.NewStore(store.Pool()), DefaultRate: rate,
-		Profiles: &profile.Cached{Store: profile.NewStore(store.Pool()), Redis: rdb},
-		Redis:    rdb, Lists: map[string]string{"blacklist": filter.BlacklistKey, "whitelist": filter.WhitelistKey},
-		ListStore: &filter.Lists{Pool: store.Pool(), Redis: rdb},
-		RuleStore: cep.NewRuleStore(store.Pool(), ruleCatalog(store.Pool())), JourneyStore: journeys, Backfill: backfills,
-		EventTypes: eventtype.NewStore(store.Pool()),
-		Inbox:      channel.NewInbox(store.Pool()), TaskQueue: cfg.taskQueue, Log: log})
+	h, err := api.NewHandler(api.Config{Producer: prod, Topic: os.Getenv("OMEGA_EVENTS_TOPIC"), Temporal: tc, Audit: audit.NewStore(pool), Journeys: journeyExists(journeys),
+		Keys: apikey.NewStore(pool), DefaultRate: rate,
+		Profiles: &profile.Cached{Store: profile.NewStore(pool), Redis: rdb},
+		Redis:    rdb, Lists: store.NewLists(pool, rdb, map[string]string{"blacklist": store.BlacklistKey, "whitelist": store.WhitelistKey}),
+		RuleStore: cep.NewRuleStore(pool, ruleCatalog(pool)), JourneyStore: journeys, Backfill: backfills,
+		EventTypes: eventtype.NewStore(pool),
+		Inbox:      store.NewInbox(pool), TaskQueue: cfg.taskQueue, Log: log})
 	if err != nil {
 		return err
 	}
@@ -428,12 +416,9 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 	defer tc.Close()
 	rdb := cfg.newRedis()
 	defer rdb.Close()
-	if err := audit.Migrate(cfg.pgURL); err != nil {
-		return err
-	}
-	pool, err := pgxpool.New(ctx, cfg.pgURL)
+	pool, err := store.Open(ctx, cfg.pgURL)
 	if err != nil {
-		return fmt.Errorf("connect postgres: %w", err)
+		return err
 	}
 	defer pool.Close()
 	sc := cep.DefaultSaramaConfig()
@@ -479,7 +464,7 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 	if eager, err := envBool("OMEGA_CEP_EAGER_START"); err != nil {
 		return err
 	} else if eager {
-		w, err := worker.New(cfg.workerConfig(tc, rdb, audit.NewStore(pool), workerIdentity(cfg, "/cep"), log))
+		w, err := worker.New(cfg.workerConfig(tc, rdb, pool, workerIdentity(cfg, "/cep"), log))
 		if err != nil {
 			return err
 		}
@@ -505,15 +490,15 @@ func runWorker(ctx context.Context, log *slog.Logger, cfg config) error {
 		return err
 	}
 	defer tc.Close()
-	store, closeDB, err := openAudit(ctx, cfg)
+	pool, err := store.Open(ctx, cfg.pgURL)
 	if err != nil {
 		return err
 	}
-	defer closeDB()
+	defer pool.Close()
 	rdb := cfg.newRedis()
 	defer rdb.Close()
 	identity := workerIdentity(cfg, "")
-	w, err := worker.New(cfg.workerConfig(tc, rdb, store, identity, log))
+	w, err := worker.New(cfg.workerConfig(tc, rdb, pool, identity, log))
 	if err != nil {
 		return err
 	}
@@ -527,7 +512,7 @@ func runWorker(ctx context.Context, log *slog.Logger, cfg config) error {
 			return fmt.Errorf("OMEGA_AUDIT_RETENTION=%q: a duration of at least 24h, like 2160h", v)
 		}
 	}
-	go store.RunMaintenance(ctx, log, retention, time.Hour)
+	go audit.NewStore(pool).RunMaintenance(ctx, log, retention, time.Hour)
 	go markReadyWhenServing(ctx, log, tc, cfg.taskQueue, identity)
 	log.Info("worker running", "task_queue", cfg.taskQueue)
 	<-ctx.Done()
@@ -542,13 +527,14 @@ func workerIdentity(cfg config, role string) string {
 
 // workerConfig is the reach worker's configuration, for omega worker and for the worker inside
 // omega cep (eager start).
-func (cfg config) workerConfig(tc client.Client, rdb redis.UniversalClient, store *audit.Store, identity string, log *slog.Logger) worker.Config {
-	return worker.Config{Temporal: tc, Identity: identity, Redis: rdb, Audit: store, WebhookURL: cfg.webhookURL, KeyPrefix: cfg.keyPrefix,
+func (cfg config) workerConfig(tc client.Client, rdb redis.UniversalClient, pool *pgxpool.Pool, identity string, log *slog.Logger) worker.Config {
+	return worker.Config{Temporal: tc, Identity: identity, Redis: rdb, Audit: audit.NewStore(pool), WebhookURL: cfg.webhookURL, KeyPrefix: cfg.keyPrefix,
 		DailyCap: cfg.dailyCap, ChannelCaps: cfg.channelCaps, LastSlotPriority: cfg.lastSlot,
 		QuietStart: cfg.quietStart, QuietEnd: cfg.quietEnd, OptIn: cfg.optIn,
 		TaskQueue: cfg.taskQueue, WebhookAllow: cfg.webhookAllow, WebhookSecret: cfg.secret, RateLimits: cfg.rates, Push: cfg.push, SMS: cfg.sms,
-		Journeys: journey.NewStore(store.Pool(), journeyCatalog()),
-		Profiles: &profile.Cached{Store: profile.NewStore(store.Pool()), Redis: rdb}, Log: log}
+		Lists: store.NewLists(pool, rdb, map[string]string{"blacklist": store.BlacklistKey, "whitelist": store.WhitelistKey}),
+		Inbox: store.NewInbox(pool), Journeys: journey.NewStore(pool, journeyCatalog()),
+		Profiles: &profile.Cached{Store: profile.NewStore(pool), Redis: rdb}, Log: log}
 }
 
 func runReceiver(ctx context.Context, log *slog.Logger, cfg config) error {
