@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
-	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/omegareach/omega/activities/plugin"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
@@ -139,8 +140,8 @@ func (fr *faultRun) startWorker() {
 	p := fr.p
 	w, err := worker.New(worker.Config{
 		Temporal: fr.tc, TaskQueue: p.queue, Redis: fr.rdb, KeyPrefix: p.prefix, BlacklistKey: p.blkey,
-		WhitelistKey: p.prefix + ":whitelist", Audit: audit.NewStore(fr.pool), WebhookURL: fr.webhook,
-		WebhookAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, DailyCap: 100, Log: testLogger(fr.t),
+		WhitelistKey: p.prefix + ":whitelist", Audit: audit.NewStore(fr.pool), Log: testLogger(fr.t),
+		Settings: plugin.Values{"OMEGA_WEBHOOK_URL": fr.webhook, "OMEGA_WEBHOOK_ALLOW": "127.0.0.0/8", "OMEGA_DAILY_CAP": "100"},
 	})
 	require.NoError(fr.t, err)
 	require.NoError(fr.t, w.Start())

@@ -6,7 +6,6 @@ package worker
 import (
 	"errors"
 	"log/slog"
-	"net/netip"
 
 	"github.com/redis/go-redis/v9"
 	"go.temporal.io/sdk/client"
@@ -15,6 +14,7 @@ import (
 	"github.com/omegareach/omega/activities"
 	"github.com/omegareach/omega/activities/channel"
 	"github.com/omegareach/omega/activities/filter"
+	"github.com/omegareach/omega/activities/plugin"
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/journey"
 	"github.com/omegareach/omega/profile"
@@ -46,31 +46,22 @@ type Config struct {
 	Lists store.Lists
 	// Inbox is where the in-app channel delivers; the audit store's database when nil.
 	Inbox store.Inbox
-	// WebhookURL is where the webhook channel posts, signed with WebhookSecret when set; the SSRF
-	// guard lets it reach the WebhookAllow networks although private (the local receiver).
-	WebhookURL    string
-	WebhookSecret string
-	WebhookAllow  []netip.Prefix
-	// Push and SMS configure the provider channels; when nil, push and sms post to WebhookURL as
-	// well (the local receiver stands in for the providers, no addresses needed).
-	Push *channel.PushConfig
-	SMS  *channel.SMSConfig
+	// Channels and Filters are the plug-ins the worker builds (channel.Builtin() and
+	// filter.Builtin() when nil); Chains the filter chains a send may name (filter.Chains when
+	// nil).
+	Channels *channel.Plugins
+	Filters  *filter.Plugins
+	Chains   []filter.ChainSpec
+	// Settings configure the plug-ins by environment variable name (OMEGA_WEBHOOK_URL,
+	// OMEGA_DAILY_CAP ...), each registered field's default where absent; the mains read them
+	// with plugin.FromEnv.
+	Settings plugin.Values
 	// RateLimits caps each channel's provider at sends per second across all workers (Redis
 	// token bucket); no limit when absent.
 	RateLimits map[string]float64
-	// DailyCap is the most messages a user gets in 24 hours across every channel and journey (3
-	// when zero); ChannelCaps the most per channel (e.g. sms: 1); the last slot of a cap is kept for
-	// journeys of LastSlotPriority or more (when set).
-	DailyCap         int
-	ChannelCaps      map[string]int
-	LastSlotPriority int
-	// QuietStart and QuietEnd ("21:00", "08:00") hold marketing sends in the user's local night
-	// until the window ends; off when empty.
-	QuietStart, QuietEnd string
 	// WhitelistKey is the Redis set of the whitelist and the gray rollout's allowlist
-	// (store.WhitelistKey when empty); OptIn the channels that need an explicit consent grant.
+	// (store.WhitelistKey when empty).
 	WhitelistKey string
-	OptIn        []string
 	// Journeys gives each new run its journey (the demo journeys when nil); Profiles the user's
 	// profile (none when nil).
 	Journeys journey.Source
@@ -78,16 +69,11 @@ type Config struct {
 	Log      *slog.Logger
 }
 
-// Chains are the filter chains a journey's send may name:
-//   - default: blacklist, consent, gray rollout, quiet hours (when configured), fatigue;
-//   - transactional: blacklist and consent only (receipts, security codes);
-//   - whitelisted: only whitelisted users, then consent and fatigue (trying a journey on testers).
-var Chains = []string{filter.DefaultChain, "transactional", "whitelisted"}
+// Chains are the names of the filter chains a journey's send may name (filter.Chains).
+var Chains = filter.ChainNames(filter.Chains)
 
-// Channels are the channels a worker registers: the webhook ("external call"), push and SMS (to
-// their providers, or to the webhook URL where the local receiver stands in), and the in-app
-// inbox in PostgreSQL.
-var Channels = []string{"webhook", "push", "sms", "inapp"}
+// Channels are the channels a worker registers: those the channel package declares.
+var Channels = channel.Builtin().Names()
 
 // Catalog is what journeys are validated against: the worker's channels and filter chains.
 func Catalog() journey.Catalog { return journey.Catalog{Channels: Channels, Chains: Chains} }
@@ -101,9 +87,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.KeyPrefix == "" {
 		c.KeyPrefix = "omega"
-	}
-	if c.DailyCap == 0 {
-		c.DailyCap = 3
 	}
 	if c.Journeys == nil {
 		demo, err := journey.NewStatic(Catalog(), journey.Demo()...)
@@ -131,15 +114,21 @@ func (c *Config) setDefaults() {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	if c.Channels == nil {
+		c.Channels = channel.Builtin()
+	}
+	if c.Filters == nil {
+		c.Filters = filter.Builtin()
+	}
+	if c.Chains == nil {
+		c.Chains = filter.Chains
+	}
 }
 
 // Validate reports what is missing.
 func (c *Config) Validate() error {
 	if c.Temporal == nil || c.Redis == nil || c.Audit == nil {
 		return errors.New("worker: temporal, redis and audit are required")
-	}
-	if c.DailyCap < 0 {
-		return errors.New("worker: daily cap must not be negative")
 	}
 	return nil
 }
@@ -150,33 +139,19 @@ func New(cfg Config) (sdkworker.Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	channels := channel.NewRegistry()
-	for _, name := range Channels {
-		var ch channel.Channel
-		var err error
-		switch {
-		case name == "push" && cfg.Push != nil:
-			ch, err = channel.NewPush(*cfg.Push)
-		case name == "sms" && cfg.SMS != nil:
-			ch, err = channel.NewSMS(*cfg.SMS)
-		case name == "inapp":
-			ch = channel.NewInbox(cfg.Inbox)
-		default:
-			ch, err = channel.NewWebhook(channel.WebhookConfig{Name: name, URL: cfg.WebhookURL,
-				Secret: cfg.WebhookSecret, Allow: cfg.WebhookAllow})
+	channels, err := channel.Build(cfg.Channels, cfg.Settings, channel.Deps{Inbox: cfg.Inbox}, func(ch channel.Channel) channel.Channel {
+		if rate := cfg.RateLimits[ch.Name()]; rate > 0 {
+			return &channel.RateLimited{Channel: ch, Limiter: &channel.Limiter{Redis: cfg.Redis,
+				Key: cfg.KeyPrefix + ":ratelimit:" + ch.Name(), Rate: rate, Burst: max(1, int(rate))}}
 		}
-		if err != nil {
-			return nil, err
-		}
-		if rate := cfg.RateLimits[name]; rate > 0 {
-			ch = &channel.RateLimited{Channel: ch, Limiter: &channel.Limiter{Redis: cfg.Redis,
-				Key: cfg.KeyPrefix + ":ratelimit:" + name, Rate: rate, Burst: max(1, int(rate))}}
-		}
-		if err := channels.Register(ch); err != nil {
-			return nil, err
-		}
+		return ch
+	})
+	if err != nil {
+		return nil, err
 	}
-	filters, err := newFilters(cfg)
+	// Consent and quiet hours both read the profile: once per check (Activities.Filter memoizes).
+	filters, err := filter.Build(cfg.Filters, cfg.Settings, filter.Deps{Redis: cfg.Redis, KeyPrefix: cfg.KeyPrefix,
+		Lists: cfg.Lists, Profiles: profile.Memoized{Source: cfg.Profiles}}, cfg.Chains)
 	if err != nil {
 		return nil, err
 	}
@@ -201,50 +176,4 @@ func New(cfg Config) (sdkworker.Worker, error) {
 	w.RegisterWorkflow(workflows.ReachWorkflow)
 	w.RegisterActivity(acts)
 	return w, nil
-}
-
-// newFilters registers the filters and defines the Chains.
-func newFilters(cfg Config) (*filter.Registry, error) {
-	wl := filter.NewWhitelist(cfg.Lists)
-	bl := filter.NewBlacklist(cfg.Lists)
-	fatigue := filter.NewFatigue(cfg.Redis, cfg.KeyPrefix, cfg.DailyCap, cfg.ChannelCaps)
-	fatigue.LastSlotPriority = cfg.LastSlotPriority
-	// Consent and quiet hours both read the profile: once per check (Activities.Filter memoizes).
-	profiles := profile.Memoized{Source: cfg.Profiles}
-	reg := filter.NewRegistry()
-	err := reg.Register(
-		bl,
-		wl,
-		&filter.Consent{Profiles: profiles, OptIn: cfg.OptIn},
-		&filter.Gray{Allowed: wl.Has},
-		fatigue,
-	)
-	if err != nil {
-		return nil, err
-	}
-	def := []string{"blacklist", "consent", "gray"}
-	if cfg.QuietStart != "" || cfg.QuietEnd != "" {
-		q := &filter.QuietHours{Profiles: profiles, Start: cfg.QuietStart, End: cfg.QuietEnd}
-		if err := q.Validate(); err != nil {
-			return nil, err
-		}
-		if err := reg.Register(q); err != nil {
-			return nil, err
-		}
-		def = append(def, q.Name())
-	}
-	def = append(def, "fatigue")
-	for _, c := range []struct {
-		name    string
-		filters []string
-	}{
-		{filter.DefaultChain, def},
-		{"transactional", []string{"blacklist", "consent"}},
-		{"whitelisted", []string{"whitelist", "consent", "fatigue"}},
-	} {
-		if err := reg.Define(c.name, c.filters...); err != nil {
-			return nil, err
-		}
-	}
-	return reg, nil
 }

@@ -2,11 +2,26 @@ package channel
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 
+	"github.com/omegareach/omega/activities/plugin"
 	"github.com/omegareach/omega/store"
 )
+
+func init() {
+	builtin.MustRegister(Spec{
+		Name: "inapp",
+		Doc:  "the in-app inbox: messages stored in PostgreSQL, read by the app through InboxService",
+		New: func(_ plugin.Values, d Deps) (Channel, error) {
+			if d.Inbox == nil {
+				return nil, errors.New("an inbox store is required")
+			}
+			return NewInbox(d.Inbox), nil
+		},
+	})
+}
 
 // Inbox is the in-app channel: messages are stored in the user's inbox (store.Inbox, in
 // PostgreSQL) and the app lists them and marks them read through InboxService.

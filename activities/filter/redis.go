@@ -2,11 +2,13 @@ package filter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/omegareach/omega/activities/plugin"
 	"github.com/omegareach/omega/store"
 )
 
@@ -149,4 +151,48 @@ func human(d time.Duration) string {
 		return fmt.Sprintf("%dh", d/time.Hour)
 	}
 	return d.String()
+}
+
+func init() {
+	lists := func(name string, build func(store.Lists) Filter) Spec {
+		return Spec{Name: name, Doc: "the " + name + " (ListService edits it)",
+			New: func(_ plugin.Values, d Deps) (Filter, error) {
+				if d.Lists == nil {
+					return nil, errors.New("the lists are required")
+				}
+				return build(d.Lists), nil
+			}}
+	}
+	builtin.MustRegister(lists("blacklist", func(l store.Lists) Filter { return NewBlacklist(l) }))
+	builtin.MustRegister(lists("whitelist", func(l store.Lists) Filter { return NewWhitelist(l) }))
+	builtin.MustRegister(Spec{
+		Name: "fatigue",
+		Doc:  "caps the messages a user gets in 24 hours",
+		Fields: []plugin.Field{
+			{Env: "OMEGA_DAILY_CAP", Default: "3", Check: plugin.Count, Doc: "most messages per user in 24 hours, every channel and journey"},
+			{Env: "OMEGA_CHANNEL_CAPS", Check: plugin.Counts, Doc: "most per channel, e.g. sms=1,push=3"},
+			{Env: "OMEGA_LAST_SLOT_PRIORITY", Default: "0", Check: plugin.Count,
+				Doc: "a cap's last slot is kept for journeys of this priority or more (0: off)"},
+		},
+		New: func(s plugin.Values, d Deps) (Filter, error) {
+			all, err := plugin.ReadCount(s.Get("OMEGA_DAILY_CAP"))
+			if err != nil {
+				return nil, fmt.Errorf("OMEGA_DAILY_CAP: %w", err)
+			}
+			if all == 0 {
+				all = 3 // as it always was: no way to switch the daily cap off
+			}
+			caps, err := plugin.ReadCounts(s.Get("OMEGA_CHANNEL_CAPS"))
+			if err != nil {
+				return nil, fmt.Errorf("OMEGA_CHANNEL_CAPS: %w", err)
+			}
+			last, err := plugin.ReadCount(s.Get("OMEGA_LAST_SLOT_PRIORITY"))
+			if err != nil {
+				return nil, fmt.Errorf("OMEGA_LAST_SLOT_PRIORITY: %w", err)
+			}
+			f := NewFatigue(d.Redis, d.KeyPrefix, all, caps)
+			f.LastSlotPriority = last
+			return f, nil
+		},
+	})
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -29,6 +28,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/omegareach/omega/activities/channel"
+	"github.com/omegareach/omega/activities/filter"
+	"github.com/omegareach/omega/activities/plugin"
 	"github.com/omegareach/omega/api"
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/backfill"
@@ -44,7 +45,7 @@ import (
 	"github.com/omegareach/omega/worker"
 )
 
-const usage = `usage: omega <command>
+const usageHead = `usage: omega <command>
 
 commands:
   api       serve EventService and ReachService (OMEGA_API_ADDR)
@@ -74,7 +75,7 @@ TLS and credentials of clients (SECURITY.md): OMEGA_{KAFKA,REDIS,TEMPORAL}_TLS=1
   _KEY_FILE; OMEGA_KAFKA_SASL_MECHANISM/_USER/_PASSWORD; OMEGA_REDIS_USERNAME/_PASSWORD;
   OMEGA_TEMPORAL_API_KEY; PostgreSQL in OMEGA_PG_URL (sslmode, sslrootcert ...). Any secret X
   may be a file: X_FILE.
-  OMEGA_WEBHOOK_URL [http://127.0.0.1:8090/deliveries]  OMEGA_TASK_QUEUE [omega-reach]
+  OMEGA_TASK_QUEUE [omega-reach]
   OMEGA_METRICS_ADDR [off; api, cep, worker: /metrics (Prometheus), /healthz, /readyz there]
   OMEGA_KEY_PREFIX [omega: Redis keys of cep and worker]
   OMEGA_TRACE_EXPORTER [none|otlp|stdout: OpenTelemetry spans; otlp reads OTEL_EXPORTER_OTLP_*]
@@ -90,16 +91,12 @@ cep only:
   OMEGA_LOG_FORMAT [text|json]  OMEGA_LOG_LEVEL [info|debug]   (phones, emails, tokens masked)
 worker only:
   OMEGA_AUDIT_RETENTION [2160h: audit day partitions older are dropped]
-  OMEGA_DAILY_CAP [3]  OMEGA_CHANNEL_CAPS [sms=1,push=3]  OMEGA_LAST_SLOT_PRIORITY [0: off]
-  OMEGA_QUIET_HOURS [off; 21:00-08:00]  OMEGA_OPT_IN [sms]  OMEGA_RATE_LIMITS [sms=10,push=500]
-  OMEGA_WEBHOOK_SECRET  OMEGA_WEBHOOK_ALLOW [CIDRs the SSRF guard lets through, 127.0.0.0/8]
-  OMEGA_FCM_URL OMEGA_FCM_PROJECT OMEGA_FCM_TOKEN  OMEGA_APNS_URL OMEGA_APNS_TOPIC OMEGA_APNS_TOKEN
-  OMEGA_SMS_URL OMEGA_SMS_TOKEN OMEGA_SMS_SENDER OMEGA_SMS_FORM [1: form body]
+  OMEGA_RATE_LIMITS [sms=10,push=500: sends per second per channel, across workers; none when empty]
 `
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
+		fmt.Fprint(os.Stderr, usage())
 		os.Exit(2)
 	}
 	log := newLogger()
@@ -152,9 +149,9 @@ func main() {
 	case "probe":
 		err = probe(os.Args[2:])
 	case "help", "-h", "--help":
-		fmt.Print(usage)
+		fmt.Print(usage())
 	default:
-		fmt.Fprint(os.Stderr, usage)
+		fmt.Fprint(os.Stderr, usage())
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
@@ -172,29 +169,10 @@ type config struct {
 	namespace    string
 	apiAddr      string
 	receiverAddr string
-	webhookURL   string
 	taskQueue    string
-	webhookAllow []netip.Prefix
-	secret       string
 	rates        map[string]float64
-	push         *channel.PushConfig
-	sms          *channel.SMSConfig
-	dailyCap     int
-	channelCaps  map[string]int
-	lastSlot     int
-	quietStart   string
-	quietEnd     string
-	optIn        []string
-}
-
-// mustSecret is secret for configuration read at start: an unreadable file stops the process.
-func mustSecret(name string) string {
-	v, err := secret(name)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	return v
+	// plugins are the settings the channels and filters declare (plugin.FromEnv).
+	plugins plugin.Values
 }
 
 // newRedis connects with the configured credentials and TLS: one address is a single server (or a
@@ -218,50 +196,6 @@ func configFromEnv() config {
 		fmt.Fprintf(os.Stderr, "%s: %s\n", name, why)
 		os.Exit(2)
 	}
-	num := func(name, def string) int {
-		n, err := strconv.Atoi(env(name, def))
-		if err != nil || n < 0 {
-			die(name, "not a number")
-		}
-		return n
-	}
-	capN, lastSlot := num("OMEGA_DAILY_CAP", "3"), num("OMEGA_LAST_SLOT_PRIORITY", "0")
-	caps := map[string]int{}
-	for _, kv := range strings.FieldsFunc(env("OMEGA_CHANNEL_CAPS", ""), func(r rune) bool { return r == ',' }) {
-		ch, v, ok := strings.Cut(kv, "=")
-		n, err := strconv.Atoi(v)
-		if !ok || err != nil || n < 0 {
-			die("OMEGA_CHANNEL_CAPS", "want channel=N,... (sms=1,push=3)")
-		}
-		caps[ch] = n
-	}
-	var quietStart, quietEnd string
-	if q := env("OMEGA_QUIET_HOURS", ""); q != "" {
-		var ok bool
-		if quietStart, quietEnd, ok = strings.Cut(q, "-"); !ok {
-			die("OMEGA_QUIET_HOURS", "want START-END in the user's time (21:00-08:00)")
-		}
-	}
-	var allow []netip.Prefix
-	for _, c := range strings.FieldsFunc(env("OMEGA_WEBHOOK_ALLOW", ""), func(r rune) bool { return r == ',' }) {
-		p, err := netip.ParsePrefix(strings.TrimSpace(c))
-		if err != nil {
-			die("OMEGA_WEBHOOK_ALLOW", "want CIDRs, comma-separated (127.0.0.0/8)")
-		}
-		allow = append(allow, p)
-	}
-	// Provider channels: configured by URL; credentials come from the environment, never from
-	// rules or journeys.
-	var push *channel.PushConfig
-	if fcm, apns := env("OMEGA_FCM_URL", ""), env("OMEGA_APNS_URL", ""); fcm != "" || apns != "" {
-		push = &channel.PushConfig{FCMURL: fcm, FCMProject: env("OMEGA_FCM_PROJECT", ""), FCMToken: mustSecret("OMEGA_FCM_TOKEN"),
-			APNsURL: apns, APNsTopic: env("OMEGA_APNS_TOPIC", ""), APNsToken: mustSecret("OMEGA_APNS_TOKEN")}
-	}
-	var sms *channel.SMSConfig
-	if u := env("OMEGA_SMS_URL", ""); u != "" {
-		sms = &channel.SMSConfig{URL: u, Form: env("OMEGA_SMS_FORM", "") == "1", Token: mustSecret("OMEGA_SMS_TOKEN"),
-			DefaultSender: env("OMEGA_SMS_SENDER", "Omega")}
-	}
 	rates := map[string]float64{}
 	for _, kv := range strings.FieldsFunc(env("OMEGA_RATE_LIMITS", ""), func(r rune) bool { return r == ',' }) {
 		ch, v, ok := strings.Cut(kv, "=")
@@ -275,13 +209,18 @@ func configFromEnv() config {
 	if err != nil {
 		die("OMEGA_REDIS_*", err.Error())
 	}
-	var optIn []string
-	if v := env("OMEGA_OPT_IN", ""); v != "" {
-		optIn = strings.Split(v, ",")
+	plugins, err := plugin.FromEnv(pluginFields(), func(f plugin.Field) (string, error) {
+		if f.Secret {
+			return secret(f.Env)
+		}
+		return os.Getenv(f.Env), nil
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
 	}
 	return config{
-		taskQueue: env("OMEGA_TASK_QUEUE", "omega-reach"), rates: rates, webhookAllow: allow, secret: mustSecret("OMEGA_WEBHOOK_SECRET"), push: push, sms: sms,
-		channelCaps: caps, lastSlot: lastSlot, quietStart: quietStart, quietEnd: quietEnd, optIn: optIn,
+		taskQueue: env("OMEGA_TASK_QUEUE", "omega-reach"), rates: rates, plugins: plugins,
 		brokers:      strings.Split(env("OMEGA_KAFKA_BROKERS", "127.0.0.1:9092"), ","),
 		redisOpts:    redisOpts,
 		keyPrefix:    env("OMEGA_KEY_PREFIX", "omega"),
@@ -290,9 +229,12 @@ func configFromEnv() config {
 		namespace:    env("OMEGA_TEMPORAL_NAMESPACE", "default"),
 		apiAddr:      env("OMEGA_API_ADDR", "127.0.0.1:8080"),
 		receiverAddr: env("OMEGA_RECEIVER_ADDR", "127.0.0.1:8090"),
-		webhookURL:   env("OMEGA_WEBHOOK_URL", "http://127.0.0.1:8090/deliveries"),
-		dailyCap:     capN,
 	}
+}
+
+// pluginFields are the settings every registered channel and filter declares.
+func pluginFields() []plugin.Field {
+	return append(channel.Builtin().Fields(), filter.Builtin().Fields()...)
 }
 
 // newLogger logs to stderr with phone numbers, email addresses and push tokens masked.
@@ -528,10 +470,8 @@ func workerIdentity(cfg config, role string) string {
 // workerConfig is the reach worker's configuration, for omega worker and for the worker inside
 // omega cep (eager start).
 func (cfg config) workerConfig(tc client.Client, rdb redis.UniversalClient, pool *pgxpool.Pool, identity string, log *slog.Logger) worker.Config {
-	return worker.Config{Temporal: tc, Identity: identity, Redis: rdb, Audit: audit.NewStore(pool), WebhookURL: cfg.webhookURL, KeyPrefix: cfg.keyPrefix,
-		DailyCap: cfg.dailyCap, ChannelCaps: cfg.channelCaps, LastSlotPriority: cfg.lastSlot,
-		QuietStart: cfg.quietStart, QuietEnd: cfg.quietEnd, OptIn: cfg.optIn,
-		TaskQueue: cfg.taskQueue, WebhookAllow: cfg.webhookAllow, WebhookSecret: cfg.secret, RateLimits: cfg.rates, Push: cfg.push, SMS: cfg.sms,
+	return worker.Config{Temporal: tc, Identity: identity, Redis: rdb, Audit: audit.NewStore(pool), KeyPrefix: cfg.keyPrefix,
+		TaskQueue: cfg.taskQueue, Settings: cfg.plugins, RateLimits: cfg.rates,
 		Lists: store.NewLists(pool, rdb, map[string]string{"blacklist": store.BlacklistKey, "whitelist": store.WhitelistKey}),
 		Inbox: store.NewInbox(pool), Journeys: journey.NewStore(pool, journeyCatalog()),
 		Profiles: &profile.Cached{Store: profile.NewStore(pool), Redis: rdb}, Log: log}
