@@ -59,6 +59,11 @@ func TestConformance(t *testing.T) {
 			require.NoError(t, err)
 			return c
 		}, addressed()},
+		{"slack", func(t *testing.T, url string, timeout time.Duration) channel.Channel {
+			c, err := channel.NewSlack(channel.SlackConfig{URL: url, Client: client(timeout)})
+			require.NoError(t, err)
+			return c
+		}, addressed()},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			channeltest.Run(t, func(t *testing.T, url string, timeout time.Duration) channel.Channel {

@@ -21,9 +21,10 @@ func TestBuildBuiltin(t *testing.T) {
 		want     map[string]string // channel -> Go type
 	}{
 		{name: "defaults: push and sms post to the webhook URL", want: map[string]string{
-			"webhook": "*channel.Webhook", "push": "*channel.Webhook", "sms": "*channel.Webhook", "inapp": "*channel.Inbox"}},
-		{name: "providers configured", settings: plugin.Values{"OMEGA_SMS_URL": "https://sms.example/send", "OMEGA_FCM_URL": "https://fcm.example", "OMEGA_FCM_PROJECT": "p"},
-			want: map[string]string{"webhook": "*channel.Webhook", "push": "*channel.Push", "sms": "*channel.SMS", "inapp": "*channel.Inbox"}},
+			"webhook": "*channel.Webhook", "push": "*channel.Webhook", "sms": "*channel.Webhook", "slack": "*channel.Webhook", "inapp": "*channel.Inbox"}},
+		{name: "providers configured", settings: plugin.Values{"OMEGA_SMS_URL": "https://sms.example/send", "OMEGA_FCM_URL": "https://fcm.example", "OMEGA_FCM_PROJECT": "p",
+			"OMEGA_SLACK_URL": "https://hooks.slack.example/services/T/B/x"},
+			want: map[string]string{"webhook": "*channel.Webhook", "push": "*channel.Push", "sms": "*channel.SMS", "slack": "*channel.Slack", "inapp": "*channel.Inbox"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			reg, err := channel.Build(channel.Builtin(), tt.settings, channel.Deps{Inbox: nopInbox{}}, nil)
@@ -64,6 +65,8 @@ func typeName(ch channel.Channel) string {
 		return "*channel.SMS"
 	case *channel.Inbox:
 		return "*channel.Inbox"
+	case *channel.Slack:
+		return "*channel.Slack"
 	}
 	return "?"
 }
