@@ -18,7 +18,6 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
-	"github.com/omegareach/omega/activities/channel"
 	"github.com/omegareach/omega/api"
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
@@ -29,6 +28,7 @@ import (
 	"github.com/omegareach/omega/profile"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
 	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
+	"github.com/omegareach/omega/store"
 )
 
 // allProcedures lists every method of every omega.v1 service, from the compiled descriptors: a
@@ -61,9 +61,10 @@ func TestEveryMethodHasAScope(t *testing.T) {
 // servedAll serves every service (backends that the auth checks never reach).
 func servedAll(t *testing.T, keys api.KeySource) *httptest.Server {
 	t.Helper()
+	nowhere := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	return serve(t, api.Config{Audit: audit.NewStore(nil), Keys: keys,
 		RuleStore: nopSpecs[cep.Rule]{}, JourneyStore: nopSpecs[journey.Journey]{}, EventTypes: nopEventTypes{},
-		Redis: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), Inbox: channel.NewInbox(nil), Profiles: nopProfiles{},
+		Redis: nowhere, Lists: store.NewLists(nil, nowhere, nil), Inbox: store.NewInbox(nil), Profiles: nopProfiles{},
 		Backfill: &fakeBackfill{}})
 }
 

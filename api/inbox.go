@@ -7,13 +7,13 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/omegareach/omega/activities/channel"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
+	"github.com/omegareach/omega/store"
 )
 
 type inboxService struct {
 	s     *server
-	inbox *channel.Inbox
+	inbox store.Inbox
 }
 
 func (h inboxService) ListInbox(ctx context.Context, req *connect.Request[omegav1.ListInboxRequest]) (*connect.Response[omegav1.ListInboxResponse], error) {

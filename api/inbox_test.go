@@ -13,14 +13,16 @@ import (
 	"github.com/omegareach/omega/internal/testenv"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
 	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
+	"github.com/omegareach/omega/store"
 )
 
 // The in-app channel stores each message once; the app pages through it and marks it read.
 func TestInbox(t *testing.T) {
 	env := testenv.Require(t)
-	store := env.Audit(t)
-	inbox := channel.NewInbox(store.Pool())
-	srv := serve(t, api.Config{Audit: store, Inbox: inbox})
+	trail := env.Audit(t)
+	box := store.NewInbox(trail.Pool())
+	inbox := channel.NewInbox(box)
+	srv := serve(t, api.Config{Audit: trail, Inbox: box})
 	c := omegav1connect.NewInboxServiceClient(keyed(srv, adminKey), srv.URL)
 	ctx := context.Background()
 	user, other := testenv.Unique("u"), testenv.Unique("u")

@@ -8,63 +8,46 @@ import (
 	"strings"
 
 	"connectrpc.com/connect"
-	"github.com/redis/go-redis/v9"
 
-	"github.com/omegareach/omega/activities/filter"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
+	"github.com/omegareach/omega/store"
 )
 
 const maxListBatch = 10000
 
 type listService struct {
-	s       *server
-	redis   redis.UniversalClient
-	keys    map[string]string // list name -> Redis set
-	durable *filter.Lists     // PostgreSQL first, Redis the copy (Redis alone when nil)
+	s     *server
+	lists store.Lists
 }
 
-func (h listService) key(name string) (string, error) {
-	k, ok := h.keys[name]
-	if !ok {
-		names := make([]string, 0, len(h.keys))
-		for n := range h.keys {
-			names = append(names, n)
-		}
-		slices.Sort(names)
-		return "", invalid("list", "unknown list %q (lists: %s)", name, strings.Join(names, ", "))
+func (h listService) known(name string) error {
+	names := h.lists.Names()
+	if !slices.Contains(names, name) {
+		return invalid("list", "unknown list %q (lists: %s)", name, strings.Join(names, ", "))
 	}
-	return k, nil
+	return nil
 }
 
-func (h listService) members(name string, ids []string) (string, []any, error) {
-	k, err := h.key(name)
-	if err != nil {
-		return "", nil, err
+func (h listService) members(name string, ids []string) error {
+	if err := h.known(name); err != nil {
+		return err
 	}
 	if len(ids) == 0 || len(ids) > maxListBatch {
-		return "", nil, invalid("user_ids", "1 to %d users", maxListBatch)
+		return invalid("user_ids", "1 to %d users", maxListBatch)
 	}
-	out := make([]any, len(ids))
 	for i, id := range ids {
 		if err := checkID(fmt.Sprintf("user_ids[%d]", i), id); err != nil {
-			return "", nil, err
+			return err
 		}
-		out[i] = id
 	}
-	return k, out, nil
+	return nil
 }
 
 func (h listService) AddMembers(ctx context.Context, req *connect.Request[omegav1.AddMembersRequest]) (*connect.Response[omegav1.AddMembersResponse], error) {
-	k, ids, err := h.members(req.Msg.GetList(), req.Msg.GetUserIds())
-	if err != nil {
+	if err := h.members(req.Msg.GetList(), req.Msg.GetUserIds()); err != nil {
 		return nil, err
 	}
-	var n int64
-	if h.durable != nil {
-		n, err = h.durable.Add(ctx, req.Msg.GetList(), k, req.Msg.GetUserIds())
-	} else {
-		n, err = h.redis.SAdd(ctx, k, ids...).Result()
-	}
+	n, err := h.lists.Add(ctx, req.Msg.GetList(), req.Msg.GetUserIds())
 	if err != nil {
 		return nil, h.s.internal("add list members", err)
 	}
@@ -72,16 +55,10 @@ func (h listService) AddMembers(ctx context.Context, req *connect.Request[omegav
 }
 
 func (h listService) RemoveMembers(ctx context.Context, req *connect.Request[omegav1.RemoveMembersRequest]) (*connect.Response[omegav1.RemoveMembersResponse], error) {
-	k, ids, err := h.members(req.Msg.GetList(), req.Msg.GetUserIds())
-	if err != nil {
+	if err := h.members(req.Msg.GetList(), req.Msg.GetUserIds()); err != nil {
 		return nil, err
 	}
-	var n int64
-	if h.durable != nil {
-		n, err = h.durable.Remove(ctx, req.Msg.GetList(), k, req.Msg.GetUserIds())
-	} else {
-		n, err = h.redis.SRem(ctx, k, ids...).Result()
-	}
+	n, err := h.lists.Remove(ctx, req.Msg.GetList(), req.Msg.GetUserIds())
 	if err != nil {
 		return nil, h.s.internal("remove list members", err)
 	}
@@ -89,8 +66,7 @@ func (h listService) RemoveMembers(ctx context.Context, req *connect.Request[ome
 }
 
 func (h listService) ListMembers(ctx context.Context, req *connect.Request[omegav1.ListMembersRequest]) (*connect.Response[omegav1.ListMembersResponse], error) {
-	k, err := h.key(req.Msg.GetList())
-	if err != nil {
+	if err := h.known(req.Msg.GetList()); err != nil {
 		return nil, err
 	}
 	size := int64(req.Msg.GetPageSize())
@@ -108,14 +84,10 @@ func (h listService) ListMembers(ctx context.Context, req *connect.Request[omega
 		}
 		cursor = c
 	}
-	if err := h.ensure(ctx, req.Msg.GetList(), k); err != nil {
-		return nil, err
-	}
-	ids, next, err := h.redis.SScan(ctx, k, cursor, "", size).Result()
+	ids, next, err := h.lists.Scan(ctx, req.Msg.GetList(), cursor, size)
 	if err != nil {
 		return nil, h.s.internal("list members", err)
 	}
-	ids = slices.DeleteFunc(ids, func(id string) bool { return id == filter.LoadedMember })
 	out := &omegav1.ListMembersResponse{UserIds: ids}
 	if next != 0 {
 		out.NextPageToken = strconv.FormatUint(next, 10)
@@ -124,30 +96,15 @@ func (h listService) ListMembers(ctx context.Context, req *connect.Request[omega
 }
 
 func (h listService) CheckMember(ctx context.Context, req *connect.Request[omegav1.CheckMemberRequest]) (*connect.Response[omegav1.CheckMemberResponse], error) {
-	k, err := h.key(req.Msg.GetList())
-	if err != nil {
+	if err := h.known(req.Msg.GetList()); err != nil {
 		return nil, err
 	}
 	if err := checkID("user_id", req.Msg.GetUserId()); err != nil {
 		return nil, err
 	}
-	if err := h.ensure(ctx, req.Msg.GetList(), k); err != nil {
-		return nil, err
-	}
-	in, err := h.redis.SIsMember(ctx, k, req.Msg.GetUserId()).Result()
+	in, err := h.lists.Has(ctx, req.Msg.GetList(), req.Msg.GetUserId())
 	if err != nil {
 		return nil, h.s.internal("check list member", err)
 	}
 	return connect.NewResponse(&omegav1.CheckMemberResponse{Member: in}), nil
-}
-
-// ensure reloads a list's Redis copy from PostgreSQL when Redis lost it.
-func (h listService) ensure(ctx context.Context, name, key string) error {
-	if h.durable == nil {
-		return nil
-	}
-	if err := h.durable.Ensure(ctx, name, key); err != nil {
-		return h.s.internal("load list", err)
-	}
-	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/omegareach/omega/internal/testenv"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
 	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
+	"github.com/omegareach/omega/store"
 )
 
 // ListService changes what the blacklist filter sees at its next check.
@@ -22,7 +23,7 @@ func TestListService(t *testing.T) {
 		t.Run(target.Name, func(t *testing.T) {
 			rdb := target.Client
 			bl := testenv.Unique("test:bl:")
-			srv := serve(t, api.Config{Audit: env.Audit(t), Redis: rdb, Lists: map[string]string{"blacklist": bl, "whitelist": bl + "w"}})
+			srv := serve(t, api.Config{Audit: env.Audit(t), Lists: store.NewLists(nil, rdb, map[string]string{"blacklist": bl, "whitelist": bl + "w"})})
 			c := omegav1connect.NewListServiceClient(keyed(srv, adminKey), srv.URL)
 			ctx := context.Background()
 
@@ -37,7 +38,7 @@ func TestListService(t *testing.T) {
 			require.NoError(t, err)
 			require.Zero(t, add.Msg.GetAdded(), "adding again changes nothing")
 
-			v, err := filter.NewBlacklist(rdb, bl).Check(ctx, filter.Request{UserID: "u7"})
+			v, err := filter.NewBlacklist(store.NewLists(nil, rdb, map[string]string{"blacklist": bl})).Check(ctx, filter.Request{UserID: "u7"})
 			require.NoError(t, err)
 			require.Equal(t, filter.Drop, v.Outcome)
 
@@ -79,10 +80,9 @@ func TestListServiceDurable(t *testing.T) {
 	for _, target := range env.Redises(t) {
 		t.Run(target.Name, func(t *testing.T) {
 			rdb := target.Client
-			store := env.Audit(t)
+			trail := env.Audit(t)
 			bl := testenv.Unique("test:bl:")
-			srv := serve(t, api.Config{Audit: store, Redis: rdb, Lists: map[string]string{"blacklist": bl},
-				ListStore: &filter.Lists{Pool: store.Pool(), Redis: rdb}})
+			srv := serve(t, api.Config{Audit: trail, Lists: store.NewLists(trail.Pool(), rdb, map[string]string{"blacklist": bl})})
 			c := omegav1connect.NewListServiceClient(keyed(srv, adminKey), srv.URL)
 			ctx := context.Background()
 			user := testenv.Unique("dl-")

@@ -16,13 +16,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.temporal.io/sdk/client"
 
-	"github.com/omegareach/omega/activities/channel"
-	"github.com/omegareach/omega/activities/filter"
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/journey"
 	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
+	"github.com/omegareach/omega/store"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -45,13 +44,11 @@ type Config struct {
 	// signals are validated against (not served, and the default catalogue, when nil).
 	EventTypes EventTypeStore
 	// Inbox backs InboxService (not served when nil).
-	Inbox *channel.Inbox
-	// Redis and Lists back ListService: list name ("blacklist", "whitelist") to Redis set (not
-	// served when Redis is nil).
+	Inbox store.Inbox
+	// Lists backs ListService (not served when nil).
+	Lists store.Lists
+	// Redis is the scratch state of RuleService's dry runs.
 	Redis redis.UniversalClient
-	Lists map[string]string
-	// ListStore keeps the lists durably in PostgreSQL, Redis holding the copy (Redis alone when nil).
-	ListStore *filter.Lists
 	// Profiles backs ProfileService (not served when nil).
 	Profiles ProfileStore
 	// Keys authenticates every call (apikey.Store); required.
@@ -118,8 +115,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		mux.Handle(omegav1connect.NewEventTypeServiceHandler(eventTypeService{eventTypeSpecs(s, cfg.EventTypes)}, opts...))
 		services = append(services, omegav1connect.EventTypeServiceName)
 	}
-	if cfg.Redis != nil {
-		mux.Handle(omegav1connect.NewListServiceHandler(listService{s, cfg.Redis, cfg.Lists, cfg.ListStore}, opts...))
+	if cfg.Lists != nil {
+		mux.Handle(omegav1connect.NewListServiceHandler(listService{s, cfg.Lists}, opts...))
 		services = append(services, omegav1connect.ListServiceName)
 	}
 	if cfg.Profiles != nil {

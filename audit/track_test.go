@@ -12,6 +12,7 @@ import (
 
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/internal/testenv"
+	"github.com/omegareach/omega/store"
 )
 
 // journeyWithGoal stores version 1 of a journey whose goal converts on order_paid within window.
@@ -258,7 +259,7 @@ func TestMaintainPartitions(t *testing.T) {
 func TestMigrateTrackingKeepsTheTrail(t *testing.T) {
 	env := testenv.Require(t)
 	u := env.FreshDB(t)
-	require.NoError(t, audit.MigrateTo(u, 9))
+	require.NoError(t, store.MigrateTo(u, 9))
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, u)
 	require.NoError(t, err)
@@ -273,7 +274,7 @@ func TestMigrateTrackingKeepsTheTrail(t *testing.T) {
 	var maxID int64
 	require.NoError(t, pool.QueryRow(ctx, `SELECT max(id) FROM audit_records`).Scan(&maxID))
 
-	require.NoError(t, audit.Migrate(u))
+	require.NoError(t, store.Migrate(u))
 	store := audit.NewStore(pool)
 	r, err := store.Get(ctx, "r1")
 	require.NoError(t, err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/profile"
+	"github.com/omegareach/omega/store"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -63,7 +64,7 @@ type Config struct {
 	Shadow ShadowRecorder
 	// Tracker, when set, attributes response events to the reaches whose sends preceded them
 	// (conversions after a run ended) and records delivery receipts (event.TypeDelivered).
-	Tracker Tracker
+	Tracker store.Tracker
 	// TimerInterval is how often an idle partition checks its timers against the wall clock, and
 	// the shared absences (rules not keyed on the user) are fired (200ms when zero).
 	TimerInterval time.Duration

@@ -4,17 +4,16 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/internal/openreach"
+	"github.com/omegareach/omega/store"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -134,13 +133,6 @@ func (s *Stage) signal(ctx context.Context, d delivery) error {
 // ErrPermanent marks a failure a retry cannot fix.
 var ErrPermanent = errors.New("permanent")
 
-// Tracker writes the tracking records the CEP stage sees first: conversions attributed after a
-// run and delivery receipts (audit.Store implements it).
-type Tracker interface {
-	Attribute(ctx context.Context, goals []audit.Goal) (int64, error)
-	Receipts(ctx context.Context, rs []audit.Receipt) (int64, error)
-}
-
 // track attributes the batch's response events to the reaches that sent before them, and
 // records its delivery receipts and the opens that name their reach; all idempotent, so a
 // replayed batch writes nothing new.
@@ -183,12 +175,11 @@ func (s *Stage) track(ctx context.Context, evs []event.Event) error {
 	return nil
 }
 
-// tolerate turns an error PostgreSQL will give for these very rows every time (bad data: SQLSTATE
-// classes 22 and 23) into a logged, counted skip: tracking records are worth less than a
-// partition that keeps moving. Outages and the like are returned, and retried.
+// tolerate turns an error PostgreSQL will give for these very rows every time (store.IsDataError)
+// into a logged, counted skip: tracking records are worth less than a partition that keeps moving.
+// Outages and the like are returned, and retried.
 func (s *Stage) tolerate(err error, what string) error {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23")) {
+	if store.IsDataError(err) {
 		s.cfg.Log.Error(what+": records skipped, PostgreSQL refuses them", "err", err)
 		metrics.TrackingSkipped.Inc()
 		return nil

@@ -10,7 +10,7 @@ import (
 	"github.com/omegareach/omega/internal/versioned"
 )
 
-// RuleStore keeps rule versions in PostgreSQL (schema from audit.Migrate). Applying a rule that
+// RuleStore keeps rule versions in PostgreSQL (schema from store.Migrate). Applying a rule that
 // differs from its latest version creates the next version and makes it active; applying the same
 // rule again changes nothing, so `omega rules apply` is idempotent. Running CEP replicas poll
 // ActiveRules and pick a change up within their reload interval.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omegareach/omega/activities/plugin"
+
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/require"
 
@@ -57,7 +59,7 @@ func TestFanOut(t *testing.T) {
 	}
 	p := newPipeline(t)
 	p.startWorkerConfig(func(c *worker.Config) {
-		c.DailyCap = 100
+		c.Settings = c.Settings.With(plugin.Values{"OMEGA_DAILY_CAP": "100"})
 		if rate > 0 {
 			c.RateLimits = map[string]float64{"webhook": rate}
 		}

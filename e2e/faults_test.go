@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
-	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -16,17 +15,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omegareach/omega/activities/plugin"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
-	"github.com/omegareach/omega/activities/filter"
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/internal/faultproxy"
 	"github.com/omegareach/omega/journey"
+	"github.com/omegareach/omega/store"
 	"github.com/omegareach/omega/worker"
 )
 
@@ -113,9 +114,9 @@ func newFaultRun(t *testing.T) *faultRun {
 	fr.webhook = srv.URL
 	// The excluded users are blacklisted as ListService does it (PostgreSQL, then the Redis copy),
 	// for in-process workers and worker processes alike.
-	lists := &filter.Lists{Pool: p.store.Pool(), Redis: p.env.Redis(t)}
-	for _, key := range []string{p.blkey, filter.BlacklistKey} {
-		_, err := lists.Add(context.Background(), "blacklist", key, fr.excluded)
+	for _, key := range []string{p.blkey, store.BlacklistKey} {
+		lists := store.NewLists(p.store.Pool(), p.env.Redis(t), map[string]string{"blacklist": key})
+		_, err := lists.Add(context.Background(), "blacklist", fr.excluded)
 		require.NoError(t, err)
 	}
 	return fr
@@ -139,8 +140,8 @@ func (fr *faultRun) startWorker() {
 	p := fr.p
 	w, err := worker.New(worker.Config{
 		Temporal: fr.tc, TaskQueue: p.queue, Redis: fr.rdb, KeyPrefix: p.prefix, BlacklistKey: p.blkey,
-		WhitelistKey: p.prefix + ":whitelist", Audit: audit.NewStore(fr.pool), WebhookURL: fr.webhook,
-		WebhookAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, DailyCap: 100, Log: testLogger(fr.t),
+		WhitelistKey: p.prefix + ":whitelist", Audit: audit.NewStore(fr.pool), Log: testLogger(fr.t),
+		Settings: plugin.Values{"OMEGA_WEBHOOK_URL": fr.webhook, "OMEGA_WEBHOOK_ALLOW": "127.0.0.0/8", "OMEGA_DAILY_CAP": "100"},
 	})
 	require.NoError(fr.t, err)
 	require.NoError(fr.t, w.Start())

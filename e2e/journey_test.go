@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omegareach/omega/activities/plugin"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/omegareach/omega/activities/channel"
@@ -208,7 +210,7 @@ func TestQuietHoursDeferThenSend(t *testing.T) {
 	now := time.Now().UTC()
 	end := now.Add(4 * time.Second).Truncate(time.Second).Add(time.Second)
 	p.startWorkerConfig(func(c *worker.Config) {
-		c.QuietStart, c.QuietEnd = now.Add(-time.Minute).Format("15:04:05"), end.Format("15:04:05")
+		c.Settings = c.Settings.With(plugin.Values{"OMEGA_QUIET_HOURS": now.Add(-time.Minute).Format("15:04:05") + "-" + end.Format("15:04:05")})
 	})
 	user := p.id + "-night"
 	id, result := p.trigger(user, "cart-reminder", "k")
@@ -236,7 +238,9 @@ func TestCrossJourneyCap(t *testing.T) {
 	}}
 	js, err := journey.NewStatic(worker.Catalog(), append(journey.Demo(), receipt)...)
 	require.NoError(t, err)
-	p.startWorkerConfig(func(c *worker.Config) { c.Journeys, c.DailyCap = js, 1 })
+	p.startWorkerConfig(func(c *worker.Config) {
+		c.Journeys, c.Settings = js, c.Settings.With(plugin.Values{"OMEGA_DAILY_CAP": "1"})
+	})
 	user := p.id + "-busy"
 
 	_, first := p.trigger(user, "cart-reminder", "a")

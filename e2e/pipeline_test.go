@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/omegareach/omega/activities/plugin"
 
 	"connectrpc.com/connect"
 	"github.com/IBM/sarama"
@@ -103,9 +105,8 @@ func (p *pipeline) startWorkerConfig(adjust func(*worker.Config)) {
 	p.t.Cleanup(srv.Close)
 	cfg := worker.Config{
 		Temporal: p.env.Temporal(p.t), TaskQueue: p.queue, Redis: p.redis(), KeyPrefix: p.prefix,
-		BlacklistKey: p.blkey, WhitelistKey: p.prefix + ":whitelist", Audit: p.store, WebhookURL: srv.URL,
-		WebhookAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-		DailyCap:     dailyCap, Log: testLogger(p.t),
+		BlacklistKey: p.blkey, WhitelistKey: p.prefix + ":whitelist", Audit: p.store, Log: testLogger(p.t),
+		Settings: plugin.Values{"OMEGA_WEBHOOK_URL": srv.URL, "OMEGA_WEBHOOK_ALLOW": "127.0.0.0/8", "OMEGA_DAILY_CAP": strconv.Itoa(dailyCap)},
 	}
 	adjust(&cfg)
 	w, err := worker.New(cfg)

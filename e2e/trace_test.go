@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,10 +104,14 @@ func TestTracePath(t *testing.T) {
 		user+"-dlv", user, event.TypeDelivered, ts(), reach.ID), "")
 	time.Sleep(10 * time.Millisecond)
 	ingest(fmt.Sprintf(`{"event_id": %q, "user_id": %q, "type": "order_paid", "ts": %q}`, user+"-order", user, ts()), "")
+	// Both may land in one CEP batch, which writes the conversion before the receipt: wait for both.
 	require.Eventually(t, func() bool {
 		r, err := p.store.Get(ctx, reach.ID)
-		return err == nil && r.Records[len(r.Records)-1].Kind == audit.KindConverted
-	}, 30*time.Second, 100*time.Millisecond, "the order converts the reach")
+		if err != nil || r.Records[len(r.Records)-1].Kind != audit.KindConverted {
+			return false
+		}
+		return slices.ContainsFunc(r.Records, func(rec audit.Record) bool { return rec.Kind == audit.KindDelivered })
+	}, 30*time.Second, 100*time.Millisecond, "the order converts the reach, and the receipt is recorded")
 
 	r, err := p.store.Get(ctx, reach.ID)
 	require.NoError(t, err)

@@ -32,7 +32,7 @@ type Applied = versioned.Applied
 const CacheTTL = 2 * time.Second
 
 // Store keeps event type versions in PostgreSQL (tables event_type_versions and event_type_heads,
-// schema from audit.Migrate). Applying a type that differs from its active version creates the
+// schema from store.Migrate). Applying a type that differs from its active version creates the
 // next version; applying the same again changes nothing.
 type Store struct {
 	vs *versioned.Store

@@ -72,7 +72,7 @@ func (s Static) Active(_ context.Context, id string) (Journey, error) {
 	return j, nil
 }
 
-// Store keeps journey versions in PostgreSQL (schema from audit.Migrate). Applying a changed
+// Store keeps journey versions in PostgreSQL (schema from store.Migrate). Applying a changed
 // journey creates the next version; new runs pin it, runs in flight keep the version they started
 // with (it is in their history).
 type Store struct {

@@ -92,7 +92,7 @@ type Source interface {
 	Get(ctx context.Context, userID string) (Profile, error)
 }
 
-// Store keeps profiles in PostgreSQL (schema from audit.Migrate).
+// Store keeps profiles in PostgreSQL (schema from store.Migrate).
 type Store struct {
 	pool *pgxpool.Pool
 }

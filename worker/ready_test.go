@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omegareach/omega/activities/plugin"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/omegareach/omega/internal/testenv"
@@ -22,7 +24,7 @@ func TestServing(t *testing.T) {
 
 	identity := testenv.Unique("worker-")
 	w, err := worker.New(worker.Config{Temporal: c, TaskQueue: queue, Identity: identity, Redis: env.Redis(t), Audit: env.Audit(t),
-		WebhookURL: "http://127.0.0.1:1/deliveries"})
+		Settings: plugin.Values{"OMEGA_WEBHOOK_URL": "http://127.0.0.1:1/deliveries"}})
 	require.NoError(t, err)
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)

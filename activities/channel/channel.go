@@ -1,5 +1,8 @@
 // Package channel holds the plug-in channels a reach dispatches on (webhook, push, SMS and in-app
 // inbox, each a provider behind the same contract) and the registry the worker builds them into.
+// Each channel's file declares it (Spec: name, settings, constructor) into Builtin; the worker
+// builds what is declared (Build) and the usage text lists it, so a new channel is one file plus
+// its row in the conformance test.
 //
 // The contract every channel keeps: the message's IdempotencyKey reaches the provider, so a retried
 // dispatch is delivered once; a failure the provider will never accept is a *PermanentError, and

@@ -10,8 +10,33 @@ import (
 	"strings"
 	"time"
 
+	"github.com/omegareach/omega/activities/plugin"
 	"github.com/omegareach/omega/profile"
 )
+
+func init() {
+	builtin.MustRegister(Spec{
+		Name: "push",
+		Doc:  "one notification per device of the user, through FCM or APNs (the webhook URL without either)",
+		Fields: []plugin.Field{
+			{Env: "OMEGA_FCM_URL", Doc: "FCM base URL (https://fcm.googleapis.com)"},
+			{Env: "OMEGA_FCM_PROJECT", Doc: "FCM project ID"},
+			{Env: "OMEGA_FCM_TOKEN", Secret: true, Doc: "FCM OAuth bearer token"},
+			{Env: "OMEGA_APNS_URL", Doc: "APNs base URL (https://api.push.apple.com)"},
+			{Env: "OMEGA_APNS_TOPIC", Doc: "the app's bundle ID"},
+			{Env: "OMEGA_APNS_TOKEN", Secret: true, Doc: "APNs provider JWT"},
+		},
+		New: func(s plugin.Values, _ Deps) (Channel, error) {
+			fcm, apns := s.Get("OMEGA_FCM_URL"), s.Get("OMEGA_APNS_URL")
+			if fcm == "" && apns == "" {
+				return webhookFrom(s, "push")
+			}
+			// Credentials come from the environment, never from rules or journeys.
+			return NewPush(PushConfig{FCMURL: fcm, FCMProject: s.Get("OMEGA_FCM_PROJECT"), FCMToken: s.Get("OMEGA_FCM_TOKEN"),
+				APNsURL: apns, APNsTopic: s.Get("OMEGA_APNS_TOPIC"), APNsToken: s.Get("OMEGA_APNS_TOKEN")})
+		},
+	})
+}
 
 // PushConfig configures the push channel: Android and web tokens go to an FCM HTTP v1-style
 // endpoint, iOS tokens to an APNs-style endpoint. Point the URLs at the real providers or at the

@@ -9,7 +9,30 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/omegareach/omega/activities/plugin"
 )
+
+func init() {
+	builtin.MustRegister(Spec{
+		Name: "sms",
+		Doc:  "one text message to the user's phone through an HTTP SMS provider (the webhook URL without one)",
+		Fields: []plugin.Field{
+			{Env: "OMEGA_SMS_URL", Doc: "the provider's send endpoint"},
+			{Env: "OMEGA_SMS_TOKEN", Secret: true, Doc: "bearer token"},
+			{Env: "OMEGA_SMS_SENDER", Default: "Omega", Doc: "sender ID or number"},
+			{Env: "OMEGA_SMS_FORM", Doc: "a form body instead of JSON when 1"},
+		},
+		New: func(s plugin.Values, _ Deps) (Channel, error) {
+			u := s.Get("OMEGA_SMS_URL")
+			if u == "" {
+				return webhookFrom(s, "sms")
+			}
+			return NewSMS(SMSConfig{URL: u, Form: s.Get("OMEGA_SMS_FORM") == "1", Token: s.Get("OMEGA_SMS_TOKEN"),
+				DefaultSender: s.Get("OMEGA_SMS_SENDER")})
+		},
+	})
+}
 
 // SMSConfig configures the SMS channel: an HTTP provider taking a form or a JSON body with to,
 // from and body fields (the shape most SMS APIs share).

@@ -9,7 +9,37 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/omegareach/omega/activities/plugin"
 )
+
+func init() {
+	builtin.MustRegister(Spec{
+		Name:   "webhook",
+		Doc:    `the "external call": POSTs the message as JSON to OMEGA_WEBHOOK_URL`,
+		Fields: webhookFields,
+		New:    func(s plugin.Values, _ Deps) (Channel, error) { return webhookFrom(s, "webhook") },
+	})
+}
+
+// webhookFields configure the webhook channel, and every provider channel without its provider
+// (push, SMS ... post to the webhook URL, where the local receiver stands in for them).
+var webhookFields = []plugin.Field{
+	{Env: "OMEGA_WEBHOOK_URL", Default: "http://127.0.0.1:8090/deliveries",
+		Doc: "where the webhook channel posts (and push and sms without their providers)"},
+	{Env: "OMEGA_WEBHOOK_SECRET", Secret: true, Doc: "signs each body (Omega-Signature); unsigned when empty"},
+	{Env: "OMEGA_WEBHOOK_ALLOW", Check: plugin.Prefixes,
+		Doc: "CIDRs the SSRF guard lets through although private (127.0.0.0/8 for the local receiver)"},
+}
+
+// webhookFrom is the webhook channel under name, from the webhook's settings.
+func webhookFrom(s plugin.Values, name string) (*Webhook, error) {
+	allow, err := plugin.ReadPrefixes(s.Get("OMEGA_WEBHOOK_ALLOW"))
+	if err != nil {
+		return nil, fmt.Errorf("OMEGA_WEBHOOK_ALLOW: %w", err)
+	}
+	return NewWebhook(WebhookConfig{Name: name, URL: s.Get("OMEGA_WEBHOOK_URL"), Secret: s.Get("OMEGA_WEBHOOK_SECRET"), Allow: allow})
+}
 
 // HeaderIdempotencyKey carries Message.IdempotencyKey to the provider.
 const HeaderIdempotencyKey = "Idempotency-Key"

@@ -9,6 +9,7 @@ import (
 
 	"github.com/omegareach/omega/activities/filter"
 	"github.com/omegareach/omega/internal/testenv"
+	"github.com/omegareach/omega/store"
 )
 
 // The blacklist survives Redis losing it: the filter reloads its copy from PostgreSQL before it
@@ -18,15 +19,14 @@ func TestBlacklistSurvivesRedisLoss(t *testing.T) {
 	for _, target := range env.Redises(t) {
 		t.Run(target.Name, func(t *testing.T) {
 			rdb := target.Client
-			lists := &filter.Lists{Pool: env.Audit(t).Pool(), Redis: rdb}
 			ctx := context.Background()
 			key := testenv.Unique("bl-")
+			lists := store.NewLists(env.Audit(t).Pool(), rdb, map[string]string{"blacklist": key})
 			listed, free := testenv.Unique("listed-"), testenv.Unique("free-")
-			n, err := lists.Add(ctx, "blacklist", key, []string{listed})
+			n, err := lists.Add(ctx, "blacklist", []string{listed})
 			require.NoError(t, err)
 			require.EqualValues(t, 1, n)
-			bl := filter.NewBlacklist(rdb, key)
-			bl.Lists = lists
+			bl := filter.NewBlacklist(lists)
 			check := func(user string) string {
 				t.Helper()
 				v, err := bl.Check(ctx, filter.Request{UserID: user, Channel: "push", Now: time.Now()})
@@ -41,7 +41,7 @@ func TestBlacklistSurvivesRedisLoss(t *testing.T) {
 			require.Equal(t, filter.Drop, check(listed), "reloaded from PostgreSQL")
 			require.Equal(t, filter.Pass, check(free))
 
-			n, err = lists.Remove(ctx, "blacklist", key, []string{listed})
+			n, err = lists.Remove(ctx, "blacklist", []string{listed})
 			require.NoError(t, err)
 			require.EqualValues(t, 1, n)
 			require.NoError(t, rdb.Del(ctx, key).Err())

@@ -2,11 +2,14 @@ package filter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/omegareach/omega/activities/plugin"
 	"github.com/omegareach/omega/profile"
 )
 
@@ -199,4 +202,56 @@ func (g *Gray) Check(ctx context.Context, r Request) (Verdict, error) {
 		}
 	}
 	return Verdict{Outcome: Drop, Reason: fmt.Sprintf("outside the %d%% gray rollout of rule %s", r.Rollout, r.RuleID)}, nil
+}
+
+func init() {
+	builtin.MustRegister(Spec{
+		Name:   "consent",
+		Doc:    "drops what the user's profile does not consent to",
+		Fields: []plugin.Field{{Env: "OMEGA_OPT_IN", Doc: "channels that need an explicit consent grant, e.g. sms"}},
+		New: func(s plugin.Values, d Deps) (Filter, error) {
+			return &Consent{Profiles: d.Profiles, OptIn: plugin.List(s.Get("OMEGA_OPT_IN"))}, nil
+		},
+	})
+	builtin.MustRegister(Spec{
+		Name: "quiet_hours",
+		Doc:  "holds marketing sends in the user's local night until the window ends",
+		Fields: []plugin.Field{{Env: "OMEGA_QUIET_HOURS", Doc: "START-END in the user's time, e.g. 21:00-08:00 (off when empty)",
+			Check: func(v string) error { _, _, err := quietWindow(v); return err }}},
+		New: func(s plugin.Values, d Deps) (Filter, error) {
+			v := s.Get("OMEGA_QUIET_HOURS")
+			if v == "" {
+				return nil, nil // not enabled: chains run without it
+			}
+			start, end, err := quietWindow(v)
+			if err != nil {
+				return nil, fmt.Errorf("OMEGA_QUIET_HOURS: %w", err)
+			}
+			q := &QuietHours{Profiles: d.Profiles, Start: start, End: end}
+			if err := q.Validate(); err != nil {
+				return nil, err
+			}
+			return q, nil
+		},
+	})
+	builtin.MustRegister(Spec{
+		Name: "gray",
+		Doc:  "a rule's gray rollout: a stable share of users, plus the whitelist",
+		New: func(_ plugin.Values, d Deps) (Filter, error) {
+			if d.Lists == nil {
+				return nil, errors.New("the lists are required")
+			}
+			return &Gray{Allowed: func(ctx context.Context, user string) (bool, error) {
+				return d.Lists.Has(ctx, "whitelist", user)
+			}}, nil
+		},
+	})
+}
+
+func quietWindow(v string) (start, end string, err error) {
+	start, end, ok := strings.Cut(v, "-")
+	if !ok {
+		return "", "", errors.New("want START-END in the user's time (21:00-08:00)")
+	}
+	return start, end, nil
 }

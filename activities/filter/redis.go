@@ -2,34 +2,26 @@ package filter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/omegareach/omega/activities/plugin"
+	"github.com/omegareach/omega/store"
 )
 
-// BlacklistKey is the Redis set of users who must never be reached.
-const BlacklistKey = "omega:list:blacklist"
+// Blacklist drops the users on the list named "blacklist".
+type Blacklist struct{ lists store.Lists }
 
-// Blacklist drops users in a Redis set (a copy of the durable list when Lists is set).
-type Blacklist struct {
-	rdb   redis.UniversalClient
-	key   string
-	Lists *Lists
-}
-
-// NewBlacklist reads the set at key (BlacklistKey when empty).
-func NewBlacklist(rdb redis.UniversalClient, key string) *Blacklist {
-	if key == "" {
-		key = BlacklistKey
-	}
-	return &Blacklist{rdb: rdb, key: key}
-}
+// NewBlacklist reads the blacklist from lists.
+func NewBlacklist(lists store.Lists) *Blacklist { return &Blacklist{lists: lists} }
 
 func (b *Blacklist) Name() string { return "blacklist" }
 
 func (b *Blacklist) Check(ctx context.Context, r Request) (Verdict, error) {
-	in, err := member(ctx, b.rdb, b.Lists, "blacklist", b.key, r.UserID)
+	in, err := b.lists.Has(ctx, "blacklist", r.UserID)
 	if err != nil {
 		return Verdict{}, fmt.Errorf("read blacklist: %w", err) // fail closed: retried, never passed
 	}
@@ -39,30 +31,18 @@ func (b *Blacklist) Check(ctx context.Context, r Request) (Verdict, error) {
 	return Verdict{Outcome: Pass}, nil
 }
 
-// Whitelist passes only the users in a Redis set: a chain for tests on real users, or a journey
-// opened to a list first.
-type Whitelist struct {
-	rdb   redis.UniversalClient
-	key   string
-	Lists *Lists
-}
+// Whitelist passes only the users on the list named "whitelist": a chain for tests on real
+// users, or a journey opened to a list first.
+type Whitelist struct{ lists store.Lists }
 
-// WhitelistKey is the Redis set of the whitelist.
-const WhitelistKey = "omega:list:whitelist"
-
-// NewWhitelist reads the set at key (WhitelistKey when empty).
-func NewWhitelist(rdb redis.UniversalClient, key string) *Whitelist {
-	if key == "" {
-		key = WhitelistKey
-	}
-	return &Whitelist{rdb: rdb, key: key}
-}
+// NewWhitelist reads the whitelist from lists.
+func NewWhitelist(lists store.Lists) *Whitelist { return &Whitelist{lists: lists} }
 
 func (w *Whitelist) Name() string { return "whitelist" }
 
 // Has reports whether user is on the list (the gray rollout's allowlist).
 func (w *Whitelist) Has(ctx context.Context, user string) (bool, error) {
-	return member(ctx, w.rdb, w.Lists, "whitelist", w.key, user)
+	return w.lists.Has(ctx, "whitelist", user)
 }
 
 func (w *Whitelist) Check(ctx context.Context, r Request) (Verdict, error) {
@@ -171,4 +151,48 @@ func human(d time.Duration) string {
 		return fmt.Sprintf("%dh", d/time.Hour)
 	}
 	return d.String()
+}
+
+func init() {
+	lists := func(name string, build func(store.Lists) Filter) Spec {
+		return Spec{Name: name, Doc: "the " + name + " (ListService edits it)",
+			New: func(_ plugin.Values, d Deps) (Filter, error) {
+				if d.Lists == nil {
+					return nil, errors.New("the lists are required")
+				}
+				return build(d.Lists), nil
+			}}
+	}
+	builtin.MustRegister(lists("blacklist", func(l store.Lists) Filter { return NewBlacklist(l) }))
+	builtin.MustRegister(lists("whitelist", func(l store.Lists) Filter { return NewWhitelist(l) }))
+	builtin.MustRegister(Spec{
+		Name: "fatigue",
+		Doc:  "caps the messages a user gets in 24 hours",
+		Fields: []plugin.Field{
+			{Env: "OMEGA_DAILY_CAP", Default: "3", Check: plugin.Count, Doc: "most messages per user in 24 hours, every channel and journey"},
+			{Env: "OMEGA_CHANNEL_CAPS", Check: plugin.Counts, Doc: "most per channel, e.g. sms=1,push=3"},
+			{Env: "OMEGA_LAST_SLOT_PRIORITY", Default: "0", Check: plugin.Count,
+				Doc: "a cap's last slot is kept for journeys of this priority or more (0: off)"},
+		},
+		New: func(s plugin.Values, d Deps) (Filter, error) {
+			all, err := plugin.ReadCount(s.Get("OMEGA_DAILY_CAP"))
+			if err != nil {
+				return nil, fmt.Errorf("OMEGA_DAILY_CAP: %w", err)
+			}
+			if all == 0 {
+				all = 3 // as it always was: no way to switch the daily cap off
+			}
+			caps, err := plugin.ReadCounts(s.Get("OMEGA_CHANNEL_CAPS"))
+			if err != nil {
+				return nil, fmt.Errorf("OMEGA_CHANNEL_CAPS: %w", err)
+			}
+			last, err := plugin.ReadCount(s.Get("OMEGA_LAST_SLOT_PRIORITY"))
+			if err != nil {
+				return nil, fmt.Errorf("OMEGA_LAST_SLOT_PRIORITY: %w", err)
+			}
+			f := NewFatigue(d.Redis, d.KeyPrefix, all, caps)
+			f.LastSlotPriority = last
+			return f, nil
+		},
+	})
 }

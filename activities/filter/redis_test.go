@@ -11,6 +11,7 @@ import (
 
 	"github.com/omegareach/omega/activities/filter"
 	"github.com/omegareach/omega/internal/testenv"
+	"github.com/omegareach/omega/store"
 )
 
 var day = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
@@ -29,7 +30,7 @@ func TestBlacklist(t *testing.T) {
 			t.Cleanup(func() { rdb.Del(context.Background(), key) })
 			banned := testenv.Unique("u")
 			require.NoError(t, rdb.SAdd(ctx, key, banned).Err())
-			bl := filter.NewBlacklist(rdb, key)
+			bl := filter.NewBlacklist(store.NewLists(nil, rdb, map[string]string{"blacklist": key}))
 
 			tests := []struct {
 				name string

@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/omegareach/omega/activities/plugin"
 
 	"go.temporal.io/sdk/client"
 
@@ -72,8 +73,9 @@ func (b *bench) inProcessWorker(queue, name string) (stop func()) {
 	must(err)
 	pool := b.pool
 	w, err := worker.New(worker.Config{Temporal: b.tc, TaskQueue: queue, Identity: "bench-" + name + "@" + queue, Redis: b.rdb,
-		Audit: audit.NewStore(pool), WebhookURL: b.recv.url, WebhookAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-		KeyPrefix: b.c.run, DailyCap: 100, Journeys: journey.NewStore(pool, worker.Catalog()),
+		Audit:     audit.NewStore(pool),
+		Settings:  plugin.Values{"OMEGA_WEBHOOK_URL": b.recv.url, "OMEGA_WEBHOOK_ALLOW": "127.0.0.0/8", "OMEGA_DAILY_CAP": "100"},
+		KeyPrefix: b.c.run, Journeys: journey.NewStore(pool, worker.Catalog()),
 		Profiles: &profile.Cached{Store: profile.NewStore(pool), Redis: b.rdb}, Log: slog.New(slog.NewTextHandler(f, nil))})
 	must(err)
 	must(w.Start())

@@ -53,9 +53,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/grpc"
 
-	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/journey"
+	"github.com/omegareach/omega/store"
 	"github.com/omegareach/omega/worker"
 	"github.com/omegareach/omega/workflows"
 )
@@ -155,7 +155,7 @@ type bench struct {
 func newBench(c config) *bench {
 	b := &bench{c: c, recv: newReceiver(), topic: c.run + ".events"}
 	ctx := context.Background()
-	must(audit.Migrate(c.pg))
+	must(store.Migrate(c.pg))
 	pool, err := pgxpool.New(ctx, c.pg)
 	must(err)
 	b.pool = pool

@@ -62,14 +62,14 @@ type apiClient struct {
 }
 
 func newAPIClient(cfg config) (apiClient, error) {
-	key, err := secret("OMEGA_API_KEY")
-	if err != nil {
+	if err := cfg.need("OMEGA_API_KEY"); err != nil {
 		return apiClient{}, err
 	}
+	key := cfg.apiKey
 	if key == "" {
 		return apiClient{}, errors.New("OMEGA_API_KEY is not set (make run prints a development key; omega apikey create makes one)")
 	}
-	url := env("OMEGA_API_URL", "http://"+cfg.apiAddr)
+	url := cfg.apiURL
 	withKey := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			req.Header().Set("Authorization", "Bearer "+key)

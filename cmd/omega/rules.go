@@ -16,11 +16,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/eventtype"
 	"github.com/omegareach/omega/journey"
+	"github.com/omegareach/omega/store"
 	"github.com/omegareach/omega/worker"
 	"github.com/omegareach/omega/workflows"
 )
@@ -375,8 +375,5 @@ func loadValid[T any](path string, load func(string) ([]T, error), validate func
 
 // openPool brings the schema up to date and connects to PostgreSQL.
 func openPool(ctx context.Context, cfg config) (*pgxpool.Pool, error) {
-	if err := audit.Migrate(cfg.pgURL); err != nil {
-		return nil, err
-	}
-	return pgxpool.New(ctx, cfg.pgURL)
+	return store.Open(ctx, cfg.pgURL)
 }

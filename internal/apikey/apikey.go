@@ -85,7 +85,7 @@ func Generate() (id, secret string) {
 	return hex.EncodeToString(h[:6]), secret
 }
 
-// Store keeps keys in the table api_keys (schema from audit.Migrate).
+// Store keeps keys in the table api_keys (schema from store.Migrate).
 type Store struct{ pool *pgxpool.Pool }
 
 // NewStore returns a store on pool.

@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/store"
 )
 
 // Env is where the stack's servers listen.
@@ -139,7 +140,7 @@ func (e Env) Redises(t testing.TB) []RedisTarget {
 // Audit returns an audit store on a migrated database, closed at cleanup.
 func (e Env) Audit(t testing.TB) *audit.Store {
 	t.Helper()
-	require.NoError(t, audit.Migrate(e.PGURL))
+	require.NoError(t, store.Migrate(e.PGURL))
 	pool, err := pgxpool.New(context.Background(), e.PGURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
@@ -151,7 +152,7 @@ func (e Env) Audit(t testing.TB) *audit.Store {
 func (e Env) FreshAudit(t testing.TB) *audit.Store {
 	t.Helper()
 	u := e.FreshDB(t)
-	require.NoError(t, audit.Migrate(u))
+	require.NoError(t, store.Migrate(u))
 	pool, err := pgxpool.New(context.Background(), u)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)

@@ -33,7 +33,7 @@ type Head struct {
 	Spec     []byte
 }
 
-// Store reads and writes the tables <kind>_versions and <kind>_heads (schema from audit.Migrate).
+// Store reads and writes the tables <kind>_versions and <kind>_heads (schema from store.Migrate).
 type Store struct {
 	pool *pgxpool.Pool
 	kind string

@@ -1,4 +1,4 @@
-package audit
+package store
 
 import (
 	"embed"
@@ -14,9 +14,11 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Migrate brings Omega Reach's PostgreSQL schema (audit records, rule versions) at dsn
-// (postgres://...) up to date. Concurrent callers are safe: the
-// library holds an advisory lock while it migrates.
+// Migrate brings Omega Reach's PostgreSQL schema at dsn (postgres://...) up to date: every
+// table of every package (audit records, rule, journey and event type versions, profiles, the
+// inbox, API keys, list members). Concurrent callers are safe: the library holds an advisory lock
+// while it migrates. The files keep the names and numbers they had under audit/, so a database
+// migrated before the move carries on from its version in schema_migrations.
 func Migrate(dsn string) error { return migrateTo(dsn, 0) }
 
 // MigrateTo brings the schema to version (a migration's number), up or down: for rolling back a

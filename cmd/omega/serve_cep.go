@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/cep"
+	"github.com/omegareach/omega/eventtype"
+	"github.com/omegareach/omega/profile"
+	"github.com/omegareach/omega/store"
+	"github.com/omegareach/omega/worker"
+)
+
+func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
+	if err := cfg.need("OMEGA_CEP_ALLOWED_LATENESS", "OMEGA_CEP_EAGER_START"); err != nil {
+		return err
+	}
+	// The stage holds its partitions' pattern state in memory: hundreds of thousands of small,
+	// long-lived instances that every collection marks again (a quarter of its CPU at GOGC=100,
+	// docs/benchmarks.md). Trading heap for CPU is the better deal here; GOGC or GOMEMLIMIT in the
+	// environment (set the limit below the container's) take precedence.
+	if !cfg.gogcSet {
+		debug.SetGCPercent(400)
+	}
+	tc, err := dialTemporal(ctx, log, cfg)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	rdb := cfg.newRedis()
+	defer rdb.Close()
+	pool, err := store.Open(ctx, cfg.pgURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	sc := cep.DefaultSaramaConfig()
+	if err := secureKafka(sc); err != nil {
+		return err
+	}
+	c := cep.Config{
+		Brokers: cfg.brokers, Sarama: sc, Redis: rdb, RuleSource: cep.NewRuleStore(pool, ruleCatalog(pool)),
+		EventTypes: eventtype.NewStore(pool),
+		Profiles:   &profile.Cached{Store: profile.NewStore(pool), Redis: rdb},
+		Starter:    &cep.TemporalStarter{Client: tc, TaskQueue: cfg.taskQueue, Audit: audit.NewStore(pool), Log: log},
+		Shadow:     cep.AuditShadow{Store: audit.NewStore(pool)}, Tracker: audit.NewStore(pool), Log: log,
+		Topic: cfg.topic, Group: cfg.cepGroup, AllowedLateness: cfg.allowedLateness,
+		KeyPrefix: cfg.keyPrefix, ReachPrefix: cfg.keyPrefix,
+	}
+	if c.Topic != "" {
+		c.DLQTopic = c.Topic + ".dlq"
+	}
+	// OMEGA_CEP_CRASH_AT: the fault suite kills this process at a step of a batch (cep.Point*).
+	if point := cfg.crashAt; point != "" {
+		log.Warn("this process kills itself at the first batch with matches that reaches a point (fault testing)", "point", point)
+		cep.CrashAt(point, func() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL) })
+	}
+	// OMEGA_RULES: rules from files (a file or a directory), instead of the rule store.
+	if path := cfg.rulesPath; path != "" {
+		rs, err := cep.LoadRules(path)
+		if err != nil {
+			return err
+		}
+		c.RuleSource, c.Rules = nil, rs
+	}
+	// OMEGA_CEP_EAGER_START: a reach worker inside this process, and starts with eager workflow
+	// start: a single-send reach's only workflow task comes back in the start's answer and runs
+	// here, skipping the matching service (docs/benchmarks.md: ~40% less Temporal CPU per reach).
+	// The standalone workers keep everything else (retries, timers, later journey steps).
+	if cfg.eagerStart {
+		w, err := worker.New(cfg.workerConfig(tc, rdb, pool, workerIdentity(cfg, "/cep"), log))
+		if err != nil {
+			return err
+		}
+		if err := w.Start(); err != nil {
+			return fmt.Errorf("start the eager reach worker: %w", err)
+		}
+		defer w.Stop()
+		c.Starter.(*cep.TemporalStarter).Eager = true
+		log.Info("eager workflow start: a reach worker runs in this process", "task_queue", cfg.taskQueue)
+	}
+	st, err := cep.New(c)
+	if err != nil {
+		return err
+	}
+	// Run retries its backends itself; the lag metric says whether it keeps up.
+	go markReadyWhenServing(ctx, log, tc, cfg.taskQueue, "")
+	return st.Run(ctx)
+}
