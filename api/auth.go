@@ -68,6 +68,12 @@ var MethodScopes = map[string]string{
 	omegav1connect.EventTypeServiceApplyEventTypeProcedure:    apikey.ScopeAdmin,
 	omegav1connect.EventTypeServiceDisableEventTypeProcedure:  apikey.ScopeAdmin,
 	omegav1connect.EventTypeServiceActivateEventTypeProcedure: apikey.ScopeAdmin,
+	omegav1connect.AudienceServiceCountAudienceProcedure:      apikey.ScopeRead,
+	omegav1connect.AudienceServiceGetBroadcastProcedure:       apikey.ScopeRead,
+	omegav1connect.AudienceServiceStartBroadcastProcedure:     apikey.ScopeAdmin,
+	omegav1connect.AudienceServicePauseBroadcastProcedure:     apikey.ScopeAdmin,
+	omegav1connect.AudienceServiceResumeBroadcastProcedure:    apikey.ScopeAdmin,
+	omegav1connect.AudienceServiceCancelBroadcastProcedure:    apikey.ScopeAdmin,
 }
 
 // keyCacheTTL bounds how long a revoked key keeps working on a running API replica.

@@ -65,7 +65,7 @@ func servedAll(t *testing.T, keys api.KeySource) *httptest.Server {
 	return serve(t, api.Config{Audit: audit.NewStore(nil), Keys: keys,
 		RuleStore: nopSpecs[cep.Rule]{}, JourneyStore: nopSpecs[journey.Journey]{}, EventTypes: nopEventTypes{},
 		Redis: nowhere, Lists: store.NewLists(nil, nowhere, nil), Inbox: store.NewInbox(nil), Profiles: nopProfiles{},
-		Backfill: &fakeBackfill{}})
+		Backfill: &fakeBackfill{}, Pages: nopProfiles{}})
 }
 
 // nopSpecs and nopProfiles are stores with nothing in them.
@@ -97,6 +97,9 @@ func (nopProfiles) Stored(context.Context, []string) (map[string]profile.Profile
 	return nil, nil
 }
 func (nopProfiles) UpsertMany(context.Context, []profile.Profile) error { return nil }
+func (nopProfiles) Page(context.Context, string, int) ([]profile.Profile, error) {
+	return nil, nil
+}
 
 // streaming are the server-streaming procedures: the Connect protocol frames their messages.
 var streaming = map[string]bool{omegav1connect.RuleServiceBackfillRuleProcedure: true}

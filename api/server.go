@@ -57,6 +57,9 @@ type Config struct {
 	DefaultRate float64
 	// MaxCallTimeout caps how long one call may run, whatever the caller's deadline (30s when zero).
 	MaxCallTimeout time.Duration
+	// Pages backs AudienceService's dry runs and, with Temporal, its broadcasts (not served
+	// when nil).
+	Pages ProfilePager
 	// TaskQueue of reach workflows (workflows.TaskQueue when empty).
 	TaskQueue string
 	// MaxRequestBytes caps a request body (4 MiB when zero).
@@ -126,6 +129,10 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.Inbox != nil {
 		mux.Handle(omegav1connect.NewInboxServiceHandler(inboxService{s, cfg.Inbox}, opts...))
 		services = append(services, omegav1connect.InboxServiceName)
+	}
+	if cfg.Pages != nil {
+		mux.Handle(omegav1connect.NewAudienceServiceHandler(audienceService{s, cfg.Pages}, opts...))
+		services = append(services, omegav1connect.AudienceServiceName)
 	}
 	if cfg.JourneyStore != nil {
 		js := journeySpecs(s, cfg.JourneyStore)

@@ -60,10 +60,10 @@ func TestSignIn(t *testing.T) {
 		})
 	}
 
-	resp = postForm(t, c, srv, "/console/login", url.Values{"key": {readKey}, "next": {"/console/rules"}}, srv.URL)
-	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
-	require.Equal(t, "/console/rules", resp.Header.Get("Location"))
-	ck := resp.Cookies()
+	ans := postForm(t, c, srv, "/console/login", url.Values{"key": {readKey}, "next": {"/console/rules"}}, srv.URL)
+	require.Equal(t, http.StatusSeeOther, ans.StatusCode)
+	require.Equal(t, "/console/rules", ans.Header.Get("Location"))
+	ck := ans.Cookies()
 	require.Len(t, ck, 1)
 	require.Equal(t, console.CookieName, ck[0].Name)
 	require.True(t, ck[0].HttpOnly)
@@ -78,11 +78,11 @@ func TestSignIn(t *testing.T) {
 	require.Regexp(t, `^page;dur=\d`, h.Get("Server-Timing"))
 
 	// An open redirect through next is refused.
-	resp = postForm(t, browser(t, srv), srv, "/console/login", url.Values{"key": {readKey}, "next": {"//evil.example/"}}, srv.URL)
-	require.Equal(t, "/console/journeys", resp.Header.Get("Location"))
+	ans = postForm(t, browser(t, srv), srv, "/console/login", url.Values{"key": {readKey}, "next": {"//evil.example/"}}, srv.URL)
+	require.Equal(t, "/console/journeys", ans.Header.Get("Location"))
 
-	resp = postForm(t, c, srv, "/console/logout", nil, srv.URL)
-	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	ans = postForm(t, c, srv, "/console/logout", nil, srv.URL)
+	require.Equal(t, http.StatusSeeOther, ans.StatusCode)
 	resp, err = c.Get(srv.URL + "/console/rules")
 	require.NoError(t, err)
 	_ = resp.Body.Close()

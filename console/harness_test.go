@@ -123,7 +123,16 @@ func browser(t testing.TB, srv *httptest.Server) *http.Client {
 	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
-func postForm(t testing.TB, c *http.Client, srv *httptest.Server, path string, form url.Values, origin string) *http.Response {
+// formAnswer is what a form post answered (its body read and closed).
+type formAnswer struct {
+	StatusCode int
+	Header     http.Header
+	cookies    []*http.Cookie
+}
+
+func (a formAnswer) Cookies() []*http.Cookie { return a.cookies }
+
+func postForm(t testing.TB, c *http.Client, srv *httptest.Server, path string, form url.Values, origin string) formAnswer {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(form.Encode()))
 	require.NoError(t, err)
@@ -134,7 +143,7 @@ func postForm(t testing.TB, c *http.Client, srv *httptest.Server, path string, f
 	resp, err := c.Do(req)
 	require.NoError(t, err)
 	_ = resp.Body.Close()
-	return resp
+	return formAnswer{StatusCode: resp.StatusCode, Header: resp.Header, cookies: resp.Cookies()}
 }
 
 func signIn(t testing.TB, srv *httptest.Server, key string) *http.Client {

@@ -29,6 +29,7 @@ func TestMigrationsFrozen(t *testing.T) {
 		"010_tracking.up.sql":          "7daed0b1d1d0d553",
 		"011_tracking_guards.up.sql":   "b66d99e25e14098c",
 		"012_event_types.up.sql":       "96a6415dd5962149",
+		"013_holdout_index.up.sql":     "ba7202d917df040e",
 	}
 	ups, err := fs.Glob(migrations, "migrations/*.up.sql")
 	require.NoError(t, err)

@@ -50,14 +50,15 @@ type BroadcastInput struct {
 // BroadcastProgress is how far a broadcast is.
 type BroadcastProgress struct {
 	// State is running, paused, done or cancelled.
-	State   string    `json:"state"`
-	Cursor  string    `json:"cursor"`
-	Scanned int64     `json:"scanned"`
-	Matched int64     `json:"matched"`
-	Started int64     `json:"started"`
-	Already int64     `json:"already"`
-	Began   time.Time `json:"began"`
-	Updated time.Time `json:"updated"`
+	State     string    `json:"state"`
+	JourneyID string    `json:"journey_id"`
+	Cursor    string    `json:"cursor"`
+	Scanned   int64     `json:"scanned"`
+	Matched   int64     `json:"matched"`
+	Started   int64     `json:"started"`
+	Already   int64     `json:"already"`
+	Began     time.Time `json:"began"`
+	Updated   time.Time `json:"updated"`
 }
 
 // BroadcastID is the workflow ID of a broadcast.
@@ -69,6 +70,7 @@ func AudienceRuleID(audienceID string) string { return "audience/" + audienceID 
 // BroadcastWorkflow runs a broadcast to its end, a page per activity.
 func BroadcastWorkflow(ctx workflow.Context, in BroadcastInput) (BroadcastProgress, error) {
 	st := in.Progress
+	st.JourneyID = in.JourneyID
 	paused := in.Paused
 	if st.Began.IsZero() {
 		st.Began = workflow.Now(ctx)

@@ -67,6 +67,8 @@ func main() {
 		err = runTemplates(ctx, cfg, os.Args[2:], os.Stdout)
 	case "reaches":
 		err = runReaches(ctx, cfg, os.Args[2:], os.Stdout)
+	case "audiences":
+		err = runAudiences(ctx, cfg, os.Args[2:], os.Stdout)
 	case "events":
 		err = runEvents(ctx, cfg, os.Args[2:], os.Stdout)
 	case "apikey":

@@ -54,8 +54,9 @@ const eventsUsage = `usage: omega events send [flags]   (through the API: OMEGA_
 
 // apiClient calls the API with the key from OMEGA_API_KEY.
 type apiClient struct {
-	reaches omegav1connect.ReachServiceClient
-	events  omegav1connect.EventServiceClient
+	reaches   omegav1connect.ReachServiceClient
+	events    omegav1connect.EventServiceClient
+	audiences omegav1connect.AudienceServiceClient
 	// rules carries no key by itself (its streaming call sets the header from key).
 	rules omegav1connect.RuleServiceClient
 	key   string
@@ -78,10 +79,11 @@ func newAPIClient(cfg config) (apiClient, error) {
 	})
 	hc := &http.Client{Timeout: 60 * time.Second}
 	return apiClient{
-		reaches: omegav1connect.NewReachServiceClient(hc, url, connect.WithInterceptors(withKey)),
-		events:  omegav1connect.NewEventServiceClient(hc, url, connect.WithInterceptors(withKey)),
-		rules:   newRuleClient(url),
-		key:     key,
+		reaches:   omegav1connect.NewReachServiceClient(hc, url, connect.WithInterceptors(withKey)),
+		events:    omegav1connect.NewEventServiceClient(hc, url, connect.WithInterceptors(withKey)),
+		audiences: omegav1connect.NewAudienceServiceClient(hc, url, connect.WithInterceptors(withKey)),
+		rules:     newRuleClient(url),
+		key:       key,
 	}, nil
 }
 

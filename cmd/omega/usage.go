@@ -24,6 +24,7 @@ commands:
   profiles  import (JSONL or CSV), get and set user profiles (omega profiles for help)
   templates list a journey's templates and preview them (omega templates for help)
   reaches   list, get, cancel and trigger reaches through the API (omega reaches for help)
+  audiences count an audience, broadcast a journey to it, pause, resume, cancel (omega audiences)
   events    send events through the API; declare event types (omega events for help)
   apikey    create, revoke and list API keys (omega apikey for help)
 
@@ -33,7 +34,7 @@ environment (defaults in brackets):
   OMEGA_TEMPORAL_ADDR [127.0.0.1:7233]   OMEGA_TEMPORAL_NAMESPACE [default]
   (OMEGA_REDIS_ADDR: several comma-separated addresses are a Redis Cluster's seeds)
   OMEGA_API_ADDR [127.0.0.1:8080]        OMEGA_RECEIVER_ADDR [127.0.0.1:8090]
-  OMEGA_API_URL [http://$OMEGA_API_ADDR] OMEGA_API_KEY (reaches, events)
+  OMEGA_API_URL [http://$OMEGA_API_ADDR] OMEGA_API_KEY (reaches, events, audiences)
   OMEGA_API_RATE [50: requests/s per key without its own rate]
   OMEGA_API_TLS_CERT_FILE OMEGA_API_TLS_KEY_FILE [TLS off] OMEGA_API_TLS_CA_FILE [client certificates required]
 TLS and credentials of clients (SECURITY.md): OMEGA_{KAFKA,REDIS,TEMPORAL}_TLS=1, _CA_FILE, _CERT_FILE,
