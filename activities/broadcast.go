@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -14,6 +15,9 @@ import (
 
 // ErrTypeAudience is a broadcast's audience that does not compile: not retried.
 const ErrTypeAudience = "AudienceError"
+
+// broadcastStarters bounds a page's reach starts in flight.
+const broadcastStarters = 16
 
 // ProfilePager reads every profile a page at a time, in user ID order (profile.Store).
 type ProfilePager interface {
@@ -65,38 +69,76 @@ func (a *Activities) BroadcastPage(ctx context.Context, in BroadcastPageInput) (
 	if err != nil {
 		return res, err
 	}
+	// Members start in order of user ID, paced at the rate, by up to broadcastStarters calls in
+	// flight: one start is a round trip to Temporal, and the rate must hold whatever it costs.
+	var members []string
+	for _, p := range ps {
+		res.Scanned++
+		res.Next = p.UserID
+		if cond.Holds(p) {
+			members = append(members, p.UserID)
+		}
+	}
+	res.Matched = int64(len(members))
 	interval := time.Duration(0)
 	if in.Rate > 0 {
 		interval = time.Duration(float64(time.Second) / in.Rate)
 	}
-	next := time.Now()
-	for _, p := range ps {
-		res.Scanned++
-		res.Next = p.UserID
-		if !cond.Holds(p) {
-			continue
-		}
-		res.Matched++
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu        sync.Mutex
+		firstErr  error
+		wg        sync.WaitGroup
+		sem       = make(chan struct{}, broadcastStarters)
+		next      = time.Now()
+		heartbeat = time.Now()
+	)
+	for _, u := range members {
 		if wait := time.Until(next); wait > 0 {
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return res, ctx.Err()
 			case <-t.C:
 			}
 		}
 		next = maxTime(next, time.Now().Add(-interval)).Add(interval) // no burst after a slow start
-		created, err := a.Reaches.StartAudienceReach(ctx, in.Audience.ID, p.UserID, in.JourneyID, in.Run)
-		if err != nil {
-			return res, errors.Join(errors.New("start the reach of "+p.UserID), err)
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
 		}
-		if created {
-			res.Started++
-		} else {
-			res.Already++
+		if ctx.Err() != nil {
+			break
 		}
-		activity.RecordHeartbeat(ctx, res.Next)
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			created, err := a.Reaches.StartAudienceReach(ctx, in.Audience.ID, u, in.JourneyID, in.Run)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil && firstErr == nil:
+				firstErr = errors.Join(errors.New("start the reach of "+u), err)
+				cancel()
+			case err != nil:
+			case created:
+				res.Started++
+			default:
+				res.Already++
+			}
+		}()
+		if time.Since(heartbeat) > time.Second {
+			heartbeat = time.Now()
+			activity.RecordHeartbeat(ctx, u)
+		}
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return res, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
 	}
 	res.Done = len(ps) < in.Limit
 	return res, nil

@@ -3,6 +3,10 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,57 +19,110 @@ import (
 )
 
 // TestBroadcast: an audience of the test's gold users (one profile in four) broadcast the
-// cart-reminder journey on a real stack: every member is reached once and nobody else; the same
-// run started again finds every reach started and reaches nobody twice.
+// cart-reminder journey on a real stack. The first run is killed (terminated) a quarter of the
+// way; the same run started again reaches the rest, so every member is reached once and nobody
+// else; a third start finds every reach started. OMEGA_BROADCAST_PROFILES (800 by default) and
+// OMEGA_BROADCAST_RATE (200/s) scale it; it logs the time, the start rate and the test process's
+// peak heap (the worker runs in it).
 func TestBroadcast(t *testing.T) {
 	p := newPipeline(t)
 	p.startWorker()
 	ctx := context.Background()
-	const users = 800
-	profiles := make([]profile.Profile, users)
+	users, rate := 800, 200.0
+	if v, err := strconv.Atoi(os.Getenv("OMEGA_BROADCAST_PROFILES")); err == nil && v > 0 {
+		users = v
+	}
+	if v, err := strconv.ParseFloat(os.Getenv("OMEGA_BROADCAST_RATE"), 64); err == nil && v > 0 {
+		rate = v
+	}
+	pages := profile.NewStore(p.store.Pool())
 	gold := map[string]bool{}
-	for i := range profiles {
+	batch := make([]profile.Profile, 0, 1000)
+	for i := range users {
 		tier := "silver"
 		if i%4 == 0 {
 			tier = "gold"
 		}
-		u := fmt.Sprintf("%s-u%04d", p.id, i)
-		profiles[i] = profile.Profile{UserID: u, Attrs: map[string]any{"tier": tier}}
+		u := fmt.Sprintf("%s-u%06d", p.id, i)
+		batch = append(batch, profile.Profile{UserID: u, Attrs: map[string]any{"tier": tier}})
 		if tier == "gold" {
 			gold[u] = true
 		}
+		if len(batch) == cap(batch) || i == users-1 {
+			require.NoError(t, pages.UpsertMany(ctx, batch))
+			batch = batch[:0]
+		}
 	}
-	require.NoError(t, profile.NewStore(p.store.Pool()).UpsertMany(ctx, profiles))
+
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
 
 	aud := audience.Audience{ID: "gold-" + p.id, When: fmt.Sprintf(`profile.user_id.startsWith(%q) && profile.attrs.tier == "gold"`, p.id)}
-	in := workflows.BroadcastInput{Audience: aud, JourneyID: "cart-reminder", Run: "r1", Rate: 500, PageSize: 100}
+	in := workflows.BroadcastInput{Audience: aud, JourneyID: "cart-reminder", Run: "r1", Rate: rate}
+	id := workflows.BroadcastID(aud.ID, in.Run)
 	tc := p.env.Temporal(t)
-	run := func() workflows.BroadcastProgress {
+	start := func() client.WorkflowRun {
 		t.Helper()
-		wr, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.BroadcastID(aud.ID, in.Run), TaskQueue: p.queue},
-			workflows.BroadcastWorkflow, in)
+		wr, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: p.queue}, workflows.BroadcastWorkflow, in)
 		require.NoError(t, err)
-		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		return wr
+	}
+	wait := func(wr client.WorkflowRun) workflows.BroadcastProgress {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 		defer cancel()
 		var st workflows.BroadcastProgress
 		require.NoError(t, wr.Get(wctx, &st))
 		return st
 	}
-	st := run()
+	began := time.Now()
+	start()
+	var killed workflows.BroadcastProgress
+	require.Eventually(t, func() bool {
+		v, err := tc.QueryWorkflow(ctx, id, "", workflows.QueryBroadcast)
+		if err != nil || v.Get(&killed) != nil {
+			return false
+		}
+		return killed.Started >= int64(len(gold)/4)
+	}, 5*time.Minute, 20*time.Millisecond, "a quarter of the members started")
+	require.NoError(t, tc.TerminateWorkflow(ctx, id, "", "the test kills the broadcast a quarter of the way"))
+
+	st := wait(start())
+	took := time.Since(began)
 	require.Equal(t, "done", st.State)
 	require.EqualValues(t, len(gold), st.Matched)
-	require.EqualValues(t, len(gold), st.Started)
+	require.EqualValues(t, len(gold), st.Started+st.Already)
+	require.GreaterOrEqual(t, st.Already, killed.Started, "what the killed run started is found started")
 	require.GreaterOrEqual(t, st.Scanned, int64(users), "every profile read (the table holds other tests' too)")
 
-	p.waitDeliveries(len(gold))
+	p.waitDeliveriesWithin(len(gold), 10*time.Minute)
 	byUser := p.deliveriesByUser()
 	for u, n := range byUser {
 		require.True(t, gold[u], "%s is not in the audience", u)
 		require.Equal(t, 1, n, "%s reached once", u)
 	}
 	require.Len(t, byUser, len(gold))
+	t.Logf("broadcast over %d profiles (%d read): %d members; killed after %d starts, restarted: %d started, %d found started; "+
+		"%s from the first start to the last start (%.0f starts/s at a limit of %.0f/s); peak heap of the test process (worker in it) %.1f MiB",
+		users, st.Scanned, st.Matched, killed.Started, st.Started, st.Already, took.Round(time.Millisecond),
+		float64(len(gold))/took.Seconds(), rate, float64(peak.Load())/(1<<20))
 
-	again := run()
+	again := wait(start())
 	require.Equal(t, "done", again.State)
 	require.EqualValues(t, len(gold), again.Already, "the same run again: every reach was started")
 	require.Zero(t, again.Started)

@@ -184,7 +184,12 @@ func (p *pipeline) deliveriesByUser() map[string]int {
 
 func (p *pipeline) waitDeliveries(n int) {
 	p.t.Helper()
-	if !assert.Eventually(p.t, func() bool { return len(p.receiver.Deliveries()) >= n }, 60*time.Second, 50*time.Millisecond) {
+	p.waitDeliveriesWithin(n, 60*time.Second)
+}
+
+func (p *pipeline) waitDeliveriesWithin(n int, d time.Duration) {
+	p.t.Helper()
+	if !assert.Eventually(p.t, func() bool { return len(p.receiver.Deliveries()) >= n }, d, 50*time.Millisecond) {
 		p.t.Fatalf("want %d deliveries, have %v", n, p.deliveriesByUser())
 	}
 }
