@@ -10,6 +10,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/omegareach/omega/audience"
@@ -230,4 +231,68 @@ func (s audienceService) broadcast(ctx context.Context, audienceID, run string) 
 	return &omegav1.Broadcast{AudienceId: audienceID, Run: run, JourneyId: p.JourneyID, WorkflowId: id, State: state,
 		Scanned: p.Scanned, Matched: p.Matched, Started: p.Started, Already: p.Already, Cursor: p.Cursor,
 		Began: ts(p.Began), Updated: ts(p.Updated)}, nil
+}
+
+func (s audienceService) ScheduleBroadcast(ctx context.Context, req *connect.Request[omegav1.ScheduleBroadcastRequest]) (*connect.Response[omegav1.ScheduleBroadcastResponse], error) {
+	m := req.Msg
+	au, _, err := compileAudience(m.GetAudience())
+	if err != nil {
+		return nil, err
+	}
+	if m.GetJourneyId() == "" {
+		return nil, invalid("journey_id", "required")
+	}
+	if !s.journeys(m.GetJourneyId()) {
+		return nil, invalid("journey_id", "no journey %q", m.GetJourneyId())
+	}
+	if r := m.GetRate(); r < 0 || r > maxBroadcastRate {
+		return nil, invalid("rate", "reaches per second, from 0 (the default, %g) to %d", workflows.DefaultBroadcastRate, maxBroadcastRate)
+	}
+	if m.GetCron() == "" {
+		return nil, invalid("cron", "required: a cron expression in UTC, like \"0 9 * * MON\"")
+	}
+	id := workflows.BroadcastScheduleID(au.ID)
+	sc := s.temporal.ScheduleClient()
+	spec := client.ScheduleSpec{CronExpressions: []string{m.GetCron()}}
+	action := &client.ScheduleWorkflowAction{ID: workflows.BroadcastScheduledID(au.ID), Workflow: workflows.BroadcastWorkflow,
+		TaskQueue: cmp.Or(s.taskQueue, workflows.TaskQueue),
+		Args:      []any{workflows.BroadcastInput{Audience: au, JourneyID: m.GetJourneyId(), Rate: m.GetRate()}}}
+	h, err := sc.Create(ctx, client.ScheduleOptions{ID: id, Spec: spec, Action: action,
+		// A broadcast still running when the next is due: the next is skipped.
+		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP})
+	if errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
+		// The same audience again replaces its schedule's times and broadcast, in place: a
+		// replacement the server refuses leaves the schedule as it was.
+		h = sc.GetHandle(ctx, id)
+		err = h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+			sch := in.Description.Schedule
+			sch.Spec, sch.Action = &spec, action
+			return &client.ScheduleUpdate{Schedule: &sch}, nil
+		}})
+	}
+	var se *serviceerror.InvalidArgument
+	if errors.As(err, &se) {
+		return nil, invalid("cron", "%s", se.Error())
+	}
+	if err != nil {
+		return nil, s.internal("schedule "+id, err)
+	}
+	out := &omegav1.ScheduleBroadcastResponse{ScheduleId: id}
+	if d, err := h.Describe(ctx); err == nil {
+		for _, t := range d.Info.NextActionTimes {
+			out.Next = append(out.Next, timestamppb.New(t))
+		}
+	}
+	return connect.NewResponse(out), nil
+}
+
+func (s audienceService) DeleteBroadcastSchedule(ctx context.Context, req *connect.Request[omegav1.DeleteBroadcastScheduleRequest]) (*connect.Response[omegav1.DeleteBroadcastScheduleResponse], error) {
+	if err := checkID("audience_id", req.Msg.GetAudienceId()); err != nil {
+		return nil, err
+	}
+	id := workflows.BroadcastScheduleID(req.Msg.GetAudienceId())
+	if err := s.temporal.ScheduleClient().GetHandle(ctx, id).Delete(ctx); err != nil {
+		return nil, s.internal("schedule "+id, err)
+	}
+	return connect.NewResponse(&omegav1.DeleteBroadcastScheduleResponse{}), nil
 }

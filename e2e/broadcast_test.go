@@ -3,6 +3,8 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"strconv"
@@ -10,11 +12,16 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
+	"github.com/omegareach/omega/api"
 	"github.com/omegareach/omega/audience"
+	"github.com/omegareach/omega/internal/apikey"
 	"github.com/omegareach/omega/profile"
+	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
+	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -128,4 +135,65 @@ func TestBroadcast(t *testing.T) {
 	require.Zero(t, again.Started)
 	time.Sleep(time.Second)
 	require.Len(t, p.receiver.Deliveries(), len(gold), "nobody reached twice")
+}
+
+// TestBroadcastThroughTheAPI: a dry run, a broadcast started, read and started again through
+// AudienceService, and a schedule whose fire (triggered now) runs a broadcast of its own run.
+func TestBroadcastThroughTheAPI(t *testing.T) {
+	p := newPipeline(t)
+	p.startWorker()
+	ctx := context.Background()
+	pages := profile.NewStore(p.store.Pool())
+	var ps []profile.Profile
+	for i := range 40 {
+		ps = append(ps, profile.Profile{UserID: fmt.Sprintf("%s-u%02d", p.id, i), Locale: map[bool]string{true: "de-DE", false: "en-GB"}[i%2 == 0]})
+	}
+	require.NoError(t, pages.UpsertMany(ctx, ps))
+	tc := p.env.Temporal(t)
+	keys := apikey.NewStore(p.store.Pool())
+	h, err := api.NewHandler(api.Config{Producer: p.producer, Topic: p.topic, Temporal: tc, Audit: p.store, Keys: keys, Pages: pages,
+		TaskQueue: p.queue, Journeys: func(id string) bool { return id == "cart-reminder" }, Log: testLogger(t)})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	admin := omegav1connect.NewAudienceServiceClient(http.DefaultClient, srv.URL, bearer(p.newKey(keys, apikey.ScopeAdmin)))
+	aud := &omegav1.Audience{Id: "de-" + p.id, When: fmt.Sprintf(`profile.user_id.startsWith(%q) && profile.locale.startsWith("de")`, p.id)}
+
+	n, err := admin.CountAudience(ctx, connect.NewRequest(&omegav1.CountAudienceRequest{Audience: aud, Sample: 2}))
+	require.NoError(t, err)
+	require.EqualValues(t, 20, n.Msg.GetMembers())
+	require.Equal(t, []string{p.id + "-u00", p.id + "-u02"}, n.Msg.GetSample())
+
+	started, err := admin.StartBroadcast(ctx, connect.NewRequest(&omegav1.StartBroadcastRequest{Audience: aud, JourneyId: "cart-reminder", Run: "r1", Rate: 100}))
+	require.NoError(t, err)
+	require.True(t, started.Msg.GetCreated())
+	require.Eventually(t, func() bool {
+		b, err := admin.GetBroadcast(ctx, connect.NewRequest(&omegav1.GetBroadcastRequest{AudienceId: aud.GetId(), Run: "r1"}))
+		return err == nil && b.Msg.GetBroadcast().GetState() == "done" && b.Msg.GetBroadcast().GetStarted() == 20
+	}, time.Minute, 100*time.Millisecond)
+	p.waitDeliveries(20)
+
+	_, err = admin.StartBroadcast(ctx, connect.NewRequest(&omegav1.StartBroadcastRequest{Audience: &omegav1.Audience{Id: "x"}, JourneyId: "nope"}))
+	require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(err))
+	require.ErrorContains(t, err, "journey_id")
+
+	sched, err := admin.ScheduleBroadcast(ctx, connect.NewRequest(&omegav1.ScheduleBroadcastRequest{Audience: aud, JourneyId: "cart-reminder",
+		Cron: "0 9 * * MON", Rate: 100}))
+	require.NoError(t, err)
+	require.NotEmpty(t, sched.Msg.GetNext())
+	require.Equal(t, time.Monday, sched.Msg.GetNext()[0].AsTime().Weekday())
+	t.Cleanup(func() {
+		_, _ = admin.DeleteBroadcastSchedule(ctx, connect.NewRequest(&omegav1.DeleteBroadcastScheduleRequest{AudienceId: aud.GetId()}))
+	})
+	_, err = admin.ScheduleBroadcast(ctx, connect.NewRequest(&omegav1.ScheduleBroadcastRequest{Audience: aud, JourneyId: "cart-reminder", Cron: "not a cron"}))
+	require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(err), "%v", err)
+	require.ErrorContains(t, err, "cron")
+
+	// Fire it now: a broadcast of its own run, which finds every member reached by r1 and starts
+	// their reaches again under its run (a new broadcast is a new reach for everyone).
+	require.NoError(t, tc.ScheduleClient().GetHandle(ctx, workflows.BroadcastScheduleID(aud.GetId())).Trigger(ctx, client.ScheduleTriggerOptions{}))
+	p.waitDeliveriesWithin(40, time.Minute)
+	for u, n := range p.deliveriesByUser() {
+		require.Equal(t, 2, n, "%s: once by r1, once by the scheduled run", u)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
@@ -64,11 +65,22 @@ type BroadcastProgress struct {
 // BroadcastID is the workflow ID of a broadcast.
 func BroadcastID(audienceID, run string) string { return "broadcast/" + audienceID + "/" + run }
 
+// BroadcastScheduleID is the ID of an audience's broadcast schedule, and BroadcastScheduledID the
+// workflow ID its broadcasts get, to which Temporal appends -<fire time>: their run is
+// scheduled-<fire time>.
+func BroadcastScheduleID(audienceID string) string  { return "broadcast/" + audienceID }
+func BroadcastScheduledID(audienceID string) string { return BroadcastID(audienceID, "scheduled") }
+
 // AudienceRuleID is the rule ID a broadcast's reaches carry (search attribute RuleId, audit).
 func AudienceRuleID(audienceID string) string { return "audience/" + audienceID }
 
 // BroadcastWorkflow runs a broadcast to its end, a page per activity.
 func BroadcastWorkflow(ctx workflow.Context, in BroadcastInput) (BroadcastProgress, error) {
+	if in.Run == "" {
+		// Started by a schedule: the workflow ID it gave (BroadcastScheduledID-<fire time>) names
+		// the run, scheduled-<fire time>, so BroadcastID(audience, run) finds it.
+		in.Run = strings.TrimPrefix(workflow.GetInfo(ctx).WorkflowExecution.ID, BroadcastID(in.Audience.ID, ""))
+	}
 	st := in.Progress
 	st.JourneyID = in.JourneyID
 	paused := in.Paused

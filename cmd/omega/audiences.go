@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -19,6 +20,10 @@ const audiencesUsage = `usage: omega audiences <command> [flags]   (through the 
                                              start journey J once for every user of the audience
                                              (reach/audience/AUDIENCE/<user>/R; R: a UTC timestamp
                                              when empty); the same run again reaches nobody twice
+  schedule AUDIENCE --journey J --cron C [--when CEL] [--rate 20]
+                                             broadcast on a schedule (cron in UTC, "0 9 * * MON");
+                                             each run is scheduled-<fire time>; again: replaced
+  unschedule AUDIENCE                        stop the schedule (broadcasts running go on)
   status AUDIENCE --run R                    a broadcast's progress
   pause | resume | cancel AUDIENCE --run R   stop starting reaches, go on, or end the broadcast
 
@@ -37,6 +42,7 @@ func runAudiences(ctx context.Context, cfg config, args []string, stdout io.Writ
 	sample := fs.Int("sample", 10, "members to list (count)")
 	journeyID := fs.String("journey", "", "journey each member starts (broadcast)")
 	run := fs.String("run", "", "the broadcast's run")
+	cron := fs.String("cron", "", "cron expression in UTC (schedule)")
 	rate := fs.Float64("rate", 0, "reaches started per second at most (broadcast; 20 when 0)")
 	output := fs.String("o", "table", "output: table or json")
 	if err := parseInterspersed(fs, args[1:]); err != nil {
@@ -87,6 +93,26 @@ func runAudiences(ctx context.Context, cfg config, args []string, stdout io.Writ
 			fmt.Fprintln(stdout, "already started:")
 		}
 		return show(resp.Msg.GetBroadcast())
+	case "schedule":
+		resp, err := c.audiences.ScheduleBroadcast(ctx, connect.NewRequest(&omegav1.ScheduleBroadcastRequest{Audience: aud,
+			JourneyId: *journeyID, Cron: *cron, Rate: *rate}))
+		if err != nil {
+			return err
+		}
+		if *output == "json" {
+			return printJSON(stdout, resp.Msg)
+		}
+		fmt.Fprintf(stdout, "schedule %s: journey %s, %q\n", resp.Msg.GetScheduleId(), *journeyID, *cron)
+		for _, t := range resp.Msg.GetNext() {
+			fmt.Fprintf(stdout, "  next %s\n", t.AsTime().Format(time.RFC3339))
+		}
+		return nil
+	case "unschedule":
+		if _, err := c.audiences.DeleteBroadcastSchedule(ctx, connect.NewRequest(&omegav1.DeleteBroadcastScheduleRequest{AudienceId: aud.GetId()})); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "schedule of %s deleted\n", aud.GetId())
+		return nil
 	case "status", "pause", "resume", "cancel":
 		var b *omegav1.Broadcast
 		switch args[0] {

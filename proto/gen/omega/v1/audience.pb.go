@@ -838,6 +838,210 @@ func (x *Broadcast) GetUpdated() *timestamppb.Timestamp {
 	return nil
 }
 
+type ScheduleBroadcastRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Audience  *Audience              `protobuf:"bytes,1,opt,name=audience,proto3" json:"audience,omitempty"`
+	JourneyId string                 `protobuf:"bytes,2,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
+	// A cron expression in UTC ("0 9 * * MON": Mondays at 09:00).
+	Cron string `protobuf:"bytes,3,opt,name=cron,proto3" json:"cron,omitempty"`
+	// Reaches started per second at most (20 when 0, up to 1000).
+	Rate          float64 `protobuf:"fixed64,4,opt,name=rate,proto3" json:"rate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleBroadcastRequest) Reset() {
+	*x = ScheduleBroadcastRequest{}
+	mi := &file_omega_v1_audience_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleBroadcastRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleBroadcastRequest) ProtoMessage() {}
+
+func (x *ScheduleBroadcastRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_audience_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleBroadcastRequest.ProtoReflect.Descriptor instead.
+func (*ScheduleBroadcastRequest) Descriptor() ([]byte, []int) {
+	return file_omega_v1_audience_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ScheduleBroadcastRequest) GetAudience() *Audience {
+	if x != nil {
+		return x.Audience
+	}
+	return nil
+}
+
+func (x *ScheduleBroadcastRequest) GetJourneyId() string {
+	if x != nil {
+		return x.JourneyId
+	}
+	return ""
+}
+
+func (x *ScheduleBroadcastRequest) GetCron() string {
+	if x != nil {
+		return x.Cron
+	}
+	return ""
+}
+
+func (x *ScheduleBroadcastRequest) GetRate() float64 {
+	if x != nil {
+		return x.Rate
+	}
+	return 0
+}
+
+type ScheduleBroadcastResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Temporal schedule's ID (broadcast/<audience>).
+	ScheduleId string `protobuf:"bytes,1,opt,name=schedule_id,json=scheduleId,proto3" json:"schedule_id,omitempty"`
+	// The next times it fires.
+	Next          []*timestamppb.Timestamp `protobuf:"bytes,2,rep,name=next,proto3" json:"next,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleBroadcastResponse) Reset() {
+	*x = ScheduleBroadcastResponse{}
+	mi := &file_omega_v1_audience_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleBroadcastResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleBroadcastResponse) ProtoMessage() {}
+
+func (x *ScheduleBroadcastResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_audience_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleBroadcastResponse.ProtoReflect.Descriptor instead.
+func (*ScheduleBroadcastResponse) Descriptor() ([]byte, []int) {
+	return file_omega_v1_audience_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ScheduleBroadcastResponse) GetScheduleId() string {
+	if x != nil {
+		return x.ScheduleId
+	}
+	return ""
+}
+
+func (x *ScheduleBroadcastResponse) GetNext() []*timestamppb.Timestamp {
+	if x != nil {
+		return x.Next
+	}
+	return nil
+}
+
+type DeleteBroadcastScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AudienceId    string                 `protobuf:"bytes,1,opt,name=audience_id,json=audienceId,proto3" json:"audience_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteBroadcastScheduleRequest) Reset() {
+	*x = DeleteBroadcastScheduleRequest{}
+	mi := &file_omega_v1_audience_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteBroadcastScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteBroadcastScheduleRequest) ProtoMessage() {}
+
+func (x *DeleteBroadcastScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_audience_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteBroadcastScheduleRequest.ProtoReflect.Descriptor instead.
+func (*DeleteBroadcastScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_omega_v1_audience_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DeleteBroadcastScheduleRequest) GetAudienceId() string {
+	if x != nil {
+		return x.AudienceId
+	}
+	return ""
+}
+
+type DeleteBroadcastScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteBroadcastScheduleResponse) Reset() {
+	*x = DeleteBroadcastScheduleResponse{}
+	mi := &file_omega_v1_audience_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteBroadcastScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteBroadcastScheduleResponse) ProtoMessage() {}
+
+func (x *DeleteBroadcastScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_omega_v1_audience_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteBroadcastScheduleResponse.ProtoReflect.Descriptor instead.
+func (*DeleteBroadcastScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_omega_v1_audience_proto_rawDescGZIP(), []int{17}
+}
+
 var File_omega_v1_audience_proto protoreflect.FileDescriptor
 
 const file_omega_v1_audience_proto_rawDesc = "" +
@@ -902,14 +1106,30 @@ const file_omega_v1_audience_proto_rawDesc = "" +
 	"\x06cursor\x18\n" +
 	" \x01(\tR\x06cursor\x120\n" +
 	"\x05began\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x05began\x124\n" +
-	"\aupdated\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\aupdated2\x98\x04\n" +
+	"\aupdated\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\"\x91\x01\n" +
+	"\x18ScheduleBroadcastRequest\x12.\n" +
+	"\baudience\x18\x01 \x01(\v2\x12.omega.v1.AudienceR\baudience\x12\x1d\n" +
+	"\n" +
+	"journey_id\x18\x02 \x01(\tR\tjourneyId\x12\x12\n" +
+	"\x04cron\x18\x03 \x01(\tR\x04cron\x12\x12\n" +
+	"\x04rate\x18\x04 \x01(\x01R\x04rate\"l\n" +
+	"\x19ScheduleBroadcastResponse\x12\x1f\n" +
+	"\vschedule_id\x18\x01 \x01(\tR\n" +
+	"scheduleId\x12.\n" +
+	"\x04next\x18\x02 \x03(\v2\x1a.google.protobuf.TimestampR\x04next\"A\n" +
+	"\x1eDeleteBroadcastScheduleRequest\x12\x1f\n" +
+	"\vaudience_id\x18\x01 \x01(\tR\n" +
+	"audienceId\"!\n" +
+	"\x1fDeleteBroadcastScheduleResponse2\xea\x05\n" +
 	"\x0fAudienceService\x12R\n" +
 	"\rCountAudience\x12\x1e.omega.v1.CountAudienceRequest\x1a\x1f.omega.v1.CountAudienceResponse\"\x00\x12U\n" +
 	"\x0eStartBroadcast\x12\x1f.omega.v1.StartBroadcastRequest\x1a .omega.v1.StartBroadcastResponse\"\x00\x12O\n" +
 	"\fGetBroadcast\x12\x1d.omega.v1.GetBroadcastRequest\x1a\x1e.omega.v1.GetBroadcastResponse\"\x00\x12U\n" +
 	"\x0ePauseBroadcast\x12\x1f.omega.v1.PauseBroadcastRequest\x1a .omega.v1.PauseBroadcastResponse\"\x00\x12X\n" +
 	"\x0fResumeBroadcast\x12 .omega.v1.ResumeBroadcastRequest\x1a!.omega.v1.ResumeBroadcastResponse\"\x00\x12X\n" +
-	"\x0fCancelBroadcast\x12 .omega.v1.CancelBroadcastRequest\x1a!.omega.v1.CancelBroadcastResponse\"\x00B8Z6github.com/omegareach/omega/proto/gen/omega/v1;omegav1b\x06proto3"
+	"\x0fCancelBroadcast\x12 .omega.v1.CancelBroadcastRequest\x1a!.omega.v1.CancelBroadcastResponse\"\x00\x12^\n" +
+	"\x11ScheduleBroadcast\x12\".omega.v1.ScheduleBroadcastRequest\x1a#.omega.v1.ScheduleBroadcastResponse\"\x00\x12p\n" +
+	"\x17DeleteBroadcastSchedule\x12(.omega.v1.DeleteBroadcastScheduleRequest\x1a).omega.v1.DeleteBroadcastScheduleResponse\"\x00B8Z6github.com/omegareach/omega/proto/gen/omega/v1;omegav1b\x06proto3"
 
 var (
 	file_omega_v1_audience_proto_rawDescOnce sync.Once
@@ -923,23 +1143,27 @@ func file_omega_v1_audience_proto_rawDescGZIP() []byte {
 	return file_omega_v1_audience_proto_rawDescData
 }
 
-var file_omega_v1_audience_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_omega_v1_audience_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_omega_v1_audience_proto_goTypes = []any{
-	(*Audience)(nil),                // 0: omega.v1.Audience
-	(*CountAudienceRequest)(nil),    // 1: omega.v1.CountAudienceRequest
-	(*CountAudienceResponse)(nil),   // 2: omega.v1.CountAudienceResponse
-	(*StartBroadcastRequest)(nil),   // 3: omega.v1.StartBroadcastRequest
-	(*StartBroadcastResponse)(nil),  // 4: omega.v1.StartBroadcastResponse
-	(*GetBroadcastRequest)(nil),     // 5: omega.v1.GetBroadcastRequest
-	(*GetBroadcastResponse)(nil),    // 6: omega.v1.GetBroadcastResponse
-	(*PauseBroadcastRequest)(nil),   // 7: omega.v1.PauseBroadcastRequest
-	(*PauseBroadcastResponse)(nil),  // 8: omega.v1.PauseBroadcastResponse
-	(*ResumeBroadcastRequest)(nil),  // 9: omega.v1.ResumeBroadcastRequest
-	(*ResumeBroadcastResponse)(nil), // 10: omega.v1.ResumeBroadcastResponse
-	(*CancelBroadcastRequest)(nil),  // 11: omega.v1.CancelBroadcastRequest
-	(*CancelBroadcastResponse)(nil), // 12: omega.v1.CancelBroadcastResponse
-	(*Broadcast)(nil),               // 13: omega.v1.Broadcast
-	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
+	(*Audience)(nil),                        // 0: omega.v1.Audience
+	(*CountAudienceRequest)(nil),            // 1: omega.v1.CountAudienceRequest
+	(*CountAudienceResponse)(nil),           // 2: omega.v1.CountAudienceResponse
+	(*StartBroadcastRequest)(nil),           // 3: omega.v1.StartBroadcastRequest
+	(*StartBroadcastResponse)(nil),          // 4: omega.v1.StartBroadcastResponse
+	(*GetBroadcastRequest)(nil),             // 5: omega.v1.GetBroadcastRequest
+	(*GetBroadcastResponse)(nil),            // 6: omega.v1.GetBroadcastResponse
+	(*PauseBroadcastRequest)(nil),           // 7: omega.v1.PauseBroadcastRequest
+	(*PauseBroadcastResponse)(nil),          // 8: omega.v1.PauseBroadcastResponse
+	(*ResumeBroadcastRequest)(nil),          // 9: omega.v1.ResumeBroadcastRequest
+	(*ResumeBroadcastResponse)(nil),         // 10: omega.v1.ResumeBroadcastResponse
+	(*CancelBroadcastRequest)(nil),          // 11: omega.v1.CancelBroadcastRequest
+	(*CancelBroadcastResponse)(nil),         // 12: omega.v1.CancelBroadcastResponse
+	(*Broadcast)(nil),                       // 13: omega.v1.Broadcast
+	(*ScheduleBroadcastRequest)(nil),        // 14: omega.v1.ScheduleBroadcastRequest
+	(*ScheduleBroadcastResponse)(nil),       // 15: omega.v1.ScheduleBroadcastResponse
+	(*DeleteBroadcastScheduleRequest)(nil),  // 16: omega.v1.DeleteBroadcastScheduleRequest
+	(*DeleteBroadcastScheduleResponse)(nil), // 17: omega.v1.DeleteBroadcastScheduleResponse
+	(*timestamppb.Timestamp)(nil),           // 18: google.protobuf.Timestamp
 }
 var file_omega_v1_audience_proto_depIdxs = []int32{
 	0,  // 0: omega.v1.CountAudienceRequest.audience:type_name -> omega.v1.Audience
@@ -949,25 +1173,31 @@ var file_omega_v1_audience_proto_depIdxs = []int32{
 	13, // 4: omega.v1.PauseBroadcastResponse.broadcast:type_name -> omega.v1.Broadcast
 	13, // 5: omega.v1.ResumeBroadcastResponse.broadcast:type_name -> omega.v1.Broadcast
 	13, // 6: omega.v1.CancelBroadcastResponse.broadcast:type_name -> omega.v1.Broadcast
-	14, // 7: omega.v1.Broadcast.began:type_name -> google.protobuf.Timestamp
-	14, // 8: omega.v1.Broadcast.updated:type_name -> google.protobuf.Timestamp
-	1,  // 9: omega.v1.AudienceService.CountAudience:input_type -> omega.v1.CountAudienceRequest
-	3,  // 10: omega.v1.AudienceService.StartBroadcast:input_type -> omega.v1.StartBroadcastRequest
-	5,  // 11: omega.v1.AudienceService.GetBroadcast:input_type -> omega.v1.GetBroadcastRequest
-	7,  // 12: omega.v1.AudienceService.PauseBroadcast:input_type -> omega.v1.PauseBroadcastRequest
-	9,  // 13: omega.v1.AudienceService.ResumeBroadcast:input_type -> omega.v1.ResumeBroadcastRequest
-	11, // 14: omega.v1.AudienceService.CancelBroadcast:input_type -> omega.v1.CancelBroadcastRequest
-	2,  // 15: omega.v1.AudienceService.CountAudience:output_type -> omega.v1.CountAudienceResponse
-	4,  // 16: omega.v1.AudienceService.StartBroadcast:output_type -> omega.v1.StartBroadcastResponse
-	6,  // 17: omega.v1.AudienceService.GetBroadcast:output_type -> omega.v1.GetBroadcastResponse
-	8,  // 18: omega.v1.AudienceService.PauseBroadcast:output_type -> omega.v1.PauseBroadcastResponse
-	10, // 19: omega.v1.AudienceService.ResumeBroadcast:output_type -> omega.v1.ResumeBroadcastResponse
-	12, // 20: omega.v1.AudienceService.CancelBroadcast:output_type -> omega.v1.CancelBroadcastResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	18, // 7: omega.v1.Broadcast.began:type_name -> google.protobuf.Timestamp
+	18, // 8: omega.v1.Broadcast.updated:type_name -> google.protobuf.Timestamp
+	0,  // 9: omega.v1.ScheduleBroadcastRequest.audience:type_name -> omega.v1.Audience
+	18, // 10: omega.v1.ScheduleBroadcastResponse.next:type_name -> google.protobuf.Timestamp
+	1,  // 11: omega.v1.AudienceService.CountAudience:input_type -> omega.v1.CountAudienceRequest
+	3,  // 12: omega.v1.AudienceService.StartBroadcast:input_type -> omega.v1.StartBroadcastRequest
+	5,  // 13: omega.v1.AudienceService.GetBroadcast:input_type -> omega.v1.GetBroadcastRequest
+	7,  // 14: omega.v1.AudienceService.PauseBroadcast:input_type -> omega.v1.PauseBroadcastRequest
+	9,  // 15: omega.v1.AudienceService.ResumeBroadcast:input_type -> omega.v1.ResumeBroadcastRequest
+	11, // 16: omega.v1.AudienceService.CancelBroadcast:input_type -> omega.v1.CancelBroadcastRequest
+	14, // 17: omega.v1.AudienceService.ScheduleBroadcast:input_type -> omega.v1.ScheduleBroadcastRequest
+	16, // 18: omega.v1.AudienceService.DeleteBroadcastSchedule:input_type -> omega.v1.DeleteBroadcastScheduleRequest
+	2,  // 19: omega.v1.AudienceService.CountAudience:output_type -> omega.v1.CountAudienceResponse
+	4,  // 20: omega.v1.AudienceService.StartBroadcast:output_type -> omega.v1.StartBroadcastResponse
+	6,  // 21: omega.v1.AudienceService.GetBroadcast:output_type -> omega.v1.GetBroadcastResponse
+	8,  // 22: omega.v1.AudienceService.PauseBroadcast:output_type -> omega.v1.PauseBroadcastResponse
+	10, // 23: omega.v1.AudienceService.ResumeBroadcast:output_type -> omega.v1.ResumeBroadcastResponse
+	12, // 24: omega.v1.AudienceService.CancelBroadcast:output_type -> omega.v1.CancelBroadcastResponse
+	15, // 25: omega.v1.AudienceService.ScheduleBroadcast:output_type -> omega.v1.ScheduleBroadcastResponse
+	17, // 26: omega.v1.AudienceService.DeleteBroadcastSchedule:output_type -> omega.v1.DeleteBroadcastScheduleResponse
+	19, // [19:27] is the sub-list for method output_type
+	11, // [11:19] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_omega_v1_audience_proto_init() }
@@ -981,7 +1211,7 @@ func file_omega_v1_audience_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_omega_v1_audience_proto_rawDesc), len(file_omega_v1_audience_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

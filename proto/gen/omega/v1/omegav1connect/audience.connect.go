@@ -51,6 +51,12 @@ const (
 	// AudienceServiceCancelBroadcastProcedure is the fully-qualified name of the AudienceService's
 	// CancelBroadcast RPC.
 	AudienceServiceCancelBroadcastProcedure = "/omega.v1.AudienceService/CancelBroadcast"
+	// AudienceServiceScheduleBroadcastProcedure is the fully-qualified name of the AudienceService's
+	// ScheduleBroadcast RPC.
+	AudienceServiceScheduleBroadcastProcedure = "/omega.v1.AudienceService/ScheduleBroadcast"
+	// AudienceServiceDeleteBroadcastScheduleProcedure is the fully-qualified name of the
+	// AudienceService's DeleteBroadcastSchedule RPC.
+	AudienceServiceDeleteBroadcastScheduleProcedure = "/omega.v1.AudienceService/DeleteBroadcastSchedule"
 )
 
 // AudienceServiceClient is a client for the omega.v1.AudienceService service.
@@ -66,6 +72,12 @@ type AudienceServiceClient interface {
 	PauseBroadcast(context.Context, *connect.Request[v1.PauseBroadcastRequest]) (*connect.Response[v1.PauseBroadcastResponse], error)
 	ResumeBroadcast(context.Context, *connect.Request[v1.ResumeBroadcastRequest]) (*connect.Response[v1.ResumeBroadcastResponse], error)
 	CancelBroadcast(context.Context, *connect.Request[v1.CancelBroadcastRequest]) (*connect.Response[v1.CancelBroadcastResponse], error)
+	// ScheduleBroadcast broadcasts a journey to an audience on a schedule (a Temporal schedule,
+	// broadcast/<audience>): each time it fires, a broadcast whose run is the fire time. The same
+	// audience again replaces its schedule.
+	ScheduleBroadcast(context.Context, *connect.Request[v1.ScheduleBroadcastRequest]) (*connect.Response[v1.ScheduleBroadcastResponse], error)
+	// DeleteBroadcastSchedule stops an audience's schedule (broadcasts running go on).
+	DeleteBroadcastSchedule(context.Context, *connect.Request[v1.DeleteBroadcastScheduleRequest]) (*connect.Response[v1.DeleteBroadcastScheduleResponse], error)
 }
 
 // NewAudienceServiceClient constructs a client for the omega.v1.AudienceService service. By
@@ -115,17 +127,31 @@ func NewAudienceServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(audienceServiceMethods.ByName("CancelBroadcast")),
 			connect.WithClientOptions(opts...),
 		),
+		scheduleBroadcast: connect.NewClient[v1.ScheduleBroadcastRequest, v1.ScheduleBroadcastResponse](
+			httpClient,
+			baseURL+AudienceServiceScheduleBroadcastProcedure,
+			connect.WithSchema(audienceServiceMethods.ByName("ScheduleBroadcast")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteBroadcastSchedule: connect.NewClient[v1.DeleteBroadcastScheduleRequest, v1.DeleteBroadcastScheduleResponse](
+			httpClient,
+			baseURL+AudienceServiceDeleteBroadcastScheduleProcedure,
+			connect.WithSchema(audienceServiceMethods.ByName("DeleteBroadcastSchedule")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // audienceServiceClient implements AudienceServiceClient.
 type audienceServiceClient struct {
-	countAudience   *connect.Client[v1.CountAudienceRequest, v1.CountAudienceResponse]
-	startBroadcast  *connect.Client[v1.StartBroadcastRequest, v1.StartBroadcastResponse]
-	getBroadcast    *connect.Client[v1.GetBroadcastRequest, v1.GetBroadcastResponse]
-	pauseBroadcast  *connect.Client[v1.PauseBroadcastRequest, v1.PauseBroadcastResponse]
-	resumeBroadcast *connect.Client[v1.ResumeBroadcastRequest, v1.ResumeBroadcastResponse]
-	cancelBroadcast *connect.Client[v1.CancelBroadcastRequest, v1.CancelBroadcastResponse]
+	countAudience           *connect.Client[v1.CountAudienceRequest, v1.CountAudienceResponse]
+	startBroadcast          *connect.Client[v1.StartBroadcastRequest, v1.StartBroadcastResponse]
+	getBroadcast            *connect.Client[v1.GetBroadcastRequest, v1.GetBroadcastResponse]
+	pauseBroadcast          *connect.Client[v1.PauseBroadcastRequest, v1.PauseBroadcastResponse]
+	resumeBroadcast         *connect.Client[v1.ResumeBroadcastRequest, v1.ResumeBroadcastResponse]
+	cancelBroadcast         *connect.Client[v1.CancelBroadcastRequest, v1.CancelBroadcastResponse]
+	scheduleBroadcast       *connect.Client[v1.ScheduleBroadcastRequest, v1.ScheduleBroadcastResponse]
+	deleteBroadcastSchedule *connect.Client[v1.DeleteBroadcastScheduleRequest, v1.DeleteBroadcastScheduleResponse]
 }
 
 // CountAudience calls omega.v1.AudienceService.CountAudience.
@@ -158,6 +184,16 @@ func (c *audienceServiceClient) CancelBroadcast(ctx context.Context, req *connec
 	return c.cancelBroadcast.CallUnary(ctx, req)
 }
 
+// ScheduleBroadcast calls omega.v1.AudienceService.ScheduleBroadcast.
+func (c *audienceServiceClient) ScheduleBroadcast(ctx context.Context, req *connect.Request[v1.ScheduleBroadcastRequest]) (*connect.Response[v1.ScheduleBroadcastResponse], error) {
+	return c.scheduleBroadcast.CallUnary(ctx, req)
+}
+
+// DeleteBroadcastSchedule calls omega.v1.AudienceService.DeleteBroadcastSchedule.
+func (c *audienceServiceClient) DeleteBroadcastSchedule(ctx context.Context, req *connect.Request[v1.DeleteBroadcastScheduleRequest]) (*connect.Response[v1.DeleteBroadcastScheduleResponse], error) {
+	return c.deleteBroadcastSchedule.CallUnary(ctx, req)
+}
+
 // AudienceServiceHandler is an implementation of the omega.v1.AudienceService service.
 type AudienceServiceHandler interface {
 	// CountAudience is a dry run: how many profiles the audience holds, and a sample of them.
@@ -171,6 +207,12 @@ type AudienceServiceHandler interface {
 	PauseBroadcast(context.Context, *connect.Request[v1.PauseBroadcastRequest]) (*connect.Response[v1.PauseBroadcastResponse], error)
 	ResumeBroadcast(context.Context, *connect.Request[v1.ResumeBroadcastRequest]) (*connect.Response[v1.ResumeBroadcastResponse], error)
 	CancelBroadcast(context.Context, *connect.Request[v1.CancelBroadcastRequest]) (*connect.Response[v1.CancelBroadcastResponse], error)
+	// ScheduleBroadcast broadcasts a journey to an audience on a schedule (a Temporal schedule,
+	// broadcast/<audience>): each time it fires, a broadcast whose run is the fire time. The same
+	// audience again replaces its schedule.
+	ScheduleBroadcast(context.Context, *connect.Request[v1.ScheduleBroadcastRequest]) (*connect.Response[v1.ScheduleBroadcastResponse], error)
+	// DeleteBroadcastSchedule stops an audience's schedule (broadcasts running go on).
+	DeleteBroadcastSchedule(context.Context, *connect.Request[v1.DeleteBroadcastScheduleRequest]) (*connect.Response[v1.DeleteBroadcastScheduleResponse], error)
 }
 
 // NewAudienceServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -216,6 +258,18 @@ func NewAudienceServiceHandler(svc AudienceServiceHandler, opts ...connect.Handl
 		connect.WithSchema(audienceServiceMethods.ByName("CancelBroadcast")),
 		connect.WithHandlerOptions(opts...),
 	)
+	audienceServiceScheduleBroadcastHandler := connect.NewUnaryHandler(
+		AudienceServiceScheduleBroadcastProcedure,
+		svc.ScheduleBroadcast,
+		connect.WithSchema(audienceServiceMethods.ByName("ScheduleBroadcast")),
+		connect.WithHandlerOptions(opts...),
+	)
+	audienceServiceDeleteBroadcastScheduleHandler := connect.NewUnaryHandler(
+		AudienceServiceDeleteBroadcastScheduleProcedure,
+		svc.DeleteBroadcastSchedule,
+		connect.WithSchema(audienceServiceMethods.ByName("DeleteBroadcastSchedule")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/omega.v1.AudienceService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AudienceServiceCountAudienceProcedure:
@@ -230,6 +284,10 @@ func NewAudienceServiceHandler(svc AudienceServiceHandler, opts ...connect.Handl
 			audienceServiceResumeBroadcastHandler.ServeHTTP(w, r)
 		case AudienceServiceCancelBroadcastProcedure:
 			audienceServiceCancelBroadcastHandler.ServeHTTP(w, r)
+		case AudienceServiceScheduleBroadcastProcedure:
+			audienceServiceScheduleBroadcastHandler.ServeHTTP(w, r)
+		case AudienceServiceDeleteBroadcastScheduleProcedure:
+			audienceServiceDeleteBroadcastScheduleHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -261,4 +319,12 @@ func (UnimplementedAudienceServiceHandler) ResumeBroadcast(context.Context, *con
 
 func (UnimplementedAudienceServiceHandler) CancelBroadcast(context.Context, *connect.Request[v1.CancelBroadcastRequest]) (*connect.Response[v1.CancelBroadcastResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.AudienceService.CancelBroadcast is not implemented"))
+}
+
+func (UnimplementedAudienceServiceHandler) ScheduleBroadcast(context.Context, *connect.Request[v1.ScheduleBroadcastRequest]) (*connect.Response[v1.ScheduleBroadcastResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.AudienceService.ScheduleBroadcast is not implemented"))
+}
+
+func (UnimplementedAudienceServiceHandler) DeleteBroadcastSchedule(context.Context, *connect.Request[v1.DeleteBroadcastScheduleRequest]) (*connect.Response[v1.DeleteBroadcastScheduleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("omega.v1.AudienceService.DeleteBroadcastSchedule is not implemented"))
 }
