@@ -25,7 +25,7 @@ import (
 	"github.com/omegareach/omega/workflows"
 )
 
-// TestBroadcast: an audience of the test's gold users (one profile in four) broadcast the
+// TestBroadcast: an audience of the test's gold users (one profile in four; OMEGA_BROADCAST_EVERY) broadcast the
 // cart-reminder journey on a real stack. The first run is killed (terminated) a quarter of the
 // way; the same run started again reaches the rest, so every member is reached once and nobody
 // else; a third start finds every reach started. OMEGA_BROADCAST_PROFILES (800 by default) and
@@ -42,12 +42,16 @@ func TestBroadcast(t *testing.T) {
 	if v, err := strconv.ParseFloat(os.Getenv("OMEGA_BROADCAST_RATE"), 64); err == nil && v > 0 {
 		rate = v
 	}
+	every := 4 // one profile in every is gold
+	if v, err := strconv.Atoi(os.Getenv("OMEGA_BROADCAST_EVERY")); err == nil && v > 0 {
+		every = v
+	}
 	pages := profile.NewStore(p.store.Pool())
 	gold := map[string]bool{}
 	batch := make([]profile.Profile, 0, 1000)
 	for i := range users {
 		tier := "silver"
-		if i%4 == 0 {
+		if i%every == 0 {
 			tier = "gold"
 		}
 		u := fmt.Sprintf("%s-u%06d", p.id, i)
