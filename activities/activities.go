@@ -14,6 +14,7 @@ import (
 
 	"github.com/omegareach/omega/activities/channel"
 	"github.com/omegareach/omega/activities/filter"
+	"github.com/omegareach/omega/audience"
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/internal/openreach"
@@ -52,6 +53,8 @@ type Activities struct {
 	// the start of each member's reach. A worker without them fails broadcasts.
 	Pages   ProfilePager
 	Reaches AudienceStarter
+	// Lists answer the list memberships an audience asks for (store.Lists).
+	Lists audience.ListChecker
 	// Redis holds the index of open reaches (under KeyPrefix) the CEP stage routes responses by.
 	Redis     redis.UniversalClient
 	KeyPrefix string

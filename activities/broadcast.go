@@ -75,7 +75,14 @@ func (a *Activities) BroadcastPage(ctx context.Context, in BroadcastPageInput) (
 	for _, p := range ps {
 		res.Scanned++
 		res.Next = p.UserID
-		if cond.Holds(p) {
+		if !cond.Holds(p) {
+			continue
+		}
+		on, err := in.Audience.OnLists(ctx, a.Lists, p.UserID)
+		if err != nil {
+			return res, err
+		}
+		if on {
 			members = append(members, p.UserID)
 		}
 	}

@@ -91,3 +91,27 @@ func TestBroadcastPage(t *testing.T) {
 	_, err = env.ExecuteActivity(acts.BroadcastPage, in)
 	require.ErrorContains(t, err, "start the reach of u003")
 }
+
+type fakeLists map[string]bool
+
+func (f fakeLists) Has(_ context.Context, list, user string) (bool, error) { return f[list+"/"+user], nil }
+
+// An audience naming lists reaches only the members on every one of them.
+func TestBroadcastPageLists(t *testing.T) {
+	var ps fakePager
+	for i := range 10 {
+		ps = append(ps, profile.Profile{UserID: fmt.Sprintf("u%d", i)})
+	}
+	acts := &activities.Activities{Pages: ps, Reaches: &fakeStarter{started: map[string]bool{}},
+		Lists: fakeLists{"whitelist/u2": true, "whitelist/u7": true}}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(acts)
+	v, err := env.ExecuteActivity(acts.BroadcastPage, activities.BroadcastPageInput{Audience: audience.Audience{ID: "wl", Lists: []string{"whitelist"}},
+		JourneyID: "j", Run: "r", Limit: 100})
+	require.NoError(t, err)
+	var res activities.BroadcastPageResult
+	require.NoError(t, v.Get(&res))
+	require.EqualValues(t, 10, res.Scanned)
+	require.EqualValues(t, 2, res.Started)
+}

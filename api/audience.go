@@ -4,6 +4,9 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -16,6 +19,7 @@ import (
 	"github.com/omegareach/omega/audience"
 	"github.com/omegareach/omega/profile"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
+	"github.com/omegareach/omega/store"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -29,6 +33,7 @@ type ProfilePager interface {
 type audienceService struct {
 	*server
 	pages ProfilePager
+	lists store.Lists // may be nil: then an audience may name no list
 }
 
 const (
@@ -38,11 +43,20 @@ const (
 )
 
 // compileAudience checks an audience, naming the field.
-func compileAudience(a *omegav1.Audience) (audience.Audience, *audience.Condition, error) {
+func (s audienceService) compileAudience(a *omegav1.Audience) (audience.Audience, *audience.Condition, error) {
 	if a == nil {
 		return audience.Audience{}, nil, invalid("audience", "required")
 	}
-	au := audience.Audience{ID: a.GetId(), When: a.GetWhen()}
+	au := audience.Audience{ID: a.GetId(), When: a.GetWhen(), Lists: a.GetLists()}
+	for i, l := range au.Lists {
+		var known []string
+		if s.lists != nil {
+			known = s.lists.Names()
+		}
+		if !slices.Contains(known, l) {
+			return au, nil, invalid(fmt.Sprintf("audience.lists[%d]", i), "unknown list %q (known: %s)", l, strings.Join(known, ", "))
+		}
+	}
 	c, err := au.Compile()
 	var fe *audience.FieldError
 	if errors.As(err, &fe) {
@@ -52,7 +66,7 @@ func compileAudience(a *omegav1.Audience) (audience.Audience, *audience.Conditio
 }
 
 func (s audienceService) CountAudience(ctx context.Context, req *connect.Request[omegav1.CountAudienceRequest]) (*connect.Response[omegav1.CountAudienceResponse], error) {
-	_, c, err := compileAudience(req.Msg.GetAudience())
+	au, c, err := s.compileAudience(req.Msg.GetAudience())
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +86,13 @@ func (s audienceService) CountAudience(ctx context.Context, req *connect.Request
 		}
 		for _, p := range ps {
 			out.Scanned++
-			if c.Holds(p) {
+			on := c.Holds(p)
+			if on && len(au.Lists) > 0 {
+				if on, err = au.OnLists(ctx, s.lists, p.UserID); err != nil {
+					return nil, s.internal("read lists", err)
+				}
+			}
+			if on {
 				out.Members++
 				if len(out.Sample) < n {
 					out.Sample = append(out.Sample, p.UserID)
@@ -88,7 +108,7 @@ func (s audienceService) CountAudience(ctx context.Context, req *connect.Request
 
 func (s audienceService) StartBroadcast(ctx context.Context, req *connect.Request[omegav1.StartBroadcastRequest]) (*connect.Response[omegav1.StartBroadcastResponse], error) {
 	m := req.Msg
-	au, _, err := compileAudience(m.GetAudience())
+	au, _, err := s.compileAudience(m.GetAudience())
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +255,7 @@ func (s audienceService) broadcast(ctx context.Context, audienceID, run string) 
 
 func (s audienceService) ScheduleBroadcast(ctx context.Context, req *connect.Request[omegav1.ScheduleBroadcastRequest]) (*connect.Response[omegav1.ScheduleBroadcastResponse], error) {
 	m := req.Msg
-	au, _, err := compileAudience(m.GetAudience())
+	au, _, err := s.compileAudience(m.GetAudience())
 	if err != nil {
 		return nil, err
 	}

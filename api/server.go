@@ -131,7 +131,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		services = append(services, omegav1connect.InboxServiceName)
 	}
 	if cfg.Pages != nil {
-		mux.Handle(omegav1connect.NewAudienceServiceHandler(audienceService{s, cfg.Pages}, opts...))
+		mux.Handle(omegav1connect.NewAudienceServiceHandler(audienceService{s, cfg.Pages, cfg.Lists}, opts...))
 		services = append(services, omegav1connect.AudienceServiceName)
 	}
 	if cfg.JourneyStore != nil {

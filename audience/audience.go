@@ -4,6 +4,7 @@
 package audience
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 
@@ -13,10 +14,30 @@ import (
 )
 
 // Audience is who a broadcast reaches: every profile for which When holds (every profile when
-// When is empty).
+// When is empty) whose user is on each of Lists (the managed lists: whitelist, blacklist).
 type Audience struct {
-	ID   string `json:"id"`
-	When string `json:"when,omitempty"`
+	ID    string   `json:"id"`
+	When  string   `json:"when,omitempty"`
+	Lists []string `json:"lists,omitempty"`
+}
+
+// ListChecker tells whether a user is on a list (store.Lists).
+type ListChecker interface {
+	Has(ctx context.Context, list, user string) (bool, error)
+}
+
+// OnLists reports whether user is on every list of the audience (true when it names none).
+func (a Audience) OnLists(ctx context.Context, lists ListChecker, user string) (bool, error) {
+	for _, l := range a.Lists {
+		if lists == nil {
+			return false, fmt.Errorf("audience %s names list %s, and no list store is configured", a.ID, l)
+		}
+		ok, err := lists.Has(ctx, l, user)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // Env is the CEL environment of audience conditions: `profile` with user_id, time_zone, locale,

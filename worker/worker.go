@@ -172,6 +172,7 @@ func New(cfg Config) (sdkworker.Worker, error) {
 		Log:       cfg.Log,
 		Pages:     cfg.Pages,
 		Reaches:   workflows.Starter{Client: cfg.Temporal, TaskQueue: cfg.TaskQueue},
+		Lists:     cfg.Lists,
 
 		ControlGroupPercent: cfg.ControlGroupPercent,
 	}

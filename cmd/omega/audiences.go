@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -15,7 +16,8 @@ import (
 
 const audiencesUsage = `usage: omega audiences <command> [flags]   (through the API: OMEGA_API_URL, OMEGA_API_KEY)
 
-  count AUDIENCE [--when CEL] [--sample N]   a dry run: profiles in the audience, and a sample
+  count AUDIENCE [--when CEL] [--list L] [--sample N]
+                                             a dry run: profiles in the audience, and a sample
   broadcast AUDIENCE --journey J [--when CEL] [--run R] [--rate 20]
                                              start journey J once for every user of the audience
                                              (reach/audience/AUDIENCE/<user>/R; R: a UTC timestamp
@@ -29,6 +31,7 @@ const audiencesUsage = `usage: omega audiences <command> [flags]   (through the 
 
 --when is a CEL condition over profile (user_id, time_zone, locale, attrs, consent), e.g.
   'profile.attrs.tier == "gold" && profile.time_zone == "Europe/Berlin"'; every profile when empty.
+--list L (repeatable, count, broadcast, schedule): members must also be on list L (whitelist ...).
 flags: -o table|json (output format)
 `
 
@@ -45,6 +48,8 @@ func runAudiences(ctx context.Context, cfg config, args []string, stdout io.Writ
 	cron := fs.String("cron", "", "cron expression in UTC (schedule)")
 	rate := fs.Float64("rate", 0, "reaches started per second at most (broadcast; 20 when 0)")
 	output := fs.String("o", "table", "output: table or json")
+	var lists listFlags
+	fs.Var(&lists, "list", "members must also be on this list (repeatable: whitelist, blacklist)")
 	if err := parseInterspersed(fs, args[1:]); err != nil {
 		return err
 	}
@@ -53,7 +58,7 @@ func runAudiences(ctx context.Context, cfg config, args []string, stdout io.Writ
 		fmt.Fprint(stdout, audiencesUsage)
 		return fmt.Errorf("audiences %s: name one audience", args[0])
 	}
-	aud := &omegav1.Audience{Id: pos[0], When: *when}
+	aud := &omegav1.Audience{Id: pos[0], When: *when, Lists: lists}
 	c, err := newAPIClient(cfg)
 	if err != nil {
 		return err
@@ -147,3 +152,9 @@ func runAudiences(ctx context.Context, cfg config, args []string, stdout io.Writ
 		return fmt.Errorf("unknown audiences command %q", args[0])
 	}
 }
+
+// listFlags collects repeated --list flags.
+type listFlags []string
+
+func (l *listFlags) String() string     { return strings.Join(*l, ",") }
+func (l *listFlags) Set(v string) error { *l = append(*l, v); return nil }

@@ -29,8 +29,10 @@ const (
 type Audience struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 1 to 63 of a-z, 0-9, _ and -.
-	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	When          string `protobuf:"bytes,2,opt,name=when,proto3" json:"when,omitempty"`
+	Id   string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	When string `protobuf:"bytes,2,opt,name=when,proto3" json:"when,omitempty"`
+	// Members must also be on each of these lists (ListService's: whitelist, blacklist).
+	Lists         []string `protobuf:"bytes,3,rep,name=lists,proto3" json:"lists,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -77,6 +79,13 @@ func (x *Audience) GetWhen() string {
 		return x.When
 	}
 	return ""
+}
+
+func (x *Audience) GetLists() []string {
+	if x != nil {
+		return x.Lists
+	}
+	return nil
 }
 
 type CountAudienceRequest struct {
@@ -1046,10 +1055,11 @@ var File_omega_v1_audience_proto protoreflect.FileDescriptor
 
 const file_omega_v1_audience_proto_rawDesc = "" +
 	"\n" +
-	"\x17omega/v1/audience.proto\x12\bomega.v1\x1a\x1fgoogle/protobuf/timestamp.proto\".\n" +
+	"\x17omega/v1/audience.proto\x12\bomega.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n" +
 	"\bAudience\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04when\x18\x02 \x01(\tR\x04when\"^\n" +
+	"\x04when\x18\x02 \x01(\tR\x04when\x12\x14\n" +
+	"\x05lists\x18\x03 \x03(\tR\x05lists\"^\n" +
 	"\x14CountAudienceRequest\x12.\n" +
 	"\baudience\x18\x01 \x01(\v2\x12.omega.v1.AudienceR\baudience\x12\x16\n" +
 	"\x06sample\x18\x02 \x01(\x05R\x06sample\"c\n" +
