@@ -106,20 +106,27 @@ func (s audienceService) CountAudience(ctx context.Context, req *connect.Request
 	}
 }
 
+// checkBroadcast checks what a broadcast (or a schedule of them) is given, naming the field.
+func (s audienceService) checkBroadcast(a *omegav1.Audience, journeyID string, rate float64) (audience.Audience, error) {
+	au, _, err := s.compileAudience(a)
+	switch {
+	case err != nil:
+		return au, err
+	case journeyID == "":
+		return au, invalid("journey_id", "required")
+	case !s.journeys(journeyID):
+		return au, invalid("journey_id", "no journey %q", journeyID)
+	case rate < 0 || rate > maxBroadcastRate:
+		return au, invalid("rate", "reaches per second, from 0 (the default, %g) to %d", workflows.DefaultBroadcastRate, maxBroadcastRate)
+	}
+	return au, nil
+}
+
 func (s audienceService) StartBroadcast(ctx context.Context, req *connect.Request[omegav1.StartBroadcastRequest]) (*connect.Response[omegav1.StartBroadcastResponse], error) {
 	m := req.Msg
-	au, _, err := s.compileAudience(m.GetAudience())
+	au, err := s.checkBroadcast(m.GetAudience(), m.GetJourneyId(), m.GetRate())
 	if err != nil {
 		return nil, err
-	}
-	if m.GetJourneyId() == "" {
-		return nil, invalid("journey_id", "required")
-	}
-	if !s.journeys(m.GetJourneyId()) {
-		return nil, invalid("journey_id", "no journey %q", m.GetJourneyId())
-	}
-	if r := m.GetRate(); r < 0 || r > maxBroadcastRate {
-		return nil, invalid("rate", "reaches per second, from 0 (the default, %g) to %d", workflows.DefaultBroadcastRate, maxBroadcastRate)
 	}
 	run := m.GetRun()
 	if run == "" {
@@ -255,18 +262,9 @@ func (s audienceService) broadcast(ctx context.Context, audienceID, run string) 
 
 func (s audienceService) ScheduleBroadcast(ctx context.Context, req *connect.Request[omegav1.ScheduleBroadcastRequest]) (*connect.Response[omegav1.ScheduleBroadcastResponse], error) {
 	m := req.Msg
-	au, _, err := s.compileAudience(m.GetAudience())
+	au, err := s.checkBroadcast(m.GetAudience(), m.GetJourneyId(), m.GetRate())
 	if err != nil {
 		return nil, err
-	}
-	if m.GetJourneyId() == "" {
-		return nil, invalid("journey_id", "required")
-	}
-	if !s.journeys(m.GetJourneyId()) {
-		return nil, invalid("journey_id", "no journey %q", m.GetJourneyId())
-	}
-	if r := m.GetRate(); r < 0 || r > maxBroadcastRate {
-		return nil, invalid("rate", "reaches per second, from 0 (the default, %g) to %d", workflows.DefaultBroadcastRate, maxBroadcastRate)
 	}
 	if m.GetCron() == "" {
 		return nil, invalid("cron", "required: a cron expression in UTC, like \"0 9 * * MON\"")
