@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -100,6 +101,7 @@ func (a *Activities) BroadcastPage(ctx context.Context, in BroadcastPageInput) (
 		sem       = make(chan struct{}, broadcastStarters)
 		next      = time.Now()
 		heartbeat = time.Now()
+		refunds   atomic.Int64
 	)
 	for _, u := range members {
 		if wait := time.Until(next); wait > 0 {
@@ -110,6 +112,8 @@ func (a *Activities) BroadcastPage(ctx context.Context, in BroadcastPageInput) (
 			case <-t.C:
 			}
 		}
+		// A member found started (a killed run's) gives its slot back: the rate paces starts.
+		next = next.Add(-time.Duration(refunds.Swap(0)) * interval)
 		next = maxTime(next, time.Now().Add(-interval)).Add(interval) // no burst after a slow start
 		select {
 		case sem <- struct{}{}:
@@ -133,6 +137,7 @@ func (a *Activities) BroadcastPage(ctx context.Context, in BroadcastPageInput) (
 				res.Started++
 			default:
 				res.Already++
+				refunds.Add(1)
 			}
 		}()
 		if time.Since(heartbeat) > time.Second {

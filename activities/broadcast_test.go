@@ -94,7 +94,9 @@ func TestBroadcastPage(t *testing.T) {
 
 type fakeLists map[string]bool
 
-func (f fakeLists) Has(_ context.Context, list, user string) (bool, error) { return f[list+"/"+user], nil }
+func (f fakeLists) Has(_ context.Context, list, user string) (bool, error) {
+	return f[list+"/"+user], nil
+}
 
 // An audience naming lists reaches only the members on every one of them.
 func TestBroadcastPageLists(t *testing.T) {
