@@ -169,6 +169,12 @@ func DefaultSaramaConfig() *sarama.Config {
 	sc.Consumer.Offsets.AutoCommit.Interval = 500 * time.Millisecond
 	sc.Consumer.Return.Errors = true
 	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	// The coordinator holds a JoinGroup until every member rejoined or the rebalance timeout
+	// passed, and Sarama waits for its answer no longer than Net.ReadTimeout (30 s): with the
+	// default 60 s, a replica killed while the group formed left the others timing out and
+	// joining again every 30 s, consuming nothing (the fault suite's "CEP replica killed" saw it
+	// once). A claim exits within moments of its revocation (every wait watches the session).
+	sc.Consumer.Group.Rebalance.Timeout = 20 * time.Second
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Return.Successes = true
 	sc.Producer.Retry.Max = 10
