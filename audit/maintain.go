@@ -28,8 +28,8 @@ type MaintenanceReport struct {
 
 // Maintain creates the day partitions from yesterday to a week ahead (moving rows that waited in
 // the default partition) and drops the partitions wholly older than retention (and deletes such
-// rows from the default partition, and the dispatch keys as old). Replicas may call it at once:
-// one does the work, the others return at once. Each step is a transaction of its own that waits
+// rows from the default partition, and the dispatch keys and reach roll-ups as old). Replicas may
+// call it at once: one does the work, the others return at once. Each step is a transaction of its own that waits
 // at most 2 s for its locks, so a long reader of the trail delays the step to the next pass
 // instead of queueing every writer behind it. now is the clock (UTC days).
 func (s *Store) Maintain(ctx context.Context, now time.Time, retention time.Duration) (MaintenanceReport, error) {
@@ -92,6 +92,10 @@ func (s *Store) Maintain(ctx context.Context, now time.Time, retention time.Dura
 	rep.Purged = tag.RowsAffected()
 	if _, err := conn.Exec(ctx, `DELETE FROM audit_dispatch_keys WHERE created_at < $1`, cutoff); err != nil {
 		return rep, fmt.Errorf("purge dispatch keys: %w", err)
+	}
+	// A reach's roll-up goes with its last record.
+	if _, err := conn.Exec(ctx, `DELETE FROM audit_reaches WHERE last_at < $1`, cutoff); err != nil {
+		return rep, fmt.Errorf("purge reach roll-ups: %w", err)
 	}
 	return rep, nil
 }

@@ -72,27 +72,14 @@ type Funnel struct {
 // Funnel reads a funnel from the trail: matched -> sent -> opened (push_open) -> converted, with
 // why the suppressed ones were dropped.
 func (s *Store) Funnel(ctx context.Context, q FunnelQuery) (Funnel, error) {
+	// Each reach's roll-up (audit_reaches, kept by a trigger as its records arrive) says how far
+	// it got: one row per reach, not every record of it.
 	rows, err := s.pool.Query(ctx, `
-		WITH m AS (
-			SELECT DISTINCT reach_id FROM audit_records
-			WHERE kind = 'matched' AND at >= $1 AND at < $2
-				AND ($3::text = '' OR rule_id = $3) AND ($4::text = '' OR journey_id = $4)),
-		r AS (
-			SELECT a.reach_id,
-				bool_or(a.kind = 'dispatched') AS sent,
-				bool_or(a.kind = 'responded' AND a.outcome = 'push_open') AS opened,
-				bool_or(a.kind = 'converted') AS converted,
-				coalesce((array_agg(a.outcome ORDER BY a.at DESC, a.id DESC) FILTER (WHERE a.kind IN ('completed', 'cancelled')))[1], 'running') AS status,
-				(array_agg(coalesce(substring(a.reason from '^drop by ([A-Za-z0-9_]+)'), 'other') ORDER BY a.at DESC, a.id DESC)
-					FILTER (WHERE a.kind = 'filtered' AND a.outcome = 'drop'))[1] AS dropped_by,
-				max(a.journey_version) AS version,
-				bool_or(a.kind = 'split' AND a.outcome = $6) AS on_path,
-				coalesce(min(a.outcome) FILTER (WHERE a.kind = 'split'), min(a.outcome) FILTER (WHERE a.kind = 'held_out')) AS path
-			FROM audit_records a JOIN m USING (reach_id)
-			GROUP BY a.reach_id)
-		SELECT status, coalesce(dropped_by, ''), coalesce(path, ''), count(*), count(*) FILTER (WHERE sent),
-			count(*) FILTER (WHERE opened), count(*) FILTER (WHERE converted)
-		FROM r WHERE ($5::int = 0 OR version = $5) AND ($6::text = '' OR on_path)
+		SELECT coalesce(status, 'running'), coalesce(dropped_by, ''), coalesce(paths[1], held_out, ''), count(*),
+			count(*) FILTER (WHERE sent), count(*) FILTER (WHERE opened), count(*) FILTER (WHERE converted)
+		FROM audit_reaches
+		WHERE matched_at >= $1 AND matched_at < $2 AND ($3::text = '' OR rule_id = $3) AND ($4::text = '' OR journey_id = $4)
+			AND ($5::int = 0 OR version = $5) AND ($6::text = '' OR $6 = ANY(paths))
 		GROUP BY 1, 2, 3`, q.From, q.To, q.RuleID, q.JourneyID, q.JourneyVersion, q.SplitPath)
 	if err != nil {
 		return Funnel{}, fmt.Errorf("funnel: %w", err)
@@ -105,20 +92,27 @@ func (s *Store) Funnel(ctx context.Context, q FunnelQuery) (Funnel, error) {
 		if err := rows.Scan(&status, &by, &path, &n, &sent, &opened, &converted); err != nil {
 			return Funnel{}, fmt.Errorf("funnel: %w", err)
 		}
-		f.add(status, by, n, sent, opened, converted)
-		if path != "" {
-			if f.BySplitPath == nil {
-				f.BySplitPath = map[string]Funnel{}
-			}
-			p, ok := f.BySplitPath[path]
-			if !ok {
-				p.SuppressedBy = map[string]int64{}
-			}
-			p.add(status, by, n, sent, opened, converted)
-			f.BySplitPath[path] = p
-		}
+		f.addRow(status, by, path, n, sent, opened, converted)
 	}
 	return f, rows.Err()
+}
+
+// addRow counts n reaches that ended with status (dropped by by) on a split path (or held out by
+// the control group; "" for neither), of which sent, opened and converted reached those stages.
+func (f *Funnel) addRow(status, by, path string, n, sent, opened, converted int64) {
+	f.add(status, by, n, sent, opened, converted)
+	if path == "" {
+		return
+	}
+	if f.BySplitPath == nil {
+		f.BySplitPath = map[string]Funnel{}
+	}
+	p, ok := f.BySplitPath[path]
+	if !ok {
+		p.SuppressedBy = map[string]int64{}
+	}
+	p.add(status, by, n, sent, opened, converted)
+	f.BySplitPath[path] = p
 }
 
 // add counts n reaches that ended with status (dropped by by), of which sent, opened and

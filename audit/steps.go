@@ -3,6 +3,8 @@ package audit
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -44,61 +46,65 @@ type StepCount struct {
 // there, were dropped (and by which filter), sent, failed and converted, from the audit trail.
 // Steps come ordered by name.
 func (s *Store) StepCounts(ctx context.Context, q StepQuery) ([]StepCount, error) {
-	// One row per reach and step (its flags), one per reach, step and label, then plain counts:
-	// cheaper than counting distinct reaches per group over every record.
+	// The reaches' roll-ups (audit_reaches, kept by a trigger as records arrive) name what
+	// happened at each step as tokens; reaches with the same tokens are counted together first.
 	rows, err := s.pool.Query(ctx, `
-		WITH m AS (
-			SELECT DISTINCT reach_id FROM audit_records
-			WHERE kind = 'matched' AND at >= $1 AND at < $2 AND journey_id = $3),
-		r AS (
-			SELECT a.reach_id, bool_or(a.kind = 'converted') AS converted FROM audit_records a JOIN m USING (reach_id)
-			GROUP BY a.reach_id HAVING $4::int = 0 OR max(a.journey_version) = $4),
-		a AS (
-			SELECT a.reach_id, split_part(split_part(a.step, '#', 1), '/', 1) AS step, a.kind, a.outcome, a.reason, r.converted
-			FROM audit_records a JOIN r USING (reach_id)),
-		s AS (
-			SELECT step, converted,
-				bool_or(kind IN ('waited', 'deferred', 'responded', 'timed_out')) AS waited,
-				bool_or(kind = 'dispatched') AS sent, bool_or(kind = 'suppressed') AS dropped, bool_or(kind = 'failed') AS failed
-			FROM a GROUP BY reach_id, step, converted),
-		l AS (
-			SELECT DISTINCT a.reach_id, a.step,
-				CASE WHEN a.kind = 'suppressed' THEN 'drop' ELSE 'outcome' END AS label_kind,
-				CASE WHEN a.kind = 'suppressed' THEN coalesce(substring(a.reason from '^drop by ([A-Za-z0-9_]+)'), 'other') ELSE a.outcome END AS label
-			FROM a
-			WHERE a.kind IN ('suppressed', 'split', 'branched', 'responded', 'timed_out', 'converted'))
-		SELECT step, false, '', '', count(*), count(*) FILTER (WHERE waited), count(*) FILTER (WHERE sent),
-			count(*) FILTER (WHERE dropped), count(*) FILTER (WHERE failed), count(*) FILTER (WHERE converted)
-		FROM s GROUP BY step
-		UNION ALL
-		SELECT step, true, label_kind, label, count(*), 0, 0, 0, 0, 0 FROM l GROUP BY step, label_kind, label
-		ORDER BY 1, 2`, q.From, q.To, q.JourneyID, q.JourneyVersion)
+		WITH g AS (
+			SELECT steps, count(*) AS n, count(*) FILTER (WHERE converted) AS converted FROM audit_reaches
+			WHERE journey_id = $3 AND matched_at >= $1 AND matched_at < $2 AND ($4::int = 0 OR version = $4)
+			GROUP BY steps)
+		SELECT tok, sum(n)::bigint, sum(converted)::bigint FROM g, unnest(g.steps) AS tok GROUP BY tok`,
+		q.From, q.To, q.JourneyID, q.JourneyVersion)
 	if err != nil {
 		return nil, fmt.Errorf("step counts of %s: %w", q.JourneyID, err)
 	}
 	defer rows.Close()
-	var out []StepCount
+	byStep := map[string]*StepCount{}
 	for rows.Next() {
-		var step, labelKind, label string
-		var detail bool
-		var n, waited, sent, dropped, failed, converted int64
-		if err := rows.Scan(&step, &detail, &labelKind, &label, &n, &waited, &sent, &dropped, &failed, &converted); err != nil {
+		var tok string
+		var n, converted int64
+		if err := rows.Scan(&tok, &n, &converted); err != nil {
 			return nil, fmt.Errorf("step counts of %s: %w", q.JourneyID, err)
 		}
-		if len(out) == 0 || out[len(out)-1].Step != step {
-			out = append(out, StepCount{Step: step, DroppedBy: map[string]int64{}, Outcomes: map[string]int64{}})
+		what, step, label, _ := parseStepToken(tok)
+		c := byStep[step]
+		if c == nil {
+			c = &StepCount{Step: step, DroppedBy: map[string]int64{}, Outcomes: map[string]int64{}}
+			byStep[step] = c
 		}
-		c := &out[len(out)-1]
-		switch {
-		case !detail:
-			c.Entered, c.Waited, c.Sent, c.Dropped, c.Failed, c.Converted = n, waited, sent, dropped, failed, converted
-		case labelKind == "drop":
+		switch what {
+		case "e":
+			c.Entered, c.Converted = n, converted
+		case "w":
+			c.Waited = n
+		case "s":
+			c.Sent = n
+		case "d":
+			c.Dropped = n
+		case "f":
+			c.Failed = n
+		case "D":
 			c.DroppedBy[label] = n
-		case labelKind == "outcome":
+		case "o":
 			c.Outcomes[label] = n
 		}
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("step counts of %s: %w", q.JourneyID, err)
+	}
+	out := make([]StepCount, 0, len(byStep))
+	for _, c := range byStep {
+		out = append(out, *c)
+	}
+	slices.SortFunc(out, func(a, b StepCount) int { return strings.Compare(a.Step, b.Step) })
+	return out, nil
+}
+
+// parseStepToken splits a roll-up token, "what<US>step[<US>label]" (store migration 014).
+func parseStepToken(tok string) (what, step, label string, ok bool) {
+	what, rest, ok := strings.Cut(tok, "\x1f")
+	step, label, _ = strings.Cut(rest, "\x1f")
+	return what, step, label, ok
 }
 
 // MatchQuery selects the matches counted per hour: in [From, To), of the given rules.

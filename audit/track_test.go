@@ -206,7 +206,8 @@ func assert(t *testing.T, ok bool, format string, args ...any) bool {
 }
 
 // Maintenance creates the days ahead (moving rows that waited in the default partition), drops
-// the days past retention and purges such rows from the default partition.
+// the days past retention and purges such rows from the default partition, and their reaches'
+// roll-ups.
 func TestMaintainPartitions(t *testing.T) {
 	store := testenv.Require(t).FreshAudit(t)
 	ctx := context.Background()
@@ -249,6 +250,9 @@ func TestMaintainPartitions(t *testing.T) {
 	var keys int
 	require.NoError(t, store.Pool().QueryRow(ctx, `SELECT count(*) FROM audit_dispatch_keys`).Scan(&keys))
 	require.Zero(t, keys, "dispatch keys older than retention purged")
+	var rollups []string
+	require.NoError(t, store.Pool().QueryRow(ctx, `SELECT array_agg(reach_id) FROM audit_reaches`).Scan(&rollups))
+	require.Equal(t, []string{"later"}, rollups, "reach roll-ups go with their records")
 
 	_, err = store.Maintain(ctx, now, 0)
 	require.Error(t, err)
