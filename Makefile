@@ -61,7 +61,7 @@ console-screenshots: build-dev chromium ## the console's browser test on a fresh
 
 .PHONY: console-bench
 console-bench: build-dev ## each console page's server time over 100,000 audit rows (BenchmarkPages; not part of make test)
-	deploy/local/test.sh $(GO) test -run '^$$' -bench Pages -benchtime 20x ./console/
+	deploy/local/test.sh $(GO) test -run '^$$' -bench Pages -benchtime 20x -count 3 ./console/
 
 .PHONY: breaking
 breaking: $(BUF) ## fail when proto/ breaks the wire contract of the previous commit (buf breaking)
