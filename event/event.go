@@ -4,7 +4,6 @@
 package event
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,12 +57,9 @@ func Decode(b []byte) (Event, error) {
 	if len(b) > MaxSize {
 		return e, &FieldError{Field: "value", Reason: fmt.Sprintf("%d bytes exceeds the %d byte limit", len(b), MaxSize)}
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&e); err != nil {
+	// Unmarshal refuses trailing data after the object itself.
+	if err := json.Unmarshal(b, &e); err != nil {
 		return e, fmt.Errorf("%w: %v", ErrDecode, err)
-	}
-	if dec.More() {
-		return e, fmt.Errorf("%w: trailing data after the JSON object", ErrDecode)
 	}
 	return e, e.Validate(time.Now())
 }

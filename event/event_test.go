@@ -70,3 +70,16 @@ func TestRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, in, out)
 }
+
+// BenchmarkDecode is the CEP stage's (and the ceiling's) per-record decode and validation.
+//
+//	go test -run '^$' -bench Decode ./event/
+func BenchmarkDecode(b *testing.B) {
+	v := []byte(`{"event_id":"ev-000012345","user_id":"u-0042317","type":"cart_add","item_id":"sku-31337","ts":"2026-11-25T10:00:00.123Z","attrs":{"price":19.9,"source":"app"}}`)
+	b.SetBytes(int64(len(v)))
+	for b.Loop() {
+		if _, err := event.Decode(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
