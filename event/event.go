@@ -57,9 +57,12 @@ func Decode(b []byte) (Event, error) {
 	if len(b) > MaxSize {
 		return e, &FieldError{Field: "value", Reason: fmt.Sprintf("%d bytes exceeds the %d byte limit", len(b), MaxSize)}
 	}
-	// Unmarshal refuses trailing data after the object itself.
-	if err := json.Unmarshal(b, &e); err != nil {
-		return e, fmt.Errorf("%w: %v", ErrDecode, err)
+	if !decodeFast(b, &e) {
+		// Unmarshal refuses trailing data after the object itself.
+		e = Event{}
+		if err := json.Unmarshal(b, &e); err != nil {
+			return e, fmt.Errorf("%w: %v", ErrDecode, err)
+		}
 	}
 	return e, e.Validate(time.Now())
 }
