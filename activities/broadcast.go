@@ -76,16 +76,12 @@ func (a *Activities) BroadcastPage(ctx context.Context, in BroadcastPageInput) (
 	for _, p := range ps {
 		res.Scanned++
 		res.Next = p.UserID
-		if !cond.Holds(p) {
-			continue
-		}
-		on, err := in.Audience.OnLists(ctx, a.Lists, p.UserID)
-		if err != nil {
-			return res, err
-		}
-		if on {
+		if cond.Holds(p) {
 			members = append(members, p.UserID)
 		}
+	}
+	if members, err = in.Audience.OnLists(ctx, a.Lists, members); err != nil {
+		return res, err
 	}
 	res.Matched = int64(len(members))
 	interval := time.Duration(0)

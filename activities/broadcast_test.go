@@ -94,8 +94,12 @@ func TestBroadcastPage(t *testing.T) {
 
 type fakeLists map[string]bool
 
-func (f fakeLists) Has(_ context.Context, list, user string) (bool, error) {
-	return f[list+"/"+user], nil
+func (f fakeLists) HasMany(_ context.Context, list string, users []string) ([]bool, error) {
+	on := make([]bool, len(users))
+	for i, u := range users {
+		on[i] = f[list+"/"+u]
+	}
+	return on, nil
 }
 
 // An audience naming lists reaches only the members on every one of them.

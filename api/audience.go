@@ -84,22 +84,20 @@ func (s audienceService) CountAudience(ctx context.Context, req *connect.Request
 		if err != nil {
 			return nil, s.internal("read profiles", err)
 		}
+		var held []string
 		for _, p := range ps {
 			out.Scanned++
-			on := c.Holds(p)
-			if on && len(au.Lists) > 0 {
-				if on, err = au.OnLists(ctx, s.lists, p.UserID); err != nil {
-					return nil, s.internal("read lists", err)
-				}
-			}
-			if on {
-				out.Members++
-				if len(out.Sample) < n {
-					out.Sample = append(out.Sample, p.UserID)
-				}
+			if c.Holds(p) {
+				held = append(held, p.UserID)
 			}
 			after = p.UserID
 		}
+		members, err := au.OnLists(ctx, s.lists, held)
+		if err != nil {
+			return nil, s.internal("read lists", err)
+		}
+		out.Members += int64(len(members))
+		out.Sample = append(out.Sample, members[:min(len(members), n-len(out.Sample))]...)
 		if len(ps) < countPage {
 			return connect.NewResponse(out), nil
 		}

@@ -21,23 +21,34 @@ type Audience struct {
 	Lists []string `json:"lists,omitempty"`
 }
 
-// ListChecker tells whether a user is on a list (store.Lists).
+// ListChecker tells which users are on a list (store.Lists).
 type ListChecker interface {
-	Has(ctx context.Context, list, user string) (bool, error)
+	HasMany(ctx context.Context, list string, users []string) ([]bool, error)
 }
 
-// OnLists reports whether user is on every list of the audience (true when it names none).
-func (a Audience) OnLists(ctx context.Context, lists ListChecker, user string) (bool, error) {
+// OnLists returns those of users who are on every list of the audience (all of them when it
+// names none), in their order: one round trip per list.
+func (a Audience) OnLists(ctx context.Context, lists ListChecker, users []string) ([]string, error) {
 	for _, l := range a.Lists {
+		if len(users) == 0 {
+			break
+		}
 		if lists == nil {
-			return false, fmt.Errorf("audience %s names list %s, and no list store is configured", a.ID, l)
+			return nil, fmt.Errorf("audience %s names list %s, and no list store is configured", a.ID, l)
 		}
-		ok, err := lists.Has(ctx, l, user)
-		if err != nil || !ok {
-			return false, err
+		on, err := lists.HasMany(ctx, l, users)
+		if err != nil {
+			return nil, err
 		}
+		kept := make([]string, 0, len(users))
+		for i, u := range users {
+			if on[i] {
+				kept = append(kept, u)
+			}
+		}
+		users = kept
 	}
-	return true, nil
+	return users, nil
 }
 
 // Env is the CEL environment of audience conditions: `profile` with user_id, time_zone, locale,

@@ -25,6 +25,9 @@ type Lists interface {
 	// Has reports whether user is on list. An error means the answer is unknown: a filter must
 	// fail closed (retry), never pass.
 	Has(ctx context.Context, list, user string) (bool, error)
+	// HasMany reports, in one round trip, which of users are on list (on[i] for users[i]); an
+	// error means the answers are unknown, as for Has.
+	HasMany(ctx context.Context, list string, users []string) (on []bool, err error)
 	// Scan pages through list's members, count at a time (a hint), from cursor (0: the start);
 	// next is 0 after the last page.
 	Scan(ctx context.Context, list string, cursor uint64, count int64) (users []string, next uint64, err error)
@@ -174,6 +177,31 @@ func (l *ListSets) Has(ctx context.Context, name, user string) (bool, error) {
 		return false, err
 	}
 	return l.rdb.SIsMember(ctx, key, user).Result()
+}
+
+func (l *ListSets) HasMany(ctx context.Context, name string, users []string) ([]bool, error) {
+	key, err := l.key(name)
+	if err != nil || len(users) == 0 {
+		return nil, err
+	}
+	members := make([]any, 0, len(users)+1)
+	for _, u := range users {
+		members = append(members, u)
+	}
+	if l.pool == nil {
+		return l.rdb.SMIsMember(ctx, key, members...).Result()
+	}
+	res, err := l.rdb.SMIsMember(ctx, key, append(members, LoadedMember)...).Result()
+	if err != nil {
+		return nil, err
+	}
+	if res[len(users)] {
+		return res[:len(users)], nil
+	}
+	if err := l.load(ctx, name, key); err != nil {
+		return nil, err
+	}
+	return l.rdb.SMIsMember(ctx, key, members...).Result()
 }
 
 func (l *ListSets) Scan(ctx context.Context, name string, cursor uint64, count int64) ([]string, uint64, error) {

@@ -49,3 +49,40 @@ func TestBlacklistSurvivesRedisLoss(t *testing.T) {
 		})
 	}
 }
+
+// HasMany answers for a page of users in one round trip, and like Has reloads a lost copy from
+// PostgreSQL before it answers (on a single Redis and on the Cluster).
+func TestListsHasMany(t *testing.T) {
+	env := testenv.Require(t)
+	for _, target := range env.Redises(t) {
+		t.Run(target.Name, func(t *testing.T) {
+			rdb := target.Client
+			ctx := context.Background()
+			key := testenv.Unique("wl-")
+			for _, pool := range []bool{true, false} {
+				lists := store.NewLists(nil, rdb, map[string]string{"whitelist": key})
+				if pool {
+					lists = store.NewLists(env.Audit(t).Pool(), rdb, map[string]string{"whitelist": key})
+				}
+				a, b, c := testenv.Unique("a-"), testenv.Unique("b-"), testenv.Unique("c-")
+				_, err := lists.Add(ctx, "whitelist", []string{a, c})
+				require.NoError(t, err)
+				on, err := lists.HasMany(ctx, "whitelist", []string{a, b, c})
+				require.NoError(t, err)
+				require.Equal(t, []bool{true, false, true}, on)
+				if pool {
+					require.NoError(t, rdb.Del(ctx, key).Err())
+					on, err = lists.HasMany(ctx, "whitelist", []string{c, b, a})
+					require.NoError(t, err)
+					require.Equal(t, []bool{true, false, true}, on, "reloaded from PostgreSQL")
+				}
+				on, err = lists.HasMany(ctx, "whitelist", nil)
+				require.NoError(t, err)
+				require.Empty(t, on)
+				_, err = lists.HasMany(ctx, "nolist", []string{a})
+				require.ErrorIs(t, err, store.ErrUnknownList)
+				require.NoError(t, rdb.Del(ctx, key).Err())
+			}
+		})
+	}
+}
