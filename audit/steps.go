@@ -66,7 +66,7 @@ func (s *Store) StepCounts(ctx context.Context, q StepQuery) ([]StepCount, error
 		if err := rows.Scan(&tok, &n, &converted); err != nil {
 			return nil, fmt.Errorf("step counts of %s: %w", q.JourneyID, err)
 		}
-		what, step, label, _ := parseStepToken(tok)
+		what, step, label := parseStepToken(tok)
 		c := byStep[step]
 		if c == nil {
 			c = &StepCount{Step: step, DroppedBy: map[string]int64{}, Outcomes: map[string]int64{}}
@@ -100,11 +100,12 @@ func (s *Store) StepCounts(ctx context.Context, q StepQuery) ([]StepCount, error
 	return out, nil
 }
 
-// parseStepToken splits a roll-up token, "what<US>step[<US>label]" (store migration 014).
-func parseStepToken(tok string) (what, step, label string, ok bool) {
-	what, rest, ok := strings.Cut(tok, "\x1f")
+// parseStepToken splits a roll-up token, "what<US>step[<US>label]" (store migration 014; a
+// step's ID holds no control character, journey validation sees to it).
+func parseStepToken(tok string) (what, step, label string) {
+	what, rest, _ := strings.Cut(tok, "\x1f")
 	step, label, _ = strings.Cut(rest, "\x1f")
-	return what, step, label, ok
+	return what, step, label
 }
 
 // MatchQuery selects the matches counted per hour: in [From, To), of the given rules.

@@ -86,6 +86,7 @@ func TestValidate(t *testing.T) {
 		{"missing id", func(t *testing.T, j *Journey) { j.ID = "" }, "", "id", "is required"},
 		{"no steps", func(t *testing.T, j *Journey) { j.Steps = nil }, "", "steps", "at least one step"},
 		{"duplicate step id", func(t *testing.T, j *Journey) { j.Steps[2].ID = "s1" }, "s1", "id", "used by two steps"},
+		{"control character in a step id", func(t *testing.T, j *Journey) { j.Steps[2].ID = "s\x1f3" }, "s\x1f3", "id", "control characters"},
 		{"two kinds", func(t *testing.T, j *Journey) {
 			stepOf(t, j, "s1").Wait = &Wait{For: Duration(time.Hour)}
 		}, "s1", "(kind)", "exactly one"},

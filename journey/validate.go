@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/omegareach/omega/event"
 )
@@ -61,8 +62,8 @@ func (v *validator) run() error {
 		if s.ID == "" {
 			return v.fail("", fmt.Sprintf("steps[%d].id", i), "is required")
 		}
-		if s.ID == End || strings.ContainsAny(s.ID, "/# \t\n") {
-			return v.fail(s.ID, "id", "must not be %q nor contain '/', '#' or spaces", End)
+		if s.ID == End || strings.ContainsAny(s.ID, "/# ") || strings.ContainsFunc(s.ID, unicode.IsControl) {
+			return v.fail(s.ID, "id", "must not be %q nor contain '/', '#', spaces or control characters", End)
 		}
 		if seen[s.ID] {
 			return v.fail(s.ID, "id", "is used by two steps")
