@@ -159,24 +159,11 @@ func (l *ListSets) Remove(ctx context.Context, name string, members []string) (i
 
 // Has reads the list's Redis copy, reloading it first when it is not marked loaded.
 func (l *ListSets) Has(ctx context.Context, name, user string) (bool, error) {
-	key, err := l.key(name)
+	on, err := l.HasMany(ctx, name, []string{user})
 	if err != nil {
 		return false, err
 	}
-	if l.pool == nil {
-		return l.rdb.SIsMember(ctx, key, user).Result()
-	}
-	res, err := l.rdb.SMIsMember(ctx, key, user, LoadedMember).Result()
-	if err != nil {
-		return false, err
-	}
-	if res[1] {
-		return res[0], nil
-	}
-	if err := l.load(ctx, name, key); err != nil {
-		return false, err
-	}
-	return l.rdb.SIsMember(ctx, key, user).Result()
+	return on[0], nil
 }
 
 func (l *ListSets) HasMany(ctx context.Context, name string, users []string) ([]bool, error) {
