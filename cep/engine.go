@@ -139,9 +139,15 @@ func newEngine(rdb redis.UniversalClient, prefix string) *engine {
 	return &engine{rdb: rdb, prefix: prefix}
 }
 
+// braces turns a value's braces into parentheses, so it cannot end a hash tag early.
+var braces = strings.NewReplacer("{", "(", "}", ")")
+
 // tag returns a hash tag safe for any key value.
 func tag(v string) string {
-	return "{" + strings.NewReplacer("{", "(", "}", ")").Replace(v) + "}"
+	if strings.ContainsAny(v, "{}") {
+		v = braces.Replace(v)
+	}
+	return "{" + v + "}"
 }
 
 func (e *engine) stateKey(r *compiledRule, key, kind string) string {

@@ -469,3 +469,10 @@ func testSharedStateReplays(t *testing.T, rdb redis.UniversalClient) {
 		require.Empty(t, h.feed(ev{id: "b2", user: "u3", typ: "cart_add", item: "i", at: 2 * time.Minute}))
 	})
 }
+
+// A key value's braces cannot end its hash tag early (every key of one value lands in one slot).
+func TestTagEscapesBraces(t *testing.T) {
+	require.Equal(t, "{u1}", tag("u1"))
+	require.Equal(t, "{a(b)c}", tag("a{b}c"))
+	require.Equal(t, "{)(}", tag("}{"))
+}
