@@ -27,7 +27,9 @@ import (
 //  5. mark the offset for Kafka.
 //
 // Steps 4 and 5 cover every batch processed since the last commit, at most
-// Config.CommitInterval after the first of them, so starts never wait for a commit.
+// Config.CommitInterval after the first of them, so starts never wait for a commit. Step 3 runs
+// beside the next batches' steps 1 and 2 (effects.go), so the next events never wait for a
+// start either; a commit waits until every batch it covers has done step 3.
 //
 // A crash before 4 replays the batch from the last durable state: the same matches, the same
 // IDs, the starts collapse. A crash between 4 and 5 replays records the state has seen, which are
@@ -223,7 +225,9 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	defer metrics.ConsumerLag.DeleteLabelValues(part)
 	defer metrics.WatermarkLag.DeleteLabelValues(part)
 	defer metrics.StateInstances.DeleteLabelValues(part)
-	ctx := sess.Context()
+	// The claim's effects end with it (a fenced replica's too: the next owner replays them).
+	ctx, cancel := context.WithCancel(sess.Context())
+	defer cancel()
 	s := h.s
 	cfg := s.cfg
 	p := &partition{id: claim.Partition(), log: newChangelog(cfg.Redis, cfg.KeyPrefix, cfg.Group, claim.Topic(), claim.Partition())}
@@ -261,9 +265,27 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	lastCommit := time.Now()
 	commitTimer := time.NewTimer(time.Hour)
 	commitTimer.Stop()
-	durable := func() bool {
+	// Batches' effects run beside the next batches (effects.go); a commit waits for them, and a
+	// due one is put off while they run (the partition goes on), at most maxCommitDelay.
+	eff := newEffects()
+	defer func() {
+		cancel()
+		eff.wait()
+	}()
+	commitWanted := false
+	durable := func(force bool) bool {
 		if pending == nil {
 			return true
+		}
+		if eff.inflight > 0 {
+			if !force && time.Since(lastCommit) < cfg.CommitInterval+maxCommitDelay {
+				commitWanted = true
+				return true
+			}
+			if !eff.wait() {
+				cfg.Log.Info("batches left for the next owner: their effects failed", "partition", claim.Partition())
+				return false
+			}
 		}
 		began := time.Now()
 		if err := s.commit(ctx, p, pending.Offset+1, s.currentRules()); err != nil {
@@ -275,7 +297,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		sess.MarkMessage(pending, "")
 		metrics.ConsumerLag.WithLabelValues(part).Set(float64(max(0, claim.HighWaterMarkOffset()-pending.Offset-1)))
 		metrics.WatermarkLag.WithLabelValues(part).Set(time.Since(time.UnixMilli(p.m.wm)).Seconds())
-		pending, pendingMatches, lastCommit = nil, 0, time.Now()
+		pending, pendingMatches, lastCommit, commitWanted = nil, 0, time.Now(), false
 		commitTimer.Stop()
 		return true
 	}
@@ -284,20 +306,24 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			return true
 		}
 		metrics.BatchSeconds.WithLabelValues("wait").Observe(time.Since(first).Seconds())
-		n, err := s.processBatch(ctx, h.dlq, p, batch)
+		out, err := s.processBatch(ctx, h.dlq, p, batch)
 		if err != nil {
 			// A cancelled session, or a fenced replica: the batch stays unmarked for the owner.
 			cfg.Log.Info("batch left for the next owner", "partition", claim.Partition(), "err", err)
+			return false
+		}
+		if !eff.launch(ctx, s, out.fresh, out.evs, out.matches) {
+			cfg.Log.Info("batches left for the next owner: their effects failed", "partition", claim.Partition())
 			return false
 		}
 		if pending == nil {
 			commitTimer.Reset(max(0, cfg.CommitInterval-time.Since(lastCommit)))
 		}
 		pending = batch[len(batch)-1]
-		pendingMatches += n
+		pendingMatches += len(out.matches)
 		batch = batch[:0]
 		if time.Since(lastCommit) >= cfg.CommitInterval {
-			return durable()
+			return durable(false)
 		}
 		return true
 	}
@@ -305,7 +331,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		select {
 		case msg, ok := <-claim.Messages():
 			if !ok {
-				_ = flush() && durable()
+				_ = flush() && durable(true)
 				return nil
 			}
 			if len(batch) == 0 {
@@ -325,7 +351,20 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 				return nil
 			}
 		case <-commitTimer.C:
-			if !durable() {
+			if !durable(false) {
+				return nil
+			}
+			if commitWanted {
+				// Put off for effects still running: forced once it is maxCommitDelay late.
+				commitTimer.Reset(max(0, cfg.CommitInterval+maxCommitDelay-time.Since(lastCommit)))
+			}
+		case err := <-eff.done:
+			eff.inflight--
+			if err != nil {
+				cfg.Log.Info("batches left for the next owner: their effects failed", "partition", claim.Partition(), "err", err)
+				return nil
+			}
+			if commitWanted && eff.inflight == 0 && !durable(false) {
 				return nil
 			}
 		case <-idle.C:
@@ -338,7 +377,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			}
 			if len(p.m.jobs) > 0 {
 				// What the idle steps commit must not get ahead of the processed records' offset.
-				if !durable() {
+				if !durable(true) {
 					return nil
 				}
 				if err := s.idleFanOut(ctx, p); err != nil {
@@ -349,7 +388,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			if !p.m.dueBy(ms(now)-p.m.lateness) || !h.caughtUp(claim, readNext) {
 				continue
 			}
-			if !durable() {
+			if !durable(true) {
 				return nil
 			}
 			if err := s.idle(ctx, p, now); err != nil {
@@ -368,11 +407,12 @@ type decoded struct {
 	ev  event.Event
 }
 
-// processBatch takes one batch through steps 1 to 3 above and returns how many reaches it
-// started; ConsumeClaim makes it durable (4, 5), alone or with the batches after it. Failures of
+// processBatch takes one batch through steps 1 and 2 above (and a fan-out slice) and returns
+// what its effects (step 3) need; ConsumeClaim runs them beside the next batches (effects.go) and
+// makes the batch durable (4, 5), alone or with the batches after it. Failures of
 // Redis, Kafka or Temporal are retried with backoff until they succeed or ctx ends
 // (backpressure: the partition waits, nothing is dropped).
-func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *partition, msgs []*sarama.ConsumerMessage) (int, error) {
+func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *partition, msgs []*sarama.ConsumerMessage) (batchOut, error) {
 	step := time.Now()
 	lap := func(name string) {
 		now := time.Now()
@@ -399,7 +439,7 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 	metrics.EventsConsumed.WithLabelValues("replayed").Add(float64(replayed))
 	if len(dead) > 0 {
 		if err := retry(ctx, s.cfg.Log, "write dead letters", func() error { return dlq.SendMessages(dead) }); err != nil {
-			return 0, err
+			return batchOut{}, err
 		}
 		metrics.EventsConsumed.WithLabelValues("dead_lettered").Add(float64(len(dead)))
 	}
@@ -416,33 +456,29 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 		profiles, err = s.profilesFor(ctx, rules, evs)
 		return err
 	}); err != nil {
-		return 0, err
+		return batchOut{}, err
 	}
 	now := time.Now().UTC()
 	local, shared := p.compute(rules, evs, appended, profiles, now)
 	matches, err := s.finish(ctx, p, rules, local, shared, now)
 	if err != nil {
-		return 0, err
+		return batchOut{}, err
 	}
 	annotate(good, matches)
 	lap("compute")
 	crash(PointComputed, len(matches))
-	if err := s.dispatch(ctx, matches); err != nil {
-		return 0, err
-	}
-	observeEventToMatch(good, matches)
-	if err := s.routeResponses(ctx, evs); err != nil {
-		return 0, err
-	}
-	if err := s.track(ctx, evs); err != nil {
-		return 0, err
-	}
 	if err := s.fanOut(ctx, p, rules, now); err != nil {
-		return 0, err
+		return batchOut{}, err
 	}
-	crash(PointStarted, len(matches))
-	lap("start")
-	return len(matches), nil
+	lap("fanout")
+	return batchOut{fresh: good, evs: evs, matches: matches}, nil
+}
+
+// batchOut is what a computed batch leaves to its effects (effects.go).
+type batchOut struct {
+	fresh   []decoded
+	evs     []event.Event
+	matches []workflows.Match
 }
 
 // finish completes the batch's matches, retried until Redis answers.

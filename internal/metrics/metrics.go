@@ -71,10 +71,11 @@ var (
 		Help: "Pattern matches, by rule and mode (live or shadow)."}, []string{"rule", "mode"})
 	// BatchSeconds is where a CEP batch spends its time, by step: wait (from its first record's
 	// arrival to its processing: batching, and the partition busy with the batch before),
-	// decode, compute (profiles, the machine, shared state), start (reaches, responses, tracking,
-	// a fan-out slice), commit (the state made durable).
+	// decode, compute (profiles, the machine, shared state), start (the reaches), respond
+	// (responses signalled to open reaches), track (conversions and receipts in the audit
+	// trail), fanout (a fan-out slice), commit (the state made durable).
 	BatchSeconds = f.NewHistogramVec(prometheus.HistogramOpts{Name: "omega_cep_batch_seconds",
-		Help:    "Time a CEP batch spends in each step: wait, decode, compute, start, commit.",
+		Help:    "Time a CEP batch spends in each step: wait, decode, compute, start, respond, track, fanout, commit.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17)}, []string{"step"})
 	// EventToMatch is the time from an event's production (the Kafka record time) to its match.
 	EventToMatch = f.NewHistogram(prometheus.HistogramOpts{Name: "omega_cep_event_to_match_seconds",

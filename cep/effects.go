@@ -1,0 +1,115 @@
+package cep
+
+import (
+	"context"
+	"time"
+
+	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/metrics"
+	"github.com/omegareach/omega/workflows"
+)
+
+// A batch's effects (step 3: its reaches started, its responses signalled, its conversions and
+// receipts tracked) run beside the partition's next batches, so a start that takes a Temporal
+// round trip (tens of milliseconds on a busy host) does not hold back the events behind it: they
+// are computed and their own reaches started meanwhile. What a commit makes durable is the
+// machine as of the last batch computed, so a commit waits until every batch computed has its
+// effects done (and none failed): the state that produced a match is still never durable before
+// the match's start. A due commit is put off while effects run (the partition goes on), at most
+// maxCommitDelay past its interval, then waits for them.
+//
+// Starts are independent (each reach has its own workflow ID), so a batch's start does not wait
+// for the batches before it; responses and tracking keep the partition's order (a response
+// signalled before the one that preceded it could take a journey down another branch).
+
+// maxInflight bounds a partition's batches whose effects run at once; maxCommitDelay how long
+// past its interval a commit may be put off for effects still running.
+const (
+	maxInflight    = 8
+	maxCommitDelay = time.Second
+)
+
+// effects tracks a partition's batches whose effects run.
+type effects struct {
+	done     chan error    // one result per batch launched
+	inflight int           // batches launched whose result is not read yet
+	tail     chan struct{} // closed when the last batch launched has signalled and tracked
+}
+
+func newEffects() *effects {
+	tail := make(chan struct{})
+	close(tail)
+	return &effects{done: make(chan error, maxInflight), tail: tail}
+}
+
+// launch runs a batch's effects in the background; its result comes on done. At most maxInflight
+// run: launch first waits for the oldest when that many do (false when one failed).
+func (e *effects) launch(ctx context.Context, s *Stage, fresh []decoded, evs []event.Event, matches []workflows.Match) bool {
+	if e.inflight >= maxInflight && !e.next() {
+		return false
+	}
+	prev, tail := e.tail, make(chan struct{})
+	e.tail = tail
+	e.inflight++
+	go func() { e.done <- s.runEffects(ctx, prev, tail, fresh, evs, matches) }()
+	return true
+}
+
+// next reads one batch's result: false when its effects failed (the session ends, or a start
+// was refused for good).
+func (e *effects) next() bool {
+	err := <-e.done
+	e.inflight--
+	return err == nil
+}
+
+// wait reads every running batch's result: false when one failed.
+func (e *effects) wait() bool {
+	ok := true
+	for e.inflight > 0 {
+		ok = e.next() && ok
+	}
+	return ok
+}
+
+// runEffects starts a batch's reaches and, once the batch before it has (prev closed), signals
+// its responses and tracks its conversions and receipts, then closes tail.
+func (s *Stage) runEffects(ctx context.Context, prev, tail chan struct{}, fresh []decoded, evs []event.Event,
+	matches []workflows.Match) error {
+	started := make(chan error, 1)
+	go func() {
+		began := time.Now()
+		err := s.dispatch(ctx, matches)
+		if err == nil {
+			observeEventToMatch(fresh, matches)
+			metrics.BatchSeconds.WithLabelValues("start").Observe(time.Since(began).Seconds())
+		}
+		started <- err
+	}()
+	err := func() error {
+		defer close(tail)
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		began := time.Now()
+		if err := s.routeResponses(ctx, evs); err != nil {
+			return err
+		}
+		metrics.BatchSeconds.WithLabelValues("respond").Observe(time.Since(began).Seconds())
+		began = time.Now()
+		if err := s.track(ctx, evs); err != nil {
+			return err
+		}
+		metrics.BatchSeconds.WithLabelValues("track").Observe(time.Since(began).Seconds())
+		return nil
+	}()
+	if serr := <-started; err == nil {
+		err = serr
+	}
+	if err == nil {
+		crash(PointStarted, len(matches))
+	}
+	return err
+}
