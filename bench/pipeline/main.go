@@ -67,6 +67,7 @@ const (
 )
 
 type config struct {
+	timeline              io.Writer // -timeline (nil: none)
 	rates, tonlyRates     []int
 	startRate             int
 	ramp                  float64
@@ -119,7 +120,14 @@ func main() {
 	phases := flag.String("phases", "floor,omega,eager,temporal-only,scale-out", "which parts to run (omega always runs)")
 	flag.StringVar(&c.out, "out", "bench/results/pipeline.md", "report")
 	flag.StringVar(&c.svg, "svg", "docs/img/pipeline-latency.svg", "latency-versus-load plot")
+	timeline := flag.String("timeline", "", "write each delivered single-send reach of the Omega steps here: step, due (ms into the step), latency (ms), tab-separated (where in a step the slow ones fall)")
 	flag.Parse()
+	if *timeline != "" {
+		f, err := os.Create(*timeline)
+		must(err)
+		defer f.Close()
+		c.timeline = f
+	}
 	if *rates != "" {
 		c.rates = ints(*rates)
 	}
@@ -582,6 +590,9 @@ func (b *bench) collect(name string, rate, secs int, due map[string]time.Time, s
 			last = got
 		}
 		s.lat = append(s.lat, got.Sub(at))
+		if b.c.timeline != nil {
+			fmt.Fprintf(b.c.timeline, "%s\t%d\t%.1f\n", name, at.Sub(start).Milliseconds(), float64(got.Sub(at).Microseconds())/1000)
+		}
 	}
 	if s.delivered > 0 {
 		s.reachesPerSec = float64(s.delivered) / last.Sub(start).Seconds()

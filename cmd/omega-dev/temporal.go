@@ -121,12 +121,7 @@ func runTemporal(ctx context.Context, log *slog.Logger, args []string) error {
 		temporal.WithLogger(zl),
 		temporal.WithAuthorizer(authorizer),
 		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
-		temporal.WithDynamicConfigClient(dynamicconfig.StaticClient{
-			// Search attributes registered a moment ago are usable at once.
-			dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): true,
-			dynamicconfig.EnableEagerWorkflowStart.Key():                true,
-			dynamicconfig.FrontendEnableUpdateWorkflowExecution.Key():   true,
-		}),
+		temporal.WithDynamicConfigClient(dynamicClient(*pgURL != "")),
 	)
 	if err != nil {
 		return fmt.Errorf("new temporal server: %w", err)
@@ -307,4 +302,35 @@ func serverConfig(dbPath string, port, shards int, lowPorts bool) (*config.Confi
 		}},
 		PublicClient: config.PublicClient{HostPort: hostPort},
 	}, nil
+}
+
+// shardIOConcurrency is how many persistence writes a history shard has in flight on PostgreSQL
+// (Temporal's default is 1). With a handful of shards on a small host, one write at a time per
+// shard queues every start and workflow task behind the shard's previous write: starts took 25 to
+// 800 ms at half the pipeline's peak. Writes to one workflow stay ordered by its own lock, and the
+// shard's range ID fences them as before. SQLite keeps 1: it has one writer.
+const shardIOConcurrency = 8
+
+// historyCacheEntries bounds the history service's cache of workflows' mutable state. Temporal
+// keeps up to 128,000 for an hour by default: with a reach per match, most of them closed within
+// their first workflow task, the cache held every reach of the last hour (about 500 MB after a
+// few minutes of the pipeline benchmark), and each garbage collection marked all of it: a second
+// or two of a core every 20 seconds, during which the host's other servers (PostgreSQL, the CEP
+// stage) waited and reaches were late. A reach still open (waiting for a response) is read back
+// from the store when its response comes.
+const historyCacheEntries = 4096
+
+// dynamicClient is the server's dynamic configuration.
+func dynamicClient(postgres bool) dynamicconfig.StaticClient {
+	c := dynamicconfig.StaticClient{
+		// Search attributes registered a moment ago are usable at once.
+		dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): true,
+		dynamicconfig.EnableEagerWorkflowStart.Key():                true,
+		dynamicconfig.FrontendEnableUpdateWorkflowExecution.Key():   true,
+		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():            historyCacheEntries,
+	}
+	if postgres {
+		c[dynamicconfig.ShardIOConcurrency.Key()] = shardIOConcurrency
+	}
+	return c
 }
