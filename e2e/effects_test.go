@@ -2,12 +2,10 @@ package e2e_test
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omegareach/omega/cep"
@@ -44,17 +42,7 @@ func TestSlowStartHoldsNoEvents(t *testing.T) {
 	p := newPipeline(t)
 	p.startWorker()
 	slow := p.id + "-slow"
-	part := func(key string) int32 {
-		pt, err := sarama.NewHashPartitioner("").Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, 4)
-		require.NoError(t, err)
-		return pt
-	}
-	fast := ""
-	for i := 0; fast == ""; i++ {
-		if u := fmt.Sprintf("%s-fast%d", p.id, i); part(u) == part(slow) {
-			fast = u
-		}
-	}
+	fast := sharingPartition(t, slow, p.id+"-fast")
 	gate := &gateStarter{Starter: p.starter(), user: slow, held: make(chan struct{}), release: make(chan struct{})}
 	released := false
 	defer func() {
@@ -77,7 +65,7 @@ func TestSlowStartHoldsNoEvents(t *testing.T) {
 	require.Zero(t, p.deliveriesByUser()[slow])
 	// The slow user's cart_add is its partition's first record: no commit may cover it yet.
 	time.Sleep(1500 * time.Millisecond) // past the commit interval and its longest put-off
-	require.Zero(t, p.groupOffsets(group)[part(slow)], "the partition was committed past a match not yet started")
+	require.Zero(t, p.groupOffsets(group)[partitionOf(t, slow)], "the partition was committed past a match not yet started")
 
 	close(gate.release)
 	released = true

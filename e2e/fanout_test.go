@@ -70,18 +70,8 @@ func TestFanOut(t *testing.T) {
 		u := fmt.Sprintf("%s-fan%05d", p.id, i)
 		p.produceEvent(event.Event{EventID: u + "-fav", UserID: u, Type: "favorite", ItemID: item, TS: favAt})
 	}
-	// A user whose events share the item's partition (the producers' hash partitioner).
-	part := func(key string) int32 {
-		pt, err := sarama.NewHashPartitioner("").Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, 4)
-		require.NoError(t, err)
-		return pt
-	}
-	neighbour := ""
-	for i := 0; neighbour == ""; i++ {
-		if u := fmt.Sprintf("%s-neighbour%d", p.id, i); part(u) == part(item) {
-			neighbour = u
-		}
-	}
+	// A user whose events share the item's partition.
+	neighbour := sharingPartition(t, item, p.id+"-neighbour")
 	rules := []cep.Rule{demoRule(t, "price-drop-favorited"), demoRule(t, "cart-add")}
 	rec := &recordingStarter{Starter: p.starter(), at: map[string]time.Time{}}
 	group := p.id + "-cep"
@@ -122,4 +112,23 @@ func TestFanOut(t *testing.T) {
 	t.Logf("fan-out of %d users (webhook rate limit %v/s): first start %s after the drop, last start %s, last delivery %s; %.0f starts/s; neighbour started %s after the drop",
 		n, rate, first.Sub(dropAt).Round(time.Millisecond), last.Sub(dropAt).Round(time.Millisecond),
 		lastDelivery.Sub(dropAt).Round(time.Millisecond), float64(n)/last.Sub(first).Seconds(), rec.at[neighbour].Sub(dropAt).Round(time.Millisecond))
+}
+
+// partitionOf is the partition of the test topic (4 partitions) a key's records go to: the
+// producers' hash partitioner.
+func partitionOf(t *testing.T, key string) int32 {
+	t.Helper()
+	pt, err := sarama.NewHashPartitioner("").Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(key)}, 4)
+	require.NoError(t, err)
+	return pt
+}
+
+// sharingPartition is the first of prefix0, prefix1, ... whose records share key's partition.
+func sharingPartition(t *testing.T, key, prefix string) string {
+	t.Helper()
+	for i := 0; ; i++ {
+		if u := fmt.Sprintf("%s%d", prefix, i); partitionOf(t, u) == partitionOf(t, key) {
+			return u
+		}
+	}
 }
