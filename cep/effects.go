@@ -42,34 +42,38 @@ func newEffects() *effects {
 	return &effects{done: make(chan error, maxInflight), tail: tail}
 }
 
-// launch runs a batch's effects in the background; its result comes on done. At most maxInflight
-// run: launch first waits for the oldest when that many do (false when one failed).
-func (e *effects) launch(ctx context.Context, s *Stage, fresh []decoded, evs []event.Event, matches []workflows.Match) bool {
-	if e.inflight >= maxInflight && !e.next() {
-		return false
+// launch runs a batch's effects in the background; its result comes on done (read it with
+// landed). At most maxInflight run: launch first waits for one of them to end when that many do,
+// and returns its failure.
+func (e *effects) launch(ctx context.Context, s *Stage, fresh []decoded, evs []event.Event, matches []workflows.Match) error {
+	if e.inflight >= maxInflight {
+		if err := e.landed(<-e.done); err != nil {
+			return err
+		}
 	}
 	prev, tail := e.tail, make(chan struct{})
 	e.tail = tail
 	e.inflight++
 	go func() { e.done <- s.runEffects(ctx, prev, tail, fresh, evs, matches) }()
-	return true
+	return nil
 }
 
-// next reads one batch's result: false when its effects failed (the session ends, or a start
-// was refused for good).
-func (e *effects) next() bool {
-	err := <-e.done
+// landed counts one batch's result, read from done, and returns it: a failure means the session
+// ends or a start was refused for good.
+func (e *effects) landed(err error) error {
 	e.inflight--
-	return err == nil
+	return err
 }
 
-// wait reads every running batch's result: false when one failed.
-func (e *effects) wait() bool {
-	ok := true
+// wait reads every running batch's result and returns the first failure.
+func (e *effects) wait() error {
+	var first error
 	for e.inflight > 0 {
-		ok = e.next() && ok
+		if err := e.landed(<-e.done); err != nil && first == nil {
+			first = err
+		}
 	}
-	return ok
+	return first
 }
 
 // runEffects starts a batch's reaches and, once the batch before it has (prev closed), signals

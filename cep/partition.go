@@ -270,7 +270,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	eff := newEffects()
 	defer func() {
 		cancel()
-		eff.wait()
+		_ = eff.wait()
 	}()
 	commitWanted := false
 	durable := func(force bool) bool {
@@ -282,8 +282,8 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 				commitWanted = true
 				return true
 			}
-			if !eff.wait() {
-				cfg.Log.Info("batches left for the next owner: their effects failed", "partition", claim.Partition())
+			if err := eff.wait(); err != nil {
+				cfg.Log.Info("batches left for the next owner: their effects failed", "partition", claim.Partition(), "err", err)
 				return false
 			}
 		}
@@ -312,8 +312,8 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			cfg.Log.Info("batch left for the next owner", "partition", claim.Partition(), "err", err)
 			return false
 		}
-		if !eff.launch(ctx, s, out.fresh, out.evs, out.matches) {
-			cfg.Log.Info("batches left for the next owner: their effects failed", "partition", claim.Partition())
+		if err := eff.launch(ctx, s, out.fresh, out.evs, out.matches); err != nil {
+			cfg.Log.Info("batches left for the next owner: their effects failed", "partition", claim.Partition(), "err", err)
 			return false
 		}
 		if pending == nil {
@@ -359,8 +359,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 				commitTimer.Reset(max(0, cfg.CommitInterval+maxCommitDelay-time.Since(lastCommit)))
 			}
 		case err := <-eff.done:
-			eff.inflight--
-			if err != nil {
+			if eff.landed(err) != nil {
 				cfg.Log.Info("batches left for the next owner: their effects failed", "partition", claim.Partition(), "err", err)
 				return nil
 			}
