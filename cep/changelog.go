@@ -278,7 +278,13 @@ func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time
 		}
 		done = b.done
 		pw := newRecord(c.pieceBuf)
-		for n := max(c.piece, 2*len(m.dirty)); done < len(b.slots) && n > 0; done, n = done+1, n-1 {
+		end := min(len(b.slots), done+max(c.piece, 2*len(m.dirty)))
+		size := 0
+		for _, sl := range b.slots[done:end] {
+			size += putSize(sl.key, sl.b)
+		}
+		pw.grow(size)
+		for ; done < end; done++ {
 			if sl := b.slots[done]; sl.b != nil {
 				pw.put(sl.key, sl.b[1:])
 			}
@@ -374,10 +380,8 @@ func StateSize(ctx context.Context, rdb *redis.Client, prefix string) (instances
 			if err := c.restoreLog(ctx, m); err != nil {
 				return 0, 0, 0, err
 			}
-			instances += int64(len(m.inst))
-			for key, sl := range m.inst {
-				encoded += int64(len(key) + len(sl.b) - 1)
-			}
+			instances += int64(m.inst.len())
+			m.inst.each(func(sl *slot) { encoded += int64(len(sl.key) + len(sl.b) - 1) })
 			for _, key := range []string{c.meta, c.log, c.snap, c.hash} {
 				n, err := rdb.MemoryUsage(ctx, key, 0).Result()
 				if err != nil && !errors.Is(err, redis.Nil) {

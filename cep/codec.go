@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -77,6 +78,12 @@ type recordWriter struct{ b []byte }
 func newRecord(b []byte) *recordWriter { return &recordWriter{b: append(b[:0], recordVersion)} }
 
 func (w *recordWriter) empty() bool { return len(w.b) <= 1 }
+
+// grow makes room for n more bytes at once, so a large record is not copied at each doubling.
+func (w *recordWriter) grow(n int) { w.b = slices.Grow(w.b, n) }
+
+// putSize bounds what put(key, raw) writes: an op byte and two varints of at most 10 bytes.
+func putSize(key string, raw []byte) int { return 21 + len(key) + len(raw) }
 
 func (w *recordWriter) del(key string) {
 	w.b = append(w.b, opDel)

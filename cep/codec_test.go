@@ -60,9 +60,7 @@ func FuzzRecord(f *testing.F) {
 		}
 		// What decodes encodes back to the same instances.
 		w := newRecord(nil)
-		for k, sl := range m.inst {
-			w.put(k, sl.b[1:])
-		}
+		m.inst.each(func(sl *slot) { w.put(sl.key, sl.b[1:]) })
 		again := newMachine(0)
 		require.NoError(t, apply(again, w.b))
 		require.Equal(t, m.instances(), again.instances())
@@ -146,8 +144,8 @@ func testChangelogSnapshots(t *testing.T, rdb redis.UniversalClient, twice bool)
 	got, next, err := newChangelog(rdb, prefix, "g", "t", 0).claim(ctx, 0)
 	require.NoError(t, err)
 	require.EqualValues(t, 200, next)
-	require.Len(t, got.inst, len(want))
-	require.NotContains(t, got.inst, "junk")
+	require.Equal(t, len(want), got.inst.len())
+	require.Nil(t, got.find("junk"))
 }
 
 // State written by the JSON format before this one is restored, and the first commit converts it.

@@ -95,11 +95,13 @@ type machine struct {
 	// Streams' stores hold serialized state: a few dozen bytes and two objects per instance for
 	// the collector to mark, whatever the instance holds, and the changelog copies them as they
 	// are. An instance is decoded to advance it and encoded again when it changed.
-	inst map[string]*slot
+	inst slotIndex
 	// last is the slot get found last: put, which follows it on the same key, writes it without
-	// looking the key up again.
+	// looking the key up again; hashKey the key hashed last, with its hash.
 	lastKey  string
 	lastSlot *slot
+	hashKey  string
+	hashVal  uint64
 	// dirty lists the slots changed since the last commit, each once (its flags say whether it is
 	// listed); a dropped slot (no bytes) writes its key's deletion. Slots, not keys: the commit
 	// copies them without looking each up again.
@@ -153,7 +155,7 @@ func (m *machine) listExpiry(key string, exp int64) {
 }
 
 func newMachine(allowedLateness time.Duration) *machine {
-	return &machine{inst: map[string]*slot{}, jobs: map[string]bool{}, lateness: msd(allowedLateness), expiry: map[int64][]string{}}
+	return &machine{inst: newSlotIndex(), jobs: map[string]bool{}, lateness: msd(allowedLateness), expiry: map[int64][]string{}}
 }
 
 // flagDirty marks an instance changed since the last commit.
@@ -162,16 +164,28 @@ const flagDirty = 1
 // slot holds an instance's key, flags and encoding; put rewrites it in place. A slot dropped
 // from inst has no bytes: a snapshot or a commit holding it skips it or deletes its key.
 type slot struct {
-	key string
-	b   []byte
+	key  string
+	b    []byte
+	next *slot // another key of the same hash (slotIndex)
 }
+
+// hash is key's hash in inst; a key looked up and then put is hashed once.
+func (m *machine) hash(key string) uint64 {
+	if key != m.hashKey {
+		m.hashKey, m.hashVal = key, m.inst.hash(key)
+	}
+	return m.hashVal
+}
+
+// find returns key's slot, nil when there is none.
+func (m *machine) find(key string) *slot { return m.inst.find(m.hash(key), key) }
 
 // lookup finds key's slot, through the one-entry cache.
 func (m *machine) lookup(key string) *slot {
 	if m.lastSlot != nil && key == m.lastKey {
 		return m.lastSlot
 	}
-	s := m.inst[key]
+	s := m.find(key)
 	if s != nil {
 		m.lastKey, m.lastSlot = key, s
 	}
@@ -203,10 +217,10 @@ func (m *machine) restoreRaw(key string, raw []byte) error {
 	} else if _, err := decodeInstance(raw); err != nil {
 		return err
 	}
-	sl := m.inst[key]
+	sl := m.find(key)
 	if sl == nil {
 		sl = &slot{key: key}
-		m.inst[key] = sl
+		m.inst.add(m.hash(key), sl)
 		m.listExpiry(key, instanceExp(raw))
 	} else if minuteOf(instanceExp(sl.b[1:])) != minuteOf(instanceExp(raw)) {
 		m.listExpiry(key, instanceExp(raw))
@@ -219,7 +233,10 @@ func (m *machine) restoreRaw(key string, raw []byte) error {
 // restore adds a decoded instance (the legacy JSON state).
 func (m *machine) restore(key string, in *instance) {
 	m.lastSlot = nil
-	m.inst[key] = &slot{key: key, b: appendInstance([]byte{0}, in)}
+	if sl := m.inst.remove(m.hash(key), key); sl != nil {
+		sl.b = nil
+	}
+	m.inst.add(m.hash(key), &slot{key: key, b: appendInstance([]byte{0}, in)})
 	m.listExpiry(key, in.Exp)
 	m.watch(key, in)
 }
@@ -240,10 +257,9 @@ func (m *machine) watch(key string, in *instance) {
 // forget removes a key a restored record deleted.
 func (m *machine) forget(key string) {
 	m.lastSlot = nil
-	if sl := m.inst[key]; sl != nil {
+	if sl := m.inst.remove(m.hash(key), key); sl != nil {
 		sl.b = nil
 	}
-	delete(m.inst, key)
 	delete(m.jobs, key)
 }
 
@@ -253,7 +269,7 @@ func (m *machine) put(key string, in *instance) {
 	switch {
 	case sl == nil:
 		sl = &slot{key: key}
-		m.inst[key] = sl
+		m.inst.add(m.hash(key), sl)
 		m.lastKey, m.lastSlot = key, sl
 		m.dirty = append(m.dirty, sl)
 		m.listExpiry(key, in.Exp)
@@ -272,9 +288,8 @@ func (m *machine) put(key string, in *instance) {
 }
 
 func (m *machine) drop(key string) {
-	if sl, ok := m.inst[key]; ok {
+	if sl := m.inst.remove(m.hash(key), key); sl != nil {
 		m.lastSlot = nil
-		delete(m.inst, key)
 		if sl.b[0]&flagDirty == 0 {
 			m.dirty = append(m.dirty, sl)
 		}
@@ -288,6 +303,11 @@ func (m *machine) changed() bool { return len(m.dirty) > 0 }
 // encodeDirty writes what changed since the last commit: the instances written, the keys deleted.
 // Their flags are cleared: a commit that fails calls unclean, one that succeeds clean.
 func (m *machine) encodeDirty(w *recordWriter) {
+	n := 0
+	for _, sl := range m.dirty {
+		n += putSize(sl.key, sl.b)
+	}
+	w.grow(n)
 	for _, sl := range m.dirty {
 		switch {
 		case sl.b == nil:
@@ -311,19 +331,15 @@ func (m *machine) unclean() {
 // slots lists the instances' slots (a snapshot's, written a piece at a time: a slot dropped
 // meanwhile is skipped, its key's later life is in the log).
 func (m *machine) slots() []*slot {
-	out := make([]*slot, 0, len(m.inst))
-	for _, sl := range m.inst {
-		out = append(out, sl)
-	}
+	out := make([]*slot, 0, m.inst.len())
+	m.inst.each(func(sl *slot) { out = append(out, sl) })
 	return out
 }
 
 // keys lists the instance keys (tests).
 func (m *machine) keys() []string {
-	out := make([]string, 0, len(m.inst))
-	for k := range m.inst {
-		out = append(out, k)
-	}
+	out := make([]string, 0, m.inst.len())
+	m.inst.each(func(sl *slot) { out = append(out, sl.key) })
 	return out
 }
 
@@ -332,8 +348,8 @@ func (m *machine) clean() { m.dirty = m.dirty[:0] }
 
 // instances decodes every instance (tests).
 func (m *machine) instances() map[string]*instance {
-	out := make(map[string]*instance, len(m.inst))
-	for k := range m.inst {
+	out := make(map[string]*instance, m.inst.len())
+	for _, k := range m.keys() {
 		out[k] = m.get(k)
 	}
 	return out
@@ -639,7 +655,7 @@ func (m *machine) sweep() {
 	for now := minuteOf(m.wm); len(m.minutes) > 0 && m.minutes[0] < now; {
 		mn := heap.Pop(&m.minutes).(int64)
 		for _, k := range m.expiry[mn] {
-			if sl, ok := m.inst[k]; ok && instanceExp(sl.b[1:]) < m.wm {
+			if sl := m.find(k); sl != nil && instanceExp(sl.b[1:]) < m.wm {
 				m.drop(k)
 			}
 		}

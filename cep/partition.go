@@ -246,7 +246,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			"state_offset", p.next, "end_offset", end)
 		p.next = -1
 	}
-	cfg.Log.Info("partition state restored", "partition", claim.Partition(), "instances", len(p.m.inst),
+	cfg.Log.Info("partition state restored", "partition", claim.Partition(), "instances", p.m.inst.len(),
 		"next_offset", p.next, "kafka_offset", claim.InitialOffset(), "watermark", time.UnixMilli(p.m.wm).UTC(),
 		"took", time.Since(began).Round(time.Millisecond))
 
@@ -555,7 +555,7 @@ func (s *Stage) commit(ctx context.Context, p *partition, next int64, rules []co
 		p.next = next
 	}
 	if err == nil && p.id >= 0 {
-		metrics.StateInstances.WithLabelValues(strconv.Itoa(int(p.id))).Set(float64(len(p.m.inst)))
+		metrics.StateInstances.WithLabelValues(strconv.Itoa(int(p.id))).Set(float64(p.m.inst.len()))
 	}
 	return err
 }
