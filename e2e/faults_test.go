@@ -187,7 +187,8 @@ func (fr *faultRun) startProcWith(name, cmd string, rule cep.Rule, extraEnv ...s
 	c.Env = append(os.Environ(), "OMEGA_TEMPORAL_ADDR="+fr.temporal.Addr(), "OMEGA_REDIS_ADDR="+fr.redis.Addr(),
 		"OMEGA_PG_URL="+pgu.String(), "OMEGA_KAFKA_BROKERS="+strings.Join(p.env.Brokers, ","), "OMEGA_TASK_QUEUE="+p.queue,
 		"OMEGA_KEY_PREFIX="+p.prefix, "OMEGA_EVENTS_TOPIC="+p.topic, "OMEGA_CEP_GROUP="+p.id+"-cep", "OMEGA_RULES="+rules,
-		"OMEGA_WEBHOOK_URL="+fr.webhook, "OMEGA_WEBHOOK_ALLOW=127.0.0.0/8", "OMEGA_DAILY_CAP=100")
+		"OMEGA_WEBHOOK_URL="+fr.webhook, "OMEGA_WEBHOOK_ALLOW=127.0.0.0/8", "OMEGA_DAILY_CAP=100",
+		"OMEGA_KAFKA_DEBUG=true") // the group protocol in the test's log, shown if it fails
 	c.Env = append(c.Env, extraEnv...)
 	c.Stdout, c.Stderr = testWriter{fr.t}, testWriter{fr.t}
 	require.NoError(fr.t, c.Start())
@@ -195,6 +196,19 @@ func (fr *faultRun) startProcWith(name, cmd string, rule cep.Rule, extraEnv ...s
 	fr.procs[name] = c
 	fr.mu.Unlock()
 	fr.t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+}
+
+// dumpProcs has every process startProc started and still running print its goroutines
+// (SIGQUIT) into the test's log: where a replica waits when a scenario loses a match.
+func (fr *faultRun) dumpProcs() {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	for name, c := range fr.procs {
+		if c.ProcessState == nil && c.Process.Signal(syscall.SIGQUIT) == nil {
+			fr.t.Logf("%s: goroutines dumped (SIGQUIT)", name)
+		}
+	}
+	time.Sleep(time.Second) // the dumps reach the log
 }
 
 // kill SIGKILLs a process started by startProc.
@@ -370,6 +384,9 @@ func (sc scenario) run(t *testing.T) {
 		}
 	}
 	res.Lost = want - res.Sends
+	if res.Lost > 0 {
+		fr.dumpProcs()
+	}
 	fr.mu.Lock()
 	if !fr.faultEnd.IsZero() && last.After(fr.faultEnd) {
 		res.Recovery = last.Sub(fr.faultEnd).Round(100 * time.Millisecond)

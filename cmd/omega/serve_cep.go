@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	stdlog "log"
 	"log/slog"
 	"os"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/IBM/sarama"
 
 	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
@@ -42,6 +45,11 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 	sc := cep.DefaultSaramaConfig()
 	if err := secureKafka(sc); err != nil {
 		return err
+	}
+	if os.Getenv("OMEGA_KAFKA_DEBUG") == "true" {
+		// The consumer group's protocol (joins, syncs, sessions, heartbeats stopped), for an
+		// operator whose replicas stop consuming without an error.
+		sarama.Logger = stdlog.New(os.Stderr, "sarama: ", stdlog.LstdFlags|stdlog.Lmicroseconds|stdlog.LUTC)
 	}
 	c := cep.Config{
 		Brokers: cfg.brokers, Sarama: sc, Redis: rdb, RuleSource: cep.NewRuleStore(pool, ruleCatalog(pool)),

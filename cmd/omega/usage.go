@@ -54,6 +54,7 @@ cep only:
   OMEGA_CEP_EAGER_START [false; make run and deploy/ set true: a reach worker in this process
     (the worker's settings apply) and eager workflow starts]
   OMEGA_RULES [the rule store; or rules from a file or directory]
+  OMEGA_KAFKA_DEBUG [false; true logs the Kafka client's group protocol: joins, syncs, sessions]
   OMEGA_LOG_FORMAT [text|json]  OMEGA_LOG_LEVEL [info|debug]   (phones, emails, tokens masked)
 worker only:
   OMEGA_AUDIT_RETENTION [2160h: audit day partitions older are dropped]
