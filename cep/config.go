@@ -169,12 +169,19 @@ func DefaultSaramaConfig() *sarama.Config {
 	sc.Consumer.Offsets.AutoCommit.Interval = 500 * time.Millisecond
 	sc.Consumer.Return.Errors = true
 	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
-	// The coordinator holds a JoinGroup until every member rejoined or the rebalance timeout
-	// passed, and Sarama waits for its answer no longer than Net.ReadTimeout (30 s): with the
-	// default 60 s, a replica killed while the group formed left the others timing out and
-	// joining again every 30 s, consuming nothing (the fault suite's "CEP replica killed" saw it
-	// once). A claim exits within moments of its revocation (every wait watches the session).
-	sc.Consumer.Group.Rebalance.Timeout = 20 * time.Second
+	// The coordinator holds a JoinGroup until every member has joined again or the rebalance
+	// timeout has passed (restarted by each join and each member it expels), and Sarama waits for
+	// the answer no longer than Net.ReadTimeout (30 s). A member waiting in JoinGroup must not
+	// reach its session timeout meanwhile: a coordinator may expel it (the development broker
+	// does), the client then times out and joins again, each join restarts the wait, and a group
+	// whose replica died as it formed consumed nothing for minutes (the fault suite's "CEP replica
+	// killed" saw it in CI). So the rebalance timeout plus a heartbeat interval stays under the
+	// session timeout: a rebalance ends within 6 s of its last join, a dead replica's partitions
+	// move after 10 s. A claim exits within moments of its revocation (every wait watches the
+	// session), well inside 6 s.
+	sc.Consumer.Group.Session.Timeout = 10 * time.Second
+	sc.Consumer.Group.Heartbeat.Interval = time.Second
+	sc.Consumer.Group.Rebalance.Timeout = 6 * time.Second
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Return.Successes = true
 	sc.Producer.Retry.Max = 10

@@ -445,7 +445,7 @@ func TestFaults(t *testing.T) {
 				fr.kill("cep1")
 				fr.startProc("cep3", "cep")
 				fr.faultOver()
-				fr.note("the killed replica's partitions move once its group session times out (10 s)")
+				fr.note("the killed replica's partitions move when the rebalance the new replica starts ends (at most 6 s after its last join) or the dead replica's session times out (10 s)")
 			}},
 		{name: "Redis restarted, state lost", fault: "Redis unreachable for 2 s and the pipeline's keys gone (a restart without persistence)",
 			at: 0.7, // most events processed: dedupe marks, fatigue slots and open reaches exist to lose
