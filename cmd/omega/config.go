@@ -47,6 +47,7 @@ type config struct {
 	crashAt         string        // cep, fault tests only
 	rulesPath       string        // cep: rules from files instead of the store
 	eagerStart      bool          // cep
+	kafkaDebug      bool          // cep: log the Kafka client's group protocol
 	gogcSet         bool          // cep: GOGC given, the stage leaves the collector alone
 	auditRetention  time.Duration // worker
 	controlGroup    float64       // worker: OMEGA_CONTROL_GROUP_PERCENT (0: none)
@@ -141,6 +142,8 @@ func configFromEnv() config {
 	}
 	c.eagerStart, err = envBool("OMEGA_CEP_EAGER_START")
 	bad("OMEGA_CEP_EAGER_START", err)
+	c.kafkaDebug, err = envBool("OMEGA_KAFKA_DEBUG")
+	bad("OMEGA_KAFKA_DEBUG", err)
 	if v := os.Getenv("OMEGA_CONTROL_GROUP_PERCENT"); v != "" {
 		c.controlGroup, err = strconv.ParseFloat(v, 64)
 		if err != nil || c.controlGroup < 0 || c.controlGroup > 50 {

@@ -20,7 +20,7 @@ import (
 )
 
 func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
-	if err := cfg.need("OMEGA_CEP_ALLOWED_LATENESS", "OMEGA_CEP_EAGER_START"); err != nil {
+	if err := cfg.need("OMEGA_CEP_ALLOWED_LATENESS", "OMEGA_CEP_EAGER_START", "OMEGA_KAFKA_DEBUG"); err != nil {
 		return err
 	}
 	// The stage holds its partitions' pattern state in memory: hundreds of thousands of small,
@@ -46,7 +46,7 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err := secureKafka(sc); err != nil {
 		return err
 	}
-	if os.Getenv("OMEGA_KAFKA_DEBUG") == "true" {
+	if cfg.kafkaDebug {
 		// The consumer group's protocol (joins, syncs, sessions, heartbeats stopped), for an
 		// operator whose replicas stop consuming without an error.
 		sarama.Logger = stdlog.New(os.Stderr, "sarama: ", stdlog.LstdFlags|stdlog.Lmicroseconds|stdlog.LUTC)
