@@ -330,20 +330,32 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	for {
 		select {
 		case msg, ok := <-claim.Messages():
-			if !ok {
-				_ = flush() && durable(true)
-				return nil
-			}
-			if len(batch) == 0 {
-				timer.Reset(cfg.BatchWait)
-				first = time.Now()
-			}
-			batch = append(batch, msg)
-			readNext = msg.Offset + 1
-			if len(batch) >= cfg.BatchSize {
-				timer.Stop()
-				if !flush() {
+			// Records already buffered join the batch without another pass through this
+			// select (6% of the stage's CPU went to it, one record at a time); a full batch
+			// goes back to it, so commits, effects and the session get their turn between batches.
+		take:
+			for {
+				if !ok {
+					_ = flush() && durable(true)
 					return nil
+				}
+				if len(batch) == 0 {
+					timer.Reset(cfg.BatchWait)
+					first = time.Now()
+				}
+				batch = append(batch, msg)
+				readNext = msg.Offset + 1
+				if len(batch) >= cfg.BatchSize {
+					timer.Stop()
+					if !flush() {
+						return nil
+					}
+					break take
+				}
+				select {
+				case msg, ok = <-claim.Messages():
+				default:
+					break take
 				}
 			}
 		case <-timer.C:
