@@ -244,8 +244,6 @@ func saramaConfig() *sarama.Config {
 	sc.Consumer.Group.Session.Timeout = 2 * time.Second
 	sc.Consumer.Group.Heartbeat.Interval = 300 * time.Millisecond
 	sc.Consumer.Group.Rebalance.Timeout = 2 * time.Second
-	sc.Consumer.Fetch.Default = 4 << 20
-	sc.ChannelBufferSize = 4096
 	sc.Producer.Flush.Messages = 1000
 	sc.Producer.Flush.Frequency = 5 * time.Millisecond
 	return sc
