@@ -80,15 +80,8 @@ func annotate(fresh []decoded, ms []workflows.Match) {
 }
 
 // observeEventToMatch records, per match, the time from the Kafka record of the event that
-// completed it to now.
-func observeEventToMatch(fresh []decoded, ms []workflows.Match) {
-	if len(ms) == 0 {
-		return
-	}
-	at := make(map[string]time.Time, len(fresh))
-	for _, d := range fresh {
-		at[d.ev.EventID] = d.msg.Timestamp
-	}
+// completed it (its ReceivedAt, set by annotate) to now.
+func observeEventToMatch(ms []workflows.Match) {
 	now := time.Now()
 	for _, m := range ms {
 		mode := "live"
@@ -96,11 +89,8 @@ func observeEventToMatch(fresh []decoded, ms []workflows.Match) {
 			mode = "shadow"
 		}
 		metrics.Matches.WithLabelValues(m.RuleID, mode).Inc()
-		if len(m.EventIDs) == 0 {
-			continue
-		}
-		if ts, ok := at[m.EventIDs[len(m.EventIDs)-1]]; ok && !ts.IsZero() {
-			metrics.EventToMatch.Observe(now.Sub(ts).Seconds())
+		if !m.ReceivedAt.IsZero() {
+			metrics.EventToMatch.Observe(now.Sub(m.ReceivedAt).Seconds())
 		}
 	}
 }

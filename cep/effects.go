@@ -45,7 +45,7 @@ func newEffects() *effects {
 // launch runs a batch's effects in the background; its result comes on done (read it with
 // landed). At most maxInflight run: launch first waits for one of them to end when that many do,
 // and returns its failure.
-func (e *effects) launch(ctx context.Context, s *Stage, fresh []decoded, evs []event.Event, matches []workflows.Match) error {
+func (e *effects) launch(ctx context.Context, s *Stage, evs []event.Event, matches []workflows.Match) error {
 	if e.inflight >= maxInflight {
 		if err := e.landed(<-e.done); err != nil {
 			return err
@@ -54,7 +54,7 @@ func (e *effects) launch(ctx context.Context, s *Stage, fresh []decoded, evs []e
 	prev, tail := e.tail, make(chan struct{})
 	e.tail = tail
 	e.inflight++
-	go func() { e.done <- s.runEffects(ctx, prev, tail, fresh, evs, matches) }()
+	go func() { e.done <- s.runEffects(ctx, prev, tail, evs, matches) }()
 	return nil
 }
 
@@ -78,14 +78,13 @@ func (e *effects) wait() error {
 
 // runEffects starts a batch's reaches and, once the batch before it has (prev closed), signals
 // its responses and tracks its conversions and receipts, then closes tail.
-func (s *Stage) runEffects(ctx context.Context, prev, tail chan struct{}, fresh []decoded, evs []event.Event,
-	matches []workflows.Match) error {
+func (s *Stage) runEffects(ctx context.Context, prev, tail chan struct{}, evs []event.Event, matches []workflows.Match) error {
 	started := make(chan error, 1)
 	go func() {
 		began := time.Now()
 		err := s.dispatch(ctx, matches)
 		if err == nil {
-			observeEventToMatch(fresh, matches)
+			observeEventToMatch(matches)
 			metrics.BatchSeconds.WithLabelValues("start").Observe(time.Since(began).Seconds())
 		}
 		started <- err

@@ -312,7 +312,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			cfg.Log.Info("batch left for the next owner", "partition", claim.Partition(), "err", err)
 			return false
 		}
-		if err := eff.launch(ctx, s, out.fresh, out.evs, out.matches); err != nil {
+		if err := eff.launch(ctx, s, out.evs, out.matches); err != nil {
 			cfg.Log.Info("batches left for the next owner: their effects failed", "partition", claim.Partition(), "err", err)
 			return false
 		}
@@ -430,7 +430,7 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 		metrics.BatchSeconds.WithLabelValues(name).Observe(now.Sub(step).Seconds())
 		step = now
 	}
-	var good []decoded
+	good := make([]decoded, 0, len(msgs))
 	var dead []*sarama.ProducerMessage
 	replayed := 0
 	for _, m := range msgs {
@@ -482,12 +482,11 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 		return batchOut{}, err
 	}
 	lap("fanout")
-	return batchOut{fresh: good, evs: evs, matches: matches}, nil
+	return batchOut{evs: evs, matches: matches}, nil
 }
 
 // batchOut is what a computed batch leaves to its effects (effects.go).
 type batchOut struct {
-	fresh   []decoded
 	evs     []event.Event
 	matches []workflows.Match
 }

@@ -253,6 +253,7 @@ func runStage(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.L
 		must(err)
 		defer f.Close()
 		must(pprof.StartCPUProfile(f))
+		writeHeap(profile + ".heap0")
 	}
 	w := begin(rdb, first)
 	for s.committed() < total {
@@ -261,8 +262,18 @@ func runStage(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.L
 	r := w.end(total)
 	if profile != "" {
 		pprof.StopCPUProfile()
+		writeHeap(profile + ".heap1")
 	}
 	s.stop()
 	r.matches, r.shadow = s.starter.n.Load(), s.shadow.n.Load()
 	return r
+}
+
+// writeHeap writes a heap profile (with every allocation since the start: compare two with
+// pprof -base for what a window allocated).
+func writeHeap(path string) {
+	f, err := os.Create(path)
+	must(err)
+	defer f.Close()
+	must(pprof.Lookup("allocs").WriteTo(f, 0))
 }

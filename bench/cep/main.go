@@ -68,7 +68,7 @@ func main() {
 	flatUsers := flag.Int("flat-users", 10_000, "users of the memory-flat test's streams")
 	flatEvents := flag.Int("flat-events", 200_000, "events of the memory-flat test's first stream (the second has twice as many)")
 	flatSpan := flag.Duration("flat-span", 30*time.Hour, "event time spanned by the memory-flat test's first stream")
-	profile := flag.String("cpuprofile", "", "write a CPU profile of this process during the stage's first pass (with -latency-only: of the latency run)")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of this process during the stage's first pass, and allocation profiles at its start and end (<path>.heap0, .heap1: pprof -sample_index=alloc_space -base) (with -latency-only: of the latency run)")
 	latencyOnly := flag.Bool("latency-only", false, "only the open-loop latency run, at -rate (a sweep of rates, one run each)")
 	only := flag.String("designs", "", "comma-separated designs to pass (ceiling,baseline,obvious,stage); set, the run stops after the throughput table (a development loop, not a report)")
 	flag.Parse()
