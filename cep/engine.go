@@ -210,7 +210,7 @@ func (e *engine) processShared(ctx context.Context, rules []compiledRule, items 
 }
 
 var allScripts = []*redis.Script{countScript, unlessScript, seqScript, absStartScript, absCancelScript,
-	reentryScript, claimScript, pendingScript, doneScript, commitScript}
+	reentryScript, claimScript, pendingScript, doneScript, commitScript, linkScript, triggerScript}
 
 // withScripts runs fn and, when Redis lost the scripts (a restart, a failover), loads them and runs
 // fn once more: pipelines call scripts by SHA and cannot fall back to EVAL by themselves. fn must be
@@ -237,6 +237,7 @@ func (e *engine) processSharedOnce(ctx context.Context, items []sharedItem, now 
 	for _, it := range items {
 		e.plan(pipe, it.rule, it.ev, it.vars, now, &pend, &joins, &late, &matches)
 	}
+	heads := e.queueHeads(pipe, joins)
 	if pipe.Len() > 0 {
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 			return nil, nil, fmt.Errorf("advance pattern state: %w", err)
@@ -251,7 +252,7 @@ func (e *engine) processSharedOnce(ctx context.Context, items []sharedItem, now 
 			matches = append(matches, m)
 		}
 	}
-	fanned, jobs, err := e.snapshotLinks(ctx, joins, now)
+	fanned, jobs, err := e.snapshotLinks(ctx, joins, heads, now)
 	if err != nil {
 		return nil, nil, err
 	}

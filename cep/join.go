@@ -25,12 +25,31 @@ func (e *engine) triggersKey(r *compiledRule, item string) string {
 type lateLink struct {
 	rule *compiledRule
 	ev   *event.Event
-	cmd  *redis.StringSliceCmd
+	cmd  *redis.Cmd // the triggers later than the link (linkScript's reply)
 }
 
+// linkScript records a link and returns the item's kept triggers later than it: one command for
+// the five a link needs (its keys share the item's hash tag). KEYS links, triggers. ARGV: the
+// link's time, its user, the exclusive bound of links too old to keep, the rank of the oldest to
+// drop past MaxFanout, the link TTL in ms, and the triggers' score range.
+var linkScript = redis.NewScript(`
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[6], ARGV[7])`)
+
+// triggerScript keeps a trigger for the lateness bound. KEYS triggers. ARGV: its time, the event,
+// the exclusive bound of triggers too old to keep, the lateness in ms.
+var triggerScript = redis.NewScript(`
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1`)
+
 // planJoin queues a link (step 0: a user's event on an item) or records a trigger (step 1: the
-// item's event) whose fan-out is read after the batch's state is written, so a link and a trigger
-// in one batch see each other in order.
+// item's event) whose fan-out is read after the batch's links (queueHeads), so a link and a
+// trigger in one batch see each other in order.
 //
 // Links are keyed by user and triggers by item, so they travel on different partitions and a
 // trigger may be processed before a link that precedes it in event time. Triggers are therefore
@@ -44,15 +63,11 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 	}
 	k := e.joinKey(r, ev.ItemID)
 	if r.steps[0].test(ev, vars) && ev.UserID != "" {
-		ts := ms(ev.TS)
-		pipe.ZAdd(ctx, k, redis.Z{Score: float64(ts), Member: ev.UserID})
-		pipe.ZRemRangeByScore(ctx, k, "-inf", "("+strconv.FormatInt(ts-msd(r.LinkTTL.D()), 10))
+		ts, ttl := ms(ev.TS), msd(r.LinkTTL.D())
 		// Bounded: the newest MaxFanout links are kept.
-		pipe.ZRemRangeByRank(ctx, k, 0, int64(-r.MaxFanout-1))
-		pipe.PExpire(ctx, k, r.LinkTTL.D())
-		cmd := pipe.ZRangeByScore(ctx, e.triggersKey(r, ev.ItemID), &redis.ZRangeBy{
-			Min: "(" + strconv.FormatInt(ts, 10), Max: strconv.FormatInt(ts+msd(r.LinkTTL.D()), 10),
-		})
+		cmd := linkScript.EvalSha(ctx, pipe, []string{k, e.triggersKey(r, ev.ItemID)},
+			ts, ev.UserID, "("+strconv.FormatInt(ts-ttl, 10), -r.MaxFanout-1, ttl,
+			"("+strconv.FormatInt(ts, 10), ts+ttl)
 		*late = append(*late, lateLink{rule: r, ev: ev, cmd: cmd})
 	}
 	if ev.Type == "unfavorite" && ev.UserID != "" && r.steps[0].Type == "favorite" {
@@ -60,12 +75,10 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 	}
 	if r.steps[1].test(ev, vars) {
 		*joins = append(*joins, joinQuery{rule: r, ev: ev})
-		tk := e.triggersKey(r, ev.ItemID)
 		b, _ := json.Marshal(ev)
 		ts := ms(ev.TS)
-		pipe.ZAdd(ctx, tk, redis.Z{Score: float64(ts), Member: string(b)})
-		pipe.ZRemRangeByScore(ctx, tk, "-inf", "("+strconv.FormatInt(ts-msd(lateness), 10))
-		pipe.PExpire(ctx, tk, lateness)
+		triggerScript.EvalSha(ctx, pipe, []string{e.triggersKey(r, ev.ItemID)},
+			ts, b, "("+strconv.FormatInt(ts-msd(lateness), 10), msd(lateness))
 	}
 }
 
@@ -73,7 +86,8 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 func lateMatches(ls []lateLink, now time.Time) []workflows.Match {
 	var out []workflows.Match
 	for _, l := range ls {
-		for _, raw := range l.cmd.Val() {
+		trigs, _ := l.cmd.StringSlice()
+		for _, raw := range trigs {
 			var trig event.Event
 			if json.Unmarshal([]byte(raw), &trig) != nil {
 				continue
@@ -86,28 +100,33 @@ func lateMatches(ls []lateLink, now time.Time) []workflows.Match {
 	return out
 }
 
-// snapshotLinks reads, for each trigger, the users linked to its item before it (bounded by
-// MaxFanout, the newest kept), after the batch's links are written so a link and a trigger in one
-// batch see each other in order. A trigger with at most a page of users matches them in the
-// batch, like any other event; a bigger one gets a snapshot of its own, which its fan-out job
-// pages through (links that come and go meanwhile move no page boundary): one more round trip,
-// for the few triggers that need it.
-func (e *engine) snapshotLinks(ctx context.Context, qs []joinQuery, now time.Time) ([]workflows.Match, []fanJob, error) {
-	if len(qs) == 0 {
-		return nil, nil, nil
-	}
-	span := func(q joinQuery) (string, string) {
-		return strconv.FormatInt(ms(q.ev.TS)-msd(q.rule.LinkTTL.D()), 10), strconv.FormatInt(ms(q.ev.TS), 10)
-	}
-	pipe := e.rdb.Pipeline()
+// linkSpan is the score range of the links a trigger reads: those of the link TTL before it.
+func linkSpan(q joinQuery) (string, string) {
+	return strconv.FormatInt(ms(q.ev.TS)-msd(q.rule.LinkTTL.D()), 10), strconv.FormatInt(ms(q.ev.TS), 10)
+}
+
+// queueHeads queues, after every link of the batch (planJoin), each trigger's first page of
+// linked users: commands to one key run in the order they were sent, so the page sees the batch's
+// links without a round trip of its own.
+func (e *engine) queueHeads(pipe redis.Pipeliner, qs []joinQuery) []*redis.StringSliceCmd {
 	heads := make([]*redis.StringSliceCmd, len(qs))
 	for i, q := range qs {
-		from, to := span(q)
-		heads[i] = pipe.ZRangeArgs(ctx, redis.ZRangeArgs{Key: e.joinKey(q.rule, q.ev.ItemID), ByScore: true,
+		from, to := linkSpan(q)
+		heads[i] = pipe.ZRangeArgs(context.Background(), redis.ZRangeArgs{Key: e.joinKey(q.rule, q.ev.ItemID), ByScore: true,
 			Start: from, Stop: to, Count: fanPageSize + 1})
 	}
-	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-		return nil, nil, fmt.Errorf("read join links: %w", err)
+	return heads
+}
+
+// snapshotLinks turns, for each trigger, the users linked to its item before it (bounded by
+// MaxFanout, the newest kept; heads read them after the batch's links were written, so a link and
+// a trigger in one batch see each other in order) into matches. A trigger with at most a page of
+// users matches them in the batch, like any other event; a bigger one gets a snapshot of its own,
+// which its fan-out job pages through (links that come and go meanwhile move no page boundary):
+// one more round trip, for the few triggers that need it.
+func (e *engine) snapshotLinks(ctx context.Context, qs []joinQuery, heads []*redis.StringSliceCmd, now time.Time) ([]workflows.Match, []fanJob, error) {
+	if len(qs) == 0 {
+		return nil, nil, nil
 	}
 	var matches []workflows.Match
 	var big []joinQuery
@@ -124,10 +143,10 @@ func (e *engine) snapshotLinks(ctx context.Context, qs []joinQuery, now time.Tim
 	if len(big) == 0 {
 		return matches, nil, nil
 	}
-	pipe = e.rdb.Pipeline()
+	pipe := e.rdb.Pipeline()
 	cmds := make([]*redis.IntCmd, len(big))
 	for i, q := range big {
-		from, to := span(q)
+		from, to := linkSpan(q)
 		snap := e.fanKey(q.rule, q.ev)
 		cmds[i] = pipe.ZRangeStore(ctx, snap, redis.ZRangeArgs{Key: e.joinKey(q.rule, q.ev.ItemID), ByScore: true, Start: from, Stop: to})
 		pipe.PExpire(ctx, snap, fanSnapshotTTL)
