@@ -281,12 +281,12 @@ func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time
 		end := min(len(b.slots), done+max(c.piece, 2*len(m.dirty)))
 		size := 0
 		for _, sl := range b.slots[done:end] {
-			size += putSize(sl.key, sl.b)
+			size += putSize(sl.key(), sl.raw())
 		}
 		pw.grow(size)
 		for ; done < end; done++ {
-			if sl := b.slots[done]; sl.b != nil {
-				pw.put(sl.key, sl.b[1:])
+			if sl := b.slots[done]; !sl.gone() {
+				pw.put(sl.key(), sl.raw())
 			}
 		}
 		c.pieceBuf = pw.b
@@ -381,7 +381,7 @@ func StateSize(ctx context.Context, rdb *redis.Client, prefix string) (instances
 				return 0, 0, 0, err
 			}
 			instances += int64(m.inst.len())
-			m.inst.each(func(sl *slot) { encoded += int64(len(sl.key) + len(sl.b) - 1) })
+			m.inst.each(func(sl *slot) { encoded += int64(len(sl.b) - 1) })
 			for _, key := range []string{c.meta, c.log, c.snap, c.hash} {
 				n, err := rdb.MemoryUsage(ctx, key, 0).Result()
 				if err != nil && !errors.Is(err, redis.Nil) {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/workflows"
@@ -113,10 +115,10 @@ type machine struct {
 	wm        int64
 	lateness  int64 // allowed lateness (ms)
 	lastSweep int64
-	// expiry indexes the keys by the minute (sweepEvery) of their expiry, so a sweep visits the
-	// instances due, not all of them; a key moved to another minute is listed again, and the
-	// sweep checks each key's current expiry.
-	expiry  map[int64][]string
+	// expiry indexes the slots by the minute (sweepEvery) of their expiry, so a sweep visits the
+	// instances due, not all of them; a slot moved to another minute is listed again, and the
+	// sweep checks each slot's current expiry (and skips the slots dropped meanwhile).
+	expiry  map[int64][]*slot
 	minutes minuteHeap
 }
 
@@ -144,29 +146,64 @@ func minuteOf(t int64) int64 {
 	return q
 }
 
-// listExpiry lists key under the minute of its expiry.
-func (m *machine) listExpiry(key string, exp int64) {
+// listExpiry lists sl under the minute of its expiry.
+func (m *machine) listExpiry(sl *slot, exp int64) {
 	mn := minuteOf(exp)
-	keys, ok := m.expiry[mn]
+	sls, ok := m.expiry[mn]
 	if !ok {
 		heap.Push(&m.minutes, mn)
 	}
-	m.expiry[mn] = append(keys, key)
+	m.expiry[mn] = append(sls, sl)
 }
 
 func newMachine(allowedLateness time.Duration) *machine {
-	return &machine{inst: newSlotIndex(), jobs: map[string]bool{}, lateness: msd(allowedLateness), expiry: map[int64][]string{}}
+	return &machine{inst: newSlotIndex(), jobs: map[string]bool{}, lateness: msd(allowedLateness), expiry: map[int64][]*slot{}}
 }
 
-// flagDirty marks an instance changed since the last commit.
-const flagDirty = 1
+// Slot flags: flagDirty marks an instance changed since the last commit; flagGone a slot dropped
+// from inst (a snapshot or a commit holding it skips it or deletes its key).
+const (
+	flagDirty = 1
+	flagGone  = 2
+)
 
-// slot holds an instance's key, flags and encoding; put rewrites it in place. A slot dropped
-// from inst has no bytes: a snapshot or a commit holding it skips it or deletes its key.
+// slot holds an instance in one allocation: a flags byte, its key, its encoding (b[kend:]); put
+// rewrites the encoding in place. Key and instance side by side, a lookup that compares the key
+// has the instance in the same cache lines, and the collector marks two objects per instance.
 type slot struct {
-	key  string
 	b    []byte
-	next *slot // another key of the same hash (slotIndex)
+	next *slot  // another key of the same hash (slotIndex)
+	kend uint32 // the key is b[1:kend]
+}
+
+// newSlot makes key's slot, with room for a small instance.
+func newSlot(key string) *slot {
+	b := make([]byte, 1+len(key), 1+len(key)+48)
+	copy(b[1:], key)
+	return &slot{b: b, kend: uint32(1 + len(key))}
+}
+
+// key is the slot's key. It shares the slot's bytes, which never change once written (an
+// encoding rewritten starts after them, a slot dropped keeps them), so it is never copied.
+func (sl *slot) key() string {
+	if sl.kend <= 1 {
+		return ""
+	}
+	return unsafe.String(&sl.b[1], int(sl.kend)-1)
+}
+
+func (sl *slot) keyIs(key string) bool { return string(sl.b[1:sl.kend]) == key }
+
+// raw is the slot's encoded instance.
+func (sl *slot) raw() []byte { return sl.b[sl.kend:] }
+
+func (sl *slot) gone() bool  { return sl.b[0]&flagGone != 0 }
+func (sl *slot) dirty() bool { return sl.b[0]&flagDirty != 0 }
+
+// drop marks sl dropped from inst, its key kept for the commit that deletes it.
+func (sl *slot) drop() {
+	sl.b = sl.b[:sl.kend]
+	sl.b[0] |= flagGone
 }
 
 // hash is key's hash in inst; a key looked up and then put is hashed once.
@@ -198,7 +235,7 @@ func (m *machine) get(key string) *instance {
 	if sl == nil {
 		return nil
 	}
-	in, err := decodeInstance(sl.b[1:])
+	in, err := decodeInstance(sl.raw())
 	if err != nil {
 		// Only this machine's encoder wrote it, and a restore checked what it read.
 		panic(fmt.Sprintf("cep: instance %s does not decode: %v", key, err))
@@ -219,13 +256,14 @@ func (m *machine) restoreRaw(key string, raw []byte) error {
 	}
 	sl := m.find(key)
 	if sl == nil {
-		sl = &slot{key: key}
+		sl = newSlot(key)
 		m.inst.add(m.hash(key), sl)
-		m.listExpiry(key, instanceExp(raw))
-	} else if minuteOf(instanceExp(sl.b[1:])) != minuteOf(instanceExp(raw)) {
-		m.listExpiry(key, instanceExp(raw))
+		m.listExpiry(sl, instanceExp(raw))
+	} else if minuteOf(instanceExp(sl.raw())) != minuteOf(instanceExp(raw)) {
+		m.listExpiry(sl, instanceExp(raw))
 	}
-	sl.b = append(append(sl.b[:0], 0), raw...)
+	sl.b = append(sl.b[:sl.kend], raw...)
+	sl.b[0] = 0
 	m.watch(key, in)
 	return nil
 }
@@ -234,10 +272,12 @@ func (m *machine) restoreRaw(key string, raw []byte) error {
 func (m *machine) restore(key string, in *instance) {
 	m.lastSlot = nil
 	if sl := m.inst.remove(m.hash(key), key); sl != nil {
-		sl.b = nil
+		sl.drop()
 	}
-	m.inst.add(m.hash(key), &slot{key: key, b: appendInstance([]byte{0}, in)})
-	m.listExpiry(key, in.Exp)
+	sl := newSlot(key)
+	sl.b = appendInstance(sl.b, in)
+	m.inst.add(m.hash(key), sl)
+	m.listExpiry(sl, in.Exp)
 	m.watch(key, in)
 }
 
@@ -258,7 +298,7 @@ func (m *machine) watch(key string, in *instance) {
 func (m *machine) forget(key string) {
 	m.lastSlot = nil
 	if sl := m.inst.remove(m.hash(key), key); sl != nil {
-		sl.b = nil
+		sl.drop()
 	}
 	delete(m.jobs, key)
 }
@@ -268,20 +308,21 @@ func (m *machine) put(key string, in *instance) {
 	sl := m.lookup(key)
 	switch {
 	case sl == nil:
-		sl = &slot{key: key}
+		sl = newSlot(key)
 		m.inst.add(m.hash(key), sl)
 		m.lastKey, m.lastSlot = key, sl
 		m.dirty = append(m.dirty, sl)
-		m.listExpiry(key, in.Exp)
+		m.listExpiry(sl, in.Exp)
 	default:
-		if sl.b[0]&flagDirty == 0 {
+		if !sl.dirty() {
 			m.dirty = append(m.dirty, sl)
 		}
-		if minuteOf(instanceExp(sl.b[1:])) != minuteOf(in.Exp) {
-			m.listExpiry(key, in.Exp)
+		if minuteOf(instanceExp(sl.raw())) != minuteOf(in.Exp) {
+			m.listExpiry(sl, in.Exp)
 		}
 	}
-	sl.b = appendInstance(append(sl.b[:0], flagDirty), in) // the old bytes are reused
+	sl.b = appendInstance(sl.b[:sl.kend], in) // the old bytes are reused
+	sl.b[0] = flagDirty
 	if in.Fan != nil {
 		m.jobs[key] = true
 	}
@@ -290,10 +331,10 @@ func (m *machine) put(key string, in *instance) {
 func (m *machine) drop(key string) {
 	if sl := m.inst.remove(m.hash(key), key); sl != nil {
 		m.lastSlot = nil
-		if sl.b[0]&flagDirty == 0 {
+		if !sl.dirty() {
 			m.dirty = append(m.dirty, sl)
 		}
-		sl.b = nil
+		sl.drop()
 	}
 }
 
@@ -305,15 +346,15 @@ func (m *machine) changed() bool { return len(m.dirty) > 0 }
 func (m *machine) encodeDirty(w *recordWriter) {
 	n := 0
 	for _, sl := range m.dirty {
-		n += putSize(sl.key, sl.b)
+		n += putSize(sl.key(), sl.raw())
 	}
 	w.grow(n)
 	for _, sl := range m.dirty {
 		switch {
-		case sl.b == nil:
-			w.del(sl.key)
-		case sl.b[0]&flagDirty != 0:
-			w.put(sl.key, sl.b[1:])
+		case sl.gone():
+			w.del(sl.key())
+		case sl.dirty():
+			w.put(sl.key(), sl.raw())
 			sl.b[0] &^= flagDirty
 		}
 	}
@@ -322,7 +363,7 @@ func (m *machine) encodeDirty(w *recordWriter) {
 // unclean marks the changes still to be written (their commit failed).
 func (m *machine) unclean() {
 	for _, sl := range m.dirty {
-		if sl.b != nil {
+		if !sl.gone() {
 			sl.b[0] |= flagDirty
 		}
 	}
@@ -339,7 +380,7 @@ func (m *machine) slots() []*slot {
 // keys lists the instance keys (tests).
 func (m *machine) keys() []string {
 	out := make([]string, 0, m.inst.len())
-	m.inst.each(func(sl *slot) { out = append(out, sl.key) })
+	m.inst.each(func(sl *slot) { out = append(out, strings.Clone(sl.key())) })
 	return out
 }
 
@@ -654,9 +695,9 @@ func (m *machine) sweep() {
 	// The minutes before the watermark's: every key listed there expired, unless it moved on.
 	for now := minuteOf(m.wm); len(m.minutes) > 0 && m.minutes[0] < now; {
 		mn := heap.Pop(&m.minutes).(int64)
-		for _, k := range m.expiry[mn] {
-			if sl := m.find(k); sl != nil && instanceExp(sl.b[1:]) < m.wm {
-				m.drop(k)
+		for _, sl := range m.expiry[mn] {
+			if !sl.gone() && instanceExp(sl.raw()) < m.wm {
+				m.drop(sl.key())
 			}
 		}
 		delete(m.expiry, mn)

@@ -20,7 +20,7 @@ func (x *slotIndex) hash(key string) uint64 { return maphash.String(x.seed, key)
 // find returns key's slot (h is its hash), nil when there is none.
 func (x *slotIndex) find(h uint64, key string) *slot {
 	for sl := x.m[h]; sl != nil; sl = sl.next {
-		if sl.key == key {
+		if sl.keyIs(key) {
 			return sl
 		}
 	}
@@ -38,7 +38,7 @@ func (x *slotIndex) add(h uint64, sl *slot) {
 func (x *slotIndex) remove(h uint64, key string) *slot {
 	var prev *slot
 	for sl := x.m[h]; sl != nil; prev, sl = sl, sl.next {
-		if sl.key != key {
+		if !sl.keyIs(key) {
 			continue
 		}
 		switch {

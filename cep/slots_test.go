@@ -2,6 +2,7 @@ package cep
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -14,27 +15,56 @@ func TestSlotIndexCollisions(t *testing.T) {
 	keys := []string{"a", "b", "c", "d"}
 	for _, k := range keys {
 		require.Nil(t, x.find(h, k))
-		x.add(h, &slot{key: k, b: []byte(k)})
+		x.add(h, newSlot(k))
 	}
 	require.Equal(t, 4, x.len())
 	for _, k := range keys {
-		require.Equal(t, k, string(x.find(h, k).b))
+		require.Equal(t, k, x.find(h, k).key())
 	}
 	// the middle, the head, the tail, the last
 	for i, k := range []string{"b", "d", "a", "c"} {
-		require.Equal(t, k, x.remove(h, k).key)
+		require.Equal(t, k, x.remove(h, k).key())
 		require.Nil(t, x.find(h, k))
 		require.Nil(t, x.remove(h, k))
 		require.Equal(t, 3-i, x.len())
 		var left []string
-		x.each(func(sl *slot) { left = append(left, sl.key) })
+		x.each(func(sl *slot) { left = append(left, sl.key()) })
 		require.Len(t, left, 3-i)
 		require.NotContains(t, left, k)
 	}
 	require.Empty(t, x.m)
-	x.add(x.hash("e"), &slot{key: "e"})
+	x.add(x.hash("e"), newSlot("e"))
 	require.NotNil(t, x.find(x.hash("e"), "e"))
 	var all []string
-	x.each(func(sl *slot) { all = append(all, sl.key) })
+	x.each(func(sl *slot) { all = append(all, sl.key()) })
 	require.True(t, slices.Equal(all, []string{"e"}))
+}
+
+// A slot's key shares the slot's bytes: it survives its instance rewritten (in place and
+// reallocated) and dropped, and its commit still names it.
+func TestSlotKeyOutlivesRewrites(t *testing.T) {
+	m := newMachine(0)
+	m.put("r:v1:count:u1", &instance{Exp: 60_000})
+	sl := m.find("r:v1:count:u1")
+	key := sl.key()
+	m.put("r:v1:count:u1", &instance{Exp: 60_000, Seen: []seen{{TS: 1, ID: strings.Repeat("e", 500)}}}) // outgrows its bytes
+	require.Same(t, sl, m.find("r:v1:count:u1"))
+	require.Equal(t, "r:v1:count:u1", key)
+	require.Equal(t, "r:v1:count:u1", sl.key())
+	in := m.get("r:v1:count:u1")
+	require.Len(t, in.Seen, 1)
+	m.encodeDirty(newRecord(nil))
+	m.clean()
+	m.drop("r:v1:count:u1")
+	require.Nil(t, m.find("r:v1:count:u1"))
+	require.True(t, sl.gone())
+	require.Equal(t, "r:v1:count:u1", sl.key())
+	w := newRecord(nil)
+	m.encodeDirty(w)
+	r, err := readRecord(w.b)
+	require.NoError(t, err)
+	k, raw, ok := r.next()
+	require.True(t, ok)
+	require.Equal(t, "r:v1:count:u1", k)
+	require.Nil(t, raw, "a deletion")
 }
