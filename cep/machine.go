@@ -104,6 +104,8 @@ type machine struct {
 	lastSlot *slot
 	hashKey  string
 	hashVal  uint64
+	// kbuf holds the key of the current cursor (at).
+	kbuf []byte
 	// dirty lists the slots changed since the last commit, each once (its flags say whether it is
 	// listed); a dropped slot (no bytes) writes its key's deletion. Slots, not keys: the commit
 	// copies them without looking each up again.
@@ -231,16 +233,8 @@ func (m *machine) lookup(key string) *slot {
 
 // get decodes key's instance; nil when there is none.
 func (m *machine) get(key string) *instance {
-	sl := m.lookup(key)
-	if sl == nil {
-		return nil
-	}
-	in, err := decodeInstance(sl.raw())
-	if err != nil {
-		// Only this machine's encoder wrote it, and a restore checked what it read.
-		panic(fmt.Sprintf("cep: instance %s does not decode: %v", key, err))
-	}
-	return in
+	c := cursor{key: key, sl: m.lookup(key)}
+	return m.getAt(&c)
 }
 
 // restoreRaw adds an encoded instance read from the changelog (checked: it decodes).
@@ -305,12 +299,58 @@ func (m *machine) forget(key string) {
 
 // put stores in as key's instance, changed since the last commit.
 func (m *machine) put(key string, in *instance) {
-	sl := m.lookup(key)
+	c := cursor{key: key, sl: m.lookup(key)}
+	if c.sl == nil {
+		c.h = m.hash(key)
+	}
+	m.putAt(&c, in)
+	m.lastKey, m.lastSlot = key, c.sl
+}
+
+// cursor is an instance key the rules read and write as they apply an event: built in the
+// machine's buffer (valid until the next cursor: a new slot copies it), hashed and looked up once.
+type cursor struct {
+	key string
+	h   uint64
+	sl  *slot // nil: no instance (h is the key's hash)
+}
+
+// at is the cursor of rule r's instance of kind for key: instKey's key, built without allocating.
+func (m *machine) at(r *compiledRule, kind, key string) cursor {
+	b := m.kbuf[:0]
+	if r.instPrefix == "" { // a rule compiled before the prefix was cached (never in the stage)
+		b = append(append(append(b, r.ID...), ":v"...), strconv.Itoa(r.Version)+":"...)
+	} else {
+		b = append(b, r.instPrefix...)
+	}
+	b = append(append(append(b, kind...), ':'), key...)
+	m.kbuf = b
+	k := unsafe.String(unsafe.SliceData(b), len(b))
+	h := m.inst.hash(k)
+	return cursor{key: k, h: h, sl: m.inst.find(h, k)}
+}
+
+// getAt decodes the cursor's instance; nil when there is none.
+func (m *machine) getAt(c *cursor) *instance {
+	if c.sl == nil {
+		return nil
+	}
+	in, err := decodeInstance(c.sl.raw())
+	if err != nil {
+		// Only this machine's encoder wrote it, and a restore checked what it read.
+		panic(fmt.Sprintf("cep: instance %s does not decode: %v", c.sl.key(), err))
+	}
+	return in
+}
+
+// putAt stores in as the cursor's instance, changed since the last commit.
+func (m *machine) putAt(c *cursor, in *instance) {
+	sl := c.sl
 	switch {
 	case sl == nil:
-		sl = newSlot(key)
-		m.inst.add(m.hash(key), sl)
-		m.lastKey, m.lastSlot = key, sl
+		sl = newSlot(c.key)
+		m.inst.add(c.h, sl)
+		c.sl = sl
 		m.dirty = append(m.dirty, sl)
 		m.listExpiry(sl, in.Exp)
 	default:
@@ -324,7 +364,7 @@ func (m *machine) put(key string, in *instance) {
 	sl.b = appendInstance(sl.b[:sl.kend], in) // the old bytes are reused
 	sl.b[0] = flagDirty
 	if in.Fan != nil {
-		m.jobs[key] = true
+		m.jobs[sl.key()] = true
 	}
 }
 
@@ -462,8 +502,8 @@ func (m *machine) apply(r *compiledRule, ev *event.Event, vars map[string]any, n
 }
 
 func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]any, key string, ts, exp int64, now time.Time) []workflows.Match {
-	k := instKey(r, "count", key)
-	in := m.get(k)
+	c := m.at(r, "count", key)
+	in := m.getAt(&c)
 	if r.unless != nil && r.unless.test(ev, vars) {
 		if in == nil {
 			in = &instance{}
@@ -472,7 +512,7 @@ func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]a
 			in.Unless = ts
 		}
 		in.Exp = max(in.Exp, exp)
-		m.put(k, in)
+		m.putAt(&c, in)
 	}
 	if !r.steps[0].test(ev, vars) {
 		return nil
@@ -500,7 +540,7 @@ func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]a
 		}
 	}
 	if n < r.Count {
-		m.put(k, in)
+		m.putAt(&c, in)
 		return nil
 	}
 	// A match consumes the window: N more events are needed for the next. The consumed events
@@ -508,7 +548,7 @@ func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]a
 	for i := range in.Seen {
 		in.Seen[i].Used = true
 	}
-	m.put(k, in)
+	m.putAt(&c, in)
 	if in.Unless != 0 && in.Unless >= top-w {
 		return nil // suppressed by the unless event
 	}
@@ -516,12 +556,12 @@ func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]a
 }
 
 func (m *machine) applySequence(r *compiledRule, ev *event.Event, vars map[string]any, key string, ts, exp int64, now time.Time) []workflows.Match {
-	k := instKey(r, "seq", key)
-	in := m.get(k)
+	c := m.at(r, "seq", key)
+	in := m.getAt(&c)
 	if r.unless != nil && r.unless.test(ev, vars) && in != nil && in.Next > 0 {
 		// A sequence with an unless clause restarts when the unless event comes.
 		in.Next, in.Start, in.IDs = 0, 0, nil
-		m.put(k, in)
+		m.putAt(&c, in)
 	}
 	mask := 0
 	for i := range r.steps {
@@ -557,7 +597,7 @@ func (m *machine) applySequence(r *compiledRule, ev *event.Event, vars map[strin
 			}
 			in.Next, in.Start, in.IDs = 0, 0, nil
 			in.Exp = max(in.Exp, exp)
-			m.put(k, in)
+			m.putAt(&c, in)
 			return []workflows.Match{match}
 		}
 	case mask&1 != 0:
@@ -567,17 +607,17 @@ func (m *machine) applySequence(r *compiledRule, ev *event.Event, vars map[strin
 		return nil
 	}
 	in.Exp = max(in.Exp, exp)
-	m.put(k, in)
+	m.putAt(&c, in)
 	return nil
 }
 
 func (m *machine) applyAbsence(r *compiledRule, ev *event.Event, vars map[string]any, key string, ts int64, now time.Time) []workflows.Match {
-	k := instKey(r, "abs", key)
-	in := m.get(k)
+	c := m.at(r, "abs", key)
+	in := m.getAt(&c)
 	w := msd(r.Within.D())
 	if r.absent.test(ev, vars) && in != nil && in.A != nil && in.A.State == "" && ts >= in.A.TS && ts <= in.A.Due {
 		in.A.State = "c" // a B within the window, in event time: no absence
-		m.put(k, in)
+		m.putAt(&c, in)
 	}
 	if !r.steps[0].test(ev, vars) {
 		return nil
@@ -607,8 +647,8 @@ func (m *machine) applyAbsence(r *compiledRule, ev *event.Event, vars map[string
 	}
 	in.A = next
 	in.Exp = max(in.Exp, next.Due+msd(lateness))
-	m.put(k, in)
-	heap.Push(&m.timers, timer{due: next.Due, key: k, id: next.ID})
+	m.putAt(&c, in)
+	heap.Push(&m.timers, timer{due: next.Due, key: c.sl.key(), id: next.ID})
 	return out
 }
 

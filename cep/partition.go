@@ -100,20 +100,32 @@ func rulesByID(rules []compiledRule) map[string]*compiledRule {
 	return byID
 }
 
+// rulesByType lists, per event type, the enabled rules that react to it, in rule order: an event
+// looks up its rules once, not once per rule.
+func rulesByType(rules []compiledRule) map[string][]int {
+	out := map[string][]int{}
+	for j := range rules {
+		if rules[j].Disabled {
+			continue
+		}
+		for t := range rules[j].types {
+			out[t] = append(out[t], j)
+		}
+	}
+	return out
+}
+
 // compute runs step 2 for evs (in partition order; appended[i] is the broker's time of evs[i], or
 // zero). The machine's part cannot fail; the shared part is retried by the caller through
 // shared().
 func (p *partition) compute(rules []compiledRule, evs []event.Event, appended []time.Time, profiles map[string]map[string]any,
 	now time.Time) (local []workflows.Match, shared []sharedItem) {
-	byID := rulesByID(rules)
+	byID, byType := rulesByID(rules), rulesByType(rules)
 	for i := range evs {
 		ev := &evs[i]
 		var vars map[string]any
-		for j := range rules {
+		for _, j := range byType[ev.Type] {
 			r := &rules[j]
-			if r.Disabled || !r.types[ev.Type] {
-				continue
-			}
 			if vars == nil && r.hasCond { // a step without a condition reads no variables
 				vars = celVars(ev)
 				if pr, ok := profiles[ev.UserID]; ok {

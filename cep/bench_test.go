@@ -1,0 +1,91 @@
+package cep
+
+import (
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/omegareach/omega/event"
+)
+
+// BenchmarkCompute is the partition's own work per event, without Kafka or Redis: the machine
+// advancing the CEP benchmark's ten rules (bench/cep/rules.yaml) over its event mix, in batches of
+// 500, and each batch's changes encoded as a commit would (the shared join state, in Redis, is
+// queued, not sent). The state grows as in the benchmark (users drawn from a million); a new
+// machine starts every 200,000 events. A development loop for the machine's CPU: stable where a
+// pass of bench/cep over the broker is not (go test -run '^$' -bench Compute ./cep/).
+func BenchmarkCompute(b *testing.B) {
+	raw, err := os.ReadFile("../bench/cep/rules.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var rs []Rule
+	if err := yaml.UnmarshalStrict(raw, &rs); err != nil {
+		b.Fatal(err)
+	}
+	var rules []compiledRule
+	for _, r := range rs {
+		c, err := compile(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rules = append(rules, c)
+	}
+	const n, batch = 200_000, 500
+	evs := benchEvents(n)
+	now := time.Now().UTC()
+	p := &partition{m: newMachine(time.Hour)}
+	var rec []byte
+	i := 0
+	b.ResetTimer()
+	for b.Loop() {
+		if i+batch > n {
+			b.StopTimer()
+			p, i = &partition{m: newMachine(time.Hour)}, 0
+			b.StartTimer()
+		}
+		p.compute(rules, evs[i:i+batch], nil, nil, now)
+		w := newRecord(rec)
+		p.m.encodeDirty(w)
+		rec = compressRecord(nil, w.b)
+		p.m.clean()
+		i += batch
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/event")
+}
+
+// benchEvents draws the CEP benchmark's event mix (bench/cep/gen.go), its users and items uniform,
+// event times 1 ms apart.
+func benchEvents(n int) []event.Event {
+	rng := rand.New(rand.NewPCG(1, 2))
+	mix := []struct {
+		typ   string
+		share int
+	}{{"view", 60}, {"cart_add", 10}, {"favorite", 10}, {"push_open", 9}, {"order_paid", 5}, {"chat_started", 5}, {"price_drop", 1}}
+	t0 := time.Now().Add(-time.Duration(n) * time.Millisecond).UTC()
+	out := make([]event.Event, n)
+	for i := range out {
+		x, typ := rng.IntN(100), ""
+		for _, m := range mix {
+			if x < m.share {
+				typ = m.typ
+				break
+			}
+			x -= m.share
+		}
+		e := event.Event{EventID: "e" + strconv.Itoa(i), Type: typ, TS: t0.Add(time.Duration(i) * time.Millisecond),
+			ItemID: "i" + strconv.Itoa(rng.IntN(100_000))}
+		if typ != "price_drop" {
+			e.UserID = "u" + strconv.Itoa(rng.IntN(1_000_000))
+		}
+		if typ == "cart_add" || typ == "order_paid" {
+			e.Attrs = map[string]any{"price": float64(rng.IntN(1000))}
+		}
+		out[i] = e
+	}
+	return out
+}
