@@ -254,83 +254,13 @@ func (c *changelog) restoreLegacy(ctx context.Context, m *machine) (bool, error)
 // snapshot on by one piece. The changes are forgotten only on success, so a failed commit is
 // retried whole.
 func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time.Duration) error {
-	if c.building == nil && (c.legacy || (c.logBytes > c.snapBytes && c.logBytes >= c.snapMin) || c.logRecords >= 10_000) {
-		c.snapshots++
-		c.building = &snapshotRun{slots: m.slots(), from: c.logRecords, logBytes: c.logBytes, seq: c.snapshots}
-	}
-	w := newRecord(c.buf)
-	m.encodeDirty(w)
-	c.buf = w.b
-	var rec []byte
-	if !w.empty() {
-		rec = compressRecord(c.zbuf, w.b)
-		if &rec[0] != &w.b[0] {
-			c.zbuf = rec[:cap(rec)]
-		}
-	}
-	var piece []byte
-	first, last, from, legacy, done := "", "", "0", "", 0
-	building := c.snap + "." + strconv.FormatInt(c.epoch, 10)
-	if b := c.building; b != nil {
-		token := strconv.FormatInt(c.epoch, 10) + "." + strconv.Itoa(b.seq)
-		if b.done == 0 {
-			first = token
-		}
-		done = b.done
-		pw := newRecord(c.pieceBuf)
-		end := min(len(b.slots), done+max(c.piece, 2*len(m.dirty)))
-		size := 0
-		for _, sl := range b.slots[done:end] {
-			size += putSize(sl.key(), sl.raw())
-		}
-		pw.grow(size)
-		for ; done < end; done++ {
-			if sl := b.slots[done]; !sl.gone() {
-				pw.put(sl.key(), sl.raw())
-			}
-		}
-		c.pieceBuf = pw.b
-		piece = compressRecord(c.pieceZ, pw.b)
-		if &piece[0] != &pw.b[0] {
-			c.pieceZ = piece[:cap(piece)]
-		}
-		if done == len(b.slots) {
-			last, from = token, strconv.FormatInt(b.from, 10)
-			if c.legacy {
-				legacy = "l"
-			}
-		}
-	}
-	off := ""
-	if next >= 0 {
-		off = strconv.FormatInt(next, 10)
-	}
-	send := func() (int64, error) {
-		var cmd *redis.Cmd
-		err := c.exec(ctx, func(p redis.Pipeliner) error {
-			if piece != nil {
-				if first != "" {
-					p.Del(ctx, building)
-				}
-				p.RPush(ctx, building, piece)
-				p.PExpire(ctx, building, ttl)
-			}
-			cmd = commitScript.EvalSha(ctx, p, []string{c.meta, c.log, c.snap, building, c.hash},
-				strconv.FormatInt(c.epoch, 10), off, strconv.FormatInt(m.wm, 10), msd(ttl), rec, first, last, from, legacy)
-			return nil
-		})
-		n, cerr := cmd.Int64()
-		if err == nil {
-			err = cerr
-		}
-		return n, err
-	}
-	n, err := send()
+	pl := c.prepare(m)
+	n, err := c.send(ctx, m, pl, next, ttl)
 	if err != nil && strings.Contains(err.Error(), "NOSCRIPT") {
 		// Redis lost its scripts (a restart, a failover), or never had this one: load it, send
 		// again (every command of a commit may be sent twice).
 		if err = commitScript.Load(ctx, c.rdb).Err(); err == nil {
-			n, err = send()
+			n, err = c.send(ctx, m, pl, next, ttl)
 		}
 	}
 	if err != nil {
@@ -342,17 +272,111 @@ func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time
 	if err != nil {
 		return fmt.Errorf("commit partition state: %w", err)
 	}
-	c.logBytes += int64(len(rec))
+	c.settle(m, pl, n)
+	return nil
+}
+
+// commitPlan is what one commit writes: the batch's record, a snapshot's next piece, and where
+// that piece leaves the snapshot.
+type commitPlan struct {
+	rec, piece                []byte
+	first, last, from, legacy string // commitScript's snapshot arguments
+	done                      int    // the snapshot's slots written once this piece is
+}
+
+// prepare encodes a commit: the changes since the last one, and (starting a snapshot when the
+// log has outgrown the last) the snapshot's next piece. Nothing is sent or forgotten.
+func (c *changelog) prepare(m *machine) commitPlan {
+	if c.building == nil && (c.legacy || (c.logBytes > c.snapBytes && c.logBytes >= c.snapMin) || c.logRecords >= 10_000) {
+		c.snapshots++
+		c.building = &snapshotRun{slots: m.slots(), from: c.logRecords, logBytes: c.logBytes, seq: c.snapshots}
+	}
+	pl := commitPlan{from: "0"}
+	w := newRecord(c.buf)
+	m.encodeDirty(w)
+	c.buf = w.b
+	if !w.empty() {
+		pl.rec = compressRecord(c.zbuf, w.b)
+		if &pl.rec[0] != &w.b[0] {
+			c.zbuf = pl.rec[:cap(pl.rec)]
+		}
+	}
+	b := c.building
+	if b == nil {
+		return pl
+	}
+	token := strconv.FormatInt(c.epoch, 10) + "." + strconv.Itoa(b.seq)
+	if b.done == 0 {
+		pl.first = token
+	}
+	done := b.done
+	pw := newRecord(c.pieceBuf)
+	end := min(len(b.slots), done+max(c.piece, 2*len(m.dirty)))
+	size := 0
+	for _, sl := range b.slots[done:end] {
+		size += putSize(sl.key(), sl.raw())
+	}
+	pw.grow(size)
+	for ; done < end; done++ {
+		if sl := b.slots[done]; !sl.gone() {
+			pw.put(sl.key(), sl.raw())
+		}
+	}
+	c.pieceBuf = pw.b
+	pl.piece = compressRecord(c.pieceZ, pw.b)
+	if &pl.piece[0] != &pw.b[0] {
+		c.pieceZ = pl.piece[:cap(pl.piece)]
+	}
+	pl.done = done
+	if done == len(b.slots) {
+		pl.last, pl.from = token, strconv.FormatInt(b.from, 10)
+		if c.legacy {
+			pl.legacy = "l"
+		}
+	}
+	return pl
+}
+
+// send writes a prepared commit in one round trip and returns the log's length.
+func (c *changelog) send(ctx context.Context, m *machine, pl commitPlan, next int64, ttl time.Duration) (int64, error) {
+	off := ""
+	if next >= 0 {
+		off = strconv.FormatInt(next, 10)
+	}
+	building := c.snap + "." + strconv.FormatInt(c.epoch, 10)
+	var cmd *redis.Cmd
+	err := c.exec(ctx, func(p redis.Pipeliner) error {
+		if pl.piece != nil {
+			if pl.first != "" {
+				p.Del(ctx, building)
+			}
+			p.RPush(ctx, building, pl.piece)
+			p.PExpire(ctx, building, ttl)
+		}
+		cmd = commitScript.EvalSha(ctx, p, []string{c.meta, c.log, c.snap, building, c.hash},
+			strconv.FormatInt(c.epoch, 10), off, strconv.FormatInt(m.wm, 10), msd(ttl), pl.rec, pl.first, pl.last, pl.from, pl.legacy)
+		return nil
+	})
+	n, cerr := cmd.Int64()
+	if err == nil {
+		err = cerr
+	}
+	return n, err
+}
+
+// settle takes a commit as durable (n: the log's length after it): the snapshot moves on, the
+// changes are forgotten.
+func (c *changelog) settle(m *machine, pl commitPlan, n int64) {
+	c.logBytes += int64(len(pl.rec))
 	if b := c.building; b != nil {
-		b.done, b.bytes = done, b.bytes+int64(len(piece))
-		if last != "" {
+		b.done, b.bytes = pl.done, b.bytes+int64(len(pl.piece))
+		if pl.last != "" {
 			// The log now starts at the snapshot's beginning; what it holds since counts toward the next.
 			c.snapBytes, c.logBytes, c.legacy, c.building = b.bytes, c.logBytes-b.logBytes, false, nil
 		}
 	}
 	c.logRecords = n
 	m.clean()
-	return nil
 }
 
 // StateSize reads, without claiming anything, the partition state under a key prefix (every
