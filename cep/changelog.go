@@ -312,9 +312,14 @@ func (c *changelog) prepare(m *machine) commitPlan {
 	done := b.done
 	pw := newRecord(c.pieceBuf)
 	end := min(len(b.slots), done+max(c.piece, 2*len(m.dirty)))
+	// Sized in a pass of its own, which also reads each slot's flags: the slots, untouched for a
+	// while, come into the cache together (their reads do not wait on each other) rather than one
+	// at a time as they are copied.
 	size := 0
 	for _, sl := range b.slots[done:end] {
-		size += putSize(sl.key(), sl.raw())
+		if !sl.gone() {
+			size += putSize(sl.key(), sl.raw())
+		}
 	}
 	pw.grow(size)
 	for ; done < end; done++ {
