@@ -104,8 +104,9 @@ type machine struct {
 	lastSlot *slot
 	hashKey  string
 	hashVal  uint64
-	// kbuf holds the key of the current cursor (at).
-	kbuf []byte
+	// kbuf holds the key of the current cursor (at), rkbuf the rule key of the event being
+	// applied.
+	kbuf, rkbuf []byte
 	// dirty lists the slots changed since the last commit, each once (its flags say whether it is
 	// listed); a dropped slot (no bytes) writes its key's deletion. Slots, not keys: the commit
 	// copies them without looking each up again.
@@ -480,16 +481,24 @@ func (m *machine) apply(r *compiledRule, ev *event.Event, vars map[string]any, n
 	if ev.UserID == "" {
 		return nil
 	}
-	key, ok := r.key(ev)
-	if !ok {
-		return nil
+	// The key is built in the machine's buffer: the cursors copy it, a match clones it.
+	var key string
+	if len(r.keyFields) == 1 && r.keyFields[0] == "user" {
+		key = ev.UserID
+	} else {
+		b, ok := r.appendKey(m.rkbuf[:0], ev)
+		m.rkbuf = b
+		if !ok {
+			return nil
+		}
+		key = unsafe.String(unsafe.SliceData(b), len(b))
 	}
 	ts := ms(ev.TS)
 	exp := ts + ttlFor(r)
 	switch r.Kind {
 	case KindSingle:
 		if r.steps[0].test(ev, vars) {
-			return []workflows.Match{newMatch(r, ev, key, now)}
+			return []workflows.Match{newMatch(r, ev, strings.Clone(key), now)}
 		}
 	case KindCount:
 		return m.applyCount(r, ev, vars, key, ts, exp, now)
@@ -552,7 +561,7 @@ func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]a
 	if in.Unless != 0 && in.Unless >= top-w {
 		return nil // suppressed by the unless event
 	}
-	return []workflows.Match{newMatch(r, ev, key, now)}
+	return []workflows.Match{newMatch(r, ev, strings.Clone(key), now)}
 }
 
 func (m *machine) applySequence(r *compiledRule, ev *event.Event, vars map[string]any, key string, ts, exp int64, now time.Time) []workflows.Match {
@@ -587,7 +596,7 @@ func (m *machine) applySequence(r *compiledRule, ev *event.Event, vars map[strin
 		in.IDs = append(in.IDs, ev.EventID)
 		in.Next++
 		if in.Next >= len(r.steps) {
-			match := newMatch(r, ev, key, now)
+			match := newMatch(r, ev, strings.Clone(key), now)
 			match.EventIDs = slices.Clone(in.IDs)
 			// The last matches' events are remembered for the window (a duplicate of one changes
 			// nothing); older ones are forgotten, so a busy key's instance does not grow.
@@ -637,7 +646,7 @@ func (m *machine) applyAbsence(r *compiledRule, ev *event.Event, vars map[string
 			// The wait ended, in event time, before this A: that absence happened, whether or not
 			// the watermark has fired it yet.
 			a.State = "f"
-			out = append(out, absenceMatch(r, a, key, now))
+			out = append(out, absenceMatch(r, a, strings.Clone(key), now))
 		}
 	}
 	next := &waitA{ID: ev.EventID, TS: ts, Due: ts + w, User: ev.UserID, Item: ev.ItemID, Type: ev.Type, Attrs: ev.Attrs}

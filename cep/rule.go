@@ -406,27 +406,34 @@ func (c *compiledRule) key(e *event.Event) (string, bool) {
 	if len(c.keyFields) == 1 && c.keyFields[0] == "user" { // the common case, without allocating
 		return e.UserID, e.UserID != ""
 	}
-	parts := make([]string, 0, len(c.keyFields))
-	for _, f := range c.keyFields {
-		var v string
+	b, ok := c.appendKey(nil, e)
+	return string(b), ok
+}
+
+// appendKey appends e's correlation key (its fields joined by "|") to b; false when e lacks one.
+func (c *compiledRule) appendKey(b []byte, e *event.Event) ([]byte, bool) {
+	for i, f := range c.keyFields {
+		if i > 0 {
+			b = append(b, '|')
+		}
+		n := len(b)
 		switch f {
 		case "user":
-			v = e.UserID
+			b = append(b, e.UserID...)
 		case "item":
-			v = e.ItemID
+			b = append(b, e.ItemID...)
 		default:
 			a, ok := e.Attrs[strings.TrimPrefix(f, "attrs.")]
 			if !ok {
-				return "", false
+				return b, false
 			}
-			v = fmt.Sprint(a)
+			b = fmt.Append(b, a)
 		}
-		if v == "" {
-			return "", false
+		if len(b) == n {
+			return b, false
 		}
-		parts = append(parts, v)
 	}
-	return strings.Join(parts, "|"), true
+	return b, true
 }
 
 // readsProfile spots a condition that reads the profile (a false positive only costs a lookup).
