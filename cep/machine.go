@@ -175,7 +175,6 @@ const (
 // has the instance in the same cache lines, and the collector marks two objects per instance.
 type slot struct {
 	b    []byte
-	next *slot  // another key of the same hash (slotIndex)
 	kend uint32 // the key is b[1:kend]
 }
 

@@ -1,7 +1,9 @@
 package cep
 
 import (
+	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -32,7 +34,7 @@ func TestSlotIndexCollisions(t *testing.T) {
 		require.Len(t, left, 3-i)
 		require.NotContains(t, left, k)
 	}
-	require.Empty(t, x.m)
+	require.Zero(t, x.len())
 	x.add(x.hash("e"), newSlot("e"))
 	require.NotNil(t, x.find(x.hash("e"), "e"))
 	var all []string
@@ -67,4 +69,50 @@ func TestSlotKeyOutlivesRewrites(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, "r:v1:count:u1", k)
 	require.Nil(t, raw, "a deletion")
+}
+
+// The table against a map, through many adds and removes whose hashes crowd a few homes (the
+// last ones wrapping around the table's end): every key present is found, every key removed is
+// not, and the table grows as it fills.
+func TestSlotIndexAgainstAMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	x := newSlotIndex()
+	model := map[string]uint64{}
+	var keys []string
+	for step := range 6_000 {
+		if len(keys) > 0 && rng.IntN(3) == 0 {
+			i := rng.IntN(len(keys))
+			k := keys[i]
+			keys[i] = keys[len(keys)-1]
+			keys = keys[:len(keys)-1]
+			require.NotNil(t, x.remove(model[k], k), k)
+			delete(model, k)
+		} else {
+			k := "k" + strconv.Itoa(step)
+			// Few distinct homes, some at the top of a small table's range: long clusters that wrap.
+			h := uint64(rng.IntN(8)) | uint64(rng.IntN(2))<<63
+			if t := x.table(h); rng.IntN(2) == 0 && len(t.tab) > 0 {
+				h = uint64(len(t.tab)-1-rng.IntN(4)) | h&(1<<63)
+			}
+			x.add(h, newSlot(k))
+			model[k] = h
+			keys = append(keys, k)
+		}
+		if step%499 == 0 {
+			for k, h := range model {
+				sl := x.find(h, k)
+				require.NotNil(t, sl, k)
+				require.Equal(t, k, sl.key())
+			}
+		}
+	}
+	require.Equal(t, len(model), x.len())
+	n := 0
+	x.each(func(sl *slot) { n++; require.Contains(t, model, sl.key()) })
+	require.Equal(t, len(model), n)
+	for k, h := range model {
+		require.NotNil(t, x.remove(h, k))
+		require.Nil(t, x.find(h, k))
+	}
+	require.Zero(t, x.len())
 }
