@@ -107,15 +107,22 @@ func appendInstance(b []byte, in *instance) []byte {
 
 // decodeInstance decodes what appendInstance wrote.
 func decodeInstance(raw []byte) (*instance, error) {
+	in := &instance{}
+	if err := decodeInstanceInto(raw, in); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// decodeInstanceInto decodes raw over in, reusing its slices' arrays (the machine's scratch
+// instance: decoded, advanced and encoded again within one rule's step, never kept).
+func decodeInstanceInto(raw []byte, in *instance) error {
 	r := recordReader{b: raw}
-	in := r.instance()
+	r.instanceInto(in)
 	if r.err == nil && len(r.b) > 0 {
 		r.err = errRecord
 	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	return in, nil
+	return r.err
 }
 
 // instanceExp reads an encoded instance's expiry without decoding the rest.
@@ -379,14 +386,16 @@ func (r *recordReader) bool() bool {
 	return v
 }
 
-func (r *recordReader) seens(exp int64) []seen {
+func (r *recordReader) seens(exp int64) []seen { return r.appendSeens(nil, exp) }
+
+// appendSeens appends the encoded seens to s (nil when there are none and s is empty).
+func (r *recordReader) appendSeens(s []seen, exp int64) []seen {
 	n := r.count()
 	if n == 0 {
-		return nil
+		return s
 	}
-	s := make([]seen, n)
-	for i := range s {
-		s[i] = seen{TS: exp - r.int(), ID: r.str(), Used: r.bool()}
+	for range n {
+		s = append(s, seen{TS: exp - r.int(), ID: r.str(), Used: r.bool()})
 	}
 	return s
 }
@@ -441,11 +450,13 @@ func (r *recordReader) event() event.Event {
 	return e
 }
 
-func (r *recordReader) instance() *instance {
+// instanceInto decodes an instance over in, reusing the arrays of its Seen, IDs and Done.
+func (r *recordReader) instanceInto(in *instance) {
+	seen, ids, done := in.Seen[:0], in.IDs[:0], in.Done[:0]
 	f := r.uint()
-	in := &instance{Exp: r.int()}
+	*in = instance{Exp: r.int()}
 	if f&fSeen != 0 {
-		in.Seen = r.seens(in.Exp)
+		in.Seen = r.appendSeens(seen, in.Exp)
 	}
 	if f&fUnless != 0 {
 		in.Unless = in.Exp - r.int()
@@ -458,13 +469,13 @@ func (r *recordReader) instance() *instance {
 	}
 	if f&fIDs != 0 {
 		n := r.count()
-		in.IDs = make([]string, n)
-		for i := range in.IDs {
-			in.IDs[i] = r.str()
+		for range n {
+			ids = append(ids, r.str())
 		}
+		in.IDs = ids
 	}
 	if f&fDone != 0 {
-		in.Done = r.seens(in.Exp)
+		in.Done = r.appendSeens(done, in.Exp)
 	}
 	if f&fA != 0 {
 		a := &waitA{ID: r.str()}
@@ -487,5 +498,4 @@ func (r *recordReader) instance() *instance {
 	if f >= fUntil<<1 {
 		r.fail() // a field this version does not know
 	}
-	return in
 }

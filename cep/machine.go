@@ -107,6 +107,10 @@ type machine struct {
 	// kbuf holds the key of the current cursor (at), rkbuf the rule key of the event being
 	// applied.
 	kbuf, rkbuf []byte
+	// scratch is the instance getAt decodes into: a rule's step reads, advances and writes it
+	// back (putAt) before the next step decodes, and keeps none of it (a match clones what it
+	// takes).
+	scratch *instance
 	// dirty lists the slots changed since the last commit, each once (its flags say whether it is
 	// listed); a dropped slot (no bytes) writes its key's deletion. Slots, not keys: the commit
 	// copies them without looking each up again.
@@ -233,8 +237,16 @@ func (m *machine) lookup(key string) *slot {
 
 // get decodes key's instance; nil when there is none.
 func (m *machine) get(key string) *instance {
-	c := cursor{key: key, sl: m.lookup(key)}
-	return m.getAt(&c)
+	sl := m.lookup(key)
+	if sl == nil {
+		return nil
+	}
+	in, err := decodeInstance(sl.raw())
+	if err != nil {
+		// Only this machine's encoder wrote it, and a restore checked what it read.
+		panic(fmt.Sprintf("cep: instance %s does not decode: %v", key, err))
+	}
+	return in
 }
 
 // restoreRaw adds an encoded instance read from the changelog (checked: it decodes).
@@ -330,13 +342,19 @@ func (m *machine) at(r *compiledRule, kind, key string) cursor {
 	return cursor{key: k, h: h, sl: m.inst.find(h, k)}
 }
 
-// getAt decodes the cursor's instance; nil when there is none.
+// getAt decodes the cursor's instance into the machine's scratch instance (nil when there is
+// none): valid until the next getAt, for a rule's step that writes it back with putAt and keeps
+// nothing of it. get decodes a new instance.
 func (m *machine) getAt(c *cursor) *instance {
 	if c.sl == nil {
 		return nil
 	}
-	in, err := decodeInstance(c.sl.raw())
-	if err != nil {
+	in := m.scratch
+	if in == nil {
+		in = &instance{}
+		m.scratch = in
+	}
+	if err := decodeInstanceInto(c.sl.raw(), in); err != nil {
 		// Only this machine's encoder wrote it, and a restore checked what it read.
 		panic(fmt.Sprintf("cep: instance %s does not decode: %v", c.sl.key(), err))
 	}
