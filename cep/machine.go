@@ -329,13 +329,7 @@ type cursor struct {
 
 // at is the cursor of rule r's instance of kind for key: instKey's key, built without allocating.
 func (m *machine) at(r *compiledRule, kind, key string) cursor {
-	b := m.kbuf[:0]
-	if r.instPrefix == "" { // a rule compiled before the prefix was cached (never in the stage)
-		b = append(append(append(b, r.ID...), ":v"...), strconv.Itoa(r.Version)+":"...)
-	} else {
-		b = append(b, r.instPrefix...)
-	}
-	b = append(append(append(b, kind...), ':'), key...)
+	b := appendInstKey(m.kbuf[:0], r, kind, key)
 	m.kbuf = b
 	k := unsafe.String(unsafe.SliceData(b), len(b))
 	h := m.inst.hash(k)
@@ -455,10 +449,18 @@ func (m *machine) instances() map[string]*instance {
 }
 
 func instKey(r *compiledRule, kind, key string) string {
+	return string(appendInstKey(nil, r, kind, key))
+}
+
+// appendInstKey appends the key of rule r's instance of kind for key to b.
+func appendInstKey(b []byte, r *compiledRule, kind, key string) []byte {
 	if r.instPrefix == "" { // a rule compiled before the prefix was cached (never in the stage)
-		return r.ID + ":v" + strconv.Itoa(r.Version) + ":" + kind + ":" + key
+		b = append(append(append(b, r.ID...), ":v"...), strconv.Itoa(r.Version)...)
+		b = append(b, ':')
+	} else {
+		b = append(b, r.instPrefix...)
 	}
-	return r.instPrefix + kind + ":" + key
+	return append(append(append(b, kind...), ':'), key...)
 }
 
 func reentryKey(ruleID, userID string) string { return ruleID + ":reentry:" + userID }
