@@ -92,9 +92,14 @@ type batchHandler struct {
 	done  chan struct{}
 	want  int64
 	once  sync.Once
+	// claimed is set once the handler's session has its claims.
+	claimed atomic.Bool
 }
 
-func (h *batchHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (h *batchHandler) Setup(sarama.ConsumerGroupSession) error {
+	h.claimed.Store(true)
+	return nil
+}
 func (h *batchHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 func (h *batchHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	batch := make([]*sarama.ConsumerMessage, 0, 500)
@@ -155,6 +160,7 @@ type countingStarter struct {
 	n       atomic.Int64
 	mu      sync.Mutex
 	samples []time.Duration
+	byRule  map[string][]time.Duration
 	record  bool
 }
 
@@ -164,6 +170,10 @@ func (c *countingStarter) Start(_ context.Context, m workflows.Match) error {
 		d := time.Since(m.EventTime)
 		c.mu.Lock()
 		c.samples = append(c.samples, d)
+		if c.byRule == nil {
+			c.byRule = map[string][]time.Duration{}
+		}
+		c.byRule[m.RuleID] = append(c.byRule[m.RuleID], d)
 		c.mu.Unlock()
 	}
 	return nil

@@ -2,19 +2,25 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/IBM/sarama"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/omegareach/omega/cep"
+	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/internal/metrics"
 )
 
@@ -23,6 +29,7 @@ type latencies struct {
 	rate, secs  int
 	produced    int64
 	producerLag time.Duration // the most the open-loop producer fell behind its schedule
+	backlog     int64         // records produced but not yet made durable by the stage when the producer had flushed its last
 	drained     bool          // the stage committed every produced record before the samples were read
 	steps       []stepStat
 	// CPU while the events were produced: the machine's busy share, this process's and Redis' cores.
@@ -43,10 +50,11 @@ func (l latencies) p(q float64) time.Duration {
 // for secs seconds: every event is due at a fixed time whether or not the stage keeps up, and is
 // stamped with that time, so queueing shows as latency. A sample is the time from an event's due
 // time to the Start call of the match it completed.
-func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.Logger, run string, rate, secs int, g *generator) latencies {
-	topic := run + ".latency"
+// The run's topic is name.latency; its stage's keys and group name-lat (the caller deletes them).
+func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.Logger, name string, rate, secs int, g *generator) latencies {
+	topic := name + ".latency"
 	createTopic(brokers, topic)
-	sr := startStage(brokers, rdb, rules, log, run+"-lat", run+"-lat", topic, []int32{0, 1, 2, 3}, true)
+	sr := startStage(brokers, rdb, rules, log, name+"-lat", name+"-lat", topic, []int32{0, 1, 2, 3}, true)
 	defer sr.stop()
 	// Produce only once every partition is claimed (its state restored): joining is not latency.
 	ctx := context.Background()
@@ -55,6 +63,67 @@ func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog
 			break
 		}
 	}
+	return openLoop(brokers, rdb, topic, rate, secs, g, sr.committed, func() []time.Duration {
+		progress("  latency run: %d matches started", sr.starter.n.Load())
+		sr.starter.mu.Lock()
+		defer sr.starter.mu.Unlock()
+		for r, ss := range sr.starter.byRule {
+			l := latencies{samples: ss}
+			progress("    %s: %d samples, p50 %s, p99 %s", r, len(ss), l.p(0.5), l.p(0.99))
+		}
+		return slices.Clone(sr.starter.samples)
+	})
+}
+
+// transportRun is latencyRun with the decode ceiling's consumer in the stage's place: a sample is
+// an event's due time -> the consumer holding it decoded (one event in ten), so it measures what
+// the producer, the broker and a Sarama consumer add before any stage sees an event.
+func transportRun(brokers []string, rdb *redis.Client, name string, rate, secs int, g *generator) latencies {
+	topic := name + ".latency"
+	createTopic(brokers, topic)
+	var mu sync.Mutex
+	var samples []time.Duration
+	var seen atomic.Int64
+	h := &batchHandler{done: make(chan struct{}), want: math.MaxInt64, fn: func(msgs []*sarama.ConsumerMessage) error {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range msgs {
+			e, err := event.Decode(m.Value)
+			if err != nil {
+				return err
+			}
+			if seen.Add(1)%10 == 0 {
+				samples = append(samples, now.Sub(e.TS))
+			}
+		}
+		return nil
+	}}
+	grp, err := sarama.NewConsumerGroup(brokers, name+"-lat", saramaConfig())
+	must(err)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for ctx.Err() == nil {
+			_ = grp.Consume(ctx, []string{topic}, h)
+		}
+	}()
+	defer func() { cancel(); <-stopped; _ = grp.Close() }()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !h.claimed.Load(); time.Sleep(50 * time.Millisecond) {
+	}
+	return openLoop(brokers, rdb, topic, rate, secs, g, h.count.Load, func() []time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(samples)
+	})
+}
+
+// openLoop produces rate events/s for secs seconds to topic (every partition's consumer started)
+// and returns the latencies: consumed is how many records the consumer has taken for good,
+// samples what it measured.
+func openLoop(brokers []string, rdb *redis.Client, topic string, rate, secs int, g *generator, consumed func() int64, samples func() []time.Duration) latencies {
+	ctx := context.Background()
 	time.Sleep(500 * time.Millisecond)
 	// The load generator is franz-go's producer (lingering 1 ms): Sarama's async producer took
 	// about 0.5 of this machine's 2 cores at 50,000 records/s, which the stage under test would
@@ -103,20 +172,68 @@ func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog
 	l.redisCores = snapRedis(rdb).since(r0).cpu.Seconds() / el
 	must(p.Flush(ctx))
 	p.Close()
+	l.backlog = l.produced - consumed()
 	// Every produced record's matches are in the samples once the stage committed it.
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if sr.committed() >= l.produced {
+		if consumed() >= l.produced {
 			l.drained = true
 			break
 		}
 	}
 	time.Sleep(100 * time.Millisecond)
 	l.steps = stepsSince(h0, batchSteps())
-	progress("  latency run: %d events produced, %d matches started, drained %v", l.produced, sr.starter.n.Load(), l.drained)
-	sr.starter.mu.Lock()
-	defer sr.starter.mu.Unlock()
-	l.samples = slices.Clone(sr.starter.samples)
+	progress("  latency run: %d events produced, drained %v", l.produced, l.drained)
+	l.samples = samples()
 	return l
+}
+
+// kept reports whether the stage kept up with the run's offered rate: when the producer had
+// flushed its last record, the stage had made durable all but at most half a second of them
+// (a stage falling behind holds a backlog that grows with the run), and the producer itself kept
+// its schedule (a producer that cannot offer the rate measures nothing).
+func (l latencies) kept() bool {
+	return l.drained && l.backlog <= int64(l.rate/2) && l.producerLag <= 250*time.Millisecond
+}
+
+// liveLatency is the live ramp and the latency run at half its peak.
+type liveLatency struct {
+	peak int
+	ramp []rampStep
+	lat  latencies
+}
+
+// rampStep is one step of the live ramp.
+type rampStep struct {
+	lat  latencies
+	kept bool
+}
+
+// liveRamp finds the live peak: the highest offered rate the stage keeps up with (latencies.kept)
+// while the producer and the broker run on the same machine, as they do in the latency runs. It
+// offers rates from `from` up by 1.25x, secs seconds each (a new stage and topic per step), until
+// a step is not kept up with, then once halfway between the last kept rate and it.
+func liveRamp(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.Logger, run string, from, secs int, g *generator) (peak int, steps []rampStep) {
+	step := func(rate int) bool {
+		name := fmt.Sprintf("%s-r%d", run, rate)
+		progress("live ramp: open loop at %d events/s for %ds", rate, secs)
+		l := latencyRun(brokers, rdb, rules, log, name, rate, secs, g)
+		deleteKeys(rdb, name+"-lat")
+		s := rampStep{lat: l, kept: l.kept()}
+		steps = append(steps, s)
+		progress("  p99 %s, backlog %d records at the producer's end, producer %s behind, kept up: %v", l.p(0.99), l.backlog, l.producerLag.Round(time.Millisecond), s.kept)
+		if s.kept {
+			peak = max(peak, rate)
+		}
+		return s.kept
+	}
+	rate := from
+	for step(rate) {
+		rate = rate * 5 / 4 / 1000 * 1000
+	}
+	if peak > 0 {
+		step((peak + rate) / 2 / 1000 * 1000)
+	}
+	return peak, steps
 }
 
 // stepStat is where the stage's batches spent their time during a run (omega_cep_batch_seconds).

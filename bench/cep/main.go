@@ -65,10 +65,12 @@ func main() {
 	reps := flag.Int("reps", 3, "passes of each consumer over the stream (medians are reported)")
 	latencySecs := flag.Int("latency-seconds", 20, "duration of the open-loop latency run")
 	latencyRate := flag.Int("rate", 0, "events/s of the latency run (0: half the stage's measured peak)")
+	rampSecs := flag.Int("ramp-seconds", 10, "seconds per step of the live ramp, which finds the highest rate the stage keeps up with while the producer and broker share the machine; a latency run then offers half of it (0: no ramp)")
 	flatUsers := flag.Int("flat-users", 10_000, "users of the memory-flat test's streams")
 	flatEvents := flag.Int("flat-events", 200_000, "events of the memory-flat test's first stream (the second has twice as many)")
 	flatSpan := flag.Duration("flat-span", 30*time.Hour, "event time spanned by the memory-flat test's first stream")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of this process during the stage's first pass, and allocation profiles at its start and end (<path>.heap0, .heap1: pprof -sample_index=alloc_space -base) (with -latency-only: of the latency run)")
+	transport := flag.Bool("transport", false, "with -latency-only: the decode ceiling's consumer in the stage's place (what the producer, broker and consumer add before any stage)")
 	latencyOnly := flag.Bool("latency-only", false, "only the open-loop latency run, at -rate (a sweep of rates, one run each)")
 	only := flag.String("designs", "", "comma-separated designs to pass (ceiling,baseline,obvious,stage); set, the run stops after the throughput table (a development loop, not a report)")
 	flag.Parse()
@@ -106,10 +108,15 @@ func main() {
 			must(pprof.StartCPUProfile(f))
 			defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 		}
-		lat := latencyRun(brokers, rdb, rules, log, run, *latencyRate, *latencySecs, newGenerator(*users, *items, 1))
+		var lat latencies
+		if *transport {
+			lat = transportRun(brokers, rdb, run, *latencyRate, *latencySecs, newGenerator(*users, *items, 1))
+		} else {
+			lat = latencyRun(brokers, rdb, rules, log, run, *latencyRate, *latencySecs, newGenerator(*users, *items, 1))
+		}
 		deleteKeys(rdb, run+"-lat")
 		fmt.Printf("Command: `go run ./bench/cep %s`\n\n", strings.Join(os.Args[1:], " "))
-		latencyReport(lat, "at -rate")
+		latencyReport(lat, "Latency", "at -rate")
 		return
 	}
 	topic := run + ".events"
@@ -178,11 +185,23 @@ func main() {
 	progress("latency: open loop at %d events/s for %ds", rate, *latencySecs)
 	lat := latencyRun(brokers, rdb, rules, log, run, rate, *latencySecs, gen)
 	deleteKeys(rdb, run+"-lat")
+	var live liveLatency
+	if *rampSecs > 0 {
+		// From an eighth of the preloaded peak: a few steps below the live peak, so the ramp shows
+		// where the latency turns.
+		live.peak, live.ramp = liveRamp(brokers, rdb, rules, log, run, max(1000, int(med[dStage].perSec()/8)/1000*1000), *rampSecs, gen)
+		if live.peak > 0 {
+			progress("latency: open loop at half the live peak, %d events/s for %ds", live.peak/2, *latencySecs)
+			name := run + "-half"
+			live.lat = latencyRun(brokers, rdb, rules, log, name, live.peak/2, *latencySecs, gen)
+			deleteKeys(rdb, name+"-lat")
+		}
+	}
 
 	flat := flatRun(brokers, rdb, rules, log, run, *flatUsers, *items, *flatEvents, *flatSpan)
 
 	report(reportInput{args: os.Args[1:], began: began, took: time.Since(began), s: s, rules: rules, reps: *reps,
-		res: res, med: med, lat: lat, flat: flat, redis: redisSetup(rdb), users: *users, items: *items, flatUsers: *flatUsers})
+		res: res, med: med, lat: lat, live: live, flat: flat, redis: redisSetup(rdb), users: *users, items: *items, flatUsers: *flatUsers})
 }
 
 // decodeOnly is the ceiling's handler: decode and validate every record, nothing else.

@@ -144,5 +144,6 @@ func redisSetup(rdb *redis.Client) string {
 	ctx := context.Background()
 	cfg := rdb.ConfigGet(ctx, "*").Val()
 	return "Redis " + f["redis_version"] + " (appendonly " + cfg["appendonly"] + ", appendfsync " + cfg["appendfsync"] +
-		", save \"" + cfg["save"] + "\", maxmemory " + cfg["maxmemory"] + ")"
+		", save \"" + cfg["save"] + "\", auto-aof-rewrite-min-size " +
+		cfg["auto-aof-rewrite-min-size"] + ", maxmemory " + cfg["maxmemory"] + ")"
 }
