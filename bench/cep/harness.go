@@ -205,7 +205,7 @@ func startStage(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog
 	s.st, err = cep.New(cep.Config{
 		Brokers: brokers, Sarama: saramaConfig(), Group: group, Topic: topic, DLQTopic: topic + ".dlq",
 		Redis: rdb, KeyPrefix: prefix, Rules: rules, Starter: s.starter, Shadow: s.shadow, Log: log,
-		BatchWait: *batchWait, CommitInterval: *commitInterval,
+		BatchWait: *batchWait, BatchSize: *batchSize, CommitInterval: *commitInterval,
 	})
 	must(err)
 	for _, p := range parts {

@@ -58,6 +58,7 @@ var names = map[string]string{
 func main() {
 	n := flag.Int("events", 300_000, "events in the preloaded stream")
 	batchWait = flag.Duration("batch-wait", 0, "the stage's cep.Config.BatchWait (0: its default)")
+	batchSize = flag.Int("batch-size", 0, "the stage's cep.Config.BatchSize (0: its default)")
 	commitInterval = flag.Duration("commit-interval", 0, "the stage's cep.Config.CommitInterval (0: its default)")
 	users := flag.Int("users", 1_000_000, "distinct users of the preloaded stream")
 	items := flag.Int("items", 100_000, "distinct items")
@@ -245,7 +246,10 @@ func env(k, d string) string {
 }
 
 // The stage's batching, as flags set it (zero: cep.Config's defaults).
-var batchWait, commitInterval *time.Duration
+var (
+	batchWait, commitInterval *time.Duration
+	batchSize                 *int
+)
 
 func must(err error) {
 	if err != nil {

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -245,7 +247,7 @@ func latencyReport(l latencies, title, what string) {
 	p("## %s\n\n", title)
 	p("Open loop at %d events/s (%s) for %d s: %d events, each stamped with its due time; a sample is due time -> the "+
 		"`Start` call of the match it completed (a counting starter, no Temporal; Temporal is the pipeline benchmark's). "+
-		"The stage runs with batches of 500 or "+orDefault(*batchWait, cep.DefaultBatchWait).String()+", made durable together every "+
+		"The stage runs with batches of "+strconv.Itoa(cmp.Or(*batchSize, 500))+" or "+orDefault(*batchWait, cep.DefaultBatchWait).String()+", made durable together every "+
 		orDefault(*commitInterval, cep.DefaultCommitInterval).String()+" (`omega cep`'s defaults: 500, "+cep.DefaultBatchWait.String()+", "+cep.DefaultCommitInterval.String()+"); the producer runs in this process, its events generated and encoded before the clock starts (it only hands records to its producer, franz-go's, lingering 1 ms, on time). The producer "+
 		"fell at most %s behind its schedule; the stage drained every produced record before the samples were read: %v.\n\n",
 		l.rate, what, l.secs, l.produced, l.producerLag.Round(time.Millisecond), l.drained)
