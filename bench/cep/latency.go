@@ -54,6 +54,7 @@ func (l latencies) p(q float64) time.Duration {
 func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.Logger, name string, rate, secs int, g *generator) latencies {
 	topic := name + ".latency"
 	createTopic(brokers, topic)
+	defer deleteTopic(brokers, topic)
 	sr := startStage(brokers, rdb, rules, log, name+"-lat", name+"-lat", topic, []int32{0, 1, 2, 3}, true)
 	defer sr.stop()
 	// Produce only once every partition is claimed (its state restored): joining is not latency.
@@ -81,6 +82,7 @@ func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog
 func transportRun(brokers []string, rdb *redis.Client, name string, rate, secs int, g *generator) latencies {
 	topic := name + ".latency"
 	createTopic(brokers, topic)
+	defer deleteTopic(brokers, topic)
 	var mu sync.Mutex
 	var samples []time.Duration
 	var seen atomic.Int64

@@ -238,6 +238,17 @@ func createTopic(brokers []string, topic string) {
 	must(admin.CreateTopic(topic+".dlq", &sarama.TopicDetail{NumPartitions: 4, ReplicationFactor: 1}, false))
 }
 
+// deleteTopic deletes a run's topic and its dead-letter topic: the development broker keeps every
+// record in memory, and the latency runs produce millions that the pipeline benchmark after them
+// should not share the broker with.
+func deleteTopic(brokers []string, topic string) {
+	admin, err := sarama.NewClusterAdmin(brokers, saramaConfig())
+	must(err)
+	defer admin.Close()
+	must(admin.DeleteTopic(topic))
+	must(admin.DeleteTopic(topic + ".dlq"))
+}
+
 func env(k, d string) string {
 	if v := os.Getenv(k); v != "" {
 		return v
