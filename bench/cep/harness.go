@@ -133,9 +133,22 @@ func (h *batchHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 
 // consume runs fn over the whole topic in a new consumer group.
 func consume(brokers []string, rdb *redis.Client, topic, group string, n int64, fn func([]*sarama.ConsumerMessage) error) result {
+	h := &batchHandler{fn: fn, done: make(chan struct{}), want: n}
+	stop := runGroup(brokers, group, topic, h)
+	for h.count.Load() == 0 {
+		time.Sleep(100 * time.Microsecond)
+	}
+	w := begin(rdb, h.count.Load())
+	<-h.done
+	r := w.end(h.count.Load())
+	stop()
+	return r
+}
+
+// runGroup consumes topic with h in a new consumer group until stop is called.
+func runGroup(brokers []string, group, topic string, h sarama.ConsumerGroupHandler) (stop func()) {
 	g, err := sarama.NewConsumerGroup(brokers, group, saramaConfig())
 	must(err)
-	h := &batchHandler{fn: fn, done: make(chan struct{}), want: n}
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() {
@@ -144,16 +157,11 @@ func consume(brokers []string, rdb *redis.Client, topic, group string, n int64, 
 			_ = g.Consume(ctx, []string{topic}, h)
 		}
 	}()
-	for h.count.Load() == 0 {
-		time.Sleep(100 * time.Microsecond)
+	return func() {
+		cancel()
+		<-stopped
+		_ = g.Close()
 	}
-	w := begin(rdb, h.count.Load())
-	<-h.done
-	r := w.end(h.count.Load())
-	cancel()
-	<-stopped
-	_ = g.Close()
-	return r
 }
 
 type countingStarter struct {

@@ -101,17 +101,7 @@ func transportRun(brokers []string, rdb *redis.Client, name string, rate, secs i
 		}
 		return nil
 	}}
-	grp, err := sarama.NewConsumerGroup(brokers, name+"-lat", saramaConfig())
-	must(err)
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for ctx.Err() == nil {
-			_ = grp.Consume(ctx, []string{topic}, h)
-		}
-	}()
-	defer func() { cancel(); <-stopped; _ = grp.Close() }()
+	defer runGroup(brokers, name+"-lat", topic, h)()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !h.claimed.Load(); time.Sleep(50 * time.Millisecond) {
 	}
 	return openLoop(brokers, rdb, topic, rate, secs, g, h.count.Load, func() []time.Duration {
@@ -230,7 +220,7 @@ func liveRamp(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.L
 	}
 	rate := from
 	for step(rate) {
-		rate = rate * 5 / 4 / 1000 * 1000
+		rate = max(rate+1000, rate*5/4/1000*1000) // up, also from rates too low for 1.25x to reach the next thousand
 	}
 	if peak > 0 {
 		step((peak + rate) / 2 / 1000 * 1000)
