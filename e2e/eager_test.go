@@ -60,15 +60,19 @@ func TestEagerStart(t *testing.T) {
 	require.GreaterOrEqual(t, processMetric(t, metricsAddr, "omega_workflow_eager_starts_total"), float64(len(users)),
 		"every start was eager")
 
-	// The reach's first workflow task (the send) was completed by the CEP process's worker.
+	// The reach's first workflow task (the send) was completed by the CEP process's worker. The
+	// message reaches the provider inside that task, before the worker reports it completed: the
+	// completion may reach the history a moment after the delivery.
 	id := workflows.ReachID(rule.ID, users[0], users[0]+"-v3")
-	it := fr.tc.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	identity := ""
-	for it.HasNext() && identity == "" {
-		e, err := it.Next()
-		require.NoError(t, err)
-		if a := e.GetWorkflowTaskCompletedEventAttributes(); a != nil {
-			identity = a.GetIdentity()
+	for deadline := time.Now().Add(10 * time.Second); identity == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		it := fr.tc.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() && identity == "" {
+			e, err := it.Next()
+			require.NoError(t, err)
+			if a := e.GetWorkflowTaskCompletedEventAttributes(); a != nil {
+				identity = a.GetIdentity()
+			}
 		}
 	}
 	require.True(t, strings.HasSuffix(identity, "/cep"), "completed by the CEP process's worker, not %q", identity)
