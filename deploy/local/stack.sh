@@ -116,7 +116,7 @@ as_postgres() {
 # 512 MB past its base, not 64: the stage writes its changelog through at about 130 bytes per
 # event, and each rewrite forks a child that takes a core from the stage for as long as it writes
 # the dataset out (at 48,000 events/s on two shared cores, the default's rewrite every ten
-# seconds and a save a minute put produce -> start p99 at 200-600 ms; without them, 35-70 ms).
+# seconds and a save a minute put produce -> start p99 at 190-630 ms; without them, 33-70 ms).
 REDIS_PERSIST=(--appendonly yes --appendfsync everysec --save "" --auto-aof-rewrite-min-size 512mb)
 
 start_redis() {
