@@ -384,43 +384,54 @@ func (c *changelog) settle(m *machine, pl commitPlan, n int64) {
 	m.clean()
 }
 
+// StateSizes is what StateSize reads.
+type StateSizes struct {
+	Instances int64 // pattern instances
+	Encoded   int64 // their encoded bytes (keys and values: the state compacted)
+	Stored    int64 // MEMORY USAGE of the meta, log and snapshot keys
+	Log       int64 // of which the log's: at most about the larger of the snapshot and snapshotMin, or 10,000 records, per partition
+}
+
 // StateSize reads, without claiming anything, the partition state under a key prefix (every
-// group, topic and partition): its pattern instances, their encoded bytes (keys and values: the
-// state compacted) and what the store takes in Redis (MEMORY USAGE of the meta, log and snapshot
-// keys: between about one and two times the encoded bytes, by where the log is in its cycle). For
-// benchmarks and capacity planning.
-func StateSize(ctx context.Context, rdb *redis.Client, prefix string) (instances, encoded, stored int64, err error) {
+// group, topic and partition): its pattern instances, their encoded bytes and what the store
+// takes in Redis (between about one and two times the encoded bytes, by where the log is in its
+// cycle, for a state larger than a megabyte per partition). For benchmarks and capacity planning.
+func StateSize(ctx context.Context, rdb *redis.Client, prefix string) (StateSizes, error) {
+	var out StateSizes
 	var cursor uint64
 	for {
 		keys, cur, err := rdb.Scan(ctx, cursor, prefix+":{p:*}:meta", 1000).Result()
 		if err != nil {
-			return 0, 0, 0, err
+			return out, err
 		}
 		for _, k := range keys {
 			base := strings.TrimSuffix(k, ":meta")
 			c := &changelog{rdb: rdb, meta: k, log: base + ":log", snap: base + ":snap", hash: base + ":state"}
 			m := newMachine(0)
 			if _, err := c.restoreLegacy(ctx, m); err != nil {
-				return 0, 0, 0, err
+				return out, err
 			}
 			if err := c.restoreSnapshot(ctx, m); err != nil {
-				return 0, 0, 0, err
+				return out, err
 			}
 			if err := c.restoreLog(ctx, m); err != nil {
-				return 0, 0, 0, err
+				return out, err
 			}
-			instances += int64(m.inst.len())
-			m.inst.each(func(sl *slot) { encoded += int64(len(sl.b) - 1) })
+			out.Instances += int64(m.inst.len())
+			m.inst.each(func(sl *slot) { out.Encoded += int64(len(sl.b) - 1) })
 			for _, key := range []string{c.meta, c.log, c.snap, c.hash} {
 				n, err := rdb.MemoryUsage(ctx, key, 0).Result()
 				if err != nil && !errors.Is(err, redis.Nil) {
-					return 0, 0, 0, err
+					return out, err
 				}
-				stored += n
+				out.Stored += n
+				if key == c.log {
+					out.Log += n
+				}
 			}
 		}
 		if cursor = cur; cursor == 0 {
-			return instances, encoded, stored, nil
+			return out, nil
 		}
 	}
 }

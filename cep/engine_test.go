@@ -16,7 +16,9 @@ import (
 	"github.com/omegareach/omega/workflows"
 )
 
-var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+// t0 is a day ago on the hour: shared join keys expire by event time in Redis' clock, so event
+// times must be recent.
+var t0 = time.Now().UTC().Truncate(time.Hour).Add(-24 * time.Hour)
 
 type ev struct {
 	id, user, typ, item string
@@ -312,6 +314,26 @@ func testJoin(t *testing.T, rdb redis.UniversalClient) {
 		h := newHarnessOn(t, rdb, rule)
 		h.feed(fav("old", "i1", 0), fav("new", "i1", 20*time.Hour))
 		require.Equal(t, []string{"new"}, users(h.feedBatch(drop("i1", 25*time.Hour))))
+	})
+	t.Run("shared keys expire by event time", func(t *testing.T) {
+		h := newHarnessOn(t, rdb, rule)
+		c := &h.rules[0]
+		expireAt := func(key string) time.Time {
+			d, err := rdb.PExpireTime(context.Background(), key).Result()
+			require.NoError(t, err)
+			require.Positive(t, d, "%s has an expiry", key)
+			return time.UnixMilli(d.Milliseconds()).UTC()
+		}
+		// A link key lives its newest link's TTL and a day past that, whatever order links come in.
+		h.feed(fav("u1", "i1", time.Hour), fav("u2", "i1", 0))
+		require.Equal(t, t0.Add(time.Hour+24*time.Hour+sharedGrace), expireAt(h.eng.joinKey(c, "i1")))
+		// A trigger key lives the lateness and a day past its newest trigger.
+		h.feed(drop("i1", 2*time.Hour))
+		require.Equal(t, t0.Add(2*time.Hour+lateness+sharedGrace), expireAt(h.eng.triggersKey(c, "i1")))
+		// Links of an item whose newest is older than that are gone at once: a replayed or
+		// backfilled old stream leaves no key behind.
+		h.feed(fav("u3", "i2", -72*time.Hour))
+		require.Zero(t, rdb.Exists(context.Background(), h.eng.joinKey(c, "i2")).Val())
 	})
 	t.Run("unfavorite removes the link", func(t *testing.T) {
 		h := newHarnessOn(t, rdb, rule)

@@ -14,20 +14,22 @@ type flatPass struct {
 	s      stream
 	span   time.Duration
 	memory int64 // used_memory grown by the pass
-	// The partition state: instances, their encoded bytes, the store's bytes in Redis (with the log).
-	instances, stateEncoded, stateBytes int64
-	shared                              shared
-	keys                                int64
-	matches, shadow                     int64
-	elapsed                             time.Duration
+	// The partition state: instances, their encoded bytes, the store's bytes in Redis (with the
+	// log), and the log's.
+	instances, stateEncoded, stateBytes, logBytes int64
+	shared                                        shared
+	keys                                          int64
+	matches, shadow                               int64
+	elapsed                                       time.Duration
 }
 
 // flatRun answers "is Redis memory flat in the number of events for a fixed set of users?": the
 // new stage consumes a stream of n events over users users spread over span of event time, then
 // (from empty state) a stream twice as long (2n events over 2 x span, the same event rate and the
-// same users). Both spans exceed the longest instance lifetime of the rule set (a 24h sequence
-// window plus the hour of lateness), so both passes end in steady state: memory should track the
-// users and the event rate, not the number of events.
+// same users). Both spans should exceed the life of every key the stage keeps, in event time (the
+// rule set's: a 24h sequence window and the hour of lateness for instances, 30 days and a day's
+// grace for join links), so both passes end in steady state: memory should track the users and
+// the event rate, not the number of events.
 func flatRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.Logger, run string, users, items, n int,
 	span time.Duration) [2]flatPass {
 	var out [2]flatPass
@@ -57,10 +59,11 @@ func flatRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.Lo
 		sr.stop()
 		p := flatPass{s: s, span: time.Duration(events) * step, memory: snapRedis(rdb).since(before).memory, elapsed: el,
 			matches: sr.starter.n.Load(), shadow: sr.shadow.n.Load()}
-		p.instances, p.stateEncoded, p.stateBytes = stateStats(rdb, prefix)
+		p.instances, p.stateEncoded, p.stateBytes, p.logBytes = stateStats(rdb, prefix)
 		p.shared = sharedStats(rdb, prefix)
 		p.keys = countKeys(rdb, prefix)
 		deleteKeys(rdb, prefix)
+		deleteTopic(brokers, topic)
 		out[i] = p
 	}
 	return out

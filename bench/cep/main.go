@@ -68,8 +68,9 @@ func main() {
 	latencyRate := flag.Int("rate", 0, "events/s of the latency run (0: half the stage's measured peak)")
 	rampSecs := flag.Int("ramp-seconds", 10, "seconds per step of the live ramp, which finds the highest rate the stage keeps up with while the producer and broker share the machine; a latency run then offers half of it (0: no ramp)")
 	flatUsers := flag.Int("flat-users", 10_000, "users of the memory-flat test's streams")
-	flatEvents := flag.Int("flat-events", 200_000, "events of the memory-flat test's first stream (the second has twice as many)")
-	flatSpan := flag.Duration("flat-span", 30*time.Hour, "event time spanned by the memory-flat test's first stream")
+	flatEvents := flag.Int("flat-events", 400_000, "events of the memory-flat test's first stream (the second has twice as many)")
+	flatSpan := flag.Duration("flat-span", 40*24*time.Hour, "event time spanned by the memory-flat test's first stream (past every key's life: the 30-day join links and their day of grace)")
+	flatOnly := flag.Bool("flat-only", false, "only the memory-flat test (a development loop, not a report)")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of this process during the stage's first pass, and allocation profiles at its start and end (<path>.heap0, .heap1: pprof -sample_index=alloc_space -base) (with -latency-only: of the latency run)")
 	transport := flag.Bool("transport", false, "with -latency-only: the decode ceiling's consumer in the stage's place (what the producer, broker and consumer add before any stage)")
 	latencyOnly := flag.Bool("latency-only", false, "only the open-loop latency run, at -rate (a sweep of rates, one run each)")
@@ -120,6 +121,10 @@ func main() {
 		latencyReport(lat, "Latency", "at -rate")
 		return
 	}
+	if *flatOnly {
+		flatReport(flatRun(brokers, rdb, rules, log, run, *flatUsers, *items, *flatEvents, *flatSpan), *flatUsers)
+		return
+	}
 	topic := run + ".events"
 	createTopic(brokers, topic)
 	// Event times 1 ms apart, ending about now: the absences (30 minutes) are not due during the run.
@@ -158,7 +163,7 @@ func main() {
 					p = *profile
 				}
 				r = runStage(brokers, rdb, rules, log, prefix, prefix, topic, hw, total, p)
-				r.instances, r.stateEncoded, r.stateBytes = stateStats(rdb, prefix)
+				r.instances, r.stateEncoded, r.stateBytes, _ = stateStats(rdb, prefix)
 			}
 			r.keys = countKeys(rdb, prefix)
 			progress("  %.0f events/s, %.0f per CPU-second, Redis %.1f CPU s, %d matches", r.perSec(), r.perCPU(), r.redis.cpu.Seconds(), r.matches)

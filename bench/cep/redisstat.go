@@ -86,16 +86,16 @@ func deleteKeys(rdb *redis.Client, prefix string) {
 
 // stateStats reads the new stage's partition state under prefix (meta, log and snapshot keys): the
 // pattern instances it restores to, their encoded bytes, and the store's bytes (MEMORY USAGE).
-func stateStats(rdb *redis.Client, prefix string) (instances, encoded, stored int64) {
-	instances, encoded, stored, err := cep.StateSize(context.Background(), rdb, prefix)
+func stateStats(rdb *redis.Client, prefix string) (instances, encoded, stored, log int64) {
+	s, err := cep.StateSize(context.Background(), rdb, prefix)
 	must(err)
-	return instances, encoded, stored
+	return s.Instances, s.Encoded, s.Stored, s.Log
 }
 
 // shared is what the stage keeps in Redis outside the partition state, by kind of key.
 type shared struct {
-	links, linkBytes       int64 // join links (per item, kept link_ttl)
-	triggers, triggerBytes int64 // join triggers (per item, kept an hour of wall clock)
+	links, linkBytes       int64 // join links (per item, kept link_ttl and a day, in event time)
+	triggers, triggerBytes int64 // join triggers (per item, kept the hour of lateness and a day, in event time)
 	other, otherBytes      int64 // the liveness marker, anything else
 }
 
