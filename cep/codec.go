@@ -42,7 +42,7 @@ func compressRecord(buf, rec []byte) []byte {
 	}
 	need := 1 + s2.MaxEncodedLen(len(rec))
 	if cap(buf) < need {
-		buf = make([]byte, need)
+		buf = make([]byte, max(need, 2*cap(buf))) // at least doubling, as recordWriter.grow
 	}
 	buf = buf[:need]
 	buf[0] = recordS2
@@ -79,8 +79,14 @@ func newRecord(b []byte) *recordWriter { return &recordWriter{b: append(b[:0], r
 
 func (w *recordWriter) empty() bool { return len(w.b) <= 1 }
 
-// grow makes room for n more bytes at once, so a large record is not copied at each doubling.
-func (w *recordWriter) grow(n int) { w.b = slices.Grow(w.b, n) }
+// grow makes room for n more bytes at once, so a large record is not copied at each doubling, and
+// at least doubles the buffer when it grows: a partition's buffers follow its commits' size in a
+// few steps (each a fresh allocation, whose pages the process may touch for the first time).
+func (w *recordWriter) grow(n int) {
+	if cap(w.b)-len(w.b) < n {
+		w.b = slices.Grow(w.b, max(n, cap(w.b)))
+	}
+}
 
 // putSize bounds what put(key, raw) writes: an op byte and two varints of at most 10 bytes.
 func putSize(key string, raw []byte) int { return 21 + len(key) + len(raw) }
