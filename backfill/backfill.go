@@ -141,6 +141,9 @@ func (r *Runner) Run(ctx context.Context, job Job, progress func(Progress)) (Rep
 	sc.Consumer.Interceptors = append(sc.Consumer.Interceptors, rec)
 	st, err := cep.New(cep.Config{
 		Brokers: r.cfg.Brokers, Sarama: sc, Group: group, Topic: r.cfg.Topic, Redis: r.cfg.Redis, KeyPrefix: prefix,
+		// Shared join keys expire by event time: kept past the replayed history's age, so its old
+		// links and triggers still join (cleanup deletes them after).
+		SharedGrace:     until.Sub(job.Since) + cep.DefaultSharedGrace,
 		AllowedLateness: r.cfg.AllowedLateness, Rules: []cep.Rule{rule}, Starter: rec, Profiles: r.cfg.Profiles, EventTypes: r.cfg.EventTypes,
 		DiscardDeadLetters: true, TimerInterval: 100 * time.Millisecond, Log: log,
 	})

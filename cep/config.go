@@ -24,6 +24,9 @@ type Starter interface {
 // DefaultAllowedLateness is the watermark's distance behind a partition's latest event time.
 const DefaultAllowedLateness = 5 * time.Second
 
+// DefaultSharedGrace is Config.SharedGrace's default.
+const DefaultSharedGrace = 24 * time.Hour
+
 // Config configures a Stage.
 type Config struct {
 	// Brokers of the Kafka cluster; Sarama is the consumer config (defaults applied when nil).
@@ -41,6 +44,13 @@ type Config struct {
 	// when zero): an event up to this late still cancels an absence or counts in a window before
 	// its timer fires.
 	AllowedLateness time.Duration
+	// SharedGrace is how long past the event time they are needed for shared join keys (an item's
+	// links, kept link_ttl, and triggers, kept an hour) live in Redis: they expire by event time,
+	// so their memory follows the users and the event rate, not the number of events, and a
+	// consumer up to this far behind the newest events (a backlog after an outage) still finds
+	// what its events join with (DefaultSharedGrace when zero). A replay of older history (a
+	// backfill) sets it past the history's age.
+	SharedGrace time.Duration
 	// Rules is the static rule set; RuleSource, when set, replaces it and is polled every
 	// ReloadInterval (2s when zero) so created, changed and disabled rules apply without restart.
 	Rules          []Rule
@@ -111,6 +121,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Signaler == nil {
 		c.Signaler, _ = c.Starter.(Signaler)
+	}
+	if c.SharedGrace == 0 {
+		c.SharedGrace = DefaultSharedGrace
 	}
 	if c.AllowedLateness == 0 {
 		c.AllowedLateness = DefaultAllowedLateness

@@ -28,6 +28,11 @@ func DryRun(ctx context.Context, rdb redis.UniversalClient, rules []Rule, evs []
 	_, _ = rand.Read(b)
 	prefix := "omega-dryrun-" + hex.EncodeToString(b)
 	eng := newEngine(rdb, prefix)
+	// Shared join keys expire by event time: sample events older than a day still join (the
+	// scratch state is deleted below).
+	for _, e := range evs {
+		eng.grace = max(eng.grace, time.Since(e.TS)+DefaultSharedGrace)
+	}
 	defer deletePrefix(context.WithoutCancel(ctx), rdb, prefix)
 
 	// One partition's machine, in memory only; shared state (joins) under the scratch prefix.

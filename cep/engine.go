@@ -132,11 +132,12 @@ return 1`)
 type engine struct {
 	rdb    redis.UniversalClient
 	prefix string
+	grace  time.Duration // how long shared join keys outlive their event time's need (Config.SharedGrace)
 }
 
 // newEngine keeps state under prefix.
 func newEngine(rdb redis.UniversalClient, prefix string) *engine {
-	return &engine{rdb: rdb, prefix: prefix}
+	return &engine{rdb: rdb, prefix: prefix, grace: DefaultSharedGrace}
 }
 
 // braces turns a value's braces into parentheses, so it cannot end a hash tag early.

@@ -326,14 +326,17 @@ func testJoin(t *testing.T, rdb redis.UniversalClient) {
 		}
 		// A link key lives its newest link's TTL and a day past that, whatever order links come in.
 		h.feed(fav("u1", "i1", time.Hour), fav("u2", "i1", 0))
-		require.Equal(t, t0.Add(time.Hour+24*time.Hour+sharedGrace), expireAt(h.eng.joinKey(c, "i1")))
+		require.Equal(t, t0.Add(time.Hour+24*time.Hour+DefaultSharedGrace), expireAt(h.eng.joinKey(c, "i1")))
 		// A trigger key lives the lateness and a day past its newest trigger.
 		h.feed(drop("i1", 2*time.Hour))
-		require.Equal(t, t0.Add(2*time.Hour+lateness+sharedGrace), expireAt(h.eng.triggersKey(c, "i1")))
+		require.Equal(t, t0.Add(2*time.Hour+lateness+DefaultSharedGrace), expireAt(h.eng.triggersKey(c, "i1")))
 		// Links of an item whose newest is older than that are gone at once: a replayed or
 		// backfilled old stream leaves no key behind.
 		h.feed(fav("u3", "i2", -72*time.Hour))
 		require.Zero(t, rdb.Exists(context.Background(), h.eng.joinKey(c, "i2")).Val())
+		// Unless the grace covers them (a backfill's covers the history it replays): then they join.
+		h.eng.grace = 4 * 24 * time.Hour
+		require.Equal(t, []string{"u3"}, users(h.feedBatch(fav("u3", "i2", -72*time.Hour), drop("i2", -71*time.Hour))))
 	})
 	t.Run("unfavorite removes the link", func(t *testing.T) {
 		h := newHarnessOn(t, rdb, rule)

@@ -28,18 +28,11 @@ type lateLink struct {
 	cmd  *redis.Cmd // the triggers later than the link (linkScript's reply)
 }
 
-// sharedGrace is how long past the event time it is needed a shared join key (an item's links or
-// triggers) is kept: a consumer running up to this far behind the newest events (a backlog after
-// an outage) still finds the links and triggers its events join with. The keys expire by event
-// time, not by the wall clock, so their memory follows the users and the event rate over the
-// link TTL, not the number of events, in a backlog and a backfill as in live traffic.
-const sharedGrace = 24 * time.Hour
-
 // linkScript records a link and returns the item's kept triggers later than it: one command for
 // the five a link needs (its keys share the item's hash tag). KEYS links, triggers. ARGV: the
 // link's time, its user, the exclusive bound of links too old to keep, the rank of the oldest to
-// drop past MaxFanout, how long past its newest link the key lives (the link TTL and
-// sharedGrace, in ms), and the triggers' score range. The key expires at its newest link's event
+// drop past MaxFanout, how long past its newest link the key lives (the link TTL and the
+// engine's grace, in ms), and the triggers' score range. The key expires at its newest link's event
 // time plus that (in the past: at once; a link older than that joins nothing).
 var linkScript = redis.NewScript(`
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
@@ -51,7 +44,7 @@ return redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[6], ARGV[7])`)
 
 // triggerScript keeps a trigger for the lateness bound. KEYS triggers. ARGV: its time, the event,
 // the exclusive bound of triggers too old to keep, how long past its newest trigger the key lives
-// (the lateness and sharedGrace, in ms): it expires by event time, as the links do.
+// (the lateness and the engine's grace, in ms): it expires by event time, as the links do.
 var triggerScript = redis.NewScript(`
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
@@ -78,7 +71,7 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 		ts, ttl := ms(ev.TS), msd(r.LinkTTL.D())
 		// Bounded: the newest MaxFanout links are kept.
 		cmd := linkScript.EvalSha(ctx, pipe, []string{k, e.triggersKey(r, ev.ItemID)},
-			ts, ev.UserID, "("+strconv.FormatInt(ts-ttl, 10), -r.MaxFanout-1, ttl+msd(sharedGrace),
+			ts, ev.UserID, "("+strconv.FormatInt(ts-ttl, 10), -r.MaxFanout-1, ttl+msd(e.grace),
 			"("+strconv.FormatInt(ts, 10), ts+ttl)
 		*late = append(*late, lateLink{rule: r, ev: ev, cmd: cmd})
 	}
@@ -90,7 +83,7 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 		b, _ := json.Marshal(ev)
 		ts := ms(ev.TS)
 		triggerScript.EvalSha(ctx, pipe, []string{e.triggersKey(r, ev.ItemID)},
-			ts, b, "("+strconv.FormatInt(ts-msd(lateness), 10), msd(lateness+sharedGrace))
+			ts, b, "("+strconv.FormatInt(ts-msd(lateness), 10), msd(lateness+e.grace))
 	}
 }
 

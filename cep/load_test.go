@@ -125,6 +125,23 @@ func testDryRun(t *testing.T, rdb redis.UniversalClient) {
 	require.Zero(t, countKeys(t, rdb, "omega-dryrun-*"), "a dry run leaves no state behind")
 }
 
+// Shared join keys expire by event time; a dry run's sample events may be from long ago, and
+// still join.
+func TestDryRunJoinsOldEvents(t *testing.T) { onRedises(t, testDryRunJoinsOldEvents) }
+
+func testDryRunJoinsOldEvents(t *testing.T, rdb redis.UniversalClient) {
+	old := time.Now().Add(-90 * 24 * time.Hour)
+	evs := []event.Event{
+		{EventID: "f1", UserID: "alice", Type: "favorite", ItemID: "sku", TS: old},
+		{EventID: "p1", Type: "price_drop", ItemID: "sku", TS: old.Add(30 * time.Minute)},
+	}
+	rule := Rule{ID: "drop", Kind: KindJoin, Steps: []Step{{Type: "favorite"}, {Type: "price_drop"}},
+		LinkTTL: Duration(time.Hour), JourneyID: "j"}
+	ms, err := DryRun(context.Background(), rdb, []Rule{rule}, evs)
+	require.NoError(t, err)
+	require.Equal(t, []string{"alice/p1"}, matchKeys(ms))
+}
+
 // A page of cancelled timers does not end the dry run's draining: the real one after them fires.
 func TestDryRunDrainsPastCancelledTimers(t *testing.T) {
 	env := testenv.Require(t)

@@ -38,6 +38,7 @@ func New(cfg Config) (*Stage, error) {
 		return nil, err
 	}
 	s := &Stage{cfg: cfg, engine: newEngine(cfg.Redis, cfg.KeyPrefix), undeclared: map[string]bool{}}
+	s.engine.grace = cfg.SharedGrace
 	s.events.Store(event.Default())
 	if err := s.setRules(cfg.Rules); err != nil {
 		return nil, err

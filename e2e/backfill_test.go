@@ -306,6 +306,33 @@ func TestBackfill(t *testing.T) {
 		p.waitCaughtUp(group)
 		requireReaches(t, tc, ruleID, script.all)
 	})
+
+	t.Run("a join over five-day-old history", func(t *testing.T) {
+		// Shared join keys expire by event time (a day past what they are needed for, live); the
+		// backfill keeps its own past the history it replays, so a favourite and a price drop of
+		// five days ago still join under an hour's link TTL.
+		at := time.Now().UTC().Add(-5 * 24 * time.Hour)
+		item := p.id + "-sku"
+		for _, ev := range []event.Event{
+			{EventID: p.id + "-fav", UserID: p.id + "-fan", Type: "favorite", ItemID: item, TS: at},
+			{EventID: p.id + "-drop", Type: "price_drop", ItemID: item, TS: at.Add(30 * time.Minute)},
+		} {
+			b, err := ev.Encode()
+			require.NoError(t, err)
+			_, _, err = p.producer.SendMessage(&sarama.ProducerMessage{Topic: p.topic, Key: sarama.StringEncoder(ev.Key()),
+				Value: sarama.ByteEncoder(b), Timestamp: ev.TS})
+			require.NoError(t, err)
+		}
+		join := cep.Rule{ID: ruleID + "-join", Kind: cep.KindJoin, Steps: []cep.Step{{Type: "favorite"}, {Type: "price_drop"}},
+			LinkTTL: cep.Duration(time.Hour), JourneyID: "cart-retarget"}
+		_, err := rules.Apply(ctx, join)
+		require.NoError(t, err)
+		rep, _, err := run(ctx, &omegav1.BackfillRuleRequest{RuleId: join.ID, Since: weekAgo(), SampleSize: 5}, nil)
+		require.NoError(t, err)
+		require.Equal(t, int64(1), rep.GetMatches())
+		require.Equal(t, workflows.ReachID(join.ID, p.id+"-fan", p.id+"-drop"), rep.GetSample()[0].GetReachId())
+		p.requireNoBackfillLeft(join.ID)
+	})
 }
 
 // requireReaches waits until visibility counts n reaches of the rule, and checks it stays so.

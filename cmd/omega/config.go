@@ -44,6 +44,7 @@ type config struct {
 	apiRate         float64       // api
 	cepGroup        string        // cep
 	allowedLateness time.Duration // cep (0: the stage's default)
+	sharedGrace     time.Duration // cep (0: the stage's default)
 	crashAt         string        // cep, fault tests only
 	rulesPath       string        // cep: rules from files instead of the store
 	eagerStart      bool          // cep
@@ -139,6 +140,13 @@ func configFromEnv() config {
 			bad("OMEGA_CEP_ALLOWED_LATENESS", fmt.Errorf("OMEGA_CEP_ALLOWED_LATENESS: want a duration such as 5s, got %q", v))
 		}
 		c.allowedLateness = d
+	}
+	if v := os.Getenv("OMEGA_CEP_SHARED_GRACE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			bad("OMEGA_CEP_SHARED_GRACE", fmt.Errorf("OMEGA_CEP_SHARED_GRACE: want a positive duration such as 24h, got %q", v))
+		}
+		c.sharedGrace = d
 	}
 	c.eagerStart, err = envBool("OMEGA_CEP_EAGER_START")
 	bad("OMEGA_CEP_EAGER_START", err)

@@ -20,7 +20,7 @@ import (
 )
 
 func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
-	if err := cfg.need("OMEGA_CEP_ALLOWED_LATENESS", "OMEGA_CEP_EAGER_START", "OMEGA_KAFKA_DEBUG"); err != nil {
+	if err := cfg.need("OMEGA_CEP_ALLOWED_LATENESS", "OMEGA_CEP_SHARED_GRACE", "OMEGA_CEP_EAGER_START", "OMEGA_KAFKA_DEBUG"); err != nil {
 		return err
 	}
 	// The stage holds its partitions' pattern state in memory: hundreds of thousands of small,
@@ -57,7 +57,7 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 		Profiles:   &profile.Cached{Store: profile.NewStore(pool), Redis: rdb},
 		Starter:    &cep.TemporalStarter{Client: tc, TaskQueue: cfg.taskQueue, Audit: audit.NewStore(pool), Log: log},
 		Shadow:     cep.AuditShadow{Store: audit.NewStore(pool)}, Tracker: audit.NewStore(pool), Log: log,
-		Topic: cfg.topic, Group: cfg.cepGroup, AllowedLateness: cfg.allowedLateness,
+		Topic: cfg.topic, Group: cfg.cepGroup, AllowedLateness: cfg.allowedLateness, SharedGrace: cfg.sharedGrace,
 		KeyPrefix: cfg.keyPrefix, ReachPrefix: cfg.keyPrefix,
 	}
 	if c.Topic != "" {
