@@ -211,7 +211,7 @@ func (e *engine) processShared(ctx context.Context, rules []compiledRule, items 
 }
 
 var allScripts = []*redis.Script{countScript, unlessScript, seqScript, absStartScript, absCancelScript,
-	reentryScript, claimScript, pendingScript, doneScript, commitScript, linkScript, triggerScript}
+	reentryScript, claimScript, pendingScript, doneScript, commitScript}
 
 // withScripts runs fn and, when Redis lost the scripts (a restart, a failover), loads them and runs
 // fn once more: pipelines call scripts by SHA and cannot fall back to EVAL by themselves. fn must be

@@ -25,32 +25,16 @@ func (e *engine) triggersKey(r *compiledRule, item string) string {
 type lateLink struct {
 	rule *compiledRule
 	ev   *event.Event
-	cmd  *redis.Cmd // the triggers later than the link (linkScript's reply)
+	cmd  *redis.StringSliceCmd // the item's kept triggers later than the link
 }
 
-// linkScript records a link and returns the item's kept triggers later than it: one command for
-// the five a link needs (its keys share the item's hash tag). KEYS links, triggers. ARGV: the
-// link's time, its user, the exclusive bound of links too old to keep, the rank of the oldest to
-// drop past MaxFanout, how long past its newest link the key lives (the link TTL and the
-// engine's grace, in ms), and the triggers' score range. The key expires at its newest link's event
-// time plus that (in the past: at once; a link older than that joins nothing).
-var linkScript = redis.NewScript(`
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, ARGV[4])
-local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
-if top then redis.call('PEXPIREAT', KEYS[1], string.format('%d', tonumber(top) + tonumber(ARGV[5]))) end
-return redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[6], ARGV[7])`)
-
-// triggerScript keeps a trigger for the lateness bound. KEYS triggers. ARGV: its time, the event,
-// the exclusive bound of triggers too old to keep, how long past its newest trigger the key lives
-// (the lateness and the engine's grace, in ms): it expires by event time, as the links do.
-var triggerScript = redis.NewScript(`
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
-if top then redis.call('PEXPIREAT', KEYS[1], string.format('%d', tonumber(top) + tonumber(ARGV[4]))) end
-return 1`)
+// expireAt sets key's expiry to at (ms), unless it expires later already: an item's keys live a
+// grace past their newest member's need, whatever order members come in. At a time already past,
+// the key is deleted (its newest member joins nothing any more).
+func expireAt(ctx context.Context, pipe redis.Pipeliner, key string, at int64) {
+	pipe.Do(ctx, "PEXPIREAT", key, at, "NX") // a new key (no expiry yet)
+	pipe.Do(ctx, "PEXPIREAT", key, at, "GT")
+}
 
 // planJoin queues a link (step 0: a user's event on an item) or records a trigger (step 1: the
 // item's event) whose fan-out is read after the batch's links (queueHeads), so a link and a
@@ -68,22 +52,34 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 	}
 	k := e.joinKey(r, ev.ItemID)
 	if r.steps[0].test(ev, vars) && ev.UserID != "" {
+		// Record the link, drop those too old to join (older than the link TTL before it) and
+		// past MaxFanout (the newest kept), keep the key a grace past its newest link's TTL, and
+		// read the item's kept triggers later than the link. Plain commands, pipelined with the
+		// batch's others: a Lua script per link cost Redis about twice their CPU. They need no
+		// atomicity: a trigger is recorded before its partition reads the links (queueHeads), a
+		// link before its own read of the triggers, so of a link and a trigger racing on two
+		// partitions at least one finds the other (both may: one match ID).
 		ts, ttl := ms(ev.TS), msd(r.LinkTTL.D())
-		// Bounded: the newest MaxFanout links are kept.
-		cmd := linkScript.EvalSha(ctx, pipe, []string{k, e.triggersKey(r, ev.ItemID)},
-			ts, ev.UserID, "("+strconv.FormatInt(ts-ttl, 10), -r.MaxFanout-1, ttl+msd(e.grace),
-			"("+strconv.FormatInt(ts, 10), ts+ttl)
+		pipe.ZAdd(ctx, k, redis.Z{Score: float64(ts), Member: ev.UserID})
+		pipe.ZRemRangeByScore(ctx, k, "-inf", "("+strconv.FormatInt(ts-ttl, 10))
+		pipe.ZRemRangeByRank(ctx, k, 0, int64(-r.MaxFanout-1))
+		expireAt(ctx, pipe, k, ts+ttl+msd(e.grace))
+		cmd := pipe.ZRangeByScore(ctx, e.triggersKey(r, ev.ItemID), &redis.ZRangeBy{Min: "(" + strconv.FormatInt(ts, 10),
+			Max: strconv.FormatInt(ts+ttl, 10)})
 		*late = append(*late, lateLink{rule: r, ev: ev, cmd: cmd})
 	}
 	if ev.Type == "unfavorite" && ev.UserID != "" && r.steps[0].Type == "favorite" {
 		pipe.ZRem(ctx, k, ev.UserID)
 	}
 	if r.steps[1].test(ev, vars) {
+		// Keep the trigger for the lateness bound (a link up to that late still finds it), its key
+		// a grace past the newest trigger's.
 		*joins = append(*joins, joinQuery{rule: r, ev: ev})
 		b, _ := json.Marshal(ev)
-		ts := ms(ev.TS)
-		triggerScript.EvalSha(ctx, pipe, []string{e.triggersKey(r, ev.ItemID)},
-			ts, b, "("+strconv.FormatInt(ts-msd(lateness), 10), msd(lateness+e.grace))
+		ts, tk := ms(ev.TS), e.triggersKey(r, ev.ItemID)
+		pipe.ZAdd(ctx, tk, redis.Z{Score: float64(ts), Member: b})
+		pipe.ZRemRangeByScore(ctx, tk, "-inf", "("+strconv.FormatInt(ts-msd(lateness), 10))
+		expireAt(ctx, pipe, tk, ts+msd(lateness+e.grace))
 	}
 }
 
@@ -91,7 +87,7 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 func lateMatches(ls []lateLink, now time.Time) []workflows.Match {
 	var out []workflows.Match
 	for _, l := range ls {
-		trigs, _ := l.cmd.StringSlice()
+		trigs, _ := l.cmd.Result()
 		for _, raw := range trigs {
 			var trig event.Event
 			if json.Unmarshal([]byte(raw), &trig) != nil {
