@@ -23,10 +23,16 @@ import (
 // signalled before the one that preceded it could take a journey down another branch).
 
 // maxInflight bounds a partition's batches whose effects run at once; maxCommitDelay how long
-// past its interval a commit may be put off for effects still running.
+// past its interval a commit may be put off for effects still running, and maxPutOffChanges how
+// many changed instances it may hold meanwhile: past that, the partition reads no more records
+// until its effects land and it commits. Under a steady stream some batch's effects are always
+// running, so without the bound every commit waited the full delay and carried a second of
+// changes (megabytes a partition, in buffers as large); with it a commit carries at most this
+// many (about 80 bytes each), and the partition pauses only for effects that land in time.
 const (
-	maxInflight    = 8
-	maxCommitDelay = time.Second
+	maxInflight      = 8
+	maxCommitDelay   = time.Second
+	maxPutOffChanges = 8192
 )
 
 // effects tracks a partition's batches whose effects run.

@@ -340,8 +340,12 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		return true
 	}
 	for {
+		msgs := claim.Messages()
+		if commitWanted && len(p.m.dirty) >= maxPutOffChanges {
+			msgs = nil // enough put off: the effects land, then the commit (eff.done below)
+		}
 		select {
-		case msg, ok := <-claim.Messages():
+		case msg, ok := <-msgs:
 			// Records already buffered join the batch without another pass through this
 			// select (6% of the stage's CPU went to it, one record at a time); a full batch
 			// goes back to it, so commits, effects and the session get their turn between batches.

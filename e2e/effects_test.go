@@ -2,10 +2,12 @@ package e2e_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omegareach/omega/cep"
@@ -73,4 +75,88 @@ func TestSlowStartHoldsNoEvents(t *testing.T) {
 	p.waitCaughtUp(group)
 	time.Sleep(500 * time.Millisecond) // a second delivery would show by now
 	require.Equal(t, map[string]int{slow: 1, fast: 1}, p.deliveriesByUser())
+}
+
+// countingStarter counts the matches it is asked to start, per user, and starts nothing.
+type countingStarter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *countingStarter) Start(_ context.Context, m workflows.Match) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n[m.UserID]++
+	return nil
+}
+
+func (c *countingStarter) users() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.n)
+}
+
+// TestCommitPutOffIsBounded: under a stream whose effects never all land (one start hangs), a
+// partition puts its commit off for them, but not past a bounded number of changed instances: it
+// stops reading records there, so a commit never carries more than that (the stage's buffers and a
+// crash's replay stay bounded), and goes on once the effects land and it has committed.
+func TestCommitPutOffIsBounded(t *testing.T) {
+	p := newPipeline(t)
+	slow := p.id + "-slow"
+	count := &countingStarter{n: map[string]int{}}
+	gate := &gateStarter{Starter: count, user: slow, held: make(chan struct{}), release: make(chan struct{})}
+	released := false
+	defer func() {
+		if !released {
+			close(gate.release)
+		}
+	}()
+	rules := []cep.Rule{
+		{ID: p.id + "-add", Steps: []cep.Step{{Type: "cart_add"}}, JourneyID: "cart-retarget"},
+		// Every view starts a reach (an effect) and changes an instance (a count per user).
+		{ID: p.id + "-view", Steps: []cep.Step{{Type: "view"}}, JourneyID: "cart-retarget"},
+		{ID: p.id + "-views", Kind: cep.KindCount, Steps: []cep.Step{{Type: "view"}}, Count: 3,
+			Within: cep.Duration(time.Hour), JourneyID: "cart-retarget"},
+	}
+	// The slow user's cart_add, then 12,000 users' views on its partition, all in the topic before
+	// the stage starts: it reads them as fast as it can.
+	p.produceEvent(event.Event{EventID: slow + "-add", UserID: slow, Type: "cart_add", ItemID: "sku-1"})
+	const viewers = 12_000
+	part := partitionOf(t, slow)
+	var msgs []*sarama.ProducerMessage
+	for i := 0; len(msgs) < viewers; i++ {
+		u := fmt.Sprintf("%s-v%d", p.id, i)
+		if partitionOf(t, u) != part {
+			continue
+		}
+		ev := event.Event{EventID: u + "-view", UserID: u, Type: "view", ItemID: "sku-2", TS: time.Now().UTC()}
+		b, err := ev.Encode()
+		require.NoError(t, err)
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: p.topic, Key: sarama.StringEncoder(u), Value: sarama.ByteEncoder(b)})
+	}
+	require.NoError(t, p.producer.SendMessages(msgs))
+	group := p.id + "-cep"
+	p.startCEPConfig(group, p.prefix, rules, func(c *cep.Config) {
+		c.Starter = gate
+		c.CommitInterval = 10 * time.Millisecond // a commit is due, and put off, almost at once
+	})
+	select {
+	case <-gate.held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the slow user's match never reached the starter")
+	}
+
+	// Past the commit interval and its longest put-off: the partition read up to the bound (and
+	// at most a batch past it), then waited for the hanging start.
+	time.Sleep(2 * time.Second)
+	read := count.users()
+	require.GreaterOrEqual(t, read, 8192-500, "the partition read past the commit interval while the start hung")
+	require.Less(t, read, 8192+1000, "the partition read on past the bound of changes a put-off commit may carry")
+	require.Zero(t, p.groupOffsets(group)[part], "the partition was committed past a match not yet started")
+
+	close(gate.release)
+	released = true
+	require.Eventually(t, func() bool { return count.users() == viewers+1 }, 30*time.Second, 20*time.Millisecond,
+		"every view's match, once the start landed")
+	p.waitCaughtUp(group)
 }
