@@ -86,6 +86,11 @@ type Config struct {
 	// and offset; 100ms when zero, every batch when negative). Starts never wait for it; a
 	// crash replays at most this much, to the same matches and workflow IDs.
 	CommitInterval time.Duration
+	// CommitDelay bounds how long past CommitInterval a commit may be put off while batches'
+	// effects (starts, responses) still run, the partition going on meanwhile; then it waits for
+	// them (1s when zero). A put-off commit also carries at most 8,192 changed instances: past
+	// that the partition reads no more records until the effects land and it commits.
+	CommitDelay time.Duration
 	// FanOutSlice bounds how long a partition spends starting a join trigger's users between two
 	// batches (500ms when zero): a trigger with 100,000 users never holds its partition longer.
 	FanOutSlice time.Duration
@@ -101,6 +106,7 @@ type Config struct {
 const (
 	DefaultBatchWait      = 5 * time.Millisecond
 	DefaultCommitInterval = 100 * time.Millisecond
+	DefaultCommitDelay    = time.Second
 )
 
 func (c *Config) setDefaults() {
@@ -140,6 +146,9 @@ func (c *Config) setDefaults() {
 	if c.CommitInterval == 0 {
 		c.CommitInterval = DefaultCommitInterval
 	}
+	if c.CommitDelay == 0 {
+		c.CommitDelay = DefaultCommitDelay
+	}
 	if c.TimerInterval == 0 {
 		c.TimerInterval = 200 * time.Millisecond
 	}
@@ -166,6 +175,10 @@ func (c *Config) Validate() error {
 		return errors.New("cep: redis client is required")
 	case c.Starter == nil:
 		return errors.New("cep: starter is required")
+	case c.SharedGrace < 0:
+		return errors.New("cep: shared grace must not be negative")
+	case c.CommitDelay < 0:
+		return errors.New("cep: commit delay must not be negative")
 	}
 	return nil
 }

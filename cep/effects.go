@@ -16,22 +16,20 @@ import (
 // machine as of the last batch computed, so a commit waits until every batch computed has its
 // effects done (and none failed): the state that produced a match is still never durable before
 // the match's start. A due commit is put off while effects run (the partition goes on), at most
-// maxCommitDelay past its interval, then waits for them.
+// Config.CommitDelay past its interval, then waits for them.
 //
 // Starts are independent (each reach has its own workflow ID), so a batch's start does not wait
 // for the batches before it; responses and tracking keep the partition's order (a response
 // signalled before the one that preceded it could take a journey down another branch).
 
-// maxInflight bounds a partition's batches whose effects run at once; maxCommitDelay how long
-// past its interval a commit may be put off for effects still running, and maxPutOffChanges how
-// many changed instances it may hold meanwhile: past that, the partition reads no more records
+// maxInflight bounds a partition's batches whose effects run at once; maxPutOffChanges how many
+// changed instances a commit put off for effects still running (Config.CommitDelay) may hold: past that, the partition reads no more records
 // until its effects land and it commits. Under a steady stream some batch's effects are always
 // running, so without the bound every commit waited the full delay and carried a second of
 // changes (megabytes a partition, in buffers as large); with it a commit carries at most this
 // many (about 80 bytes each), and the partition pauses only for effects that land in time.
 const (
 	maxInflight      = 8
-	maxCommitDelay   = time.Second
 	maxPutOffChanges = 8192
 )
 

@@ -265,7 +265,7 @@ func (e *engine) plan(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, va
 	pend *[]pending, joins *[]joinQuery, late *[]lateLink, matches *[]workflows.Match) {
 	ctx := context.Background() // commands are queued, not sent
 	if r.Kind == KindJoin {
-		e.planJoin(pipe, r, ev, vars, joins, late)
+		e.planJoin(pipe, r, ev, vars, now, joins, late)
 		return
 	}
 	if ev.UserID == "" {

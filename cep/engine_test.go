@@ -324,16 +324,31 @@ func testJoin(t *testing.T, rdb redis.UniversalClient) {
 			require.Positive(t, d, "%s has an expiry", key)
 			return time.UnixMilli(d.Milliseconds()).UTC()
 		}
-		// A link key lives its newest link's TTL and a day past that, whatever order links come in.
-		h.feed(fav("u1", "i1", time.Hour), fav("u2", "i1", 0))
-		require.Equal(t, t0.Add(time.Hour+24*time.Hour+DefaultSharedGrace), expireAt(h.eng.joinKey(c, "i1")))
-		// A trigger key lives the lateness and a day past its newest trigger.
-		h.feed(drop("i1", 2*time.Hour))
-		require.Equal(t, t0.Add(2*time.Hour+lateness+DefaultSharedGrace), expireAt(h.eng.triggersKey(c, "i1")))
-		// Links of an item whose newest is older than that are gone at once: a replayed or
-		// backfilled old stream leaves no key behind.
-		h.feed(fav("u3", "i2", -72*time.Hour))
+		// A link key lives its newest link's TTL and a grace past that, whatever order links come
+		// in: a newer link extends it, an older one does not shorten it.
+		linkExp := func(at time.Duration) time.Time { return t0.Add(at + 24*time.Hour + DefaultSharedGrace) }
+		h.feed(fav("u1", "i1", 0))
+		require.Equal(t, linkExp(0), expireAt(h.eng.joinKey(c, "i1")))
+		h.feed(fav("u2", "i1", time.Hour))
+		require.Equal(t, linkExp(time.Hour), expireAt(h.eng.joinKey(c, "i1")))
+		h.feed(fav("u3", "i1", 30*time.Minute))
+		require.Equal(t, linkExp(time.Hour), expireAt(h.eng.joinKey(c, "i1")))
+		// A trigger key lives the lateness and a grace past its newest trigger, likewise.
+		trigExp := func(at time.Duration) time.Time { return t0.Add(at + lateness + DefaultSharedGrace) }
+		dropAt := func(id string, at time.Duration) ev { return ev{id: id, typ: "price_drop", item: "i1", at: at} }
+		h.feed(dropAt("d1", 2*time.Hour))
+		require.Equal(t, trigExp(2*time.Hour), expireAt(h.eng.triggersKey(c, "i1")))
+		h.feed(dropAt("d2", 3*time.Hour))
+		require.Equal(t, trigExp(3*time.Hour), expireAt(h.eng.triggersKey(c, "i1")))
+		h.feed(dropAt("d3", 150*time.Minute))
+		require.Equal(t, trigExp(3*time.Hour), expireAt(h.eng.triggersKey(c, "i1")))
+		// A link older than that is not written: a replayed or backfilled old stream leaves no key
+		// behind, and cannot expire the key a fresh link of another partition just created.
+		h.feed(fav("u4", "i2", -72*time.Hour))
 		require.Zero(t, rdb.Exists(context.Background(), h.eng.joinKey(c, "i2")).Val())
+		h.feed(fav("u5", "i1", -72*time.Hour))
+		require.Equal(t, linkExp(time.Hour), expireAt(h.eng.joinKey(c, "i1")), "a stale link leaves a live key alone")
+		require.ErrorIs(t, rdb.ZScore(context.Background(), h.eng.joinKey(c, "i1"), "u5").Err(), redis.Nil, "nor joins it")
 		// Unless the grace covers them (a backfill's covers the history it replays): then they join.
 		h.eng.grace = 4 * 24 * time.Hour
 		require.Equal(t, []string{"u3"}, users(h.feedBatch(fav("u3", "i2", -72*time.Hour), drop("i2", -71*time.Hour))))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -29,12 +30,17 @@ type lateLink struct {
 }
 
 // expireAt sets key's expiry to at (ms), unless it expires later already: an item's keys live a
-// grace past their newest member's need, whatever order members come in. At a time already past,
-// the key is deleted (its newest member joins nothing any more).
+// grace past their newest member's need, whatever order members come in.
 func expireAt(ctx context.Context, pipe redis.Pipeliner, key string, at int64) {
 	pipe.Do(ctx, "PEXPIREAT", key, at, "NX") // a new key (no expiry yet)
 	pipe.Do(ctx, "PEXPIREAT", key, at, "GT")
 }
+
+// fresh reports whether a member whose key would expire at at (ms) is still worth writing at
+// now, with a minute to spare for clocks: one older than that joins nothing, and writing it could
+// delete its item's key at once (PEXPIREAT in the past) just as another partition's fresh member
+// created it.
+func fresh(at int64, now time.Time) bool { return at > ms(now)+msd(time.Minute) }
 
 // planJoin queues a link (step 0: a user's event on an item) or records a trigger (step 1: the
 // item's event) whose fan-out is read after the batch's links (queueHeads), so a link and a
@@ -45,7 +51,8 @@ func expireAt(ctx context.Context, pipe redis.Pipeliner, key string, at int64) {
 // kept for the lateness bound, and a link also matches the kept triggers later than it: the join
 // is exact in event time for links that arrive up to an hour late. The same (rule, user, trigger)
 // found both ways is one match.
-func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, vars map[string]any, joins *[]joinQuery, late *[]lateLink) {
+func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, vars map[string]any, now time.Time,
+	joins *[]joinQuery, late *[]lateLink) {
 	ctx := context.Background()
 	if ev.ItemID == "" {
 		return
@@ -54,16 +61,19 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 	if r.steps[0].test(ev, vars) && ev.UserID != "" {
 		// Record the link, drop those too old to join (older than the link TTL before it) and
 		// past MaxFanout (the newest kept), keep the key a grace past its newest link's TTL, and
-		// read the item's kept triggers later than the link. Plain commands, pipelined with the
-		// batch's others: a Lua script per link cost Redis about twice their CPU. They need no
+		// read the item's kept triggers later than the link (a link past all that is only read
+		// with: fresh). Plain commands, pipelined with the
+		// batch's others: a Lua script per link cost Redis about four times their CPU. They need no
 		// atomicity: a trigger is recorded before its partition reads the links (queueHeads), a
 		// link before its own read of the triggers, so of a link and a trigger racing on two
 		// partitions at least one finds the other (both may: one match ID).
 		ts, ttl := ms(ev.TS), msd(r.LinkTTL.D())
-		pipe.ZAdd(ctx, k, redis.Z{Score: float64(ts), Member: ev.UserID})
-		pipe.ZRemRangeByScore(ctx, k, "-inf", "("+strconv.FormatInt(ts-ttl, 10))
-		pipe.ZRemRangeByRank(ctx, k, 0, int64(-r.MaxFanout-1))
-		expireAt(ctx, pipe, k, ts+ttl+msd(e.grace))
+		if at := ts + ttl + msd(e.grace); fresh(at, now) {
+			pipe.ZAdd(ctx, k, redis.Z{Score: float64(ts), Member: ev.UserID})
+			pipe.ZRemRangeByScore(ctx, k, "-inf", "("+strconv.FormatInt(ts-ttl, 10))
+			pipe.ZRemRangeByRank(ctx, k, 0, int64(-r.MaxFanout-1))
+			expireAt(ctx, pipe, k, at)
+		}
 		cmd := pipe.ZRangeByScore(ctx, e.triggersKey(r, ev.ItemID), &redis.ZRangeBy{Min: "(" + strconv.FormatInt(ts, 10),
 			Max: strconv.FormatInt(ts+ttl, 10)})
 		*late = append(*late, lateLink{rule: r, ev: ev, cmd: cmd})
@@ -75,11 +85,13 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 		// Keep the trigger for the lateness bound (a link up to that late still finds it), its key
 		// a grace past the newest trigger's.
 		*joins = append(*joins, joinQuery{rule: r, ev: ev})
-		b, _ := json.Marshal(ev)
 		ts, tk := ms(ev.TS), e.triggersKey(r, ev.ItemID)
-		pipe.ZAdd(ctx, tk, redis.Z{Score: float64(ts), Member: b})
-		pipe.ZRemRangeByScore(ctx, tk, "-inf", "("+strconv.FormatInt(ts-msd(lateness), 10))
-		expireAt(ctx, pipe, tk, ts+msd(lateness+e.grace))
+		if at := ts + msd(lateness+e.grace); fresh(at, now) {
+			b, _ := json.Marshal(ev)
+			pipe.ZAdd(ctx, tk, redis.Z{Score: float64(ts), Member: b})
+			pipe.ZRemRangeByScore(ctx, tk, "-inf", "("+strconv.FormatInt(ts-msd(lateness), 10))
+			expireAt(ctx, pipe, tk, at)
+		}
 	}
 }
 
@@ -180,4 +192,21 @@ func (e *engine) fanPage(ctx context.Context, snap string, from, n int64) ([]str
 		return nil, fmt.Errorf("read fan-out page of %s: %w", snap, err)
 	}
 	return users, nil
+}
+
+// checkRedisVersion refuses a Redis older than 7.0, whose PEXPIREAT has no NX or GT (the join keys'
+// expiry): a clear error at start rather than a partition retrying a rejected pipeline. A Redis
+// that cannot be reached now is left to the stage's retries.
+func checkRedisVersion(ctx context.Context, rdb redis.UniversalClient) error {
+	info, _ := rdb.Info(ctx, "server").Result() // "" when it cannot be reached now
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+			major, _, _ := strings.Cut(v, ".")
+			if n, err := strconv.Atoi(major); err == nil && n < 7 {
+				return fmt.Errorf("cep: Redis %s: the stage needs Redis 7.0 or later (join keys expire with PEXPIREAT NX and GT)", v)
+			}
+			return nil
+		}
+	}
+	return nil
 }

@@ -278,7 +278,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	commitTimer := time.NewTimer(time.Hour)
 	commitTimer.Stop()
 	// Batches' effects run beside the next batches (effects.go); a commit waits for them, and a
-	// due one is put off while they run (the partition goes on), at most maxCommitDelay.
+	// due one is put off while they run (the partition goes on), at most cfg.CommitDelay.
 	eff := newEffects()
 	defer func() {
 		cancel()
@@ -290,7 +290,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			return true
 		}
 		if eff.inflight > 0 {
-			if !force && time.Since(lastCommit) < cfg.CommitInterval+maxCommitDelay {
+			if !force && time.Since(lastCommit) < cfg.CommitInterval+cfg.CommitDelay {
 				commitWanted = true
 				return true
 			}
@@ -383,8 +383,8 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 				return nil
 			}
 			if commitWanted {
-				// Put off for effects still running: forced once it is maxCommitDelay late.
-				commitTimer.Reset(max(0, cfg.CommitInterval+maxCommitDelay-time.Since(lastCommit)))
+				// Put off for effects still running: forced once it is CommitDelay late.
+				commitTimer.Reset(max(0, cfg.CommitInterval+cfg.CommitDelay-time.Since(lastCommit)))
 			}
 		case err := <-eff.done:
 			if eff.landed(err) != nil {

@@ -201,6 +201,9 @@ func (s *Stage) fireTimers(ctx context.Context) {
 
 // Run consumes until ctx ends, rejoining the group after every rebalance.
 func (s *Stage) Run(ctx context.Context) error {
+	if err := checkRedisVersion(ctx, s.cfg.Redis); err != nil {
+		return err
+	}
 	client, err := sarama.NewClient(s.cfg.Brokers, s.cfg.Sarama)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)

@@ -139,6 +139,7 @@ func TestCommitPutOffIsBounded(t *testing.T) {
 	p.startCEPConfig(group, p.prefix, rules, func(c *cep.Config) {
 		c.Starter = gate
 		c.CommitInterval = 10 * time.Millisecond // a commit is due, and put off, almost at once
+		c.CommitDelay = time.Minute              // and not forced (waiting for the start) in this test
 	})
 	select {
 	case <-gate.held:
@@ -146,11 +147,16 @@ func TestCommitPutOffIsBounded(t *testing.T) {
 		t.Fatal("the slow user's match never reached the starter")
 	}
 
-	// Past the commit interval and its longest put-off: the partition read up to the bound (and
-	// at most a batch past it), then waited for the hanging start.
-	time.Sleep(2 * time.Second)
-	read := count.users()
-	require.GreaterOrEqual(t, read, 8192-500, "the partition read past the commit interval while the start hung")
+	// The partition reads on while the commit is put off, up to the bound of changes (and at most
+	// a batch past it), then waits for the hanging start: what it has read stays put.
+	var read int
+	require.Eventually(t, func() bool {
+		before := count.users()
+		time.Sleep(time.Second)
+		read = count.users()
+		return read == before && read > 1
+	}, 30*time.Second, 10*time.Millisecond, "the partition kept reading")
+	require.GreaterOrEqual(t, read, 8192-500, "the partition stopped short of the bound while the start hung")
 	require.Less(t, read, 8192+1000, "the partition read on past the bound of changes a put-off commit may carry")
 	require.Zero(t, p.groupOffsets(group)[part], "the partition was committed past a match not yet started")
 
