@@ -61,12 +61,12 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 	if r.steps[0].test(ev, vars) && ev.UserID != "" {
 		// Record the link, drop those too old to join (older than the link TTL before it) and
 		// past MaxFanout (the newest kept), keep the key a grace past its newest link's TTL, and
-		// read the item's kept triggers later than the link (a link past all that is only read
-		// with: fresh). Plain commands, pipelined with the
-		// batch's others: a Lua script per link cost Redis about four times their CPU. They need no
-		// atomicity: a trigger is recorded before its partition reads the links (queueHeads), a
-		// link before its own read of the triggers, so of a link and a trigger racing on two
-		// partitions at least one finds the other (both may: one match ID).
+		// read the item's kept triggers later than the link; a link already past its need is
+		// only read with (fresh). Plain commands, pipelined with the batch's others: a Lua script
+		// per link cost Redis about four times their CPU. They need no atomicity: a trigger is
+		// recorded before its partition reads the links (queueHeads), a link before its own read
+		// of the triggers, so of a link and a trigger racing on two partitions at least one finds
+		// the other (both may: one match ID).
 		ts, ttl := ms(ev.TS), msd(r.LinkTTL.D())
 		if at := ts + ttl + msd(e.grace); fresh(at, now) {
 			pipe.ZAdd(ctx, k, redis.Z{Score: float64(ts), Member: ev.UserID})
