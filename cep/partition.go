@@ -339,10 +339,17 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		}
 		return true
 	}
+	var holding time.Time // since when the partition reads nothing, its put-off commit at the bound
 	for {
 		msgs := claim.Messages()
 		if commitWanted && len(p.m.dirty) >= maxPutOffChanges {
 			msgs = nil // enough put off: the effects land, then the commit (eff.done below)
+			if holding.IsZero() {
+				holding = time.Now()
+			}
+		} else if !holding.IsZero() {
+			metrics.BatchSeconds.WithLabelValues("hold").Observe(time.Since(holding).Seconds())
+			holding = time.Time{}
 		}
 		select {
 		case msg, ok := <-msgs:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -160,9 +161,31 @@ func TestCommitPutOffIsBounded(t *testing.T) {
 	require.Less(t, read, 8192+1000, "the partition read on past the bound of changes a put-off commit may carry")
 	require.Zero(t, p.groupOffsets(group)[part], "the partition was committed past a match not yet started")
 
+	holds := holdsObserved(t)
 	close(gate.release)
 	released = true
 	require.Eventually(t, func() bool { return count.users() == viewers+1 }, 30*time.Second, 20*time.Millisecond,
 		"every view's match, once the start landed")
 	p.waitCaughtUp(group)
+	require.Greater(t, holdsObserved(t), holds, "the hold shows in omega_cep_batch_seconds{step=\"hold\"}")
+}
+
+// holdsObserved is how many partition holds omega_cep_batch_seconds{step="hold"} has observed.
+func holdsObserved(t *testing.T) uint64 {
+	t.Helper()
+	mfs, err := metrics.Registry.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "omega_cep_batch_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "step" && l.GetValue() == "hold" {
+					return m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -73,9 +73,11 @@ var (
 	// arrival to its processing: batching, and the partition busy with the batch before),
 	// decode, compute (profiles, the machine, shared state), start (the reaches), respond
 	// (responses signalled to open reaches), track (conversions and receipts in the audit
-	// trail), fanout (a fan-out slice), commit (the state made durable).
+	// trail), fanout (a fan-out slice), commit (the state made durable), hold (the partition
+	// reading nothing while a commit put off for running effects, at its bound of changes, waits
+	// for them: the starts are slower than the events come).
 	BatchSeconds = f.NewHistogramVec(prometheus.HistogramOpts{Name: "omega_cep_batch_seconds",
-		Help:    "Time a CEP batch spends in each step: wait, decode, compute, start, respond, track, fanout, commit.",
+		Help:    "Time a CEP batch spends in each step: wait, decode, compute, start, respond, track, fanout, commit; hold: a partition not reading while its commit waits for starts.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17)}, []string{"step"})
 	// EventToMatch is the time from an event's production (the Kafka record time) to its match.
 	EventToMatch = f.NewHistogram(prometheus.HistogramOpts{Name: "omega_cep_event_to_match_seconds",
