@@ -155,9 +155,8 @@ func TestCommitPutOffIsBounded(t *testing.T) {
 		before := count.users()
 		time.Sleep(time.Second)
 		read = count.users()
-		return read == before && read > 1
-	}, 30*time.Second, 10*time.Millisecond, "the partition kept reading")
-	require.GreaterOrEqual(t, read, 8192-500, "the partition stopped short of the bound while the start hung")
+		return read == before && read >= 8192-500
+	}, 30*time.Second, 10*time.Millisecond, "the partition stopped short of the bound while the start hung, or kept reading")
 	require.Less(t, read, 8192+1000, "the partition read on past the bound of changes a put-off commit may carry")
 	require.Zero(t, p.groupOffsets(group)[part], "the partition was committed past a match not yet started")
 
