@@ -78,25 +78,6 @@ func TestSlowStartHoldsNoEvents(t *testing.T) {
 	require.Equal(t, map[string]int{slow: 1, fast: 1}, p.deliveriesByUser())
 }
 
-// countingStarter counts the matches it is asked to start, per user, and starts nothing.
-type countingStarter struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (c *countingStarter) Start(_ context.Context, m workflows.Match) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.n[m.UserID]++
-	return nil
-}
-
-func (c *countingStarter) users() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.n)
-}
-
 // TestCommitPutOffIsBounded: under a stream whose effects never all land (one start hangs), a
 // partition puts its commit off for them, but not past a bounded number of changed instances: it
 // stops reading records there, so a commit never carries more than that (the stage's buffers and a
@@ -104,7 +85,7 @@ func (c *countingStarter) users() int {
 func TestCommitPutOffIsBounded(t *testing.T) {
 	p := newPipeline(t)
 	slow := p.id + "-slow"
-	count := &countingStarter{n: map[string]int{}}
+	count := &recordingStarter{at: map[string]time.Time{}} // starts nothing
 	gate := &gateStarter{Starter: count, user: slow, held: make(chan struct{}), release: make(chan struct{})}
 	released := false
 	defer func() {

@@ -20,7 +20,8 @@ import (
 	"github.com/omegareach/omega/workflows"
 )
 
-// recordingStarter records when each match's reach was started.
+// recordingStarter records when each match's reach was started (with no Starter inside, it only
+// records).
 type recordingStarter struct {
 	cep.Starter
 	mu sync.Mutex
@@ -28,8 +29,10 @@ type recordingStarter struct {
 }
 
 func (r *recordingStarter) Start(ctx context.Context, m workflows.Match) error {
-	if err := r.Starter.Start(ctx, m); err != nil {
-		return err
+	if r.Starter != nil {
+		if err := r.Starter.Start(ctx, m); err != nil {
+			return err
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -37,6 +40,13 @@ func (r *recordingStarter) Start(ctx context.Context, m workflows.Match) error {
 		r.at[m.UserID] = time.Now()
 	}
 	return nil
+}
+
+// users is how many users' reaches were started.
+func (r *recordingStarter) users() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.at)
 }
 
 // TestFanOut: a price drop of an item N users favourited (OMEGA_FANOUT_USERS, 100 by default;

@@ -59,7 +59,8 @@ func flatRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.Lo
 		sr.stop()
 		p := flatPass{s: s, span: time.Duration(events) * step, memory: snapRedis(rdb).since(before).memory, elapsed: el,
 			matches: sr.starter.n.Load(), shadow: sr.shadow.n.Load()}
-		p.instances, p.stateEncoded, p.stateBytes, p.logBytes = stateStats(rdb, prefix)
+		st := stateStats(rdb, prefix)
+		p.instances, p.stateEncoded, p.stateBytes, p.logBytes = st.Instances, st.Encoded, st.Stored, st.Log
 		p.shared = sharedStats(rdb, prefix)
 		p.keys = countKeys(rdb, prefix)
 		deleteKeys(rdb, prefix)

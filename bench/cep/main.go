@@ -163,7 +163,8 @@ func main() {
 					p = *profile
 				}
 				r = runStage(brokers, rdb, rules, log, prefix, prefix, topic, hw, total, p)
-				r.instances, r.stateEncoded, r.stateBytes, _ = stateStats(rdb, prefix)
+				st := stateStats(rdb, prefix)
+				r.instances, r.stateEncoded, r.stateBytes = st.Instances, st.Encoded, st.Stored
 			}
 			r.keys = countKeys(rdb, prefix)
 			progress("  %.0f events/s, %.0f per CPU-second, Redis %.1f CPU s, %d matches", r.perSec(), r.perCPU(), r.redis.cpu.Seconds(), r.matches)

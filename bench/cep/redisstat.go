@@ -85,11 +85,11 @@ func deleteKeys(rdb *redis.Client, prefix string) {
 }
 
 // stateStats reads the new stage's partition state under prefix (meta, log and snapshot keys): the
-// pattern instances it restores to, their encoded bytes, and the store's bytes (MEMORY USAGE).
-func stateStats(rdb *redis.Client, prefix string) (instances, encoded, stored, log int64) {
+// pattern instances it restores to, their encoded bytes, the store's bytes (MEMORY USAGE) and the log's.
+func stateStats(rdb *redis.Client, prefix string) cep.StateSizes {
 	s, err := cep.StateSize(context.Background(), rdb, prefix)
 	must(err)
-	return s.Instances, s.Encoded, s.Stored, s.Log
+	return s
 }
 
 // shared is what the stage keeps in Redis outside the partition state, by kind of key.
