@@ -48,7 +48,9 @@ type Config struct {
 	// links, kept link_ttl, and triggers, kept an hour) live in Redis: they expire by event time,
 	// so their memory follows the users and the event rate, not the number of events, and a
 	// consumer up to this far behind the newest events (a backlog after an outage) still finds
-	// what its events join with (DefaultSharedGrace when zero). A replay of older history (a
+	// what its events join with (DefaultSharedGrace when zero). The waiting instances of absences
+	// keyed on something other than the user live as long past their due time, since their timers
+	// fire on the group's watermark, which may be that far behind. A replay of older history (a
 	// backfill) sets it past the history's age.
 	SharedGrace time.Duration
 	// Rules is the static rule set; RuleSource, when set, replaces it and is polled every
@@ -76,7 +78,8 @@ type Config struct {
 	// (conversions after a run ended) and records delivery receipts (event.TypeDelivered).
 	Tracker store.Tracker
 	// TimerInterval is how often an idle partition checks its timers against the wall clock, and
-	// the shared absences (rules not keyed on the user) are fired (200ms when zero).
+	// the shared absences (rules not keyed on the user) due by the group's watermark are fired
+	// (200ms when zero).
 	TimerInterval time.Duration
 	// BatchSize and BatchWait bound a batch: whichever comes first (500 and DefaultBatchWait, 5ms,
 	// when zero). Batches are cheap (commits are CommitInterval apart), so the wait is short.

@@ -65,7 +65,7 @@ func DryRun(ctx context.Context, rdb redis.UniversalClient, rules []Rule, evs []
 	}
 	out = append(out, fired...)
 	for {
-		n, err := eng.fireDue(ctx, compiled, time.UnixMilli(far).UTC(), 500, func(_ context.Context, ms []workflows.Match) error {
+		n, err := eng.fireDue(ctx, compiled, time.UnixMilli(far).UTC(), time.UnixMilli(far).UTC(), 500, func(_ context.Context, ms []workflows.Match) error {
 			out = append(out, ms...)
 			return nil
 		})

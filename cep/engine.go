@@ -105,13 +105,16 @@ if bit.band(mask, 1) ~= 0 then
 end
 return {0}`)
 
-// absStartScript: KEYS[1] the key's pending absence instance. ARGV: ts_ms, event_id, ttl_ms. The
-// latest A restarts the wait.
+// absStartScript: KEYS[1] the key's pending absence instance. ARGV: ts_ms, event_id, expire_at_ms.
+// The latest A restarts the wait. The instance expires by event time (its due time, the lateness
+// and the engine's grace): its timer fires on the group's watermark, which may be that far behind
+// the wall clock (a backlog, a partition without a consumer).
 var absStartScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], 'ts')
 if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'id', ARGV[2], 'ts', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3], 'NX')
+redis.call('PEXPIREAT', KEYS[1], ARGV[3], 'GT')
 return 1`)
 
 // absCancelScript: KEYS[1] the pending instance. ARGV: ts_ms of a B. A B at or after the A cancels.
@@ -132,7 +135,7 @@ return 1`)
 type engine struct {
 	rdb    redis.UniversalClient
 	prefix string
-	grace  time.Duration // how long shared join keys outlive their event time's need (Config.SharedGrace)
+	grace  time.Duration // how long shared join keys and absence instances outlive their event time's need (Config.SharedGrace)
 }
 
 // newEngine keeps state under prefix.
@@ -154,9 +157,6 @@ func tag(v string) string {
 func (e *engine) stateKey(r *compiledRule, key, kind string) string {
 	return e.prefix + ":" + tag(key) + ":r:" + r.ID + ":v" + strconv.Itoa(r.Version) + ":" + kind
 }
-
-func (e *engine) timersKey() string   { return e.prefix + ":{timers}:due" }
-func (e *engine) inflightKey() string { return e.prefix + ":{timers}:inflight" }
 
 func ms(t time.Time) int64         { return t.UnixMilli() }
 func msd(d time.Duration) int64    { return d.Milliseconds() }
@@ -311,10 +311,10 @@ func (e *engine) plan(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, va
 			absCancelScript.Run(ctx, pipe, []string{e.stateKey(r, key, "abs")}, ts)
 		}
 		if r.steps[0].test(ev, vars) {
-			absStartScript.Run(ctx, pipe, []string{e.stateKey(r, key, "abs")}, ts, ev.EventID, ttlFor(r))
+			absStartScript.Run(ctx, pipe, []string{e.stateKey(r, key, "abs")}, ts, ev.EventID, ts+ttlFor(r)+msd(e.grace))
 			entry, _ := json.Marshal(timerEntry{Rule: r.ID, Version: r.Version, Key: key, EventID: ev.EventID,
 				UserID: ev.UserID, ItemID: ev.ItemID, Type: ev.Type, TS: ev.TS, Attrs: ev.Attrs})
-			pipe.ZAdd(ctx, e.timersKey(), redis.Z{Score: float64(ts + msd(r.Within.D())), Member: string(entry)})
+			pipe.ZAdd(ctx, e.timerSet(timerShard(r, key))[0], redis.Z{Score: float64(ts + msd(r.Within.D())), Member: string(entry)})
 		}
 	}
 }

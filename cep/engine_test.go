@@ -510,6 +510,54 @@ func testSharedStateReplays(t *testing.T, rdb redis.UniversalClient) {
 	})
 }
 
+// An absence keyed on the item keeps its state and timers in Redis: its timers fire on the group's
+// watermark (event time), not the wall clock, spread over timerShards sorted sets, and a B from
+// another user (another partition) cancels it.
+func TestSharedAbsence(t *testing.T) { onRedises(t, testSharedAbsence) }
+
+func testSharedAbsence(t *testing.T, rdb redis.UniversalClient) {
+	h := newHarnessOn(t, rdb, Rule{ID: "unsold", Kind: KindAbsence, Key: "item", Steps: []Step{{Type: "cart_add"}},
+		Absent: &Step{Type: "order_paid"}, Within: Duration(30 * time.Minute), JourneyID: "j"})
+	require.False(t, ownedByPartition(&h.rules[0]))
+	var adds []ev
+	for i := range 40 {
+		adds = append(adds, ev{id: fmt.Sprintf("a%d", i), user: fmt.Sprintf("u%d", i), typ: "cart_add", item: fmt.Sprintf("i%d", i)})
+	}
+	require.Empty(t, h.feed(adds...))
+	// Items i0-i19 are paid for by other users, 20 minutes in.
+	for i := range 20 {
+		require.Empty(t, h.feed(ev{id: fmt.Sprintf("p%d", i), user: fmt.Sprintf("payer%d", i), typ: "order_paid",
+			item: fmt.Sprintf("i%d", i), at: 20 * time.Minute}))
+	}
+	shards := 0
+	for i := range timerShards {
+		if n, err := rdb.ZCard(context.Background(), h.eng.timerSet(i)[0]).Result(); err == nil && n > 0 {
+			shards++
+		}
+	}
+	require.Greater(t, shards, 8, "40 timers spread over the shards")
+	fire := func(upTo time.Duration) []string {
+		var got []workflows.Match
+		_, err := h.eng.fireDue(context.Background(), h.rules, t0.Add(upTo), time.Now(), 500, func(_ context.Context, ms []workflows.Match) error {
+			got = append(got, ms...)
+			return nil
+		})
+		require.NoError(t, err)
+		keys := matchKeys(got)
+		sort.Strings(keys)
+		return keys
+	}
+	// The wall clock is a day past every due time: only the group's watermark counts.
+	require.Empty(t, fire(30*time.Minute-time.Millisecond), "not due before the watermark passes")
+	var want []string
+	for i := 20; i < 40; i++ {
+		want = append(want, fmt.Sprintf("u%d/a%d", i, i))
+	}
+	sort.Strings(want)
+	require.Equal(t, want, fire(30*time.Minute), "the unpaid items, each once")
+	require.Empty(t, fire(time.Hour), "fired once")
+}
+
 // A key value's braces cannot end its hash tag early (every key of one value lands in one slot).
 func TestTagEscapesBraces(t *testing.T) {
 	require.Equal(t, "{u1}", tag("u1"))

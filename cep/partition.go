@@ -68,6 +68,9 @@ type partition struct {
 	log  *changelog
 	m    *machine
 	next int64 // -1: the state has no offset; take what Kafka gives
+	// published is the watermark last committed: the group's, the least of its partitions', decides
+	// the shared absences (fireTimers).
+	published int64
 }
 
 // sharedItem is an event for a rule whose state is shared in Redis.
@@ -211,11 +214,21 @@ type handler struct {
 	client sarama.Client
 }
 
-// caughtUp asks the broker whether the partition holds nothing past readNext. Timers exist only
-// where state was restored or records read, so readNext is known whenever this is asked.
+// caughtUp asks the broker whether the partition holds nothing past readNext (-1: nothing read and
+// no state, so the claim's first offset).
 func (h *handler) caughtUp(claim sarama.ConsumerGroupClaim, readNext int64) bool {
 	if readNext < 0 {
-		return false
+		switch readNext = claim.InitialOffset(); readNext {
+		case sarama.OffsetNewest:
+			return true
+		case sarama.OffsetOldest:
+			first, err := h.client.GetOffset(claim.Topic(), claim.Partition(), sarama.OffsetOldest)
+			if err != nil {
+				h.s.cfg.Log.Warn("read the partition's first offset", "partition", claim.Partition(), "err", err)
+				return false
+			}
+			readNext = first
+		}
 	}
 	end, err := h.client.GetOffset(claim.Topic(), claim.Partition(), sarama.OffsetNewest)
 	if err != nil {
@@ -419,13 +432,17 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 					return nil
 				}
 			}
-			if !p.m.dueBy(ms(now)-p.m.lateness) || !h.caughtUp(claim, readNext) {
+			// Absences whose state is shared fire on the group's watermark, the least of the
+			// partitions' committed ones: an idle partition publishes its own (at most once a
+			// second), or it would hold them back.
+			publish := ms(now)-p.m.lateness >= p.published+1000 && sharedAbsences(s.currentRules())
+			if !(publish || p.m.dueBy(ms(now)-p.m.lateness)) || !h.caughtUp(claim, readNext) {
 				continue
 			}
 			if !durable(true) {
 				return nil
 			}
-			if err := s.idle(ctx, p, now); err != nil {
+			if err := s.idle(ctx, p, now, publish); err != nil {
 				cfg.Log.Info("partition left for the next owner", "partition", claim.Partition(), "err", err)
 				return nil
 			}
@@ -546,12 +563,13 @@ func (s *Stage) idleFanOut(ctx context.Context, p *partition) error {
 
 // idle advances an idle, caught-up partition's watermark to the wall clock (less the allowed
 // lateness), starts what its timers fire, and makes that durable.
-func (s *Stage) idle(ctx context.Context, p *partition, now time.Time) error {
+// publish commits the watermark even when nothing changed.
+func (s *Stage) idle(ctx context.Context, p *partition, now time.Time, publish bool) error {
 	p.m.advance(ms(now) - p.m.lateness)
 	rules := s.currentRules()
 	fired := p.m.fire(rulesByID(rules), now.UTC())
 	p.m.sweep()
-	if len(fired) == 0 && !p.m.changed() {
+	if len(fired) == 0 && !p.m.changed() && !publish {
 		return nil
 	}
 	matches, err := s.finish(ctx, p, rules, fired, nil, now.UTC())
@@ -587,6 +605,9 @@ func (s *Stage) commit(ctx context.Context, p *partition, next int64, rules []co
 	}
 	if err == nil && next >= 0 {
 		p.next = next
+	}
+	if err == nil {
+		p.published = p.m.wm
 	}
 	if err == nil && p.id >= 0 {
 		metrics.StateInstances.WithLabelValues(strconv.Itoa(int(p.id))).Set(float64(p.m.inst.len()))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -170,8 +171,9 @@ func maxWindowOf(rs []compiledRule) time.Duration {
 }
 
 // fireTimers fires the due absences of rules keyed on something other than the user (their state
-// is shared in Redis, their timers in one sorted set, on the wall clock) until ctx ends.
-func (s *Stage) fireTimers(ctx context.Context) {
+// is shared in Redis, their timers in timerShards sorted sets) until ctx ends, in event time: up to
+// the group's watermark (groupWatermark).
+func (s *Stage) fireTimers(ctx context.Context, client sarama.Client) {
 	t := time.NewTicker(s.cfg.TimerInterval)
 	defer t.Stop()
 	for {
@@ -181,11 +183,21 @@ func (s *Stage) fireTimers(ctx context.Context) {
 		case <-t.C:
 		}
 		rules := s.currentRules()
-		if !slices.ContainsFunc(rules, func(r compiledRule) bool { return r.Kind == KindAbsence && !ownedByPartition(&r) }) {
+		if !sharedAbsences(rules) {
 			continue // every absence lives in its partition's machine
 		}
+		upTo, ok, err := s.groupWatermark(ctx, client)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.cfg.Log.Warn("read the group's watermark", "err", err)
+			}
+			continue
+		}
+		if !ok {
+			continue // a partition has published none yet
+		}
 		for {
-			n, err := s.engine.fireDue(ctx, rules, time.Now(), 500, s.dispatch)
+			n, err := s.engine.fireDue(ctx, rules, upTo, time.Now().UTC(), 500, s.dispatch)
 			if err != nil {
 				if ctx.Err() == nil {
 					s.cfg.Log.Warn("fire timers", "err", err)
@@ -197,6 +209,38 @@ func (s *Stage) fireTimers(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// sharedAbsences reports whether an absence rule keeps its state in Redis (not keyed on the user).
+func sharedAbsences(rules []compiledRule) bool {
+	return slices.ContainsFunc(rules, func(r compiledRule) bool { return r.Kind == KindAbsence && !r.Disabled && !ownedByPartition(&r) })
+}
+
+// groupWatermark is the least watermark the topic's partitions committed for the group: event time
+// up to which every partition has processed its events (less the allowed lateness). ok is false
+// while a partition has committed none (a new group, or a partition nobody consumed yet).
+func (s *Stage) groupWatermark(ctx context.Context, client sarama.Client) (wm time.Time, ok bool, err error) {
+	parts, err := client.Partitions(s.cfg.Topic)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("partitions of %s: %w", s.cfg.Topic, err)
+	}
+	pipe := s.cfg.Redis.Pipeline()
+	cmds := make([]*redis.StringCmd, len(parts))
+	for i, p := range parts {
+		cmds[i] = pipe.HGet(ctx, newChangelog(nil, s.cfg.KeyPrefix, s.cfg.Group, s.cfg.Topic, p).meta, "w")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return time.Time{}, false, fmt.Errorf("partition watermarks: %w", err)
+	}
+	least := int64(math.MaxInt64)
+	for _, c := range cmds {
+		w, err := c.Int64()
+		if err != nil {
+			return time.Time{}, false, nil // none yet (redis.Nil), or not a number: wait
+		}
+		least = min(least, w)
+	}
+	return time.UnixMilli(least).UTC(), len(cmds) > 0, nil
 }
 
 // Run consumes until ctx ends, rejoining the group after every rebalance.
@@ -243,7 +287,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	if s.cfg.RuleSource != nil || s.cfg.EventTypes != nil {
 		go s.reload(bg)
 	}
-	go s.fireTimers(bg)
+	go s.fireTimers(bg, client)
 	go s.watchState(bg)
 	h := &handler{s: s, dlq: dlq, client: client}
 	s.cfg.Log.Info("cep stage consuming", "topic", s.cfg.Topic, "group", s.cfg.Group, "rules", len(s.currentRules()))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -12,22 +14,35 @@ import (
 	"github.com/omegareach/omega/workflows"
 )
 
-// Absence timers live in one Redis sorted set scored by due time (event time of the A plus the
-// window). Any replica's timer loop claims due entries by moving them, atomically, to an in-flight
-// set with a lease; it fires the match, then removes the entry. A replica that dies mid-fire leaves
-// the entry in flight until its lease ends, and the next claim fires it again: the workflow ID
-// derived from the A collapses the second start, so each timer reaches the user exactly once.
+// The timers of absences whose state is shared (rules keyed on something other than the user: an
+// item's A and B come on any user's partition) live in Redis sorted sets scored by due time (event
+// time of the A plus the window), spread over timerShards sets by rule and key, each under its own
+// hash tag, so no one Redis Cluster slot holds them all. They fire in event time: when the group's
+// watermark, the least of its partitions' (each partition's commits carry its own; an idle one
+// that has read everything publishes the wall clock less the allowed lateness), passes the due
+// time, so a B still in any partition's backlog always wins. A partition that no replica consumes
+// holds them back: an absence is never decided on events not yet read.
+//
+// Any replica's timer loop claims due entries by moving them, atomically, to an in-flight set with
+// a lease (on the wall clock); it fires the match, then removes the entry. A replica that dies
+// mid-fire leaves the entry in flight until its lease ends, and the next claim fires it again: the
+// workflow ID derived from the A collapses the second start, so each timer reaches the user exactly
+// once.
 
-// claimScript: KEYS[1] due timers, KEYS[2] in-flight. ARGV: now_ms, lease_ms, limit.
+// timerShards is how many sorted sets hold the shared absence timers.
+const timerShards = 16
+
+// claimScript: KEYS[1] due timers, KEYS[2] in-flight. ARGV: due_ms (the group's watermark),
+// now_ms (the wall clock, for leases), lease_ms, limit.
 var claimScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-local until_ = now + tonumber(ARGV[2])
+local now = tonumber(ARGV[2])
+local until_ = now + tonumber(ARGV[3])
 local out = {}
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, ARGV[3])) do
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, ARGV[4])) do
   redis.call('ZADD', KEYS[2], until_, m)
   table.insert(out, m)
 end
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[3])) do
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[4])) do
   redis.call('ZREM', KEYS[1], m)
   redis.call('ZADD', KEYS[2], until_, m)
   table.insert(out, m)
@@ -47,23 +62,55 @@ return 0`)
 // timerLease bounds how long a claimed timer waits before another replica may fire it again.
 const timerLease = 30 * time.Second
 
-// fireDue claims up to limit due absence timers at now, hands each still-pending one to start as a
-// match, and retires it. It returns how many timers it claimed (fired or found cancelled), so a
-// caller drains a backlog by calling again while a full page comes back. Rules come from the
-// caller so a timer fires under the version it was set with, if that version is still loaded.
-func (e *engine) fireDue(ctx context.Context, rules []compiledRule, now time.Time, limit int,
-	start func(context.Context, []workflows.Match) error) (n int, err error) {
-	err = e.withScripts(ctx, func() error {
-		n, err = e.fireDueOnce(ctx, rules, now, limit, start)
-		return err
-	})
-	return n, err
+// timerShard is the shard of rule r's timers for key.
+func timerShard(r *compiledRule, key string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(r.ID))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(key))
+	return int(h.Sum32() % timerShards)
 }
 
-func (e *engine) fireDueOnce(ctx context.Context, rules []compiledRule, now time.Time, limit int,
+// timerSets lists the sorted sets of timers, due and in flight: the shards, then the single pair
+// that held every timer before the shards (its timers still fire).
+func (e *engine) timerSets() [][2]string {
+	out := make([][2]string, 0, timerShards+1)
+	for i := range timerShards {
+		out = append(out, e.timerSet(i))
+	}
+	return append(out, [2]string{e.prefix + ":{timers}:due", e.prefix + ":{timers}:inflight"})
+}
+
+// timerSet is a shard's sorted sets, due and in flight.
+func (e *engine) timerSet(shard int) [2]string {
+	t := e.prefix + ":{timers:" + strconv.Itoa(shard) + "}"
+	return [2]string{t + ":due", t + ":inflight"}
+}
+
+// fireDue claims, from each set, up to limit absence timers due at or before upTo (the group's
+// watermark), hands each still-pending one to start as a match, and retires it. It returns the
+// most timers one set gave (fired or found cancelled), so a caller drains a backlog by calling
+// again while a full page comes back. Rules come from the caller so a timer fires under the
+// version it was set with, if that version is still loaded.
+func (e *engine) fireDue(ctx context.Context, rules []compiledRule, upTo, now time.Time, limit int,
+	start func(context.Context, []workflows.Match) error) (most int, err error) {
+	for _, set := range e.timerSets() {
+		var n int
+		err = e.withScripts(ctx, func() (err error) {
+			n, err = e.fireDueOnce(ctx, rules, set, upTo, now, limit, start)
+			return err
+		})
+		if err != nil {
+			return most, err
+		}
+		most = max(most, n)
+	}
+	return most, nil
+}
+
+func (e *engine) fireDueOnce(ctx context.Context, rules []compiledRule, set [2]string, upTo, now time.Time, limit int,
 	start func(context.Context, []workflows.Match) error) (int, error) {
-	members, err := claimScript.Run(ctx, e.rdb, []string{e.timersKey(), e.inflightKey()},
-		ms(now), msd(timerLease), limit).StringSlice()
+	members, err := claimScript.Run(ctx, e.rdb, set[:], ms(upTo), ms(now), msd(timerLease), limit).StringSlice()
 	if err != nil {
 		return 0, fmt.Errorf("claim timers: %w", err)
 	}
@@ -85,13 +132,13 @@ func (e *engine) fireDueOnce(ctx context.Context, rules []compiledRule, now time
 	for _, m := range members {
 		var t timerEntry
 		if err := json.Unmarshal([]byte(m), &t); err != nil {
-			pipe.ZRem(ctx, e.inflightKey(), m) // not ours to understand: drop it
+			pipe.ZRem(ctx, set[1], m) // not ours to understand: drop it
 			continue
 		}
 		r := byID[t.Rule]
 		if r == nil || r.Version != t.Version {
 			// The rule was disabled or replaced: its instances end with it (documented).
-			pipe.ZRem(ctx, e.inflightKey(), m)
+			pipe.ZRem(ctx, set[1], m)
 			continue
 		}
 		f := fired{member: m, entry: t, rule: r}
@@ -121,7 +168,7 @@ func (e *engine) fireDueOnce(ctx context.Context, rules []compiledRule, now time
 	pipe = e.rdb.Pipeline()
 	for _, f := range live {
 		doneScript.Run(ctx, pipe, []string{e.stateKey(f.rule, f.entry.Key, "abs")}, f.entry.EventID)
-		pipe.ZRem(ctx, e.inflightKey(), f.member)
+		pipe.ZRem(ctx, set[1], f.member)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return 0, fmt.Errorf("retire timers: %w", err)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omegareach/omega/cep"
@@ -129,6 +130,55 @@ func TestAbsenceDecidedInEventTime(t *testing.T) {
 		want[u] = 1
 	}
 	require.Equal(t, want, got, "every abandoner once, no payer")
+}
+
+// TestSharedAbsenceDecidedInEventTime: an absence keyed on the item (its state shared in Redis: the
+// item's cart_add and order_paid come from different users, on different partitions) is decided
+// on the group's watermark. A replica starts behind a 45-minute backlog: sixteen carts, then one
+// shopper's 8,000 views over the 45 minutes, among which, 20 minutes in, the shopper buys the
+// items of half the carts. Every cart's timer is due 15 minutes before the wall clock from the
+// moment the cart is read, long before the shopper's partition reaches the purchases, yet only the
+// unpaid items' carts are reached.
+func TestSharedAbsenceDecidedInEventTime(t *testing.T) {
+	p := newPipeline(t)
+	p.startWorker()
+	rule := cep.Rule{ID: "unsold", Kind: cep.KindAbsence, Key: "item", Steps: []cep.Step{{Type: "cart_add"}},
+		Absent: &cep.Step{Type: "order_paid"}, Within: cep.Duration(30 * time.Minute), JourneyID: "cart-reminder"}
+	start := time.Now().UTC().Add(-45 * time.Minute)
+	sku := func(i int) string { return fmt.Sprintf("%s-sku%d", p.id, i) }
+	var evs []event.Event
+	want := map[string]int{}
+	for i := range 16 {
+		u := fmt.Sprintf("%s-cart%d", p.id, i)
+		if i%2 == 1 {
+			want[u] = 1 // nobody buys its item
+		}
+		evs = append(evs, event.Event{EventID: u + "-add", UserID: u, Type: "cart_add", ItemID: sku(i), TS: start})
+	}
+	shopper := p.id + "-shopper"
+	const views = 8000
+	for v := range views {
+		at := start.Add(time.Duration(v) * 44 * time.Minute / views)
+		if v == views*20/44 {
+			for i := 0; i < 16; i += 2 {
+				evs = append(evs, event.Event{EventID: fmt.Sprintf("%s-paid%d", shopper, i), UserID: shopper, Type: "order_paid", ItemID: sku(i), TS: at})
+			}
+		}
+		evs = append(evs, event.Event{EventID: fmt.Sprintf("%s-view%d", shopper, v), UserID: shopper, Type: "view", ItemID: "other", TS: at})
+	}
+	msgs := make([]*sarama.ProducerMessage, len(evs))
+	for i, ev := range evs {
+		b, err := ev.Encode()
+		require.NoError(t, err)
+		msgs[i] = &sarama.ProducerMessage{Topic: p.topic, Key: sarama.StringEncoder(ev.Key()), Value: sarama.ByteEncoder(b)}
+	}
+	require.NoError(t, p.producer.SendMessages(msgs))
+	group := p.id + "-cep"
+	p.startCEPConfig(group, p.prefix, []cep.Rule{rule}, func(c *cep.Config) { c.BatchSize = 4; c.TimerInterval = 10 * time.Millisecond })
+	p.waitDeliveries(len(want))
+	p.waitCaughtUp(group)
+	time.Sleep(time.Second) // a wrong absence would have fired by now
+	require.Equal(t, want, p.deliveriesByUser(), "every unpaid item's cart once, no paid one's")
 }
 
 // TestJoinAcrossReplicas: the join's link events travel on their users' partitions and the trigger
