@@ -51,8 +51,9 @@ TLS and credentials of clients (SECURITY.md): OMEGA_{KAFKA,REDIS,TEMPORAL}_TLS=1
 cep only:
   OMEGA_CEP_GROUP [omega-cep]
   OMEGA_CEP_ALLOWED_LATENESS [5s: how far a partition's watermark trails its latest event time]
-  OMEGA_CEP_SHARED_GRACE [24h: how long past their event time's need join links and triggers
-    stay in Redis; a replica this far behind the newest events still finds them]
+  OMEGA_CEP_SHARED_GRACE [24h: how long past their event time's need join links and triggers,
+    and the waiting instances of absences not keyed on the user, stay in Redis; a replica this
+    far behind the newest events still finds them]
   OMEGA_CEP_EAGER_START [false; make run and deploy/ set true: a reach worker in this process
     (the worker's settings apply) and eager workflow starts]
   OMEGA_RULES [the rule store; or rules from a file or directory]
