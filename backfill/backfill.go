@@ -156,7 +156,7 @@ func (r *Runner) Run(ctx context.Context, job Job, progress func(Progress)) (Rep
 		// the allowed lateness after it: the stage runs until then.
 		settle = until.Add(r.cfg.AllowedLateness + 500*time.Millisecond)
 	}
-	if err := r.replay(ctx, st, client, group, spans, rec, rep.Records, settle, progress); err != nil {
+	if err := r.replay(ctx, st, client, group, spans, rec, rep.Records, settle, until, progress); err != nil {
 		log.Info("backfill stopped", "err", err)
 		return rep, err
 	}
@@ -265,7 +265,7 @@ func (noCloseClient) Close() error { return nil }
 // replay runs the stage until every partition's committed offset reaches its end (and settle has
 // passed), reporting progress, then stops it.
 func (r *Runner) replay(ctx context.Context, st *cep.Stage, client sarama.Client, group string, spans map[int32]span,
-	rec *recorder, total int64, settle time.Time, progress func(Progress)) error {
+	rec *recorder, total int64, settle, until time.Time, progress func(Progress)) error {
 	sctx, stop := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- st.Run(sctx) }()
@@ -302,7 +302,9 @@ func (r *Runner) replay(ctx context.Context, st *cep.Stage, client sarama.Client
 			}
 		}
 		progress(p)
-		if p.PartitionsDone == p.Partitions && !time.Now().Before(settle) {
+		// An absence keyed on something other than the user fires on the group's watermark, which
+		// the idle partitions publish: the stage runs until its timers have fired through until.
+		if p.PartitionsDone == p.Partitions && !time.Now().Before(settle) && !st.SharedAbsencesFiredThrough().Before(until) {
 			if err := halt(); err != nil {
 				return fmt.Errorf("backfill stage: %w", err)
 			}

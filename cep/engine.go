@@ -105,22 +105,39 @@ if bit.band(mask, 1) ~= 0 then
 end
 return {0}`)
 
-// absStartScript: KEYS[1] the key's pending absence instance. ARGV: ts_ms, event_id, expire_at_ms.
-// The latest A restarts the wait. The instance expires by event time (its due time, the lateness
-// and the engine's grace): its timer fires on the group's watermark, which may be that far behind
-// the wall clock (a backlog, a partition without a consumer).
+// absStartScript: KEYS[1] the key's pending absence instance, KEYS[2] the key's Bs by event time.
+// ARGV: ts_ms, event_id, expire_at_ms, window_ms. Returns 1 when the A waits. The latest A
+// restarts the wait; an A with a B already read inside its window (a B from a partition ahead of
+// the A's: the key's events come from every partition) does not wait. The instance expires by
+// event time (its due time, the lateness and the engine's grace): its timer fires on the group's
+// watermark, which may be that far behind the wall clock (a backlog, a partition without a
+// consumer).
 var absStartScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], 'ts')
 if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
+local ts = tonumber(ARGV[1])
+if redis.call('ZCOUNT', KEYS[2], ts, '(' .. (ts + tonumber(ARGV[4]))) > 0 then
+  if cur then redis.call('DEL', KEYS[1]) end
+  return 0
+end
 redis.call('HSET', KEYS[1], 'id', ARGV[2], 'ts', ARGV[1])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3], 'NX')
 redis.call('PEXPIREAT', KEYS[1], ARGV[3], 'GT')
 return 1`)
 
-// absCancelScript: KEYS[1] the pending instance. ARGV: ts_ms of a B. A B at or after the A cancels.
+// absCancelScript: KEYS[1] the pending instance, KEYS[2] the key's Bs by event time. ARGV: ts_ms
+// and event ID of a B, expire_at_ms, window_ms, keep_ms. A B at or after the A and inside its
+// window cancels it. Every B is remembered (those older than keep_ms before the newest are
+// dropped), so an A read after a B that follows it (on another partition, behind) does not wait.
 var absCancelScript = redis.NewScript(`
+local b = tonumber(ARGV[1])
 local cur = redis.call('HGET', KEYS[1], 'ts')
-if cur and tonumber(ARGV[1]) >= tonumber(cur) then redis.call('DEL', KEYS[1]) return 1 end
+if cur and b >= tonumber(cur) and b < tonumber(cur) + tonumber(ARGV[4]) then redis.call('DEL', KEYS[1]) end
+redis.call('ZADD', KEYS[2], b, ARGV[2])
+local top = tonumber(redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (top - tonumber(ARGV[5])))
+redis.call('PEXPIREAT', KEYS[2], ARGV[3], 'NX')
+redis.call('PEXPIREAT', KEYS[2], ARGV[3], 'GT')
 return 0`)
 
 // reentryScript: KEYS[1] the rule's re-entry mark for a key. ARGV: match id, ttl_ms. Returns 1
@@ -307,11 +324,13 @@ func (e *engine) plan(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, va
 			*pend = append(*pend, pending{rule: r, ev: ev, key: key, cmd: cmd, kind: KindSequence})
 		}
 	case KindAbsence:
+		keys := []string{e.stateKey(r, key, "abs"), e.stateKey(r, key, "absb")}
+		at := ts + ttlFor(r) + msd(e.grace)
 		if r.absent.test(ev, vars) {
-			absCancelScript.Run(ctx, pipe, []string{e.stateKey(r, key, "abs")}, ts)
+			absCancelScript.Run(ctx, pipe, keys, ts, ev.EventID, at, msd(r.Within.D()), ttlFor(r)+msd(e.grace))
 		}
 		if r.steps[0].test(ev, vars) {
-			absStartScript.Run(ctx, pipe, []string{e.stateKey(r, key, "abs")}, ts, ev.EventID, ts+ttlFor(r)+msd(e.grace))
+			absStartScript.Run(ctx, pipe, keys, ts, ev.EventID, at, msd(r.Within.D()))
 			entry, _ := json.Marshal(timerEntry{Rule: r.ID, Version: r.Version, Key: key, EventID: ev.EventID,
 				UserID: ev.UserID, ItemID: ev.ItemID, Type: ev.Type, TS: ev.TS, Attrs: ev.Attrs})
 			pipe.ZAdd(ctx, e.timerSet(timerShard(r, key))[0], redis.Z{Score: float64(ts + msd(r.Within.D())), Member: string(entry)})

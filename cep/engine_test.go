@@ -529,6 +529,12 @@ func testSharedAbsence(t *testing.T, rdb redis.UniversalClient) {
 		require.Empty(t, h.feed(ev{id: fmt.Sprintf("p%d", i), user: fmt.Sprintf("payer%d", i), typ: "order_paid",
 			item: fmt.Sprintf("i%d", i), at: 20 * time.Minute}))
 	}
+	// Read before their As (their partition ahead of the As'): a B inside its A's window still
+	// cancels it, one after the window does not.
+	require.Empty(t, h.feed(ev{id: "pin", user: "payer-in", typ: "order_paid", item: "early-in", at: 20 * time.Minute},
+		ev{id: "ain", user: "u-in", typ: "cart_add", item: "early-in"},
+		ev{id: "pout", user: "payer-out", typ: "order_paid", item: "early-out", at: 31 * time.Minute},
+		ev{id: "aout", user: "u-out", typ: "cart_add", item: "early-out"}))
 	shards := 0
 	for i := range timerShards {
 		if n, err := rdb.ZCard(context.Background(), h.eng.timerSet(i)[0]).Result(); err == nil && n > 0 {
@@ -549,7 +555,7 @@ func testSharedAbsence(t *testing.T, rdb redis.UniversalClient) {
 	}
 	// The wall clock is a day past every due time: only the group's watermark counts.
 	require.Empty(t, fire(30*time.Minute-time.Millisecond), "not due before the watermark passes")
-	var want []string
+	want := []string{"u-out/aout"}
 	for i := 20; i < 40; i++ {
 		want = append(want, fmt.Sprintf("u%d/a%d", i, i))
 	}

@@ -217,6 +217,9 @@ type handler struct {
 // caughtUp asks the broker whether the partition holds nothing past readNext (-1: nothing read and
 // no state, so the claim's first offset).
 func (h *handler) caughtUp(claim sarama.ConsumerGroupClaim, readNext int64) bool {
+	if claim.HighWaterMarkOffset() > readNext && readNext >= 0 {
+		return false // the last fetch already saw more (asked of the broker only when it may not)
+	}
 	if readNext < 0 {
 		switch readNext = claim.InitialOffset(); readNext {
 		case sarama.OffsetNewest:
@@ -276,6 +279,9 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		"took", time.Since(began).Round(time.Millisecond))
 
 	readNext := p.next // the offset after the last record received
+	if io := claim.InitialOffset(); io > readNext {
+		readNext = io // Kafka's committed offset is past the state's (offsets reset forward, a Redis that lost commits)
+	}
 	batch := make([]*sarama.ConsumerMessage, 0, cfg.BatchSize)
 	var first time.Time // when the batch's first record arrived
 	timer := time.NewTimer(time.Hour)

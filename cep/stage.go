@@ -30,6 +30,23 @@ type Stage struct {
 	undeclaredMu sync.Mutex
 	undeclared   map[string]bool
 	refreshed    time.Time
+	// firedThrough is the group's watermark (ms) up to which fireTimers last fired every due
+	// shared absence.
+	firedThrough atomic.Int64
+}
+
+// SharedAbsencesFiredThrough is the event time up to which every absence not keyed on the user
+// (its timer shared in Redis, fired on the group's watermark) has fired; the zero time before the
+// first pass, and far in the future when no such rule is loaded. A replay that must see their
+// matches (a backfill) runs until it passes the end of its history.
+func (s *Stage) SharedAbsencesFiredThrough() time.Time {
+	if !sharedAbsences(s.currentRules()) {
+		return time.UnixMilli(math.MaxInt64 / 2)
+	}
+	if t := s.firedThrough.Load(); t > 0 {
+		return time.UnixMilli(t)
+	}
+	return time.Time{}
 }
 
 // New validates cfg and compiles its rules.
@@ -205,6 +222,7 @@ func (s *Stage) fireTimers(ctx context.Context, client sarama.Client) {
 				break
 			}
 			if n < 500 {
+				s.firedThrough.Store(ms(upTo))
 				break
 			}
 		}

@@ -3,6 +3,7 @@ package cep
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"strconv"
@@ -94,18 +95,19 @@ func (e *engine) timerSet(shard int) [2]string {
 // version it was set with, if that version is still loaded.
 func (e *engine) fireDue(ctx context.Context, rules []compiledRule, upTo, now time.Time, limit int,
 	start func(context.Context, []workflows.Match) error) (most int, err error) {
+	var errs []error
 	for _, set := range e.timerSets() {
 		var n int
-		err = e.withScripts(ctx, func() (err error) {
+		if err := e.withScripts(ctx, func() (err error) {
 			n, err = e.fireDueOnce(ctx, rules, set, upTo, now, limit, start)
 			return err
-		})
-		if err != nil {
-			return most, err
+		}); err != nil {
+			errs = append(errs, err) // the other sets still fire
+			continue
 		}
 		most = max(most, n)
 	}
-	return most, nil
+	return most, errors.Join(errs...)
 }
 
 func (e *engine) fireDueOnce(ctx context.Context, rules []compiledRule, set [2]string, upTo, now time.Time, limit int,
