@@ -213,6 +213,7 @@ func (s *Stage) fireTimers(ctx context.Context, client sarama.Client) {
 		if !ok {
 			continue // a partition has published none yet
 		}
+		metrics.GroupWatermarkLag.Set(time.Since(upTo).Seconds())
 		for {
 			n, err := s.engine.fireDue(ctx, rules, upTo, time.Now().UTC(), 500, s.dispatch)
 			if err != nil {

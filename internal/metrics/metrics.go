@@ -66,6 +66,10 @@ var (
 	// WatermarkLag is, per partition, how far the watermark (event time) is behind the wall clock.
 	WatermarkLag = f.NewGaugeVec(prometheus.GaugeOpts{Name: "omega_cep_watermark_lag_seconds",
 		Help: "How far each partition's watermark (event time less the allowed lateness) is behind the wall clock."}, []string{"partition"})
+	// GroupWatermarkLag is how far the group's watermark (the least of its partitions' committed
+	// ones), on which the absences not keyed on the user fire, is behind the wall clock.
+	GroupWatermarkLag = f.NewGauge(prometheus.GaugeOpts{Name: "omega_cep_group_watermark_lag_seconds",
+		Help: "How far the group's watermark (the least of the partitions' committed watermarks: absences not keyed on the user fire on it) is behind the wall clock; set only while such a rule is loaded."})
 	// Matches counts matches by rule (shadow matches included, labelled).
 	Matches = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_cep_matches_total",
 		Help: "Pattern matches, by rule and mode (live or shadow)."}, []string{"rule", "mode"})
