@@ -564,6 +564,36 @@ func testSharedAbsence(t *testing.T, rdb redis.UniversalClient) {
 	require.Empty(t, fire(time.Hour), "fired once")
 }
 
+// The group's watermark is the least of its partitions' committed ones, and none while a partition
+// has committed none.
+func TestCommittedWatermark(t *testing.T) { onRedises(t, testCommittedWatermark) }
+
+func testCommittedWatermark(t *testing.T, rdb redis.UniversalClient) {
+	ctx := context.Background()
+	prefix := fmt.Sprintf("cw%d", time.Now().UnixNano())
+	parts := []int32{0, 1, 2}
+	commit := func(p int32, wm time.Time) {
+		c := newChangelog(rdb, prefix, "g", "t", p)
+		m, _, err := c.claim(ctx, time.Second)
+		require.NoError(t, err)
+		m.advance(ms(wm))
+		require.NoError(t, c.commit(ctx, m, -1, time.Hour))
+	}
+	_, ok, err := committedWatermark(ctx, rdb, prefix, "g", "t", parts)
+	require.NoError(t, err)
+	require.False(t, ok, "no partition committed yet")
+	commit(0, t0.Add(3*time.Minute))
+	commit(2, t0.Add(time.Minute))
+	_, ok, err = committedWatermark(ctx, rdb, prefix, "g", "t", parts)
+	require.NoError(t, err)
+	require.False(t, ok, "partition 1 committed none: no watermark")
+	commit(1, t0.Add(2*time.Minute))
+	wm, ok, err := committedWatermark(ctx, rdb, prefix, "g", "t", parts)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, t0.Add(time.Minute).UnixMilli(), wm.UnixMilli(), "the least")
+}
+
 // A key value's braces cannot end its hash tag early (every key of one value lands in one slot).
 func TestTagEscapesBraces(t *testing.T) {
 	require.Equal(t, "{u1}", tag("u1"))

@@ -243,10 +243,16 @@ func (s *Stage) groupWatermark(ctx context.Context, client sarama.Client) (wm ti
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("partitions of %s: %w", s.cfg.Topic, err)
 	}
-	pipe := s.cfg.Redis.Pipeline()
+	return committedWatermark(ctx, s.cfg.Redis, s.cfg.KeyPrefix, s.cfg.Group, s.cfg.Topic, parts)
+}
+
+// committedWatermark is the least watermark the partitions committed for group; ok is false while
+// one has committed none.
+func committedWatermark(ctx context.Context, rdb redis.UniversalClient, prefix, group, topic string, parts []int32) (wm time.Time, ok bool, err error) {
+	pipe := rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, len(parts))
 	for i, p := range parts {
-		cmds[i] = pipe.HGet(ctx, newChangelog(nil, s.cfg.KeyPrefix, s.cfg.Group, s.cfg.Topic, p).meta, "w")
+		cmds[i] = pipe.HGet(ctx, newChangelog(nil, prefix, group, topic, p).meta, "w")
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return time.Time{}, false, fmt.Errorf("partition watermarks: %w", err)

@@ -181,6 +181,21 @@ func TestSharedAbsenceDecidedInEventTime(t *testing.T) {
 	require.Equal(t, want, p.deliveriesByUser(), "every unpaid item's cart once, no paid one's")
 }
 
+// TestSharedAbsenceBesideEmptyPartitions: the group's watermark needs every partition's; three of
+// the topic's four never hold a record, and their replica publishes theirs from the wall clock, so
+// a lone cart, due a minute ago, is still reached.
+func TestSharedAbsenceBesideEmptyPartitions(t *testing.T) {
+	p := newPipeline(t)
+	p.startWorker()
+	rule := cep.Rule{ID: "unsold", Kind: cep.KindAbsence, Key: "item", Steps: []cep.Step{{Type: "cart_add"}},
+		Absent: &cep.Step{Type: "order_paid"}, Within: cep.Duration(30 * time.Minute), JourneyID: "cart-reminder"}
+	u := p.id + "-lone"
+	p.produceEvent(event.Event{EventID: u + "-add", UserID: u, Type: "cart_add", ItemID: p.id + "-sku", TS: time.Now().UTC().Add(-31 * time.Minute)})
+	p.startCEPConfig(p.id+"-cep", p.prefix, []cep.Rule{rule}, func(c *cep.Config) { c.TimerInterval = 10 * time.Millisecond })
+	p.waitDeliveries(1)
+	require.Equal(t, map[string]int{u: 1}, p.deliveriesByUser())
+}
+
 // TestJoinAcrossReplicas: the join's link events travel on their users' partitions and the trigger
 // on its item's, consumed by two replicas of one group; every fan is reached once, including one
 // whose favourite (earlier in event time) is produced after the price drop, and nobody who
