@@ -221,19 +221,22 @@ func ensureSearchAttributes(ctx context.Context, c client.Client, want map[strin
 
 // serverConfig describes one process running all four Temporal services on loopback.
 func serverConfig(dbPath string, port, shards int, lowPorts bool) (*config.Config, error) {
-	// With PostgreSQL the other services' ports follow the frontend's: that store keeps membership
-	// ports in a smallint, so kernel-picked ephemeral ports (above 32767) do not fit.
+	// The other services' ports follow the frontend's, below the kernel's ephemeral range (32768
+	// and up): a port the kernel picked is free when picked but may be taken, before Temporal binds
+	// it, by any process's outgoing connection (a restart's ringpop listener once failed so:
+	// "address already in use"). PostgreSQL keeps membership ports in a smallint anyway; with
+	// SQLite a frontend port too high to follow falls back to ports the kernel picks.
 	next := port + 1
 	kernelPort := freePort
 	freePort := func() (int, error) {
-		if !lowPorts {
-			return kernelPort()
-		}
 		for ; next < min(port+500, 32768); next++ {
 			if portFree(next) == nil {
 				next++
 				return next - 1, nil
 			}
+		}
+		if !lowPorts {
+			return kernelPort()
 		}
 		return 0, fmt.Errorf("no free port between %d and %d", port+1, min(port+500, 32768))
 	}
