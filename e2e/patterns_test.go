@@ -132,6 +132,13 @@ func TestAbsenceDecidedInEventTime(t *testing.T) {
 	require.Equal(t, want, got, "every abandoner once, no payer")
 }
 
+// unsoldRule is an absence keyed on the item: a cart_add, then no order_paid of the item by anyone
+// within 30 minutes. Its state is shared in Redis, its timers fire on the group's watermark.
+func unsoldRule() cep.Rule {
+	return cep.Rule{ID: "unsold", Kind: cep.KindAbsence, Key: "item", Steps: []cep.Step{{Type: "cart_add"}},
+		Absent: &cep.Step{Type: "order_paid"}, Within: cep.Duration(30 * time.Minute), JourneyID: "cart-reminder"}
+}
+
 // TestSharedAbsenceDecidedInEventTime: an absence keyed on the item (its state shared in Redis: the
 // item's cart_add and order_paid come from different users, on different partitions) is decided
 // on the group's watermark. A replica starts behind a 45-minute backlog: sixteen carts, then one
@@ -142,8 +149,6 @@ func TestAbsenceDecidedInEventTime(t *testing.T) {
 func TestSharedAbsenceDecidedInEventTime(t *testing.T) {
 	p := newPipeline(t)
 	p.startWorker()
-	rule := cep.Rule{ID: "unsold", Kind: cep.KindAbsence, Key: "item", Steps: []cep.Step{{Type: "cart_add"}},
-		Absent: &cep.Step{Type: "order_paid"}, Within: cep.Duration(30 * time.Minute), JourneyID: "cart-reminder"}
 	start := time.Now().UTC().Add(-45 * time.Minute)
 	sku := func(i int) string { return fmt.Sprintf("%s-sku%d", p.id, i) }
 	var evs []event.Event
@@ -174,7 +179,7 @@ func TestSharedAbsenceDecidedInEventTime(t *testing.T) {
 	}
 	require.NoError(t, p.producer.SendMessages(msgs))
 	group := p.id + "-cep"
-	p.startCEPConfig(group, p.prefix, []cep.Rule{rule}, func(c *cep.Config) { c.BatchSize = 4; c.TimerInterval = 10 * time.Millisecond })
+	p.startCEPConfig(group, p.prefix, []cep.Rule{unsoldRule()}, func(c *cep.Config) { c.BatchSize = 4; c.TimerInterval = 10 * time.Millisecond })
 	p.waitDeliveries(len(want))
 	p.waitCaughtUp(group)
 	time.Sleep(time.Second) // a wrong absence would have fired by now
@@ -187,11 +192,9 @@ func TestSharedAbsenceDecidedInEventTime(t *testing.T) {
 func TestSharedAbsenceBesideEmptyPartitions(t *testing.T) {
 	p := newPipeline(t)
 	p.startWorker()
-	rule := cep.Rule{ID: "unsold", Kind: cep.KindAbsence, Key: "item", Steps: []cep.Step{{Type: "cart_add"}},
-		Absent: &cep.Step{Type: "order_paid"}, Within: cep.Duration(30 * time.Minute), JourneyID: "cart-reminder"}
 	u := p.id + "-lone"
 	p.produceEvent(event.Event{EventID: u + "-add", UserID: u, Type: "cart_add", ItemID: p.id + "-sku", TS: time.Now().UTC().Add(-31 * time.Minute)})
-	p.startCEPConfig(p.id+"-cep", p.prefix, []cep.Rule{rule}, func(c *cep.Config) { c.TimerInterval = 10 * time.Millisecond })
+	p.startCEPConfig(p.id+"-cep", p.prefix, []cep.Rule{unsoldRule()}, func(c *cep.Config) { c.TimerInterval = 10 * time.Millisecond })
 	p.waitDeliveries(1)
 	require.Equal(t, map[string]int{u: 1}, p.deliveriesByUser())
 }
