@@ -127,6 +127,11 @@ type machine struct {
 	// sweep checks each slot's current expiry (and skips the slots dropped meanwhile).
 	expiry  map[int64][]*slot
 	minutes minuteHeap
+	// prefetch's buffers and the sum its reads go to (prefetch.go).
+	pfKey, pfBuf []byte
+	pfHash       []uint64
+	pfSlots      []*slot
+	pfSink       uint64
 }
 
 // minuteHeap orders the expiry index's minutes.
@@ -182,11 +187,45 @@ type slot struct {
 	kend uint32 // the key is b[1:kend]
 }
 
-// newSlot makes key's slot, with room for a small instance.
+// newSlot makes key's slot, with room for a small instance: one allocation, the bytes right
+// after the slot's header (inlineSlot), so a lookup that reads the header finds the key in the
+// same cache line, where a separate array cost the collector a second object and every lookup a
+// second cache miss. A slot whose instance outgrows its room moves its bytes to an array of their
+// own (append), its header staying where it is.
 func newSlot(key string) *slot {
-	b := make([]byte, 1+len(key), 1+len(key)+48)
-	copy(b[1:], key)
-	return &slot{b: b, kend: uint32(1 + len(key))}
+	need := 1 + len(key) + 48
+	var sl *slot
+	var buf []byte
+	switch {
+	case need <= 48:
+		s := new(inlineSlot[[48]byte])
+		sl, buf = &s.slot, s.buf[:]
+	case need <= 80:
+		s := new(inlineSlot[[80]byte])
+		sl, buf = &s.slot, s.buf[:]
+	case need <= 112:
+		s := new(inlineSlot[[112]byte])
+		sl, buf = &s.slot, s.buf[:]
+	case need <= 160:
+		s := new(inlineSlot[[160]byte])
+		sl, buf = &s.slot, s.buf[:]
+	case need <= 224:
+		s := new(inlineSlot[[224]byte])
+		sl, buf = &s.slot, s.buf[:]
+	default:
+		sl, buf = new(slot), make([]byte, need)
+	}
+	sl.b = buf[:1+len(key)]
+	copy(sl.b[1:], key)
+	sl.kend = uint32(1 + len(key))
+	return sl
+}
+
+// inlineSlot is a slot and its first bytes in one object; the sizes make whole Go size classes
+// (a 32-byte header and 48 to 224 bytes: 80 to 256).
+type inlineSlot[A [48]byte | [80]byte | [112]byte | [160]byte | [224]byte] struct {
+	slot
+	buf A
 }
 
 // key is the slot's key. It shares the slot's bytes, which never change once written (an
@@ -352,6 +391,18 @@ func (m *machine) getAt(c *cursor) *instance {
 		// Only this machine's encoder wrote it, and a restore checked what it read.
 		panic(fmt.Sprintf("cep: instance %s does not decode: %v", c.sl.key(), err))
 	}
+	return in
+}
+
+// blank is the scratch instance emptied (its slices' room kept), for a rule's step that finds
+// no instance and makes one: under getAt's terms, written back with putAt and kept by nothing.
+func (m *machine) blank() *instance {
+	in := m.scratch
+	if in == nil {
+		in = &instance{}
+		m.scratch = in
+	}
+	*in = instance{Seen: in.Seen[:0], IDs: in.IDs[:0], Done: in.Done[:0]}
 	return in
 }
 
@@ -534,7 +585,7 @@ func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]a
 	in := m.getAt(&c)
 	if r.unless != nil && r.unless.test(ev, vars) {
 		if in == nil {
-			in = &instance{}
+			in = m.blank()
 		}
 		if ts > in.Unless {
 			in.Unless = ts
@@ -546,7 +597,7 @@ func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]a
 		return nil
 	}
 	if in == nil {
-		in = &instance{}
+		in = m.blank()
 	}
 	if slices.ContainsFunc(in.Seen, func(s seen) bool { return s.ID == ev.EventID }) {
 		return nil // a duplicate changes nothing
@@ -601,7 +652,7 @@ func (m *machine) applySequence(r *compiledRule, ev *event.Event, vars map[strin
 		return nil
 	}
 	if in == nil {
-		in = &instance{}
+		in = m.blank()
 	}
 	if slices.Contains(in.IDs, ev.EventID) || slices.ContainsFunc(in.Done, func(s seen) bool { return s.ID == ev.EventID }) {
 		return nil // a duplicate changes nothing
@@ -630,7 +681,7 @@ func (m *machine) applySequence(r *compiledRule, ev *event.Event, vars map[strin
 		}
 	case mask&1 != 0:
 		// A step-0 event that does not advance the instance restarts it: the latest A counts.
-		in.Next, in.Start, in.IDs = 1, ts, []string{ev.EventID}
+		in.Next, in.Start, in.IDs = 1, ts, append(in.IDs[:0], ev.EventID)
 	default:
 		return nil
 	}
@@ -651,7 +702,7 @@ func (m *machine) applyAbsence(r *compiledRule, ev *event.Event, vars map[string
 		return nil
 	}
 	if in == nil {
-		in = &instance{}
+		in = m.blank()
 	}
 	var out []workflows.Match
 	if a := in.A; a != nil {

@@ -125,6 +125,9 @@ func (p *partition) compute(rules []compiledRule, evs []event.Event, appended []
 	now time.Time) (local []workflows.Match, shared []sharedItem) {
 	byID, byType := rulesByID(rules), rulesByType(rules)
 	for i := range evs {
+		if i%prefetchRun == 0 {
+			p.m.prefetch(rules, byType, evs[i:min(i+prefetchRun, len(evs))])
+		}
 		ev := &evs[i]
 		var vars map[string]any
 		for _, j := range byType[ev.Type] {
