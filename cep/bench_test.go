@@ -63,11 +63,11 @@ func BenchmarkCompute(b *testing.B) {
 			if bl := c.building; bl != nil {
 				records -= bl.from
 			}
-			pl := c.prepare(p.m)
+			pl := c.prepare(p.m, -1)
 			if pl.last == "" {
 				records = c.logRecords + 1
 			}
-			c.settle(p.m, pl, records)
+			c.settle(pl, records)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/event")

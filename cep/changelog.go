@@ -102,7 +102,8 @@ type changelog struct {
 	exec          func(ctx context.Context, fn func(redis.Pipeliner) error) error
 	snapshots     int // snapshots begun by this owner: their tokens
 	buf, pieceBuf []byte
-	zbuf, pieceZ  []byte // compressed records and pieces
+	zbuf, pieceZ  []byte       // compressed records and pieces
+	unsent        *commitPlan // a commit that failed, sent first by the next
 }
 
 // snapshotRun is a snapshot being built: the slots listed when it began, how many are written, and
@@ -137,7 +138,7 @@ func (c *changelog) claim(ctx context.Context, allowedLateness time.Duration) (m
 	if err != nil {
 		return nil, 0, fmt.Errorf("fence partition state: %w", err)
 	}
-	c.epoch, c.building = epoch, nil
+	c.epoch, c.building, c.unsent = epoch, nil, nil
 	meta, err := c.rdb.HGetAll(ctx, c.meta).Result()
 	if err != nil {
 		return nil, 0, fmt.Errorf("read partition state: %w", err)
@@ -251,49 +252,53 @@ func (c *changelog) restoreLegacy(ctx context.Context, m *machine) (bool, error)
 
 // commit makes durable what changed since the last commit, with the next offset (-1: unchanged)
 // and the watermark, if this replica still owns the partition (errFenced otherwise), and moves a
-// snapshot on by one piece. The changes are forgotten only on success, so a failed commit is
-// retried whole.
+// snapshot on by one piece. A commit that fails is kept whole and sent again first by the next
+// (its changes are no longer the machine's to write: later ones are, after it).
 func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time.Duration) error {
-	pl := c.prepare(m)
-	n, err := c.send(ctx, m, pl, next, ttl)
-	if err != nil && strings.Contains(err.Error(), "NOSCRIPT") {
-		// Redis lost its scripts (a restart, a failover), or never had this one: load it, send
-		// again (every command of a commit may be sent twice).
-		if err = commitScript.Load(ctx, c.rdb).Err(); err == nil {
-			n, err = c.send(ctx, m, pl, next, ttl)
+	if c.unsent != nil {
+		n, err := c.send(ctx, *c.unsent, ttl)
+		if err != nil {
+			return err
 		}
+		c.settle(*c.unsent, n)
+		c.unsent = nil
 	}
+	pl := c.prepare(m, next)
+	n, err := c.send(ctx, pl, ttl)
 	if err != nil {
-		m.unclean()
+		c.unsent = &pl
+		return err
 	}
-	if err != nil && strings.HasPrefix(err.Error(), "FENCED") {
-		return fmt.Errorf("%w (%v)", errFenced, err)
-	}
-	if err != nil {
-		return fmt.Errorf("commit partition state: %w", err)
-	}
-	c.settle(m, pl, n)
+	c.settle(pl, n)
 	return nil
 }
 
 // commitPlan is what one commit writes: the batch's record, a snapshot's next piece, and where
-// that piece leaves the snapshot.
+// that piece leaves the snapshot; the next offset (-1: unchanged) and the watermark as of its
+// preparation.
 type commitPlan struct {
 	rec, piece                []byte
 	first, last, from, legacy string // commitScript's snapshot arguments
 	done                      int    // the snapshot's slots written once this piece is
+	next, wm                  int64
 }
 
 // prepare encodes a commit: the changes since the last one, and (starting a snapshot when the
 // log has outgrown the last) the snapshot's next piece. Nothing is sent or forgotten.
-func (c *changelog) prepare(m *machine) commitPlan {
+//
+// The plan owns the changes from here on (the machine lists the next ones), and its bytes are
+// the changelog's buffers: until it is settled, or sent again after a failure, no other commit
+// is prepared, and sending it reads nothing of the machine (a commit in flight while the
+// partition goes on, effects.go).
+func (c *changelog) prepare(m *machine, next int64) commitPlan {
 	if c.building == nil && (c.legacy || (c.logBytes > c.snapBytes && c.logBytes >= c.snapMin) || c.logRecords >= 10_000) {
 		c.snapshots++
 		c.building = &snapshotRun{slots: m.slots(), from: c.logRecords, logBytes: c.logBytes, seq: c.snapshots}
 	}
-	pl := commitPlan{from: "0"}
+	pl := commitPlan{from: "0", next: next, wm: m.wm}
 	w := newRecord(c.buf)
 	m.encodeDirty(w)
+	m.clean()
 	c.buf = w.b
 	if !w.empty() {
 		pl.rec = compressRecord(c.zbuf, w.b)
@@ -342,11 +347,30 @@ func (c *changelog) prepare(m *machine) commitPlan {
 	return pl
 }
 
-// send writes a prepared commit in one round trip and returns the log's length.
-func (c *changelog) send(ctx context.Context, m *machine, pl commitPlan, next int64, ttl time.Duration) (int64, error) {
+// send writes a prepared commit in one round trip and returns the log's length; errFenced when
+// another replica owns the partition. Sending a plan again is harmless (commitScript).
+func (c *changelog) send(ctx context.Context, pl commitPlan, ttl time.Duration) (int64, error) {
+	n, err := c.sendOnce(ctx, pl, ttl)
+	if err != nil && strings.Contains(err.Error(), "NOSCRIPT") {
+		// Redis lost its scripts (a restart, a failover), or never had this one: load it, send
+		// again (every command of a commit may be sent twice).
+		if err = commitScript.Load(ctx, c.rdb).Err(); err == nil {
+			n, err = c.sendOnce(ctx, pl, ttl)
+		}
+	}
+	if err != nil && strings.HasPrefix(err.Error(), "FENCED") {
+		return 0, fmt.Errorf("%w (%v)", errFenced, err)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("commit partition state: %w", err)
+	}
+	return n, nil
+}
+
+func (c *changelog) sendOnce(ctx context.Context, pl commitPlan, ttl time.Duration) (int64, error) {
 	off := ""
-	if next >= 0 {
-		off = strconv.FormatInt(next, 10)
+	if pl.next >= 0 {
+		off = strconv.FormatInt(pl.next, 10)
 	}
 	building := c.snap + "." + strconv.FormatInt(c.epoch, 10)
 	var cmd *redis.Cmd
@@ -359,7 +383,7 @@ func (c *changelog) send(ctx context.Context, m *machine, pl commitPlan, next in
 			p.PExpire(ctx, building, ttl)
 		}
 		cmd = commitScript.EvalSha(ctx, p, []string{c.meta, c.log, c.snap, building, c.hash},
-			strconv.FormatInt(c.epoch, 10), off, strconv.FormatInt(m.wm, 10), msd(ttl), pl.rec, pl.first, pl.last, pl.from, pl.legacy)
+			strconv.FormatInt(c.epoch, 10), off, strconv.FormatInt(pl.wm, 10), msd(ttl), pl.rec, pl.first, pl.last, pl.from, pl.legacy)
 		return nil
 	})
 	n, cerr := cmd.Int64()
@@ -369,9 +393,8 @@ func (c *changelog) send(ctx context.Context, m *machine, pl commitPlan, next in
 	return n, err
 }
 
-// settle takes a commit as durable (n: the log's length after it): the snapshot moves on, the
-// changes are forgotten.
-func (c *changelog) settle(m *machine, pl commitPlan, n int64) {
+// settle takes a commit as durable (n: the log's length after it): the snapshot moves on.
+func (c *changelog) settle(pl commitPlan, n int64) {
 	c.logBytes += int64(len(pl.rec))
 	if b := c.building; b != nil {
 		b.done, b.bytes = pl.done, b.bytes+int64(len(pl.piece))
@@ -381,7 +404,6 @@ func (c *changelog) settle(m *machine, pl commitPlan, n int64) {
 		}
 	}
 	c.logRecords = n
-	m.clean()
 }
 
 // StateSizes is what StateSize reads.

@@ -445,7 +445,7 @@ func (m *machine) drop(key string) {
 func (m *machine) changed() bool { return len(m.dirty) > 0 }
 
 // encodeDirty writes what changed since the last commit: the instances written, the keys deleted.
-// Their flags are cleared: a commit that fails calls unclean, one that succeeds clean.
+// Their flags are cleared, and the commit's plan holds them (clean).
 func (m *machine) encodeDirty(w *recordWriter) {
 	n := 0
 	for _, sl := range m.dirty {
@@ -459,15 +459,6 @@ func (m *machine) encodeDirty(w *recordWriter) {
 		case sl.dirty():
 			w.put(sl.key(), sl.raw())
 			sl.b[0] &^= flagDirty
-		}
-	}
-}
-
-// unclean marks the changes still to be written (their commit failed).
-func (m *machine) unclean() {
-	for _, sl := range m.dirty {
-		if !sl.gone() {
-			sl.b[0] |= flagDirty
 		}
 	}
 }
@@ -487,7 +478,8 @@ func (m *machine) keys() []string {
 	return out
 }
 
-// clean forgets the changes, once they are durable (encodeDirty cleared their flags).
+// clean forgets the changes once a commit has encoded them (encodeDirty cleared their flags):
+// the commit's plan holds them from there.
 func (m *machine) clean() { m.dirty = m.dirty[:0] }
 
 // instances decodes every instance (tests).

@@ -29,7 +29,8 @@ import (
 // Steps 4 and 5 cover every batch processed since the last commit, at most
 // Config.CommitInterval after the first of them, so starts never wait for a commit. Step 3 runs
 // beside the next batches' steps 1 and 2 (effects.go), so the next events never wait for a
-// start either; a commit waits until every batch it covers has done step 3.
+// start either; a commit waits until every batch it covers has done step 3. Step 4 is sent while
+// the next batches go on (a commit in flight, below), and 5 follows when it lands.
 //
 // A crash before 4 replays the batch from the last durable state: the same matches, the same
 // IDs, the starts collapse. A crash between 4 and 5 replays records the state has seen, which are
@@ -71,6 +72,7 @@ type partition struct {
 	// published is the watermark last committed: the group's, the least of its partitions', decides
 	// the shared absences (fireTimers).
 	published int64
+	fl        *flight // the commit in flight, if any
 }
 
 // sharedItem is an event for a rule whose state is shared in Redis.
@@ -305,10 +307,21 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	defer func() {
 		cancel()
 		_ = eff.wait()
+		if p.fl != nil {
+			<-p.fl.done // the claim's context ends its retries
+		}
 	}()
 	commitWanted := false
+	// durable commits what was processed: in flight (the partition goes on, its offset marked when
+	// the commit lands), or, forced, before it returns.
 	durable := func(force bool) bool {
 		if pending == nil {
+			if force {
+				if err := s.awaitCommit(p); err != nil {
+					cfg.Log.Info("batches left for the next owner", "partition", claim.Partition(), "err", err)
+					return false
+				}
+			}
 			return true
 		}
 		if eff.inflight > 0 {
@@ -321,16 +334,27 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 				return false
 			}
 		}
-		began := time.Now()
-		if err := s.commit(ctx, p, pending.Offset+1, s.currentRules()); err != nil {
+		mark, matches, wm := pending, pendingMatches, p.m.wm
+		after := func() {
+			crash(PointCommitted, matches)
+			sess.MarkMessage(mark, "")
+			metrics.ConsumerLag.WithLabelValues(part).Set(float64(max(0, claim.HighWaterMarkOffset()-mark.Offset-1)))
+			metrics.WatermarkLag.WithLabelValues(part).Set(time.Since(time.UnixMilli(wm)).Seconds())
+		}
+		var err error
+		if force {
+			began := time.Now()
+			if err = s.commit(ctx, p, mark.Offset+1, s.currentRules()); err == nil {
+				metrics.BatchSeconds.WithLabelValues("commit").Observe(time.Since(began).Seconds())
+				after()
+			}
+		} else {
+			err = s.startCommit(ctx, p, mark.Offset+1, s.currentRules(), after)
+		}
+		if err != nil {
 			cfg.Log.Info("batches left for the next owner", "partition", claim.Partition(), "err", err)
 			return false
 		}
-		metrics.BatchSeconds.WithLabelValues("commit").Observe(time.Since(began).Seconds())
-		crash(PointCommitted, pendingMatches)
-		sess.MarkMessage(pending, "")
-		metrics.ConsumerLag.WithLabelValues(part).Set(float64(max(0, claim.HighWaterMarkOffset()-pending.Offset-1)))
-		metrics.WatermarkLag.WithLabelValues(part).Set(time.Since(time.UnixMilli(p.m.wm)).Seconds())
 		pending, pendingMatches, lastCommit, commitWanted = nil, 0, time.Now(), false
 		commitTimer.Stop()
 		return true
@@ -414,6 +438,11 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			if commitWanted {
 				// Put off for effects still running: forced once it is CommitDelay late.
 				commitTimer.Reset(max(0, cfg.CommitInterval+cfg.CommitDelay-time.Since(lastCommit)))
+			}
+		case res := <-p.landed():
+			if err := s.landCommit(p, res); err != nil {
+				cfg.Log.Info("batches left for the next owner", "partition", claim.Partition(), "err", err)
+				return nil
 			}
 		case err := <-eff.done:
 			if eff.landed(err) != nil {
@@ -597,9 +626,14 @@ func (s *Stage) idle(ctx context.Context, p *partition, now time.Time, publish b
 	return nil
 }
 
-// commit makes the partition's state durable; a fenced replica stops at once.
+// commit makes the partition's state durable, after the commit in flight if there is one; a
+// fenced replica stops at once.
 func (s *Stage) commit(ctx context.Context, p *partition, next int64, rules []compiledRule) error {
+	if err := s.awaitCommit(p); err != nil {
+		return err
+	}
 	ttl := stateTTL(rules)
+	wm := p.m.wm
 	err := retry(ctx, s.cfg.Log, "commit partition state", func() error {
 		err := p.log.commit(ctx, p.m, next, ttl)
 		if errors.Is(err, errFenced) {
@@ -612,16 +646,110 @@ func (s *Stage) commit(ctx context.Context, p *partition, next int64, rules []co
 		metrics.StateFenced.Inc()
 		return stop.err
 	}
-	if err == nil && next >= 0 {
-		p.next = next
-	}
 	if err == nil {
-		p.published = p.m.wm
-	}
-	if err == nil && p.id >= 0 {
-		metrics.StateInstances.WithLabelValues(strconv.Itoa(int(p.id))).Set(float64(p.m.inst.len()))
+		s.committed(p, next, wm)
 	}
 	return err
+}
+
+// committed records a durable commit: the next offset it holds (-1: unchanged), its watermark.
+func (s *Stage) committed(p *partition, next, wm int64) {
+	if next >= 0 {
+		p.next = next
+	}
+	p.published = wm
+	if p.id >= 0 {
+		metrics.StateInstances.WithLabelValues(strconv.Itoa(int(p.id))).Set(float64(p.m.inst.len()))
+	}
+}
+
+// A commit in flight: the partition's loop prepares a commit (its record and snapshot piece
+// encoded, the machine's changes handed to it) and goes on with the next batches while a
+// goroutine sends it, retried until Redis takes it, the replica is fenced or the claim ends. The
+// loop lands it (landCommit) when it is done, before it prepares the next, so commits stay in
+// order and one is in flight at a time; a commit that must be durable before the loop goes on
+// (an idle partition's, the claim's last) waits for it. A Redis slow to answer, or a commit that
+// carries a snapshot's piece, no longer holds the partition's events back.
+type flight struct {
+	pl    commitPlan
+	done  chan flightResult
+	began time.Time
+	after func() // run by the loop once the commit is durable: the offset marked
+}
+
+type flightResult struct {
+	n   int64 // the log's length
+	err error
+}
+
+// startCommit puts the partition's changes in flight with the next offset; after runs once they
+// are durable.
+func (s *Stage) startCommit(ctx context.Context, p *partition, next int64, rules []compiledRule, after func()) error {
+	if err := s.awaitCommit(p); err != nil {
+		return err
+	}
+	if p.log.unsent != nil { // a commit failed before: sent first, by the synchronous path
+		if err := s.commit(ctx, p, next, rules); err != nil {
+			return err
+		}
+		after()
+		return nil
+	}
+	ttl := stateTTL(rules)
+	fl := &flight{pl: p.log.prepare(p.m, next), done: make(chan flightResult, 1), began: time.Now(), after: after}
+	p.fl = fl
+	go func() {
+		var n int64
+		err := retry(ctx, s.cfg.Log, "commit partition state", func() (err error) {
+			n, err = p.log.send(ctx, fl.pl, ttl)
+			if errors.Is(err, errFenced) {
+				return stopRetry{err}
+			}
+			return err
+		})
+		var stop stopRetry
+		if errors.As(err, &stop) {
+			err = stop.err
+		}
+		fl.done <- flightResult{n: n, err: err}
+	}()
+	return nil
+}
+
+// landCommit takes the result of the commit in flight.
+func (s *Stage) landCommit(p *partition, res flightResult) error {
+	fl := p.fl
+	p.fl = nil
+	if errors.Is(res.err, errFenced) {
+		metrics.StateFenced.Inc()
+	}
+	if res.err != nil {
+		return res.err
+	}
+	p.log.settle(fl.pl, res.n)
+	s.committed(p, fl.pl.next, fl.pl.wm)
+	metrics.BatchSeconds.WithLabelValues("commit").Observe(time.Since(fl.began).Seconds())
+	if fl.after != nil {
+		fl.after()
+	}
+	return nil
+}
+
+// awaitCommit waits for the commit in flight, if any, and lands it.
+func (s *Stage) awaitCommit(p *partition) error {
+	if p.fl == nil {
+		return nil
+	}
+	return s.landCommit(p, <-p.fl.done)
+}
+
+// landed is the channel on which the commit in flight ends (nil when none is: a select waits on
+// it forever).
+func (p *partition) landed() chan flightResult {
+	if p.fl == nil {
+		return nil
+	}
+	return p.fl.done
 }
 
 // stopRetry ends a retry loop with its error.
