@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
 	"time"
@@ -59,19 +60,23 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 	}
 	k := e.joinKey(r, ev.ItemID)
 	if r.steps[0].test(ev, vars) && ev.UserID != "" {
-		// Record the link, drop those too old to join (older than the link TTL before it) and
-		// past MaxFanout (the newest kept), keep the key a grace past its newest link's TTL, and
-		// read the item's kept triggers later than the link; a link already past its need is
-		// only read with (fresh). Plain commands, pipelined with the batch's others: a Lua script
-		// per link cost Redis about four times their CPU. They need no atomicity: a trigger is
-		// recorded before its partition reads the links (queueHeads), a link before its own read
-		// of the triggers, so of a link and a trigger racing on two partitions at least one finds
-		// the other (both may: one match ID).
+		// Record the link, keep the key a grace past its newest link's TTL, and read the item's
+		// kept triggers later than the link; a link already past its need is only read with
+		// (fresh). One link in linkTrimEvery also drops the item's links too old to join (older
+		// than the link TTL before it) and those past MaxFanout (the newest kept): the reads take
+		// the newest MaxFanout in their span whatever the set holds, so the trims only bound its
+		// memory, and on every link they were a third of its commands. Plain commands, pipelined
+		// with the batch's others: a Lua script per link cost Redis about four times their CPU.
+		// They need no atomicity: a trigger is recorded before its partition reads the links
+		// (queueHeads), a link before its own read of the triggers, so of a link and a trigger
+		// racing on two partitions at least one finds the other (both may: one match ID).
 		ts, ttl := ms(ev.TS), msd(r.LinkTTL.D())
 		if at := ts + ttl + msd(e.grace); fresh(at, now) {
 			pipe.ZAdd(ctx, k, redis.Z{Score: float64(ts), Member: ev.UserID})
-			pipe.ZRemRangeByScore(ctx, k, "-inf", "("+strconv.FormatInt(ts-ttl, 10))
-			pipe.ZRemRangeByRank(ctx, k, 0, int64(-r.MaxFanout-1))
+			if trimsLinks(ev.EventID) {
+				pipe.ZRemRangeByScore(ctx, k, "-inf", "("+strconv.FormatInt(ts-ttl, 10))
+				pipe.ZRemRangeByRank(ctx, k, 0, int64(-r.MaxFanout-1))
+			}
 			expireAt(ctx, pipe, k, at)
 		}
 		cmd := pipe.ZRangeByScore(ctx, e.triggersKey(r, ev.ItemID), &redis.ZRangeBy{Min: "(" + strconv.FormatInt(ts, 10),
@@ -95,6 +100,17 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 	}
 }
 
+// linkTrimEvery: one link in this many trims its item's set (planJoin), chosen by its event ID so a
+// replay trims where the first pass did. An item's set holds, past what the trims keep, about
+// this many links more.
+const linkTrimEvery = 8
+
+func trimsLinks(eventID string) bool {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(eventID))
+	return h.Sum32()%linkTrimEvery == 0
+}
+
 // lateMatches turns the triggers a link found into matches for the link's user.
 func lateMatches(ls []lateLink, now time.Time) []workflows.Match {
 	var out []workflows.Match
@@ -113,7 +129,8 @@ func lateMatches(ls []lateLink, now time.Time) []workflows.Match {
 	return out
 }
 
-// linkSpan is the score range of the links a trigger reads: those of the link TTL before it.
+// linkSpan is the score range of the links a trigger reads: those of the link TTL before it. The
+// reads take them newest first, at most MaxFanout.
 func linkSpan(q joinQuery) (string, string) {
 	return strconv.FormatInt(ms(q.ev.TS)-msd(q.rule.LinkTTL.D()), 10), strconv.FormatInt(ms(q.ev.TS), 10)
 }
@@ -126,7 +143,7 @@ func (e *engine) queueHeads(pipe redis.Pipeliner, qs []joinQuery) []*redis.Strin
 	for i, q := range qs {
 		from, to := linkSpan(q)
 		heads[i] = pipe.ZRangeArgs(context.Background(), redis.ZRangeArgs{Key: e.joinKey(q.rule, q.ev.ItemID), ByScore: true,
-			Start: from, Stop: to, Count: fanPageSize + 1})
+			Rev: true, Start: to, Stop: from, Count: fanPageSize + 1})
 	}
 	return heads
 }
@@ -161,7 +178,8 @@ func (e *engine) snapshotLinks(ctx context.Context, qs []joinQuery, heads []*red
 	for i, q := range big {
 		from, to := linkSpan(q)
 		snap := e.fanKey(q.rule, q.ev)
-		cmds[i] = pipe.ZRangeStore(ctx, snap, redis.ZRangeArgs{Key: e.joinKey(q.rule, q.ev.ItemID), ByScore: true, Start: from, Stop: to})
+		cmds[i] = pipe.ZRangeStore(ctx, snap, redis.ZRangeArgs{Key: e.joinKey(q.rule, q.ev.ItemID), ByScore: true, Rev: true,
+			Start: to, Stop: from, Count: int64(q.rule.MaxFanout)})
 		pipe.PExpire(ctx, snap, fanSnapshotTTL)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
