@@ -324,6 +324,13 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			}
 			return true
 		}
+		if !force && p.fl != nil && time.Since(lastCommit) < cfg.CommitInterval+cfg.CommitDelay {
+			// The last commit has not landed (a slow or unreachable Redis): this one follows it when
+			// it does, and the partition reads on meanwhile, as for effects still running, up to the
+			// same bounds (CommitDelay, maxPutOffChanges); past them it waits for the landing.
+			commitWanted = true
+			return true
+		}
 		if eff.inflight > 0 {
 			if !force && time.Since(lastCommit) < cfg.CommitInterval+cfg.CommitDelay {
 				commitWanted = true
@@ -436,12 +443,16 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 				return nil
 			}
 			if commitWanted {
-				// Put off for effects still running: forced once it is CommitDelay late.
+				// Put off for effects still running, or behind the commit in flight: forced once it
+				// is CommitDelay late.
 				commitTimer.Reset(max(0, cfg.CommitInterval+cfg.CommitDelay-time.Since(lastCommit)))
 			}
 		case res := <-p.landed():
 			if err := s.landCommit(p, res); err != nil {
 				cfg.Log.Info("batches left for the next owner", "partition", claim.Partition(), "err", err)
+				return nil
+			}
+			if commitWanted && eff.inflight == 0 && !durable(false) {
 				return nil
 			}
 		case err := <-eff.done:

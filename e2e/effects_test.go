@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/faultproxy"
 	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/workflows"
 )
@@ -168,4 +170,52 @@ func holdsObserved(t *testing.T) uint64 {
 		}
 	}
 	return 0
+}
+
+// TestUnreachableRedisHoldsNoEvents: a commit Redis does not answer (the state store unreachable
+// for a moment) does not hold back the events behind it: the commit is in flight, retried, while
+// the partitions read on and start their reaches; nothing is marked for Kafka past what is
+// durable, and once Redis answers the commits land and every user was reached once.
+func TestUnreachableRedisHoldsNoEvents(t *testing.T) {
+	p := newPipeline(t)
+	px, err := faultproxy.Start(p.env.RedisAddr)
+	require.NoError(t, err)
+	t.Cleanup(px.Close)
+	rdb := redis.NewClient(&redis.Options{Addr: px.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	count := &recordingStarter{at: map[string]time.Time{}} // starts nothing
+	group := p.id + "-cep"
+	rule := cep.Rule{ID: p.id + "-add", Steps: []cep.Step{{Type: "cart_add"}}, JourneyID: "cart-retarget"}
+	p.startCEPConfig(group, p.prefix, []cep.Rule{rule}, func(c *cep.Config) {
+		c.Redis, c.Starter = rdb, count
+		c.CommitDelay = time.Minute // the partitions read on behind a commit in flight for the whole outage
+	})
+	add := func(u string) {
+		p.produceEvent(event.Event{EventID: u + "-add", UserID: u, Type: "cart_add", ItemID: "sku-1"})
+	}
+	add(p.id + "-u0")
+	require.Eventually(t, func() bool { return count.users() == 1 }, 30*time.Second, 20*time.Millisecond)
+	p.waitCaughtUp(group)
+	before := p.groupOffsets(group)
+
+	px.SetDown(true)
+	// Waves of users on every partition, each a few commit intervals after the one before: every
+	// wave's batch asks for a commit while the one before is still in flight.
+	const waves, perWave = 5, 8
+	users := 0
+	for w := range waves {
+		for range perWave {
+			users++
+			add(fmt.Sprintf("%s-u%d", p.id, users))
+		}
+		require.Eventually(t, func() bool { return count.users() == users+1 }, 10*time.Second, 20*time.Millisecond,
+			"wave %d's reaches waited for Redis to answer a commit", w)
+		time.Sleep(300 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // past Kafka's auto-commit interval: a mark would show
+	require.Equal(t, before, p.groupOffsets(group), "an offset was marked past a commit Redis never took")
+
+	px.SetDown(false)
+	p.waitCaughtUp(group)
+	require.Equal(t, users+1, count.users())
 }
