@@ -538,22 +538,29 @@ func (m *machine) advance(wm int64) {
 	}
 }
 
+// ruleKey is ev's correlation key under r: the user, or r's fields built in *buf (valid until
+// it is reused); false when ev lacks one.
+func ruleKey(r *compiledRule, ev *event.Event, buf *[]byte) (string, bool) {
+	if len(r.keyFields) == 1 && r.keyFields[0] == "user" {
+		return ev.UserID, ev.UserID != ""
+	}
+	b, ok := r.appendKey((*buf)[:0], ev)
+	*buf = b
+	if !ok {
+		return "", false
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b)), true
+}
+
 // apply advances rule r's instance for ev; r is a rule the machine owns (ownedByPartition).
 func (m *machine) apply(r *compiledRule, ev *event.Event, vars map[string]any, now time.Time) []workflows.Match {
 	if ev.UserID == "" {
 		return nil
 	}
 	// The key is built in the machine's buffer: the cursors copy it, a match clones it.
-	var key string
-	if len(r.keyFields) == 1 && r.keyFields[0] == "user" {
-		key = ev.UserID
-	} else {
-		b, ok := r.appendKey(m.rkbuf[:0], ev)
-		m.rkbuf = b
-		if !ok {
-			return nil
-		}
-		key = unsafe.String(unsafe.SliceData(b), len(b))
+	key, ok := ruleKey(r, ev, &m.rkbuf)
+	if !ok {
+		return nil
 	}
 	ts := ms(ev.TS)
 	exp := ts + ttlFor(r)

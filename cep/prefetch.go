@@ -48,16 +48,9 @@ func (m *machine) prefetch(rules []compiledRule, byType map[string][]int, evs []
 			if kind == "" || !ownedByPartition(r) {
 				continue
 			}
-			var key string
-			if len(r.keyFields) == 1 && r.keyFields[0] == "user" {
-				key = ev.UserID
-			} else {
-				b, ok := r.appendKey(m.pfKey[:0], ev)
-				m.pfKey = b
-				if !ok {
-					continue
-				}
-				key = unsafe.String(unsafe.SliceData(b), len(b))
+			key, ok := ruleKey(r, ev, &m.pfKey)
+			if !ok {
+				continue
 			}
 			b := appendInstKey(m.pfBuf[:0], r, kind, key)
 			m.pfBuf = b
