@@ -284,12 +284,12 @@ type commitPlan struct {
 }
 
 // prepare encodes a commit: the changes since the last one, and (starting a snapshot when the
-// log has outgrown the last) the snapshot's next piece. Nothing is sent or forgotten.
+// log has outgrown the last) the snapshot's next piece. Nothing is sent.
 //
 // The plan owns the changes from here on (the machine lists the next ones), and its bytes are
 // the changelog's buffers: until it is settled, or sent again after a failure, no other commit
 // is prepared, and sending it reads nothing of the machine (a commit in flight while the
-// partition goes on, effects.go).
+// partition goes on: Stage.startCommit).
 func (c *changelog) prepare(m *machine, next int64) commitPlan {
 	if c.building == nil && (c.legacy || (c.logBytes > c.snapBytes && c.logBytes >= c.snapMin) || c.logRecords >= 10_000) {
 		c.snapshots++
@@ -297,6 +297,7 @@ func (c *changelog) prepare(m *machine, next int64) commitPlan {
 	}
 	pl := commitPlan{from: "0", next: next, wm: m.wm}
 	w := newRecord(c.buf)
+	changed := len(m.dirty)
 	m.encodeDirty(w)
 	m.clean()
 	c.buf = w.b
@@ -316,7 +317,7 @@ func (c *changelog) prepare(m *machine, next int64) commitPlan {
 	}
 	done := b.done
 	pw := newRecord(c.pieceBuf)
-	end := min(len(b.slots), done+max(c.piece, 2*len(m.dirty)))
+	end := min(len(b.slots), done+max(c.piece, 2*changed))
 	// Sized in a pass of its own, which also reads each slot's flags: the slots, untouched for a
 	// while, come into the cache together (their reads do not wait on each other) rather than one
 	// at a time as they are copied.

@@ -3,6 +3,7 @@ package cep
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -205,4 +206,25 @@ func TestSweepByExpiryIndex(t *testing.T) {
 	m.sweep()
 	require.Empty(t, m.keys())
 	require.Empty(t, m.expiry, "the index empties with the instances")
+}
+
+// A snapshot piece covers at least twice the instances its commit changed, so a snapshot being
+// built always catches up with a partition that changes many instances per commit (the log would
+// otherwise outgrow each new snapshot before it is in place).
+func TestSnapshotPieceKeepsUp(t *testing.T) {
+	m := newMachine(time.Hour)
+	for i := range 1000 {
+		m.put(fmt.Sprintf("k%d", i), &instance{Exp: int64(i + 1)})
+	}
+	c := newChangelog(nil, "t", "g", "topic", 0)
+	c.piece, c.snapMin = 4, 0
+	c.settle(c.prepare(m, -1), 1) // the first commit: every instance in the log, none in a snapshot
+	c.logBytes, c.snapBytes = 1, 0 // the log has outgrown the (empty) snapshot: the next commit starts one
+	for i := range 300 {
+		m.put(fmt.Sprintf("k%d", i), &instance{Exp: int64(i + 2)})
+	}
+	pl := c.prepare(m, -1)
+	require.NotNil(t, c.building, "a snapshot began")
+	require.Equal(t, 600, pl.done, "the piece covers twice the 300 instances the commit changed")
+	require.Empty(t, m.dirty, "the plan holds the changes")
 }

@@ -87,11 +87,12 @@ type Config struct {
 	BatchWait time.Duration
 	// CommitInterval bounds how long processed batches wait to be made durable together (state
 	// and offset; 100ms when zero, every batch when negative). Starts never wait for it; a
-	// crash replays at most this much, to the same matches and workflow IDs.
+	// crash replays what no commit covered (this much, and up to CommitDelay more while a commit
+	// is put off), to the same matches and workflow IDs.
 	CommitInterval time.Duration
 	// CommitDelay bounds how long past CommitInterval a commit may be put off while batches'
-	// effects (starts, responses) still run, the partition going on meanwhile; then it waits for
-	// them (1s when zero). A put-off commit also carries at most 8,192 changed instances: past
+	// effects (starts, responses) still run, or while the last commit is still in flight (Redis
+	// slow to take it), the partition going on meanwhile; then it waits for them (1s when zero). A put-off commit also carries at most 8,192 changed instances: past
 	// that the partition reads no more records until the effects land and it commits.
 	CommitDelay time.Duration
 	// FanOutSlice bounds how long a partition spends starting a join trigger's users between two

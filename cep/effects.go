@@ -23,8 +23,9 @@ import (
 // signalled before the one that preceded it could take a journey down another branch).
 
 // maxInflight bounds a partition's batches whose effects run at once; maxPutOffChanges how many
-// changed instances a commit put off for effects still running (Config.CommitDelay) may hold:
-// past that, the partition reads no more records until its effects land and it commits. Under a
+// changed instances a commit put off for effects still running, or behind the last commit still
+// in flight (Config.CommitDelay), may hold: past that, the partition reads no more records until
+// its effects and that commit land and it commits. Under a
 // steady stream some batch's effects are always running, so without the bound every commit
 // waited the full delay and carried a second of changes (megabytes a partition, in buffers as
 // large); with it a put-off commit carries about this many (some 80 bytes each).

@@ -62,10 +62,14 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 	if r.steps[0].test(ev, vars) && ev.UserID != "" {
 		// Record the link, keep the key a grace past its newest link's TTL, and read the item's
 		// kept triggers later than the link; a link already past its need is only read with
-		// (fresh). One link in linkTrimEvery also drops the item's links too old to join (older
-		// than the link TTL before it) and those past MaxFanout (the newest kept): the reads take
-		// the newest MaxFanout in their span whatever the set holds, so the trims only bound its
-		// memory, and on every link they were a third of its commands. Plain commands, pipelined
+		// (fresh). One link in linkTrimEvery also drops the item's links older than the link TTL
+		// before it and those past MaxFanout (the newest kept), which every link did before (a
+		// third of its commands): the reads take the newest MaxFanout in their span whatever the
+		// set holds, so sampling the trims changes no match, only how far past them the set
+		// grows. As ever, the trims are relative to the link that makes them: a trigger read
+		// after links newer than it by more than the link TTL, or after more than MaxFanout
+		// newer links, finds its own older links trimmed (a trigger lagging that far is not
+		// served exactly). Plain commands, pipelined
 		// with the batch's others: a Lua script per link cost Redis about four times their CPU.
 		// They need no atomicity: a trigger is recorded before its partition reads the links
 		// (queueHeads), a link before its own read of the triggers, so of a link and a trigger

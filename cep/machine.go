@@ -197,9 +197,6 @@ func newSlot(key string) *slot {
 	var sl *slot
 	var buf []byte
 	switch {
-	case need <= 48:
-		s := new(inlineSlot[[48]byte])
-		sl, buf = &s.slot, s.buf[:]
 	case need <= 80:
 		s := new(inlineSlot[[80]byte])
 		sl, buf = &s.slot, s.buf[:]
@@ -222,8 +219,8 @@ func newSlot(key string) *slot {
 }
 
 // inlineSlot is a slot and its first bytes in one object; the sizes make whole Go size classes
-// (a 32-byte header and 48 to 224 bytes: 80 to 256).
-type inlineSlot[A [48]byte | [80]byte | [112]byte | [160]byte | [224]byte] struct {
+// (a 32-byte header and 80 to 224 bytes: 112 to 256).
+type inlineSlot[A [80]byte | [112]byte | [160]byte | [224]byte] struct {
 	slot
 	buf A
 }
