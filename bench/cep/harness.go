@@ -169,7 +169,15 @@ type countingStarter struct {
 	mu      sync.Mutex
 	samples []time.Duration
 	byRule  map[string][]time.Duration
+	points  []point // with -samples: every sample with its due time and rule
 	record  bool
+}
+
+// point is one latency sample as -samples writes it.
+type point struct {
+	due  time.Time
+	d    time.Duration
+	rule string
 }
 
 func (c *countingStarter) Start(_ context.Context, m workflows.Match) error {
@@ -182,6 +190,9 @@ func (c *countingStarter) Start(_ context.Context, m workflows.Match) error {
 			c.byRule = map[string][]time.Duration{}
 		}
 		c.byRule[m.RuleID] = append(c.byRule[m.RuleID], d)
+		if *samplesPath != "" {
+			c.points = append(c.points, point{due: m.EventTime, d: d, rule: m.RuleID})
+		}
 		c.mu.Unlock()
 	}
 	return nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
@@ -72,6 +73,7 @@ func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog
 			l := latencies{samples: ss}
 			progress("    %s: %d samples, p50 %s, p99 %s", r, len(ss), l.p(0.5), l.p(0.99))
 		}
+		writeSamples(fmt.Sprintf("%d/s", rate), sr.starter.points)
 		return slices.Clone(sr.starter.samples)
 	})
 }
@@ -310,4 +312,21 @@ func machineCPU() cpuStat {
 		}
 	}
 	return s
+}
+
+// writeSamples appends a latency run's samples to the -samples file, one per line: the run (its
+// rate), the sample's due time (Unix ms), its latency (µs) and its rule, tab-separated. Where a
+// run's tail comes from shows in when its slow samples were due (a collection, a Redis rewrite).
+func writeSamples(run string, ps []point) {
+	if *samplesPath == "" {
+		return
+	}
+	f, err := os.OpenFile(*samplesPath, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	must(err)
+	w := bufio.NewWriter(f)
+	for _, p := range ps {
+		fmt.Fprintf(w, "%s\t%d\t%d\t%s\n", run, p.due.UnixMilli(), p.d.Microseconds(), p.rule)
+	}
+	must(w.Flush())
+	must(f.Close())
 }

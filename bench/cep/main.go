@@ -72,6 +72,7 @@ func main() {
 	flatSpan := flag.Duration("flat-span", 40*24*time.Hour, "event time spanned by the memory-flat test's first stream (past every key's life: the 30-day join links and their day of grace)")
 	flatOnly := flag.Bool("flat-only", false, "only the memory-flat test (a development loop, not a report)")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of this process during a measured pass of the stage (-profile-pass), and allocation profiles at its start and end (<path>.heap0, .heap1: pprof -sample_index=alloc_space -base) (with -latency-only: of the latency run)")
+	samplesPath = flag.String("samples", "", "append every latency run's samples to this file: run, due time (Unix ms), latency (µs), rule, tab-separated")
 	profilePass := flag.Int("profile-pass", 1, "with -cpuprofile: the measured stage pass to profile (1: the first)")
 	transport := flag.Bool("transport", false, "with -latency-only: the decode ceiling's consumer in the stage's place (what the producer, broker and consumer add before any stage)")
 	latencyOnly := flag.Bool("latency-only", false, "only the open-loop latency run, at -rate (a sweep of rates, one run each)")
@@ -283,6 +284,7 @@ func env(k, d string) string {
 var (
 	batchWait, commitInterval *time.Duration
 	batchSize                 *int
+	samplesPath               *string
 )
 
 func must(err error) {
