@@ -699,13 +699,8 @@ func (s *Stage) startCommit(ctx context.Context, p *partition, next int64, rules
 	if err := s.awaitCommit(p); err != nil {
 		return err
 	}
-	if p.log.unsent != nil { // a commit failed before: sent first, by the synchronous path
-		if err := s.commit(ctx, p, next, rules); err != nil {
-			return err
-		}
-		after()
-		return nil
-	}
+	// No commit of this claim failed (a failed one ends the claim), so the changelog holds no
+	// unsent plan whose buffers this one would take.
 	ttl := stateTTL(rules)
 	fl := &flight{pl: p.log.prepare(p.m, next), done: make(chan flightResult, 1), began: time.Now(), after: after}
 	p.fl = fl
