@@ -52,14 +52,23 @@ func deadReason(err error) string {
 	}
 }
 
-// annotate gives each match the trace and the Kafka time of the event that completed it.
+// annotate gives each match the trace and the Kafka time of the event that completed it (the
+// last record of that event ID in the batch). The batch's few completing events are looked for,
+// not every record indexed: one small map per batch.
 func annotate(fresh []decoded, ms []workflows.Match) {
 	if len(ms) == 0 {
 		return
 	}
-	byID := make(map[string]*sarama.ConsumerMessage, len(fresh))
+	msgs := make(map[string]*sarama.ConsumerMessage, len(ms)) // completing event ID -> its record
+	for i := range ms {
+		if ids := ms[i].EventIDs; len(ids) > 0 {
+			msgs[ids[len(ids)-1]] = nil
+		}
+	}
 	for _, d := range fresh {
-		byID[d.ev.EventID] = d.msg
+		if _, ok := msgs[d.ev.EventID]; ok {
+			msgs[d.ev.EventID] = d.msg
+		}
 	}
 	for i := range ms {
 		m := &ms[i]
@@ -67,8 +76,8 @@ func annotate(fresh []decoded, ms []workflows.Match) {
 			continue
 		}
 		last := m.EventIDs[len(m.EventIDs)-1]
-		msg, ok := byID[last]
-		if !ok {
+		msg := msgs[last]
+		if msg == nil {
 			continue
 		}
 		m.ReceivedAt = msg.Timestamp

@@ -188,9 +188,9 @@ type slot struct {
 }
 
 // newSlot makes key's slot, with room for a small instance: one allocation, the bytes right
-// after the slot's header (inlineSlot), so a lookup that reads the header finds the key in the
-// same cache line, where a separate array cost the collector a second object and every lookup a
-// second cache miss. A slot whose instance outgrows its room moves its bytes to an array of their
+// after the slot's header (inlineSlot), so a lookup that reads the header finds the key next to
+// it (the same or the next cache line), where a separate array cost the collector a second
+// object and every lookup a second cache miss. A slot whose instance outgrows its room moves its bytes to an array of their
 // own (append), its header staying where it is.
 func newSlot(key string) *slot {
 	need := 1 + len(key) + 48
