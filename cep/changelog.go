@@ -102,7 +102,7 @@ type changelog struct {
 	exec          func(ctx context.Context, fn func(redis.Pipeliner) error) error
 	snapshots     int // snapshots begun by this owner: their tokens
 	buf, pieceBuf []byte
-	zbuf, pieceZ  []byte       // compressed records and pieces
+	zbuf, pieceZ  []byte      // compressed records and pieces
 	unsent        *commitPlan // a commit that failed, sent first by the next
 }
 

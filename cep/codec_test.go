@@ -218,7 +218,7 @@ func TestSnapshotPieceKeepsUp(t *testing.T) {
 	}
 	c := newChangelog(nil, "t", "g", "topic", 0)
 	c.piece, c.snapMin = 4, 0
-	c.settle(c.prepare(m, -1), 1) // the first commit: every instance in the log, none in a snapshot
+	c.settle(c.prepare(m, -1), 1)  // the first commit: every instance in the log, none in a snapshot
 	c.logBytes, c.snapBytes = 1, 0 // the log has outgrown the (empty) snapshot: the next commit starts one
 	for i := range 300 {
 		m.put(fmt.Sprintf("k%d", i), &instance{Exp: int64(i + 2)})
