@@ -577,7 +577,7 @@ func (m *machine) apply(r *compiledRule, ev *event.Event, vars map[string]any, n
 }
 
 func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]any, key string, ts, exp int64, now time.Time) []workflows.Match {
-	c := m.at(r, "count", key)
+	c := m.at(r, instKind(r), key)
 	in := m.getAt(&c)
 	if r.unless != nil && r.unless.test(ev, vars) {
 		if in == nil {
@@ -631,7 +631,7 @@ func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]a
 }
 
 func (m *machine) applySequence(r *compiledRule, ev *event.Event, vars map[string]any, key string, ts, exp int64, now time.Time) []workflows.Match {
-	c := m.at(r, "seq", key)
+	c := m.at(r, instKind(r), key)
 	in := m.getAt(&c)
 	if r.unless != nil && r.unless.test(ev, vars) && in != nil && in.Next > 0 {
 		// A sequence with an unless clause restarts when the unless event comes.
@@ -687,7 +687,7 @@ func (m *machine) applySequence(r *compiledRule, ev *event.Event, vars map[strin
 }
 
 func (m *machine) applyAbsence(r *compiledRule, ev *event.Event, vars map[string]any, key string, ts int64, now time.Time) []workflows.Match {
-	c := m.at(r, "abs", key)
+	c := m.at(r, instKind(r), key)
 	in := m.getAt(&c)
 	w := msd(r.Within.D())
 	if r.absent.test(ev, vars) && in != nil && in.A != nil && in.A.State == "" && ts >= in.A.TS && ts <= in.A.Due {

@@ -645,8 +645,17 @@ func (s *Stage) commit(ctx context.Context, p *partition, next int64, rules []co
 	}
 	ttl := stateTTL(rules)
 	wm := p.m.wm
+	err := s.retryCommit(ctx, func() error { return p.log.commit(ctx, p.m, next, ttl) })
+	if err == nil {
+		s.committed(p, next, wm)
+	}
+	return err
+}
+
+// retryCommit retries a commit until Redis takes it or ctx ends; a fenced replica stops at once.
+func (s *Stage) retryCommit(ctx context.Context, commit func() error) error {
 	err := retry(ctx, s.cfg.Log, "commit partition state", func() error {
-		err := p.log.commit(ctx, p.m, next, ttl)
+		err := commit()
 		if errors.Is(err, errFenced) {
 			return stopRetry{err}
 		}
@@ -656,9 +665,6 @@ func (s *Stage) commit(ctx context.Context, p *partition, next int64, rules []co
 	if errors.As(err, &stop) {
 		metrics.StateFenced.Inc()
 		return stop.err
-	}
-	if err == nil {
-		s.committed(p, next, wm)
 	}
 	return err
 }
@@ -706,17 +712,10 @@ func (s *Stage) startCommit(ctx context.Context, p *partition, next int64, rules
 	p.fl = fl
 	go func() {
 		var n int64
-		err := retry(ctx, s.cfg.Log, "commit partition state", func() (err error) {
+		err := s.retryCommit(ctx, func() (err error) {
 			n, err = p.log.send(ctx, fl.pl, ttl)
-			if errors.Is(err, errFenced) {
-				return stopRetry{err}
-			}
 			return err
 		})
-		var stop stopRetry
-		if errors.As(err, &stop) {
-			err = stop.err
-		}
 		fl.done <- flightResult{n: n, err: err}
 	}()
 	return nil
@@ -726,9 +725,6 @@ func (s *Stage) startCommit(ctx context.Context, p *partition, next int64, rules
 func (s *Stage) landCommit(p *partition, res flightResult) error {
 	fl := p.fl
 	p.fl = nil
-	if errors.Is(res.err, errFenced) {
-		metrics.StateFenced.Inc()
-	}
 	if res.err != nil {
 		return res.err
 	}

@@ -9,7 +9,7 @@ import (
 // A batch's lookups wait on memory: a partition's state is far larger than the caches, each
 // event reads instances no recent event touched, and a lookup's two reads (the table's entry,
 // then the slot it points to) each miss, one after the other, as the rules apply one event after
-// another (a third of the stage's CPU at a million instances went to those waits). prefetch
+// another (at a million instances the table's probe alone took a ninth of the stage's CPU). prefetch
 // reads them ahead for a run of events, entries first and then slots, in loops whose reads do
 // not depend on each other, so the processor has many misses in flight at once instead of one;
 // the rules then find their instances in the cache. It changes nothing (a hint: a key missed or
@@ -19,8 +19,9 @@ import (
 // until the rules reach them.
 const prefetchRun = 32
 
-// instKind is the instance kind a rule the machine owns keeps per key ("" for none: a single
-// event's rule keeps nothing until a match's re-entry mark).
+// instKind is the instance kind a rule the machine owns keeps per key, for its steps and
+// prefetch alike ("" for none: a single event's rule keeps nothing until a match's re-entry
+// mark).
 func instKind(r *compiledRule) string {
 	switch r.Kind {
 	case KindCount:
