@@ -106,10 +106,10 @@ type changelog struct {
 	unsent        *commitPlan // a commit that failed, sent first by the next
 }
 
-// snapshotRun is a snapshot being built: the slots listed when it began, how many are written, and
-// how many log records preceded it (dropped when it is in place).
+// snapshotRun is a snapshot being built: the blocks listed when it began, how many are written,
+// and how many log records preceded it (dropped when it is in place).
 type snapshotRun struct {
-	slots    []*slot
+	blocks   []ref
 	done     int
 	from     int64 // log records before it began
 	logBytes int64 // their bytes
@@ -241,7 +241,9 @@ func (c *changelog) restoreLegacy(ctx context.Context, m *machine) (bool, error)
 			if err := json.Unmarshal([]byte(kvs[i+1]), &in); err != nil {
 				return false, fmt.Errorf("restore instance %s: %w", kvs[i], err)
 			}
-			m.restore(kvs[i], &in)
+			if err := m.restore(kvs[i], &in); err != nil {
+				return false, fmt.Errorf("restore instance %s: %w", kvs[i], err)
+			}
 			found = true
 		}
 		if cursor = cur; cursor == 0 {
@@ -279,7 +281,7 @@ func (c *changelog) commit(ctx context.Context, m *machine, next int64, ttl time
 type commitPlan struct {
 	rec, piece                []byte
 	first, last, from, legacy string // commitScript's snapshot arguments
-	done                      int    // the snapshot's slots written once this piece is
+	done                      int    // the snapshot's blocks written once this piece is
 	next, wm                  int64
 }
 
@@ -293,7 +295,7 @@ type commitPlan struct {
 func (c *changelog) prepare(m *machine, next int64) commitPlan {
 	if c.building == nil && (c.legacy || (c.logBytes > c.snapBytes && c.logBytes >= c.snapMin) || c.logRecords >= 10_000) {
 		c.snapshots++
-		c.building = &snapshotRun{slots: m.slots(), from: c.logRecords, logBytes: c.logBytes, seq: c.snapshots}
+		c.building = &snapshotRun{blocks: m.blocks(), from: c.logRecords, logBytes: c.logBytes, seq: c.snapshots}
 	}
 	pl := commitPlan{from: "0", next: next, wm: m.wm}
 	w := newRecord(c.buf)
@@ -317,20 +319,25 @@ func (c *changelog) prepare(m *machine, next int64) commitPlan {
 	}
 	done := b.done
 	pw := newRecord(c.pieceBuf)
-	end := min(len(b.slots), done+max(c.piece, 2*changed))
-	// Sized in a pass of its own, which also reads each slot's flags: the slots, untouched for a
-	// while, come into the cache together (their reads do not wait on each other) rather than one
-	// at a time as they are copied.
+	end := min(len(b.blocks), done+max(c.piece, 2*changed))
+	// Sized in a pass of its own, which also reads each block's header: the blocks, untouched for
+	// a while, come into the cache together (their reads do not wait on each other) rather than
+	// one at a time as they are copied. A block released since the run began (its instance moved
+	// or its drop committed: either is in the log after the run's start) is skipped.
 	size := 0
-	for _, sl := range b.slots[done:end] {
-		if !sl.gone() {
-			size += putSize(sl.key(), sl.raw())
+	for _, r := range b.blocks[done:end] {
+		if m.a.live(r) {
+			if bl := m.a.blk(r); !bl.gone() {
+				size += putSize(bl.key(), bl.raw())
+			}
 		}
 	}
 	pw.grow(size)
 	for ; done < end; done++ {
-		if sl := b.slots[done]; !sl.gone() {
-			pw.put(sl.key(), sl.raw())
+		if r := b.blocks[done]; m.a.live(r) {
+			if bl := m.a.blk(r); !bl.gone() {
+				pw.put(bl.key(), bl.raw())
+			}
 		}
 	}
 	c.pieceBuf = pw.b
@@ -339,7 +346,7 @@ func (c *changelog) prepare(m *machine, next int64) commitPlan {
 		c.pieceZ = pl.piece[:cap(pl.piece)]
 	}
 	pl.done = done
-	if done == len(b.slots) {
+	if done == len(b.blocks) {
 		pl.last, pl.from = token, strconv.FormatInt(b.from, 10)
 		if c.legacy {
 			pl.legacy = "l"
@@ -441,7 +448,7 @@ func StateSize(ctx context.Context, rdb *redis.Client, prefix string) (StateSize
 				return out, err
 			}
 			out.Instances += int64(m.inst.len())
-			m.inst.each(func(sl *slot) { out.Encoded += int64(len(sl.b) - 1) })
+			m.inst.each(func(r ref) { out.Encoded += int64(m.a.blk(r).used()) })
 			for _, key := range []string{c.meta, c.log, c.snap, c.hash} {
 				n, err := rdb.MemoryUsage(ctx, key, 0).Result()
 				if err != nil && !errors.Is(err, redis.Nil) {

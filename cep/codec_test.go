@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,7 +62,7 @@ func FuzzRecord(f *testing.F) {
 		}
 		// What decodes encodes back to the same instances.
 		w := newRecord(nil)
-		m.inst.each(func(sl *slot) { w.put(sl.key(), sl.raw()) })
+		m.inst.each(func(r ref) { b := m.a.blk(r); w.put(b.key(), b.raw()) })
 		again := newMachine(0)
 		require.NoError(t, apply(again, w.b))
 		require.Equal(t, m.instances(), again.instances())
@@ -146,7 +147,7 @@ func testChangelogSnapshots(t *testing.T, rdb redis.UniversalClient, twice bool)
 	require.NoError(t, err)
 	require.EqualValues(t, 200, next)
 	require.Equal(t, len(want), got.inst.len())
-	require.Nil(t, got.find("junk"))
+	require.Zero(t, got.find("junk"))
 }
 
 // State written by the JSON format before this one is restored, and the first commit converts it.
@@ -193,10 +194,11 @@ func TestSweepByExpiryIndex(t *testing.T) {
 	m.sweep()
 	require.ElementsMatch(t, []string{"c", "moved"}, m.keys())
 	var dropped []string
-	for _, sl := range m.dirty {
-		require.True(t, sl.gone(), "a dropped slot is marked")
-		require.Empty(t, sl.raw(), "a dropped slot keeps its key, not its instance")
-		dropped = append(dropped, sl.key())
+	for _, r := range m.dirty {
+		b := m.a.blk(r)
+		require.True(t, b.gone(), "a dropped block is marked")
+		require.Empty(t, b.raw(), "a dropped block keeps its key, not its instance")
+		dropped = append(dropped, strings.Clone(b.key()))
 	}
 	require.ElementsMatch(t, []string{"a", "b"}, dropped, "the drops are written by the next commit")
 	m.advance(170_000)

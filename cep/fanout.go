@@ -46,7 +46,7 @@ type fanState struct {
 func (m *machine) addJobs(jobs []fanJob) {
 	for _, j := range jobs {
 		k := instKey(j.rule, "fan", j.ev.EventID)
-		if m.find(k) != nil {
+		if m.find(k) != 0 {
 			continue
 		}
 		m.put(k, &instance{Fan: &fanState{Trigger: j.ev, Snap: j.snap, Total: j.total},

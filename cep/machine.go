@@ -2,6 +2,7 @@ package cep
 
 import (
 	"container/heap"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strconv"
@@ -93,17 +94,20 @@ const sweepEvery = time.Minute
 
 // machine holds one partition's instances, timers and watermark.
 type machine struct {
-	// inst holds the instances encoded (codec.go), behind a flags byte (flagDirty), the way Kafka
-	// Streams' stores hold serialized state: a few dozen bytes and two objects per instance for
-	// the collector to mark, whatever the instance holds, and the changelog copies them as they
-	// are. An instance is decoded to advance it and encoded again when it changed.
+	// inst indexes the instances, held encoded (codec.go) in the arena's blocks with their keys
+	// and flags (flagDirty), the way Kafka Streams' stores hold serialized state: a few dozen
+	// bytes per instance, none of them for the collector to mark, and the changelog copies them as
+	// they are. An instance is decoded to advance it and encoded again when it changed.
 	inst slotIndex
-	// last is the slot get found last: put, which follows it on the same key, writes it without
-	// looking the key up again; hashKey the key hashed last, with its hash.
-	lastKey  string
-	lastSlot *slot
-	hashKey  string
-	hashVal  uint64
+	a    *arena
+	// lastKey's block is the one lookup found last: put, which follows it on the same key,
+	// writes it without looking the key up again; hashKey the key hashed last, with its hash.
+	// Neither key is ever a view of a block (a block is reused once released).
+	lastKey string
+	lastRef ref
+	hashKey string
+	hashVal uint64
+	encBuf  []byte // putAt's encoding, before it goes to its block
 	// kbuf holds the key of the current cursor (at), rkbuf the rule key of the event being
 	// applied.
 	kbuf, rkbuf []byte
@@ -111,10 +115,11 @@ type machine struct {
 	// back (putAt) before the next step decodes, and keeps none of it (a match clones what it
 	// takes).
 	scratch *instance
-	// dirty lists the slots changed since the last commit, each once (its flags say whether it is
-	// listed); a dropped slot (no bytes) writes its key's deletion. Slots, not keys: the commit
-	// copies them without looking each up again.
-	dirty  []*slot
+	// dirty lists the blocks changed since the last commit, each once (its flags say whether it is
+	// listed; a block an instance moved out of is listed stale, its new one again); a dropped
+	// block (no instance) writes its key's deletion. Blocks, not keys: the commit copies them
+	// without looking each up again.
+	dirty  []ref
 	jobs   map[string]bool // the fan-out jobs among them (fanout.go)
 	timers timerQueue
 	// wm is the watermark (ms): event time up to which the partition is complete, less the
@@ -122,15 +127,16 @@ type machine struct {
 	wm        int64
 	lateness  int64 // allowed lateness (ms)
 	lastSweep int64
-	// expiry indexes the slots by the minute (sweepEvery) of their expiry, so a sweep visits the
-	// instances due, not all of them; a slot moved to another minute is listed again, and the
-	// sweep checks each slot's current expiry (and skips the slots dropped meanwhile).
-	expiry  map[int64][]*slot
+	// expiry indexes the blocks by the minute (sweepEvery) of their expiry, so a sweep visits the
+	// instances due, not all of them; an instance moved to another minute or block is listed
+	// again, and the sweep checks each block's current expiry (and skips the blocks dropped or
+	// released meanwhile).
+	expiry  map[int64][]ref
 	minutes minuteHeap
 	// prefetch's buffers and the sum its reads go to (prefetch.go).
 	pfKey, pfBuf []byte
 	pfHash       []uint64
-	pfSlots      []*slot
+	pfRefs       []ref
 	pfSink       uint64
 }
 
@@ -158,94 +164,31 @@ func minuteOf(t int64) int64 {
 	return q
 }
 
-// listExpiry lists sl under the minute of its expiry.
-func (m *machine) listExpiry(sl *slot, exp int64) {
+// listExpiry lists r under the minute of its expiry.
+func (m *machine) listExpiry(r ref, exp int64) {
 	mn := minuteOf(exp)
-	sls, ok := m.expiry[mn]
+	rs, ok := m.expiry[mn]
 	if !ok {
 		heap.Push(&m.minutes, mn)
 	}
-	m.expiry[mn] = append(sls, sl)
+	m.expiry[mn] = append(rs, r)
 }
 
 func newMachine(allowedLateness time.Duration) *machine {
-	return &machine{inst: newSlotIndex(), jobs: map[string]bool{}, lateness: msd(allowedLateness), expiry: map[int64][]*slot{}}
+	a := newArena()
+	return &machine{inst: newSlotIndex(a), a: a, jobs: map[string]bool{}, lateness: msd(allowedLateness), expiry: map[int64][]ref{}}
 }
 
-// Slot flags: flagDirty marks an instance changed since the last commit; flagGone a slot dropped
-// from inst (a snapshot or a commit holding it skips it or deletes its key).
-const (
-	flagDirty = 1
-	flagGone  = 2
-)
-
-// slot holds an instance in one allocation: a flags byte, its key, its encoding (b[kend:]); put
-// rewrites the encoding in place. Key and instance side by side, a lookup that compares the key
-// has the instance in the same cache lines, and the collector marks two objects per instance.
-type slot struct {
-	b    []byte
-	kend uint32 // the key is b[1:kend]
-}
-
-// newSlot makes key's slot, with room for a small instance: one allocation, the bytes right
-// after the slot's header (inlineSlot), so a lookup that reads the header finds the key next to
-// it (the same or the next cache line), where a separate array cost the collector a second
-// object and every lookup a second cache miss. A slot whose instance outgrows its room moves its bytes to an array of their
-// own (append), its header staying where it is.
-func newSlot(key string) *slot {
-	need := 1 + len(key) + 48
-	var sl *slot
-	var buf []byte
-	switch {
-	case need <= 80:
-		s := new(inlineSlot[[80]byte])
-		sl, buf = &s.slot, s.buf[:]
-	case need <= 112:
-		s := new(inlineSlot[[112]byte])
-		sl, buf = &s.slot, s.buf[:]
-	case need <= 160:
-		s := new(inlineSlot[[160]byte])
-		sl, buf = &s.slot, s.buf[:]
-	case need <= 224:
-		s := new(inlineSlot[[224]byte])
-		sl, buf = &s.slot, s.buf[:]
-	default:
-		sl, buf = new(slot), make([]byte, need)
-	}
-	sl.b = buf[:1+len(key)]
-	copy(sl.b[1:], key)
-	sl.kend = uint32(1 + len(key))
-	return sl
-}
-
-// inlineSlot is a slot and its first bytes in one object; the sizes make whole Go size classes
-// (a 32-byte header and 80 to 224 bytes: 112 to 256).
-type inlineSlot[A [80]byte | [112]byte | [160]byte | [224]byte] struct {
-	slot
-	buf A
-}
-
-// key is the slot's key. It shares the slot's bytes, which never change once written (an
-// encoding rewritten starts after them, a slot dropped keeps them), so it is never copied.
-func (sl *slot) key() string {
-	if sl.kend <= 1 {
-		return ""
-	}
-	return unsafe.String(&sl.b[1], int(sl.kend)-1)
-}
-
-func (sl *slot) keyIs(key string) bool { return string(sl.b[1:sl.kend]) == key }
-
-// raw is the slot's encoded instance.
-func (sl *slot) raw() []byte { return sl.b[sl.kend:] }
-
-func (sl *slot) gone() bool  { return sl.b[0]&flagGone != 0 }
-func (sl *slot) dirty() bool { return sl.b[0]&flagDirty != 0 }
-
-// drop marks sl dropped from inst, its key kept for the commit that deletes it.
-func (sl *slot) drop() {
-	sl.b = sl.b[:sl.kend]
-	sl.b[0] |= flagGone
+// newBlock makes a block for key's instance raw, marked dirty.
+func (m *machine) newBlock(key string, raw []byte) ref {
+	// A new instance grows: room for a few more bytes than it has, so its next events mostly
+	// rewrite it in place.
+	r := m.a.alloc(len(key) + len(raw) + 16)
+	b := m.a.blk(r)
+	b.setKey(key)
+	b.setRaw(raw)
+	b.setFlags(flagDirty)
+	return r
 }
 
 // hash is key's hash in inst; a key looked up and then put is hashed once.
@@ -256,28 +199,28 @@ func (m *machine) hash(key string) uint64 {
 	return m.hashVal
 }
 
-// find returns key's slot, nil when there is none.
-func (m *machine) find(key string) *slot { return m.inst.find(m.hash(key), key) }
+// find returns key's block, 0 when there is none.
+func (m *machine) find(key string) ref { return m.inst.find(m.hash(key), key) }
 
-// lookup finds key's slot, through the one-entry cache.
-func (m *machine) lookup(key string) *slot {
-	if m.lastSlot != nil && key == m.lastKey {
-		return m.lastSlot
+// lookup finds key's block, through the one-entry cache.
+func (m *machine) lookup(key string) ref {
+	if m.lastRef != 0 && key == m.lastKey {
+		return m.lastRef
 	}
-	s := m.find(key)
-	if s != nil {
-		m.lastKey, m.lastSlot = key, s
+	r := m.find(key)
+	if r != 0 {
+		m.lastKey, m.lastRef = key, r
 	}
-	return s
+	return r
 }
 
 // get decodes key's instance; nil when there is none.
 func (m *machine) get(key string) *instance {
-	sl := m.lookup(key)
-	if sl == nil {
+	r := m.lookup(key)
+	if r == 0 {
 		return nil
 	}
-	in, err := decodeInstance(sl.raw())
+	in, err := decodeInstance(m.a.blk(r).raw())
 	if err != nil {
 		// Only this machine's encoder wrote it, and a restore checked what it read.
 		panic(fmt.Sprintf("cep: instance %s does not decode: %v", key, err))
@@ -296,31 +239,19 @@ func (m *machine) restoreRaw(key string, raw []byte) error {
 	} else if _, err := decodeInstance(raw); err != nil {
 		return err
 	}
-	sl := m.find(key)
-	if sl == nil {
-		sl = newSlot(key)
-		m.inst.add(m.hash(key), sl)
-		m.listExpiry(sl, instanceExp(raw))
-	} else if minuteOf(instanceExp(sl.raw())) != minuteOf(instanceExp(raw)) {
-		m.listExpiry(sl, instanceExp(raw))
-	}
-	sl.b = append(sl.b[:sl.kend], raw...)
-	sl.b[0] = 0
+	c := cursor{key: key, h: m.hash(key)}
+	c.r = m.inst.find(c.h, key)
+	n := len(m.dirty)
+	m.write(&c, raw, instanceExp(raw))
+	m.a.blk(c.r).setFlags(0) // restored: nothing to commit
+	m.dirty = m.dirty[:n]
 	m.watch(key, in)
 	return nil
 }
 
 // restore adds a decoded instance (the legacy JSON state).
-func (m *machine) restore(key string, in *instance) {
-	m.lastSlot = nil
-	if sl := m.inst.remove(m.hash(key), key); sl != nil {
-		sl.drop()
-	}
-	sl := newSlot(key)
-	sl.b = appendInstance(sl.b, in)
-	m.inst.add(m.hash(key), sl)
-	m.listExpiry(sl, in.Exp)
-	m.watch(key, in)
+func (m *machine) restore(key string, in *instance) error {
+	return m.restoreRaw(key, appendInstance(nil, in))
 }
 
 // watch registers what a restored instance waits for: an absence's timer, a fan-out job.
@@ -329,38 +260,36 @@ func (m *machine) watch(key string, in *instance) {
 		return
 	}
 	if in.Fan != nil {
-		m.jobs[key] = true
+		m.jobs[strings.Clone(key)] = true
 	}
 	if in.A != nil && in.A.State == "" {
-		heap.Push(&m.timers, timer{due: in.A.Due, key: key, id: in.A.ID})
+		heap.Push(&m.timers, timer{due: in.A.Due, key: strings.Clone(key), id: in.A.ID})
 	}
 }
 
 // forget removes a key a restored record deleted.
 func (m *machine) forget(key string) {
-	m.lastSlot = nil
-	if sl := m.inst.remove(m.hash(key), key); sl != nil {
-		sl.drop()
+	m.lastRef = 0
+	if r := m.inst.remove(m.inst.hash(key), key); r != 0 {
+		m.a.release(r) // restored: no commit writes its deletion
 	}
 	delete(m.jobs, key)
 }
 
 // put stores in as key's instance, changed since the last commit.
 func (m *machine) put(key string, in *instance) {
-	c := cursor{key: key, sl: m.lookup(key)}
-	if c.sl == nil {
-		c.h = m.hash(key)
-	}
+	c := cursor{key: key, h: m.hash(key), r: m.lookup(key)}
 	m.putAt(&c, in)
-	m.lastKey, m.lastSlot = key, c.sl
+	m.lastKey, m.lastRef = key, c.r
 }
 
 // cursor is an instance key the rules read and write as they apply an event: built in the
-// machine's buffer (valid until the next cursor: a new slot copies it), hashed and looked up once.
+// machine's buffer (valid until the next cursor: a new block copies it), hashed and looked up
+// once.
 type cursor struct {
 	key string
 	h   uint64
-	sl  *slot // nil: no instance (h is the key's hash)
+	r   ref // 0: no instance
 }
 
 // at is the cursor of rule r's instance of kind for key: instKey's key, built without allocating.
@@ -369,14 +298,14 @@ func (m *machine) at(r *compiledRule, kind, key string) cursor {
 	m.kbuf = b
 	k := unsafe.String(unsafe.SliceData(b), len(b))
 	h := m.inst.hash(k)
-	return cursor{key: k, h: h, sl: m.inst.find(h, k)}
+	return cursor{key: k, h: h, r: m.inst.find(h, k)}
 }
 
 // getAt decodes the cursor's instance into the machine's scratch instance (nil when there is
 // none): valid until the next getAt, for a rule's step that writes it back with putAt and keeps
 // nothing of it. get decodes a new instance.
 func (m *machine) getAt(c *cursor) *instance {
-	if c.sl == nil {
+	if c.r == 0 {
 		return nil
 	}
 	in := m.scratch
@@ -384,9 +313,9 @@ func (m *machine) getAt(c *cursor) *instance {
 		in = &instance{}
 		m.scratch = in
 	}
-	if err := decodeInstanceInto(c.sl.raw(), in); err != nil {
+	if err := decodeInstanceInto(m.a.blk(c.r).raw(), in); err != nil {
 		// Only this machine's encoder wrote it, and a restore checked what it read.
-		panic(fmt.Sprintf("cep: instance %s does not decode: %v", c.sl.key(), err))
+		panic(fmt.Sprintf("cep: instance %s does not decode: %v", c.key, err))
 	}
 	return in
 }
@@ -405,36 +334,58 @@ func (m *machine) blank() *instance {
 
 // putAt stores in as the cursor's instance, changed since the last commit.
 func (m *machine) putAt(c *cursor, in *instance) {
-	sl := c.sl
-	switch {
-	case sl == nil:
-		sl = newSlot(c.key)
-		m.inst.add(c.h, sl)
-		c.sl = sl
-		m.dirty = append(m.dirty, sl)
-		m.listExpiry(sl, in.Exp)
-	default:
-		if !sl.dirty() {
-			m.dirty = append(m.dirty, sl)
-		}
-		if minuteOf(instanceExp(sl.raw())) != minuteOf(in.Exp) {
-			m.listExpiry(sl, in.Exp)
-		}
-	}
-	sl.b = appendInstance(sl.b[:sl.kend], in) // the old bytes are reused
-	sl.b[0] = flagDirty
+	m.encBuf = appendInstance(m.encBuf[:0], in)
+	m.write(c, m.encBuf, in.Exp)
 	if in.Fan != nil {
-		m.jobs[sl.key()] = true
+		m.jobs[strings.Clone(c.key)] = true
 	}
 }
 
-func (m *machine) drop(key string) {
-	if sl := m.inst.remove(m.hash(key), key); sl != nil {
-		m.lastSlot = nil
-		if !sl.dirty() {
-			m.dirty = append(m.dirty, sl)
+// write stores raw (expiring at exp) as the cursor's instance, marked dirty: in its block when it
+// fits, else in a new one (a new instance, or one that outgrew its block: the index, the dirty
+// list and the expiry index follow it, and the old block is released).
+func (m *machine) write(c *cursor, raw []byte, exp int64) {
+	if c.r == 0 {
+		c.r = m.newBlock(c.key, raw)
+		m.inst.add(c.h, c.r)
+		m.dirty = append(m.dirty, c.r)
+		m.listExpiry(c.r, exp)
+		return
+	}
+	b := m.a.blk(c.r)
+	moved := minuteOf(instanceExp(b.raw())) != minuteOf(exp)
+	if !b.setRaw(raw) {
+		old := c.r
+		c.r = m.newBlock(c.key, raw)
+		m.inst.move(c.h, c.key, c.r)
+		m.a.release(old)
+		if m.lastRef == old {
+			m.lastRef = c.r
 		}
-		sl.drop()
+		m.dirty = append(m.dirty, c.r)
+		m.listExpiry(c.r, exp)
+		return
+	}
+	if !b.dirty() {
+		m.dirty = append(m.dirty, c.r)
+	}
+	b.setFlags(flagDirty)
+	if moved {
+		m.listExpiry(c.r, exp)
+	}
+}
+
+// drop removes key's instance: its block, marked gone, keeps the key for the commit that writes
+// its deletion (and releases it).
+func (m *machine) drop(key string) {
+	if r := m.inst.remove(m.inst.hash(key), key); r != 0 {
+		m.lastRef = 0
+		b := m.a.blk(r)
+		if !b.dirty() {
+			m.dirty = append(m.dirty, r)
+		}
+		binary.LittleEndian.PutUint32(b[0:], uint32(b.keyLen())) // the instance's bytes dropped
+		b.setFlags(flagGone)
 	}
 }
 
@@ -445,33 +396,40 @@ func (m *machine) changed() bool { return len(m.dirty) > 0 }
 // Their flags are cleared, and the commit's plan holds them (clean).
 func (m *machine) encodeDirty(w *recordWriter) {
 	n := 0
-	for _, sl := range m.dirty {
-		n += putSize(sl.key(), sl.raw())
+	for _, r := range m.dirty {
+		if m.a.live(r) {
+			b := m.a.blk(r)
+			n += putSize(b.key(), b.raw())
+		}
 	}
 	w.grow(n)
-	for _, sl := range m.dirty {
-		switch {
-		case sl.gone():
-			w.del(sl.key())
-		case sl.dirty():
-			w.put(sl.key(), sl.raw())
-			sl.b[0] &^= flagDirty
+	for _, r := range m.dirty {
+		if !m.a.live(r) {
+			continue // its instance moved to another block, listed after it
+		}
+		switch b := m.a.blk(r); {
+		case b.gone():
+			w.del(b.key())
+			m.a.release(r)
+		case b.dirty():
+			w.put(b.key(), b.raw())
+			b.setFlags(0)
 		}
 	}
 }
 
-// slots lists the instances' slots (a snapshot's, written a piece at a time: a slot dropped
-// meanwhile is skipped, its key's later life is in the log).
-func (m *machine) slots() []*slot {
-	out := make([]*slot, 0, m.inst.len())
-	m.inst.each(func(sl *slot) { out = append(out, sl) })
+// blocks lists the instances' blocks (a snapshot's, written a piece at a time: a block dropped or
+// left meanwhile is skipped, its key's later life is in the log).
+func (m *machine) blocks() []ref {
+	out := make([]ref, 0, m.inst.len())
+	m.inst.each(func(r ref) { out = append(out, r) })
 	return out
 }
 
 // keys lists the instance keys (tests).
 func (m *machine) keys() []string {
 	out := make([]string, 0, m.inst.len())
-	m.inst.each(func(sl *slot) { out = append(out, strings.Clone(sl.key())) })
+	m.inst.each(func(r ref) { out = append(out, strings.Clone(m.a.blk(r).key())) })
 	return out
 }
 
@@ -723,7 +681,7 @@ func (m *machine) applyAbsence(r *compiledRule, ev *event.Event, vars map[string
 	in.A = next
 	in.Exp = max(in.Exp, next.Due+msd(lateness))
 	m.putAt(&c, in)
-	heap.Push(&m.timers, timer{due: next.Due, key: c.sl.key(), id: next.ID})
+	heap.Push(&m.timers, timer{due: next.Due, key: strings.Clone(c.key), id: next.ID})
 	return out
 }
 
@@ -810,9 +768,12 @@ func (m *machine) sweep() {
 	// The minutes before the watermark's: every key listed there expired, unless it moved on.
 	for now := minuteOf(m.wm); len(m.minutes) > 0 && m.minutes[0] < now; {
 		mn := heap.Pop(&m.minutes).(int64)
-		for _, sl := range m.expiry[mn] {
-			if !sl.gone() && instanceExp(sl.raw()) < m.wm {
-				m.drop(sl.key())
+		for _, r := range m.expiry[mn] {
+			if !m.a.live(r) {
+				continue // released: its instance moved (and is listed again) or its drop is committed
+			}
+			if b := m.a.blk(r); !b.gone() && instanceExp(b.raw()) < m.wm {
+				m.drop(b.key())
 			}
 		}
 		delete(m.expiry, mn)

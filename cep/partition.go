@@ -258,6 +258,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	defer metrics.ConsumerLag.DeleteLabelValues(part)
 	defer metrics.WatermarkLag.DeleteLabelValues(part)
 	defer metrics.StateInstances.DeleteLabelValues(part)
+	defer metrics.StateBytes.DeleteLabelValues(part)
 	// The claim's effects end with it (a fenced replica's too: the next owner replays them).
 	ctx, cancel := context.WithCancel(sess.Context())
 	defer cancel()
@@ -676,7 +677,9 @@ func (s *Stage) committed(p *partition, next, wm int64) {
 	}
 	p.published = wm
 	if p.id >= 0 {
-		metrics.StateInstances.WithLabelValues(strconv.Itoa(int(p.id))).Set(float64(p.m.inst.len()))
+		part := strconv.Itoa(int(p.id))
+		metrics.StateInstances.WithLabelValues(part).Set(float64(p.m.inst.len()))
+		metrics.StateBytes.WithLabelValues(part).Set(float64(p.m.a.held))
 	}
 }
 

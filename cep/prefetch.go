@@ -8,9 +8,9 @@ import (
 
 // A batch's lookups wait on memory: a partition's state is far larger than the caches, each
 // event reads instances no recent event touched, and a lookup's two reads (the table's entry,
-// then the slot it points to) each miss, one after the other, as the rules apply one event after
+// then the block it names) each miss, one after the other, as the rules apply one event after
 // another (at a million instances the table's probe alone took a ninth of the stage's CPU). prefetch
-// reads them ahead for a run of events, entries first and then slots, in loops whose reads do
+// reads them ahead for a run of events, entries first and then blocks, in loops whose reads do
 // not depend on each other, so the processor has many misses in flight at once instead of one;
 // the rules then find their instances in the cache. It changes nothing (a hint: a key missed or
 // evicted meanwhile is only looked up at the usual cost).
@@ -34,7 +34,7 @@ func instKind(r *compiledRule) string {
 	return ""
 }
 
-// prefetch reads ahead the table entries and slots of the instances evs's rules will look up:
+// prefetch reads ahead the table entries and blocks of the instances evs's rules will look up:
 // the keys hashed first, then each loop only reads.
 func (m *machine) prefetch(rules []compiledRule, byType map[string][]int, evs []event.Event) {
 	hs := m.pfHash[:0]
@@ -60,21 +60,20 @@ func (m *machine) prefetch(rules []compiledRule, byType map[string][]int, evs []
 	}
 	m.pfHash = hs
 	var sink uint64
-	slots := m.pfSlots[:0]
+	refs := m.pfRefs[:0]
 	for _, h := range hs {
 		t := m.inst.table(h)
 		if n := uint64(len(t.tab)); n > 0 {
 			e := &t.tab[h&(n-1)]
 			sink += e.h
-			slots = append(slots, e.sl)
+			refs = append(refs, e.r)
 		}
 	}
-	for _, sl := range slots {
-		if sl != nil && len(sl.b) > 0 {
-			sink += uint64(sl.b[0])
+	for _, r := range refs {
+		if r != 0 {
+			sink += uint64(m.a.blk(r)[0])
 		}
 	}
-	clear(slots)
-	m.pfSlots = slots[:0]
+	m.pfRefs = refs[:0]
 	m.pfSink += sink
 }

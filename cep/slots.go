@@ -19,6 +19,7 @@ import "hash/maphash"
 // took 8 ms.
 type slotIndex struct {
 	seed maphash.Seed
+	a    *arena // the blocks its refs name
 	segs [256]slotTable
 	n    int
 }
@@ -29,65 +30,71 @@ type slotTable struct {
 }
 
 type slotEntry struct {
-	h  uint64
-	sl *slot // nil: empty
+	h uint64
+	r ref // 0: empty
 }
 
-func newSlotIndex() slotIndex { return slotIndex{seed: maphash.MakeSeed()} }
+func newSlotIndex(a *arena) slotIndex { return slotIndex{seed: maphash.MakeSeed(), a: a} }
 
 func (x *slotIndex) hash(key string) uint64 { return maphash.String(x.seed, key) }
 
 func (x *slotIndex) table(h uint64) *slotTable { return &x.segs[h>>56] }
 
-// find returns key's slot (h its hash), nil when there is none.
-func (x *slotIndex) find(h uint64, key string) *slot {
+// find returns key's block (h its hash), 0 when there is none.
+func (x *slotIndex) find(h uint64, key string) ref {
 	t := x.table(h)
-	if i := t.at(h, key); i >= 0 {
-		return t.tab[i].sl
+	if i := t.at(x.a, h, key); i >= 0 {
+		return t.tab[i].r
 	}
-	return nil
+	return 0
 }
 
-// add indexes sl (its key absent, h its hash).
-func (x *slotIndex) add(h uint64, sl *slot) {
-	x.table(h).add(slotEntry{h: h, sl: sl})
+// add indexes r (its key absent, h its hash).
+func (x *slotIndex) add(h uint64, r ref) {
+	x.table(h).add(slotEntry{h: h, r: r})
 	x.n++
 }
 
-// remove unindexes key's slot and returns it (nil when there is none).
-func (x *slotIndex) remove(h uint64, key string) *slot {
-	sl := x.table(h).remove(h, key)
-	if sl != nil {
+// move points key's entry (h its hash) at its instance's new block.
+func (x *slotIndex) move(h uint64, key string, r ref) {
+	t := x.table(h)
+	t.tab[t.at(x.a, h, key)].r = r
+}
+
+// remove unindexes key's block and returns it (0 when there is none).
+func (x *slotIndex) remove(h uint64, key string) ref {
+	r := x.table(h).remove(x.a, h, key)
+	if r != 0 {
 		x.n--
 	}
-	return sl
+	return r
 }
 
 func (x *slotIndex) len() int { return x.n }
 
-// each calls f on every slot, in no order; f must not change the index.
-func (x *slotIndex) each(f func(*slot)) {
+// each calls f on every block, in no order; f must not change the index.
+func (x *slotIndex) each(f func(ref)) {
 	for i := range x.segs {
 		for _, e := range x.segs[i].tab {
-			if e.sl != nil {
-				f(e.sl)
+			if e.r != 0 {
+				f(e.r)
 			}
 		}
 	}
 }
 
 // at returns the position of key's entry (h its hash), -1 when there is none.
-func (t *slotTable) at(h uint64, key string) int {
+func (t *slotTable) at(a *arena, h uint64, key string) int {
 	if len(t.tab) == 0 {
 		return -1
 	}
 	mask := uint64(len(t.tab) - 1)
 	for i := h & mask; ; i = (i + 1) & mask {
 		e := &t.tab[i]
-		if e.sl == nil {
+		if e.r == 0 {
 			return -1
 		}
-		if e.h == h && e.sl.keyIs(key) {
+		if e.h == h && a.blk(e.r).keyIs(key) {
 			return int(i)
 		}
 	}
@@ -98,7 +105,7 @@ func (t *slotTable) add(e slotEntry) {
 		old := t.tab
 		t.tab = make([]slotEntry, max(8, 2*len(old)))
 		for _, o := range old {
-			if o.sl != nil {
+			if o.r != 0 {
 				t.insert(o)
 			}
 		}
@@ -110,23 +117,23 @@ func (t *slotTable) add(e slotEntry) {
 func (t *slotTable) insert(e slotEntry) {
 	mask := uint64(len(t.tab) - 1)
 	i := e.h & mask
-	for t.tab[i].sl != nil {
+	for t.tab[i].r != 0 {
 		i = (i + 1) & mask
 	}
 	t.tab[i] = e
 }
 
-func (t *slotTable) remove(h uint64, key string) *slot {
-	at := t.at(h, key)
+func (t *slotTable) remove(a *arena, h uint64, key string) ref {
+	at := t.at(a, h, key)
 	if at < 0 {
-		return nil
+		return 0
 	}
-	sl := t.tab[at].sl
+	r := t.tab[at].r
 	// Backward shift: each entry after the hole that may move into it (its home is not between
 	// the hole and it, cyclically) does, leaving its own place as the hole.
 	mask := uint64(len(t.tab) - 1)
 	hole := uint64(at)
-	for j := (hole + 1) & mask; t.tab[j].sl != nil; j = (j + 1) & mask {
+	for j := (hole + 1) & mask; t.tab[j].r != 0; j = (j + 1) & mask {
 		home := t.tab[j].h & mask
 		if (j > hole && (home <= hole || home > j)) || (j < hole && home <= hole && home > j) {
 			t.tab[hole] = t.tab[j]
@@ -135,5 +142,5 @@ func (t *slotTable) remove(h uint64, key string) *slot {
 	}
 	t.tab[hole] = slotEntry{}
 	t.n--
-	return sl
+	return r
 }

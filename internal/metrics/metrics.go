@@ -63,6 +63,9 @@ var (
 	// StateInstances is, per partition, how many pattern instances its replica holds.
 	StateInstances = f.NewGaugeVec(prometheus.GaugeOpts{Name: "omega_cep_state_instances",
 		Help: "Pattern instances each partition's replica holds in memory (and in Redis): size memory by it."}, []string{"partition"})
+	// StateBytes is, per partition, the memory its replica's pattern instances take (their arena).
+	StateBytes = f.NewGaugeVec(prometheus.GaugeOpts{Name: "omega_cep_state_bytes",
+		Help: "Bytes of memory each partition's pattern instances take in its replica (the arena's chunks: the peak of what the partition held, reused, not returned)."}, []string{"partition"})
 	// WatermarkLag is, per partition, how far the watermark (event time) is behind the wall clock.
 	WatermarkLag = f.NewGaugeVec(prometheus.GaugeOpts{Name: "omega_cep_watermark_lag_seconds",
 		Help: "How far each partition's watermark (event time less the allowed lateness) is behind the wall clock."}, []string{"partition"})
