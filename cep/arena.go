@@ -26,8 +26,9 @@ import (
 // 16, its offset in the low 24. 0 is none. A block's generation moves on each time it is
 // released, so a ref to a block released since (and perhaps reused) is told from the block's
 // current ref (live). A holder whose ref is that stale skips it; a ref stale by exactly 65,536
-// generations names the block's current instance, which the holders' acts are right for too (a
-// dirty list, cleared at every commit, never holds one that old).
+// generations names the block's current instance, which the expiry lists' and snapshot runs' acts
+// are right for too. The dirty list never holds one: a block an instance moves out of is retired,
+// not released, until the commit has encoded the list (machine.write).
 type ref uint64
 
 func (r ref) chunk() uint64 { return uint64(r) >> 40 }
@@ -35,6 +36,9 @@ func (r ref) gen() uint16   { return uint16(r >> 24) }
 func (r ref) off() uint32   { return uint32(r) & (1<<24 - 1) }
 
 func mkRef(chunk int, gen uint16, off uint32) ref {
+	if chunk >= 1<<24 {
+		panic("cep: a partition's arena holds more than 16M chunks")
+	}
 	return ref(uint64(chunk)<<40 | uint64(gen)<<24 | uint64(off))
 }
 
@@ -83,8 +87,10 @@ func classFor(n int) int {
 type arena struct {
 	chunks [][]byte // chunk 0 is never used, so no ref is 0; a huge block's is nil once released
 	free   [len(blockSizes)][]ref
-	next   [len(blockSizes)]ref // the class's first block never used, in its newest chunk (0: none)
-	held   int64                // bytes of the chunks
+	// hugeFree are the chunk numbers of released huge blocks, each with its next generation.
+	hugeFree []ref
+	next     [len(blockSizes)]ref // the class's first block never used, in its newest chunk (0: none)
+	held     int64                // bytes of the chunks
 }
 
 func newArena() *arena { return &arena{chunks: [][]byte{nil}} }
@@ -95,10 +101,19 @@ func (a *arena) alloc(n int) ref {
 	size := blockHdr + n
 	c := classFor(size)
 	if c < 0 {
-		b := make([]byte, size)
+		// A chunk of its own, a quarter larger than asked (an instance this large grows by a
+		// few dozen bytes an event: it moves once in a while, not at every event).
+		b := make([]byte, size+size/4)
 		b[9] = classHuge
+		a.held += int64(len(b))
+		if n := len(a.hugeFree); n > 0 {
+			r := a.hugeFree[n-1]
+			a.hugeFree = a.hugeFree[:n-1]
+			binary.LittleEndian.PutUint16(b[10:], r.gen())
+			a.chunks[r.chunk()] = b
+			return r
+		}
 		a.chunks = append(a.chunks, b)
-		a.held += int64(size)
 		return mkRef(len(a.chunks)-1, 0, 0)
 	}
 	if fl := a.free[c]; len(fl) > 0 {
@@ -127,6 +142,7 @@ func (a *arena) release(r ref) {
 	if c == classHuge {
 		a.held -= int64(len(ch))
 		a.chunks[r.chunk()] = nil
+		a.hugeFree = append(a.hugeFree, mkRef(int(r.chunk()), r.gen()+1, 0))
 		return
 	}
 	ch[off+8] = flagFree

@@ -119,9 +119,12 @@ type machine struct {
 	// listed; a block an instance moved out of is listed stale, its new one again); a dropped
 	// block (no instance) writes its key's deletion. Blocks, not keys: the commit copies them
 	// without looking each up again.
-	dirty  []ref
-	jobs   map[string]bool // the fan-out jobs among them (fanout.go)
-	timers timerQueue
+	dirty []ref
+	// retired are the blocks instances moved out of since the last commit: released once it has
+	// encoded the dirty list, so no block the list names stale is reused before.
+	retired []ref
+	jobs    map[string]bool // the fan-out jobs among them (fanout.go)
+	timers  timerQueue
 	// wm is the watermark (ms): event time up to which the partition is complete, less the
 	// allowed lateness; timers due at or before it fire.
 	wm        int64
@@ -358,7 +361,8 @@ func (m *machine) write(c *cursor, raw []byte, exp int64) {
 		old := c.r
 		c.r = m.newBlock(c.key, raw)
 		m.inst.move(c.h, c.key, c.r)
-		m.a.release(old)
+		m.a.blk(old).setFlags(flagFree) // not live: the dirty list skips it
+		m.retired = append(m.retired, old)
 		if m.lastRef == old {
 			m.lastRef = c.r
 		}
@@ -416,6 +420,10 @@ func (m *machine) encodeDirty(w *recordWriter) {
 			b.setFlags(0)
 		}
 	}
+	for _, r := range m.retired {
+		m.a.release(r)
+	}
+	m.retired = m.retired[:0]
 }
 
 // blocks lists the instances' blocks (a snapshot's, written a piece at a time: a block dropped or

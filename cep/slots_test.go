@@ -62,22 +62,26 @@ func TestBlockMoves(t *testing.T) {
 	m.put("r:v1:count:u1", &instance{Exp: 60_000, Seen: []seen{{TS: 1, ID: strings.Repeat("e", 500)}}}) // outgrows its block
 	moved := m.find("r:v1:count:u1")
 	require.NotEqual(t, first, moved)
-	require.False(t, m.a.live(first), "the old block is released")
+	require.False(t, m.a.live(first), "the old block is retired")
 	require.True(t, m.a.live(moved))
 	require.Equal(t, []ref{first, moved}, m.dirty, "the old block listed stale, the new one again")
 	in := m.get("r:v1:count:u1")
 	require.Len(t, in.Seen, 1)
-	// A new instance of the old block's class takes it back, under a new generation.
+	w := newRecord(nil)
+	m.encodeDirty(w)
+	m.clean()
+	require.Equal(t, map[string]int{"r:v1:count:u1": 1}, recordKeys(t, w.b), "written once, the stale ref skipped")
+	// Once the commit has encoded the list, a new instance of the old block's class takes it back,
+	// under a new generation.
 	m.put("r:v1:count:u2", &instance{Exp: 60_000})
 	reused := m.find("r:v1:count:u2")
 	require.Equal(t, first.chunk(), reused.chunk())
 	require.Equal(t, first.off(), reused.off())
 	require.NotEqual(t, first, reused)
 	require.False(t, m.a.live(first))
-	w := newRecord(nil)
-	m.encodeDirty(w)
+	require.True(t, m.a.live(reused))
+	m.encodeDirty(newRecord(nil))
 	m.clean()
-	require.Equal(t, map[string]int{"r:v1:count:u1": 1, "r:v1:count:u2": 1}, recordKeys(t, w.b), "each key written once, the stale ref skipped")
 
 	m.drop("r:v1:count:u1")
 	require.Zero(t, m.find("r:v1:count:u1"))
@@ -94,8 +98,8 @@ func TestBlockMoves(t *testing.T) {
 	require.Nil(t, raw, "a deletion")
 	require.False(t, m.a.live(moved), "released once its deletion is written")
 
-	// Dropped, then made again before the commit, in the block it moved out of: the record
-	// deletes the key, then writes it, in that order.
+	// Moved, dropped, then made again before the commit: the record deletes the key, then writes
+	// it, in that order.
 	m.put("k", &instance{Exp: 60_000})
 	m.put("k", &instance{Exp: 60_000, Seen: []seen{{TS: 1, ID: strings.Repeat("e", 300)}}})
 	m.drop("k")
@@ -108,6 +112,43 @@ func TestBlockMoves(t *testing.T) {
 	require.NoError(t, apply(again, w.b))
 	require.Equal(t, m.get("k"), again.get("k"))
 	require.Equal(t, "x", again.get("k").Seen[0].ID)
+}
+
+// An instance larger than every size class has a chunk of its own, with room to grow; released,
+// its chunk number is reused under a new generation.
+func TestHugeBlocks(t *testing.T) {
+	m := newMachine(0)
+	big := func(n int) *instance {
+		in := &instance{Exp: 60_000}
+		for i := range n {
+			in.Seen = append(in.Seen, seen{TS: int64(i), ID: "event-" + strconv.Itoa(i)})
+		}
+		return in
+	}
+	m.put("k", big(8000))
+	r := m.find("k")
+	require.Equal(t, uint8(classHuge), m.a.blk(r)[9])
+	m.put("k", big(8010)) // a little larger: in place
+	require.Equal(t, r, m.find("k"))
+	m.put("k", big(12000)) // much larger: moves
+	moved := m.find("k")
+	require.NotEqual(t, r, moved)
+	require.False(t, m.a.live(r))
+	require.Equal(t, big(12000).Seen, m.get("k").Seen)
+	m.encodeDirty(newRecord(nil))
+	m.clean()
+	m.drop("k")
+	m.encodeDirty(newRecord(nil))
+	m.clean()
+	require.False(t, m.a.live(moved))
+	chunks := len(m.a.chunks)
+	m.put("k2", big(8000))
+	again := m.find("k2")
+	require.Len(t, m.a.chunks, chunks, "a released chunk number is reused")
+	require.Contains(t, []uint64{r.chunk(), moved.chunk()}, again.chunk())
+	require.NotEqual(t, r, again)
+	require.NotEqual(t, moved, again)
+	require.Equal(t, big(8000).Seen, m.get("k2").Seen)
 }
 
 // recordKeys counts a record's keys.
