@@ -161,6 +161,14 @@ func (a *arena) live(r ref) bool {
 	return ch[off+8]&flagFree == 0 && binary.LittleEndian.Uint16(ch[off+10:]) == r.gen()
 }
 
+// current is r's block when r is its current ref (live), for a holder whose ref may be stale.
+func (a *arena) current(r ref) (blk, bool) {
+	if !a.live(r) {
+		return nil, false
+	}
+	return a.blk(r), true
+}
+
 // blk is r's block (r current: a holder that may hold a stale ref asks live first).
 func (a *arena) blk(r ref) blk {
 	ch := a.chunks[r.chunk()]

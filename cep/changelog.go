@@ -326,18 +326,14 @@ func (c *changelog) prepare(m *machine, next int64) commitPlan {
 	// or its drop committed: either is in the log after the run's start) is skipped.
 	size := 0
 	for _, r := range b.blocks[done:end] {
-		if m.a.live(r) {
-			if bl := m.a.blk(r); !bl.gone() {
-				size += putSize(bl.key(), bl.raw())
-			}
+		if bl, ok := m.a.current(r); ok && !bl.gone() {
+			size += putSize(bl.key(), bl.raw())
 		}
 	}
 	pw.grow(size)
 	for ; done < end; done++ {
-		if r := b.blocks[done]; m.a.live(r) {
-			if bl := m.a.blk(r); !bl.gone() {
-				pw.put(bl.key(), bl.raw())
-			}
+		if bl, ok := m.a.current(b.blocks[done]); ok && !bl.gone() {
+			pw.put(bl.key(), bl.raw())
 		}
 	}
 	c.pieceBuf = pw.b

@@ -356,7 +356,7 @@ func (m *machine) write(c *cursor, raw []byte, exp int64) {
 		return
 	}
 	b := m.a.blk(c.r)
-	moved := minuteOf(instanceExp(b.raw())) != minuteOf(exp)
+	relist := minuteOf(instanceExp(b.raw())) != minuteOf(exp)
 	if !b.setRaw(raw) {
 		old := c.r
 		c.r = m.newBlock(c.key, raw)
@@ -374,7 +374,7 @@ func (m *machine) write(c *cursor, raw []byte, exp int64) {
 		m.dirty = append(m.dirty, c.r)
 	}
 	b.setFlags(flagDirty)
-	if moved {
+	if relist {
 		m.listExpiry(c.r, exp)
 	}
 }
@@ -401,17 +401,17 @@ func (m *machine) changed() bool { return len(m.dirty) > 0 }
 func (m *machine) encodeDirty(w *recordWriter) {
 	n := 0
 	for _, r := range m.dirty {
-		if m.a.live(r) {
-			b := m.a.blk(r)
+		if b, ok := m.a.current(r); ok {
 			n += putSize(b.key(), b.raw())
 		}
 	}
 	w.grow(n)
 	for _, r := range m.dirty {
-		if !m.a.live(r) {
+		b, ok := m.a.current(r)
+		if !ok {
 			continue // its instance moved to another block, listed after it
 		}
-		switch b := m.a.blk(r); {
+		switch {
 		case b.gone():
 			w.del(b.key())
 			m.a.release(r)
@@ -777,10 +777,11 @@ func (m *machine) sweep() {
 	for now := minuteOf(m.wm); len(m.minutes) > 0 && m.minutes[0] < now; {
 		mn := heap.Pop(&m.minutes).(int64)
 		for _, r := range m.expiry[mn] {
-			if !m.a.live(r) {
+			b, ok := m.a.current(r)
+			if !ok {
 				continue // released: its instance moved (and is listed again) or its drop is committed
 			}
-			if b := m.a.blk(r); !b.gone() && instanceExp(b.raw()) < m.wm {
+			if !b.gone() && instanceExp(b.raw()) < m.wm {
 				m.drop(b.key())
 			}
 		}
