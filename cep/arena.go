@@ -151,6 +151,36 @@ func (a *arena) release(r ref) {
 	a.free[c] = append(a.free[c], mkRef(int(r.chunk()), g, off))
 }
 
+// inUse appends to out the refs of the blocks that hold an instance (neither released, retired
+// nor dropped), in memory order: chunk by chunk, each chunk's blocks by offset. Reading them in this order streams
+// through the chunks (the processor fetches ahead) where the index's order reads a cold line at a
+// time: a snapshot copies every block.
+func (a *arena) inUse(out []ref) []ref {
+	for i := 1; i < len(a.chunks); i++ {
+		ch := a.chunks[i]
+		if ch == nil {
+			continue
+		}
+		c := ch[9] // every chunk's first block is handed out when the chunk is made
+		if c == classHuge {
+			if ch[8]&(flagFree|flagGone) == 0 {
+				out = append(out, mkRef(i, binary.LittleEndian.Uint16(ch[10:]), 0))
+			}
+			continue
+		}
+		size, end := blockSizes[c], uint32(chunkSize)
+		if n := a.next[c]; n.chunk() == uint64(i) {
+			end = n.off() // the class's newest chunk: its blocks from here on were never used
+		}
+		for off := uint32(0); off+size <= end; off += size {
+			if ch[off+8]&(flagFree|flagGone) == 0 {
+				out = append(out, mkRef(i, binary.LittleEndian.Uint16(ch[off+10:]), off))
+			}
+		}
+	}
+	return out
+}
+
 // live reports whether r is its block's current ref, the block in use.
 func (a *arena) live(r ref) bool {
 	ch := a.chunks[r.chunk()]

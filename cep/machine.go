@@ -428,11 +428,9 @@ func (m *machine) encodeDirty(w *recordWriter) {
 
 // blocks lists the instances' blocks (a snapshot's, written a piece at a time: a block dropped or
 // left meanwhile is skipped, its key's later life is in the log).
-func (m *machine) blocks() []ref {
-	out := make([]ref, 0, m.inst.len())
-	m.inst.each(func(r ref) { out = append(out, r) })
-	return out
-}
+//
+// They are the index's, listed from the arena in memory order (arena.inUse).
+func (m *machine) blocks() []ref { return m.a.inUse(make([]ref, 0, m.inst.len())) }
 
 // keys lists the instance keys (tests).
 func (m *machine) keys() []string {

@@ -2,6 +2,7 @@ package cep
 
 import (
 	"bytes"
+	"cmp"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -65,6 +66,7 @@ func TestBlockMoves(t *testing.T) {
 	require.False(t, m.a.live(first), "the old block is retired")
 	require.True(t, m.a.live(moved))
 	require.Equal(t, []ref{first, moved}, m.dirty, "the old block listed stale, the new one again")
+	requireBlocksIndexed(t, m) // the retired block is not listed
 	in := m.get("r:v1:count:u1")
 	require.Len(t, in.Seen, 1)
 	w := newRecord(nil)
@@ -87,6 +89,7 @@ func TestBlockMoves(t *testing.T) {
 	require.Zero(t, m.find("r:v1:count:u1"))
 	require.True(t, m.a.blk(moved).gone())
 	require.Equal(t, "r:v1:count:u1", m.a.blk(moved).key())
+	requireBlocksIndexed(t, m) // nor the dropped one
 	w = newRecord(nil)
 	m.encodeDirty(w)
 	m.clean()
@@ -135,6 +138,8 @@ func TestHugeBlocks(t *testing.T) {
 	require.NotEqual(t, r, moved)
 	require.False(t, m.a.live(r))
 	require.Equal(t, big(12000).Seen, m.get("k").Seen)
+	m.put("small", &instance{Exp: 60_000})
+	requireBlocksIndexed(t, m)
 	m.encodeDirty(newRecord(nil))
 	m.clean()
 	m.drop("k")
@@ -149,6 +154,7 @@ func TestHugeBlocks(t *testing.T) {
 	require.NotEqual(t, r, again)
 	require.NotEqual(t, moved, again)
 	require.Equal(t, big(8000).Seen, m.get("k2").Seen)
+	requireBlocksIndexed(t, m)
 }
 
 // recordKeys counts a record's keys.
@@ -246,6 +252,7 @@ func TestArenaChurnRestores(t *testing.T) {
 			}
 			m.put(k, in)
 		}
+		requireBlocksIndexed(t, m)
 		if step%5 != 4 {
 			continue
 		}
@@ -275,4 +282,19 @@ func TestArenaChurnRestores(t *testing.T) {
 		}
 	}
 	require.Greater(t, snapshots, 10)
+}
+
+// requireBlocksIndexed checks that the blocks a snapshot lists from the arena are the index's, in
+// memory order.
+func requireBlocksIndexed(t *testing.T, m *machine) {
+	t.Helper()
+	got := m.blocks()
+	var want []ref
+	m.inst.each(func(r ref) { want = append(want, r) })
+	require.True(t, slices.IsSortedFunc(got, func(a, b ref) int {
+		return cmp.Or(cmp.Compare(a.chunk(), b.chunk()), cmp.Compare(a.off(), b.off()))
+	}), "memory order")
+	slices.Sort(got)
+	slices.Sort(want)
+	require.Equal(t, want, got)
 }
