@@ -152,9 +152,9 @@ func (a *arena) release(r ref) {
 }
 
 // inUse appends to out the refs of the blocks that hold an instance (neither released, retired
-// nor dropped), in memory order: chunk by chunk, each chunk's blocks by offset. Reading them in this order streams
-// through the chunks (the processor fetches ahead) where the index's order reads a cold line at a
-// time: a snapshot copies every block.
+// nor dropped), in memory order: chunk by chunk, each chunk's blocks by offset. Read in this
+// order, the blocks stream through the caches (the processor fetches ahead), where the index's
+// order misses at every block: a snapshot copies them all.
 func (a *arena) inUse(out []ref) []ref {
 	for i := 1; i < len(a.chunks); i++ {
 		ch := a.chunks[i]
