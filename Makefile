@@ -82,9 +82,10 @@ record-histories: build-dev ## record one workflow history per journey shape int
 	OMEGA_RECORD_HISTORIES=1 deploy/local/test.sh $(GO) test -count=1 -run TestRecordHistories ./e2e
 
 .PHONY: bench
-bench: build build-dev ## the benchmarks: the CEP partition's own work per event (BenchmarkCompute, no servers), then on a fresh stack (Temporal on PostgreSQL): CEP stage vs a decode ceiling, the previous engine and the obvious design (medians of 3 passes, latency at half the preloaded peak, a live ramp and latency at half its peak, memory-flat test), then the whole pipeline against Temporal's bare-workflow floor, with and without eager start, vs Temporal-only and scale-out; writes bench/results/*.md and docs/img/pipeline-latency.svg (~30 min; PIPELINE_FLAGS=-phases=floor,omega,eager for less; not part of make test)
+bench: build build-dev ## the benchmarks: the CEP partition's own work per event (BenchmarkCompute, no servers) and a snapshot's (BenchmarkSnapshotPiece), then on a fresh stack (Temporal on PostgreSQL): CEP stage vs a decode ceiling, the previous engine and the obvious design (medians of 3 passes, latency at half the preloaded peak, a live ramp and latency at half its peak, memory-flat test), then the whole pipeline against Temporal's bare-workflow floor, with and without eager start, vs Temporal-only and scale-out; writes bench/results/*.md and docs/img/pipeline-latency.svg (~30 min; PIPELINE_FLAGS=-phases=floor,omega,eager for less; not part of make test)
 	@mkdir -p bench/results
 	$(GO) test -run '^$$' -bench Compute -benchtime 400x -count 10 ./cep/ > bench/results/cep-compute.txt
+	$(GO) test -run '^$$' -bench SnapshotPiece -benchtime 10x -count 5 ./cep/ > bench/results/cep-snapshot.txt
 	OMEGA_TEMPORAL_DB=postgres OMEGA_TEMPORAL_PPROF_PORT=17299 deploy/local/test.sh bash -c '$(GO) run ./bench/cep -events 300000 -latency-seconds 20 > bench/results/cep.md && \
 	  $(GO) run ./bench/pipeline -flush-redis $(PIPELINE_FLAGS)'
 	@cat bench/results/cep.md

@@ -105,3 +105,38 @@ func benchEvents(n int) []event.Event {
 	}
 	return out
 }
+
+// BenchmarkSnapshotPiece is a snapshot of a million instances written as one piece, its blocks
+// listed as a snapshot lists them (memory order, arena.inUse) and in the index's order (the order
+// before): the reads of cold blocks are the difference (go test -run '^$' -bench SnapshotPiece
+// ./cep/).
+func BenchmarkSnapshotPiece(b *testing.B) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	m := newMachine(time.Hour)
+	for i := range 1_000_000 {
+		in := &instance{Exp: 60_000}
+		for j := range rng.IntN(3) {
+			in.Seen = append(in.Seen, seen{TS: int64(j), ID: "e" + strconv.Itoa(i)})
+		}
+		m.put("r:v1:count:u"+strconv.Itoa(rng.IntN(1<<30)), in)
+	}
+	c := newChangelog(nil, "bench", "g", "t", 0)
+	c.settle(c.prepare(m, -1), 1) // the instances in the log: none dirty
+	var indexOrder []ref
+	m.inst.each(func(r ref) { indexOrder = append(indexOrder, r) })
+	for _, o := range []struct {
+		name   string
+		blocks []ref
+	}{{"memory-order", m.blocks()}, {"index-order", indexOrder}} {
+		b.Run(o.name, func(b *testing.B) {
+			c.piece = len(o.blocks)
+			for b.Loop() {
+				c.building = &snapshotRun{blocks: o.blocks}
+				if pl := c.prepare(m, -1); pl.done != len(o.blocks) {
+					b.Fatalf("a piece of %d blocks of %d", pl.done, len(o.blocks))
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(o.blocks)), "ns/instance")
+		})
+	}
+}
