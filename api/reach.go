@@ -305,6 +305,9 @@ func checkReachID(id string) error {
 	if !strings.HasPrefix(id, "reach/") || len(id) > 1000 {
 		return invalid("reach_id", "not a reach ID (reach/<rule>/<user>/<key>)")
 	}
+	if strings.IndexFunc(id, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0 {
+		return invalid("reach_id", "must be printable ASCII: a reach ID percent-encodes any other character of its parts, as Trigger and List return it")
+	}
 	return nil
 }
 

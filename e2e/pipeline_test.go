@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -312,10 +313,16 @@ func TestPipeline(t *testing.T) {
 	p.produce(plain[3], []byte("this is not json"))
 	p.produce(plain[3], []byte(`{"user_id":"x","type":"cart_add","ts":"2026-11-24T10:00:00Z"}`))
 	p.produce(plain[3], []byte(`{"event_id":"e","user_id":"x","type":"cart_add","ts":12}`))
+	// A user whose ID is not ASCII, in an event whose ID is not either: the reach starts (its
+	// workflow ID percent-encodes them: Temporal carries it in a gRPC header, printable ASCII
+	// only), and the user's next event, behind it on the partition, is served too.
+	intl := u("zoë")
+	p.produceEvent(event.Event{EventID: intl + "-add-é", UserID: intl, Type: "cart_add", ItemID: "sku-1"})
+	p.produceEvent(event.Event{EventID: intl + "-add-2", UserID: intl, Type: "cart_add", ItemID: "sku-2"})
 	late := u("late")
 	p.produceEvent(event.Event{EventID: late + "-add", UserID: late, Type: "cart_add", ItemID: "sku-9"})
 
-	want := map[string]int{capped: dailyCap, late: 1}
+	want := map[string]int{capped: dailyCap, late: 1, intl: 2}
 	for _, user := range plain {
 		want[user] = 1
 	}
@@ -383,6 +390,16 @@ func TestPipeline(t *testing.T) {
 		return err == nil && len(resp.GetExecutions()) == 1 &&
 			resp.GetExecutions()[0].GetExecution().GetWorkflowId() == "reach/cart-add/"+plain[0]+"/"+plain[0]+"-add"
 	}, 30*time.Second, 200*time.Millisecond, "the run is found by UserId")
+	require.Eventually(t, func() bool {
+		resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: fmt.Sprintf("UserId = '%s' AND ReachStatus = 'sent'", intl),
+		})
+		if err != nil || len(resp.GetExecutions()) != 2 {
+			return false
+		}
+		ids := []string{resp.GetExecutions()[0].GetExecution().GetWorkflowId(), resp.GetExecutions()[1].GetExecution().GetWorkflowId()}
+		return slices.Contains(ids, "reach/cart-add/"+p.id+"-zo%C3%AB/"+p.id+"-zo%C3%AB-add-%C3%A9")
+	}, 30*time.Second, 200*time.Millisecond, "the non-ASCII user's runs are found by UserId, their IDs percent-encoded")
 
 	// A replay of the whole topic by a new group, with the dedupe marks out of sight (another key
 	// prefix), starts no second run and sends nothing: workflow IDs collapse the matches.

@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -165,8 +167,47 @@ type ReachResult struct {
 const APIRuleID = "api"
 
 // ReachID is the workflow ID of a match: replays of the same match collapse onto one run.
+//
+// Its parts are kept as they are when they are printable ASCII, as every ID was before; a byte
+// outside it (a user "zoë", an event ID with a control character) and '%' itself are
+// percent-encoded. Temporal carries the ID in a gRPC header (temporal-resource-id), whose values
+// must be printable ASCII: a start it refused would be retried for ever and hold its partition.
+// The encoding is one-to-one, so two users never share a reach.
+//
+// An ID that would pass Temporal's limit of 1,000 bytes (possible only once encoded: the wire
+// contract bounds IDs to 256 bytes) names its user and key by their SHA-256 instead.
 func ReachID(ruleID, userID, matchKey string) string {
-	return "reach/" + ruleID + "/" + userID + "/" + matchKey
+	id := "reach/" + idPart(ruleID) + "/" + idPart(userID) + "/" + idPart(matchKey)
+	if len(id) <= maxReachID {
+		return id
+	}
+	h := sha256.Sum256([]byte(userID + "\x00" + matchKey))
+	return "reach/" + idPart(ruleID) + "/sha256/" + hex.EncodeToString(h[:])
+}
+
+// maxReachID is Temporal's default limit on a workflow ID (limit.maxIDLength).
+const maxReachID = 1000
+
+// idPart percent-encodes the bytes of s outside printable ASCII, and '%'.
+func idPart(s string) string {
+	i := 0
+	for i < len(s) && s[i] >= 0x20 && s[i] <= 0x7e && s[i] != '%' {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	const digits = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s)+16)
+	b = append(b, s[:i]...)
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '%' {
+			b = append(b, '%', digits[c>>4], digits[c&15])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }
 
 func (m Match) journeyMatch() journey.Match {
