@@ -268,13 +268,27 @@ func committedWatermark(ctx context.Context, rdb redis.UniversalClient, prefix, 
 	return time.UnixMilli(least).UTC(), len(cmds) > 0, nil
 }
 
+// stopOnConfig ends a retry on an error sarama's configuration check made: trying again cannot help.
+func stopOnConfig(err error) error {
+	var ce sarama.ConfigurationError
+	if errors.As(err, &ce) {
+		return stopRetry{err}
+	}
+	return err
+}
+
 // Run consumes until ctx ends, rejoining the group after every rebalance.
 func (s *Stage) Run(ctx context.Context) error {
 	if err := checkRedisVersion(ctx, s.cfg.Redis); err != nil {
 		return err
 	}
-	client, err := sarama.NewClient(s.cfg.Brokers, s.cfg.Sarama)
-	if err != nil {
+	// A stage started while no broker answers waits for one (a replica replacing one that died in
+	// an outage), as a running stage rides the outage out; a configuration sarama refuses ends it.
+	var client sarama.Client
+	if err := retry(ctx, s.cfg.Log, "connect to kafka", func() (err error) {
+		client, err = sarama.NewClient(s.cfg.Brokers, s.cfg.Sarama)
+		return stopOnConfig(err)
+	}); err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer client.Close()
@@ -285,7 +299,10 @@ func (s *Stage) Run(ctx context.Context) error {
 	defer group.Close()
 	var dlq sarama.SyncProducer = discardDeadLetters{}
 	if !s.cfg.DiscardDeadLetters {
-		if dlq, err = sarama.NewSyncProducer(s.cfg.Brokers, s.cfg.Sarama); err != nil {
+		if err := retry(ctx, s.cfg.Log, "connect the dead-letter producer", func() (err error) {
+			dlq, err = sarama.NewSyncProducer(s.cfg.Brokers, s.cfg.Sarama)
+			return stopOnConfig(err)
+		}); err != nil {
 			return fmt.Errorf("dead-letter producer: %w", err)
 		}
 	}

@@ -17,9 +17,11 @@ import (
 
 	"github.com/omegareach/omega/activities/plugin"
 
+	"github.com/IBM/sarama"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/omegareach/omega/audit"
@@ -44,14 +46,19 @@ import (
 type faultConfig struct {
 	users, excluded int
 	pgDown, tDown   time.Duration
+	// comboDown: how long a dependency stays down in the scenarios that kill a process during
+	// the outage (a third of the way in).
+	comboDown time.Duration
 	// failEvery: the n-th chunk of store traffic cut (the short run has less traffic to cut).
 	failEvery int64
 }
 
 func faultMode() faultConfig {
-	c := faultConfig{users: 16, excluded: 4, pgDown: 12 * time.Second, tDown: 4 * time.Second, failEvery: 40} // 12 s: past the 10 s a local step takes per attempt
+	c := faultConfig{users: 16, excluded: 4, pgDown: 12 * time.Second, tDown: 4 * time.Second, comboDown: 6 * time.Second,
+		failEvery: 40} // 12 s: past the 10 s a local step takes per attempt
 	if os.Getenv("OMEGA_FAULTS") == "full" {
-		c = faultConfig{users: 60, excluded: 10, pgDown: 60 * time.Second, tDown: 30 * time.Second, failEvery: 100}
+		c = faultConfig{users: 60, excluded: 10, pgDown: 60 * time.Second, tDown: 30 * time.Second, comboDown: 30 * time.Second,
+			failEvery: 100}
 	}
 	if d, err := time.ParseDuration(os.Getenv("OMEGA_FAULTS_PG_DOWN")); err == nil {
 		c.pgDown = d
@@ -209,6 +216,33 @@ func (fr *faultRun) dumpProcs() {
 		}
 	}
 	time.Sleep(time.Second) // the dumps reach the log
+}
+
+// waitPolling waits until a worker polls the run's task queue for workflow tasks.
+func (fr *faultRun) waitPolling() {
+	require.Eventually(fr.t, func() bool {
+		d, err := fr.tc.DescribeTaskQueue(context.Background(), fr.p.queue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+		return err == nil && len(d.GetPollers()) > 0
+	}, time.Minute, 100*time.Millisecond, "a worker polling %s", fr.p.queue)
+}
+
+// waitConsuming waits until the consumer group has a member and is stable (its partitions
+// assigned).
+func (fr *faultRun) waitConsuming(group string) {
+	admin, err := sarama.NewClusterAdmin(fr.p.env.Brokers, saramaConfig())
+	require.NoError(fr.t, err)
+	defer admin.Close()
+	require.Eventually(fr.t, func() bool {
+		gs, err := admin.DescribeConsumerGroups([]string{group})
+		return err == nil && len(gs) == 1 && gs[0].State == "Stable" && len(gs[0].Members) > 0
+	}, time.Minute, 100*time.Millisecond, "group %s consuming", group)
+}
+
+// paced sends an event every 120 ms or so (with the run's own 20 ms), so a fault injected a third
+// of the way in begins while events still flow and the outage spans the rest of them.
+func paced(fr *faultRun, ev event.Event) {
+	time.Sleep(100 * time.Millisecond)
+	fr.produce(ev)
 }
 
 // kill SIGKILLs a process started by startProc.
@@ -482,6 +516,42 @@ func TestFaults(t *testing.T) {
 				time.Sleep(cfg.tDown)
 				fr.temporal.SetDown(false)
 				fr.faultOver()
+			}},
+		{name: "CEP killed while Redis is down", fault: fmt.Sprintf("Redis unreachable for %s (its connections cut); a third of the way in the CEP process is SIGKILLed, its commits still failing, and a new one starts before Redis is back", cfg.comboDown),
+			setup: func(fr *faultRun) {
+				fr.startWorker()
+				fr.startProc("cep1", "cep")
+				fr.waitConsuming(fr.p.id + "-cep")
+			},
+			produce: paced,
+			inject: func(fr *faultRun) {
+				fr.redis.SetDown(true)
+				time.Sleep(cfg.comboDown / 3)
+				fr.kill("cep1")
+				fr.startProc("cep2", "cep")
+				time.Sleep(cfg.comboDown - cfg.comboDown/3)
+				fr.redis.SetDown(false)
+				fr.faultOver()
+				fr.note("the new replica restores the partitions' state from Redis once it answers and replays from the last committed offsets")
+			}},
+		{name: "worker killed while PostgreSQL is down", fault: fmt.Sprintf("PostgreSQL unreachable for %s; a third of the way in the worker process is SIGKILLed with runs waiting on the store, and a new one starts before PostgreSQL is back", cfg.comboDown),
+			setup: func(fr *faultRun) {
+				_, err := journey.NewStore(fr.p.store.Pool(), worker.Catalog()).Apply(context.Background(), demoJourney(fr.t, "cart-reminder"))
+				require.NoError(fr.t, err)
+				fr.startProc("worker", "worker")
+				fr.waitPolling()
+				fr.startCEP(fr.p.id + "-cep")
+			},
+			produce: paced,
+			inject: func(fr *faultRun) {
+				fr.pg.SetDown(true)
+				time.Sleep(cfg.comboDown / 3)
+				fr.kill("worker")
+				fr.startProc("worker2", "worker")
+				time.Sleep(cfg.comboDown - cfg.comboDown/3)
+				fr.pg.SetDown(false)
+				fr.faultOver()
+				fr.note("the killed worker's runs resume on the new one once their tasks time out")
 			}},
 		{name: "duplicates and replay", fault: "every event produced twice, then the whole topic replayed from offset 0 by a new consumer group",
 			produce: func(fr *faultRun, ev event.Event) { fr.produce(ev); fr.produce(ev) },

@@ -23,17 +23,22 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err := cfg.need("OMEGA_API_RATE"); err != nil {
 		return err
 	}
-	tc, err := dialTemporal(ctx, log, cfg)
+	tc, err := dialTemporalWhenUp(ctx, log, cfg)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
-	pool, err := store.Open(ctx, cfg.pgURL)
+	pool, err := openStore(ctx, log, cfg.pgURL)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	prod, err := api.NewProducer(cfg.brokers, secureKafka)
+	if err := secureKafka(sarama.NewConfig()); err != nil {
+		return err
+	}
+	prod, err := awaitDependency(ctx, log, "kafka", func() (sarama.SyncProducer, error) {
+		return api.NewProducer(cfg.brokers, secureKafka)
+	}, kafkaPermanent)
 	if err != nil {
 		return fmt.Errorf("kafka producer: %w", err)
 	}
@@ -42,9 +47,6 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 	rdb := cfg.newRedis()
 	defer rdb.Close()
 	// Backfills run in the API process, on a stage of their own (its own group and key prefix).
-	if err := secureKafka(sarama.NewConfig()); err != nil {
-		return err
-	}
 	backfills, err := backfill.New(backfill.Config{Brokers: cfg.brokers, Topic: cfg.topic, Redis: rdb,
 		EventTypes: eventtype.NewStore(pool),
 		Sarama: func() *sarama.Config {

@@ -15,7 +15,6 @@ import (
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/eventtype"
 	"github.com/omegareach/omega/profile"
-	"github.com/omegareach/omega/store"
 	"github.com/omegareach/omega/worker"
 )
 
@@ -32,14 +31,14 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 	if !cfg.gogcSet {
 		debug.SetGCPercent(400)
 	}
-	tc, err := dialTemporal(ctx, log, cfg)
+	tc, err := dialTemporalWhenUp(ctx, log, cfg)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
 	rdb := cfg.newRedis()
 	defer rdb.Close()
-	pool, err := store.Open(ctx, cfg.pgURL)
+	pool, err := openStore(ctx, log, cfg.pgURL)
 	if err != nil {
 		return err
 	}

@@ -21,12 +21,12 @@ func runWorker(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err := cfg.need("OMEGA_AUDIT_RETENTION", "OMEGA_CONTROL_GROUP_PERCENT"); err != nil {
 		return err
 	}
-	tc, err := dialTemporal(ctx, log, cfg)
+	tc, err := dialTemporalWhenUp(ctx, log, cfg)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
-	pool, err := store.Open(ctx, cfg.pgURL)
+	pool, err := openStore(ctx, log, cfg.pgURL)
 	if err != nil {
 		return err
 	}
