@@ -145,7 +145,7 @@ func (r *Runner) Run(ctx context.Context, job Job, progress func(Progress)) (Rep
 		// links and triggers still join (cleanup deletes them after).
 		SharedGrace:     until.Sub(job.Since) + cep.DefaultSharedGrace,
 		AllowedLateness: r.cfg.AllowedLateness, Rules: []cep.Rule{rule}, Starter: rec, Profiles: r.cfg.Profiles, EventTypes: r.cfg.EventTypes,
-		DiscardDeadLetters: true, TimerInterval: 100 * time.Millisecond, Log: log,
+		DiscardDeadLetters: true, KeepMisrouted: true, TimerInterval: 100 * time.Millisecond, Log: log,
 	})
 	if err != nil {
 		return rep, fmt.Errorf("backfill stage: %w", err)

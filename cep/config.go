@@ -103,7 +103,12 @@ type Config struct {
 	// DiscardDeadLetters drops undecodable records instead of writing them to DLQTopic: a replay
 	// of history (a backfill) meets records the live stage dead-lettered already.
 	DiscardDeadLetters bool
-	Log                *slog.Logger
+	// KeepMisrouted processes a record on the partition it was read from even when the wire
+	// contract puts its key on another (a backfill, which replays history it must not write back).
+	// A live stage forwards such a record to its key's partition instead (forward.go); one that
+	// discards dead letters keeps misrouted records too.
+	KeepMisrouted bool
+	Log           *slog.Logger
 }
 
 // The batching a Config gets when it sets none.

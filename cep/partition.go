@@ -65,10 +65,13 @@ const (
 
 // partition is one claimed partition: its machine, its changelog, and the next offset to read.
 type partition struct {
-	id   int32
-	log  *changelog
-	m    *machine
-	next int64 // -1: the state has no offset; take what Kafka gives
+	id int32
+	// partitions is the topic's partition count when the claim began (0: unknown, nothing is
+	// forwarded).
+	partitions int32
+	log        *changelog
+	m          *machine
+	next       int64 // -1: the state has no offset; take what Kafka gives
 	// published is the watermark last committed: the group's, the least of its partitions', decides
 	// the shared absences (fireTimers).
 	published int64
@@ -265,6 +268,9 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	s := h.s
 	cfg := s.cfg
 	p := &partition{id: claim.Partition(), log: newChangelog(cfg.Redis, cfg.KeyPrefix, cfg.Group, claim.Topic(), claim.Partition())}
+	if ps, err := h.client.Partitions(claim.Topic()); err == nil && !cfg.KeepMisrouted && !cfg.DiscardDeadLetters {
+		p.partitions = int32(len(ps))
+	}
 	began := time.Now()
 	if err := retry(ctx, cfg.Log, "restore partition state", func() (err error) {
 		p.m, p.next, err = p.log.claim(ctx, cfg.AllowedLateness)
@@ -521,7 +527,7 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 		step = now
 	}
 	good := make([]decoded, 0, len(msgs))
-	var dead []*sarama.ProducerMessage
+	var dead, forwards []*sarama.ProducerMessage
 	replayed := 0
 	for _, m := range msgs {
 		if m.Offset < p.next {
@@ -534,15 +540,23 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 			metrics.DeadLetters.WithLabelValues(deadReason(err)).Inc()
 			continue
 		}
+		if to := keyPartition(ev.Key(), p.partitions); to != m.Partition && p.partitions > 0 {
+			forwards = append(forwards, s.forward(m, &ev, to))
+			continue
+		}
 		good = append(good, decoded{msg: m, ev: ev})
 	}
 	good = s.dropUndeclared(ctx, good)
 	metrics.EventsConsumed.WithLabelValues("replayed").Add(float64(replayed))
-	if len(dead) > 0 {
-		if err := retry(ctx, s.cfg.Log, "write dead letters", func() error { return dlq.SendMessages(dead) }); err != nil {
+	if len(dead)+len(forwards) > 0 {
+		// Before the batch is durable: a crash replays the batch and sends them again (a forwarded
+		// event twice is one event to its partition's state).
+		out := append(dead, forwards...)
+		if err := retry(ctx, s.cfg.Log, "write dead letters and forwards", func() error { return dlq.SendMessages(out) }); err != nil {
 			return batchOut{}, err
 		}
 		metrics.EventsConsumed.WithLabelValues("dead_lettered").Add(float64(len(dead)))
+		metrics.EventsConsumed.WithLabelValues("forwarded").Add(float64(len(forwards)))
 	}
 	metrics.EventsConsumed.WithLabelValues("processed").Add(float64(len(good)))
 	lap("decode")

@@ -230,3 +230,52 @@ func TestJoinAcrossReplicas(t *testing.T) {
 	time.Sleep(time.Second)
 	require.Equal(t, want, p.deliveriesByUser())
 }
+
+// TestMisroutedEventsForwarded: a producer that partitions otherwise than the wire contract (here
+// every record on one partition, as a client with another hash or no key may put it) splits a
+// user's views over partitions; the stage forwards each to its key's partition, so three views
+// still make one count match, reached once.
+func TestMisroutedEventsForwarded(t *testing.T) {
+	p := newPipeline(t)
+	p.startWorker()
+	group := p.id + "-cep"
+	p.startCEPWith(group, p.prefix, []cep.Rule{demoRule(t, "viewed-3x-no-chat")})
+	sc := saramaConfig()
+	sc.Producer.Return.Successes = true
+	sc.Producer.Partitioner = sarama.NewManualPartitioner
+	prod, err := sarama.NewSyncProducer(p.env.Brokers, sc)
+	require.NoError(t, err)
+	defer prod.Close()
+
+	var users []string
+	for i := range 4 {
+		users = append(users, fmt.Sprintf("%s-viewer%d", p.id, i))
+	}
+	item := p.id + "-item"
+	now := time.Now().UTC()
+	for n := range 3 {
+		for _, u := range users {
+			ev := event.Event{EventID: fmt.Sprintf("%s-v%d", u, n), UserID: u, Type: "view", ItemID: item,
+				TS: now.Add(time.Duration(n) * time.Second)}
+			b, err := ev.Encode()
+			require.NoError(t, err)
+			var key sarama.Encoder = sarama.StringEncoder(u)
+			if n == 1 {
+				key = nil // the middle view without a key, as some producers send
+			}
+			// Every view on partition 0 and, for the third, on partition 1 too: a user whose key
+			// hashes elsewhere has each of them forwarded.
+			_, _, err = prod.SendMessage(&sarama.ProducerMessage{Topic: p.topic, Partition: int32(n % 2), Key: key,
+				Value: sarama.ByteEncoder(b)})
+			require.NoError(t, err)
+		}
+	}
+	want := map[string]int{}
+	for _, u := range users {
+		want[u] = 1
+	}
+	p.waitDeliveries(len(users))
+	p.waitCaughtUp(group)
+	time.Sleep(time.Second)
+	require.Equal(t, want, p.deliveriesByUser(), "one reach per user whose three views came in on any partition")
+}

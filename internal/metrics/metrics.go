@@ -36,9 +36,10 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.001, 2, 16)
 var (
 	// EventsConsumed counts records the CEP stage read, by outcome: processed, dead_lettered,
 	// replayed (already in the restored partition state, skipped), undeclared (a valid event of a
-	// type the event catalogue does not declare: counted and skipped).
+	// type the event catalogue does not declare: counted and skipped), forwarded (found on a
+	// partition its key does not hash to, sent on to its key's: cep/forward.go).
 	EventsConsumed = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_cep_events_total",
-		Help: "Events read by the CEP stage, by outcome (processed, dead_lettered, replayed, undeclared)."}, []string{"outcome"})
+		Help: "Events read by the CEP stage, by outcome (processed, dead_lettered, replayed, undeclared, forwarded)."}, []string{"outcome"})
 	// DeadLetters counts dead-lettered records by reason class (decode, size, or the invalid field).
 	DeadLetters = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_cep_dead_letters_total",
 		Help: "Records sent to the dead-letter topic, by reason (decode, size, field:<name>)."}, []string{"reason"})
