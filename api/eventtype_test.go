@@ -129,7 +129,7 @@ func TestEventTypeService(t *testing.T) {
 		{name: "bad scope", typ: map[string]any{"name": "coupon_claimed", "scope": "shop", "uses": []any{"trigger"}}, wantField: "event_type.scope"},
 		{name: "bad attr type", typ: map[string]any{"name": "coupon_claimed", "uses": []any{"trigger"},
 			"attrs": []any{map[string]any{"name": "v", "type": "decimal"}}}, wantField: "event_type.attrs[0].type"},
-		{name: "unknown field", typ: map[string]any{"name": "coupon_claimed", "uses": []any{"trigger"}, "kind": "x"}, wantField: "event_type.(document)"},
+		{name: "unknown field", typ: map[string]any{"name": "coupon_claimed", "uses": []any{"trigger"}, "kind": "x"}, wantField: "event_type.kind"},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {

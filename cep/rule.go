@@ -101,7 +101,8 @@ func (e *RuleError) Error() string {
 func ParseRule(b []byte) (Rule, error) {
 	var r Rule
 	if err := spec.Unmarshal(b, &r); err != nil {
-		return Rule{}, &RuleError{Field: "(document)", Reason: err.Error()}
+		field, reason := spec.Refusal(err)
+		return Rule{}, &RuleError{RuleID: spec.Name(b, "id"), Field: field, Reason: reason}
 	}
 	return r, nil
 }

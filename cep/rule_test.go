@@ -185,9 +185,9 @@ journey_id: chat-nudge
 			doc:  `{"id":"cart","steps":[{"type":"cart_add","where":"event.item_id != \"\""}],"journey_id":"cart-reminder"}`,
 			want: Rule{ID: "cart", Steps: []Step{{Type: "cart_add", Where: `event.item_id != ""`}}, JourneyID: "cart-reminder"},
 		},
-		{name: "unknown field refused", doc: "id: r1\nsteps: [{type: view}]\njourney: x\n", wantField: "(document)"},
-		{name: "bad duration", doc: "id: r1\nsteps: [{type: view}]\nwithin: soon\njourney_id: x\n", wantField: "(document)"},
-		{name: "negative days", doc: "id: r1\nsteps: [{type: view}]\nwithin: -1d\njourney_id: x\n", wantField: "(document)"},
+		{name: "unknown field refused", doc: "id: r1\nsteps: [{type: view}]\njourney: x\n", wantField: "journey"},
+		{name: "bad duration", doc: "id: r1\nsteps: [{type: view}]\nwithin: soon\njourney_id: x\n", wantField: "within"},
+		{name: "negative days", doc: "id: r1\nsteps: [{type: view}]\nwithin: -1d\njourney_id: x\n", wantField: "within"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

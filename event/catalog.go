@@ -87,7 +87,8 @@ func (e *TypeError) Error() string {
 func ParseType(b []byte) (Type, error) {
 	var t Type
 	if err := spec.Unmarshal(b, &t); err != nil {
-		return Type{}, &TypeError{Field: "(document)", Reason: err.Error()}
+		field, reason := spec.Refusal(err)
+		return Type{}, &TypeError{Name: spec.Name(b, "name"), Field: field, Reason: reason}
 	}
 	return t, nil
 }

@@ -142,5 +142,6 @@ func TestParseType(t *testing.T) {
 	_, err = event.ParseType([]byte("name: x\nuses: [trigger]\nschema: {}\n"))
 	var te *event.TypeError
 	require.True(t, errors.As(err, &te))
-	require.Equal(t, "(document)", te.Field)
+	require.Equal(t, "schema", te.Field)
+	require.Equal(t, "x", te.Name)
 }

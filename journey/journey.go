@@ -272,7 +272,8 @@ func (s *Step) Kind() string {
 func Parse(b []byte) (Journey, error) {
 	var j Journey
 	if err := spec.Unmarshal(b, &j); err != nil {
-		return Journey{}, &Error{Field: "(document)", Reason: err.Error()}
+		field, reason := spec.Refusal(err)
+		return Journey{}, &Error{JourneyID: spec.Name(b, "id"), Field: field, Reason: reason}
 	}
 	return j, nil
 }

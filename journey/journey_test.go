@@ -240,8 +240,8 @@ steps:
 	require.Error(t, err)
 	var e *Error
 	require.True(t, errors.As(err, &e), "want *Error, got %T: %v", err, err)
-	require.Equal(t, "(document)", e.Field)
-	require.Contains(t, e.Reason, "sned")
+	require.Equal(t, "steps[0].sned", e.Field, "the unknown field, with its path")
+	require.Equal(t, "unknown field", e.Reason)
 
 	for _, tc := range []struct {
 		timeout string

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"sigs.k8s.io/yaml"
 )
 
 // Duration reads "10m", "24h" or "30d".
@@ -47,9 +45,4 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("bad duration %q", s)
 	}
 	return v, nil
-}
-
-// Unmarshal reads YAML or JSON into v, refusing unknown fields so a typo is not silently ignored.
-func Unmarshal(b []byte, v any) error {
-	return yaml.UnmarshalStrict(b, v)
 }
