@@ -211,6 +211,8 @@ func (s *server) Get(ctx context.Context, req *connect.Request[omegav1.GetReques
 			return connect.NewResponse(&omegav1.GetResponse{Reach: out}), nil
 		case !errors.As(derr, &nf):
 			return nil, s.internal("describe reach", derr) // Temporal is down: not a NotFound
+		default:
+			return nil, connect.NewError(connect.CodeNotFound, errors.New("reach_id: no reach with this ID"))
 		}
 	}
 	if err != nil {
