@@ -115,7 +115,7 @@ func TestRuleAndJourneyServices(t *testing.T) {
 	bad := spec("push")
 	bad["stpes"] = []any{}
 	_, err = jc.ApplyJourney(ctx, connect.NewRequest(&omegav1.ApplyJourneyRequest{Journey: mustStruct(t, bad)}))
-	requireInvalid(t, err, "journey.(document)")
+	requireInvalid(t, err, "journey.stpes")
 
 	_, err = jc.ValidateJourney(ctx, connect.NewRequest(&omegav1.ValidateJourneyRequest{Journey: mustStruct(t, spec("push"))}))
 	require.NoError(t, err)
