@@ -218,6 +218,19 @@ func (fr *faultRun) dumpProcs() {
 	time.Sleep(time.Second) // the dumps reach the log
 }
 
+// killDuring takes a dependency down (setDown), SIGKILLs the process name a third of the way into
+// the outage (cfg.comboDown), starts replacement (an omega cmd) while it lasts, then brings the
+// dependency back.
+func (fr *faultRun) killDuring(setDown func(bool), name, replacement, cmd string) {
+	setDown(true)
+	time.Sleep(fr.cfg.comboDown / 3)
+	fr.kill(name)
+	fr.startProc(replacement, cmd)
+	time.Sleep(fr.cfg.comboDown - fr.cfg.comboDown/3)
+	setDown(false)
+	fr.faultOver()
+}
+
 // waitPolling waits until a worker polls the run's task queue for workflow tasks.
 func (fr *faultRun) waitPolling() {
 	require.Eventually(fr.t, func() bool {
@@ -525,13 +538,7 @@ func TestFaults(t *testing.T) {
 			},
 			produce: paced,
 			inject: func(fr *faultRun) {
-				fr.redis.SetDown(true)
-				time.Sleep(cfg.comboDown / 3)
-				fr.kill("cep1")
-				fr.startProc("cep2", "cep")
-				time.Sleep(cfg.comboDown - cfg.comboDown/3)
-				fr.redis.SetDown(false)
-				fr.faultOver()
+				fr.killDuring(fr.redis.SetDown, "cep1", "cep2", "cep")
 				fr.note("the new replica restores the partitions' state from Redis once it answers and replays from the last committed offsets")
 			}},
 		{name: "worker killed while PostgreSQL is down", fault: fmt.Sprintf("PostgreSQL unreachable for %s; a third of the way in the worker process is SIGKILLed with runs waiting on the store, and a new one starts before PostgreSQL is back", cfg.comboDown),
@@ -544,13 +551,7 @@ func TestFaults(t *testing.T) {
 			},
 			produce: paced,
 			inject: func(fr *faultRun) {
-				fr.pg.SetDown(true)
-				time.Sleep(cfg.comboDown / 3)
-				fr.kill("worker")
-				fr.startProc("worker2", "worker")
-				time.Sleep(cfg.comboDown - cfg.comboDown/3)
-				fr.pg.SetDown(false)
-				fr.faultOver()
+				fr.killDuring(fr.pg.SetDown, "worker", "worker2", "worker")
 				fr.note("the killed worker's runs resume on the new one once their tasks time out")
 			}},
 		{name: "duplicates and replay", fault: "every event produced twice, then the whole topic replayed from offset 0 by a new consumer group",
