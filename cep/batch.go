@@ -131,7 +131,15 @@ func (s *Stage) startAll(ctx context.Context, ms []workflows.Match) error {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			log := s.cfg.Log.With("trace_id", ms[i].TraceID, "rule_id", ms[i].RuleID)
-			errs[i] = retry(ctx, log, "start reach workflow", func() error { return s.cfg.Starter.Start(ctx, ms[i]) })
+			errs[i] = retry(ctx, log, "start reach workflow", func() error {
+				err := s.cfg.Starter.Start(ctx, ms[i])
+				if errors.Is(err, ErrPermanent) {
+					// Refused for good: skipped, so the partition goes on (the starter counted it).
+					log.Error("reach refused for good; match skipped", "err", err)
+					return nil
+				}
+				return err
+			})
 		}()
 	}
 	wg.Wait()

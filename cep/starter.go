@@ -79,6 +79,21 @@ func (t *TemporalStarter) Start(ctx context.Context, m workflows.Match) error {
 		}
 		return nil
 	}
+	// Temporal refuses this start for good (its input or an ID past a limit): no retry can
+	// start it, and retrying would hold the partition for ever. The caller skips it, said loudly.
+	var inv *serviceerror.InvalidArgument
+	if errors.As(err, &inv) {
+		metrics.WorkflowStarts.WithLabelValues("cep", "refused").Inc()
+		if t.Audit != nil {
+			if _, aerr := t.Audit.Append(ctx, audit.Record{ReachID: opts.ID, TraceID: m.TraceID, Step: "match",
+				Kind: audit.KindFailed, UserID: m.UserID, RuleID: m.RuleID, RuleVersion: m.RuleVersion,
+				JourneyID: m.JourneyID, Outcome: "refused", EventID: m.LastEvent(),
+				Reason: "Temporal refused to start the reach: " + inv.Error(), At: time.Now()}); aerr != nil {
+				t.log().Warn("record refused match", "reach_id", opts.ID, "trace_id", m.TraceID, "err", aerr)
+			}
+		}
+		return fmt.Errorf("%w: start %s: %v", ErrPermanent, opts.ID, err)
+	}
 	if err != nil {
 		metrics.WorkflowStarts.WithLabelValues("cep", "error").Inc()
 		return fmt.Errorf("start %s: %w", opts.ID, err)

@@ -93,7 +93,7 @@ var (
 	// WorkflowStarts counts reach workflow starts by origin (cep, api) and result (started,
 	// duplicate, error).
 	WorkflowStarts = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_workflow_starts_total",
-		Help: "Reach workflow starts, by origin (cep, api) and result (started, duplicate, error)."}, []string{"origin", "result"})
+		Help: "Reach workflow starts, by origin (cep, api) and result (started, duplicate, error, refused: Temporal refused it for good)."}, []string{"origin", "result"})
 	// EagerStarts counts workflow starts whose answer carried the first workflow task (eager
 	// start: a worker in the starting process runs it, the matching service is skipped).
 	EagerStarts = f.NewCounter(prometheus.CounterOpts{Name: "omega_workflow_eager_starts_total",
