@@ -218,6 +218,16 @@ func (fr *faultRun) dumpProcs() {
 	time.Sleep(time.Second) // the dumps reach the log
 }
 
+// workerProcess sets a scenario up with the reach worker as a process (`omega worker`, which reads
+// its journeys from PostgreSQL) polling before the events flow, and a CEP replica in this process.
+func workerProcess(fr *faultRun) {
+	_, err := journey.NewStore(fr.p.store.Pool(), worker.Catalog()).Apply(context.Background(), demoJourney(fr.t, "cart-reminder"))
+	require.NoError(fr.t, err)
+	fr.startProc("worker", "worker")
+	fr.waitPolling()
+	fr.startCEP(fr.p.id + "-cep")
+}
+
 // killDuring takes a dependency down (setDown), SIGKILLs the process name a third of the way into
 // the outage (cfg.comboDown), starts replacement (an omega cmd) while it lasts, then brings the
 // dependency back.
@@ -542,17 +552,18 @@ func TestFaults(t *testing.T) {
 				fr.note("the new replica restores the partitions' state from Redis once it answers and replays from the last committed offsets")
 			}},
 		{name: "worker killed while PostgreSQL is down", fault: fmt.Sprintf("PostgreSQL unreachable for %s; a third of the way in the worker process is SIGKILLed with runs waiting on the store, and a new one starts before PostgreSQL is back", cfg.comboDown),
-			setup: func(fr *faultRun) {
-				_, err := journey.NewStore(fr.p.store.Pool(), worker.Catalog()).Apply(context.Background(), demoJourney(fr.t, "cart-reminder"))
-				require.NoError(fr.t, err)
-				fr.startProc("worker", "worker")
-				fr.waitPolling()
-				fr.startCEP(fr.p.id + "-cep")
-			},
+			setup: workerProcess,
 			produce: paced,
 			inject: func(fr *faultRun) {
 				fr.killDuring(fr.pg.SetDown, "worker", "worker2", "worker")
 				fr.note("the killed worker's runs resume on the new one once their tasks time out")
+			}},
+		{name: "worker killed while Temporal is down", fault: fmt.Sprintf("the Temporal frontend unreachable for %s (CEP and worker); a third of the way in the worker process is SIGKILLed, and a new one starts before Temporal is back", cfg.comboDown),
+			setup: workerProcess,
+			produce: paced,
+			inject: func(fr *faultRun) {
+				fr.killDuring(fr.temporal.SetDown, "worker", "worker2", "worker")
+				fr.note("the new worker waits for Temporal to answer before it polls; the stage retries its starts meanwhile")
 			}},
 		{name: "duplicates and replay", fault: "every event produced twice, then the whole topic replayed from offset 0 by a new consumer group",
 			produce: func(fr *faultRun, ev event.Event) { fr.produce(ev); fr.produce(ev) },
@@ -652,6 +663,11 @@ func writeFaultReport(t *testing.T) {
 		"retrying after 10 s, so PostgreSQL down for longer failed the runs and lost their matches (they now retry until\n" +
 		"the store is back); and the blacklist lived only in Redis, so a Redis restart without persistence let\n" +
 		"blacklisted users be reached (the lists now live in PostgreSQL, Redis holding a copy reloaded before it answers).\n" +
-		"`make test` runs the same scenarios in a short mode (16 users, PostgreSQL down 12 s, Temporal 4 s).\n")
+		"The scenarios that kill a process while a dependency is down found that a process started in an outage\n" +
+		"(PostgreSQL, Temporal or Kafka down) exited at once, so the killed worker's runs waited for a restart nobody made:\n" +
+		"`omega api`, `cep` and `worker` now wait for their dependencies at start, logging each attempt, and exit only on\n" +
+		"a refusal waiting cannot mend (bad credentials, a schema PostgreSQL refuses, a configuration Sarama rejects).\n" +
+		"`make test` runs the same scenarios in a short mode (16 users, PostgreSQL down 12 s, Temporal 4 s, a process\n" +
+		"killed in a 6 s outage).\n")
 	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
 }
