@@ -196,10 +196,24 @@ func TestIngestProduces(t *testing.T) {
 	require.EqualValues(t, n, res.Msg.GetAccepted())
 }
 
+// A batch the producer gives up on once (a broker that crashed: the idempotent producer's first
+// send after it fails) is sent again within the call.
+func TestIngestSendsAgain(t *testing.T) {
+	f := newFixture(t)
+	f.producer.ExpectSendMessageAndFail(sarama.ErrOutOfOrderSequenceNumber)
+	f.producer.ExpectSendMessageAndSucceed()
+	res, err := f.events.Ingest(context.Background(), connect.NewRequest(&omegav1.IngestRequest{Events: validEvents(1)}))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, res.Msg.GetAccepted())
+	require.Contains(t, f.log.String(), "sending again")
+}
+
 func TestIngestProducerFailure(t *testing.T) {
 	f := newFixture(t)
 	internal := "kafka: broker 10.1.2.3:9092 NOT_ENOUGH_REPLICAS"
-	f.producer.ExpectSendMessageAndFail(errors.New(internal))
+	for range 3 { // every attempt
+		f.producer.ExpectSendMessageAndFail(errors.New(internal))
+	}
 
 	_, err := f.events.Ingest(context.Background(), connect.NewRequest(&omegav1.IngestRequest{Events: validEvents(1)}))
 	require.Error(t, err)

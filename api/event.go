@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/IBM/sarama"
@@ -37,10 +38,45 @@ func (s *server) Ingest(ctx context.Context, req *connect.Request[omegav1.Ingest
 		msgs[i] = &sarama.ProducerMessage{Topic: s.topic, Key: sarama.StringEncoder(ev.Key()), Value: sarama.ByteEncoder(b)}
 		tracing.Inject(ctx, tracing.Headers{Produce: msgs[i]})
 	}
-	if err := s.producer.SendMessages(msgs); err != nil {
+	if err := s.produce(ctx, msgs); err != nil {
 		return nil, s.internal("produce events", err)
 	}
 	return connect.NewResponse(&omegav1.IngestResponse{Accepted: int32(len(msgs))}), nil
+}
+
+// produceAttempts bounds how often Ingest sends its events before it answers Unavailable.
+const produceAttempts = 3
+
+// produce sends msgs, the whole batch again when the producer gives up on any of them, up to
+// produceAttempts times within the call: after a broker crash the idempotent producer's first
+// batch can fail while it takes a new producer epoch, and the caller should not see that. An
+// event stored twice is one event to the CEP stage (its event_id).
+func (s *server) produce(ctx context.Context, msgs []*sarama.ProducerMessage) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		batch := make([]*sarama.ProducerMessage, len(msgs)) // fresh messages: the producer marks those it sent
+		for i, m := range msgs {
+			batch[i] = &sarama.ProducerMessage{Topic: m.Topic, Key: m.Key, Value: m.Value, Headers: m.Headers}
+		}
+		err := s.producer.SendMessages(batch)
+		if err == nil {
+			return nil
+		}
+		var pes sarama.ProducerErrors
+		if errors.As(err, &pes) && len(pes) > 0 {
+			err = fmt.Errorf("%w (first: %w)", err, pes[0].Err) // the cause, for the log
+		}
+		if attempt == produceAttempts || ctx.Err() != nil {
+			return err
+		}
+		s.log.Warn("produce events: sending again", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
 }
 
 // decodeEvents validates a request's events against the wire contract and the event catalogue

@@ -72,7 +72,7 @@ func (t *TemporalStarter) Start(ctx context.Context, m workflows.Match) error {
 			if _, err := t.Audit.Append(ctx, audit.Record{ReachID: opts.ID, TraceID: m.TraceID, Step: "match",
 				Kind: audit.KindDeduplicated, UserID: m.UserID, RuleID: m.RuleID, RuleVersion: m.RuleVersion,
 				JourneyID: m.JourneyID, Outcome: "duplicate", EventID: m.LastEvent(),
-				Reason: "match replayed (a restart or rebalance redelivered its events); the reach exists, nothing started",
+				Reason: "the reach exists already (a restart or rebalance redelivered its events, or a start was sent again after its answer was lost); nothing started",
 				At:     time.Now()}); err != nil {
 				t.log().Warn("record deduplicated match", "reach_id", opts.ID, "trace_id", m.TraceID, "err", err)
 			}
