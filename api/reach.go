@@ -410,6 +410,10 @@ func (s *server) Funnel(ctx context.Context, req *connect.Request[omegav1.Funnel
 	if err != nil {
 		return nil, s.internal("read funnel", err)
 	}
+	if f.Matched == 0 && m.GetJourneyId() != "" && s.journeys != nil && !s.journeys(m.GetJourneyId()) {
+		// No reach and no such journey: a typo, not a journey that reached nobody.
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("journey_id: no journey %q", m.GetJourneyId()))
+	}
 	out := funnelProto(f)
 	for path, pf := range f.BySplitPath {
 		if out.BySplitPath == nil {

@@ -42,7 +42,8 @@ func TestFunnelAndTimelineReject(t *testing.T) {
 func TestFunnelAndTimeline(t *testing.T) {
 	env := testenv.Require(t)
 	store := env.Audit(t)
-	srv := serve(t, api.Config{Audit: store})
+	quiet := testenv.Unique("fq-") // a journey that exists and reached nobody yet
+	srv := serve(t, api.Config{Audit: store, Journeys: func(id string) bool { return id == quiet }})
 	c := omegav1connect.NewReachServiceClient(keyed(srv, readKey), srv.URL)
 	ctx := context.Background()
 	jid, user := testenv.Unique("fj-"), testenv.Unique("fu-")
@@ -61,7 +62,14 @@ func TestFunnelAndTimeline(t *testing.T) {
 
 	f, err := c.Funnel(ctx, connect.NewRequest(&omegav1.FunnelRequest{JourneyId: jid}))
 	require.NoError(t, err)
-	require.Equal(t, (&omegav1.FunnelResponse{Matched: 2, Sent: 1, Suppressed: 1, SuppressedBy: map[string]int64{"blacklist": 1}}).String(), f.Msg.String())
+	require.Equal(t, (&omegav1.FunnelResponse{Matched: 2, Sent: 1, Suppressed: 1, SuppressedBy: map[string]int64{"blacklist": 1}}).String(), f.Msg.String(),
+		"a journey since removed keeps its funnel")
+	f, err = c.Funnel(ctx, connect.NewRequest(&omegav1.FunnelRequest{JourneyId: quiet}))
+	require.NoError(t, err)
+	require.Zero(t, f.Msg.GetMatched(), "a journey that reached nobody yet: an empty funnel")
+	_, err = c.Funnel(ctx, connect.NewRequest(&omegav1.FunnelRequest{JourneyId: "no-such-journey"}))
+	require.Equal(t, connect.CodeNotFound, connect.CodeOf(err), "an unknown journey: %v", err)
+	require.Contains(t, err.Error(), "journey_id")
 
 	tl, err := c.Timeline(ctx, connect.NewRequest(&omegav1.TimelineRequest{UserId: user, PageSize: 4}))
 	require.NoError(t, err)

@@ -33,6 +33,11 @@ func runProfiles(ctx context.Context, cfg config, args []string, stdout io.Write
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
+	// Only get takes a positional argument; a stray one would hide the flags after it.
+	if args[0] != "get" && fs.NArg() > 0 {
+		fmt.Fprint(stdout, profilesUsage)
+		return fmt.Errorf("profiles %s takes no argument %q (flags: -f FILE)", args[0], fs.Arg(0))
+	}
 	pool, err := openPool(ctx, cfg)
 	if err != nil {
 		return err
@@ -78,6 +83,9 @@ func runProfiles(ctx context.Context, cfg config, args []string, stdout io.Write
 		}
 		return enc.Encode(p)
 	case "set":
+		if *path == "" {
+			return errors.New("-f is required")
+		}
 		b, err := os.ReadFile(*path)
 		if err != nil {
 			return err

@@ -137,6 +137,9 @@ func runReaches(ctx context.Context, cfg config, args []string, stdout io.Writer
 		return err
 	}
 	pos := fs.Args()
+	if *limit < 1 {
+		return fmt.Errorf("--limit must be at least 1 (got %d)", *limit)
+	}
 	c, err := newAPIClient(cfg)
 	if err != nil {
 		return err

@@ -220,7 +220,10 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 				r, err = st.Version(ctx, fs.Arg(0), *version)
 			}
 			if err != nil {
-				return err
+				if *version != 0 {
+					return fmt.Errorf("rule %q version %d: %w", fs.Arg(0), *version, err)
+				}
+				return fmt.Errorf("rule %q: %w", fs.Arg(0), err)
 			}
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
@@ -240,7 +243,7 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 				return errors.New("usage: omega rules disable ID")
 			}
 			if err := st.Disable(ctx, fs.Arg(0)); err != nil {
-				return err
+				return fmt.Errorf("rule %q: %w", fs.Arg(0), err)
 			}
 			fmt.Fprintf(stdout, "disabled %s\n", fs.Arg(0))
 			return nil
