@@ -21,10 +21,13 @@ import (
 // Stage is one CEP replica.
 type Stage struct {
 	badRules string // the invalid stored rules last reported
-	cfg      Config
-	engine   *engine
-	rules    atomic.Pointer[[]compiledRule]
-	events   atomic.Pointer[event.Catalog]
+	// connected is closed once Run has reached a broker (Connected).
+	connected     chan struct{}
+	connectedOnce sync.Once
+	cfg           Config
+	engine        *engine
+	rules         atomic.Pointer[[]compiledRule]
+	events        atomic.Pointer[event.Catalog]
 	// undeclared are the undeclared event types this replica logged (once each); refreshed is
 	// when a batch holding one last read the catalogue again.
 	undeclaredMu sync.Mutex
@@ -55,7 +58,7 @@ func New(cfg Config) (*Stage, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Stage{cfg: cfg, engine: newEngine(cfg.Redis, cfg.KeyPrefix), undeclared: map[string]bool{}}
+	s := &Stage{cfg: cfg, engine: newEngine(cfg.Redis, cfg.KeyPrefix), undeclared: map[string]bool{}, connected: make(chan struct{})}
 	s.engine.grace = cfg.SharedGrace
 	s.events.Store(event.Default())
 	if err := s.setRules(cfg.Rules); err != nil {
@@ -277,6 +280,10 @@ func stopOnConfig(err error) error {
 	return err
 }
 
+// Connected is closed once the stage has reached a Kafka broker: a process's readiness waits for
+// it (a stage started while Kafka is down waits in Run).
+func (s *Stage) Connected() <-chan struct{} { return s.connected }
+
 // Run consumes until ctx ends, rejoining the group after every rebalance.
 func (s *Stage) Run(ctx context.Context) error {
 	if err := checkRedisVersion(ctx, s.cfg.Redis); err != nil {
@@ -292,6 +299,7 @@ func (s *Stage) Run(ctx context.Context) error {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer client.Close()
+	s.connectedOnce.Do(func() { close(s.connected) })
 	group, err := sarama.NewConsumerGroupFromClient(s.cfg.Group, client)
 	if err != nil {
 		return fmt.Errorf("join consumer group %s: %w", s.cfg.Group, err)

@@ -56,3 +56,22 @@ func TestStartAllSkipsRefused(t *testing.T) {
 	require.NoError(t, s.startAll(ctx, []workflows.Match{{MatchKey: "refused"}, {MatchKey: "ok"}}))
 	require.Equal(t, int32(3), st.calls.Load(), "the refused match once, the other until it started")
 }
+
+// A stage started while no broker answers waits in Run and is not connected (its process not
+// ready) until one does; it stops with its context.
+func TestRunWaitsForKafka(t *testing.T) {
+	s, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Redis: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}),
+		Starter: &countingStarter{}})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case <-s.Connected():
+		t.Fatal("connected without a broker")
+	case err := <-done:
+		require.Error(t, err, "Run ends with its context")
+		require.Error(t, ctx.Err(), "Run waited for a broker until its context ended")
+	}
+}

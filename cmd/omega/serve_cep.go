@@ -97,7 +97,8 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err != nil {
 		return err
 	}
-	// Run retries its backends itself; the lag metric says whether it keeps up.
-	go markReadyWhenServing(ctx, log, tc, cfg.taskQueue, "")
+	// Run retries its backends itself; the lag metric says whether it keeps up. Ready once Kafka
+	// and Temporal both answer.
+	go markReadyWhenServing(ctx, log, tc, cfg.taskQueue, "", st.Connected())
 	return st.Run(ctx)
 }

@@ -51,8 +51,16 @@ func countEagerStarts(ctx context.Context, method string, req, reply any, cc *gr
 
 // markReadyWhenServing marks the process ready (/readyz) once Temporal serves the task queue, and
 // with an identity, once that worker's polls arrive (see worker.Serving): a frontend that
-// answers is not yet a Temporal that runs reaches.
-func markReadyWhenServing(ctx context.Context, log *slog.Logger, tc client.Client, taskQueue, identity string) {
+// answers is not yet a Temporal that runs reaches. It waits for each of also to close first (the
+// CEP stage's Kafka connection).
+func markReadyWhenServing(ctx context.Context, log *slog.Logger, tc client.Client, taskQueue, identity string, also ...<-chan struct{}) {
+	for _, c := range also {
+		select {
+		case <-c:
+		case <-ctx.Done():
+			return
+		}
+	}
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err := worker.WaitServing(tctx, tc, taskQueue, identity)
 	cancel()
