@@ -113,7 +113,7 @@ func (s audienceService) checkBroadcast(a *omegav1.Audience, journeyID string, r
 	case journeyID == "":
 		return au, invalid("journey_id", "required")
 	case !s.journeys(journeyID):
-		return au, invalid("journey_id", "no journey %q", journeyID)
+		return au, invalid("journey_id", "no active journey %q (unknown, or disabled: omega journeys list)", journeyID)
 	case rate < 0 || rate > maxBroadcastRate:
 		return au, invalid("rate", "reaches per second, from 0 (the default, %g) to %d", workflows.DefaultBroadcastRate, maxBroadcastRate)
 	}

@@ -36,7 +36,7 @@ func (s *server) Trigger(ctx context.Context, req *connect.Request[omegav1.Trigg
 		return nil, invalid("journey_id", "required")
 	}
 	if !s.journeys(m.GetJourneyId()) {
-		return nil, invalid("journey_id", "no journey %q", m.GetJourneyId())
+		return nil, invalid("journey_id", "no active journey %q (unknown, or disabled: omega journeys list)", m.GetJourneyId())
 	}
 	ctx, span := traced(ctx, req.Header(), "omega.Trigger")
 	defer span.End()

@@ -117,6 +117,9 @@ func runEventTypes(ctx context.Context, cfg config, args []string, stdout io.Wri
 			t, err = st.Version(ctx, fs.Arg(0), *version)
 		}
 		if err != nil {
+			if *version != 0 {
+				return fmt.Errorf("event type %s version %d: %w", fs.Arg(0), *version, err)
+			}
 			return fmt.Errorf("event type %s: %w", fs.Arg(0), err)
 		}
 		enc := json.NewEncoder(stdout)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -367,10 +368,15 @@ func loadValid[T any](path string, load func(string) ([]T, error), validate func
 	if err != nil {
 		return nil, err
 	}
+	// A refusal names the file, as a decoding error does (a directory's rules are named by ID).
+	name := ""
+	if fi, err := os.Stat(path); err == nil && !fi.IsDir() {
+		name = filepath.Base(path) + ": "
+	}
 	var errs []error
 	for _, v := range vs {
 		if err := validate(v); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("%s%w", name, err))
 		}
 	}
 	return vs, errors.Join(errs...)
