@@ -271,10 +271,16 @@ func committedWatermark(ctx context.Context, rdb redis.UniversalClient, prefix, 
 	return time.UnixMilli(least).UTC(), len(cmds) > 0, nil
 }
 
-// stopOnConfig ends a retry on an error sarama's configuration check made: trying again cannot help.
-func stopOnConfig(err error) error {
+// IsKafkaConfigError reports whether err is sarama refusing its configuration: trying again
+// cannot help.
+func IsKafkaConfigError(err error) bool {
 	var ce sarama.ConfigurationError
-	if errors.As(err, &ce) {
+	return errors.As(err, &ce)
+}
+
+// stopOnConfig ends a retry on an error of IsKafkaConfigError.
+func stopOnConfig(err error) error {
+	if IsKafkaConfigError(err) {
 		return stopRetry{err}
 	}
 	return err

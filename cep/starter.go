@@ -65,18 +65,9 @@ func (t *TemporalStarter) Start(ctx context.Context, m workflows.Match) error {
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
 		metrics.WorkflowStarts.WithLabelValues("cep", "duplicate").Inc()
-		if t.Audit != nil {
-			// The trail says a replay was refused; the time makes each refusal a row of its own.
-			// Best effort: the start is what matters, and a lost response of our own first start
-			// lands here too.
-			if _, err := t.Audit.Append(ctx, audit.Record{ReachID: opts.ID, TraceID: m.TraceID, Step: "match",
-				Kind: audit.KindDeduplicated, UserID: m.UserID, RuleID: m.RuleID, RuleVersion: m.RuleVersion,
-				JourneyID: m.JourneyID, Outcome: "duplicate", EventID: m.LastEvent(),
-				Reason: "the reach exists already (a restart or rebalance redelivered its events, or a start was sent again after its answer was lost); nothing started",
-				At:     time.Now()}); err != nil {
-				t.log().Warn("record deduplicated match", "reach_id", opts.ID, "trace_id", m.TraceID, "err", err)
-			}
-		}
+		// The trail says a replay was refused; the time makes each refusal a row of its own.
+		t.record(ctx, opts.ID, m, audit.KindDeduplicated, "duplicate",
+			"the reach exists already (a restart or rebalance redelivered its events, or a start was sent again after its answer was lost); nothing started")
 		return nil
 	}
 	// Temporal refuses this start for good (its input or an ID past a limit): no retry can
@@ -84,14 +75,7 @@ func (t *TemporalStarter) Start(ctx context.Context, m workflows.Match) error {
 	var inv *serviceerror.InvalidArgument
 	if errors.As(err, &inv) {
 		metrics.WorkflowStarts.WithLabelValues("cep", "refused").Inc()
-		if t.Audit != nil {
-			if _, aerr := t.Audit.Append(ctx, audit.Record{ReachID: opts.ID, TraceID: m.TraceID, Step: "match",
-				Kind: audit.KindFailed, UserID: m.UserID, RuleID: m.RuleID, RuleVersion: m.RuleVersion,
-				JourneyID: m.JourneyID, Outcome: "refused", EventID: m.LastEvent(),
-				Reason: "Temporal refused to start the reach: " + inv.Error(), At: time.Now()}); aerr != nil {
-				t.log().Warn("record refused match", "reach_id", opts.ID, "trace_id", m.TraceID, "err", aerr)
-			}
-		}
+		t.record(ctx, opts.ID, m, audit.KindFailed, "refused", "Temporal refused to start the reach: "+inv.Error())
 		return fmt.Errorf("%w: start %s: %v", ErrPermanent, opts.ID, err)
 	}
 	if err != nil {
@@ -100,6 +84,19 @@ func (t *TemporalStarter) Start(ctx context.Context, m workflows.Match) error {
 	}
 	metrics.WorkflowStarts.WithLabelValues("cep", "started").Inc()
 	return nil
+}
+
+// record writes the match step's audit row for a start that started nothing (Audit set). Best
+// effort: what matters is the start, or that it is skipped.
+func (t *TemporalStarter) record(ctx context.Context, reachID string, m workflows.Match, kind, outcome, reason string) {
+	if t.Audit == nil {
+		return
+	}
+	if _, err := t.Audit.Append(ctx, audit.Record{ReachID: reachID, TraceID: m.TraceID, Step: "match", Kind: kind,
+		UserID: m.UserID, RuleID: m.RuleID, RuleVersion: m.RuleVersion, JourneyID: m.JourneyID, Outcome: outcome,
+		EventID: m.LastEvent(), Reason: reason, At: time.Now()}); err != nil {
+		t.log().Warn("record match", "kind", kind, "reach_id", reachID, "trace_id", m.TraceID, "err", err)
+	}
 }
 
 // Signal delivers a response to a reach; false when the run is gone (closed or unknown).

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/golang-migrate/migrate/v4"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/store"
 )
 
@@ -110,7 +110,4 @@ func permanentCode(c codes.Code) bool {
 }
 
 // kafkaPermanent: sarama refused its configuration; no broker reachable is waited for.
-func kafkaPermanent(err error) bool {
-	var ce sarama.ConfigurationError
-	return errors.As(err, &ce)
-}
+func kafkaPermanent(err error) bool { return cep.IsKafkaConfigError(err) }
