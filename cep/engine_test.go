@@ -73,11 +73,17 @@ func (h *harness) restore() {
 // run processes one batch and commits it.
 func (h *harness) run(batch []event.Event) []workflows.Match {
 	h.t.Helper()
+	return h.runAt(t0, batch)
+}
+
+// runAt processes one batch at the wall time now and commits it.
+func (h *harness) runAt(now time.Time, batch []event.Event) []workflows.Match {
+	h.t.Helper()
 	h.restore()
-	ms, err := h.part.process(context.Background(), h.eng, h.rules, batch, nil, nil, t0)
+	ms, err := h.part.process(context.Background(), h.eng, h.rules, batch, nil, nil, now)
 	require.NoError(h.t, err)
 	// Join triggers fan out in slices; here every slice runs before the batch is committed.
-	require.NoError(h.t, h.part.fanOut(context.Background(), h.eng, h.rules, time.Now().Add(time.Hour), t0,
+	require.NoError(h.t, h.part.fanOut(context.Background(), h.eng, h.rules, time.Now().Add(time.Hour), now,
 		func(_ context.Context, fanned []workflows.Match) error { ms = append(ms, fanned...); return nil }))
 	require.NoError(h.t, h.log.commit(context.Background(), h.part.m, -1, time.Hour))
 	return ms
@@ -109,6 +115,14 @@ func (h *harness) feed(evs ...ev) []string {
 		keys = append(keys, matchKeys(h.run([]event.Event{e.event()}))...)
 	}
 	return keys
+}
+
+// feedAt processes each event in a batch of its own at the wall time now.
+func (h *harness) feedAt(now time.Time, evs ...ev) {
+	h.t.Helper()
+	for _, e := range evs {
+		h.runAt(now, []event.Event{e.event()})
+	}
 }
 
 // feedBatch processes all events in one batch.
@@ -324,15 +338,24 @@ func testJoin(t *testing.T, rdb redis.UniversalClient) {
 			require.Positive(t, d, "%s has an expiry", key)
 			return time.UnixMilli(d.Milliseconds()).UTC()
 		}
-		// A link key lives its newest link's TTL and a grace past that, whatever order links come
-		// in: a newer link extends it, an older one does not shorten it.
-		linkExp := func(at time.Duration) time.Time { return t0.Add(at + 24*time.Hour + DefaultSharedGrace) }
+		// A link key lives its newest link's TTL and a grace past the later of the link's event
+		// time and the latest one the process could accept (now plus a day), whatever order links
+		// come in: one processed later extends it, an older one does not shorten it.
+		linkExp := func(now time.Time) time.Time { return now.Add(event.MaxFutureLag + 24*time.Hour + DefaultSharedGrace) }
 		h.feed(fav("u1", "i1", 0))
-		require.Equal(t, linkExp(0), expireAt(h.eng.joinKey(c, "i1")))
-		h.feed(fav("u2", "i1", time.Hour))
-		require.Equal(t, linkExp(time.Hour), expireAt(h.eng.joinKey(c, "i1")))
-		h.feed(fav("u3", "i1", 30*time.Minute))
-		require.Equal(t, linkExp(time.Hour), expireAt(h.eng.joinKey(c, "i1")))
+		require.Equal(t, linkExp(t0), expireAt(h.eng.joinKey(c, "i1")))
+		h.feedAt(t0.Add(time.Hour), fav("u2", "i1", time.Hour))
+		require.Equal(t, linkExp(t0.Add(time.Hour)), expireAt(h.eng.joinKey(c, "i1")))
+		h.feedAt(t0.Add(2*time.Hour), fav("u3", "i1", 30*time.Minute))
+		require.Equal(t, linkExp(t0.Add(2*time.Hour)), expireAt(h.eng.joinKey(c, "i1")))
+		// A process whose clock is an hour behind takes that hour off the key, which still outlives
+		// every link's need by more than the grace less that hour.
+		h.feedAt(t0.Add(time.Hour), fav("u6", "i1", 40*time.Minute))
+		require.Equal(t, linkExp(t0.Add(time.Hour)), expireAt(h.eng.joinKey(c, "i1")))
+		// A link later than that (decoded by a process whose clock is ahead) is kept its TTL and the
+		// grace past its own time.
+		h.feed(fav("u7", "i3", 25*time.Hour))
+		require.Equal(t, t0.Add(25*time.Hour+24*time.Hour+DefaultSharedGrace), expireAt(h.eng.joinKey(c, "i3")))
 		// A trigger key lives the lateness and a grace past its newest trigger, likewise.
 		trigExp := func(at time.Duration) time.Time { return t0.Add(at + lateness + DefaultSharedGrace) }
 		dropAt := func(id string, at time.Duration) ev { return ev{id: id, typ: "price_drop", item: "i1", at: at} }
@@ -347,7 +370,7 @@ func testJoin(t *testing.T, rdb redis.UniversalClient) {
 		h.feed(fav("u4", "i2", -72*time.Hour))
 		require.Zero(t, rdb.Exists(context.Background(), h.eng.joinKey(c, "i2")).Val())
 		h.feed(fav("u5", "i1", -72*time.Hour))
-		require.Equal(t, linkExp(time.Hour), expireAt(h.eng.joinKey(c, "i1")), "a stale link leaves a live key alone")
+		require.Equal(t, linkExp(t0.Add(time.Hour)), expireAt(h.eng.joinKey(c, "i1")), "a stale link leaves a live key alone")
 		require.ErrorIs(t, rdb.ZScore(context.Background(), h.eng.joinKey(c, "i1"), "u5").Err(), redis.Nil, "nor joins it")
 		// Unless the grace covers them (a backfill's covers the history it replays): then they join.
 		h.eng.grace = 4 * 24 * time.Hour

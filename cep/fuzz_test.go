@@ -51,7 +51,7 @@ func FuzzParseRule(f *testing.F) {
 			t.Fatalf("Validate accepted a rule that does not compile: %v", err)
 		}
 		for i := range evs {
-			vars := celVars(&evs[i])
+			vars := celVars(&evs[i], c.readsTS)
 			vars["profile"] = map[string]any{"attrs": map[string]any{}}
 			c.matches(&evs[i], vars)
 			c.key(&evs[i])

@@ -30,8 +30,21 @@ type lateLink struct {
 	cmd  *redis.StringSliceCmd // the item's kept triggers later than the link
 }
 
-// expireAt sets key's expiry to at (ms), unless it expires later already: an item's keys live a
-// grace past their newest member's need, whatever order members come in.
+// linkExpiry is when (ms) an item's link key may go, written with a link of event time ts (ms)
+// processed at now: its link TTL and a grace past the later of ts and the latest event time a
+// process could accept now (now plus event.MaxFutureLag). Every link of the key needs at most that,
+// and processing times only move on, so one unconditional PEXPIREAT per link keeps the key as long
+// as its newest link needs, whatever order links come in and whatever partition writes them (a
+// clock behind by less than the grace shortens nothing that is needed). Reckoned from the event
+// time alone, an older link written after a newer one would shorten the key (it took PEXPIREAT NX
+// then GT: one command more per link, the most frequent write of a join). The price: a key lives
+// up to a day longer than its links need.
+func linkExpiry(ts int64, now time.Time, ttl, grace time.Duration) int64 {
+	return max(ts, ms(now)+msd(event.MaxFutureLag)) + msd(ttl) + msd(grace)
+}
+
+// expireAt sets key's expiry to at (ms), unless it expires later already: an item's trigger keys
+// live a grace past their newest trigger's need, whatever order triggers come in.
 func expireAt(ctx context.Context, pipe redis.Pipeliner, key string, at int64) {
 	pipe.Do(ctx, "PEXPIREAT", key, at, "NX") // a new key (no expiry yet)
 	pipe.Do(ctx, "PEXPIREAT", key, at, "GT")
@@ -60,7 +73,7 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 	}
 	k := e.joinKey(r, ev.ItemID)
 	if r.steps[0].test(ev, vars) && ev.UserID != "" {
-		// Record the link, keep the key a grace past its newest link's TTL, and read the item's
+		// Record the link, keep the key as long as its newest link needs (linkExpiry), and read the item's
 		// kept triggers later than the link; a link already past its need is only read with
 		// (fresh). One link in linkTrimEvery also drops the item's links older than the link TTL
 		// before it and those past MaxFanout (the newest kept), which every link did before (a
@@ -75,13 +88,13 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 		// (queueHeads), a link before its own read of the triggers, so of a link and a trigger
 		// racing on two partitions at least one finds the other (both may: one match ID).
 		ts, ttl := ms(ev.TS), msd(r.LinkTTL.D())
-		if at := ts + ttl + msd(e.grace); fresh(at, now) {
+		if fresh(ts+ttl+msd(e.grace), now) {
 			pipe.ZAdd(ctx, k, redis.Z{Score: float64(ts), Member: ev.UserID})
 			if trimsLinks(ev.EventID) {
 				pipe.ZRemRangeByScore(ctx, k, "-inf", "("+strconv.FormatInt(ts-ttl, 10))
 				pipe.ZRemRangeByRank(ctx, k, 0, int64(-r.MaxFanout-1))
 			}
-			expireAt(ctx, pipe, k, at)
+			pipe.PExpireAt(ctx, k, time.UnixMilli(linkExpiry(ts, now, r.LinkTTL.D(), e.grace)))
 		}
 		cmd := pipe.ZRangeByScore(ctx, e.triggersKey(r, ev.ItemID), &redis.ZRangeBy{Min: "(" + strconv.FormatInt(ts, 10),
 			Max: strconv.FormatInt(ts+ttl, 10)})

@@ -123,6 +123,16 @@ func rulesByType(rules []compiledRule) map[string][]int {
 	return out
 }
 
+// anyReadsTS reports whether a condition of one of the rules js may read event.ts.
+func anyReadsTS(rules []compiledRule, js []int) bool {
+	for _, j := range js {
+		if rules[j].readsTS {
+			return true
+		}
+	}
+	return false
+}
+
 // compute runs step 2 for evs (in partition order; appended[i] is the broker's time of evs[i], or
 // zero). The machine's part cannot fail; the shared part is retried by the caller through
 // shared().
@@ -138,7 +148,7 @@ func (p *partition) compute(rules []compiledRule, evs []event.Event, appended []
 		for _, j := range byType[ev.Type] {
 			r := &rules[j]
 			if vars == nil && r.hasCond { // a step without a condition reads no variables
-				vars = celVars(ev)
+				vars = celVars(ev, anyReadsTS(rules, byType[ev.Type]))
 				if pr, ok := profiles[ev.UserID]; ok {
 					vars["profile"] = pr
 				}

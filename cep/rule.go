@@ -154,8 +154,9 @@ type compiledRule struct {
 	// needsProfile is set when a condition reads the user's profile: the stage loads the
 	// profiles of the batch's users for it.
 	needsProfile bool
-	// hasCond is set when any step has a condition: only then are an event's CEL variables built.
-	hasCond bool
+	// hasCond is set when any step has a condition: only then are an event's CEL variables built;
+	// readsTS when a condition may read event.ts.
+	hasCond, readsTS bool
 	// instPrefix begins the keys of the rule's pattern instances (rule:vN:).
 	instPrefix string
 }
@@ -276,6 +277,9 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 		c.hasCond = true
 		if readsProfile.MatchString(s.Where) {
 			c.needsProfile = true
+		}
+		if readsTS.MatchString(s.Where) {
+			c.readsTS = true
 		}
 		return cs, nil
 	}
@@ -440,16 +444,22 @@ func (c *compiledRule) appendKey(b []byte, e *event.Event) ([]byte, bool) {
 // readsProfile spots a condition that reads the profile (a false positive only costs a lookup).
 var readsProfile = regexp.MustCompile(`\bprofile\b`)
 
+// readsTS spots a condition that reads the event's ts (a false positive only costs formatting it).
+var readsTS = regexp.MustCompile(`\bts\b`)
+
 // noProfile is what a condition reads for a user without a profile (or when none was loaded).
 var noProfile = map[string]any{"time_zone": "", "locale": "", "attrs": map[string]any{}}
 
-func celVars(e *event.Event) map[string]any {
+// celVars is what the conditions on e read; event.ts only when withTS (formatting it cost more
+// than the rest of the variables, and few conditions read it).
+func celVars(e *event.Event, withTS bool) map[string]any {
 	attrs := e.Attrs
 	if attrs == nil {
 		attrs = map[string]any{}
 	}
-	return map[string]any{"event": map[string]any{
-		"event_id": e.EventID, "user_id": e.UserID, "type": e.Type, "item_id": e.ItemID,
-		"ts": e.TS.UTC().Format(time.RFC3339Nano), "attrs": attrs,
-	}, "profile": noProfile}
+	ev := map[string]any{"event_id": e.EventID, "user_id": e.UserID, "type": e.Type, "item_id": e.ItemID, "attrs": attrs}
+	if withTS {
+		ev["ts"] = e.TS.UTC().Format(time.RFC3339Nano)
+	}
+	return map[string]any{"event": ev, "profile": noProfile}
 }

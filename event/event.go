@@ -26,8 +26,10 @@ const (
 	MaxSize      = 64 << 10 // a record value
 	maxIDLen     = 256
 	maxTypeLen   = 64
-	maxFutureLag = 24 * time.Hour
 )
+
+// MaxFutureLag is how far past the clock of the process that decodes it an event's ts may be.
+const MaxFutureLag = 24 * time.Hour
 
 // Event is one behaviour event.
 type Event struct {
@@ -92,7 +94,7 @@ func (e *Event) Validate(now time.Time) error {
 		return &FieldError{"item_id", fmt.Sprintf("longer than %d bytes", maxIDLen)}
 	case e.TS.IsZero():
 		return &FieldError{"ts", "required (RFC 3339)"}
-	case e.TS.After(now.Add(maxFutureLag)):
+	case e.TS.After(now.Add(MaxFutureLag)):
 		return &FieldError{"ts", "more than 24h in the future"}
 	}
 	return nil
