@@ -35,6 +35,18 @@ const audiencesUsage = `usage: omega audiences <command> [flags]   (through the 
 flags: -o table|json (output format)
 `
 
+// audiencesFlags: the flags each audiences command reads.
+var audiencesFlags = map[string][]string{
+	"count":      {"when", "list", "sample", "o"},
+	"broadcast":  {"journey", "when", "list", "run", "rate", "o"},
+	"schedule":   {"journey", "cron", "when", "list", "rate", "o"},
+	"unschedule": {"o"},
+	"status":     {"run", "o"},
+	"pause":      {"run", "o"},
+	"resume":     {"run", "o"},
+	"cancel":     {"run", "o"},
+}
+
 func runAudiences(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stdout, audiencesUsage)
@@ -50,7 +62,11 @@ func runAudiences(ctx context.Context, cfg config, args []string, stdout io.Writ
 	output := fs.String("o", "table", "output: table or json")
 	var lists listFlags
 	fs.Var(&lists, "list", "members must also be on this list (repeatable: whitelist, blacklist)")
+	scope := scopeFlags(fs, audiencesFlags[args[0]])
 	if err := parseInterspersed(fs, args[1:]); err != nil {
+		return err
+	}
+	if err := scope(); err != nil {
 		return err
 	}
 	pos := fs.Args()

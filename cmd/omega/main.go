@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -80,6 +81,9 @@ func main() {
 	default:
 		fmt.Fprint(os.Stderr, usage())
 		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return // -h: the usage was printed
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("omega stopped", "cmd", os.Args[1], "err", err)

@@ -72,6 +72,10 @@ func runProfiles(ctx context.Context, cfg config, args []string, stdout io.Write
 			fmt.Fprintf(stdout, "%s:%d: %s\n", *path, e.Line, e.Reason)
 		}
 		fmt.Fprintf(stdout, "%d lines, %d imported, %d refused, %d repeated a user (the last kept)\n", rep.Lines, rep.Imported, rep.Refused, rep.Repeated)
+		if rep.Refused > 0 {
+			// A script sees a partial import by the exit status; the good lines are in.
+			return fmt.Errorf("%s: %d of %d lines refused (the %d others imported)", *path, rep.Refused, rep.Lines, rep.Imported)
+		}
 		return nil
 	case "get":
 		if fs.NArg() != 1 {

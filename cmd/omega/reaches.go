@@ -113,6 +113,16 @@ func printJSON(w io.Writer, m proto.Message) error {
 	return err
 }
 
+// reachesFlags: the flags each reaches command reads.
+var reachesFlags = map[string][]string{
+	"list":     {"user", "status", "limit", "o"},
+	"get":      {"o"},
+	"cancel":   {"reason", "user", "rule", "journey", "o"},
+	"timeline": {"user", "limit", "o"},
+	"funnel":   {"rule", "journey", "version", "since", "by", "o"},
+	"trigger":  {"user", "journey", "key", "attr", "o"},
+}
+
 func runReaches(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stdout, reachesUsage)
@@ -132,8 +142,12 @@ func runReaches(ctx context.Context, cfg config, args []string, stdout io.Writer
 	output := fs.String("o", "table", "output: table or json")
 	attrs := attrFlags{}
 	fs.Var(attrs, "attr", "key=value (repeatable; JSON values are parsed)")
+	scope := scopeFlags(fs, reachesFlags[args[0]])
 	// Flags may follow the positional ID: omega reaches cancel ID --reason R.
 	if err := parseInterspersed(fs, args[1:]); err != nil {
+		return err
+	}
+	if err := scope(); err != nil {
 		return err
 	}
 	pos := fs.Args()

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -281,6 +282,47 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 
 // parseInterspersed parses flags that may come before or after positional arguments
 // (omega rules get ID --version 2).
+// scopeFlags narrows a flag set that several commands share to the flags one of them reads (all
+// when names is nil): its usage lists only those, and the returned check, run after parsing,
+// refuses another command's flag rather than ignoring it.
+func scopeFlags(fs *flag.FlagSet, names []string) func() error {
+	if names == nil {
+		return func() error { return nil }
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage of omega %s:\n", fs.Name())
+		for _, n := range names {
+			f := fs.Lookup(n)
+			def := ""
+			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
+				def = fmt.Sprintf(" (default %q)", f.DefValue)
+			}
+			fmt.Fprintf(fs.Output(), "  -%s\n    \t%s%s\n", f.Name, f.Usage, def)
+		}
+	}
+	return func() error {
+		dash := func(n string) string {
+			if len(n) == 1 {
+				return "-" + n
+			}
+			return "--" + n
+		}
+		var stray, takes []string
+		fs.Visit(func(f *flag.Flag) {
+			if !slices.Contains(names, f.Name) {
+				stray = append(stray, dash(f.Name))
+			}
+		})
+		for _, n := range names {
+			takes = append(takes, dash(n))
+		}
+		if len(stray) > 0 {
+			return fmt.Errorf("omega %s does not take %s (it takes %s)", fs.Name(), strings.Join(stray, ", "), strings.Join(takes, ", "))
+		}
+		return nil
+	}
+}
+
 func parseInterspersed(fs *flag.FlagSet, args []string) error {
 	var pos []string
 	for {
