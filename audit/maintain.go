@@ -93,6 +93,9 @@ func (s *Store) Maintain(ctx context.Context, now time.Time, retention time.Dura
 	if _, err := conn.Exec(ctx, `DELETE FROM audit_dispatch_keys WHERE created_at < $1`, cutoff); err != nil {
 		return rep, fmt.Errorf("purge dispatch keys: %w", err)
 	}
+	if _, err := conn.Exec(ctx, `DELETE FROM audit_batches WHERE created_at < $1`, cutoff); err != nil {
+		return rep, fmt.Errorf("purge audit batches: %w", err)
+	}
 	// A reach's roll-up goes with its last record.
 	if _, err := conn.Exec(ctx, `DELETE FROM audit_reaches WHERE last_at < $1`, cutoff); err != nil {
 		return rep, fmt.Errorf("purge reach roll-ups: %w", err)

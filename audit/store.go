@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -73,6 +74,11 @@ type Record struct {
 	// Retryable: for failed records, whether a retry could have helped.
 	Retryable bool
 	At        time.Time
+	// Batch names the records a workflow task writes together (its run and the number of the
+	// write), Index a record's place among them: another attempt of the task writes only the
+	// records past those already in, whatever its time. Neither is stored. Empty: no batch.
+	Batch string `json:",omitempty"`
+	Index int    `json:",omitempty"`
 }
 
 // Reach is a reach rebuilt from its records.
@@ -100,20 +106,51 @@ type Store struct {
 func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 // Append writes records in one statement; a record whose (reach, step, kind, at) exists is
-// skipped, so replays are no-ops (a workflow's replayed steps carry their first time). It returns
-// how many rows were new. Reasons are stored with personal data masked (a provider's answer may
-// quote the number or token it refused): the trail says what happened, the profile says to whom.
+// skipped, so replays are no-ops (a workflow's replayed steps carry their first time), and so is
+// a record of a batch at an index already written (another attempt of the task that wrote it). It
+// returns how many rows were new. Reasons are stored with personal data masked (a provider's
+// answer may quote the number or token it refused): the trail says what happened, the profile
+// says to whom.
 func (s *Store) Append(ctx context.Context, recs ...Record) (int64, error) {
 	if len(recs) == 0 {
 		return 0, nil
 	}
 	var c columns
 	c.add(recs)
-	tag, err := s.pool.Exec(ctx, `
+	q := appendSQL
+	if slices.ContainsFunc(recs, func(r Record) bool { return r.Batch != "" }) {
+		q = appendBatchSQL
+	}
+	tag, err := s.pool.Exec(ctx, q, c.args()...)
+	if err != nil {
+		return 0, fmt.Errorf("append %d audit records: %w", len(recs), err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// appendSQL and appendBatchSQL: Append's statement, for records without a batch and with.
+var appendSQL, appendBatchSQL = appendStatement(false), appendStatement(true)
+
+func appendStatement(batches bool) string {
+	// A batch's records already in are read as of the statement's start, and its count moved on.
+	withBatches, onlyNew := "", ""
+	if batches {
+		withBatches = `
+		w AS (
+			SELECT batch, written FROM audit_batches WHERE batch IN (SELECT batch FROM x WHERE batch <> '')),
+		b AS (
+			INSERT INTO audit_batches (batch, written)
+			SELECT batch, max(idx) + 1 FROM x WHERE batch <> '' GROUP BY batch
+			ON CONFLICT (batch) DO UPDATE SET written = GREATEST(audit_batches.written, EXCLUDED.written)),`
+		onlyNew = `
+			AND x.idx >= coalesce((SELECT written FROM w WHERE w.batch = x.batch), 0)`
+	}
+	return `
 		WITH x AS (
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-				$9::text[], $10::text[], $11::timestamptz[], $12::text[], $13::int[], $14::int[], $15::text[], $16::bool[])
-				AS x(`+insertCols+`)),
+				$9::text[], $10::text[], $11::timestamptz[], $12::text[], $13::int[], $14::int[], $15::text[], $16::bool[],
+				$17::text[], $18::int[])
+				AS x(` + insertCols + `, batch, idx)),` + withBatches + `
 		-- No second dispatched row for one idempotency key, whatever its step or time: the key is
 		-- claimed in audit_dispatch_keys (a partitioned table's unique indexes must hold the time).
 		k AS (
@@ -121,14 +158,10 @@ func (s *Store) Append(ctx context.Context, recs ...Record) (int64, error) {
 			SELECT DISTINCT idempotency_key FROM x WHERE kind = 'dispatched' AND idempotency_key <> ''
 			ON CONFLICT DO NOTHING
 			RETURNING idempotency_key)
-		INSERT INTO audit_records (`+insertCols+`)
-		SELECT * FROM x
-		WHERE NOT (x.kind = 'dispatched' AND x.idempotency_key <> '' AND x.idempotency_key NOT IN (SELECT idempotency_key FROM k))
-		ON CONFLICT DO NOTHING`, c.args()...)
-	if err != nil {
-		return 0, fmt.Errorf("append %d audit records: %w", len(recs), err)
-	}
-	return tag.RowsAffected(), nil
+		INSERT INTO audit_records (` + insertCols + `)
+		SELECT ` + insertCols + ` FROM x
+		WHERE NOT (x.kind = 'dispatched' AND x.idempotency_key <> '' AND x.idempotency_key NOT IN (SELECT idempotency_key FROM k))` + onlyNew + `
+		ON CONFLICT DO NOTHING`
 }
 
 const insertCols = `reach_id, step, kind, user_id, rule_id, journey_id, channel, outcome, reason, idempotency_key, at,
@@ -141,6 +174,8 @@ type columns struct {
 	traceID, eventID            []string
 	ruleVersion, journeyVersion []int32
 	retryable                   []bool
+	batch                       []string
+	index                       []int32
 }
 
 func (c *columns) add(recs []Record) {
@@ -155,6 +190,8 @@ func (c *columns) add(recs []Record) {
 		c.journeyVersion = append(c.journeyVersion, int32(r.JourneyVersion))
 		c.eventID = append(c.eventID, clean(r.EventID))
 		c.retryable = append(c.retryable, r.Retryable)
+		c.batch = append(c.batch, r.Batch)
+		c.index = append(c.index, int32(r.Index))
 	}
 }
 
@@ -166,7 +203,7 @@ func clean(s string) string {
 func (c *columns) args() []any {
 	t := c.text
 	return []any{t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], c.at, c.traceID, c.ruleVersion,
-		c.journeyVersion, c.eventID, c.retryable}
+		c.journeyVersion, c.eventID, c.retryable, c.batch, c.index}
 }
 
 const recordCols = insertCols

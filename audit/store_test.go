@@ -53,6 +53,51 @@ func TestAppendIsIdempotent(t *testing.T) {
 	require.Zero(t, n)
 }
 
+// Another attempt of a workflow task writes its batch again at its own time: the records already
+// in are not written twice, those past them are, and other batches are untouched.
+func TestAppendWritesABatchOnce(t *testing.T) {
+	store := testenv.Require(t).Audit(t)
+	ctx := context.Background()
+	user := testenv.Unique("u")
+	id := "reach/cart-add/" + user + "/e1"
+	batch := func(b string, at time.Time, kinds ...string) []audit.Record {
+		var out []audit.Record
+		for i, k := range kinds {
+			r := rec(id, user, "s"+k, k, at.Add(time.Duration(i)*time.Millisecond))
+			r.Batch, r.Index = b, i
+			out = append(out, r)
+		}
+		return out
+	}
+	run := testenv.Unique("run-")
+	n, err := store.Append(ctx, batch(run+"/1", t0, audit.KindRouted, audit.KindFiltered)...)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, n)
+	// The task's next attempt, ten seconds later, saw one more record (a signal in between).
+	n, err = store.Append(ctx, batch(run+"/1", t0.Add(10*time.Second), audit.KindRouted, audit.KindFiltered, audit.KindCancelled)...)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n, "only the record past those in")
+	n, err = store.Append(ctx, batch(run+"/1", t0.Add(20*time.Second), audit.KindRouted)...)
+	require.NoError(t, err)
+	require.Zero(t, n, "an attempt with fewer records writes none")
+	// The run's next batch, and the same batch name of another run, are written.
+	n, err = store.Append(ctx, batch(run+"/2", t0.Add(time.Minute), audit.KindCompleted)...)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	n, err = store.Append(ctx, batch(testenv.Unique("run-")+"/1", t0.Add(2*time.Minute), audit.KindRouted)...)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+
+	r, err := store.Get(ctx, id)
+	require.NoError(t, err)
+	var kinds []string
+	for _, x := range r.Records {
+		kinds = append(kinds, x.Kind)
+	}
+	require.Equal(t, []string{audit.KindRouted, audit.KindFiltered, audit.KindCancelled, audit.KindCompleted, audit.KindRouted}, kinds)
+	require.True(t, t0.Equal(r.Records[0].At), "the first attempt's records stand")
+}
+
 // No second dispatched row for one idempotency key, even under another step name.
 func TestAppendRefusesSecondDispatch(t *testing.T) {
 	store := testenv.Require(t).Audit(t)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/omegareach/omega/activities"
@@ -71,7 +72,10 @@ type Config struct {
 	Pages activities.ProfilePager
 	// ControlGroupPercent is the share of users held out of every marketing journey (0: none).
 	ControlGroupPercent float64
-	Log                 *slog.Logger
+	// Interceptors wrap the worker's workflows and activities (tracing, metrics of your own; the
+	// tests inject faults with them).
+	Interceptors []interceptor.WorkerInterceptor
+	Log          *slog.Logger
 }
 
 // Chains are the names of the filter chains a journey's send may name (filter.Chains).
@@ -186,6 +190,7 @@ func New(cfg Config) (sdkworker.Worker, error) {
 		MaxConcurrentWorkflowTaskPollers:        cfg.Pollers,
 		MaxConcurrentActivityTaskPollers:        cfg.Pollers,
 		Identity:                                cfg.Identity,
+		Interceptors:                            cfg.Interceptors,
 	})
 	w.RegisterWorkflow(workflows.ReachWorkflow)
 	w.RegisterWorkflow(workflows.BroadcastWorkflow)

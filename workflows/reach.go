@@ -89,6 +89,7 @@ type reachRun struct {
 	st        State
 
 	pending      []audit.Record
+	flushes      int // the audit batches written (trail.flush)
 	cancelReason string
 	converted    *Response
 	reserved     *filter.Request // the filter chain may hold a reservation for the send in flight

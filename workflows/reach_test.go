@@ -3,6 +3,8 @@ package workflows_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -147,6 +149,14 @@ func (h *harness) records() []audit.Record {
 		out = append(out, batch...)
 	}
 	return out
+}
+
+// runID is the run part of an audit batch's name (run/number).
+func runID(t *testing.T, batch string) string {
+	t.Helper()
+	run, _, ok := strings.Cut(batch, "/")
+	require.True(t, ok && run != "", "batch %q names its run", batch)
+	return run
 }
 
 func trail(recs []audit.Record) []string {
@@ -349,6 +359,14 @@ func TestReachWorkflow(t *testing.T) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			require.Equal(t, tt.wantDispatches, len(h.dispatch), "dispatch attempts")
+			// Each audit write is a batch named by the run and its number, so another attempt of
+			// the task writes none of it twice (audit.Store.Append).
+			for n, batch := range h.audits {
+				for i, r := range batch {
+					require.Equal(t, fmt.Sprintf("%s/%d", runID(t, batch[0].Batch), n+1), r.Batch)
+					require.Equal(t, i, r.Index)
+				}
+			}
 			if tt.wantAudits > 0 {
 				require.Len(t, h.audits, tt.wantAudits, "audit statements")
 				require.Equal(t, tt.wantUpserts, h.upserts, "search-attribute upserts")

@@ -3,6 +3,7 @@ package workflows
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -119,6 +120,13 @@ func (r *reachRun) flush() error {
 	}
 	recs := r.pending
 	r.pending = nil
+	// Another attempt of this workflow task (its process died after the records were written)
+	// writes the same batch: only the records past those in are written again.
+	r.flushes++
+	batch := workflow.GetInfo(r.ctx).WorkflowExecution.RunID + "/" + strconv.Itoa(r.flushes)
+	for i := range recs {
+		recs[i].Batch, recs[i].Index = batch, i
+	}
 	// A cancelled run still writes its trail.
 	dctx, _ := workflow.NewDisconnectedContext(r.lctx)
 	if err := workflow.ExecuteLocalActivity(withSummary(dctx, fmt.Sprintf("audit %d records", len(recs))), a.AppendAudit, recs).Get(dctx, nil); err != nil {
