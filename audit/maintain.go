@@ -26,9 +26,13 @@ type MaintenanceReport struct {
 	Purged int64
 }
 
+// batchRetention is how long an audit batch's count is kept (Store.Append).
+const batchRetention = 7 * 24 * time.Hour
+
 // Maintain creates the day partitions from yesterday to a week ahead (moving rows that waited in
 // the default partition) and drops the partitions wholly older than retention (and deletes such
-// rows from the default partition, and the dispatch keys and reach roll-ups as old). Replicas may
+// rows from the default partition, and the dispatch keys and reach roll-ups as old; audit batches
+// after a week). Replicas may
 // call it at once: one does the work, the others return at once. Each step is a transaction of its own that waits
 // at most 2 s for its locks, so a long reader of the trail delays the step to the next pass
 // instead of queueing every writer behind it. now is the clock (UTC days).
@@ -93,7 +97,12 @@ func (s *Store) Maintain(ctx context.Context, now time.Time, retention time.Dura
 	if _, err := conn.Exec(ctx, `DELETE FROM audit_dispatch_keys WHERE created_at < $1`, cutoff); err != nil {
 		return rep, fmt.Errorf("purge dispatch keys: %w", err)
 	}
-	if _, err := conn.Exec(ctx, `DELETE FROM audit_batches WHERE created_at < $1`, cutoff); err != nil {
+	// A batch matters while its workflow task may run again: minutes, a week at the most.
+	batchCutoff := now.Add(-batchRetention)
+	if cutoff.After(batchCutoff) {
+		batchCutoff = cutoff
+	}
+	if _, err := conn.Exec(ctx, `DELETE FROM audit_batches WHERE created_at < $1`, batchCutoff); err != nil {
 		return rep, fmt.Errorf("purge audit batches: %w", err)
 	}
 	// A reach's roll-up goes with its last record.

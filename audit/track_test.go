@@ -207,7 +207,7 @@ func assert(t *testing.T, ok bool, format string, args ...any) bool {
 
 // Maintenance creates the days ahead (moving rows that waited in the default partition), drops
 // the days past retention and purges such rows from the default partition, and their reaches'
-// roll-ups.
+// roll-ups; audit batches go after a week.
 func TestMaintainPartitions(t *testing.T) {
 	store := testenv.Require(t).FreshAudit(t)
 	ctx := context.Background()
@@ -220,9 +220,14 @@ func TestMaintainPartitions(t *testing.T) {
 	}
 	old := audit.Record{ReachID: "old", Step: "s", Kind: audit.KindDispatched, IdempotencyKey: "old/s/push", UserID: "u", At: now.Add(-100 * 24 * time.Hour)}
 	later := audit.Record{ReachID: "later", Step: "s", Kind: audit.KindMatched, UserID: "u", At: now.Add(40 * 24 * time.Hour)}
-	today := audit.Record{ReachID: "today", Step: "s", Kind: audit.KindMatched, UserID: "u", At: now}
+	today := audit.Record{ReachID: "today", Step: "s", Kind: audit.KindMatched, UserID: "u", At: now, Batch: "run/1"}
 	_, err := store.Append(ctx, old, later, today)
 	require.NoError(t, err)
+	batches := func() (n int) {
+		require.NoError(t, store.Pool().QueryRow(ctx, `SELECT count(*) FROM audit_batches`).Scan(&n))
+		return n
+	}
+	require.Equal(t, 1, batches())
 	require.Equal(t, "audit_records_default", at(later))
 	require.Equal(t, "audit_records_"+now.Format("20060102"), at(today))
 
@@ -232,9 +237,11 @@ func TestMaintainPartitions(t *testing.T) {
 	require.Empty(t, rep.Dropped)
 	require.EqualValues(t, 1, rep.Purged, "the row older than retention, in the default partition")
 
+	require.Equal(t, 1, batches(), "a batch is kept a week")
 	rep, err = store.Maintain(ctx, now.Add(40*24*time.Hour), retention)
 	require.NoError(t, err)
 	require.Len(t, rep.Created, 9)
+	require.Zero(t, batches(), "a batch is kept a week, not the retention")
 	require.Equal(t, "audit_records_"+later.At.Format("20060102"), at(later), "moved out of the default partition")
 
 	rep, err = store.Maintain(ctx, now.Add(120*24*time.Hour), retention)
