@@ -28,6 +28,13 @@ const apikeyUsage = `usage: omega apikey <command> [flags]
 flags: -o table|json (output format)
 `
 
+// apikeyFlags: the flags each apikey command reads.
+var apikeyFlags = map[string][]string{
+	"create": {"name", "scopes", "rate", "save", "replace", "o"},
+	"revoke": {"o"},
+	"list":   {"o"},
+}
+
 // runAPIKeys talks to PostgreSQL directly: creating the first key cannot need a key.
 func runAPIKeys(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -41,7 +48,11 @@ func runAPIKeys(ctx context.Context, cfg config, args []string, stdout io.Writer
 	save := fs.String("save", "", "file the key is kept in (reused while live)")
 	replace := fs.Bool("replace", false, "revoke the live key of this name first")
 	output := fs.String("o", "table", "output: table or json")
+	scope := scopeFlags(fs, apikeyFlags[args[0]])
 	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if err := scope(); err != nil {
 		return err
 	}
 	pool, err := openPool(ctx, cfg)

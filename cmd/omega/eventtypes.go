@@ -25,6 +25,16 @@ const eventTypesUsage = `usage: omega events types <command> [flags]   (the even
 flags: -o table|json (output format)
 `
 
+// eventTypesFlags: the flags each events types command reads.
+var eventTypesFlags = map[string][]string{
+	"validate": {"f", "o"},
+	"apply":    {"f", "o"},
+	"list":     {"o"},
+	"get":      {"version", "o"},
+	"disable":  {"o"},
+	"activate": {"o"},
+}
+
 func runEventTypes(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stdout, eventTypesUsage)
@@ -34,7 +44,11 @@ func runEventTypes(ctx context.Context, cfg config, args []string, stdout io.Wri
 	path := fs.String("f", "", "event type file or directory")
 	output := fs.String("o", "table", "output: table or json")
 	version := fs.Int("version", 0, "get: a stored version (the active one when 0)")
+	scope := scopeFlags(fs, eventTypesFlags[args[0]])
 	if err := parseInterspersed(fs, args[1:]); err != nil {
+		return err
+	}
+	if err := scope(); err != nil {
 		return err
 	}
 	load := func() ([]event.Type, error) {

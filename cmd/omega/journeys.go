@@ -25,6 +25,16 @@ flags: -o table|json (output format); validate works offline, against the defaul
 plus --types PATH (event type files, see omega events types)
 `
 
+// journeysFlags: the flags each journeys command reads.
+var journeysFlags = map[string][]string{
+	"validate": {"f", "types", "o"},
+	"apply":    {"f", "draft", "o"},
+	"list":     {"o"},
+	"get":      {"version", "o"},
+	"disable":  {"o"},
+	"activate": {"o"},
+}
+
 func runJourneys(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stdout, journeysUsage)
@@ -36,7 +46,11 @@ func runJourneys(ctx context.Context, cfg config, args []string, stdout io.Write
 	draft := fs.Bool("draft", false, "apply: store new versions without activating them")
 	version := fs.Int("version", 0, "get: a stored version (the active one when 0)")
 	typesPath := fs.String("types", "", "validate: event type files besides the default catalogue")
+	scope := scopeFlags(fs, journeysFlags[args[0]])
 	if err := parseInterspersed(fs, args[1:]); err != nil {
+		return err
+	}
+	if err := scope(); err != nil {
 		return err
 	}
 	cat := journeyCatalog()

@@ -109,6 +109,17 @@ func journeyCatalogFor(pool *pgxpool.Pool) journey.Catalog {
 	return cat
 }
 
+// rulesFlags: the flags each rules command reads.
+var rulesFlags = map[string][]string{
+	"validate": {"f", "types", "journeys", "o"},
+	"apply":    {"f", "draft", "o"},
+	"list":     {"o"},
+	"get":      {"version", "o"},
+	"disable":  {"o"},
+	"activate": {"o"},
+	"test":     {"f", "events", "types", "journeys", "o"},
+}
+
 func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stdout, rulesUsage)
@@ -125,7 +136,11 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 	version := fs.Int("version", 0, "get: a stored version (the active one when 0)")
 	typesPath := fs.String("types", "", "validate, test: event type files besides the default catalogue")
 	journeysPath := fs.String("journeys", "", "validate, test: journey files besides the demo ones")
+	scope := scopeFlags(fs, rulesFlags[args[0]])
 	if err := parseInterspersed(fs, args[1:]); err != nil {
+		return err
+	}
+	if err := scope(); err != nil {
 		return err
 	}
 	events, err := offlineEvents(*typesPath)

@@ -26,6 +26,12 @@ Templates live in their journey and version with it: apply them with omega journ
 flags: -o table|json (output format)
 `
 
+// templatesFlags: the flags each templates command reads.
+var templatesFlags = map[string][]string{
+	"list":    {"o"},
+	"preview": {"locale", "fields", "field", "o"},
+}
+
 func runTemplates(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stdout, templatesUsage)
@@ -37,7 +43,11 @@ func runTemplates(ctx context.Context, cfg config, args []string, stdout io.Writ
 	output := fs.String("o", "table", "output: table or json")
 	fields := attrFlags{}
 	fs.Var(fields, "field", "key=value (repeatable)")
+	scope := scopeFlags(fs, templatesFlags[args[0]])
 	if err := parseInterspersed(fs, args[1:]); err != nil {
+		return err
+	}
+	if err := scope(); err != nil {
 		return err
 	}
 	if fs.NArg() < 1 {
