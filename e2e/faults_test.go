@@ -552,14 +552,14 @@ func TestFaults(t *testing.T) {
 				fr.note("the new replica restores the partitions' state from Redis once it answers and replays from the last committed offsets")
 			}},
 		{name: "worker killed while PostgreSQL is down", fault: fmt.Sprintf("PostgreSQL unreachable for %s; a third of the way in the worker process is SIGKILLed with runs waiting on the store, and a new one starts before PostgreSQL is back", cfg.comboDown),
-			setup: workerProcess,
+			setup:   workerProcess,
 			produce: paced,
 			inject: func(fr *faultRun) {
 				fr.killDuring(fr.pg.SetDown, "worker", "worker2", "worker")
 				fr.note("the killed worker's runs resume on the new one once their tasks time out")
 			}},
 		{name: "worker killed while Temporal is down", fault: fmt.Sprintf("the Temporal frontend unreachable for %s (CEP and worker); a third of the way in the worker process is SIGKILLed, and a new one starts before Temporal is back", cfg.comboDown),
-			setup: workerProcess,
+			setup:   workerProcess,
 			produce: paced,
 			inject: func(fr *faultRun) {
 				fr.killDuring(fr.temporal.SetDown, "worker", "worker2", "worker")

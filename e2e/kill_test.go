@@ -72,3 +72,24 @@ func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
 }
+
+// TestWorkerStopFinishesItsTasks: a worker stopped (SIGTERM, make down, a deploy) while a reach's
+// send is in flight lets the task finish before it goes, so no other worker runs it again and
+// sends the message a second time (a provider that does not deduplicate by idempotency key would
+// deliver it twice).
+func TestWorkerStopFinishesItsTasks(t *testing.T) {
+	p := newPipeline(t)
+	w := p.startWorkerConfig(func(*worker.Config) {})
+	p.receiver.HoldAfterAccept(2*time.Second, 1)
+	user := p.id + "-stop"
+	_, result := p.trigger(user, "cart-reminder", "k")
+	require.Eventually(t, func() bool { return len(p.receiver.Deliveries()) == 1 }, 30*time.Second, 10*time.Millisecond,
+		"the provider accepted the send")
+	w.Stop() // the provider has not answered yet
+	p.startWorker()
+
+	require.Equal(t, workflows.StatusSent, result().Status)
+	ds := p.receiver.Deliveries()
+	require.Len(t, ds, 1)
+	require.Equal(t, 1, ds[0].Attempts, "the stopped worker finished the send: no second attempt")
+}

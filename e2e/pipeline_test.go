@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
+	sdkworker "go.temporal.io/sdk/worker"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/omegareach/omega/activities/channel"
@@ -100,8 +101,9 @@ func (p *pipeline) startWorkerWith(journeys journey.Source) {
 	p.startWorkerConfig(func(c *worker.Config) { c.Journeys = journeys })
 }
 
-// startWorkerConfig runs a reach worker whose config the test adjusts.
-func (p *pipeline) startWorkerConfig(adjust func(*worker.Config)) {
+// startWorkerConfig runs a reach worker whose config the test adjusts (stopped at cleanup, or
+// before by the test).
+func (p *pipeline) startWorkerConfig(adjust func(*worker.Config)) sdkworker.Worker {
 	srv := httptest.NewServer(p.receiver)
 	p.t.Cleanup(srv.Close)
 	cfg := worker.Config{
@@ -113,8 +115,18 @@ func (p *pipeline) startWorkerConfig(adjust func(*worker.Config)) {
 	w, err := worker.New(cfg)
 	require.NoError(p.t, err)
 	require.NoError(p.t, w.Start())
-	p.t.Cleanup(w.Stop)
+	var once sync.Once
+	p.t.Cleanup(func() { once.Do(w.Stop) })
+	return stopOnce{Worker: w, once: &once}
 }
+
+// stopOnce stops its worker once, whether the test or the cleanup stops it first.
+type stopOnce struct {
+	sdkworker.Worker
+	once *sync.Once
+}
+
+func (s stopOnce) Stop() { s.once.Do(s.Worker.Stop) }
 
 // startCEP runs a CEP replica with the demo rules in group and returns a stop function that waits
 // for it to leave.

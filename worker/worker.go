@@ -6,6 +6,7 @@ package worker
 import (
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.temporal.io/sdk/client"
@@ -75,8 +76,17 @@ type Config struct {
 	// Interceptors wrap the worker's workflows and activities (tracing, metrics of your own; the
 	// tests inject faults with them).
 	Interceptors []interceptor.WorkerInterceptor
-	Log          *slog.Logger
+	// StopTimeout is how long Stop lets the tasks in flight finish (DefaultStopTimeout when zero;
+	// negative: none). A workflow task abandoned there runs again on another worker once it times
+	// out, sending again what it had sent: the provider's deduplication by idempotency key is then
+	// all that keeps the user from a second message.
+	StopTimeout time.Duration
+	Log         *slog.Logger
 }
+
+// DefaultStopTimeout is Config.StopTimeout's default: within the 15 s make down (and Kubernetes'
+// default 30 s) allow before SIGKILL.
+const DefaultStopTimeout = 10 * time.Second
 
 // Chains are the names of the filter chains a journey's send may name (filter.Chains).
 var Chains = filter.ChainNames(filter.Chains)
@@ -183,6 +193,13 @@ func New(cfg Config) (sdkworker.Worker, error) {
 	if acts.Pages == nil {
 		acts.Pages = profile.NewStore(cfg.Audit.Pool())
 	}
+	stopTimeout := cfg.StopTimeout
+	switch {
+	case stopTimeout == 0:
+		stopTimeout = DefaultStopTimeout
+	case stopTimeout < 0:
+		stopTimeout = 0
+	}
 	w := sdkworker.New(cfg.Temporal, cfg.TaskQueue, sdkworker.Options{
 		MaxConcurrentActivityExecutionSize:      200,
 		MaxConcurrentLocalActivityExecutionSize: 200,
@@ -191,6 +208,7 @@ func New(cfg Config) (sdkworker.Worker, error) {
 		MaxConcurrentActivityTaskPollers:        cfg.Pollers,
 		Identity:                                cfg.Identity,
 		Interceptors:                            cfg.Interceptors,
+		WorkerStopTimeout:                       stopTimeout,
 	})
 	w.RegisterWorkflow(workflows.ReachWorkflow)
 	w.RegisterWorkflow(workflows.BroadcastWorkflow)
