@@ -381,6 +381,9 @@ func (e *engine) applyReentryOnce(ctx context.Context, rules []compiledRule, ms 
 			ttl = r.Cooldown.D()
 		}
 		key := e.prefix + ":" + tag(m.UserID) + ":r:" + r.ID + ":reentry"
+		if k := reentryOf(m); k != m.UserID {
+			key += ":" + k // per correlation key (reentryOf)
+		}
 		cmds[i] = reentryScript.Run(ctx, pipe, []string{key}, workflows.ReachID(m.RuleID, m.UserID, m.MatchKey), msd(ttl))
 	}
 	if pipe.Len() == 0 {

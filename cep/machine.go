@@ -469,6 +469,16 @@ func appendInstKey(b []byte, r *compiledRule, kind, key string) []byte {
 
 func reentryKey(ruleID, userID string) string { return ruleID + ":reentry:" + userID }
 
+// reentryOf is what a match's re-entry mark is kept under: its correlation key (a rule keyed on
+// user and coupon allows one reach per user and coupon), written as the user alone for a rule
+// keyed on the user alone (the marks' form before keys other than the user were told apart).
+func reentryOf(m workflows.Match) string {
+	if m.CorrelationKey == "" || m.CorrelationKey == m.UserID {
+		return m.UserID
+	}
+	return m.UserID + "|" + m.CorrelationKey
+}
+
 // observe moves the watermark with an event: its time, but never past the time the broker
 // appended it (a device clock running ahead must not fire everyone's timers), less the allowed
 // lateness. Both times are the record's own, so a replay moves it the same way.
@@ -754,7 +764,7 @@ func (m *machine) reenter(r *compiledRule, match workflows.Match) bool {
 		at += msd(r.Within.D()) // an absence happens when its window ends
 	}
 	id := workflows.ReachID(match.RuleID, match.UserID, match.MatchKey)
-	k := reentryKey(r.ID, match.UserID)
+	k := reentryKey(r.ID, reentryOf(match))
 	if in := m.get(k); in != nil && in.Match != id && at < in.Until {
 		return false
 	} else if in != nil && in.Match == id {

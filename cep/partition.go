@@ -214,14 +214,16 @@ func (p *partition) admit(ctx context.Context, e *engine, rules []compiledRule, 
 		}
 	}
 	if len(shared) > 0 {
-		var err error
-		if err = e.withScripts(ctx, func() error {
-			shared, err = e.applyReentryOnce(ctx, rules, shared)
+		var passed []workflows.Match
+		if err := e.withScripts(ctx, func() (err error) {
+			// From the same matches each time: a first run that found Redis without its scripts
+			// passed none of them.
+			passed, err = e.applyReentryOnce(ctx, rules, shared)
 			return err
 		}); err != nil {
 			return nil, err
 		}
-		out = append(out, shared...)
+		out = append(out, passed...)
 	}
 	return dedupeMatches(out), nil
 }
