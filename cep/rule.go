@@ -269,6 +269,23 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 		if ast.OutputType() != cel.BoolType && ast.OutputType() != cel.DynType {
 			return compiledStep{}, &RuleError{r.ID, field + ".where", "must be boolean, is " + ast.OutputType().String()}
 		}
+		attrKind := func(path, attr string) string {
+			if path != "event.attrs" || types == nil {
+				return ""
+			}
+			t, _ := types.Lookup(s.Type)
+			for _, a := range t.Attrs {
+				if a.Name == attr {
+					return a.Type
+				}
+			}
+			return ""
+		}
+		// On validation only: the stage compiles what was validated on write (anyType), so a rule
+		// stored before this check runs as it did.
+		if err := spec.CheckCondition(ast, conditionFields, attrKind); err != nil && !cat.anyType {
+			return compiledStep{}, &RuleError{r.ID, field + ".where", err.Error()}
+		}
 		prog, err := celEnv.Program(ast)
 		if err != nil {
 			return compiledStep{}, &RuleError{r.ID, field + ".where", err.Error()}
@@ -443,6 +460,12 @@ func (c *compiledRule) appendKey(b []byte, e *event.Event) ([]byte, bool) {
 
 // readsProfile spots a condition that reads the profile (a false positive only costs a lookup).
 var readsProfile = regexp.MustCompile(`\bprofile\b`)
+
+// conditionFields are what a rule's conditions read (celVars).
+var conditionFields = spec.Fields{
+	"event":   {"event_id": "string", "user_id": "string", "type": "string", "item_id": "string", "ts": "string", "attrs": "map"},
+	"profile": {"time_zone": "string", "locale": "string", "attrs": "map"},
+}
 
 // readsTS spots a condition that reads the event's ts (a false positive only costs formatting it).
 var readsTS = regexp.MustCompile(`\bts\b`)

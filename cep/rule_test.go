@@ -44,6 +44,14 @@ func TestCompileRejects(t *testing.T) {
 		{name: "condition unknown variable", rule: singleRule(`user.id == "u1"`), wantField: "steps[0].where"},
 		{name: "condition not boolean", rule: singleRule(`1 + 2`), wantField: "steps[0].where"},
 		{name: "condition a string", rule: singleRule(`"yes"`), wantField: "steps[0].where"},
+		{name: "condition a string field", rule: singleRule(`event.user_id`), wantField: "steps[0].where"},
+		{name: "condition the attributes", rule: singleRule(`event.attrs`), wantField: "steps[0].where"},
+		{name: "condition an unknown field", rule: singleRule(`event.price > 10.0`), wantField: "steps[0].where"},
+		{name: "condition an unknown profile field", rule: singleRule(`has(profile.tier)`), wantField: "steps[0].where"},
+		{name: "unless condition a string field", rule: with(func(r *Rule) {
+			r.Kind, r.Within, r.Count = KindCount, window, 2
+			r.Unless = &Step{Type: "chat_started", Where: "event.item_id"}
+		}), wantField: "unless.where"},
 		{name: "unknown kind", rule: with(func(r *Rule) { r.Kind = "sometimes" }), wantField: "kind"},
 		{name: "sequence without window", rule: with(func(r *Rule) {
 			r.Kind = KindSequence
@@ -80,6 +88,26 @@ func TestCompileRejects(t *testing.T) {
 			require.Contains(t, err.Error(), tt.wantField)
 		})
 	}
+}
+
+// A condition that is one attribute the event type declares of another kind than bool is never
+// true: refused, naming why; a bool or undeclared one, or a comparison, is a condition.
+func TestConditionOnDeclaredAttribute(t *testing.T) {
+	events, err := event.NewCatalog(event.Type{Name: "quote_requested", Uses: []string{event.UseTrigger},
+		Attrs: []event.Attr{{Name: "amount", Type: "number"}, {Name: "vip", Type: "bool"}, {Name: "note"}}})
+	require.NoError(t, err)
+	cat := Catalog{Events: func() *event.Catalog { return events }}
+	rule := func(where string) Rule {
+		return Rule{ID: "q", Steps: []Step{{Type: "quote_requested", Where: where}}, JourneyID: "j"}
+	}
+	for _, ok := range []string{`event.attrs.vip`, `event.attrs.note`, `event.attrs.amount > 100.0`, `event.attrs.other`,
+		`profile.attrs.gold`, `has(event.attrs.amount) && event.attrs.amount > 1.0`} {
+		require.NoError(t, Validate(rule(ok), cat), ok)
+	}
+	err = Validate(rule(`event.attrs.amount`), cat)
+	require.ErrorContains(t, err, "steps[0].where: event.attrs.amount is a number, never true: compare it")
+	err = Validate(rule(`event.usr_id == "u"`), cat)
+	require.ErrorContains(t, err, "event has no field usr_id (it has attrs, event_id, item_id, ts, type, user_id): an attribute is event.attrs.usr_id")
 }
 
 // A growth team's own event types: rules validate against the catalogue they are given, naming

@@ -459,8 +459,22 @@ var BranchEnv = func() *cel.Env {
 	return env
 }()
 
+// branchFields are what a branch condition reads (Match.Vars, profile.Profile.Vars).
+var branchFields = spec.Fields{
+	"match":   {"user_id": "string", "item_id": "string", "rule_id": "string", "event_type": "string", "journey_id": "string", "attrs": "map"},
+	"profile": {"time_zone": "string", "locale": "string", "attrs": "map"},
+}
+
 // CompileCondition compiles a branch condition; it must be boolean.
 func CompileCondition(expr string) (cel.Program, error) {
+	ast, err := compileCondition(expr)
+	if err != nil {
+		return nil, err
+	}
+	return BranchEnv.Program(ast)
+}
+
+func compileCondition(expr string) (*cel.Ast, error) {
 	ast, iss := BranchEnv.Compile(expr)
 	if iss.Err() != nil {
 		return nil, iss.Err()
@@ -468,7 +482,18 @@ func CompileCondition(expr string) (cel.Program, error) {
 	if ast.OutputType() != cel.BoolType && ast.OutputType() != cel.DynType {
 		return nil, fmt.Errorf("must be boolean, is %s", ast.OutputType())
 	}
-	return BranchEnv.Program(ast)
+	return ast, nil
+}
+
+// checkCondition is what a journey's validation asks of a branch condition, besides compiling: to
+// read fields its variables have, and to be more than one field that is not a bool (runs compile
+// what was validated on write, so a journey stored before this check still runs as it did).
+func checkCondition(expr string) error {
+	ast, err := compileCondition(expr)
+	if err != nil {
+		return err
+	}
+	return spec.CheckCondition(ast, branchFields, nil)
 }
 
 // ParseTemplate compiles one of a template's texts.

@@ -463,6 +463,15 @@ func TestValidateAgainstEventCatalog(t *testing.T) {
 		{name: "a profile attribute named type is not a response", j: coupon(func(j *Journey) {
 			j.Steps[2].Branch.Cases[0].When = `profile.attrs.type == "vip"`
 		}), cat: cat},
+		{name: "a match attribute outside attrs", j: coupon(func(j *Journey) {
+			j.Steps[2].Branch.Cases[0].When = `match.amount > 3.0`
+		}), cat: cat, wantStep: "check", wantField: "branch.cases[0].when", wantErr: "match has no field amount (it has attrs, event_type, item_id, journey_id, rule_id, user_id): an attribute is match.attrs.amount"},
+		{name: "a string field for a condition", j: coupon(func(j *Journey) {
+			j.Steps[2].Branch.Cases[0].When = `match.item_id`
+		}), cat: cat, wantStep: "check", wantField: "branch.cases[0].when", wantErr: "match.item_id is a string, never true"},
+		{name: "a match attribute", j: coupon(func(j *Journey) {
+			j.Steps[2].Branch.Cases[0].When = `match.attrs.amount > 3.0 || match.attrs.vip`
+		}), cat: cat},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -164,7 +164,7 @@ func (v *validator) step(s *Step) error {
 			if c.When == "" {
 				return v.fail(s.ID, f+".when", "is required")
 			}
-			if _, err := CompileCondition(c.When); err != nil {
+			if err := checkCondition(c.When); err != nil {
 				return v.fail(s.ID, f+".when", "%v", err)
 			}
 			if err := v.conditionTypes(s.ID, f+".when", c.When); err != nil {

@@ -1,0 +1,87 @@
+package spec
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
+)
+
+// Fields are what a condition's variables hold: per variable, its fields and their kinds
+// (string, number, bool, map, any). Variables not named here are not checked.
+type Fields map[string]map[string]string
+
+// CheckCondition refuses a condition that compiles but cannot hold as its author meant: one that
+// reads a field its variable does not have (match.amount, where the match's attributes are
+// match.attrs.amount: it fails at run time, and a failing condition does not hold), or one that is
+// a single field of a kind other than bool (event.user_id, or an attribute attrKind declares a
+// number: such a value is never true). attrKind (nil: none known) gives the declared kind of an
+// attribute of one of vars' maps, "" when undeclared.
+func CheckCondition(a *cel.Ast, vars Fields, attrKind func(path, attr string) string) error {
+	root := a.NativeRep().Expr()
+	var err error
+	celast.PreOrderVisit(root, celast.NewExprVisitor(func(e celast.Expr) {
+		if err != nil || e.Kind() != celast.SelectKind {
+			return
+		}
+		s := e.AsSelect()
+		if s.Operand().Kind() != celast.IdentKind {
+			return
+		}
+		v := s.Operand().AsIdent()
+		fields, ok := vars[v]
+		if _, has := fields[s.FieldName()]; ok && !has {
+			err = fmt.Errorf("%s has no field %s (it has %s)", v, s.FieldName(), strings.Join(slices.Sorted(maps.Keys(fields)), ", "))
+			if _, attrs := fields["attrs"]; attrs {
+				err = fmt.Errorf("%w: an attribute is %s.attrs.%s", err, v, s.FieldName())
+			}
+		}
+	}))
+	if err != nil || a.OutputType() != cel.DynType {
+		return err
+	}
+	path := selectPath(root)
+	kind := ""
+	switch len(path) {
+	case 1:
+		if _, ok := vars[path[0]]; ok {
+			kind = "map"
+		}
+	case 2:
+		kind = vars[path[0]][path[1]]
+	case 3:
+		if vars[path[0]][path[1]] == "map" && attrKind != nil {
+			kind = attrKind(path[0]+"."+path[1], path[2])
+		}
+	}
+	if kind == "" || kind == "bool" || kind == "any" {
+		return nil
+	}
+	return fmt.Errorf("%s is a %s, never true: compare it (%s == ...)", strings.Join(path, "."), kind, strings.Join(path, "."))
+}
+
+// selectPath is the names of a condition that is one field selection (event.attrs.vip), nil for
+// any other.
+func selectPath(e celast.Expr) []string {
+	var path []string
+	for {
+		switch e.Kind() {
+		case celast.SelectKind:
+			s := e.AsSelect()
+			if s.IsTestOnly() {
+				return nil
+			}
+			path = append(path, s.FieldName())
+			e = s.Operand()
+		case celast.IdentKind:
+			path = append(path, e.AsIdent())
+			slices.Reverse(path)
+			return path
+		default:
+			return nil
+		}
+	}
+}
