@@ -482,7 +482,9 @@ func testReentry(t *testing.T, rdb redis.UniversalClient) {
 		r := base
 		r.Reentry, r.Cooldown, r.Key = ReentryCooldown, Duration(time.Hour), "user+item"
 		h := newHarnessOn(t, rdb, r)
-		at := func(id, item string, d time.Duration) ev { return ev{id: id, user: "u", typ: "cart_add", item: item, at: d} }
+		at := func(id, item string, d time.Duration) ev {
+			return ev{id: id, user: "u", typ: "cart_add", item: item, at: d}
+		}
 		require.Equal(t, []string{"u/a", "u/b", "u/d"},
 			h.feed(at("a", "i1", 0), at("b", "i2", time.Minute), at("c", "i1", 2*time.Minute), at("d", "i1", 61*time.Minute)))
 	})
