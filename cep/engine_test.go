@@ -396,6 +396,21 @@ func testJoin(t *testing.T, rdb redis.UniversalClient) {
 		// single event's do.
 		require.Equal(t, []string{"u1", "u2"}, users(h.feedBatch(drop("i1", time.Hour))))
 	})
+	t.Run("a link and its unfavourite processed after the trigger do not match", func(t *testing.T) {
+		// The favourite and the unfavourite both precede the drop in event time, on a partition
+		// behind the item's; read in one batch, the user was not linked when the price dropped.
+		h := newHarnessOn(t, rdb, rule)
+		unfav := func(user string, at time.Duration) ev {
+			return ev{id: "x-" + user + "-" + at.String(), user: user, typ: "unfavorite", item: "i1", at: at}
+		}
+		require.Empty(t, h.feedBatch(drop("i1", time.Hour)))
+		require.Empty(t, h.feedBatch(fav("u1", "i1", 0), unfav("u1", 30*time.Minute)))
+		// Unfavourited after the drop: the user was linked when it dropped.
+		require.Equal(t, []string{"u2"}, users(h.feedBatch(fav("u2", "i1", 0), unfav("u2", 2*time.Hour))))
+		// Favourited again before the drop: linked again.
+		require.Equal(t, []string{"u3"}, users(h.feedBatch(fav("u3", "i1", 0), unfav("u3", 10*time.Minute),
+			ev{id: "f2-u3", user: "u3", typ: "favorite", item: "i1", at: 20 * time.Minute})))
+	})
 	t.Run("link and trigger in one batch reach the user once", func(t *testing.T) {
 		h := newHarnessOn(t, rdb, rule)
 		// Found by the link (the trigger came first) and by the fan-out: one workflow ID.

@@ -23,11 +23,14 @@ func (e *engine) triggersKey(r *compiledRule, item string) string {
 	return e.prefix + ":" + tag(item) + ":r:" + r.ID + ":v" + strconv.Itoa(r.Version) + ":triggers"
 }
 
-// lateLink is a link whose user may have missed a trigger processed before it.
+// lateLink is a link whose user may have missed a trigger processed before it, or (unlink) an
+// unfavourite of the same batch, which takes back the late matches of the links before it in
+// event time.
 type lateLink struct {
-	rule *compiledRule
-	ev   *event.Event
-	cmd  *redis.StringSliceCmd // the item's kept triggers later than the link
+	rule   *compiledRule
+	ev     *event.Event
+	cmd    *redis.StringSliceCmd // the item's kept triggers later than the link
+	unlink bool
 }
 
 // linkExpiry is when (ms) an item's link key may go, written with a link of event time ts (ms)
@@ -102,6 +105,7 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 	}
 	if ev.Type == "unfavorite" && ev.UserID != "" && r.steps[0].Type == "favorite" {
 		pipe.ZRem(ctx, k, ev.UserID)
+		*late = append(*late, lateLink{rule: r, ev: ev, unlink: true})
 	}
 	if r.steps[1].test(ev, vars) {
 		// Keep the trigger for the lateness bound (a link up to that late still finds it), its key
@@ -128,14 +132,19 @@ func trimsLinks(eventID string) bool {
 	return h.Sum32()%linkTrimEvery == 0
 }
 
-// lateMatches turns the triggers a link found into matches for the link's user.
+// lateMatches turns the triggers a link found into matches for the link's user, but for a
+// trigger the user unfavourited the item before, in event time, by an unfavourite of the same
+// batch (one read in a later batch comes too late: docs/cep-state.md).
 func lateMatches(ls []lateLink, now time.Time) []workflows.Match {
 	var out []workflows.Match
 	for _, l := range ls {
+		if l.unlink {
+			continue
+		}
 		trigs, _ := l.cmd.Result()
 		for _, raw := range trigs {
 			var trig event.Event
-			if json.Unmarshal([]byte(raw), &trig) != nil {
+			if json.Unmarshal([]byte(raw), &trig) != nil || unlinkedBy(ls, l, trig.TS) {
 				continue
 			}
 			m := newMatch(l.rule, &trig, l.ev.UserID, now)
@@ -144,6 +153,18 @@ func lateMatches(ls []lateLink, now time.Time) []workflows.Match {
 		}
 	}
 	return out
+}
+
+// unlinkedBy reports whether one of ls is an unfavourite of l's user and item after l and at or
+// before at, in event time.
+func unlinkedBy(ls []lateLink, l lateLink, at time.Time) bool {
+	for _, u := range ls {
+		if u.unlink && u.rule == l.rule && u.ev.UserID == l.ev.UserID && u.ev.ItemID == l.ev.ItemID &&
+			u.ev.TS.After(l.ev.TS) && !u.ev.TS.After(at) {
+			return true
+		}
+	}
+	return false
 }
 
 // linkSpan is the score range of the links a trigger reads: those of the link TTL before it. The
