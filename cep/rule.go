@@ -364,6 +364,14 @@ func matchType(r Rule) string {
 	}
 }
 
+// CheckTemplates says why a journey whose templates need these fields (journey.Journey.
+// TemplateFields) cannot render r's matches ("" when it can), against the event catalogue cat
+// (the default when nil): the journey's side of the check a rule passes on validation, for a
+// journey applied or activated under rules that route to it.
+func CheckTemplates(r Rule, cat *event.Catalog, need map[string][]string) string {
+	return checkTemplates(r, cat, need)
+}
+
 // checkTemplates says why the journey's templates cannot render over r's matches ("" when they
 // can): a field they need that the matching event's attribute schema does not declare. A type
 // without a schema may carry anything, so it is not checked.

@@ -306,6 +306,10 @@ type Catalog struct {
 	// types declared a response, goals types declared a goal (event.Default when nil, or when it
 	// returns nil).
 	Events func() *event.Catalog
+	// Routed (nil: not checked) says why the journey cannot serve what routes to it ("" when it
+	// can): the active rules whose matches it would render, whose events may not carry the fields
+	// its templates need.
+	Routed func(Journey) string
 	// anyEvent skips the event types: a walk runs what was validated on write.
 	anyEvent bool
 }

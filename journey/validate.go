@@ -81,7 +81,15 @@ func (v *validator) run() error {
 	if err := v.reachable(); err != nil {
 		return err
 	}
-	return v.cycles()
+	if err := v.cycles(); err != nil {
+		return err
+	}
+	if v.cat.Routed != nil && !v.cat.anyEvent {
+		if reason := v.cat.Routed(*j); reason != "" {
+			return v.fail("", "templates", "%s", reason)
+		}
+	}
+	return nil
 }
 
 func (v *validator) step(s *Step) error {

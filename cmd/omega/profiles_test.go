@@ -7,9 +7,14 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/omegareach/omega/cep"
+	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/eventtype"
 	"github.com/omegareach/omega/internal/testenv"
+	"github.com/omegareach/omega/journey"
 	"github.com/omegareach/omega/store"
 )
 
@@ -40,4 +45,38 @@ func TestProfilesImportFailsOnRefusedLines(t *testing.T) {
 
 	clean := write("clean.jsonl", `{"user_id":"`+other+`"}`+"\n")
 	require.NoError(t, runProfiles(context.Background(), cfg, []string{"import", "-f", clean}, &out))
+}
+
+// A journey applied or activated under a rule that routes to it must render that rule's matches:
+// a template reading a field the rule's event type does not declare is refused, naming the rule;
+// one reading a declared field passes.
+func TestJourneyCheckedAgainstItsRules(t *testing.T) {
+	env := testenv.Require(t)
+	require.NoError(t, store.Migrate(env.PGURL))
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, env.PGURL)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+
+	typ := testenv.Unique("quote_")
+	_, err = eventtype.NewStore(pool).Apply(ctx, event.Type{Name: typ, Uses: []string{event.UseTrigger},
+		Attrs: []event.Attr{{Name: "amount", Type: "number"}}})
+	require.NoError(t, err)
+	jid, rid := testenv.Unique("quote-followup-"), testenv.Unique("quote-requested-")
+	_, err = cep.NewRuleStore(pool, cep.Catalog{Events: eventtype.NewStore(pool).Current}).Apply(ctx, cep.Rule{ID: rid, Steps: []cep.Step{{Type: typ}}, JourneyID: jid})
+	require.NoError(t, err)
+
+	quote := func(body string) journey.Journey {
+		return journey.Journey{ID: jid, Templates: map[string]journey.Template{"q_push": {Title: "Your quote", Body: body}},
+			Steps: []journey.Step{{ID: "push", Send: &journey.Send{Channel: "push", Template: "q_push"}}}}
+	}
+	cat := journeyCatalogFor(pool)
+	require.NoError(t, journey.Validate(quote("{{.amount}} EUR"), cat))
+	err = journey.Validate(quote("code {{.quote_code}}"), cat)
+	var je *journey.Error
+	require.ErrorAs(t, err, &je)
+	require.Equal(t, "templates", je.Field)
+	require.Contains(t, je.Reason, "rule "+rid+" routes here")
+	require.Contains(t, je.Reason, "template q_push reads .quote_code, which "+typ+" does not declare")
+	require.NoError(t, journey.Validate(quote("code {{.quote_code}}"), journeyCatalog()), "offline, without the stored rules")
 }

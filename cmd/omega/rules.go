@@ -102,10 +102,30 @@ func journeyExists(st *journey.Store) func(string) bool {
 // catalogue.
 func journeyCatalog() journey.Catalog { return worker.Catalog() }
 
-// journeyCatalogFor validates journeys against the event catalogue stored in pool.
+// journeyCatalogFor validates journeys against the event catalogue stored in pool, and against the
+// active rules that route to them (their events must carry what the templates read).
 func journeyCatalogFor(pool *pgxpool.Pool) journey.Catalog {
 	cat := worker.Catalog()
-	cat.Events = eventtype.NewStore(pool).Current
+	events := eventtype.NewStore(pool).Current
+	cat.Events = events
+	rules := cep.NewRuleStore(pool, cep.Catalog{})
+	cat.Routed = func(j journey.Journey) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		rs, err := rules.ActiveRules(ctx)
+		if err != nil {
+			return "" // the rules cannot be read now: the rule side checks on its next apply
+		}
+		need := j.TemplateFields()
+		for _, r := range rs {
+			if r.JourneyID == j.ID && !r.Disabled {
+				if reason := cep.CheckTemplates(r, events(), need); reason != "" {
+					return fmt.Sprintf("rule %s routes here: %s", r.ID, reason)
+				}
+			}
+		}
+		return ""
+	}
 	return cat
 }
 
