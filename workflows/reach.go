@@ -317,8 +317,8 @@ func (r *reachRun) fail(step string, err error) (ReachResult, error) {
 	if temporal.IsCanceledError(err) || errors.Is(r.ctx.Err(), workflow.ErrCanceled) {
 		return r.cancelled("cancelled during " + step)
 	}
-	r.record(audit.Record{Step: step, Kind: audit.KindFailed, Outcome: "error", Reason: err.Error()})
-	res, ferr := r.finish(ReachResult{Status: StatusFailed, Reason: err.Error()})
+	r.record(audit.Record{Step: step, Kind: audit.KindFailed, Outcome: "error", Reason: errReason(err)})
+	res, ferr := r.finish(ReachResult{Status: StatusFailed, Reason: errReason(err)})
 	if ferr != nil {
 		return res, ferr
 	}

@@ -459,5 +459,6 @@ func TestReachWorkflowRecordsRetryableFailure(t *testing.T) {
 	}
 	require.Len(t, failed, 1)
 	require.True(t, failed[0].Retryable, "503s until the retries ran out: a later retry could have helped")
+	require.Equal(t, "provider answered 503", failed[0].Reason, "the provider's answer, not Temporal's error chain")
 	require.Greater(t, len(h.dispatch), 1, "retried")
 }

@@ -35,7 +35,11 @@ func StartOptions(m Match, taskQueue string) client.StartWorkflowOptions {
 		return o
 	}
 	o.StaticSummary = fmt.Sprintf("%s: rule %s → journey %s", m.UserID, m.RuleID, m.JourneyID)
-	o.StaticDetails = fmt.Sprintf("User **%s** matched rule **%s** (v%d) on %s event(s) %s (item %q); journey **%s** started.",
-		m.UserID, m.RuleID, m.RuleVersion, m.EventType, strings.Join(m.EventIDs, ", "), m.ItemID, m.JourneyID)
+	item := ""
+	if m.ItemID != "" {
+		item = fmt.Sprintf(" (item %q)", m.ItemID)
+	}
+	o.StaticDetails = fmt.Sprintf("User **%s** matched rule **%s** (v%d) on %s event(s) %s%s; journey **%s** started.",
+		m.UserID, m.RuleID, m.RuleVersion, m.EventType, strings.Join(m.EventIDs, ", "), item, m.JourneyID)
 	return o
 }

@@ -121,9 +121,9 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 		r.release()
 		var ae *temporal.ApplicationError
 		permanent := errors.As(err, &ae) && (ae.NonRetryable() || slices.Contains(nonRetryableDispatch, ae.Type()))
-		r.record(audit.Record{Step: label, Kind: audit.KindFailed, Channel: ch, Outcome: "error", Reason: err.Error(), IdempotencyKey: key,
+		r.record(audit.Record{Step: label, Kind: audit.KindFailed, Channel: ch, Outcome: "error", Reason: errReason(err), IdempotencyKey: key,
 			Retryable: !permanent})
-		r.took(label, journey.KindSend, StatusFailed, ch+": "+err.Error())
+		r.took(label, journey.KindSend, StatusFailed, ch+": "+errReason(err))
 		lastErr = err
 		if r.ctx.Err() != nil || !errors.As(err, &ae) || ae.Type() != activities.ErrTypePermanentDispatch {
 			break // only a permanent refusal by the provider falls back, and not once cancelled

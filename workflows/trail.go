@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -40,6 +41,17 @@ func (r *reachRun) refreshIndex(d time.Duration) error {
 	}
 	r.indexUntil = in.Until
 	return nil
+}
+
+// errReason is what the trail and the run's details say of a step's error: the step's own
+// message, without the Temporal error chain around it (activity IDs and types, the cause quoted
+// again at each level).
+func errReason(err error) string {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) && ae.Message() != "" {
+		return ae.Message()
+	}
+	return err.Error()
 }
 
 // took appends to the step history the state query shows.

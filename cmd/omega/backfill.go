@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/omegareach/omega/backfill"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
 	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
 )
@@ -30,7 +31,7 @@ unless --start. Ctrl-C cancels it; the server then deletes its consumer group an
   --start            also start the reaches of the recent matches, under the workflow IDs live
                      matching uses (a reach that exists is not started again)
   --start-within D   with --start: matches whose event time is this recent (24h when 0)
-  --sample N         matches listed (10; at most 100)
+  --sample N         matches listed (10; at most 100; 0: none)
   -o table|json
 `
 
@@ -42,7 +43,7 @@ func runRuleBackfill(ctx context.Context, cfg config, args []string, stdout, pro
 	version := fs.Int("version", 0, "")
 	start := fs.Bool("start", false, "")
 	startWithin := fs.Duration("start-within", 0, "")
-	sample := fs.Int("sample", 0, "")
+	sample := fs.Int("sample", backfill.DefaultSampleSize, "")
 	output := fs.String("o", "table", "")
 	if err := parseInterspersed(fs, args); err != nil {
 		fmt.Fprint(stdout, backfillUsage)
@@ -63,7 +64,7 @@ func runRuleBackfill(ctx context.Context, cfg config, args []string, stdout, pro
 		return err
 	}
 	msg := &omegav1.BackfillRuleRequest{RuleId: fs.Arg(0), Version: int32(*version), Since: timestamppb.New(time.Now().Add(-*since)),
-		Start: *start, SampleSize: int32(*sample)}
+		Start: *start, SampleSize: int32(max(*sample, 1))}
 	if *startWithin != 0 {
 		msg.StartWithin = durationpb.New(*startWithin)
 	}
@@ -96,6 +97,9 @@ func runRuleBackfill(ctx context.Context, cfg config, args []string, stdout, pro
 	}
 	if rep == nil {
 		return errors.New("the backfill ended without a report")
+	}
+	if *sample == 0 {
+		rep.Sample = nil // --sample 0: none (the API's 0 is its default)
 	}
 	if *output == "json" {
 		return printJSON(stdout, rep)
