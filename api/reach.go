@@ -255,7 +255,10 @@ func (s *server) List(ctx context.Context, req *connect.Request[omegav1.ListRequ
 	if err != nil {
 		return nil, err
 	}
-	if st := m.GetStatus(); st != "" && !slices.Contains(listStatuses, st) {
+	if st := m.GetStatus(); st == workflows.StatusWaiting {
+		return nil, invalid("status", "%q is a running reach's live state (Get reports it): List filters by the audit trail, "+
+			"where a waiting reach is %q", st, workflows.StatusRunning)
+	} else if st != "" && !slices.Contains(listStatuses, st) {
 		return nil, invalid("status", "unknown status %q (want %s)", st, strings.Join(listStatuses, ", "))
 	}
 	rs, next, err := s.audit.List(ctx, audit.Query{UserID: m.GetUserId(), Status: m.GetStatus(), Limit: size, PageToken: m.GetPageToken()})
