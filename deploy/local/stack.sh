@@ -247,8 +247,12 @@ up() {
 down() {
   [ -d "$RUN" ] || { say "stack: nothing runs under $DATA"; return 0; }
   local f
-  # The apps first (they hold connections), then the servers.
-  for f in "$RUN"/app-*.pid; do [ -e "$f" ] && stop_pid "$(basename "$f" .pid)"; done
+  # The apps first (they hold connections), then the servers: the intake, the CEP stage and the
+  # workers in that order, each letting what it has in flight finish (a worker its workflow tasks,
+  # whose sends need the receiver), then the others (the receiver: the providers' stand-in).
+  for f in "$RUN"/app-api.pid "$RUN"/app-cep.pid "$RUN"/app-worker*.pid "$RUN"/app-*.pid; do
+    [ -e "$f" ] && stop_pid "$(basename "$f" .pid)"
+  done
   stop_pid temporal
   stop_pid kafka
   stop_pid redis
