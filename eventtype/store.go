@@ -37,6 +37,12 @@ const CacheTTL = 2 * time.Second
 type Store struct {
 	vs *versioned.Store
 
+	// InUse (nil: not checked) says why what is active would stop validating under cand, the
+	// catalogue with the type name applied or activated ("" when nothing would): a rule whose step
+	// needs the type a trigger, a journey whose wait needs it a response. Disabling a type is not
+	// checked: it is the catalogue's kill switch (its events are skipped until it is applied again).
+	InUse func(ctx context.Context, cand *event.Catalog, name string) string
+
 	// A short cache keeps Current's hot paths (every ingest call, every rule validation) off the
 	// database.
 	ttl    time.Duration
@@ -61,12 +67,43 @@ func (s *Store) Apply(ctx context.Context, t event.Type) (Applied, error) {
 	if err := t.Validate(); err != nil {
 		return Applied{}, err
 	}
+	if !t.Disabled {
+		if err := s.checkInUse(ctx, t); err != nil {
+			return Applied{}, err
+		}
+	}
 	b, err := json.Marshal(t)
 	if err != nil {
 		return Applied{}, fmt.Errorf("encode event type %s: %w", t.Name, err)
 	}
 	defer s.forget()
 	return s.vs.Apply(ctx, t.Name, b, t.Disabled)
+}
+
+// checkInUse refuses t (an *event.TypeError at uses) when what is active would stop validating
+// with it in the catalogue (InUse).
+func (s *Store) checkInUse(ctx context.Context, t event.Type) error {
+	if s.InUse == nil {
+		return nil
+	}
+	hs, err := s.vs.List(ctx)
+	if err != nil {
+		return err
+	}
+	ts := []event.Type{t}
+	for _, h := range hs {
+		old, err := decode(h)
+		if err != nil {
+			return err
+		}
+		if old.Name != t.Name {
+			ts = append(ts, old)
+		}
+	}
+	if reason := s.InUse(ctx, event.Overlay(event.Default(), ts), t.Name); reason != "" {
+		return &event.TypeError{Name: t.Name, Field: "uses", Reason: reason}
+	}
+	return nil
 }
 
 // Draft validates t and stores it as the next version without activating it.
@@ -90,7 +127,10 @@ func (s *Store) Activate(ctx context.Context, name string, version int) error {
 		if err != nil {
 			return err
 		}
-		return t.Validate()
+		if err := t.Validate(); err != nil {
+			return err
+		}
+		return s.checkInUse(ctx, t)
 	})
 }
 

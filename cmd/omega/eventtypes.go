@@ -75,7 +75,7 @@ func runEventTypes(ctx context.Context, cfg config, args []string, stdout io.Wri
 		return err
 	}
 	defer pool.Close()
-	st := eventtype.NewStore(pool)
+	st := eventTypeStore(pool)
 	switch args[0] {
 	case "apply":
 		ts, err := load()

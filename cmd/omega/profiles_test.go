@@ -80,3 +80,31 @@ func TestJourneyCheckedAgainstItsRules(t *testing.T) {
 	require.Contains(t, je.Reason, "template q_push reads .quote_code, which "+typ+" does not declare")
 	require.NoError(t, journey.Validate(quote("code {{.quote_code}}"), journeyCatalog()), "offline, without the stored rules")
 }
+
+// An event type applied so that an active rule would no longer validate (its trigger no longer
+// declared a trigger) is refused, naming the rule; a change that keeps it valid is applied.
+func TestEventTypeInUse(t *testing.T) {
+	env := testenv.Require(t)
+	require.NoError(t, store.Migrate(env.PGURL))
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, env.PGURL)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+
+	st := eventTypeStore(pool)
+	typ := testenv.Unique("quote_")
+	_, err = st.Apply(ctx, event.Type{Name: typ, Uses: []string{event.UseTrigger}})
+	require.NoError(t, err)
+	rid := testenv.Unique("quote-requested-")
+	_, err = cep.NewRuleStore(pool, cep.Catalog{Events: st.Current}).Apply(ctx, cep.Rule{ID: rid, Steps: []cep.Step{{Type: typ}}, JourneyID: "j"})
+	require.NoError(t, err)
+
+	_, err = st.Apply(ctx, event.Type{Name: typ, Uses: []string{event.UseResponse}})
+	var te *event.TypeError
+	require.ErrorAs(t, err, &te)
+	require.Equal(t, "uses", te.Field)
+	require.Contains(t, te.Reason, "active rule "+rid+" would no longer validate")
+	_, err = st.Apply(ctx, event.Type{Name: typ, Uses: []string{event.UseTrigger, event.UseResponse}})
+	require.NoError(t, err, "still a trigger")
+	require.NoError(t, st.Disable(ctx, typ), "disabling is the kill switch, not checked")
+}

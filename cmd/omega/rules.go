@@ -463,3 +463,46 @@ func loadValid[T any](path string, load func(string) ([]T, error), validate func
 func openPool(ctx context.Context, cfg config) (*pgxpool.Pool, error) {
 	return store.Open(ctx, cfg.pgURL)
 }
+
+// eventTypeStore is the event catalogue that refuses a type applied or activated under the active
+// rules and journeys it would invalidate (a rule's trigger no longer declared a trigger, a
+// journey's response no longer a response), naming the first.
+func eventTypeStore(pool *pgxpool.Pool) *eventtype.Store {
+	st := eventtype.NewStore(pool)
+	rules := cep.NewRuleStore(pool, cep.Catalog{})
+	journeys := journey.NewStore(pool, worker.Catalog())
+	st.InUse = func(ctx context.Context, cand *event.Catalog, _ string) string {
+		cur, err := st.EventTypes(ctx)
+		if err != nil {
+			return "" // read again on the next apply; the rule and journey sides check their own
+		}
+		with := func(c *event.Catalog) func() *event.Catalog { return func() *event.Catalog { return c } }
+		rs, err := rules.ActiveRules(ctx)
+		if err == nil {
+			for _, r := range rs {
+				if r.Disabled || cep.Validate(r, cep.Catalog{Events: with(cur)}) != nil {
+					continue // already invalid: not this change's doing
+				}
+				if err := cep.Validate(r, cep.Catalog{Events: with(cand)}); err != nil {
+					return fmt.Sprintf("active rule %s would no longer validate: %v", r.ID, err)
+				}
+			}
+		}
+		js, err := journeys.List(ctx)
+		if err == nil {
+			for _, j := range js {
+				jc := worker.Catalog()
+				jc.Events = with(cur)
+				if j.Disabled || journey.Validate(j, jc) != nil {
+					continue
+				}
+				jc.Events = with(cand)
+				if err := journey.Validate(j, jc); err != nil {
+					return fmt.Sprintf("active journey %s would no longer validate: %v", j.ID, err)
+				}
+			}
+		}
+		return ""
+	}
+	return st
+}

@@ -64,7 +64,7 @@ func runAPI(ctx context.Context, log *slog.Logger, cfg config) error {
 		Profiles: &profile.Cached{Store: profile.NewStore(pool), Redis: rdb},
 		Redis:    rdb, Lists: store.NewLists(pool, rdb, map[string]string{"blacklist": store.BlacklistKey, "whitelist": store.WhitelistKey}),
 		RuleStore: cep.NewRuleStore(pool, ruleCatalog(pool)), JourneyStore: journeys, Backfill: backfills,
-		EventTypes: eventtype.NewStore(pool),
+		EventTypes: eventTypeStore(pool),
 		Inbox:      store.NewInbox(pool), Pages: profile.NewStore(pool), TaskQueue: cfg.taskQueue, Log: log})
 	if err != nil {
 		return err
