@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -396,6 +397,7 @@ func (e *engine) applyReentryOnce(ctx context.Context, rules []compiledRule, ms 
 	for i, m := range ms {
 		if cmds[i] != nil {
 			if n, _ := cmds[i].Int(); n == 0 {
+				metrics.Matches.WithLabelValues(m.RuleID, "suppressed").Inc()
 				continue
 			}
 		}

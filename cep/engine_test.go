@@ -8,10 +8,12 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/internal/testenv"
 	"github.com/omegareach/omega/workflows"
 )
@@ -486,12 +488,19 @@ func testReentry(t *testing.T, rdb redis.UniversalClient) {
 	coupon := func(id, user, c string) ev {
 		return ev{id: id, user: user, typ: "cart_add", attrs: map[string]any{"coupon": c}}
 	}
+	suppressed := func() float64 {
+		var m dto.Metric
+		require.NoError(t, metrics.Matches.WithLabelValues("r", "suppressed").Write(&m))
+		return m.GetCounter().GetValue()
+	}
 	t.Run("once per key", func(t *testing.T) {
 		r := base
 		r.Reentry, r.Key = ReentryOnce, "user+attrs.coupon"
 		h := newHarnessOn(t, rdb, r)
+		before := suppressed()
 		require.Equal(t, []string{"u/a", "u/b", "v/d"},
 			h.feed(coupon("a", "u", "WELCOME10"), coupon("b", "u", "SPRING5"), coupon("c", "u", "WELCOME10"), coupon("d", "v", "WELCOME10")))
+		require.Equal(t, 1.0, suppressed()-before, "the dropped match is counted")
 	})
 	t.Run("cooldown per key", func(t *testing.T) {
 		r := base
@@ -508,8 +517,10 @@ func testReentry(t *testing.T, rdb redis.UniversalClient) {
 		r.Reentry, r.Key = ReentryOnce, "attrs.coupon"
 		h := newHarnessOn(t, rdb, r)
 		require.False(t, ownedByPartition(&h.rules[0]))
+		before := suppressed()
 		require.Equal(t, []string{"u/a", "u/b", "v/d"},
 			h.feed(coupon("a", "u", "WELCOME10"), coupon("b", "u", "SPRING5"), coupon("c", "u", "WELCOME10"), coupon("d", "v", "WELCOME10")))
+		require.Equal(t, 1.0, suppressed()-before, "the dropped match is counted")
 	})
 	// Redis lost its scripts (a restart, a failover): the batch's first shared match is not lost
 	// to the reload (it was: the retry took the first attempt's empty result as its input).

@@ -211,6 +211,8 @@ func (p *partition) admit(ctx context.Context, e *engine, rules []compiledRule, 
 			shared = append(shared, m)
 		case p.m.reenter(r, m):
 			out = append(out, m)
+		default:
+			metrics.Matches.WithLabelValues(m.RuleID, "suppressed").Inc()
 		}
 	}
 	if len(shared) > 0 {

@@ -76,7 +76,7 @@ var (
 		Help: "How far the group's watermark (the least of the partitions' committed watermarks: absences not keyed on the user fire on it) is behind the wall clock; set only while such a rule is loaded."})
 	// Matches counts matches by rule (shadow matches included, labelled).
 	Matches = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_cep_matches_total",
-		Help: "Pattern matches, by rule and mode (live or shadow)."}, []string{"rule", "mode"})
+		Help: "Pattern matches, by rule and mode (live, shadow, or suppressed: dropped by the rule's re-entry policy, once or cooldown)."}, []string{"rule", "mode"})
 	// BatchSeconds is where a CEP batch spends its time, by step: wait (from its first record's
 	// arrival to its processing: batching, and the partition busy with the batch before),
 	// decode, compute (profiles, the machine, shared state), start (the reaches), respond

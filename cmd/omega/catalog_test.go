@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/omegareach/omega/cep"
+	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/eventtype"
+	"github.com/omegareach/omega/internal/testenv"
+	"github.com/omegareach/omega/journey"
+	"github.com/omegareach/omega/store"
+)
+
+// migratedPool is a pool on the stack's database, migrated.
+func migratedPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	env := testenv.Require(t)
+	require.NoError(t, store.Migrate(env.PGURL))
+	pool, err := pgxpool.New(context.Background(), env.PGURL)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// A journey applied or activated under a rule that routes to it must render that rule's matches:
+// a template reading a field the rule's event type does not declare is refused, naming the rule;
+// one reading a declared field passes.
+func TestJourneyCheckedAgainstItsRules(t *testing.T) {
+	ctx := context.Background()
+	pool := migratedPool(t)
+
+	typ := testenv.Unique("quote_")
+	_, err := eventtype.NewStore(pool).Apply(ctx, event.Type{Name: typ, Uses: []string{event.UseTrigger},
+		Attrs: []event.Attr{{Name: "amount", Type: "number"}}})
+	require.NoError(t, err)
+	jid, rid := testenv.Unique("quote-followup-"), testenv.Unique("quote-requested-")
+	_, err = cep.NewRuleStore(pool, cep.Catalog{Events: eventtype.NewStore(pool).Current}).Apply(ctx, cep.Rule{ID: rid, Steps: []cep.Step{{Type: typ}}, JourneyID: jid})
+	require.NoError(t, err)
+
+	quote := func(body string) journey.Journey {
+		return journey.Journey{ID: jid, Templates: map[string]journey.Template{"q_push": {Title: "Your quote", Body: body}},
+			Steps: []journey.Step{{ID: "push", Send: &journey.Send{Channel: "push", Template: "q_push"}}}}
+	}
+	cat := journeyCatalogFor(pool)
+	require.NoError(t, journey.Validate(quote("{{.amount}} EUR"), cat))
+	err = journey.Validate(quote("code {{.quote_code}}"), cat)
+	var je *journey.Error
+	require.ErrorAs(t, err, &je)
+	require.Equal(t, "templates", je.Field)
+	require.Contains(t, je.Reason, "rule "+rid+" routes here")
+	require.Contains(t, je.Reason, "template q_push reads .quote_code, which "+typ+" does not declare")
+	require.NoError(t, journey.Validate(quote("code {{.quote_code}}"), journeyCatalog()), "offline, without the stored rules")
+}
+
+// An event type applied so that an active rule would no longer validate (its trigger no longer
+// declared a trigger) is refused, naming the rule; a change that keeps it valid is applied.
+func TestEventTypeInUse(t *testing.T) {
+	ctx := context.Background()
+	pool := migratedPool(t)
+
+	st := eventTypeStore(pool)
+	typ := testenv.Unique("quote_")
+	_, err := st.Apply(ctx, event.Type{Name: typ, Uses: []string{event.UseTrigger}})
+	require.NoError(t, err)
+	rid := testenv.Unique("quote-requested-")
+	_, err = cep.NewRuleStore(pool, cep.Catalog{Events: st.Current}).Apply(ctx, cep.Rule{ID: rid, Steps: []cep.Step{{Type: typ}}, JourneyID: "j"})
+	require.NoError(t, err)
+
+	_, err = st.Apply(ctx, event.Type{Name: typ, Uses: []string{event.UseResponse}})
+	var te *event.TypeError
+	require.ErrorAs(t, err, &te)
+	require.Equal(t, "uses", te.Field)
+	require.Contains(t, te.Reason, "active rule "+rid+" would no longer validate")
+	_, err = st.Apply(ctx, event.Type{Name: typ, Uses: []string{event.UseTrigger, event.UseResponse}})
+	require.NoError(t, err, "still a trigger")
+	require.NoError(t, st.Disable(ctx, typ), "disabling is the kill switch, not checked")
+}
