@@ -344,6 +344,9 @@ func checkType(cat *event.Catalog, anyType bool, typ string, trigger bool) strin
 	switch {
 	case anyType:
 		return ""
+	case !ok && cat == nil:
+		// Offline (omega rules validate|test): the stored catalogue is not read.
+		return fmt.Sprintf("unknown event type %q: not in the default event catalogue (pass your team's types with --types DIR)", typ)
 	case !ok:
 		return fmt.Sprintf("unknown event type %q: not in the event catalogue (omega events types list)", typ)
 	case trigger && !t.Can(event.UseTrigger):

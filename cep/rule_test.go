@@ -110,6 +110,12 @@ func TestConditionOnDeclaredAttribute(t *testing.T) {
 	require.ErrorContains(t, err, "event has no field usr_id (it has attrs, event_id, item_id, ts, type, user_id): an attribute is event.attrs.usr_id")
 }
 
+// Offline, against the default catalogue, an unknown type's error says how to bring the team's.
+func TestUnknownTypeOffline(t *testing.T) {
+	err := Validate(Rule{ID: "q", Steps: []Step{{Type: "quote_requested"}}, JourneyID: "j"}, Catalog{})
+	require.ErrorContains(t, err, `unknown event type "quote_requested": not in the default event catalogue (pass your team's types with --types DIR)`)
+}
+
 // A growth team's own event types: rules validate against the catalogue they are given, naming
 // the field; the stage compiles what was stored even when the catalogue no longer declares it.
 func TestValidateAgainstCatalog(t *testing.T) {

@@ -251,6 +251,10 @@ func (v *validator) responses(step, field string, types []string, use string) er
 // declared says what the catalogue holds of t, for an error.
 func (v *validator) declared(t string) string {
 	et, ok := v.events.Lookup(t)
+	if !ok && v.events == nil {
+		// Offline (omega journeys validate): the stored catalogue is not read.
+		return "no such type (this is the default catalogue: pass your team's types with --types DIR)"
+	}
 	if !ok {
 		return "no such type"
 	}
