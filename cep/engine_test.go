@@ -493,15 +493,18 @@ func testReentry(t *testing.T, rdb redis.UniversalClient) {
 		require.NoError(t, metrics.Matches.WithLabelValues("r", "suppressed").Write(&m))
 		return m.GetCounter().GetValue()
 	}
-	t.Run("once per key", func(t *testing.T) {
-		r := base
-		r.Reentry, r.Key = ReentryOnce, "user+attrs.coupon"
-		h := newHarnessOn(t, rdb, r)
-		before := suppressed()
-		require.Equal(t, []string{"u/a", "u/b", "v/d"},
-			h.feed(coupon("a", "u", "WELCOME10"), coupon("b", "u", "SPRING5"), coupon("c", "u", "WELCOME10"), coupon("d", "v", "WELCOME10")))
-		require.Equal(t, 1.0, suppressed()-before, "the dropped match is counted")
-	})
+	for _, tt := range []struct{ name, key string }{{"once per key", "user+attrs.coupon"}, {"once per key, shared state", "attrs.coupon"}} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := base
+			r.Reentry, r.Key = ReentryOnce, tt.key
+			h := newHarnessOn(t, rdb, r)
+			require.Equal(t, tt.key == "user+attrs.coupon", ownedByPartition(&h.rules[0]))
+			before := suppressed()
+			require.Equal(t, []string{"u/a", "u/b", "v/d"},
+				h.feed(coupon("a", "u", "WELCOME10"), coupon("b", "u", "SPRING5"), coupon("c", "u", "WELCOME10"), coupon("d", "v", "WELCOME10")))
+			require.Equal(t, 1.0, suppressed()-before, "the dropped match is counted")
+		})
+	}
 	t.Run("cooldown per key", func(t *testing.T) {
 		r := base
 		r.Reentry, r.Cooldown, r.Key = ReentryCooldown, Duration(time.Hour), "user+item"
@@ -511,16 +514,6 @@ func testReentry(t *testing.T, rdb redis.UniversalClient) {
 		}
 		require.Equal(t, []string{"u/a", "u/b", "u/d"},
 			h.feed(at("a", "i1", 0), at("b", "i2", time.Minute), at("c", "i1", 2*time.Minute), at("d", "i1", 61*time.Minute)))
-	})
-	t.Run("once per key, shared state", func(t *testing.T) {
-		r := base
-		r.Reentry, r.Key = ReentryOnce, "attrs.coupon"
-		h := newHarnessOn(t, rdb, r)
-		require.False(t, ownedByPartition(&h.rules[0]))
-		before := suppressed()
-		require.Equal(t, []string{"u/a", "u/b", "v/d"},
-			h.feed(coupon("a", "u", "WELCOME10"), coupon("b", "u", "SPRING5"), coupon("c", "u", "WELCOME10"), coupon("d", "v", "WELCOME10")))
-		require.Equal(t, 1.0, suppressed()-before, "the dropped match is counted")
 	})
 	// Redis lost its scripts (a restart, a failover): the batch's first shared match is not lost
 	// to the reload (it was: the retry took the first attempt's empty result as its input).

@@ -161,6 +161,16 @@ type compiledRule struct {
 	instPrefix string
 }
 
+// Uses reports whether one of r's steps (absent and unless included) is of event type typ.
+func (r Rule) Uses(typ string) bool {
+	for _, s := range r.Steps {
+		if s.Type == typ {
+			return true
+		}
+	}
+	return (r.Absent != nil && r.Absent.Type == typ) || (r.Unless != nil && r.Unless.Type == typ)
+}
+
 // Validate checks r against cat and compiles it; the error is a *RuleError naming the field.
 func Validate(r Rule, cat Catalog) error {
 	_, err := compileWith(r, cat)
@@ -316,7 +326,7 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 		c.types["unfavorite"] = true // an unfavourite removes the link
 	}
 	if !cat.anyType && cat.JourneyFields != nil {
-		if reason := checkTemplates(r, types, cat.JourneyFields(r.JourneyID)); reason != "" {
+		if reason := CheckTemplates(r, types, cat.JourneyFields(r.JourneyID)); reason != "" {
 			return fail("journey_id", "%s", reason)
 		}
 	}
@@ -367,18 +377,12 @@ func matchType(r Rule) string {
 	}
 }
 
-// CheckTemplates says why a journey whose templates need these fields (journey.Journey.
-// TemplateFields) cannot render r's matches ("" when it can), against the event catalogue cat
-// (the default when nil): the journey's side of the check a rule passes on validation, for a
-// journey applied or activated under rules that route to it.
+// CheckTemplates says why the journey's templates, which need these fields (journey.Journey.
+// TemplateFields), cannot render over r's matches ("" when they can): a field they need that the
+// matching event's attribute schema does not declare. A type without a schema may carry anything,
+// so it is not checked. A rule's validation asks it of its journey; a journey applied or activated
+// later, of the rules that route to it.
 func CheckTemplates(r Rule, cat *event.Catalog, need map[string][]string) string {
-	return checkTemplates(r, cat, need)
-}
-
-// checkTemplates says why the journey's templates cannot render over r's matches ("" when they
-// can): a field they need that the matching event's attribute schema does not declare. A type
-// without a schema may carry anything, so it is not checked.
-func checkTemplates(r Rule, cat *event.Catalog, need map[string][]string) string {
 	t, ok := cat.Lookup(matchType(r))
 	if !ok || len(t.Attrs) == 0 {
 		return ""

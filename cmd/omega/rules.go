@@ -471,7 +471,7 @@ func eventTypeStore(pool *pgxpool.Pool) *eventtype.Store {
 	st := eventtype.NewStore(pool)
 	rules := cep.NewRuleStore(pool, cep.Catalog{})
 	journeys := journey.NewStore(pool, worker.Catalog())
-	st.InUse = func(ctx context.Context, cand *event.Catalog, _ string) string {
+	st.InUse = func(ctx context.Context, cand *event.Catalog, name string) string {
 		cur, err := st.EventTypes(ctx)
 		if err != nil {
 			return "" // read again on the next apply; the rule and journey sides check their own
@@ -480,8 +480,8 @@ func eventTypeStore(pool *pgxpool.Pool) *eventtype.Store {
 		rs, err := rules.ActiveRules(ctx)
 		if err == nil {
 			for _, r := range rs {
-				if r.Disabled || cep.Validate(r, cep.Catalog{Events: with(cur)}) != nil {
-					continue // already invalid: not this change's doing
+				if r.Disabled || !r.Uses(name) || cep.Validate(r, cep.Catalog{Events: with(cur)}) != nil {
+					continue // another type's rule, or already invalid: not this change's doing
 				}
 				if err := cep.Validate(r, cep.Catalog{Events: with(cand)}); err != nil {
 					return fmt.Sprintf("active rule %s would no longer validate: %v", r.ID, err)
