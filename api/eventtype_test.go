@@ -28,7 +28,7 @@ type memEventTypes struct {
 	types map[string]event.Type
 }
 
-func (m *memEventTypes) Validate(t event.Type) error { return t.Validate() }
+func (m *memEventTypes) Validate(t event.Type) error { return t.ValidateNew() }
 func (m *memEventTypes) Apply(_ context.Context, t event.Type) (versioned.Applied, error) {
 	if err := t.Validate(); err != nil {
 		return versioned.Applied{}, err

@@ -141,6 +141,24 @@ func (t Type) Validate() error {
 	return nil
 }
 
+// ValidateNew checks a type being written (applied, drafted, activated, validated offline): Validate,
+// and what types stored before these checks may lack, which the catalogue still loads. A delivery
+// receipt declares attrs.reach_id, a required string: a receipt without it names no reach and
+// would be dropped unseen.
+func (t Type) ValidateNew() error {
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	if t.Can(UseReceipt) {
+		i := slices.IndexFunc(t.Attrs, func(a Attr) bool { return a.Name == AttrReachID })
+		if i < 0 || t.Attrs[i].Type != AttrString || !t.Attrs[i].Required {
+			return &TypeError{Name: t.Name, Field: "attrs", Reason: fmt.Sprintf(
+				"a receipt declares {name: %s, type: string, required: true}: the reach it confirms", AttrReachID)}
+		}
+	}
+	return nil
+}
+
 // Catalog is the event catalogue: the declared event types by name. A nil *Catalog is the
 // default one (Default).
 type Catalog struct {
@@ -292,6 +310,9 @@ func (c *Catalog) Check(e *Event) error {
 		if !hasType(v, a.Type) {
 			return &FieldError{"attrs." + a.Name, fmt.Sprintf("must be a %s (%s), is %s", a.Type, t.Name, jsonKind(v))}
 		}
+	}
+	if rid, _ := e.Attrs[AttrReachID].(string); t.Can(UseReceipt) && rid == "" {
+		return &FieldError{"attrs." + AttrReachID, fmt.Sprintf("required: %s is a delivery receipt, and names the reach it confirms", t.Name)}
 	}
 	return nil
 }

@@ -34,12 +34,25 @@ func TestTypeValidate(t *testing.T) {
 		f(&ty)
 		return ty
 	}
+	receipt := func(attrs ...event.Attr) func(*event.Type) {
+		return func(ty *event.Type) { ty.Uses, ty.Attrs = []string{event.UseReceipt}, attrs }
+	}
+	reachID := event.Attr{Name: event.AttrReachID, Type: event.AttrString, Required: true}
 	tests := []struct {
 		name      string
 		typ       event.Type
 		wantField string
+		// newOnly: refused only as a type being written (ValidateNew); the catalogue still loads
+		// one stored before the check.
+		newOnly bool
 	}{
 		{name: "valid", typ: ok(func(*event.Type) {})},
+		{name: "receipt naming its reach", typ: ok(receipt(reachID, event.Attr{Name: event.AttrIdempotencyKey}))},
+		{name: "receipt without reach_id", typ: ok(receipt()), wantField: "attrs", newOnly: true},
+		{name: "receipt with reach_id optional", typ: ok(receipt(event.Attr{Name: event.AttrReachID, Type: event.AttrString})),
+			wantField: "attrs", newOnly: true},
+		{name: "receipt with reach_id a number", typ: ok(receipt(event.Attr{Name: event.AttrReachID, Type: event.AttrNumber, Required: true})),
+			wantField: "attrs", newOnly: true},
 		{name: "valid with schema", typ: ok(func(ty *event.Type) {
 			ty.Attrs = []event.Attr{{Name: "coupon_id", Type: event.AttrString, Required: true}, {Name: "meta"}}
 		})},
@@ -56,7 +69,12 @@ func TestTypeValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.typ.Validate()
+			err := tt.typ.ValidateNew()
+			if tt.newOnly {
+				require.NoError(t, tt.typ.Validate(), "stored before the check: still loaded")
+			} else {
+				require.Equal(t, err, tt.typ.Validate())
+			}
 			if tt.wantField == "" {
 				require.NoError(t, err)
 				return
@@ -75,6 +93,8 @@ func TestCatalogCheck(t *testing.T) {
 			{Name: "vip", Type: event.AttrBool}, {Name: "tags", Type: event.AttrList}, {Name: "meta", Type: event.AttrObject}, {Name: "any"},
 		}},
 		event.Type{Name: "restocked", Scope: event.ScopeItem, Uses: []string{event.UseTrigger}},
+		// A receipt stored before receipts had to declare reach_id: its events still need one.
+		event.Type{Name: "sms_receipt", Uses: []string{event.UseReceipt}},
 	)
 	require.NoError(t, err)
 	claim := func(attrs map[string]any) event.Event {
@@ -99,6 +119,9 @@ func TestCatalogCheck(t *testing.T) {
 			Attrs: map[string]any{"coupon_id": "c"}}, wantField: "user_id"},
 		{name: "item-scoped without item", ev: event.Event{EventID: "e1", UserID: "u1", Type: "restocked"}, wantField: "item_id"},
 		{name: "item-scoped", ev: event.Event{EventID: "e1", ItemID: "i1", Type: "restocked"}},
+		{name: "receipt without its reach", ev: event.Event{EventID: "e1", UserID: "u1", Type: "sms_receipt"}, wantField: "attrs.reach_id"},
+		{name: "receipt naming its reach", ev: event.Event{EventID: "e1", UserID: "u1", Type: "sms_receipt",
+			Attrs: map[string]any{"reach_id": "r1"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

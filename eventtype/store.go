@@ -59,12 +59,12 @@ func NewStore(pool *pgxpool.Pool) *Store {
 }
 
 // Validate checks t; the error is an *event.TypeError naming the field.
-func (s *Store) Validate(t event.Type) error { return t.Validate() }
+func (s *Store) Validate(t event.Type) error { return t.ValidateNew() }
 
 // Apply validates t and stores it as a new version unless it equals the active one.
 func (s *Store) Apply(ctx context.Context, t event.Type) (Applied, error) {
 	t.Version = 0
-	if err := t.Validate(); err != nil {
+	if err := t.ValidateNew(); err != nil {
 		return Applied{}, err
 	}
 	if !t.Disabled {
@@ -109,7 +109,7 @@ func (s *Store) checkInUse(ctx context.Context, t event.Type) error {
 // Draft validates t and stores it as the next version without activating it.
 func (s *Store) Draft(ctx context.Context, t event.Type) (Applied, error) {
 	t.Version, t.Disabled = 0, false
-	if err := t.Validate(); err != nil {
+	if err := t.ValidateNew(); err != nil {
 		return Applied{}, err
 	}
 	b, err := json.Marshal(t)
@@ -127,7 +127,7 @@ func (s *Store) Activate(ctx context.Context, name string, version int) error {
 		if err != nil {
 			return err
 		}
-		if err := t.Validate(); err != nil {
+		if err := t.ValidateNew(); err != nil {
 			return err
 		}
 		return s.checkInUse(ctx, t)

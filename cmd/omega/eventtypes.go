@@ -52,7 +52,7 @@ func runEventTypes(ctx context.Context, cfg config, args []string, stdout io.Wri
 		return err
 	}
 	load := func() ([]event.Type, error) {
-		return loadValid(*path, event.LoadTypes, func(t event.Type) error { return t.Validate() })
+		return loadValid(*path, event.LoadTypes, func(t event.Type) error { return t.ValidateNew() })
 	}
 	if args[0] == "validate" {
 		ts, err := load()
