@@ -32,6 +32,7 @@ type result struct {
 	// and anything else running (a disturbed pass shows here).
 	other   float64
 	redis   redisDelta
+	faults  int64 // minor page faults of this process in the window (first touches of memory)
 	matches int64 // live matches (reaches that would start)
 	shadow  int64 // matches of shadow rules (recorded, not started)
 	keys    int64 // Redis keys under the phase's prefix afterwards
@@ -50,6 +51,14 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// minorFaults counts this process's minor page faults so far: on these hosts a first touch of a
+// page costs microseconds, so a pass that grows its memory pays for it in CPU.
+func minorFaults() int64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Minflt
+}
+
 // window measures a phase between begin and end.
 type window struct {
 	rdb   *redis.Client
@@ -59,16 +68,17 @@ type window struct {
 	m0    cpuStat
 	r0    redisSnap
 	first int64
+	flt0  int64
 }
 
 func begin(rdb *redis.Client, first int64) window {
-	return window{rdb: rdb, start: time.Now(), cpu0: cpuTime(), gc0: gcCPU(), m0: machineCPU(), r0: snapRedis(rdb), first: first}
+	return window{rdb: rdb, start: time.Now(), cpu0: cpuTime(), gc0: gcCPU(), m0: machineCPU(), r0: snapRedis(rdb), first: first, flt0: minorFaults()}
 }
 
 func (w window) end(total int64) result {
 	el, cpu := time.Since(w.start), cpuTime()-w.cpu0
 	m := machineCPU()
-	r := result{events: total - w.first, elapsed: el, cpu: cpu, gc: gcCPU() - w.gc0, redis: snapRedis(w.rdb).since(w.r0)}
+	r := result{events: total - w.first, elapsed: el, cpu: cpu, gc: gcCPU() - w.gc0, redis: snapRedis(w.rdb).since(w.r0), faults: minorFaults() - w.flt0}
 	busy := float64(m.busy-w.m0.busy) / float64(m.total-w.m0.total) * float64(runtime.NumCPU())
 	r.other = busy - (r.cpu+r.redis.cpu).Seconds()/el.Seconds()
 	return r

@@ -186,7 +186,7 @@ func main() {
 				p = *profile
 			}
 			r := pass(d, prefix, p)
-			progress("  %.0f events/s, %.0f per CPU-second, Redis %.1f CPU s, %d matches", r.perSec(), r.perCPU(), r.redis.cpu.Seconds(), r.matches)
+			progress("  %.0f events/s, %.0f per CPU-second, Redis %.1f CPU s, %d matches, %d page faults", r.perSec(), r.perCPU(), r.redis.cpu.Seconds(), r.matches, r.faults)
 			res[d] = append(res[d], r)
 		}
 	}
