@@ -17,22 +17,27 @@ import (
 	"github.com/omegareach/omega/workflows"
 )
 
-// dispatch starts the matches of live rules and records those of shadow rules.
+// dispatch starts the matches of live rules and records those that start nothing: shadow rules',
+// and those a re-entry policy suppressed.
 func (s *Stage) dispatch(ctx context.Context, ms []workflows.Match) error {
-	var live, shadow []workflows.Match
+	var live, unstarted []workflows.Match
 	for _, m := range ms {
-		if m.Shadow {
-			shadow = append(shadow, m)
+		if m.Shadow || m.Suppressed != "" {
+			unstarted = append(unstarted, m)
 		} else {
 			live = append(live, m)
 		}
 	}
-	if len(shadow) > 0 {
-		if s.cfg.Shadow == nil {
-			for _, m := range shadow {
+	if len(unstarted) > 0 {
+		if s.cfg.Unstarted == nil {
+			for _, m := range unstarted {
+				if m.Suppressed != "" { // counted (omega_cep_matches_total), and a backfill's may be many
+					s.cfg.Log.Debug("match suppressed", "rule_id", m.RuleID, "user_id", m.UserID, "match_key", m.MatchKey, "reason", m.Suppressed)
+					continue
+				}
 				s.cfg.Log.Info("shadow match", "rule_id", m.RuleID, "user_id", m.UserID, "match_key", m.MatchKey, "trace_id", m.TraceID)
 			}
-		} else if err := retry(ctx, s.cfg.Log, "record shadow matches", func() error { return s.cfg.Shadow.RecordShadow(ctx, shadow) }); err != nil {
+		} else if err := retry(ctx, s.cfg.Log, "record unstarted matches", func() error { return s.cfg.Unstarted.RecordUnstarted(ctx, unstarted) }); err != nil {
 			return err
 		}
 	}
@@ -94,7 +99,10 @@ func observeEventToMatch(ms []workflows.Match) {
 	now := time.Now()
 	for _, m := range ms {
 		mode := "live"
-		if m.Shadow {
+		switch {
+		case m.Suppressed != "":
+			continue // counted where the policy suppressed it (fan-outs and timers too)
+		case m.Shadow:
 			mode = "shadow"
 		}
 		metrics.Matches.WithLabelValues(m.RuleID, mode).Inc()

@@ -72,8 +72,9 @@ type Config struct {
 	// Profiles gives conditions that read `profile` the users' profiles, loaded once per batch
 	// for the users of the events such rules react to (they read an empty profile when nil).
 	Profiles ProfileReader
-	// Shadow records the matches of shadow rules (they start nothing); logged only when nil.
-	Shadow ShadowRecorder
+	// Unstarted records the matches that start nothing: shadow rules', and those a rule's re-entry
+	// policy suppressed; logged only when nil.
+	Unstarted UnstartedRecorder
 	// Tracker, when set, attributes response events to the reaches whose sends preceded them
 	// (conversions after a run ended) and records delivery receipts (event.TypeDelivered).
 	Tracker store.Tracker
@@ -234,9 +235,9 @@ type RuleSource interface {
 	ActiveRules(ctx context.Context) ([]Rule, error)
 }
 
-// ShadowRecorder records what shadow rules would have started.
-type ShadowRecorder interface {
-	RecordShadow(ctx context.Context, ms []workflows.Match) error
+// UnstartedRecorder records matches that start nothing (workflows.Match Shadow or Suppressed).
+type UnstartedRecorder interface {
+	RecordUnstarted(ctx context.Context, ms []workflows.Match) error
 }
 
 // ProfileReader loads many users' profiles at once (profile.Cached).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -76,7 +77,8 @@ func DryRun(ctx context.Context, rdb redis.UniversalClient, rules []Rule, evs []
 			break
 		}
 	}
-	return out, nil
+	// What would start: a match the rule's re-entry policy suppresses starts nothing.
+	return slices.DeleteFunc(out, func(m workflows.Match) bool { return m.Suppressed != "" }), nil
 }
 
 // deletePrefix deletes a dry run's scratch keys, node by node on a cluster (SCAN covers one node),

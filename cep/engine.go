@@ -142,10 +142,11 @@ redis.call('PEXPIREAT', KEYS[2], ARGV[3], 'GT')
 return 0`)
 
 // reentryScript: KEYS[1] the rule's re-entry mark for a key. ARGV: match id, ttl_ms. Returns 1
-// when this match may start (first, or the same match replayed), 0 when another match holds it.
+// when this match may start (first, or the same match replayed), or the match that holds it and
+// the mark's remaining ms.
 var reentryScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
-if v and v ~= ARGV[1] then return 0 end
+if v and v ~= ARGV[1] then return {v, redis.call('PTTL', KEYS[1])} end
 if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
 return 1`)
 
@@ -362,8 +363,9 @@ func (e *engine) decide(p pending, now time.Time) (workflows.Match, bool, error)
 	return workflows.Match{}, false, nil
 }
 
-// applyReentryOnce drops matches whose rule allows no second reach for the key yet. A replayed
-// match holds its own mark and passes again, so a crash between mark and start loses nothing.
+// applyReentryOnce marks the matches whose rule allows no second reach for the key yet
+// (Suppressed: recorded, never started). A replayed match holds its own mark and passes again, so
+// a crash between mark and start loses nothing.
 // Callers (process, fireDue) run it inside withScripts.
 func (e *engine) applyReentryOnce(ctx context.Context, rules []compiledRule, ms []workflows.Match) ([]workflows.Match, error) {
 	byID := map[string]*compiledRule{}
@@ -396,9 +398,14 @@ func (e *engine) applyReentryOnce(ctx context.Context, rules []compiledRule, ms 
 	out := ms[:0:0]
 	for i, m := range ms {
 		if cmds[i] != nil {
-			if n, _ := cmds[i].Int(); n == 0 {
+			if held, ok := cmds[i].Val().([]any); ok && len(held) == 2 {
+				holder, _ := held[0].(string)
+				var until int64
+				if left, _ := held[1].(int64); left > 0 {
+					until = time.Now().UnixMilli() + left // the mark's expiry, on the clock its TTL runs on
+				}
+				m.Suppressed = reentryReason(byID[m.RuleID], m, holder, until)
 				metrics.Matches.WithLabelValues(m.RuleID, "suppressed").Inc()
-				continue
 			}
 		}
 		out = append(out, m)

@@ -140,7 +140,9 @@ func (h *harness) feedBatch(evs ...ev) []workflows.Match {
 func matchKeys(ms []workflows.Match) []string {
 	var out []string
 	for _, m := range ms {
-		out = append(out, m.UserID+"/"+m.MatchKey)
+		if m.Suppressed == "" { // what starts: a suppressed match is recorded, never started
+			out = append(out, m.UserID+"/"+m.MatchKey)
+		}
 	}
 	return out
 }
@@ -482,6 +484,24 @@ func testReentry(t *testing.T, rdb redis.UniversalClient) {
 		require.Equal(t, []string{"u/a"}, h.feed(add("a"), add("b")))
 		require.Equal(t, []string{"u/a"}, h.feed(add("a")), "a replayed match passes again: its start collapses on the workflow ID")
 	})
+	// A suppressed match stays, marked with why, for the audit trail (dispatch records it and
+	// starts nothing): the reach holding the key, on machine-owned and shared state alike.
+	for _, key := range []string{"", "attrs.coupon"} {
+		t.Run("once, the suppressed match says why, key "+key, func(t *testing.T) {
+			r := base
+			r.Reentry, r.Key = ReentryOnce, key
+			h := newHarnessOn(t, rdb, r)
+			coupon := map[string]any{"coupon": "WELCOME10"}
+			first := h.feedBatch(ev{id: "a", user: "u", typ: "cart_add", attrs: coupon})
+			require.Len(t, first, 1)
+			require.Empty(t, first[0].Suppressed)
+			second := h.feedBatch(ev{id: "b", user: "u", typ: "cart_add", attrs: coupon})
+			require.Len(t, second, 1)
+			require.Equal(t, "b", second[0].MatchKey)
+			require.Contains(t, second[0].Suppressed, "rule r allows one reach per user")
+			require.Contains(t, second[0].Suppressed, "reach "+workflows.ReachID("r", "u", "a")+" holds it until ")
+		})
+	}
 	// Once per correlation key: a rule keyed on the user and a coupon reaches a user once per
 	// coupon, one keyed on the user and the item once per item; the marks of one key do not hold
 	// another's.

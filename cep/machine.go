@@ -751,9 +751,9 @@ func keyOfInst(k string) string {
 
 // reenter reports whether a match may start under its rule's re-entry policy, holding the key
 // for it when it may. A replayed match holds its own mark and passes again.
-func (m *machine) reenter(r *compiledRule, match workflows.Match) bool {
+func (m *machine) reenter(r *compiledRule, match workflows.Match) (suppressed string) {
 	if r.Reentry == ReentryEvery || match.Shadow {
-		return true
+		return ""
 	}
 	ttl := OnceTTL
 	if r.Reentry == ReentryCooldown {
@@ -766,12 +766,30 @@ func (m *machine) reenter(r *compiledRule, match workflows.Match) bool {
 	id := workflows.ReachID(match.RuleID, match.UserID, match.MatchKey)
 	k := reentryKey(r.ID, reentryOf(match))
 	if in := m.get(k); in != nil && in.Match != id && at < in.Until {
-		return false
+		return reentryReason(r, match, in.Match, in.Until)
 	} else if in != nil && in.Match == id {
-		return true
+		return ""
 	}
 	m.put(k, &instance{Match: id, Until: at + msd(ttl), Exp: at + msd(ttl)})
-	return true
+	return ""
+}
+
+// reentryReason says why rule r's re-entry policy suppresses match: the reach that holds its key,
+// until when in event time (ms; 0 when unknown).
+func reentryReason(r *compiledRule, match workflows.Match, holder string, until int64) string {
+	per := "user"
+	if k := reentryOf(match); k != match.UserID {
+		per = "user and key " + match.CorrelationKey
+	}
+	policy := "one reach per " + per + " (reentry: once)"
+	if r.Reentry == ReentryCooldown {
+		policy = "one reach per " + per + " every " + r.Cooldown.D().String() + " (reentry: cooldown)"
+	}
+	s := fmt.Sprintf("rule %s allows %s: reach %s holds it", r.ID, policy, holder)
+	if until > 0 {
+		s += " until " + time.UnixMilli(until).UTC().Format(time.RFC3339)
+	}
+	return s
 }
 
 // sweep forgets the instances the watermark has passed; it runs when the watermark moved on by

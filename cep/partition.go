@@ -198,7 +198,8 @@ func (p *partition) process(ctx context.Context, e *engine, rules []compiledRule
 
 // admit applies the re-entry policies: in the machine for the rules it owns, in Redis for the
 // rules whose state is shared (a join's users live on other partitions, and a shared absence's
-// timer fires outside any partition).
+// timer fires outside any partition). A match the policy suppresses stays, marked (Suppressed),
+// for the audit trail: dispatch records it and starts nothing.
 func (p *partition) admit(ctx context.Context, e *engine, rules []compiledRule, ms []workflows.Match) ([]workflows.Match, error) {
 	byID := rulesByID(rules)
 	out := ms[:0:0]
@@ -209,10 +210,11 @@ func (p *partition) admit(ctx context.Context, e *engine, rules []compiledRule, 
 		case r == nil:
 		case !ownedByPartition(r):
 			shared = append(shared, m)
-		case p.m.reenter(r, m):
-			out = append(out, m)
 		default:
-			metrics.Matches.WithLabelValues(m.RuleID, "suppressed").Inc()
+			if m.Suppressed = p.m.reenter(r, m); m.Suppressed != "" {
+				metrics.Matches.WithLabelValues(m.RuleID, "suppressed").Inc()
+			}
+			out = append(out, m)
 		}
 	}
 	if len(shared) > 0 {

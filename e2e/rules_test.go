@@ -9,8 +9,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/workflows"
 )
 
 // ownRules shows the stage only this test's rules of the shared store.
@@ -31,7 +33,8 @@ func (o ownRules) ActiveRules(ctx context.Context) ([]cep.Rule, error) {
 }
 
 // TestRuleHotReload: a running CEP stage picks up a changed rule, a disabled rule and a shadow
-// rule from the store without restart; the shadow rule's matches are audited and start nothing.
+// rule from the store without restart; the shadow rule's matches, and those a re-entry policy
+// suppresses, are audited and start nothing.
 func TestRuleHotReload(t *testing.T) {
 	p := newPipeline(t)
 	p.startWorker()
@@ -60,7 +63,7 @@ func TestRuleHotReload(t *testing.T) {
 	st, err := cep.New(cep.Config{
 		Brokers: p.env.Brokers, Sarama: saramaConfig(), Group: p.id + "-cep", Topic: p.topic, DLQTopic: p.dlq,
 		Redis: p.env.Redis(t), KeyPrefix: p.prefix, RuleSource: ownRules{store, p.id}, ReloadInterval: reload,
-		Starter: p.starter(), Shadow: cep.AuditShadow{Store: p.store}, Log: testLogger(t),
+		Starter: p.starter(), Unstarted: cep.AuditUnstarted{Store: p.store}, Log: testLogger(t),
 	})
 	require.NoError(t, err)
 	p.run(st)
@@ -97,6 +100,32 @@ func TestRuleHotReload(t *testing.T) {
 		require.NoError(t, err)
 		return len(rs) == 1 && rs[0].Status == "shadow"
 	}, 30*time.Second, 100*time.Millisecond, "the shadow match is audited")
+
+	// A rule that reaches a user once: the second match starts nothing, and the audit trail says
+	// so, naming the reach that holds the user.
+	require.NoError(t, store.Disable(ctx, shadow.ID))
+	once := cep.Rule{ID: p.id + "-once", Steps: []cep.Step{{Type: "cart_add"}}, JourneyID: "cart-reminder", Reentry: cep.ReentryOnce}
+	_, err = store.Apply(ctx, once)
+	require.NoError(t, err)
+	time.Sleep(5 * reload)
+	for _, id := range []string{"first", "second"} {
+		p.produceEvent(event.Event{EventID: u("once-") + id, UserID: u("once"), Type: "cart_add", ItemID: "sku"})
+	}
+	p.waitDeliveries(3)
+	var suppressed audit.Reach
+	require.Eventually(t, func() bool {
+		rs, _, err := p.store.ListByUser(ctx, u("once"), 10, "")
+		require.NoError(t, err)
+		for _, r := range rs {
+			if r.Status == workflows.StatusSuppressed {
+				suppressed = r
+			}
+		}
+		return len(rs) == 2 && suppressed.ID != ""
+	}, 30*time.Second, 100*time.Millisecond, "the suppressed match is audited")
+	require.Equal(t, workflows.ReachID(once.ID, u("once"), u("once-second")), suppressed.ID)
+	require.Equal(t, audit.KindSuppressed, suppressed.Records[0].Kind)
+	require.Contains(t, suppressed.Records[0].Reason, "reach "+workflows.ReachID(once.ID, u("once"), u("once-first"))+" holds it")
 	time.Sleep(time.Second)
-	require.Equal(t, map[string]int{u("gold1"): 1, u("silver1"): 1}, p.deliveriesByUser())
+	require.Equal(t, map[string]int{u("gold1"): 1, u("silver1"): 1, u("once"): 1}, p.deliveriesByUser())
 }

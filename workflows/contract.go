@@ -81,6 +81,9 @@ type Match struct {
 	// ReceivedAt is when Kafka took the event that completed the match (for an API trigger, the
 	// call's time).
 	ReceivedAt time.Time `json:"received_at,omitzero"`
+	// Suppressed says why the CEP stage starts nothing for this match (its rule's re-entry policy
+	// holds the key for another reach): recorded in the audit trail, never started.
+	Suppressed string `json:"suppressed,omitempty"`
 }
 
 // ReachInput is the reach workflow's input.

@@ -210,8 +210,13 @@ func (c *countingStarter) Start(_ context.Context, m workflows.Match) error {
 
 type countingShadow struct{ n atomic.Int64 }
 
-func (c *countingShadow) RecordShadow(_ context.Context, ms []workflows.Match) error {
-	c.n.Add(int64(len(ms)))
+// RecordUnstarted counts the shadow matches (the benchmark's rules suppress none).
+func (c *countingShadow) RecordUnstarted(_ context.Context, ms []workflows.Match) error {
+	for _, m := range ms {
+		if m.Shadow {
+			c.n.Add(1)
+		}
+	}
 	return nil
 }
 
@@ -233,7 +238,7 @@ func startStage(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog
 	var err error
 	s.st, err = cep.New(cep.Config{
 		Brokers: brokers, Sarama: saramaConfig(), Group: group, Topic: topic, DLQTopic: topic + ".dlq",
-		Redis: rdb, KeyPrefix: prefix, Rules: rules, Starter: s.starter, Shadow: s.shadow, Log: log,
+		Redis: rdb, KeyPrefix: prefix, Rules: rules, Starter: s.starter, Unstarted: s.shadow, Log: log,
 		BatchWait: *batchWait, BatchSize: *batchSize, CommitInterval: *commitInterval,
 	})
 	must(err)

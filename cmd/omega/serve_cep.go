@@ -57,7 +57,7 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 		EventTypes: eventtype.NewStore(pool),
 		Profiles:   &profile.Cached{Store: profile.NewStore(pool), Redis: rdb},
 		Starter:    &cep.TemporalStarter{Client: tc, TaskQueue: cfg.taskQueue, Audit: audit.NewStore(pool), Log: log},
-		Shadow:     cep.AuditShadow{Store: audit.NewStore(pool)}, Tracker: audit.NewStore(pool), Log: log,
+		Unstarted:  cep.AuditUnstarted{Store: audit.NewStore(pool)}, Tracker: audit.NewStore(pool), Log: log,
 		Topic: cfg.topic, Group: cfg.cepGroup, AllowedLateness: cfg.allowedLateness, SharedGrace: cfg.sharedGrace,
 		KeyPrefix: cfg.keyPrefix, ReachPrefix: cfg.keyPrefix,
 	}
