@@ -201,8 +201,10 @@ type DispatchInput struct {
 	MatchedAt time.Time `json:"matched_at,omitzero"`
 }
 
-// Dispatch renders the template and sends it on the named channel. The message's idempotency key
-// makes a retry after an accepted but unacknowledged send a no-op at the provider.
+// Dispatch renders the template and sends it on the named channel, unless the send ledger
+// (sent.go) holds the send already: a dispatch run again after its process died returns the
+// recorded result. The message's idempotency key also reaches the provider, for those that
+// deduplicate.
 func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (channel.Result, error) {
 	ch, ok := a.Channels.Get(in.Channel)
 	if !ok {
@@ -210,6 +212,12 @@ func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (channel.Re
 			fmt.Sprintf("no channel %q", in.Channel), ErrTypeUnknownChannel, nil)
 	}
 	m := in.Message
+	if res, ok, err := a.alreadySent(ctx, m); err != nil {
+		return channel.Result{}, err // nothing sent: the step is retried
+	} else if ok {
+		metrics.Sends.WithLabelValues(in.Channel, "already_sent").Inc()
+		return res, nil
+	}
 	p, err := a.Profiles.Get(ctx, m.UserID) // addresses as of now, not as of the run's start
 	if err != nil {
 		return channel.Result{}, fmt.Errorf("read profile: %w", err)
@@ -222,6 +230,7 @@ func (a *Activities) Dispatch(ctx context.Context, in DispatchInput) (channel.Re
 	m.Template, m.Channel = in.TemplateID, in.Channel
 	res, err := ch.Send(ctx, m)
 	if err == nil {
+		a.recordSent(ctx, m, res)
 		metrics.Sends.WithLabelValues(in.Channel, "sent").Inc()
 		if !in.MatchedAt.IsZero() {
 			metrics.MatchToDispatch.WithLabelValues(in.Channel).Observe(time.Since(in.MatchedAt).Seconds())

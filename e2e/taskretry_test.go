@@ -29,6 +29,8 @@ func TestTaskRetryWritesTheTrailOnce(t *testing.T) {
 	require.Equal(t, workflows.StatusSent, result().Status)
 	require.True(t, failed.Load(), "the first attempt failed after its audit records were written")
 	require.Len(t, p.receiver.Deliveries(), 1, "one message")
+	require.Equal(t, 1, p.receiver.Deliveries()[0].Attempts,
+		"one provider call: the task run again found its send in the ledger (a provider that does not deduplicate sends once)")
 
 	r, err := p.store.Get(t.Context(), id)
 	require.NoError(t, err)

@@ -101,9 +101,10 @@ var (
 	// FilterVerdicts counts filter chain verdicts by the deciding filter and verdict.
 	FilterVerdicts = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_filter_verdicts_total",
 		Help: "Filter chain verdicts, by deciding filter (none for a pass) and verdict (pass, drop, defer)."}, []string{"filter", "verdict"})
-	// Sends counts provider calls by channel and outcome (sent, retryable, permanent).
+	// Sends counts provider calls by channel and outcome (sent, retryable, permanent), and the
+	// dispatches the send ledger answered without a call (already_sent).
 	Sends = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_sends_total",
-		Help: "Provider calls, by channel and outcome (sent, retryable, permanent)."}, []string{"channel", "outcome"})
+		Help: "Provider calls, by channel and outcome (sent, retryable, permanent), and dispatches run again after a crash that the send ledger answered (already_sent)."}, []string{"channel", "outcome"})
 	// MatchToDispatch is the time from a match to the provider's acceptance of its first send.
 	MatchToDispatch = f.NewHistogramVec(prometheus.HistogramOpts{Name: "omega_match_to_dispatch_seconds",
 		Help: "Time from a match to a provider accepting its send, by channel.", Buckets: latencyBuckets}, []string{"channel"})
