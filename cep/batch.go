@@ -41,7 +41,13 @@ func (s *Stage) dispatch(ctx context.Context, ms []workflows.Match) error {
 			return err
 		}
 	}
-	return s.startAll(ctx, live)
+	if err := s.startAll(ctx, live); err != nil {
+		return err
+	}
+	// Every path's matches: a batch's, the timers an idle partition fires, fan-out slices, shared
+	// absences.
+	observeEventToMatch(ms)
+	return nil
 }
 
 // deadReason classes a decode error for the dead-letter metric: decode, size, or the field.
@@ -86,6 +92,7 @@ func annotate(fresh []decoded, ms []workflows.Match) {
 			continue
 		}
 		m.ReceivedAt = msg.Timestamp
+		m.Priority = max(m.Priority, catchUp(m.ReceivedAt, m.MatchedAt)) // read from a backlog
 		m.TraceID, m.TraceParent = tracing.FromRecord(msg)
 		if m.TraceID == "" {
 			m.TraceID = tracing.IDForEvent(last)

@@ -89,7 +89,6 @@ func (s *Stage) runEffects(ctx context.Context, prev, tail chan struct{}, evs []
 		began := time.Now()
 		err := s.dispatch(ctx, matches)
 		if err == nil {
-			observeEventToMatch(matches)
 			metrics.BatchSeconds.WithLabelValues("start").Observe(time.Since(began).Seconds())
 		}
 		started <- err

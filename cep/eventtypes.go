@@ -5,6 +5,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/IBM/sarama"
+
 	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/internal/metrics"
 )
@@ -49,6 +51,24 @@ const maxUndeclaredLogged = 1000
 // again before skipping: a type declared a moment ago (the API already takes it) is not skipped
 // for want of the next reload.
 const refreshOnUnknown = time.Second
+
+// deadUnfit dead-letters the events of declared types that break their type's contract, as the
+// API refuses them (event.Catalog.Check): the field their scope needs (a user-scoped cart_add
+// without user_id), an attribute the schema requires or types otherwise. Decoding checked the
+// wire contract alone; produced straight to Kafka, such an event would match nothing and vanish.
+func (s *Stage) deadUnfit(good []decoded) (fit []decoded, dead []*sarama.ProducerMessage) {
+	cat := s.catalog()
+	fit = good[:0]
+	for _, d := range good {
+		if err := cat.Check(&d.ev); err != nil {
+			dead = append(dead, s.deadLetter(d.msg, err))
+			metrics.DeadLetters.WithLabelValues(deadReason(err)).Inc()
+			continue
+		}
+		fit = append(fit, d)
+	}
+	return fit, dead
+}
 
 // dropUndeclared counts and skips the events of types the catalogue does not declare: valid on
 // the wire, produced straight to Kafka before (or without) being declared. No rule can match them

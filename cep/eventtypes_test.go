@@ -83,3 +83,34 @@ func undeclaredCount(t *testing.T) float64 {
 	require.NoError(t, metrics.EventsConsumed.WithLabelValues("undeclared").Write(&m))
 	return m.GetCounter().GetValue()
 }
+
+// An event of a declared type that breaks its type's contract (a user-scoped type without
+// user_id, a required attribute missing) is dead-lettered with the field named, as the API
+// refuses it; the batch's other events go on.
+func TestStageDeadLettersUnfitEvents(t *testing.T) {
+	s, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Redis: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}),
+		Starter: nopStarter{}})
+	require.NoError(t, err)
+	mk := func(e event.Event, off int64) decoded {
+		return decoded{msg: &sarama.ConsumerMessage{Topic: "omega.events", Offset: off}, ev: e}
+	}
+	fit, dead := s.deadUnfit([]decoded{
+		mk(event.Event{EventID: "a", UserID: "u1", Type: "cart_add"}, 1),
+		mk(event.Event{EventID: "b", ItemID: "sku-1", Type: "cart_add"}, 2),
+		mk(event.Event{EventID: "c", UserID: "u1", Type: "message_delivered"}, 3),
+		mk(event.Event{EventID: "d", ItemID: "sku-1", Type: "price_drop"}, 4),
+	})
+	require.Equal(t, []string{"a", "d"}, []string{fit[0].ev.EventID, fit[1].ev.EventID})
+	require.Len(t, fit, 2)
+	require.Len(t, dead, 2)
+	reason := func(m *sarama.ProducerMessage) string {
+		for _, h := range m.Headers {
+			if string(h.Key) == event.HeaderDLQReason {
+				return string(h.Value)
+			}
+		}
+		return ""
+	}
+	require.Equal(t, "user_id: required: cart_add is user-scoped", reason(dead[0]))
+	require.Contains(t, reason(dead[1]), "attrs.reach_id")
+}

@@ -563,6 +563,8 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 		good = append(good, decoded{msg: m, ev: ev})
 	}
 	good = s.dropUndeclared(ctx, good)
+	good, unfit := s.deadUnfit(good)
+	dead = append(dead, unfit...)
 	metrics.EventsConsumed.WithLabelValues("replayed").Add(float64(replayed))
 	if len(dead)+len(forwards) > 0 {
 		// Before the batch is durable: a crash replays the batch and sends them again (a forwarded

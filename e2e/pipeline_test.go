@@ -325,6 +325,8 @@ func TestPipeline(t *testing.T) {
 	p.produce(plain[3], []byte("this is not json"))
 	p.produce(plain[3], []byte(`{"user_id":"x","type":"cart_add","ts":"2026-11-24T10:00:00Z"}`))
 	p.produce(plain[3], []byte(`{"event_id":"e","user_id":"x","type":"cart_add","ts":12}`))
+	// Valid on the wire, but not for its type: cart_add is a user's, and names none.
+	p.produce(plain[3], []byte(`{"event_id":"e-nouser","item_id":"sku-1","type":"cart_add","ts":"`+time.Now().UTC().Format(time.RFC3339)+`"}`))
 	// A user whose ID is not ASCII, in an event whose ID is not either: the reach starts (its
 	// workflow ID percent-encodes them: Temporal carries it in a gRPC header, printable ASCII
 	// only), and the user's next event, behind it on the partition, is served too.
@@ -383,13 +385,14 @@ func TestPipeline(t *testing.T) {
 	require.Len(t, reaches[plain[2]], 1)
 
 	// Dead letters: one per malformed record, each with its reason.
-	dead := p.readDLQ(3)
+	dead := p.readDLQ(4)
 	var reasons []string
 	for _, m := range dead {
 		reasons = append(reasons, header(m, event.HeaderDLQReason))
 	}
 	sort.Strings(reasons)
-	require.Len(t, reasons, 3)
+	require.Len(t, reasons, 4)
+	require.Contains(t, strings.Join(reasons, "\n"), "user_id: required: cart_add is user-scoped")
 	require.Contains(t, strings.Join(reasons, "\n"), "event_id: required")
 	require.Contains(t, strings.Join(reasons, "\n"), "undecodable event")
 

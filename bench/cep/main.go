@@ -2,7 +2,8 @@
 // realistic event stream into a fresh topic, then consumes it, one consumer after another, on
 // the same broker and Redis, each in its own consumer group and under its own key prefix:
 //
-//	(a) the ceiling: a Sarama group consumer that decodes and validates every event (event.Decode)
+//	(a) the ceiling: a Sarama group consumer that decodes and validates every event (event.Decode,
+//	    then its type's contract: event.Catalog.Check)
 //	    and does nothing else;
 //	(b) the previous engine, kept in bench/cep/baseline: a dedupe EXISTS and SET per event and one
 //	    Lua script per event and rule, pipelined per batch;
@@ -49,7 +50,7 @@ const (
 var designs = []string{dCeiling, dBaseline, dObvious, dStage}
 
 var names = map[string]string{
-	dCeiling:  "(a) ceiling: Sarama group consumer, event.Decode only",
+	dCeiling:  "(a) ceiling: Sarama group consumer, event.Decode and Catalog.Check only",
 	dBaseline: "(b) previous engine (Lua per event and rule, pipelined; bench/cep/baseline)",
 	dObvious:  "(c) obvious design (go-redis plain commands, pipelined; bench/cep/obvious)",
 	dStage:    "(d) Omega CEP stage (partition-owned state, one changelog commit per batch)",
@@ -229,10 +230,16 @@ func main() {
 		res: res, warm: warm, med: med, lat: lat, live: live, flat: flat, redis: redisSetup(rdb), users: *users, items: *items, flatUsers: *flatUsers})
 }
 
-// decodeOnly is the ceiling's handler: decode and validate every record, nothing else.
+// decodeOnly is the ceiling's handler: decode and validate every record (the wire contract, then
+// its type's in the catalogue, as the stage does), nothing else.
 func decodeOnly(msgs []*sarama.ConsumerMessage) error {
+	cat := event.Default()
 	for _, m := range msgs {
-		if _, err := event.Decode(m.Value); err != nil {
+		e, err := event.Decode(m.Value)
+		if err == nil {
+			err = cat.Check(&e)
+		}
+		if err != nil {
 			return fmt.Errorf("offset %d: %w", m.Offset, err)
 		}
 	}
