@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -70,6 +71,9 @@ func (p Profile) Validate() error {
 		if _, err := time.LoadLocation(p.TimeZone); err != nil {
 			return fmt.Errorf("time_zone: unknown time zone %q", p.TimeZone)
 		}
+	}
+	if p.Locale != "" && !isLocale(p.Locale) {
+		return fmt.Errorf("locale: %q is not a BCP 47 language tag (de, pt-BR): templates pick their wording by it", p.Locale)
 	}
 	if ph := p.Addresses.Phone; ph != "" && !isE164(ph) {
 		return fmt.Errorf("addresses.phone: %q is not an E.164 number (+4915112345678)", ph)
@@ -207,6 +211,24 @@ func orEmptyBool(m map[string]bool) map[string]bool {
 		return map[string]bool{}
 	}
 	return m
+}
+
+// isLocale reports whether s has the shape of a BCP 47 language tag: a language of 2 or 3
+// letters, then subtags of 1 to 8 letters or digits after hyphens (journey.Template.For falls back
+// from pt-BR to pt at the hyphen).
+func isLocale(s string) bool {
+	for i, sub := range strings.Split(s, "-") {
+		if n := len(sub); (i == 0 && (n < 2 || n > 3)) || n < 1 || n > 8 {
+			return false
+		}
+		for _, c := range sub {
+			letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+			if !letter && (i == 0 || c < '0' || c > '9') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func isE164(s string) bool {

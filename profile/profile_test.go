@@ -19,6 +19,10 @@ func TestValidate(t *testing.T) {
 	}{
 		{profile.Profile{}, "user_id: is required"},
 		{profile.Profile{UserID: "u", TimeZone: "Mars/Olympus"}, "time_zone"},
+		{profile.Profile{UserID: "u", Locale: "!!"}, "locale"},
+		{profile.Profile{UserID: "u", Locale: "pt_BR"}, "locale"},
+		{profile.Profile{UserID: "u", Locale: "d"}, "locale"},
+		{profile.Profile{UserID: "u", Locale: "de-"}, "locale"},
 		{profile.Profile{UserID: "u", Addresses: profile.Addresses{Phone: "0151 123"}}, "addresses.phone"},
 		{profile.Profile{UserID: "u", Addresses: profile.Addresses{Push: []profile.PushToken{{Token: "t", Platform: "nokia"}}}}, "addresses.push[0].platform"},
 		{profile.Profile{UserID: "u", Addresses: profile.Addresses{Push: []profile.PushToken{{Platform: "ios"}}}}, "addresses.push[0].token"},
@@ -27,6 +31,9 @@ func TestValidate(t *testing.T) {
 	}
 	require.NoError(t, profile.Profile{UserID: "u", TimeZone: "Asia/Tokyo", Addresses: profile.Addresses{Phone: "+819012345678",
 		Push: []profile.PushToken{{Token: "t", Platform: "ios"}}}}.Validate())
+	for _, l := range []string{"de", "pt-BR", "zh-Hant-TW", "es-419", "fil"} {
+		require.NoError(t, profile.Profile{UserID: "u", Locale: l}.Validate(), l)
+	}
 }
 
 func TestStoreCacheAndImport(t *testing.T) {

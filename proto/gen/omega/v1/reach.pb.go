@@ -490,8 +490,9 @@ type ListRequest struct {
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous ListResponse.next_page_token (with the same filter).
 	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	// Only reaches with this status (running, waiting, sent, suppressed, converted, failed,
-	// cancelled, completed).
+	// Only reaches with this status, as the audit trail records it: running, sent, suppressed,
+	// converted, failed, cancelled, completed, shadow. (waiting is a running reach's live state:
+	// Get reports it; List refuses it as a filter.)
 	Status        string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
