@@ -234,3 +234,30 @@ func callStreaming(t *testing.T, srv *httptest.Server, procedure, key string) (c
 	t.Fatalf("%s: no end of stream", procedure)
 	return "", ""
 }
+
+// A JSON body of the wrong shape is refused naming the request and the field as the schema does
+// (event_id), not by Go type and JSON name; a good one still decodes, with unknown fields ignored.
+func TestJSONErrorsNameTheField(t *testing.T) {
+	srv := serve(t, api.Config{Audit: audit.NewStore(nil)})
+	post := func(body string) (int, string) {
+		req, err := http.NewRequest(http.MethodPost, srv.URL+omegav1connect.ReachServiceListProcedure, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+readKey)
+		resp, err := srv.Client().Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := post(`{"user_id": 5}`)
+	require.Equal(t, http.StatusBadRequest, code, body)
+	require.Contains(t, body, "invalid_argument")
+	require.Contains(t, body, "omega.v1.ListRequest")
+	require.Contains(t, body, "field user_id")
+	require.NotContains(t, body, "userId")
+	require.NotContains(t, body, "*omegav1")
+	code, body = post(`{"page_token": "", "pageSize": "x"}`)
+	require.Equal(t, http.StatusBadRequest, code, body)
+	require.Contains(t, body, "field page_size")
+}

@@ -105,7 +105,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	s := &server{producer: cfg.Producer, topic: cfg.Topic, temporal: cfg.Temporal, audit: cfg.Audit, journeys: cfg.Journeys,
 		eventTypes: cfg.EventTypes, taskQueue: cfg.TaskQueue, log: cfg.Log, now: time.Now}
 	auth := newAuthenticator(cfg.Keys, cfg.DefaultRate, cfg.MaxCallTimeout, s.internal)
-	opts := []connect.HandlerOption{connect.WithReadMaxBytes(cfg.MaxRequestBytes), connect.WithInterceptors(countCalls, auth)}
+	opts := append([]connect.HandlerOption{connect.WithReadMaxBytes(cfg.MaxRequestBytes), connect.WithInterceptors(countCalls, auth)}, jsonCodecs()...)
 	mux := http.NewServeMux()
 	mux.Handle(omegav1connect.NewEventServiceHandler(s, opts...))
 	mux.Handle(omegav1connect.NewReachServiceHandler(s, opts...))
