@@ -25,7 +25,6 @@ func (t *TemporalStarter) StartReach(ctx context.Context, m workflows.Match) (bo
 	if m.TraceID == "" {
 		m.TraceID = tracing.IDForEvent(m.LastEvent())
 	}
-	m.Priority = workflows.PriorityBackground // history replayed: the live stage's reaches go first
 	opts := workflows.StartOptions(m, t.TaskQueue)
 	_, err := t.Client.ExecuteWorkflow(tracing.Ensure(ctx, m.TraceID), opts, workflows.ReachWorkflow, workflows.NewReachInput(m))
 	var already *serviceerror.WorkflowExecutionAlreadyStarted

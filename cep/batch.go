@@ -92,7 +92,6 @@ func annotate(fresh []decoded, ms []workflows.Match) {
 			continue
 		}
 		m.ReceivedAt = msg.Timestamp
-		m.Priority = max(m.Priority, catchUp(m.ReceivedAt, m.MatchedAt)) // read from a backlog
 		m.TraceID, m.TraceParent = tracing.FromRecord(msg)
 		if m.TraceID == "" {
 			m.TraceID = tracing.IDForEvent(last)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -702,29 +701,4 @@ func TestTagEscapesBraces(t *testing.T) {
 	require.Equal(t, "{u1}", tag("u1"))
 	require.Equal(t, "{a(b)c}", tag("a{b}c"))
 	require.Equal(t, "{)(}", tag("}{"))
-}
-
-// A match made late (a timer fired minutes past its due time by a replica back from an outage,
-// an event read from a backlog) starts in the background, so a fresh match's reach does not
-// queue behind it; one made on time starts at the default priority.
-func TestLateMatchesStartInTheBackground(t *testing.T) {
-	r, err := compile(Rule{ID: "abandon", Kind: KindAbsence, Steps: []Step{{Type: "cart_add"}}, Absent: &Step{Type: "order_paid"},
-		Within: Duration(30 * time.Minute), JourneyID: "j"})
-	require.NoError(t, err)
-	a := &waitA{ID: "a", TS: ms(t0), Due: ms(t0.Add(30 * time.Minute)), User: "u", Type: "cart_add"}
-	require.Zero(t, absenceMatch(&r, a, "u", t0.Add(30*time.Minute+6*time.Second)).Priority, "fired on time")
-	require.Equal(t, workflows.PriorityBackground, absenceMatch(&r, a, "u", t0.Add(45*time.Minute)).Priority, "fired after an outage")
-
-	msg := func(appended time.Time) decoded {
-		return decoded{msg: &sarama.ConsumerMessage{Timestamp: appended}, ev: event.Event{EventID: "e1"}}
-	}
-	for _, tt := range []struct {
-		name     string
-		appended time.Time
-		want     int
-	}{{"read at once", t0.Add(-time.Second), 0}, {"read from a backlog", t0.Add(-10 * time.Minute), workflows.PriorityBackground}} {
-		ms := []workflows.Match{{RuleID: "r", UserID: "u", MatchKey: "e1", EventIDs: []string{"e1"}, MatchedAt: t0}}
-		annotate([]decoded{msg(tt.appended)}, ms)
-		require.Equal(t, tt.want, ms[0].Priority, tt.name)
-	}
 }

@@ -104,9 +104,7 @@ func (p *partition) fanOut(ctx context.Context, e *engine, rules []compiledRule,
 			}
 			ms := make([]workflows.Match, 0, len(users))
 			for _, u := range users {
-				m := fanMatch(r, &f.Trigger, u, now)
-				m.Priority = workflows.PriorityBackground // many at once: single reaches go first
-				ms = append(ms, m)
+				ms = append(ms, fanMatch(r, &f.Trigger, u, now))
 			}
 			if ms, err = p.admit(ctx, e, rules, ms); err != nil {
 				return err

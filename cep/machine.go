@@ -703,23 +703,7 @@ func (m *machine) applyAbsence(r *compiledRule, ev *event.Event, vars map[string
 
 func absenceMatch(r *compiledRule, a *waitA, key string, now time.Time) workflows.Match {
 	ev := event.Event{EventID: a.ID, UserID: a.User, ItemID: a.Item, Type: a.Type, TS: time.UnixMilli(a.TS).UTC(), Attrs: a.Attrs}
-	m := newMatch(r, &ev, key, now)
-	m.Priority = catchUp(time.UnixMilli(a.Due), now)
-	return m
-}
-
-// catchUpAfter is how late a match may be made and still start as a fresh one: later than this
-// after its moment (its absence's due time, its event's arrival in Kafka) it is catching up (a
-// replica back from an outage firing what fell due meanwhile, or reading a backlog) and starts at
-// workflows.PriorityBackground, so what happens now is not served minutes behind it.
-const catchUpAfter = time.Minute
-
-// catchUp is the task priority of a match made at now for a moment.
-func catchUp(moment, now time.Time) int {
-	if !moment.IsZero() && now.Sub(moment) > catchUpAfter {
-		return workflows.PriorityBackground
-	}
-	return 0
+	return newMatch(r, &ev, key, now)
 }
 
 // fire fires the absences due at the watermark and returns their matches. A timer fires under

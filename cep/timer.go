@@ -156,9 +156,7 @@ func (e *engine) fireDueOnce(ctx context.Context, rules []compiledRule, set [2]s
 		if n, _ := f.cmd.Int(); n == 1 {
 			ev := event.Event{EventID: f.entry.EventID, UserID: f.entry.UserID, ItemID: f.entry.ItemID,
 				Type: f.entry.Type, TS: f.entry.TS, Attrs: f.entry.Attrs}
-			m := newMatch(f.rule, &ev, f.entry.Key, now)
-			m.Priority = catchUp(f.entry.TS.Add(f.rule.Within.D()), now)
-			matches = append(matches, m)
+			matches = append(matches, newMatch(f.rule, &ev, f.entry.Key, now))
 		}
 		live = append(live, f)
 	}

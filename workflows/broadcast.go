@@ -167,8 +167,7 @@ type Starter struct {
 // was used before.
 func (s Starter) StartAudienceReach(ctx context.Context, audienceID, userID, journeyID, run string) (bool, error) {
 	now := time.Now().UTC()
-	m := Match{RuleID: AudienceRuleID(audienceID), UserID: userID, JourneyID: journeyID, MatchKey: run, MatchedAt: now,
-		Priority: PriorityBackground}
+	m := Match{RuleID: AudienceRuleID(audienceID), UserID: userID, JourneyID: journeyID, MatchKey: run, MatchedAt: now}
 	opts := StartOptions(m, s.TaskQueue)
 	opts.StaticSummary = fmt.Sprintf("%s: audience %s → journey %s", userID, audienceID, journeyID)
 	opts.StaticDetails = fmt.Sprintf("User **%s** is in audience **%s**; broadcast run %q started journey **%s**.",

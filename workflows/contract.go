@@ -84,16 +84,7 @@ type Match struct {
 	// Suppressed says why the CEP stage starts nothing for this match (its rule's re-entry policy
 	// holds the key for another reach): recorded in the audit trail, never started.
 	Suppressed string `json:"suppressed,omitempty"`
-	// Priority is the reach's Temporal task priority, 1 (first) to 5; 0 is the server's default
-	// (3). Work that is late or bulk starts at PriorityBackground, so a fresh match's tasks do not
-	// queue behind it.
-	Priority int `json:"priority,omitempty"`
 }
-
-// PriorityBackground is the task priority of reaches that are late or many at once: timers
-// overdue after an outage, events read from a backlog, a large fan-out's slices, broadcasts and
-// backfills. Under load, Temporal's matching serves the fresh ones (the default, 3) first.
-const PriorityBackground = 4
 
 // ReachInput is the reach workflow's input.
 type ReachInput struct {

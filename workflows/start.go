@@ -27,7 +27,6 @@ func StartOptions(m Match, taskQueue string) client.StartWorkflowOptions {
 			SearchJourneyID.ValueSet(m.JourneyID),
 			SearchReachStatus.ValueSet(StatusRunning),
 		),
-		Priority: temporal.Priority{PriorityKey: m.Priority},
 	}
 	if m.RuleID == APIRuleID {
 		o.StaticSummary = fmt.Sprintf("%s: API trigger → journey %s", m.UserID, m.JourneyID)

@@ -11,19 +11,15 @@ import (
 
 func TestStartOptions(t *testing.T) {
 	tests := []struct {
-		name         string
-		m            workflows.Match
-		wantID       string
-		wantSummary  string
-		wantPriority int
+		name        string
+		m           workflows.Match
+		wantID      string
+		wantSummary string
 	}{
 		{name: "rule match", m: workflows.Match{RuleID: "cart-add", UserID: "u1", JourneyID: "cart-reminder", MatchKey: "e1"},
 			wantID: "reach/cart-add/u1/e1", wantSummary: "u1: rule cart-add → journey cart-reminder"},
 		{name: "api trigger", m: workflows.Match{RuleID: workflows.APIRuleID, UserID: "u1", JourneyID: "cart-reminder", MatchKey: "k"},
 			wantID: "reach/api/u1/k", wantSummary: "u1: API trigger → journey cart-reminder"},
-		{name: "late match", m: workflows.Match{RuleID: "cart-abandoned", UserID: "u1", JourneyID: "cart-reminder", MatchKey: "e1",
-			Priority: workflows.PriorityBackground},
-			wantID: "reach/cart-abandoned/u1/e1", wantSummary: "u1: rule cart-abandoned → journey cart-reminder", wantPriority: workflows.PriorityBackground},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -33,7 +29,6 @@ func TestStartOptions(t *testing.T) {
 			require.Equal(t, enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE, o.WorkflowIDReusePolicy, "a closed run's ID is never reused")
 			require.True(t, o.WorkflowExecutionErrorWhenAlreadyStarted)
 			require.Equal(t, tt.wantSummary, o.StaticSummary)
-			require.Equal(t, tt.wantPriority, o.Priority.PriorityKey, "0: the server's default")
 			user, ok := o.TypedSearchAttributes.GetKeyword(workflows.SearchUserID)
 			require.True(t, ok)
 			require.Equal(t, "u1", user)
