@@ -54,7 +54,7 @@ func BenchmarkCompute(b *testing.B) {
 			i = 0
 			b.StartTimer()
 		}
-		p.compute(rules, evs[i:i+batch], nil, nil, now)
+		p.compute(rules, evs[i:i+batch], nil, nil, now, batchFireLimit(rules, batch))
 		i += batch
 		if i%(batch*perCommit) == 0 {
 			// A commit as the stage makes it, nothing sent: its record and snapshot piece encoded,

@@ -104,9 +104,22 @@ func (h *harness) fire(at time.Duration) []string {
 func (h *harness) fireUncommitted(at time.Duration) []workflows.Match {
 	h.t.Helper()
 	h.part.m.advance(ms(t0.Add(at)))
-	ms, err := h.part.complete(context.Background(), h.eng, h.rules, h.part.m.fire(rulesByID(h.rules), t0), nil, t0)
+	ms, err := h.part.complete(context.Background(), h.eng, h.rules, h.part.m.fire(rulesByID(h.rules), t0, -1), nil, t0)
 	require.NoError(h.t, err)
 	return ms
+}
+
+// fireSlice moves the watermark to t0+at and fires at most limit timers, then sweeps and commits,
+// as an idle partition's slice does; it returns the match keys.
+func (h *harness) fireSlice(at time.Duration, limit int) []string {
+	h.t.Helper()
+	h.restore()
+	h.part.m.advance(ms(t0.Add(at)))
+	ms, err := h.part.complete(context.Background(), h.eng, h.rules, h.part.m.fire(rulesByID(h.rules), t0, limit), nil, t0)
+	require.NoError(h.t, err)
+	h.part.m.sweep()
+	require.NoError(h.t, h.log.commit(context.Background(), h.part.m, -1, time.Hour))
+	return matchKeys(ms)
 }
 
 // feed processes events one batch each and returns the match keys in order.
@@ -272,6 +285,40 @@ func testAbsence(t *testing.T, rdb redis.UniversalClient) {
 		h := newHarnessOn(t, rdb, rule)
 		require.Equal(t, []string{"u/a"}, h.feed(add, ev{id: "a2", user: "u", typ: "cart_add", at: 61 * time.Second}))
 		require.Equal(t, []string{"u/a2"}, fire(h, 3*time.Minute))
+	})
+	t.Run("overdue timers fire a slice at a time, each once, and a late B cancels none", func(t *testing.T) {
+		// A restart after days: every wait ended long ago, past its instance's expiry. The
+		// partition fires them a slice at a time (restored from Redis between slices); the sweep
+		// keeps the instances still due, and a B inside a window that arrives once the watermark
+		// passed its end does not cancel it (as when every timer fired at once).
+		h := newHarnessOn(t, rdb, rule)
+		var adds []event.Event
+		want := map[string]int{}
+		for i := range 50 {
+			u := fmt.Sprintf("u%d", i)
+			adds = append(adds, ev{id: "a-" + u, user: u, typ: "cart_add", at: time.Duration(i) * time.Second}.event())
+			want[u+"/a-"+u] = 1
+		}
+		h.run(adds)
+		got := map[string]int{}
+		count := func(keys []string) {
+			for _, k := range keys {
+				got[k]++
+			}
+		}
+		slice := h.fireSlice(72*time.Hour, 10)
+		require.Len(t, slice, 10)
+		count(slice)
+		// The late B, in a batch that may fire no timer.
+		h.restore()
+		local, _ := h.part.compute(h.rules, []event.Event{ev{id: "b", user: "u42", typ: "order_paid", at: 50 * time.Second}.event()},
+			nil, nil, t0, 0)
+		require.Empty(t, local)
+		require.NoError(t, h.log.commit(context.Background(), h.part.m, -1, time.Hour))
+		for i := 0; i < 10; i++ {
+			count(h.fireSlice(72*time.Hour, 10))
+		}
+		require.Equal(t, want, got)
 	})
 	t.Run("a fire whose start failed fires again after a restore", func(t *testing.T) {
 		h := newHarnessOn(t, rdb, rule)

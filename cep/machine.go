@@ -664,8 +664,11 @@ func (m *machine) applyAbsence(r *compiledRule, ev *event.Event, vars map[string
 	c := m.at(r, instKind(r), key)
 	in := m.getAt(&c)
 	w := msd(r.Within.D())
-	if r.absent.test(ev, vars) && in != nil && in.A != nil && in.A.State == "" && ts >= in.A.TS && ts <= in.A.Due {
-		in.A.State = "c" // a B within the window, in event time: no absence
+	if r.absent.test(ev, vars) && in != nil && in.A != nil && in.A.State == "" && ts >= in.A.TS && ts <= in.A.Due &&
+		in.A.Due > m.wm {
+		// A B within the window, in event time, before the watermark passed its end (after, the
+		// absence is decided, fired or not yet): no absence.
+		in.A.State = "c"
 		m.putAt(&c, in)
 	}
 	if !r.steps[0].test(ev, vars) {
@@ -706,11 +709,17 @@ func absenceMatch(r *compiledRule, a *waitA, key string, now time.Time) workflow
 	return newMatch(r, &ev, key, now)
 }
 
-// fire fires the absences due at the watermark and returns their matches. A timer fires under
-// the rule version that set it, when that version is still loaded; otherwise it ends with it.
-func (m *machine) fire(rules map[string]*compiledRule, now time.Time) []workflows.Match {
+// fire fires the absences due at the watermark and returns their matches, at most limit of them
+// (none when limit is 0, every one due when it is negative). A timer fires under the rule version
+// that set it, when that version is still loaded; otherwise it ends with it.
+//
+// What the watermark passed is decided whether or not it has fired yet: a B that arrives after
+// the watermark passed the wait's end does not cancel it (applyAbsence), and the sweep keeps the
+// instances of timers still due. So a partition may fire a restart's thousands of overdue timers
+// a slice at a time, between its batches, with the same matches as at once.
+func (m *machine) fire(rules map[string]*compiledRule, now time.Time, limit int) []workflows.Match {
 	var out []workflows.Match
-	for len(m.timers) > 0 && m.timers[0].due <= m.wm {
+	for len(m.timers) > 0 && m.timers[0].due <= m.wm && (limit < 0 || len(out) < limit) {
 		t := heap.Pop(&m.timers).(timer)
 		in := m.get(t.key)
 		if in == nil || in.A == nil || in.A.ID != t.id || in.A.State != "" {
@@ -797,6 +806,9 @@ func reentryReason(r *compiledRule, match workflows.Match, holder string, until 
 func (m *machine) sweep() {
 	if m.wm-m.lastSweep < msd(sweepEvery) {
 		return
+	}
+	if m.dueBy(m.wm) {
+		return // an instance whose timer is due waits for it to fire (fire's slices), then goes
 	}
 	m.lastSweep = m.wm
 	// The minutes before the watermark's: every key listed there expired, unless it moved on.

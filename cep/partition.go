@@ -136,9 +136,13 @@ func anyReadsTS(rules []compiledRule, js []int) bool {
 // compute runs step 2 for evs (in partition order; appended[i] is the broker's time of evs[i], or
 // zero). The machine's part cannot fail; the shared part is retried by the caller through
 // shared().
+//
+// fireLimit bounds the timers the batch fires (negative: no bound); the rest fire with the
+// batches after it, or when the partition is idle (Stage.idle).
 func (p *partition) compute(rules []compiledRule, evs []event.Event, appended []time.Time, profiles map[string]map[string]any,
-	now time.Time) (local []workflows.Match, shared []sharedItem) {
+	now time.Time, fireLimit int) (local []workflows.Match, shared []sharedItem) {
 	byID, byType := rulesByID(rules), rulesByType(rules)
+	fired := 0
 	for i := range evs {
 		if i%prefetchRun == 0 {
 			p.m.prefetch(rules, byType, evs[i:min(i+prefetchRun, len(evs))])
@@ -164,7 +168,13 @@ func (p *partition) compute(rules []compiledRule, evs []event.Event, appended []
 			at = appended[i]
 		}
 		p.m.observe(ev.TS, at)
-		local = append(local, p.m.fire(byID, now)...)
+		limit := -1
+		if fireLimit >= 0 {
+			limit = fireLimit - fired
+		}
+		ms := p.m.fire(byID, now, limit)
+		fired += len(ms)
+		local = append(local, ms...)
 	}
 	p.m.sweep()
 	return local, shared
@@ -192,7 +202,7 @@ func (p *partition) complete(ctx context.Context, e *engine, rules []compiledRul
 // process is compute and complete in one (dry runs and tests: no retries).
 func (p *partition) process(ctx context.Context, e *engine, rules []compiledRule, evs []event.Event, appended []time.Time,
 	profiles map[string]map[string]any, now time.Time) ([]workflows.Match, error) {
-	local, shared := p.compute(rules, evs, appended, profiles, now)
+	local, shared := p.compute(rules, evs, appended, profiles, now, -1)
 	return p.complete(ctx, e, rules, local, shared, now)
 }
 
@@ -592,7 +602,7 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 		return batchOut{}, err
 	}
 	now := time.Now().UTC()
-	local, shared := p.compute(rules, evs, appended, profiles, now)
+	local, shared := p.compute(rules, evs, appended, profiles, now, batchFireLimit(rules, len(evs)))
 	matches, err := s.finish(ctx, p, rules, local, shared, now)
 	if err != nil {
 		return batchOut{}, err
@@ -643,31 +653,57 @@ func (s *Stage) idleFanOut(ctx context.Context, p *partition) error {
 	return s.commit(ctx, p, -1, rules)
 }
 
+// batchFireLimit bounds the timers a batch of n events fires: more than its events can set in
+// a steady stream (one per absence rule the partition owns, per event), and few enough that a
+// batch after a restart does not carry thousands of overdue timers' starts, which would hold its
+// partition's commits, and so its next events, until they are all started.
+func batchFireLimit(rules []compiledRule, n int) int {
+	abs := 0
+	for i := range rules {
+		if rules[i].Kind == KindAbsence && ownedByPartition(&rules[i]) {
+			abs++
+		}
+	}
+	return idleFireSlice + n*abs
+}
+
+// idleFireSlice is how many timers an idle partition fires and starts at a time: it goes on
+// until its timers are fired or Config.FanOutSlice has passed, then reads the records that came
+// meanwhile (a fresh event's reach does not wait behind a restart's overdue timers).
+const idleFireSlice = 64
+
 // idle advances an idle, caught-up partition's watermark to the wall clock (less the allowed
-// lateness), starts what its timers fire, and makes that durable.
+// lateness), starts what its timers fire, and makes that durable, a slice at a time.
 // publish commits the watermark even when nothing changed.
 func (s *Stage) idle(ctx context.Context, p *partition, now time.Time, publish bool) error {
 	p.m.advance(ms(now) - p.m.lateness)
 	rules := s.currentRules()
-	fired := p.m.fire(rulesByID(rules), now.UTC())
-	p.m.sweep()
-	if len(fired) == 0 && !p.m.changed() && !publish {
-		return nil
+	byID := rulesByID(rules)
+	deadline := time.Now().Add(s.cfg.FanOutSlice)
+	for {
+		fired := p.m.fire(byID, now.UTC(), idleFireSlice)
+		p.m.sweep()
+		if len(fired) == 0 && !p.m.changed() && !publish {
+			return nil
+		}
+		matches, err := s.finish(ctx, p, rules, fired, nil, now.UTC())
+		if err != nil {
+			return err
+		}
+		crash(PointComputed, len(matches))
+		if err := s.dispatch(ctx, matches); err != nil {
+			return err
+		}
+		crash(PointStarted, len(matches))
+		if err := s.commit(ctx, p, -1, rules); err != nil {
+			return err
+		}
+		crash(PointCommitted, len(matches))
+		if len(fired) < idleFireSlice || time.Now().After(deadline) {
+			return nil
+		}
+		publish = false
 	}
-	matches, err := s.finish(ctx, p, rules, fired, nil, now.UTC())
-	if err != nil {
-		return err
-	}
-	crash(PointComputed, len(matches))
-	if err := s.dispatch(ctx, matches); err != nil {
-		return err
-	}
-	crash(PointStarted, len(matches))
-	if err := s.commit(ctx, p, -1, rules); err != nil {
-		return err
-	}
-	crash(PointCommitted, len(matches))
-	return nil
 }
 
 // commit makes the partition's state durable, after the commit in flight if there is one; a

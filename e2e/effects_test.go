@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -218,4 +219,89 @@ func TestUnreachableRedisHoldsNoEvents(t *testing.T) {
 	px.SetDown(false)
 	p.waitCaughtUp(group)
 	require.Equal(t, users+1, count.users())
+}
+
+// orderStarter records the order of its starts, each taking a while (a busy Temporal).
+type orderStarter struct {
+	cep.Starter
+	took  time.Duration
+	mu    sync.Mutex
+	order []string // users, in the order their starts ended
+}
+
+func (o *orderStarter) Start(ctx context.Context, m workflows.Match) error {
+	time.Sleep(o.took)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.order = append(o.order, m.UserID)
+	return nil
+}
+
+// startedBefore is how many starts ended before user's first, and whether it has started.
+func (o *orderStarter) startedBefore(user string) (int, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	i := slices.Index(o.order, user)
+	return i, i >= 0
+}
+
+func (o *orderStarter) counts() map[string]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := map[string]int{}
+	for _, u := range o.order {
+		out[u]++
+	}
+	return out
+}
+
+// TestOverdueTimersHoldNoFreshEvent: a partition that comes back to thousands of overdue absence
+// timers (a restart after a while; here carts added two hours ago, an hour's wait) fires and
+// starts them a slice at a time, reading its records between slices: a user's fresh event is
+// matched and started while the overdue reaches are still being started, not after all of them.
+// Every overdue timer still fires once.
+func TestOverdueTimersHoldNoFreshEvent(t *testing.T) {
+	p := newPipeline(t)
+	fresh := p.id + "-fresh"
+	part := partitionOf(t, fresh)
+	const overdue = 2000
+	var msgs []*sarama.ProducerMessage
+	want := map[string]int{fresh: 1}
+	for i := 0; len(msgs) < overdue; i++ {
+		u := fmt.Sprintf("%s-c%d", p.id, i)
+		if partitionOf(t, u) != part {
+			continue
+		}
+		ev := event.Event{EventID: u + "-add", UserID: u, Type: "cart_add", ItemID: "sku-1", TS: time.Now().Add(-2 * time.Hour).UTC()}
+		b, err := ev.Encode()
+		require.NoError(t, err)
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: p.topic, Key: sarama.StringEncoder(u), Value: sarama.ByteEncoder(b)})
+		want[u] = 1
+	}
+	require.NoError(t, p.producer.SendMessages(msgs))
+	starts := &orderStarter{took: 10 * time.Millisecond}
+	rules := []cep.Rule{
+		{ID: p.id + "-abandon", Kind: cep.KindAbsence, Steps: []cep.Step{{Type: "cart_add"}}, Absent: &cep.Step{Type: "order_paid"},
+			Within: cep.Duration(time.Hour), JourneyID: "cart-retarget"},
+		{ID: p.id + "-view", Steps: []cep.Step{{Type: "view"}}, JourneyID: "cart-retarget"},
+	}
+	p.startCEPConfig(p.id+"-cep", p.prefix, rules, func(c *cep.Config) {
+		c.Starter = starts
+		c.StartConcurrency = 2 // 200 starts/s: the overdue reaches take ten seconds to start
+	})
+	require.Eventually(t, func() bool { return len(starts.counts()) > 0 }, 30*time.Second, 10*time.Millisecond,
+		"the overdue timers never fired")
+	p.produceEvent(event.Event{EventID: fresh + "-view", UserID: fresh, Type: "view", ItemID: "sku-2"})
+	var before int
+	require.Eventually(t, func() bool {
+		var ok bool
+		before, ok = starts.startedBefore(fresh)
+		return ok
+	}, 60*time.Second, 10*time.Millisecond, "the fresh event's reach never started")
+	t.Logf("the fresh reach started after %d of %d overdue reaches", before, overdue)
+	require.Less(t, before, overdue/2, "the fresh event's reach waited behind the overdue timers")
+	require.Eventually(t, func() bool { return len(starts.counts()) == overdue+1 }, 60*time.Second, 20*time.Millisecond,
+		"every overdue timer fires")
+	time.Sleep(300 * time.Millisecond) // a second start would show by now
+	require.Equal(t, want, starts.counts())
 }
