@@ -23,9 +23,9 @@ const (
 
 // Limits that keep one bad producer from hurting everyone.
 const (
-	MaxSize      = 64 << 10 // a record value
-	maxIDLen     = 256
-	maxTypeLen   = 64
+	MaxSize    = 64 << 10 // a record value
+	maxIDLen   = 256
+	maxTypeLen = 64
 )
 
 // MaxFutureLag is how far past the clock of the process that decodes it an event's ts may be.
