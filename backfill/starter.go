@@ -26,9 +26,6 @@ func (t *TemporalStarter) StartReach(ctx context.Context, m workflows.Match) (bo
 		m.TraceID = tracing.IDForEvent(m.LastEvent())
 	}
 	opts := workflows.StartOptions(m, t.TaskQueue)
-	// A backfill's reaches take their turn apart from the rule's live ones (a backfill of a year
-	// does not hold today's reaches of the same rule behind it).
-	opts.Priority.FairnessKey = workflows.FairnessKey("backfill/" + m.RuleID)
 	_, err := t.Client.ExecuteWorkflow(tracing.Ensure(ctx, m.TraceID), opts, workflows.ReachWorkflow, workflows.NewReachInput(m))
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {

@@ -1,7 +1,6 @@
 package workflows_test
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -35,10 +34,6 @@ func TestStartOptions(t *testing.T) {
 			require.Equal(t, "u1", user)
 			status, _ := o.TypedSearchAttributes.GetKeyword(workflows.SearchReachStatus)
 			require.Equal(t, workflows.StatusRunning, status)
-			require.Equal(t, tt.m.RuleID, o.Priority.FairnessKey, "the rule's reaches share a fairness key")
 		})
 	}
-	long := strings.Repeat("r", 80)
-	require.Equal(t, long[:64], workflows.StartOptions(workflows.Match{RuleID: long, UserID: "u1"}, "").Priority.FairnessKey,
-		"Temporal's fairness keys are at most 64 bytes")
 }

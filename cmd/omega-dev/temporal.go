@@ -331,11 +331,6 @@ func dynamicClient(postgres bool) dynamicconfig.StaticClient {
 		dynamicconfig.EnableEagerWorkflowStart.Key():                true,
 		dynamicconfig.FrontendEnableUpdateWorkflowExecution.Key():   true,
 		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():            historyCacheEntries,
-		// Task queues share their workers among the reaches' fairness keys (one per rule,
-		// workflows.FairnessKey): one rule's burst does not hold the others' reaches behind it.
-		// A queue's backlog from before (a data directory of an older omega-dev) is drained by
-		// the fair matcher.
-		dynamicconfig.MatchingEnableFairness.Key(): true,
 	}
 	if postgres {
 		c[dynamicconfig.ShardIOConcurrency.Key()] = shardIOConcurrency
