@@ -54,7 +54,7 @@ func BenchmarkCompute(b *testing.B) {
 			i = 0
 			b.StartTimer()
 		}
-		p.compute(rules, evs[i:i+batch], nil, nil, now, batchFireLimit(rules, batch))
+		p.compute(rules, evs[i:i+batch], nil, nil, now, fireSlice)
 		i += batch
 		if i%(batch*perCommit) == 0 {
 			// A commit as the stage makes it, nothing sent: its record and snapshot piece encoded,

@@ -109,9 +109,9 @@ func (h *harness) fireUncommitted(at time.Duration) []workflows.Match {
 	return ms
 }
 
-// fireSlice moves the watermark to t0+at and fires at most limit timers, then sweeps and commits,
+// fireUpTo moves the watermark to t0+at and fires at most limit timers, then sweeps and commits,
 // as an idle partition's slice does; it returns the match keys.
-func (h *harness) fireSlice(at time.Duration, limit int) []string {
+func (h *harness) fireUpTo(at time.Duration, limit int) []string {
 	h.t.Helper()
 	h.restore()
 	h.part.m.advance(ms(t0.Add(at)))
@@ -306,7 +306,7 @@ func testAbsence(t *testing.T, rdb redis.UniversalClient) {
 				got[k]++
 			}
 		}
-		slice := h.fireSlice(72*time.Hour, 10)
+		slice := h.fireUpTo(72*time.Hour, 10)
 		require.Len(t, slice, 10)
 		count(slice)
 		// The late B, in a batch that may fire no timer.
@@ -316,9 +316,18 @@ func testAbsence(t *testing.T, rdb redis.UniversalClient) {
 		require.Empty(t, local)
 		require.NoError(t, h.log.commit(context.Background(), h.part.m, -1, time.Hour))
 		for i := 0; i < 10; i++ {
-			count(h.fireSlice(72*time.Hour, 10))
+			count(h.fireUpTo(72*time.Hour, 10))
 		}
 		require.Equal(t, want, got)
+	})
+	t.Run("a batch's events' matches come before its timers'", func(t *testing.T) {
+		// The batch's first event passes the cart's due time; its last is a view that matches
+		// at once: that reach starts first, the timer's after it.
+		h := newHarnessOn(t, rdb, rule, Rule{ID: "viewed", Steps: []Step{{Type: "view"}}, JourneyID: "j"})
+		h.feed(add)
+		got := matchKeys(h.feedBatch(ev{id: "x", user: "u2", typ: "order_paid", at: 2 * time.Minute},
+			ev{id: "v", user: "u3", typ: "view", at: 2*time.Minute + time.Second}))
+		require.Equal(t, []string{"u3/v", "u/a"}, got)
 	})
 	t.Run("a fire whose start failed fires again after a restore", func(t *testing.T) {
 		h := newHarnessOn(t, rdb, rule)

@@ -125,6 +125,7 @@ type machine struct {
 	retired []ref
 	jobs    map[string]bool // the fan-out jobs among them (fanout.go)
 	timers  timerQueue
+	armed   int // timers set by events (not restores), ever: a batch fires as many more as it set
 	// wm is the watermark (ms): event time up to which the partition is complete, less the
 	// allowed lateness; timers due at or before it fire.
 	wm        int64
@@ -701,6 +702,7 @@ func (m *machine) applyAbsence(r *compiledRule, ev *event.Event, vars map[string
 	in.Exp = max(in.Exp, next.Due+msd(lateness))
 	m.putAt(&c, in)
 	heap.Push(&m.timers, timer{due: next.Due, key: strings.Clone(c.key), id: next.ID})
+	m.armed++
 	return out
 }
 

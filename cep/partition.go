@@ -137,12 +137,17 @@ func anyReadsTS(rules []compiledRule, js []int) bool {
 // zero). The machine's part cannot fail; the shared part is retried by the caller through
 // shared().
 //
-// fireLimit bounds the timers the batch fires (negative: no bound); the rest fire with the
-// batches after it, or when the partition is idle (Stage.idle).
+// A batch fires at most fireSlack more timers than its events set (negative: no bound), so it
+// keeps up with a steady stream and does not carry a restart's thousands of overdue timers (their
+// starts would hold its commit, and so the partition's next events, until all were started); the
+// rest fire with the batches after it, or a slice at a time when the partition is idle
+// (Stage.idle). The timers' matches come after the events' in the batch's, so its events' reaches
+// start first.
 func (p *partition) compute(rules []compiledRule, evs []event.Event, appended []time.Time, profiles map[string]map[string]any,
-	now time.Time, fireLimit int) (local []workflows.Match, shared []sharedItem) {
+	now time.Time, fireSlack int) (local []workflows.Match, shared []sharedItem) {
 	byID, byType := rulesByID(rules), rulesByType(rules)
-	fired := 0
+	armed0 := p.m.armed
+	var timers []workflows.Match
 	for i := range evs {
 		if i%prefetchRun == 0 {
 			p.m.prefetch(rules, byType, evs[i:min(i+prefetchRun, len(evs))])
@@ -169,15 +174,13 @@ func (p *partition) compute(rules []compiledRule, evs []event.Event, appended []
 		}
 		p.m.observe(ev.TS, at)
 		limit := -1
-		if fireLimit >= 0 {
-			limit = fireLimit - fired
+		if fireSlack >= 0 {
+			limit = max(0, fireSlack+p.m.armed-armed0-len(timers))
 		}
-		ms := p.m.fire(byID, now, limit)
-		fired += len(ms)
-		local = append(local, ms...)
+		timers = append(timers, p.m.fire(byID, now, limit)...)
 	}
 	p.m.sweep()
-	return local, shared
+	return append(local, timers...), shared
 }
 
 // complete adds the shared state's matches to the machine's and applies re-entry. Safe to retry:
@@ -602,7 +605,7 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 		return batchOut{}, err
 	}
 	now := time.Now().UTC()
-	local, shared := p.compute(rules, evs, appended, profiles, now, batchFireLimit(rules, len(evs)))
+	local, shared := p.compute(rules, evs, appended, profiles, now, fireSlice)
 	matches, err := s.finish(ctx, p, rules, local, shared, now)
 	if err != nil {
 		return batchOut{}, err
@@ -653,24 +656,11 @@ func (s *Stage) idleFanOut(ctx context.Context, p *partition) error {
 	return s.commit(ctx, p, -1, rules)
 }
 
-// batchFireLimit bounds the timers a batch of n events fires: more than its events can set in
-// a steady stream (one per absence rule the partition owns, per event), and few enough that a
-// batch after a restart does not carry thousands of overdue timers' starts, which would hold its
-// partition's commits, and so its next events, until they are all started.
-func batchFireLimit(rules []compiledRule, n int) int {
-	abs := 0
-	for i := range rules {
-		if rules[i].Kind == KindAbsence && ownedByPartition(&rules[i]) {
-			abs++
-		}
-	}
-	return idleFireSlice + n*abs
-}
-
-// idleFireSlice is how many timers an idle partition fires and starts at a time: it goes on
-// until its timers are fired or Config.FanOutSlice has passed, then reads the records that came
-// meanwhile (a fresh event's reach does not wait behind a restart's overdue timers).
-const idleFireSlice = 64
+// fireSlice is how many timers an idle partition fires and starts at a time (it goes on until its
+// timers are fired or Config.FanOutSlice has passed, then reads the records that came meanwhile:
+// a fresh event's reach does not wait behind a restart's overdue timers), and how many more than
+// its events set a batch may fire (compute).
+const fireSlice = 64
 
 // idle advances an idle, caught-up partition's watermark to the wall clock (less the allowed
 // lateness), starts what its timers fire, and makes that durable, a slice at a time.
@@ -681,7 +671,7 @@ func (s *Stage) idle(ctx context.Context, p *partition, now time.Time, publish b
 	byID := rulesByID(rules)
 	deadline := time.Now().Add(s.cfg.FanOutSlice)
 	for {
-		fired := p.m.fire(byID, now.UTC(), idleFireSlice)
+		fired := p.m.fire(byID, now.UTC(), fireSlice)
 		p.m.sweep()
 		if len(fired) == 0 && !p.m.changed() && !publish {
 			return nil
@@ -699,7 +689,7 @@ func (s *Stage) idle(ctx context.Context, p *partition, now time.Time, publish b
 			return err
 		}
 		crash(PointCommitted, len(matches))
-		if len(fired) < idleFireSlice || time.Now().After(deadline) {
+		if len(fired) < fireSlice || time.Now().After(deadline) {
 			return nil
 		}
 		publish = false
