@@ -25,6 +25,7 @@ func (t *TemporalStarter) StartReach(ctx context.Context, m workflows.Match) (bo
 	if m.TraceID == "" {
 		m.TraceID = tracing.IDForEvent(m.LastEvent())
 	}
+	m.Bulk = true // a backfill may start thousands: live reaches do not wait behind them
 	opts := workflows.StartOptions(m, t.TaskQueue)
 	_, err := t.Client.ExecuteWorkflow(tracing.Ensure(ctx, m.TraceID), opts, workflows.ReachWorkflow, workflows.NewReachInput(m))
 	var already *serviceerror.WorkflowExecutionAlreadyStarted

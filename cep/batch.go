@@ -41,6 +41,7 @@ func (s *Stage) dispatch(ctx context.Context, ms []workflows.Match) error {
 			return err
 		}
 	}
+	s.markBulk(live, time.Now())
 	if err := s.startAll(ctx, live); err != nil {
 		return err
 	}
@@ -48,6 +49,26 @@ func (s *Stage) dispatch(ctx context.Context, ms []workflows.Match) error {
 	// absences.
 	observeEventToMatch(ms)
 	return nil
+}
+
+// markBulk marks the matches that are late as bulk (workflows.Match.Bulk): those whose completing
+// record Kafka took, or whose absence fell due, more than Config.BulkAfter ago. They are a backlog
+// read after an outage or a lag, and the timers it left overdue; their reaches start on the bulk
+// task queue, so a fresh event's reach does not wait behind them in Temporal's queue.
+func (s *Stage) markBulk(ms []workflows.Match, now time.Time) {
+	if s.cfg.BulkAfter < 0 {
+		return
+	}
+	for i := range ms {
+		m := &ms[i]
+		at := m.Due
+		if at.IsZero() {
+			at = m.ReceivedAt
+		}
+		if !at.IsZero() && now.Sub(at) > s.cfg.BulkAfter {
+			m.Bulk = true
+		}
+	}
 }
 
 // deadReason classes a decode error for the dead-letter metric: decode, size, or the field.

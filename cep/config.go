@@ -99,6 +99,11 @@ type Config struct {
 	// FanOutSlice bounds how long a partition spends starting a join trigger's users between two
 	// batches (500ms when zero): a trigger with 100,000 users never holds its partition longer.
 	FanOutSlice time.Duration
+	// BulkAfter is how late a match is a bulk one (workflows.Match.Bulk: its reach starts on the
+	// bulk task queue): its completing record taken by Kafka, or its absence due, longer ago than
+	// this (DefaultBulkAfter when zero; negative: never by lateness). Fan-outs past a page of
+	// users are bulk however fresh.
+	BulkAfter time.Duration
 	// StartConcurrency bounds concurrent workflow starts per partition (32 when zero).
 	StartConcurrency int
 	// DiscardDeadLetters drops undecodable records instead of writing them to DLQTopic: a replay
@@ -117,6 +122,9 @@ const (
 	DefaultBatchWait      = 5 * time.Millisecond
 	DefaultCommitInterval = 100 * time.Millisecond
 	DefaultCommitDelay    = time.Second
+	// DefaultBulkAfter: a minute late is a stage catching up, not one keeping pace (its batches
+	// take milliseconds; the allowed lateness and a shared absence's grace are seconds).
+	DefaultBulkAfter = time.Minute
 )
 
 func (c *Config) setDefaults() {
@@ -167,6 +175,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.StartConcurrency == 0 {
 		c.StartConcurrency = 32
+	}
+	if c.BulkAfter == 0 {
+		c.BulkAfter = DefaultBulkAfter
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()

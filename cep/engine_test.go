@@ -493,6 +493,7 @@ func testJoin(t *testing.T, rdb redis.UniversalClient) {
 				func(_ context.Context, ms []workflows.Match) error {
 					for _, m := range ms {
 						started[m.UserID]++
+						require.True(t, m.Bulk, "a fan-out past a page is bulk")
 					}
 					if fail {
 						return errors.New("the process dies after the first page")

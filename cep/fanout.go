@@ -104,7 +104,9 @@ func (p *partition) fanOut(ctx context.Context, e *engine, rules []compiledRule,
 			}
 			ms := make([]workflows.Match, 0, len(users))
 			for _, u := range users {
-				ms = append(ms, fanMatch(r, &f.Trigger, u, now))
+				m := fanMatch(r, &f.Trigger, u, now)
+				m.Bulk = true // more than a page of users: fresh reaches do not queue behind them
+				ms = append(ms, m)
 			}
 			if ms, err = p.admit(ctx, e, rules, ms); err != nil {
 				return err

@@ -708,7 +708,9 @@ func (m *machine) applyAbsence(r *compiledRule, ev *event.Event, vars map[string
 
 func absenceMatch(r *compiledRule, a *waitA, key string, now time.Time) workflows.Match {
 	ev := event.Event{EventID: a.ID, UserID: a.User, ItemID: a.Item, Type: a.Type, TS: time.UnixMilli(a.TS).UTC(), Attrs: a.Attrs}
-	return newMatch(r, &ev, key, now)
+	m := newMatch(r, &ev, key, now)
+	m.Due = time.UnixMilli(a.Due).UTC()
+	return m
 }
 
 // fire fires the absences due at the watermark and returns their matches, at most limit of them

@@ -46,7 +46,7 @@ func (t *TemporalStarter) Start(ctx context.Context, m workflows.Match) error {
 		m.TraceID = tracing.IDForEvent(m.EventIDs[0])
 	}
 	opts := workflows.StartOptions(m, t.TaskQueue)
-	opts.EnableEagerStart = t.Eager
+	opts.EnableEagerStart = t.Eager && !m.Bulk // a bulk reach waits on its queue, not in this worker's slots
 	// The start continues the event's trace: the workflow's spans (when exported) join it.
 	ctx = tracing.Extract(ctx, propagation.MapCarrier{"traceparent": m.TraceParent})
 	ctx = tracing.Ensure(ctx, m.TraceID)

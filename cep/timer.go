@@ -156,7 +156,9 @@ func (e *engine) fireDueOnce(ctx context.Context, rules []compiledRule, set [2]s
 		if n, _ := f.cmd.Int(); n == 1 {
 			ev := event.Event{EventID: f.entry.EventID, UserID: f.entry.UserID, ItemID: f.entry.ItemID,
 				Type: f.entry.Type, TS: f.entry.TS, Attrs: f.entry.Attrs}
-			matches = append(matches, newMatch(f.rule, &ev, f.entry.Key, now))
+			m := newMatch(f.rule, &ev, f.entry.Key, now)
+			m.Due = f.entry.TS.Add(f.rule.Within.D())
+			matches = append(matches, m)
 		}
 		live = append(live, f)
 	}

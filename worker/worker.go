@@ -1,17 +1,23 @@
 // Package worker builds the Temporal worker that runs reach workflows and their activities on the
-// omega-reach task queue: it wires the journey catalog, the filter chain, the channel registry and
-// the audit store into one activities value and registers it with the workflow.
+// omega-reach task queue and its bulk queue (workflows.BulkQueue): it wires the journey catalog,
+// the filter chain, the channel registry and the audit store into one activities value and
+// registers it with the workflow.
 package worker
 
 import (
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
+	"github.com/nexus-rpc/sdk-go/nexus"
+
 	"github.com/redis/go-redis/v9"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/omegareach/omega/activities"
 	"github.com/omegareach/omega/activities/channel"
@@ -200,18 +206,98 @@ func New(cfg Config) (sdkworker.Worker, error) {
 	case stopTimeout < 0:
 		stopTimeout = 0
 	}
-	w := sdkworker.New(cfg.Temporal, cfg.TaskQueue, sdkworker.Options{
-		MaxConcurrentActivityExecutionSize:      200,
-		MaxConcurrentLocalActivityExecutionSize: 200,
-		MaxConcurrentWorkflowTaskExecutionSize:  200,
-		MaxConcurrentWorkflowTaskPollers:        cfg.Pollers,
-		MaxConcurrentActivityTaskPollers:        cfg.Pollers,
-		Identity:                                cfg.Identity,
-		Interceptors:                            cfg.Interceptors,
-		WorkerStopTimeout:                       stopTimeout,
-	})
-	w.RegisterWorkflow(workflows.ReachWorkflow)
-	w.RegisterWorkflow(workflows.BroadcastWorkflow)
-	w.RegisterActivity(acts)
-	return w, nil
+	// One worker for the task queue and one for its bulk queue: each its own polls and slots, so
+	// a bulk backlog never holds the fresh reaches' tasks (workflows.BulkQueue).
+	var ws queues
+	for _, q := range []string{cfg.TaskQueue, workflows.BulkQueue(cfg.TaskQueue)} {
+		ws = append(ws, sdkworker.New(cfg.Temporal, q, sdkworker.Options{
+			MaxConcurrentActivityExecutionSize:      200,
+			MaxConcurrentLocalActivityExecutionSize: 200,
+			MaxConcurrentWorkflowTaskExecutionSize:  200,
+			MaxConcurrentWorkflowTaskPollers:        cfg.Pollers,
+			MaxConcurrentActivityTaskPollers:        cfg.Pollers,
+			Identity:                                cfg.Identity,
+			Interceptors:                            cfg.Interceptors,
+			WorkerStopTimeout:                       stopTimeout,
+		}))
+	}
+	ws.RegisterWorkflow(workflows.ReachWorkflow)
+	ws.RegisterWorkflow(workflows.BroadcastWorkflow)
+	ws.RegisterActivity(acts)
+	return ws, nil
+}
+
+// queues is a worker per task queue, run as one: registered, started and stopped together.
+type queues []sdkworker.Worker
+
+func (ws queues) RegisterWorkflow(w any) {
+	for _, x := range ws {
+		x.RegisterWorkflow(w)
+	}
+}
+
+func (ws queues) RegisterWorkflowWithOptions(w any, o workflow.RegisterOptions) {
+	for _, x := range ws {
+		x.RegisterWorkflowWithOptions(w, o)
+	}
+}
+
+func (ws queues) RegisterDynamicWorkflow(w any, o workflow.DynamicRegisterOptions) {
+	for _, x := range ws {
+		x.RegisterDynamicWorkflow(w, o)
+	}
+}
+
+func (ws queues) RegisterActivity(a any) {
+	for _, x := range ws {
+		x.RegisterActivity(a)
+	}
+}
+
+func (ws queues) RegisterActivityWithOptions(a any, o activity.RegisterOptions) {
+	for _, x := range ws {
+		x.RegisterActivityWithOptions(a, o)
+	}
+}
+
+func (ws queues) RegisterDynamicActivity(a any, o activity.DynamicRegisterOptions) {
+	for _, x := range ws {
+		x.RegisterDynamicActivity(a, o)
+	}
+}
+
+func (ws queues) RegisterNexusService(s *nexus.Service) {
+	for _, x := range ws {
+		x.RegisterNexusService(s)
+	}
+}
+
+// Start starts every worker, or none: one that started is stopped when the next fails.
+func (ws queues) Start() error {
+	for i, x := range ws {
+		if err := x.Start(); err != nil {
+			ws[:i].Stop()
+			return err
+		}
+	}
+	return nil
+}
+
+// Run starts the workers and stops them when interruptCh receives (or Stop is called), as
+// sdkworker.Worker.Run.
+func (ws queues) Run(interruptCh <-chan any) error {
+	if err := ws[1:].Start(); err != nil {
+		return err
+	}
+	defer ws[1:].Stop()
+	return ws[0].Run(interruptCh)
+}
+
+// Stop stops the workers at once, each letting its tasks in flight finish.
+func (ws queues) Stop() {
+	var wg sync.WaitGroup
+	for _, x := range ws {
+		wg.Go(x.Stop)
+	}
+	wg.Wait()
 }

@@ -167,7 +167,8 @@ type Starter struct {
 // was used before.
 func (s Starter) StartAudienceReach(ctx context.Context, audienceID, userID, journeyID, run string) (bool, error) {
 	now := time.Now().UTC()
-	m := Match{RuleID: AudienceRuleID(audienceID), UserID: userID, JourneyID: journeyID, MatchKey: run, MatchedAt: now}
+	m := Match{RuleID: AudienceRuleID(audienceID), UserID: userID, JourneyID: journeyID, MatchKey: run, MatchedAt: now,
+		Bulk: true} // an audience may be millions: fresh reaches do not wait behind it
 	opts := StartOptions(m, s.TaskQueue)
 	opts.StaticSummary = fmt.Sprintf("%s: audience %s → journey %s", userID, audienceID, journeyID)
 	opts.StaticDetails = fmt.Sprintf("User **%s** is in audience **%s**; broadcast run %q started journey **%s**.",

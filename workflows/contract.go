@@ -84,6 +84,13 @@ type Match struct {
 	// Suppressed says why the CEP stage starts nothing for this match (its rule's re-entry policy
 	// holds the key for another reach): recorded in the audit trail, never started.
 	Suppressed string `json:"suppressed,omitempty"`
+	// Due is when an absence's match fell due (the end of its window); zero for the others,
+	// whose ReceivedAt says when they did.
+	Due time.Time `json:"due,omitzero"`
+	// Bulk reaches start on the bulk task queue (BulkQueue): nobody waits for them this second
+	// (late, overdue, one of a large fan-out, a backfill or broadcast), and they may be
+	// thousands; fresh reaches do not queue behind them.
+	Bulk bool `json:"bulk,omitempty"`
 }
 
 // ReachInput is the reach workflow's input.

@@ -11,10 +11,14 @@ import (
 
 // StartOptions are how every reach starts, from the CEP stage or the API: the ID derived from the
 // match, refused when it was used before (even by a closed run) so a replayed match never reaches
-// the user twice, the search attributes operators filter by, and a summary in words.
+// the user twice, the search attributes operators filter by, and a summary in words. A bulk
+// match's reach starts on taskQueue's bulk queue (BulkQueue).
 func StartOptions(m Match, taskQueue string) client.StartWorkflowOptions {
 	if taskQueue == "" {
 		taskQueue = TaskQueue
+	}
+	if m.Bulk {
+		taskQueue = BulkQueue(taskQueue)
 	}
 	o := client.StartWorkflowOptions{
 		ID:                                       ReachID(m.RuleID, m.UserID, m.MatchKey),

@@ -36,4 +36,10 @@ func TestStartOptions(t *testing.T) {
 			require.Equal(t, workflows.StatusRunning, status)
 		})
 	}
+	t.Run("bulk", func(t *testing.T) {
+		m := workflows.Match{RuleID: "cart-add", UserID: "u1", JourneyID: "cart-reminder", MatchKey: "e1", Bulk: true}
+		require.Equal(t, "omega-reach-bulk", workflows.StartOptions(m, "").TaskQueue)
+		require.Equal(t, "q-bulk", workflows.StartOptions(m, "q").TaskQueue)
+		require.Equal(t, "reach/cart-add/u1/e1", workflows.StartOptions(m, "").ID, "the same ID: a replay collapses on it whatever the queue")
+	})
 }

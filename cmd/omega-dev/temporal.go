@@ -331,6 +331,13 @@ func dynamicClient(postgres bool) dynamicconfig.StaticClient {
 		dynamicconfig.EnableEagerWorkflowStart.Key():                true,
 		dynamicconfig.FrontendEnableUpdateWorkflowExecution.Key():   true,
 		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():            historyCacheEntries,
+		// Every task goes to a task queue's root partition, which its other (read) partitions
+		// forward their polls to. With four write partitions, a backlog waited in some while a
+		// worker's few polls sat in the emptied others for their whole minute: tasks held up to
+		// 60 s when a worker met a backlog (e2e TestBulkReachesRunBesideFreshOnes: 3 runs of 5,
+		// on one queue as on two; none of 17 since). One partition is ample at this server's
+		// rates; the read partitions stay, so a backlog written before (old data) is still read.
+		dynamicconfig.MatchingNumTaskqueueWritePartitions.Key(): 1,
 	}
 	if postgres {
 		c[dynamicconfig.ShardIOConcurrency.Key()] = shardIOConcurrency

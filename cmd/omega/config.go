@@ -44,6 +44,7 @@ type config struct {
 	apiRate         float64       // api
 	cepGroup        string        // cep
 	allowedLateness time.Duration // cep (0: the stage's default)
+	bulkAfter       time.Duration // cep (0: the stage's default; negative: off)
 	sharedGrace     time.Duration // cep (0: the stage's default)
 	crashAt         string        // cep, fault tests only
 	rulesPath       string        // cep: rules from files instead of the store
@@ -147,6 +148,17 @@ func configFromEnv() config {
 			bad("OMEGA_CEP_SHARED_GRACE", fmt.Errorf("OMEGA_CEP_SHARED_GRACE: want a positive duration such as 24h, got %q", v))
 		}
 		c.sharedGrace = d
+	}
+	switch v := os.Getenv("OMEGA_CEP_BULK_AFTER"); v {
+	case "":
+	case "off":
+		c.bulkAfter = -1
+	default:
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			bad("OMEGA_CEP_BULK_AFTER", fmt.Errorf("OMEGA_CEP_BULK_AFTER: want a positive duration such as 1m, or off, got %q", v))
+		}
+		c.bulkAfter = d
 	}
 	c.eagerStart, err = envBool("OMEGA_CEP_EAGER_START")
 	bad("OMEGA_CEP_EAGER_START", err)

@@ -54,6 +54,8 @@ cep only:
   OMEGA_CEP_SHARED_GRACE [24h: how long past their event time's need join links and triggers,
     and the waiting instances of absences not keyed on the user, stay in Redis; a replica this
     far behind the newest events still finds them]
+  OMEGA_CEP_BULK_AFTER [1m: a match read or due this late starts its reach on the bulk task
+    queue (<task queue>-bulk), so fresh reaches never wait behind a catch-up; off: never]
   OMEGA_CEP_EAGER_START [false; make run and deploy/ set true: a reach worker in this process
     (the worker's settings apply) and eager workflow starts]
   OMEGA_RULES [the rule store; or rules from a file or directory]
