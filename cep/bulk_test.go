@@ -65,3 +65,31 @@ func testAbsenceMatchIsDue(t *testing.T, rdb redis.UniversalClient) {
 		require.Equal(t, add.event().TS.Add(time.Minute), ms[0].Due.UTC(), "shared %v", shared)
 	}
 }
+
+// Slices start at firstFireSlice. A slice of timers that takes longer than the bound halves the next, down to minFireSlice; one
+// that takes less than half of it doubles the next, up to fireSlice.
+func TestFireSliceAdapts(t *testing.T) {
+	p := &partition{}
+	bound := 500 * time.Millisecond
+	require.Equal(t, firstFireSlice, p.fireLimit(), "slices start small")
+	var sizes []int
+	for range 4 {
+		p.adapt(100*time.Millisecond, bound)
+		sizes = append(sizes, p.fireLimit())
+	}
+	require.Equal(t, []int{16, 32, 64, 64}, sizes, "quick slices grow to fireSlice")
+	sizes = nil
+	for range 5 {
+		p.adapt(9*time.Second, bound)
+		sizes = append(sizes, p.fireLimit())
+	}
+	require.Equal(t, []int{32, 16, 8, 4, 4}, sizes, "a saturated Temporal: smaller slices")
+	p.adapt(400*time.Millisecond, bound)
+	require.Equal(t, 4, p.fireLimit(), "within the bound: kept")
+	sizes = nil
+	for range 5 {
+		p.adapt(100*time.Millisecond, bound)
+		sizes = append(sizes, p.fireLimit())
+	}
+	require.Equal(t, []int{8, 16, 32, 64, 64}, sizes, "fast again: back to fireSlice")
+}

@@ -66,6 +66,8 @@ const (
 // partition is one claimed partition: its machine, its changelog, and the next offset to read.
 type partition struct {
 	id int32
+	// slice is how many timers the partition fires at a time (firstFireSlice when zero; adapt).
+	slice int
 	// partitions is the topic's partition count when the claim began (0: unknown, nothing is
 	// forwarded).
 	partitions int32
@@ -605,7 +607,7 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 		return batchOut{}, err
 	}
 	now := time.Now().UTC()
-	local, shared := p.compute(rules, evs, appended, profiles, now, fireSlice)
+	local, shared := p.compute(rules, evs, appended, profiles, now, p.fireLimit())
 	matches, err := s.finish(ctx, p, rules, local, shared, now)
 	if err != nil {
 		return batchOut{}, err
@@ -662,6 +664,37 @@ func (s *Stage) idleFanOut(ctx context.Context, p *partition) error {
 // its events set a batch may fire (compute).
 const fireSlice = 64
 
+// minFireSlice is the least an adapted slice (partition.adapt) fires, firstFireSlice the first:
+// slices start small and double while they are quick (a restart's first slice of 64 took 9-11 s
+// from outside while Temporal was saturated, and a fresh event waited for it).
+const (
+	minFireSlice   = 4
+	firstFireSlice = 8
+)
+
+// fireLimit is how many timers the partition fires at a time now.
+func (p *partition) fireLimit() int {
+	if p.slice == 0 {
+		return firstFireSlice
+	}
+	return p.slice
+}
+
+// adapt sizes the next slice from how long this one took to fire, start and commit: halved when
+// it took longer than bound, doubled (up to fireSlice) when it took less than half. When
+// Temporal is saturated (a restart's thousands of overdue timers, a few dozen starts a second on
+// a small host), the slices stay small, each about bound, and a fresh event waits for one.
+func (p *partition) adapt(took, bound time.Duration) {
+	n := p.fireLimit()
+	switch {
+	case took > bound:
+		n = max(minFireSlice, n/2)
+	case took < bound/2:
+		n = min(fireSlice, 2*n)
+	}
+	p.slice = n
+}
+
 // idle advances an idle, caught-up partition's watermark to the wall clock (less the allowed
 // lateness), starts what its timers fire, and makes that durable, a slice at a time.
 // publish commits the watermark even when nothing changed.
@@ -671,7 +704,8 @@ func (s *Stage) idle(ctx context.Context, p *partition, now time.Time, publish b
 	byID := rulesByID(rules)
 	deadline := time.Now().Add(s.cfg.FanOutSlice)
 	for {
-		fired := p.m.fire(byID, now.UTC(), fireSlice)
+		began, limit := time.Now(), p.fireLimit()
+		fired := p.m.fire(byID, now.UTC(), limit)
 		p.m.sweep()
 		if len(fired) == 0 && !p.m.changed() && !publish {
 			return nil
@@ -689,7 +723,10 @@ func (s *Stage) idle(ctx context.Context, p *partition, now time.Time, publish b
 			return err
 		}
 		crash(PointCommitted, len(matches))
-		if len(fired) < fireSlice || time.Now().After(deadline) {
+		if len(fired) > 0 {
+			p.adapt(time.Since(began), s.cfg.FanOutSlice)
+		}
+		if len(fired) < limit || time.Now().After(deadline) {
 			return nil
 		}
 		publish = false
