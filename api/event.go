@@ -94,8 +94,11 @@ func (s *server) decodeEvents(evs []*omegav1.Event, limit int) ([]event.Event, e
 	for i, pe := range evs {
 		ev := fromProto(pe)
 		err := ev.Validate(now)
-		if err == nil {
-			err = cat.Check(&ev)
+		if err == nil || (cat != nil && ev.UserID == "" && ev.ItemID == "") {
+			// Without user_id and item_id, the catalogue says which of them the type needs.
+			if cerr := cat.Check(&ev); cerr != nil || err == nil {
+				err = cerr
+			}
 		}
 		if err != nil {
 			var fe *event.FieldError

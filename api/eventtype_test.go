@@ -194,6 +194,15 @@ func TestIngestChecksTheCatalogue(t *testing.T) {
 			requireInvalid(t, err, tt.wantField)
 		})
 	}
+	// Without user_id or item_id, the type says which it needs (not "unless item-scoped" for a
+	// user's type, which then set item_id and was refused again).
+	for typ, want := range map[string]string{"coupon_claimed": "events[0].user_id: required: coupon_claimed is user-scoped",
+		"price_drop": "events[0].item_id: required: price_drop is item-scoped"} {
+		nobody := ev(typ, map[string]any{"coupon_id": "c-1"})
+		nobody.UserId = ""
+		_, err = f.events.Ingest(ctx, connect.NewRequest(&omegav1.IngestRequest{Events: []*omegav1.Event{nobody}}))
+		require.ErrorContains(t, err, want)
+	}
 	f.producer.ExpectSendMessageAndSucceed()
 	res, err := f.events.Ingest(ctx, connect.NewRequest(&omegav1.IngestRequest{Events: []*omegav1.Event{ok}}))
 	require.NoError(t, err)

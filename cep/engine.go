@@ -292,6 +292,7 @@ func (e *engine) plan(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, va
 	}
 	key, ok := r.key(ev)
 	if !ok {
+		metrics.Unkeyed.WithLabelValues(r.ID).Inc()
 		return
 	}
 	ts := ms(ev.TS)

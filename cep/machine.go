@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -532,6 +533,7 @@ func (m *machine) apply(r *compiledRule, ev *event.Event, vars map[string]any, n
 	// The key is built in the machine's buffer: the cursors copy it, a match clones it.
 	key, ok := ruleKey(r, ev, &m.rkbuf)
 	if !ok {
+		metrics.Unkeyed.WithLabelValues(r.ID).Inc()
 		return nil
 	}
 	ts := ms(ev.TS)

@@ -317,6 +317,11 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 		}
 		c.steps = append(c.steps, cs)
 	}
+	if !cat.anyType {
+		if reason := checkKeyAttrs(r, c.keyFields, types); reason != "" {
+			return fail("key", "%s", reason)
+		}
+	}
 	if r.Kind == KindJoin && !cat.anyType {
 		if t, ok := types.Lookup(r.Steps[1].Type); ok && t.Scope != event.ScopeItem {
 			return fail("steps[1].type", "%q is user-scoped: a join's trigger is an item's event (scope: item)", t.Name)
@@ -361,6 +366,40 @@ func checkType(cat *event.Catalog, anyType bool, typ string, trigger bool) strin
 		return fmt.Sprintf("unknown event type %q: not in the event catalogue (omega events types list)", typ)
 	case trigger && !t.Can(event.UseTrigger):
 		return fmt.Sprintf("%q is not declared a trigger (its uses: %s)", typ, strings.Join(t.Uses, ", "))
+	}
+	return ""
+}
+
+// checkKeyAttrs says why r's key cannot correlate its events ("" when it can): an attrs.<name>
+// part that a type it takes (a step's, absent's, unless') declares no such attribute of. A type
+// without a schema may carry anything, so it is not checked; an attribute it declares optional is
+// allowed, and its events without it are counted (omega_cep_unkeyed_events_total).
+func checkKeyAttrs(r Rule, fields []string, types *event.Catalog) string {
+	steps := slices.Clone(r.Steps)
+	for _, s := range []*Step{r.Absent, r.Unless} {
+		if s != nil {
+			steps = append(steps, *s)
+		}
+	}
+	for _, f := range fields {
+		name, ok := strings.CutPrefix(f, "attrs.")
+		if !ok {
+			continue
+		}
+		for _, s := range steps {
+			t, ok := types.Lookup(s.Type)
+			if !ok || len(t.Attrs) == 0 {
+				continue
+			}
+			declared := make([]string, len(t.Attrs))
+			for i, a := range t.Attrs {
+				declared[i] = a.Name
+			}
+			if !slices.Contains(declared, name) {
+				return fmt.Sprintf("%s: %s declares no attribute %q (its attrs: %s), so its events have no key", f, t.Name, name,
+					strings.Join(declared, ", "))
+			}
+		}
 	}
 	return ""
 }

@@ -193,6 +193,47 @@ func TestValidateTemplatesAgainstCatalog(t *testing.T) {
 	require.NoError(t, Validate(seq, cat), "a sequence's match carries its last event's attrs")
 }
 
+// A rule keyed on an attribute correlates only the events that carry it: an attribute a type
+// with a schema does not declare (a step's, absent's or unless') is refused at key, naming it; a
+// declared one, optional too, or any on a type without a schema, is a key.
+func TestKeyAttributesAgainstCatalog(t *testing.T) {
+	events, err := event.NewCatalog(
+		event.Type{Name: "quote_requested", Uses: []string{event.UseTrigger},
+			Attrs: []event.Attr{{Name: "quote_id", Type: event.AttrString, Required: true}, {Name: "amount", Type: "number"}}},
+		event.Type{Name: "quote_signed", Uses: []string{event.UseTrigger, event.UseResponse},
+			Attrs: []event.Attr{{Name: "quote_ref", Type: event.AttrString, Required: true}}},
+		event.Type{Name: "view", Uses: []string{event.UseTrigger}},
+	)
+	require.NoError(t, err)
+	cat := Catalog{Events: func() *event.Catalog { return events }}
+	keyed := func(key string, steps ...string) Rule {
+		r := Rule{ID: "q", Key: key, Steps: []Step{{Type: steps[0]}}, JourneyID: "j"}
+		if len(steps) > 1 {
+			r.Kind, r.Within, r.Absent = KindAbsence, Duration(time.Hour), &Step{Type: steps[1]}
+		}
+		return r
+	}
+	for _, r := range []Rule{keyed("user+attrs.quote_id", "quote_requested"), keyed("user+attrs.amount", "quote_requested"),
+		keyed("user+attrs.anything", "view")} {
+		require.NoError(t, Validate(r, cat), r.Key)
+	}
+	for _, tt := range []struct {
+		rule Rule
+		want string
+	}{
+		{keyed("user+attrs.nonexistent", "quote_requested"), `attrs.nonexistent: quote_requested declares no attribute "nonexistent" (its attrs: quote_id, amount), so its events have no key`},
+		{keyed("user+attrs.quote_id", "quote_requested", "quote_signed"), `attrs.quote_id: quote_signed declares no attribute "quote_id" (its attrs: quote_ref)`},
+	} {
+		err := Validate(tt.rule, cat)
+		var re *RuleError
+		require.ErrorAs(t, err, &re, tt.rule.Key)
+		require.Equal(t, "key", re.Field)
+		require.Contains(t, re.Reason, tt.want)
+	}
+	_, err = compile(keyed("user+attrs.nonexistent", "quote_requested"))
+	require.NoError(t, err, "the stage runs a stored rule whatever the catalogue says now")
+}
+
 func TestParseRule(t *testing.T) {
 	tests := []struct {
 		name      string

@@ -87,7 +87,7 @@ func (e *Event) Validate(now time.Time) error {
 	case len(e.Type) > maxTypeLen || !isToken(e.Type):
 		return &FieldError{"type", "must be 1 to 64 characters of a-z, 0-9 and _"}
 	case e.UserID == "" && e.ItemID == "":
-		return &FieldError{"user_id", "required unless the event is item-scoped (item_id set)"}
+		return &FieldError{"user_id", "required (only an item-scoped type's events, such as price_drop, go without it and name their item_id)"}
 	case len(e.UserID) > maxIDLen || strings.ContainsAny(e.UserID, "/{}"):
 		return &FieldError{"user_id", fmt.Sprintf("at most %d bytes, without '/', '{' or '}'", maxIDLen)}
 	case len(e.ItemID) > maxIDLen:

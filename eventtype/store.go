@@ -38,10 +38,12 @@ type Store struct {
 	vs *versioned.Store
 
 	// InUse (nil: not checked) says why what is active would stop validating under cand, the
-	// catalogue with the type name applied or activated ("" when nothing would): a rule whose step
-	// needs the type a trigger, a journey whose wait needs it a response. Disabling a type is not
-	// checked: it is the catalogue's kill switch (its events are skipped until it is applied again).
-	InUse func(ctx context.Context, cand *event.Catalog, name string) string
+	// catalogue with the type name applied or activated ("" when nothing would), and the type's
+	// field at fault: uses (a rule whose step needs the type a trigger, a journey whose wait needs
+	// it a response) or attrs (a rule keyed on an attribute, or whose journey's templates read
+	// one, the type no longer declares). Disabling a type is not checked: it is the catalogue's
+	// kill switch (its events are skipped until it is applied again).
+	InUse func(ctx context.Context, cand *event.Catalog, name string) (field, reason string)
 
 	// A short cache keeps Current's hot paths (every ingest call, every rule validation) off the
 	// database.
@@ -80,8 +82,8 @@ func (s *Store) Apply(ctx context.Context, t event.Type) (Applied, error) {
 	return s.vs.Apply(ctx, t.Name, b, t.Disabled)
 }
 
-// checkInUse refuses t (an *event.TypeError at uses) when what is active would stop validating
-// with it in the catalogue (InUse).
+// checkInUse refuses t (an *event.TypeError at uses or attrs) when what is active would stop
+// validating with it in the catalogue (InUse).
 func (s *Store) checkInUse(ctx context.Context, t event.Type) error {
 	if s.InUse == nil {
 		return nil
@@ -100,8 +102,8 @@ func (s *Store) checkInUse(ctx context.Context, t event.Type) error {
 			ts = append(ts, old)
 		}
 	}
-	if reason := s.InUse(ctx, event.Overlay(event.Default(), ts), t.Name); reason != "" {
-		return &event.TypeError{Name: t.Name, Field: "uses", Reason: reason}
+	if field, reason := s.InUse(ctx, event.Overlay(event.Default(), ts), t.Name); reason != "" {
+		return &event.TypeError{Name: t.Name, Field: field, Reason: reason}
 	}
 	return nil
 }

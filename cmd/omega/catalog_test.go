@@ -79,3 +79,52 @@ func TestEventTypeInUse(t *testing.T) {
 	require.NoError(t, err, "still a trigger")
 	require.NoError(t, st.Disable(ctx, typ), "disabling is the kill switch, not checked")
 }
+
+// An event type applied so that an attribute an active rule keys on, or its journey's templates
+// read, is no longer declared is refused at attrs, naming the rule (before, the events then
+// matched nothing and left no trace).
+func TestEventTypeAttrsInUse(t *testing.T) {
+	ctx := context.Background()
+	pool := migratedPool(t)
+
+	st := eventTypeStore(pool)
+	quote := func(attrs ...string) event.Type {
+		typ := event.Type{Name: "", Uses: []string{event.UseTrigger}, Attrs: []event.Attr{{Name: "amount", Type: "number"}}}
+		for _, a := range attrs {
+			typ.Attrs = append(typ.Attrs, event.Attr{Name: a, Type: event.AttrString, Required: true})
+		}
+		return typ
+	}
+	keyed, read := testenv.Unique("quote_"), testenv.Unique("quote_")
+	for _, name := range []string{keyed, read} {
+		typ := quote("quote_id")
+		typ.Name = name
+		_, err := st.Apply(ctx, typ)
+		require.NoError(t, err)
+	}
+	jid := testenv.Unique("quote-hook-")
+	_, err := journey.NewStore(pool, journeyCatalogFor(pool)).Apply(ctx, journey.Journey{ID: jid,
+		Templates: map[string]journey.Template{"q": {Title: "Your quote", Body: "{{.quote_id}}"}},
+		Steps:     []journey.Step{{ID: "push", Send: &journey.Send{Channel: "push", Template: "q"}}}})
+	require.NoError(t, err)
+	rules := cep.NewRuleStore(pool, cep.Catalog{Events: st.Current})
+	byKey, byTemplate := testenv.Unique("quote-keyed-"), testenv.Unique("quote-read-")
+	_, err = rules.Apply(ctx, cep.Rule{ID: byKey, Key: "user+attrs.quote_id", Steps: []cep.Step{{Type: keyed}}, JourneyID: "j"})
+	require.NoError(t, err)
+	_, err = rules.Apply(ctx, cep.Rule{ID: byTemplate, Steps: []cep.Step{{Type: read}}, JourneyID: jid})
+	require.NoError(t, err)
+
+	for name, rid := range map[string]string{keyed: byKey, read: byTemplate} {
+		renamed := quote("quote_ref")
+		renamed.Name = name
+		_, err = st.Apply(ctx, renamed)
+		var te *event.TypeError
+		require.ErrorAs(t, err, &te, name)
+		require.Equal(t, "attrs", te.Field)
+		require.Contains(t, te.Reason, "active rule "+rid+" would no longer validate")
+		kept := quote("quote_id", "quote_ref")
+		kept.Name = name
+		_, err = st.Apply(ctx, kept)
+		require.NoError(t, err, "still declares quote_id")
+	}
+}

@@ -465,26 +465,30 @@ func openPool(ctx context.Context, cfg config) (*pgxpool.Pool, error) {
 }
 
 // eventTypeStore is the event catalogue that refuses a type applied or activated under the active
-// rules and journeys it would invalidate (a rule's trigger no longer declared a trigger, a
-// journey's response no longer a response), naming the first.
+// rules and journeys it would invalidate, naming the first: at uses, a rule's trigger no longer
+// declared a trigger or a journey's response no longer a response; at attrs, an attribute a
+// rule's key or its journey's templates read no longer declared.
 func eventTypeStore(pool *pgxpool.Pool) *eventtype.Store {
 	st := eventtype.NewStore(pool)
 	rules := cep.NewRuleStore(pool, cep.Catalog{})
 	journeys := journey.NewStore(pool, worker.Catalog())
-	st.InUse = func(ctx context.Context, cand *event.Catalog, name string) string {
+	fields := journeyFields(journeys) // a rule's journey's templates read its event's attributes
+	st.InUse = func(ctx context.Context, cand *event.Catalog, name string) (string, string) {
 		cur, err := st.EventTypes(ctx)
 		if err != nil {
-			return "" // read again on the next apply; the rule and journey sides check their own
+			return "", "" // read again on the next apply; the rule and journey sides check their own
 		}
 		with := func(c *event.Catalog) func() *event.Catalog { return func() *event.Catalog { return c } }
 		rs, err := rules.ActiveRules(ctx)
 		if err == nil {
 			for _, r := range rs {
-				if r.Disabled || !r.Uses(name) || cep.Validate(r, cep.Catalog{Events: with(cur)}) != nil {
+				if r.Disabled || !r.Uses(name) || cep.Validate(r, cep.Catalog{Events: with(cur), JourneyFields: fields}) != nil {
 					continue // another type's rule, or already invalid: not this change's doing
 				}
-				if err := cep.Validate(r, cep.Catalog{Events: with(cand)}); err != nil {
-					return fmt.Sprintf("active rule %s would no longer validate: %v", r.ID, err)
+				if err := cep.Validate(r, cep.Catalog{Events: with(cand), JourneyFields: fields}); err != nil {
+					var re *cep.RuleError
+					return inUseField(errors.As(err, &re) && strings.HasSuffix(re.Field, "type")),
+						fmt.Sprintf("active rule %s would no longer validate: %v", r.ID, err)
 				}
 			}
 		}
@@ -498,11 +502,22 @@ func eventTypeStore(pool *pgxpool.Pool) *eventtype.Store {
 				}
 				jc.Events = with(cand)
 				if err := journey.Validate(j, jc); err != nil {
-					return fmt.Sprintf("active journey %s would no longer validate: %v", j.ID, err)
+					var je *journey.Error
+					return inUseField(!errors.As(err, &je) || je.Field != "templates"),
+						fmt.Sprintf("active journey %s would no longer validate: %v", j.ID, err)
 				}
 			}
 		}
-		return ""
+		return "", ""
 	}
 	return st
+}
+
+// inUseField is the event type's field a refusal names: uses when what it breaks needs the type
+// in a use (a step's or a wait's type), attrs when it reads an attribute.
+func inUseField(uses bool) string {
+	if uses {
+		return "uses"
+	}
+	return "attrs"
 }

@@ -77,6 +77,11 @@ var (
 	// Matches counts matches by rule (shadow matches included, labelled).
 	Matches = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_cep_matches_total",
 		Help: "Pattern matches, by rule and mode (live, shadow, or suppressed: dropped by the rule's re-entry policy, once or cooldown)."}, []string{"rule", "mode"})
+	// Unkeyed counts events a rule's step, absent or unless type takes that the rule cannot
+	// correlate: they lack an attribute of its key (one the type declares optional), so they
+	// advance none of its state.
+	Unkeyed = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_cep_unkeyed_events_total",
+		Help: "Events a rule could not correlate, by rule: they lack an attribute of its key (key: ...+attrs.<name>)."}, []string{"rule"})
 	// BatchSeconds is where a CEP batch spends its time, by step: wait (from its first record's
 	// arrival to its processing: batching, and the partition busy with the batch before),
 	// decode, compute (profiles, the machine, shared state), start (the reaches), respond
