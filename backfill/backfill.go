@@ -146,6 +146,8 @@ func (r *Runner) Run(ctx context.Context, job Job, progress func(Progress)) (Rep
 		SharedGrace:     until.Sub(job.Since) + cep.DefaultSharedGrace,
 		AllowedLateness: r.cfg.AllowedLateness, Rules: []cep.Rule{rule}, Starter: rec, Profiles: r.cfg.Profiles, EventTypes: r.cfg.EventTypes,
 		DiscardDeadLetters: true, KeepMisrouted: true, TimerInterval: 100 * time.Millisecond, Log: log,
+		// Every match of the history is reported; which start is --start-within's to say.
+		MaxMatchAge: -1,
 	})
 	if err != nil {
 		return rep, fmt.Errorf("backfill stage: %w", err)

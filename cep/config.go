@@ -104,6 +104,15 @@ type Config struct {
 	// this (DefaultBulkAfter when zero; negative: never by lateness). Fan-outs past a page of
 	// users are bulk however fresh.
 	BulkAfter time.Duration
+	// MaxMatchAge is how stale a match may be and still start its reach (DefaultMaxMatchAge when
+	// zero; negative: any age): one completed by an event that happened longer than this before
+	// Kafka took it (a producer's clock or buffer days behind, a record dated 1971), or an absence
+	// that fell due longer than this before the event time its partition had reached (its first
+	// event as late), is audited as suppressed, saying so, and starts nothing: a reminder about
+	// last week's cart helps nobody. A stage behind its backlog is not stale: its events were
+	// fresh when Kafka took them, and its watermark is as far behind. Its events still advance
+	// the patterns' state.
+	MaxMatchAge time.Duration
 	// StartConcurrency bounds concurrent workflow starts per partition (32 when zero).
 	StartConcurrency int
 	// DiscardDeadLetters drops undecodable records instead of writing them to DLQTopic: a replay
@@ -122,6 +131,8 @@ const (
 	DefaultBatchWait      = 5 * time.Millisecond
 	DefaultCommitInterval = 100 * time.Millisecond
 	DefaultCommitDelay    = time.Second
+	// DefaultMaxMatchAge: as backfill's --start-within.
+	DefaultMaxMatchAge = 24 * time.Hour
 	// DefaultBulkAfter: a minute late is a stage catching up, not one keeping pace (its batches
 	// take milliseconds; the allowed lateness and a shared absence's grace are seconds).
 	DefaultBulkAfter = time.Minute
@@ -178,6 +189,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.BulkAfter == 0 {
 		c.BulkAfter = DefaultBulkAfter
+	}
+	if c.MaxMatchAge == 0 {
+		c.MaxMatchAge = DefaultMaxMatchAge
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()

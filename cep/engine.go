@@ -155,6 +155,8 @@ type engine struct {
 	rdb    redis.UniversalClient
 	prefix string
 	grace  time.Duration // how long shared join keys and absence instances outlive their event time's need (Config.SharedGrace)
+	// maxMatchAge is Config.MaxMatchAge (0 or negative: any age).
+	maxMatchAge time.Duration
 }
 
 // newEngine keeps state under prefix.
@@ -377,7 +379,7 @@ func (e *engine) applyReentryOnce(ctx context.Context, rules []compiledRule, ms 
 	cmds := make([]*redis.Cmd, len(ms))
 	for i, m := range ms {
 		r := byID[m.RuleID]
-		if r == nil || r.Reentry == ReentryEvery || m.Shadow {
+		if r == nil || r.Reentry == ReentryEvery || m.Shadow || m.Suppressed != "" { // stale: no mark
 			continue
 		}
 		ttl := OnceTTL

@@ -187,8 +187,11 @@ func (p *partition) compute(rules []compiledRule, evs []event.Event, appended []
 
 // complete adds the shared state's matches to the machine's and applies re-entry. Safe to retry:
 // the shared scripts are idempotent per event and a match holds its own re-entry mark.
+//
+// prep (nil: none) sees the matches before the re-entry policies do: a match it suppresses
+// (stale) holds no re-entry mark.
 func (p *partition) complete(ctx context.Context, e *engine, rules []compiledRule, local []workflows.Match, shared []sharedItem,
-	now time.Time) ([]workflows.Match, error) {
+	now time.Time, prep func([]workflows.Match)) ([]workflows.Match, error) {
 	matches := slices.Clip(local)
 	if len(shared) > 0 {
 		sm, jobs, err := e.processShared(ctx, rules, shared, now)
@@ -201,6 +204,9 @@ func (p *partition) complete(ctx context.Context, e *engine, rules []compiledRul
 	if len(matches) == 0 {
 		return nil, nil
 	}
+	if prep != nil {
+		prep(matches)
+	}
 	return p.admit(ctx, e, rules, matches)
 }
 
@@ -208,7 +214,7 @@ func (p *partition) complete(ctx context.Context, e *engine, rules []compiledRul
 func (p *partition) process(ctx context.Context, e *engine, rules []compiledRule, evs []event.Event, appended []time.Time,
 	profiles map[string]map[string]any, now time.Time) ([]workflows.Match, error) {
 	local, shared := p.compute(rules, evs, appended, profiles, now, -1)
-	return p.complete(ctx, e, rules, local, shared, now)
+	return p.complete(ctx, e, rules, local, shared, now, nil)
 }
 
 // admit applies the re-entry policies: in the machine for the rules it owns, in Redis for the
@@ -225,6 +231,8 @@ func (p *partition) admit(ctx context.Context, e *engine, rules []compiledRule, 
 		case r == nil:
 		case !ownedByPartition(r):
 			shared = append(shared, m)
+		case m.Suppressed != "": // stale: it holds no re-entry mark
+			out = append(out, m)
 		default:
 			if m.Suppressed = p.m.reenter(r, m); m.Suppressed != "" {
 				metrics.Matches.WithLabelValues(m.RuleID, "suppressed").Inc()
@@ -608,11 +616,13 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 	}
 	now := time.Now().UTC()
 	local, shared := p.compute(rules, evs, appended, profiles, now, p.fireLimit())
-	matches, err := s.finish(ctx, p, rules, local, shared, now)
+	matches, err := s.finish(ctx, p, rules, local, shared, now, func(ms []workflows.Match) {
+		annotate(good, ms)
+		s.markStale(ms, p.m.wm)
+	})
 	if err != nil {
 		return batchOut{}, err
 	}
-	annotate(good, matches)
 	lap("compute")
 	crash(PointComputed, len(matches))
 	if err := s.fanOut(ctx, p, rules, now); err != nil {
@@ -630,9 +640,9 @@ type batchOut struct {
 
 // finish completes the batch's matches, retried until Redis answers.
 func (s *Stage) finish(ctx context.Context, p *partition, rules []compiledRule, local []workflows.Match, shared []sharedItem,
-	now time.Time) (ms []workflows.Match, err error) {
+	now time.Time, prep func([]workflows.Match)) (ms []workflows.Match, err error) {
 	err = retry(ctx, s.cfg.Log, "advance shared pattern state", func() (err error) {
-		ms, err = p.complete(ctx, s.engine, rules, local, shared, now)
+		ms, err = p.complete(ctx, s.engine, rules, local, shared, now, prep)
 		return err
 	})
 	return ms, err
@@ -710,7 +720,7 @@ func (s *Stage) idle(ctx context.Context, p *partition, now time.Time, publish b
 		if len(fired) == 0 && !p.m.changed() && !publish {
 			return nil
 		}
-		matches, err := s.finish(ctx, p, rules, fired, nil, now.UTC())
+		matches, err := s.finish(ctx, p, rules, fired, nil, now.UTC(), func(ms []workflows.Match) { s.markStale(ms, p.m.wm) })
 		if err != nil {
 			return err
 		}

@@ -106,6 +106,20 @@ func TestConditionOnDeclaredAttribute(t *testing.T) {
 	}
 	err = Validate(rule(`event.attrs.amount`), cat)
 	require.ErrorContains(t, err, "steps[0].where: event.attrs.amount is a number, never true: compare it")
+	// A comparison with a literal of another kind never holds: refused (found from outside:
+	// amount > "x" was applied and matched nothing).
+	for where, want := range map[string]string{
+		`event.attrs.amount > "x"`: `event.attrs.amount is a number, compared (>) with a string ("x")`,
+		`event.attrs.vip == "yes"`: `event.attrs.vip is a bool, compared (==) with a string`,
+		`event.user_id == 5`:       `event.user_id is a string, compared (==) with a number`,
+		`1 < 2 && 100.0 <= event.attrs.amount && event.attrs.amount != true`: `event.attrs.amount is a number, compared (!=) with a bool`,
+	} {
+		require.ErrorContains(t, Validate(rule(where), cat), want, where)
+	}
+	for _, ok := range []string{`event.attrs.amount > 100`, `event.attrs.amount == 2.5`, `event.attrs.note == 3`, `event.attrs.other == "x"`,
+		`event.user_id == "u"`, `event.attrs.vip == true`} {
+		require.NoError(t, Validate(rule(ok), cat), ok)
+	}
 	err = Validate(rule(`event.usr_id == "u"`), cat)
 	require.ErrorContains(t, err, "event has no field usr_id (it has attrs, event_id, item_id, ts, type, user_id): an attribute is event.attrs.usr_id")
 }

@@ -59,7 +59,7 @@ func New(cfg Config) (*Stage, error) {
 		return nil, err
 	}
 	s := &Stage{cfg: cfg, engine: newEngine(cfg.Redis, cfg.KeyPrefix), undeclared: map[string]bool{}, connected: make(chan struct{})}
-	s.engine.grace = cfg.SharedGrace
+	s.engine.grace, s.engine.maxMatchAge = cfg.SharedGrace, cfg.MaxMatchAge
 	s.events.Store(event.Default())
 	if err := s.setRules(cfg.Rules); err != nil {
 		return nil, err

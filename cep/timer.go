@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -158,6 +159,10 @@ func (e *engine) fireDueOnce(ctx context.Context, rules []compiledRule, set [2]s
 				Type: f.entry.Type, TS: f.entry.TS, Attrs: f.entry.Attrs}
 			m := newMatch(f.rule, &ev, f.entry.Key, now)
 			m.Due = f.entry.TS.Add(f.rule.Within.D())
+			if reason := staleReason(&m, ms(upTo), e.maxMatchAge); reason != "" {
+				m.Suppressed = reason
+				metrics.Matches.WithLabelValues(m.RuleID, "stale").Inc()
+			}
 			matches = append(matches, m)
 		}
 		live = append(live, f)

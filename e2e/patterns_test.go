@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/omegareach/omega/cep"
 	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/internal/testenv"
+	"github.com/omegareach/omega/workflows"
 )
 
 // TestPatterns: each pattern kind, through Kafka, the CEP stage and Temporal, to one delivery per
@@ -130,6 +132,42 @@ func TestAbsenceDecidedInEventTime(t *testing.T) {
 		want[u] = 1
 	}
 	require.Equal(t, want, got, "every abandoner once, no payer")
+}
+
+// TestStaleMatchesStartNothing: a cart_add that happened three days before Kafka took it (a
+// producer's clock or buffer that far behind) still advances the patterns, but neither the match
+// it completes nor the absence it arms, which falls due at once, starts a reach: both are audited
+// as suppressed, stale, saying why. A fresh cart_add beside it is reached. Found from outside: an
+// event dated 1971 sent a message.
+func TestStaleMatchesStartNothing(t *testing.T) {
+	p := newPipeline(t)
+	p.startWorker()
+	ctx := context.Background()
+	single := cep.Rule{ID: p.id + "-cart", Steps: []cep.Step{{Type: "cart_add"}}, JourneyID: "cart-reminder"}
+	absence := cep.Rule{ID: p.id + "-abandoned", Kind: cep.KindAbsence, Steps: []cep.Step{{Type: "cart_add"}},
+		Absent: &cep.Step{Type: "order_paid"}, Within: cep.Duration(30 * time.Minute), JourneyID: "cart-reminder"}
+	old, fresh := p.id+"-old", p.id+"-fresh"
+	p.produceEvent(event.Event{EventID: old + "-add", UserID: old, Type: "cart_add", ItemID: "sku", TS: time.Now().Add(-72 * time.Hour).UTC()})
+	p.produceEvent(event.Event{EventID: fresh + "-add", UserID: fresh, Type: "cart_add", ItemID: "sku"})
+	p.startCEPConfig(p.id+"-cep", p.prefix, []cep.Rule{single, absence}, func(c *cep.Config) {
+		c.Unstarted = cep.AuditUnstarted{Store: p.store}
+	})
+	p.waitDeliveries(1)
+	reasons := map[string]string{}
+	require.Eventually(t, func() bool {
+		rs, _, err := p.store.ListByUser(ctx, old, 10, "")
+		require.NoError(t, err)
+		for _, r := range rs {
+			if r.Status == workflows.StatusSuppressed && len(r.Records) > 0 {
+				reasons[r.RuleID] = r.Records[0].Reason
+			}
+		}
+		return len(reasons) == 2
+	}, 30*time.Second, 100*time.Millisecond, "both stale matches are audited")
+	require.Contains(t, reasons[single.ID], "stale: its event happened 72h0m0s before Kafka took it, more than 24h0m0s")
+	require.Contains(t, reasons[absence.ID], "stale: the absence fell due")
+	time.Sleep(time.Second)
+	require.Equal(t, map[string]int{fresh: 1}, p.deliveriesByUser(), "the fresh cart only")
 }
 
 // unsoldRule is an absence keyed on the item: a cart_add, then no order_paid of the item by anyone

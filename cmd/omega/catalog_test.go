@@ -128,3 +128,15 @@ func TestEventTypeAttrsInUse(t *testing.T) {
 		require.NoError(t, err, "still declares quote_id")
 	}
 }
+
+// Offline, a journey only the server knows does not hide the rule's own errors, and its refusal
+// says how to bring the journeys (found from outside: the real error was hidden behind it).
+func TestValidateOffline(t *testing.T) {
+	cat := ruleCatalog(nil)
+	bad := cep.Rule{ID: "t1", Steps: []cep.Step{{Type: "cart_add", Where: "event.usr == 1"}}, JourneyID: "server-only"}
+	require.ErrorContains(t, validateOffline(bad, cat), "steps[0].where: event has no field usr")
+	good := cep.Rule{ID: "t2", Steps: []cep.Step{{Type: "cart_add"}}, JourneyID: "server-only"}
+	require.ErrorContains(t, validateOffline(good, cat), `unknown journey "server-only" (offline, only the demo journeys are known: pass yours with --journeys DIR)`)
+	good.JourneyID = "cart-reminder"
+	require.NoError(t, validateOffline(good, cat))
+}

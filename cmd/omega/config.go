@@ -45,6 +45,7 @@ type config struct {
 	cepGroup        string        // cep
 	allowedLateness time.Duration // cep (0: the stage's default)
 	bulkAfter       time.Duration // cep (0: the stage's default; negative: off)
+	maxMatchAge     time.Duration // cep (0: the stage's default; negative: off)
 	sharedGrace     time.Duration // cep (0: the stage's default)
 	crashAt         string        // cep, fault tests only
 	rulesPath       string        // cep: rules from files instead of the store
@@ -149,17 +150,10 @@ func configFromEnv() config {
 		}
 		c.sharedGrace = d
 	}
-	switch v := os.Getenv("OMEGA_CEP_BULK_AFTER"); v {
-	case "":
-	case "off":
-		c.bulkAfter = -1
-	default:
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			bad("OMEGA_CEP_BULK_AFTER", fmt.Errorf("OMEGA_CEP_BULK_AFTER: want a positive duration such as 1m, or off, got %q", v))
-		}
-		c.bulkAfter = d
-	}
+	c.bulkAfter, err = envDurationOrOff("OMEGA_CEP_BULK_AFTER", "1m")
+	bad("OMEGA_CEP_BULK_AFTER", err)
+	c.maxMatchAge, err = envDurationOrOff("OMEGA_CEP_MAX_MATCH_AGE", "24h")
+	bad("OMEGA_CEP_MAX_MATCH_AGE", err)
 	c.eagerStart, err = envBool("OMEGA_CEP_EAGER_START")
 	bad("OMEGA_CEP_EAGER_START", err)
 	c.kafkaDebug, err = envBool("OMEGA_KAFKA_DEBUG")
@@ -212,4 +206,20 @@ func envBool(name string) (bool, error) {
 		return false, fmt.Errorf("%s: want true or false, got %q", name, v)
 	}
 	return b, nil
+}
+
+// envDurationOrOff reads a positive duration (such as example) or off (-1) from name; 0 when unset.
+func envDurationOrOff(name, example string) (time.Duration, error) {
+	switch v := os.Getenv(name); v {
+	case "":
+		return 0, nil
+	case "off":
+		return -1, nil
+	default:
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return 0, fmt.Errorf("%s: want a positive duration such as %s, or off, got %q", name, example, v)
+		}
+		return d, nil
+	}
 }

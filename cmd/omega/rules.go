@@ -178,7 +178,7 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 	cat := ruleCatalog(nil, extra...)
 	cat.Events = events
 	loadOffline := func() ([]cep.Rule, error) {
-		return loadValid(*path, cep.LoadRules, func(r cep.Rule) error { return cep.Validate(r, cat) })
+		return loadValid(*path, cep.LoadRules, func(r cep.Rule) error { return validateOffline(r, cat) })
 	}
 	store := func() (*cep.RuleStore, func(), error) {
 		pool, err := openPool(ctx, cfg)
@@ -520,4 +520,21 @@ func inUseField(uses bool) string {
 		return "uses"
 	}
 	return "attrs"
+}
+
+// validateOffline validates r against cat, which knows the demo journeys and --journeys' only: a
+// journey it does not know may well be on the server, so the rest of the rule is checked first
+// (its own errors are the ones to mend), and the refusal says how to bring the journeys.
+func validateOffline(r cep.Rule, cat cep.Catalog) error {
+	err := cep.Validate(r, cat)
+	var re *cep.RuleError
+	if !errors.As(err, &re) || re.Field != "journey_id" || !strings.HasPrefix(re.Reason, "unknown journey") {
+		return err
+	}
+	rest := cat
+	rest.Journey, rest.JourneyFields = nil, nil
+	if rerr := cep.Validate(r, rest); rerr != nil {
+		return rerr
+	}
+	return fmt.Errorf("%w (offline, only the demo journeys are known: pass yours with --journeys DIR)", err)
 }

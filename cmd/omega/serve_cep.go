@@ -19,7 +19,7 @@ import (
 )
 
 func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
-	if err := cfg.need("OMEGA_CEP_ALLOWED_LATENESS", "OMEGA_CEP_SHARED_GRACE", "OMEGA_CEP_BULK_AFTER", "OMEGA_CEP_EAGER_START", "OMEGA_KAFKA_DEBUG"); err != nil {
+	if err := cfg.need("OMEGA_CEP_ALLOWED_LATENESS", "OMEGA_CEP_SHARED_GRACE", "OMEGA_CEP_BULK_AFTER", "OMEGA_CEP_MAX_MATCH_AGE", "OMEGA_CEP_EAGER_START", "OMEGA_KAFKA_DEBUG"); err != nil {
 		return err
 	}
 	// The stage's pattern state lives in an arena the collector does not look into (cep/arena.go),
@@ -59,7 +59,7 @@ func runCEP(ctx context.Context, log *slog.Logger, cfg config) error {
 		Starter:    &cep.TemporalStarter{Client: tc, TaskQueue: cfg.taskQueue, Audit: audit.NewStore(pool), Log: log},
 		Unstarted:  cep.AuditUnstarted{Store: audit.NewStore(pool)}, Tracker: audit.NewStore(pool), Log: log,
 		Topic: cfg.topic, Group: cfg.cepGroup, AllowedLateness: cfg.allowedLateness, SharedGrace: cfg.sharedGrace,
-		BulkAfter: cfg.bulkAfter,
+		BulkAfter: cfg.bulkAfter, MaxMatchAge: cfg.maxMatchAge,
 		KeyPrefix: cfg.keyPrefix, ReachPrefix: cfg.keyPrefix,
 	}
 	if c.Topic != "" {

@@ -56,6 +56,9 @@ cep only:
     far behind the newest events still finds them]
   OMEGA_CEP_BULK_AFTER [1m: a match read or due this late starts its reach on the bulk task
     queue (<task queue>-bulk), so fresh reaches never wait behind a catch-up; off: never]
+  OMEGA_CEP_MAX_MATCH_AGE [24h: a match whose event happened this long before Kafka took it,
+    or an absence due this long before its partition's event time, is audited suppressed
+    (stale) and starts nothing; off: any age]
   OMEGA_CEP_EAGER_START [false; make run and deploy/ set true: a reach worker in this process
     (the worker's settings apply) and eager workflow starts]
   OMEGA_RULES [the rule store; or rules from a file or directory]

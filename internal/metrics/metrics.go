@@ -76,7 +76,7 @@ var (
 		Help: "How far the group's watermark (the least of the partitions' committed watermarks: absences not keyed on the user fire on it) is behind the wall clock; set only while such a rule is loaded."})
 	// Matches counts matches by rule (shadow matches included, labelled).
 	Matches = f.NewCounterVec(prometheus.CounterOpts{Name: "omega_cep_matches_total",
-		Help: "Pattern matches, by rule and mode (live, shadow, or suppressed: dropped by the rule's re-entry policy, once or cooldown)."}, []string{"rule", "mode"})
+		Help: "Pattern matches, by rule and mode (live, shadow, suppressed: dropped by the rule's re-entry policy, once or cooldown, or stale: too old to start, OMEGA_CEP_MAX_MATCH_AGE)."}, []string{"rule", "mode"})
 	// Unkeyed counts events a rule's step, absent or unless type takes that the rule cannot
 	// correlate: they lack an attribute of its key (one the type declares optional), so they
 	// advance none of its state.
