@@ -203,6 +203,7 @@ type pending struct {
 type joinQuery struct {
 	rule *compiledRule
 	ev   *event.Event
+	at   time.Time // when Kafka took the trigger (zero: unknown)
 }
 
 // timerEntry is what an absence timer carries to fire its match.
@@ -256,8 +257,18 @@ func (e *engine) processSharedOnce(ctx context.Context, items []sharedItem, now 
 	var joins []joinQuery
 	var late []lateLink
 	var matches []workflows.Match
+	var takenAt map[*event.Event]time.Time // the triggers' Kafka times (a stale trigger fans out to nobody)
 	for _, it := range items {
 		e.plan(pipe, it.rule, it.ev, it.vars, now, &pend, &joins, &late, &matches)
+		if !it.at.IsZero() {
+			if takenAt == nil {
+				takenAt = map[*event.Event]time.Time{}
+			}
+			takenAt[it.ev] = it.at
+		}
+	}
+	for i := range joins {
+		joins[i].at = takenAt[joins[i].ev]
 	}
 	heads := e.queueHeads(pipe, joins)
 	if pipe.Len() > 0 {

@@ -514,6 +514,25 @@ func testJoin(t *testing.T, rdb redis.UniversalClient) {
 		}
 		require.Empty(t, h.part.m.pendingJobs())
 	})
+	t.Run("a stale trigger fans out to nobody", func(t *testing.T) {
+		// A drop that happened three days before Kafka took it: past a page of favouriters, no
+		// fan-out job at all (a page or less is suppressed with the batch's stale matches).
+		h := newHarnessOn(t, rdb, rule)
+		h.eng.maxMatchAge = 24 * time.Hour
+		var favs []ev
+		for i := range fanPageSize + 20 {
+			favs = append(favs, fav(fmt.Sprintf("u%04d", i), "i1", time.Duration(i)*time.Millisecond))
+		}
+		h.feedBatch(favs...)
+		stale := drop("i1", time.Hour).event()
+		_, err := h.part.process(context.Background(), h.eng, h.rules, []event.Event{stale}, []time.Time{stale.TS.Add(72 * time.Hour)}, nil, t0)
+		require.NoError(t, err)
+		require.Empty(t, h.part.m.pendingJobs())
+		fresh := drop("i1", 2*time.Hour).event()
+		_, err = h.part.process(context.Background(), h.eng, h.rules, []event.Event{fresh}, []time.Time{fresh.TS.Add(time.Second)}, nil, t0)
+		require.NoError(t, err)
+		require.Len(t, h.part.m.pendingJobs(), 1, "a fresh one fans out")
+	})
 	t.Run("fan-out is bounded and paged", func(t *testing.T) {
 		r := rule
 		r.MaxFanout = 2100

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/workflows"
 )
 
@@ -201,6 +202,12 @@ func (e *engine) snapshotLinks(ctx context.Context, qs []joinQuery, heads []*red
 	for i, q := range qs {
 		users := heads[i].Val()
 		if len(users) > fanPageSize {
+			// A page or less is matched here and suppressed with the batch's stale matches
+			// (Stage.markStale); past a page, a stale trigger's fan-out is not started at all.
+			if stale := staleReason(&workflows.Match{EventTime: q.ev.TS, ReceivedAt: q.at}, 0, e.maxMatchAge); stale != "" {
+				metrics.Matches.WithLabelValues(q.rule.ID, "stale").Inc()
+				continue
+			}
 			big = append(big, q)
 			continue
 		}

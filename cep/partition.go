@@ -85,6 +85,7 @@ type sharedItem struct {
 	rule *compiledRule
 	ev   *event.Event
 	vars map[string]any
+	at   time.Time // when Kafka took ev (zero: unknown)
 }
 
 // ownedByPartition reports whether r's state lives in the partition's machine: every rule keyed
@@ -155,6 +156,10 @@ func (p *partition) compute(rules []compiledRule, evs []event.Event, appended []
 			p.m.prefetch(rules, byType, evs[i:min(i+prefetchRun, len(evs))])
 		}
 		ev := &evs[i]
+		var at time.Time
+		if appended != nil {
+			at = appended[i]
+		}
 		var vars map[string]any
 		for _, j := range byType[ev.Type] {
 			r := &rules[j]
@@ -167,12 +172,8 @@ func (p *partition) compute(rules []compiledRule, evs []event.Event, appended []
 			if ownedByPartition(r) {
 				local = append(local, p.m.apply(r, ev, vars, now)...)
 			} else {
-				shared = append(shared, sharedItem{rule: r, ev: ev, vars: vars})
+				shared = append(shared, sharedItem{rule: r, ev: ev, vars: vars, at: at})
 			}
-		}
-		var at time.Time
-		if appended != nil {
-			at = appended[i]
 		}
 		p.m.observe(ev.TS, at)
 		limit := -1
