@@ -2,11 +2,18 @@ package cep
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/workflows"
 )
+
+// staleTag begins the reason of a match suppressed as stale (Match.Suppressed).
+const staleTag = "stale: "
+
+// isStale reports whether a suppressed match's reason is staleness, not its rule's re-entry policy.
+func isStale(suppressed string) bool { return strings.HasPrefix(suppressed, staleTag) }
 
 // staleReason says why m is too stale to start its reach ("" when it is not; Config.MaxMatchAge):
 // an absence fallen due longer than maxAge before progress, the event time (ms) its partition
@@ -18,13 +25,13 @@ func staleReason(m *workflows.Match, progress int64, maxAge time.Duration) strin
 	}
 	if !m.Due.IsZero() {
 		if late := time.UnixMilli(progress).Sub(m.Due); progress > 0 && late > maxAge {
-			return fmt.Sprintf("stale: the absence fell due %s before the event time its partition had reached, more than %s (OMEGA_CEP_MAX_MATCH_AGE): "+
+			return fmt.Sprintf(staleTag+"the absence fell due %s before the event time its partition had reached, more than %s (OMEGA_CEP_MAX_MATCH_AGE): "+
 				"its first event came that late", roundAge(late), maxAge)
 		}
 		return ""
 	}
 	if late := m.ReceivedAt.Sub(m.EventTime); !m.ReceivedAt.IsZero() && !m.EventTime.IsZero() && late > maxAge {
-		return fmt.Sprintf("stale: its event happened %s before Kafka took it, more than %s (OMEGA_CEP_MAX_MATCH_AGE): a reach now would come too late",
+		return fmt.Sprintf(staleTag+"its event happened %s before Kafka took it, more than %s (OMEGA_CEP_MAX_MATCH_AGE): a reach now would come too late",
 			roundAge(late), maxAge)
 	}
 	return ""

@@ -42,7 +42,10 @@ func (a AuditUnstarted) RecordUnstarted(ctx context.Context, ms []workflows.Matc
 		// As a run the rule's max_open refuses ends: suppressed at its step, then ended suppressed.
 		rec.Kind, rec.Outcome, rec.Reason = audit.KindSuppressed, filter.Drop, m.Suppressed
 		end := rec
-		end.Step, end.Kind, end.Outcome, end.Reason = "end", audit.KindCompleted, workflows.StatusSuppressed, "re-entry: "+m.Suppressed
+		end.Step, end.Kind, end.Outcome, end.Reason = "end", audit.KindCompleted, workflows.StatusSuppressed, m.Suppressed
+		if !isStale(m.Suppressed) {
+			end.Reason = "re-entry: " + m.Suppressed
+		}
 		recs = append(recs, rec, end)
 	}
 	_, err := a.Store.Append(ctx, recs...)

@@ -158,8 +158,9 @@ func TestStaleMatchesStartNothing(t *testing.T) {
 		rs, _, err := p.store.ListByUser(ctx, old, 10, "")
 		require.NoError(t, err)
 		for _, r := range rs {
-			if r.Status == workflows.StatusSuppressed && len(r.Records) > 0 {
+			if r.Status == workflows.StatusSuppressed && len(r.Records) == 2 {
 				reasons[r.RuleID] = r.Records[0].Reason
+				require.Equal(t, r.Records[0].Reason, r.Records[1].Reason, "the run's end says the same, not re-entry")
 			}
 		}
 		return len(reasons) == 2
