@@ -391,11 +391,7 @@ func checkKeyAttrs(r Rule, fields []string, types *event.Catalog) string {
 			if !ok || len(t.Attrs) == 0 {
 				continue
 			}
-			declared := make([]string, len(t.Attrs))
-			for i, a := range t.Attrs {
-				declared[i] = a.Name
-			}
-			if !slices.Contains(declared, name) {
+			if declared := t.AttrNames(); !slices.Contains(declared, name) {
 				return fmt.Sprintf("%s: %s declares no attribute %q (its attrs: %s), so its events have no key", f, t.Name, name,
 					strings.Join(declared, ", "))
 			}
@@ -426,10 +422,7 @@ func CheckTemplates(r Rule, cat *event.Catalog, need map[string][]string) string
 	if !ok || len(t.Attrs) == 0 {
 		return ""
 	}
-	declared := make([]string, len(t.Attrs))
-	for i, a := range t.Attrs {
-		declared[i] = a.Name
-	}
+	declared := t.AttrNames()
 	ids := make([]string, 0, len(need))
 	for id := range need {
 		ids = append(ids, id)

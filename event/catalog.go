@@ -72,6 +72,15 @@ type Attr struct {
 // Can reports whether t may be used as use.
 func (t Type) Can(use string) bool { return slices.Contains(t.Uses, use) }
 
+// AttrNames are the names of the attributes t's schema declares, in its order.
+func (t Type) AttrNames() []string {
+	names := make([]string, len(t.Attrs))
+	for i, a := range t.Attrs {
+		names[i] = a.Name
+	}
+	return names
+}
+
 // TypeError names the offending field of an event type and why.
 type TypeError struct {
 	Name   string
