@@ -257,18 +257,12 @@ func (e *engine) processSharedOnce(ctx context.Context, items []sharedItem, now 
 	var joins []joinQuery
 	var late []lateLink
 	var matches []workflows.Match
-	var takenAt map[*event.Event]time.Time // the triggers' Kafka times (a stale trigger fans out to nobody)
 	for _, it := range items {
+		n := len(joins)
 		e.plan(pipe, it.rule, it.ev, it.vars, now, &pend, &joins, &late, &matches)
-		if !it.at.IsZero() {
-			if takenAt == nil {
-				takenAt = map[*event.Event]time.Time{}
-			}
-			takenAt[it.ev] = it.at
+		for i := n; i < len(joins); i++ {
+			joins[i].at = it.at // the trigger's Kafka time: a stale trigger fans out to nobody
 		}
-	}
-	for i := range joins {
-		joins[i].at = takenAt[joins[i].ev]
 	}
 	heads := e.queueHeads(pipe, joins)
 	if pipe.Len() > 0 {
