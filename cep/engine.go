@@ -287,7 +287,7 @@ func (e *engine) processSharedOnce(ctx context.Context, items []sharedItem, now 
 	return append(matches, lateMatches(late, now)...), jobs, nil
 }
 
-func (e *engine) plan(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, vars map[string]any, now time.Time,
+func (e *engine) plan(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, vars *condVars, now time.Time,
 	pend *[]pending, joins *[]joinQuery, late *[]lateLink, matches *[]workflows.Match) {
 	ctx := context.Background() // commands are queued, not sent
 	if r.Kind == KindJoin {

@@ -51,8 +51,7 @@ func FuzzParseRule(f *testing.F) {
 			t.Fatalf("Validate accepted a rule that does not compile: %v", err)
 		}
 		for i := range evs {
-			vars := celVars(&evs[i], c.readsTS)
-			vars["profile"] = map[string]any{"attrs": map[string]any{}}
+			vars := &condVars{ev: &evs[i], withTS: c.readsTS, profile: map[string]any{"attrs": map[string]any{}}, loaded: true}
 			c.matches(&evs[i], vars)
 			c.key(&evs[i])
 		}

@@ -69,7 +69,7 @@ func fresh(at int64, now time.Time) bool { return at > ms(now)+msd(time.Minute) 
 // kept for the lateness bound, and a link also matches the kept triggers later than it: the join
 // is exact in event time for links that arrive up to an hour late. The same (rule, user, trigger)
 // found both ways is one match.
-func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, vars map[string]any, now time.Time,
+func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, vars *condVars, now time.Time,
 	joins *[]joinQuery, late *[]lateLink) {
 	ctx := context.Background()
 	if ev.ItemID == "" {

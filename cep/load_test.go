@@ -102,7 +102,7 @@ func FuzzRuleDocument(f *testing.F) {
 		}
 		// A valid rule evaluates any event without panicking.
 		e := event.Event{EventID: "e", UserID: "u", Type: "view", ItemID: "i"}
-		vars := celVars(&e, c.readsTS)
+		vars := varsOf(&e, c.readsTS)
 		for i := range c.steps {
 			c.steps[i].test(&e, vars)
 		}

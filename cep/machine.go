@@ -526,7 +526,7 @@ func ruleKey(r *compiledRule, ev *event.Event, buf *[]byte) (string, bool) {
 }
 
 // apply advances rule r's instance for ev; r is a rule the machine owns (ownedByPartition).
-func (m *machine) apply(r *compiledRule, ev *event.Event, vars map[string]any, now time.Time) []workflows.Match {
+func (m *machine) apply(r *compiledRule, ev *event.Event, vars *condVars, now time.Time) []workflows.Match {
 	if ev.UserID == "" {
 		return nil
 	}
@@ -553,7 +553,7 @@ func (m *machine) apply(r *compiledRule, ev *event.Event, vars map[string]any, n
 	return nil
 }
 
-func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]any, key string, ts, exp int64, now time.Time) []workflows.Match {
+func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars *condVars, key string, ts, exp int64, now time.Time) []workflows.Match {
 	c := m.at(r, instKind(r), key)
 	in := m.getAt(&c)
 	if r.unless != nil && r.unless.test(ev, vars) {
@@ -607,7 +607,7 @@ func (m *machine) applyCount(r *compiledRule, ev *event.Event, vars map[string]a
 	return []workflows.Match{newMatch(r, ev, strings.Clone(key), now)}
 }
 
-func (m *machine) applySequence(r *compiledRule, ev *event.Event, vars map[string]any, key string, ts, exp int64, now time.Time) []workflows.Match {
+func (m *machine) applySequence(r *compiledRule, ev *event.Event, vars *condVars, key string, ts, exp int64, now time.Time) []workflows.Match {
 	c := m.at(r, instKind(r), key)
 	in := m.getAt(&c)
 	if r.unless != nil && r.unless.test(ev, vars) && in != nil && in.Next > 0 {
@@ -663,7 +663,7 @@ func (m *machine) applySequence(r *compiledRule, ev *event.Event, vars map[strin
 	return nil
 }
 
-func (m *machine) applyAbsence(r *compiledRule, ev *event.Event, vars map[string]any, key string, ts int64, now time.Time) []workflows.Match {
+func (m *machine) applyAbsence(r *compiledRule, ev *event.Event, vars *condVars, key string, ts int64, now time.Time) []workflows.Match {
 	c := m.at(r, instKind(r), key)
 	in := m.getAt(&c)
 	w := msd(r.Within.D())

@@ -84,7 +84,7 @@ type partition struct {
 type sharedItem struct {
 	rule *compiledRule
 	ev   *event.Event
-	vars map[string]any
+	vars *condVars
 	at   time.Time // when Kafka took ev (zero: unknown)
 }
 
@@ -160,14 +160,12 @@ func (p *partition) compute(rules []compiledRule, evs []event.Event, appended []
 		if appended != nil {
 			at = appended[i]
 		}
-		var vars map[string]any
+		var vars *condVars
 		for _, j := range byType[ev.Type] {
 			r := &rules[j]
 			if vars == nil && r.hasCond { // a step without a condition reads no variables
-				vars = celVars(ev, anyReadsTS(rules, byType[ev.Type]))
-				if pr, ok := profiles[ev.UserID]; ok {
-					vars["profile"] = pr
-				}
+				vars = &condVars{ev: ev, withTS: anyReadsTS(rules, byType[ev.Type])}
+				vars.profile, vars.loaded = profiles[ev.UserID]
 			}
 			if ownedByPartition(r) {
 				local = append(local, p.m.apply(r, ev, vars, now)...)

@@ -142,6 +142,8 @@ const (
 type compiledStep struct {
 	Step
 	prog cel.Program // nil: no condition
+	// native decides the condition without CEL where it can (fastcond.go); nil: CEL only.
+	native nativeCond
 }
 
 type compiledRule struct {
@@ -301,6 +303,7 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 			return compiledStep{}, &RuleError{r.ID, field + ".where", err.Error()}
 		}
 		cs.prog = prog
+		cs.native = compileNative(ast)
 		c.hasCond = true
 		if readsProfile.MatchString(s.Where) {
 			c.needsProfile = true
@@ -450,14 +453,22 @@ var celEnv = func() *cel.Env {
 
 // test reports whether e satisfies the step. A condition that fails at run time (a missing attr, a
 // type mismatch) is no match, not an error: one odd event must not stall the partition.
-func (s *compiledStep) test(e *event.Event, vars map[string]any) bool {
+func (s *compiledStep) test(e *event.Event, vars *condVars) bool {
 	if e.Type != s.Type {
 		return false
 	}
 	if s.prog == nil {
 		return true
 	}
-	out, _, err := s.prog.Eval(vars)
+	if s.native != nil {
+		switch s.native.decide(e) {
+		case holds:
+			return true
+		case fails:
+			return false
+		}
+	}
+	out, _, err := s.prog.Eval(vars.get())
 	if err != nil {
 		return false
 	}
@@ -466,7 +477,7 @@ func (s *compiledStep) test(e *event.Event, vars map[string]any) bool {
 }
 
 // matches reports whether e satisfies a single-event rule.
-func (c *compiledRule) matches(e *event.Event, vars map[string]any) bool {
+func (c *compiledRule) matches(e *event.Event, vars *condVars) bool {
 	return e.UserID != "" && len(c.steps) > 0 && c.steps[0].test(e, vars)
 }
 

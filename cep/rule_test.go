@@ -328,7 +328,7 @@ func TestRuleMatches(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := compile(singleRule(tt.where))
 			require.NoError(t, err)
-			require.Equal(t, tt.want, c.matches(tt.event, celVars(tt.event, c.readsTS)))
+			require.Equal(t, tt.want, c.matches(tt.event, varsOf(tt.event, c.readsTS)))
 		})
 	}
 }
@@ -359,7 +359,7 @@ func FuzzRuleCondition(f *testing.F) {
 	e := &event.Event{EventID: "e1", UserID: "u1", Type: "cart_add", ItemID: "i1",
 		TS:    time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC),
 		Attrs: map[string]any{"price": 12.5, "n": 3.0, "vip": true, "tags": []any{"sale", "new"}, "name": "x"}}
-	vars := celVars(e, true)
+	vars := varsOf(e, true)
 	f.Fuzz(func(t *testing.T, where string) {
 		c, err := compile(singleRule(where))
 		if err != nil {
@@ -369,5 +369,11 @@ func FuzzRuleCondition(f *testing.F) {
 			return
 		}
 		c.matches(e, vars)
+		// Where the condition decides natively, it decides as CEL does.
+		if s := c.steps[0]; s.native != nil {
+			if v := s.native.decide(e); v != undecided {
+				require.Equal(t, v == holds, celHolds(t, s, e), "native and CEL disagree on %q", where)
+			}
+		}
 	})
 }
