@@ -165,12 +165,20 @@ func (s *Stage) startAll(ctx context.Context, ms []workflows.Match) error {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			log := s.cfg.Log.With("trace_id", ms[i].TraceID, "rule_id", ms[i].RuleID)
-			errs[i] = retry(ctx, log, "start reach workflow", func() error {
+			// The match's logger is built only to log (a logger's With formats its attributes:
+			// a few microseconds a match, most of which start at the first try).
+			var log *slog.Logger
+			logger := func() *slog.Logger {
+				if log == nil {
+					log = s.cfg.Log.With("trace_id", ms[i].TraceID, "rule_id", ms[i].RuleID)
+				}
+				return log
+			}
+			errs[i] = retryLogging(ctx, logger, "start reach workflow", func() error {
 				err := s.cfg.Starter.Start(ctx, ms[i])
 				if errors.Is(err, ErrPermanent) {
 					// Refused for good: skipped, so the partition goes on (the starter counted it).
-					log.Error("reach refused for good; match skipped", "err", err)
+					logger().Error("reach refused for good; match skipped", "err", err)
 					return nil
 				}
 				return err
@@ -183,6 +191,11 @@ func (s *Stage) startAll(ctx context.Context, ms []workflows.Match) error {
 
 // retry calls fn with capped exponential backoff until it succeeds or ctx ends.
 func retry(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
+	return retryLogging(ctx, func() *slog.Logger { return log }, what, fn)
+}
+
+// retryLogging is retry with the logger built only when there is something to log.
+func retryLogging(ctx context.Context, log func() *slog.Logger, what string, fn func() error) error {
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := fn()
@@ -196,7 +209,7 @@ func retry(ctx context.Context, log *slog.Logger, what string, fn func() error) 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		log.Warn("retrying", "what", what, "attempt", attempt, "backoff", backoff, "err", err)
+		log().Warn("retrying", "what", what, "attempt", attempt, "backoff", backoff, "err", err)
 		if !sleep(ctx, backoff) {
 			return ctx.Err()
 		}
