@@ -24,6 +24,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	temporalmocks "go.temporal.io/sdk/mocks"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -114,12 +115,34 @@ func requireInvalid(t *testing.T, err error, field string) {
 	requireInvalidField(t, err, field)
 }
 
-// requireInvalidField asserts err's message starts with the field's name.
+// requireInvalidField asserts err's message starts with the field's name and, for
+// InvalidArgument, that its BadRequest detail names it first.
 func requireInvalidField(t *testing.T, err error, field string) {
 	t.Helper()
 	var ce *connect.Error
 	require.True(t, errors.As(err, &ce))
 	require.True(t, strings.HasPrefix(ce.Message(), field+": "), "message %q does not name %s", ce.Message(), field)
+	if ce.Code() != connect.CodeInvalidArgument {
+		return
+	}
+	vs := fieldViolations(t, err)
+	require.NotEmpty(t, vs, "no BadRequest detail in %v", err)
+	require.Equal(t, field, vs[0].GetField())
+}
+
+// fieldViolations are the field violations of err's google.rpc.BadRequest detail.
+func fieldViolations(t *testing.T, err error) []*errdetails.BadRequest_FieldViolation {
+	t.Helper()
+	var ce *connect.Error
+	require.True(t, errors.As(err, &ce))
+	for _, d := range ce.Details() {
+		v, derr := d.Value()
+		require.NoError(t, derr)
+		if br, ok := v.(*errdetails.BadRequest); ok {
+			return br.GetFieldViolations()
+		}
+	}
+	return nil
 }
 
 func TestNewHandlerRequiresBackends(t *testing.T) {
@@ -163,6 +186,35 @@ func TestIngestRejects(t *testing.T) {
 			requireInvalid(t, err, tt.wantField)
 		})
 	}
+}
+
+// TestIngestNamesEveryBadEvent: one answer names every refused event (its first violation each),
+// the message the first and how many more; nothing is produced.
+func TestIngestNamesEveryBadEvent(t *testing.T) {
+	f := newFixture(t)
+	evs := validEvents(6)
+	evs[1].Type = ""
+	evs[3].UserId = "a/b"
+	evs[5].Ts = nil
+	_, err := f.events.Ingest(context.Background(), connect.NewRequest(&omegav1.IngestRequest{Events: evs}))
+	requireInvalid(t, err, "events[1].type")
+	require.ErrorContains(t, err, "and 2 more violations")
+	var fields []string
+	for _, v := range fieldViolations(t, err) {
+		require.NotEmpty(t, v.GetDescription())
+		fields = append(fields, v.GetField())
+	}
+	require.Equal(t, []string{"events[1].type", "events[3].user_id", "events[5].ts"}, fields)
+
+	// A thousand bad events: the first hundred listed, all counted.
+	evs = validEvents(api.MaxIngestBatch)
+	for _, e := range evs {
+		e.EventId = ""
+	}
+	_, err = f.events.Ingest(context.Background(), connect.NewRequest(&omegav1.IngestRequest{Events: evs}))
+	requireInvalid(t, err, "events[0].event_id")
+	require.Len(t, fieldViolations(t, err), 100)
+	require.ErrorContains(t, err, "and 999 more violations; the error's details list the first 100")
 }
 
 func TestIngestProduces(t *testing.T) {

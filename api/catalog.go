@@ -70,7 +70,7 @@ func (c *specs[T]) mapErr(what string, err error) error {
 		return nil
 	}
 	if field, ok := c.field(err); ok {
-		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s: %w", field, err))
+		return invalid(field, "%v", err)
 	}
 	if errors.Is(err, versioned.ErrNotFound) || errors.Is(err, journey.ErrNotFound) {
 		return connect.NewError(connect.CodeNotFound, fmt.Errorf("%s: not found", c.kind))

@@ -8,6 +8,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/IBM/sarama"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/internal/tracing"
@@ -27,16 +28,21 @@ func (s *server) Ingest(ctx context.Context, req *connect.Request[omegav1.Ingest
 	ctx, span := traced(ctx, req.Header(), "omega.Ingest")
 	defer span.End()
 	msgs := make([]*sarama.ProducerMessage, len(decoded))
+	var bad violations
 	for i, ev := range decoded {
 		b, err := ev.Encode()
-		if err != nil {
-			return nil, invalid(fmt.Sprintf("events[%d].attrs", i), "%v", err)
+		switch {
+		case err != nil:
+			bad.add(fmt.Sprintf("events[%d].attrs", i), err.Error())
+		case len(b) > event.MaxSize:
+			bad.add(fmt.Sprintf("events[%d]", i), fmt.Sprintf("%d bytes encoded exceeds the %d byte limit", len(b), event.MaxSize))
+		default:
+			msgs[i] = &sarama.ProducerMessage{Topic: s.topic, Key: sarama.StringEncoder(ev.Key()), Value: sarama.ByteEncoder(b)}
+			tracing.Inject(ctx, tracing.Headers{Produce: msgs[i]})
 		}
-		if len(b) > event.MaxSize {
-			return nil, invalid(fmt.Sprintf("events[%d]", i), "%d bytes encoded exceeds the %d byte limit", len(b), event.MaxSize)
-		}
-		msgs[i] = &sarama.ProducerMessage{Topic: s.topic, Key: sarama.StringEncoder(ev.Key()), Value: sarama.ByteEncoder(b)}
-		tracing.Inject(ctx, tracing.Headers{Produce: msgs[i]})
+	}
+	if err := bad.err(); err != nil {
+		return nil, err
 	}
 	if err := s.produce(ctx, msgs); err != nil {
 		return nil, s.internal("produce events", err)
@@ -79,9 +85,32 @@ func (s *server) produce(ctx context.Context, msgs []*sarama.ProducerMessage) er
 	}
 }
 
+// violations collects a request's field violations, so one answer names every bad event rather
+// than the first (a caller fixing a batch of 1,000 needed a call per bad event).
+type violations struct {
+	list  []*errdetails.BadRequest_FieldViolation
+	total int
+}
+
+func (v *violations) add(field, reason string) {
+	v.total++
+	if len(v.list) < maxViolations {
+		v.list = append(v.list, &errdetails.BadRequest_FieldViolation{Field: field, Description: reason})
+	}
+}
+
+// err is the InvalidArgument error for the violations, nil when there are none.
+func (v *violations) err() error {
+	if v.total == 0 {
+		return nil
+	}
+	return invalidAll(v.list, v.total)
+}
+
 // decodeEvents validates a request's events against the wire contract and the event catalogue
 // (declared type, scope, attribute schema); an error names the index and the field
-// (events[3].attrs.coupon_id).
+// (events[3].attrs.coupon_id) of every event refused (one violation per event, its first), in
+// its message the first.
 func (s *server) decodeEvents(evs []*omegav1.Event, limit int) ([]event.Event, error) {
 	switch {
 	case len(evs) == 0:
@@ -91,6 +120,7 @@ func (s *server) decodeEvents(evs []*omegav1.Event, limit int) ([]event.Event, e
 	}
 	now, cat := s.now(), s.catalog()
 	out := make([]event.Event, len(evs))
+	var bad violations
 	for i, pe := range evs {
 		ev := fromProto(pe)
 		err := ev.Validate(now)
@@ -108,11 +138,16 @@ func (s *server) decodeEvents(evs []*omegav1.Event, limit int) ([]event.Event, e
 				return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("events[%d].type: the event catalogue could not be read; retry later", i))
 			}
 			if errors.As(err, &fe) {
-				return nil, invalid(fmt.Sprintf("events[%d].%s", i, fe.Field), "%s", fe.Reason)
+				bad.add(fmt.Sprintf("events[%d].%s", i, fe.Field), fe.Reason)
+			} else {
+				bad.add(fmt.Sprintf("events[%d]", i), err.Error())
 			}
-			return nil, invalid(fmt.Sprintf("events[%d]", i), "%v", err)
+			continue
 		}
 		out[i] = ev
+	}
+	if err := bad.err(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

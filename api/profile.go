@@ -47,7 +47,8 @@ func fromProtoProfile(field string, pp *omegav1.Profile) (profile.Profile, error
 	}
 	if err := p.Validate(); err != nil {
 		// Validate's errors start with the field's name.
-		return profile.Profile{}, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s.%w", field, err))
+		name, reason, _ := strings.Cut(err.Error(), ": ")
+		return profile.Profile{}, invalid(field+"."+name, "%s", reason)
 	}
 	return p, nil
 }

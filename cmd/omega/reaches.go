@@ -13,10 +13,12 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -47,9 +49,10 @@ flags: -o table|json (output format)
 const eventsUsage = `usage: omega events send [flags]   (through the API: OMEGA_API_URL, OMEGA_API_KEY)
        omega events types <command>  (the event catalogue: omega events types for help)
 
-  send --user U --type T [--item I] [--attr k=v ...] [--id ID]   one event (ID generated when omitted)
-  send -f FILE.jsonl                                            events, one JSON object per line,
-                                                                in batches of 1000
+  send --user U --type T [--item I] [--attr k=v ...] [--id ID] [--ts TIME]
+                                    one event (ID generated when omitted; TIME RFC 3339, now when omitted)
+  send -f FILE.jsonl                events, one JSON object per line, in batches of 1000; a batch
+                                    with bad events is refused whole, each bad line named
 `
 
 // apiClient calls the API with the key from OMEGA_API_KEY.
@@ -379,6 +382,7 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 	typ := fs.String("type", "", "event type")
 	item := fs.String("item", "", "item ID")
 	id := fs.String("id", "", "event ID")
+	ts := fs.String("ts", "", "when the event happened, RFC 3339 (2026-12-02T10:00:00Z; now when omitted)")
 	attrs := attrFlags{}
 	fs.Var(attrs, "attr", "key=value (repeatable; JSON values are parsed)")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -403,7 +407,13 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 		if err != nil {
 			return err
 		}
-		n, err := send([]*omegav1.Event{{EventId: *id, UserId: *user, Type: *typ, ItemId: *item, Ts: timestamppb.Now(), Attrs: st}})
+		at := time.Now()
+		if *ts != "" {
+			if at, err = time.Parse(time.RFC3339Nano, *ts); err != nil {
+				return fmt.Errorf("--ts: want a time such as 2026-12-02T10:00:00Z: %w", err)
+			}
+		}
+		n, err := send([]*omegav1.Event{{EventId: *id, UserId: *user, Type: *typ, ItemId: *item, Ts: timestamppb.New(at), Attrs: st}})
 		if err != nil {
 			return err
 		}
@@ -422,6 +432,7 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	var batch []*omegav1.Event
+	var lines []int // the line of each event of the batch
 	total, line := 0, 0
 	flush := func() error {
 		if len(batch) == 0 {
@@ -429,11 +440,13 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 		}
 		n, err := send(batch)
 		if err != nil {
-			// The API names events[i]; say which line that is.
-			return fmt.Errorf("batch ending at line %d (events[i] is line %d+i): %w", line, line-len(batch)+1, err)
+			if total > 0 {
+				fmt.Fprintln(os.Stderr)
+			}
+			return batchRefused(os.Stderr, err, lines, total)
 		}
 		total += n
-		batch = batch[:0]
+		batch, lines = batch[:0], lines[:0]
 		fmt.Fprintf(os.Stderr, "\raccepted %d", total)
 		return nil
 	}
@@ -447,7 +460,7 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 		if err := protojson.Unmarshal([]byte(text), &ev); err != nil {
 			return fmt.Errorf("line %d: %w", line, err)
 		}
-		batch = append(batch, &ev)
+		batch, lines = append(batch, &ev), append(lines, line)
 		if len(batch) == 1000 {
 			if err := flush(); err != nil {
 				return err
@@ -463,4 +476,56 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 	fmt.Fprintf(os.Stderr, "\n")
 	fmt.Fprintf(stdout, "accepted %d events\n", total)
 	return nil
+}
+
+// batchRefused says which lines of a refused batch were bad (the API names events[i] in its
+// error's field violations) on w, and returns the error: the first bad line, and how the file
+// stands (the batches before it were accepted, this one and those after it were not sent).
+func batchRefused(w io.Writer, err error, lines []int, accepted int) error {
+	var ce *connect.Error
+	if !errors.As(err, &ce) || ce.Code() != connect.CodeInvalidArgument {
+		return fmt.Errorf("the batch of lines %d-%d (events before it accepted: %d): %w", lines[0], lines[len(lines)-1], accepted, err)
+	}
+	var bad []string
+	for _, d := range ce.Details() {
+		v, derr := d.Value()
+		br, ok := v.(*errdetails.BadRequest)
+		if derr != nil || !ok {
+			continue
+		}
+		for _, fv := range br.GetFieldViolations() {
+			where := fv.GetField()
+			var i int
+			var rest string
+			if k, _ := fmt.Sscanf(where, "events[%d]", &i); k == 1 && i >= 0 && i < len(lines) {
+				rest = strings.TrimPrefix(where[strings.Index(where, "]")+1:], ".")
+				where = "line " + strconv.Itoa(lines[i])
+				if rest != "" {
+					where += ": " + rest
+				}
+			}
+			bad = append(bad, where+": "+fv.GetDescription())
+		}
+	}
+	if len(bad) == 0 {
+		return fmt.Errorf("the batch of lines %d-%d was refused (events before it accepted: %d): %w", lines[0], lines[len(lines)-1], accepted, err)
+	}
+	for _, b := range bad {
+		fmt.Fprintln(w, b)
+	}
+	more := ""
+	if len(bad) > 1 {
+		more = fmt.Sprintf(" (and %d more bad lines above)", len(bad)-1)
+		if len(bad) == 2 {
+			more = " (and 1 more bad line above)"
+		}
+	}
+	if i := strings.Index(ce.Message(), " (and "); i >= 0 { // the API lists at most 100 and counts them all
+		var n int
+		if k, _ := fmt.Sscanf(ce.Message()[i:], " (and %d more violations", &n); k == 1 && n+1 > len(bad) {
+			more = fmt.Sprintf(" (%d bad lines in all, the first %d listed above)", n+1, len(bad))
+		}
+	}
+	return fmt.Errorf("%s%s: the batch of lines %d-%d was refused whole, nothing of it sent (events before it accepted: %d); fix the lines and send the file from line %d",
+		bad[0], more, lines[0], lines[len(lines)-1], accepted, lines[0])
 }

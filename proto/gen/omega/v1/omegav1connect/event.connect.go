@@ -40,6 +40,9 @@ const (
 // EventServiceClient is a client for the omega.v1.EventService service.
 type EventServiceClient interface {
 	// Ingest validates a batch of events and acknowledges it once Kafka holds every one of them.
+	// A batch with bad events is refused whole, nothing of it produced: InvalidArgument, its
+	// message naming the first (events[3].user_id: required ...) and counting the others, and a
+	// google.rpc.BadRequest detail with a field violation per refused event (at most 100).
 	Ingest(context.Context, *connect.Request[v1.IngestRequest]) (*connect.Response[v1.IngestResponse], error)
 }
 
@@ -76,6 +79,9 @@ func (c *eventServiceClient) Ingest(ctx context.Context, req *connect.Request[v1
 // EventServiceHandler is an implementation of the omega.v1.EventService service.
 type EventServiceHandler interface {
 	// Ingest validates a batch of events and acknowledges it once Kafka holds every one of them.
+	// A batch with bad events is refused whole, nothing of it produced: InvalidArgument, its
+	// message naming the first (events[3].user_id: required ...) and counting the others, and a
+	// google.rpc.BadRequest detail with a field violation per refused event (at most 100).
 	Ingest(context.Context, *connect.Request[v1.IngestRequest]) (*connect.Response[v1.IngestResponse], error)
 }
 

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	saramamocks "github.com/IBM/sarama/mocks"
+	"github.com/stretchr/testify/require"
+	temporalmocks "go.temporal.io/sdk/mocks"
+
+	"github.com/omegareach/omega/api"
+	"github.com/omegareach/omega/audit"
+	"github.com/omegareach/omega/internal/apikey"
+)
+
+// TestEventsSendNamesBadLines: a file with bad events is refused by the API batch by batch; the
+// CLI names every bad line of the refused batch (not events[i]) and how far the file got.
+func TestEventsSendNamesBadLines(t *testing.T) {
+	producer := saramamocks.NewSyncProducer(t, nil)
+	h, err := api.NewHandler(api.Config{Producer: producer, Temporal: &temporalmocks.Client{}, Audit: audit.NewStore(nil),
+		Journeys: func(string) bool { return true }, Keys: apikey.Static{"omk_cli": {ID: "c1", Name: "cli", Scopes: []string{apikey.ScopeAdmin}}},
+		Log: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	cfg := config{apiURL: srv.URL, apiKey: "omk_cli"}
+
+	var lines []string
+	for i := range 1003 { // a first batch of 1,000 events, then one of 3 with two bad ones
+		switch i {
+		case 1001:
+			lines = append(lines, `{"event_id": "e1001", "type": "cart_add", "ts": "2026-12-02T10:00:00Z"}`) // no user_id
+		case 1002:
+			lines = append(lines, "", `{"event_id": "", "user_id": "u1", "type": "cart_add", "ts": "2026-12-02T10:00:00Z"}`)
+		default:
+			lines = append(lines, fmt.Sprintf(`{"event_id": "e%d", "user_id": "u1", "type": "cart_add", "item_id": "i1", "ts": "2026-12-02T10:00:00Z"}`, i))
+		}
+	}
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	require.NoError(t, os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600))
+	for range 1000 { // the first batch
+		producer.ExpectSendMessageAndSucceed()
+	}
+	stderr := captureStderr(t, func() {
+		err = runEvents(context.Background(), cfg, []string{"send", "-f", path}, &bytes.Buffer{})
+	})
+	require.ErrorContains(t, err, "line 1002: user_id: required")
+	require.ErrorContains(t, err, "(and 1 more bad line above)")
+	require.ErrorContains(t, err, "the batch of lines 1001-1004 was refused whole, nothing of it sent (events before it accepted: 1000); fix the lines and send the file from line 1001")
+	require.Contains(t, stderr, "line 1002: user_id: required")
+	require.Contains(t, stderr, "line 1004: event_id: required") // line 1003 is blank
+	require.NotContains(t, stderr, "events[")
+
+	// One event, dated with --ts.
+	producer.ExpectSendMessageWithCheckerFunctionAndSucceed(func(b []byte) error {
+		if !bytes.Contains(b, []byte(`"ts":"2026-12-01T09:30:00Z"`)) {
+			return fmt.Errorf("not dated --ts: %s", b)
+		}
+		return nil
+	})
+	var out bytes.Buffer
+	require.NoError(t, runEvents(context.Background(), cfg, []string{"send", "--user", "u1", "--type", "cart_add", "--item", "i1",
+		"--ts", "2026-12-01T09:30:00Z"}, &out))
+	require.Contains(t, out.String(), "accepted 1 event")
+	err = runEvents(context.Background(), cfg, []string{"send", "--user", "u1", "--type", "cart_add", "--ts", "yesterday"}, &out)
+	require.ErrorContains(t, err, "--ts: want a time such as")
+	require.NoError(t, producer.Close())
+}
+
+// captureStderr runs f with os.Stderr redirected and returns what it wrote.
+func captureStderr(t *testing.T, f func()) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	old := os.Stderr
+	os.Stderr = w
+	done := make(chan []byte)
+	go func() {
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(r)
+		done <- b.Bytes()
+	}()
+	f()
+	os.Stderr = old
+	require.NoError(t, w.Close())
+	return string(<-done)
+}
