@@ -255,10 +255,7 @@ func (s *server) List(ctx context.Context, req *connect.Request[omegav1.ListRequ
 	if err != nil {
 		return nil, err
 	}
-	if st := m.GetStatus(); st == workflows.StatusWaiting {
-		return nil, invalid("status", "%q is a running reach's live state (Get reports it): List filters by the audit trail, "+
-			"where a waiting reach is %q", st, workflows.StatusRunning)
-	} else if st != "" && !slices.Contains(listStatuses, st) {
+	if st := m.GetStatus(); st != "" && !slices.Contains(listStatuses, st) {
 		return nil, invalid("status", "unknown status %q (want %s)", st, strings.Join(listStatuses, ", "))
 	}
 	rs, next, err := s.audit.List(ctx, audit.Query{UserID: m.GetUserId(), Status: m.GetStatus(), Limit: size, PageToken: m.GetPageToken()})
@@ -287,8 +284,8 @@ func pageSize(v int32, def, max int) (int, error) {
 }
 
 // listStatuses are the statuses List filters by: the audit trail's view, where a reach is running
-// (waiting included) until its final record.
-var listStatuses = []string{workflows.StatusRunning, workflows.StatusSent, workflows.StatusSuppressed, workflows.StatusConverted,
+// or waiting (a wait began and no later step record) until its final record.
+var listStatuses = []string{workflows.StatusRunning, workflows.StatusWaiting, workflows.StatusSent, workflows.StatusSuppressed, workflows.StatusConverted,
 	workflows.StatusFailed, workflows.StatusCancelled, workflows.StatusCompleted, "shadow"}
 
 func checkID(field, v string) error {

@@ -38,7 +38,9 @@ const (
 	KindFailed    = "failed"
 	KindCancelled = "cancelled"
 	KindCompleted = "completed"
-	// Journey steps.
+	// Journey steps. KindWaiting: a wait began (Reason: for what, until when); the reach is
+	// waiting until a later record of its own steps (KindWaited, KindResponded, KindTimedOut...).
+	KindWaiting   = "waiting"
 	KindWaited    = "waited"
 	KindResponded = "responded"
 	KindTimedOut  = "timed_out"
@@ -233,8 +235,8 @@ func (s *Store) ListByUser(ctx context.Context, userID string, limit int, pageTo
 // Query selects a page of one user's reaches.
 type Query struct {
 	UserID string
-	// Status keeps only reaches with this status as fold computes it (running until a completed or
-	// cancelled record says otherwise); all when empty.
+	// Status keeps only reaches with this status as fold computes it (running or waiting until a
+	// completed or cancelled record says otherwise); all when empty.
 	Status    string
 	Limit     int
 	PageToken string
@@ -248,12 +250,15 @@ func (s *Store) List(ctx context.Context, q Query) ([]Reach, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	// The status is fold's, in SQL: the last completed/cancelled outcome, else shadow or running.
+	// The status is fold's, in SQL: the last completed/cancelled outcome, else shadow, else waiting
+	// when the last record of its own steps began a wait, else running.
 	rows, err := s.pool.Query(ctx, `
 		WITH s AS (
 			SELECT reach_id, min(at) AS started,
 				coalesce((array_agg(outcome ORDER BY at DESC, id DESC) FILTER (WHERE kind IN ('completed', 'cancelled')))[1],
-					CASE WHEN bool_or(kind = 'shadow_matched') THEN 'shadow' ELSE 'running' END) AS status
+					CASE WHEN bool_or(kind = 'shadow_matched') THEN 'shadow'
+						WHEN (array_agg(kind ORDER BY at DESC, id DESC) FILTER (WHERE kind <> ALL ($6::text[])))[1] = 'waiting' THEN 'waiting'
+						ELSE 'running' END) AS status
 			FROM audit_records WHERE user_id = $1
 			GROUP BY reach_id),
 		r AS (
@@ -263,7 +268,7 @@ func (s *Store) List(ctx context.Context, q Query) ([]Reach, string, error) {
 			LIMIT $4)
 		SELECT `+prefixed("a.", recordCols)+` FROM audit_records a JOIN r USING (reach_id)
 		ORDER BY r.started DESC, a.reach_id DESC, a.at, a.id`,
-		userID, before, beforeID, limit+1, q.Status)
+		userID, before, beforeID, limit+1, q.Status, aside)
 	if err != nil {
 		return nil, "", fmt.Errorf("list reaches of %s: %w", userID, err)
 	}
@@ -309,11 +314,20 @@ func (r *Record) dest() []any {
 		&r.IdempotencyKey, &r.At, &r.TraceID, &r.RuleVersion, &r.JourneyVersion, &r.EventID, &r.Retryable}
 }
 
+// aside are the kinds of record written beside a reach's own steps (a delivery receipt, an
+// attributed conversion, a replay refused, the event's arrival): they do not end a wait.
+var aside = []string{KindDelivered, KindConverted, KindDeduplicated, KindReceived}
+
 // fold rebuilds a reach from its records in time order. The completed record's outcome is the final
-// status; before it, the reach is running.
+// status; before it, the reach is waiting when its last own step record began a wait, else
+// running. List's query says the same in SQL.
 func fold(recs []Record) Reach {
 	r := Reach{ID: recs[0].ReachID, UserID: recs[0].UserID, Status: "running", StartedAt: recs[0].At, Records: recs}
+	last := ""
 	for _, rec := range recs {
+		if !slices.Contains(aside, rec.Kind) {
+			last = rec.Kind
+		}
 		if rec.RuleID != "" {
 			r.RuleID = rec.RuleID
 		}
@@ -330,6 +344,9 @@ func fold(recs []Record) Reach {
 			r.Status = "shadow"
 		}
 		r.UpdatedAt = rec.At
+	}
+	if r.Status == "running" && last == KindWaiting {
+		r.Status = "waiting"
 	}
 	return r
 }

@@ -180,6 +180,26 @@ func TestGetFoldsStatus(t *testing.T) {
 			recs: []audit.Record{rec(dispatched.ReachID, user, "match", audit.KindMatched, t0), dispatched},
 			want: "running", wantChannel: "webhook",
 		},
+		{
+			name: "a wait begun is waiting",
+			recs: []audit.Record{rec("reach/cart-add/"+user+"/w1", user, "match", audit.KindMatched, t0),
+				rec("reach/cart-add/"+user+"/w1", user, "wait_open", audit.KindWaiting, t0.Add(time.Second))},
+			want: "waiting",
+		},
+		{
+			name: "a receipt or a conversion beside the steps leaves it waiting",
+			recs: []audit.Record{rec("reach/cart-add/"+user+"/w2", user, "match", audit.KindMatched, t0),
+				rec("reach/cart-add/"+user+"/w2", user, "wait_open", audit.KindWaiting, t0.Add(time.Second)),
+				rec("reach/cart-add/"+user+"/w2", user, "push", audit.KindDelivered, t0.Add(2*time.Second))},
+			want: "waiting",
+		},
+		{
+			name: "a wait ended is running",
+			recs: []audit.Record{rec("reach/cart-add/"+user+"/w3", user, "match", audit.KindMatched, t0),
+				rec("reach/cart-add/"+user+"/w3", user, "wait_open", audit.KindWaiting, t0.Add(time.Second)),
+				rec("reach/cart-add/"+user+"/w3", user, "wait_open", audit.KindTimedOut, t0.Add(2*time.Second))},
+			want: "running",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -195,6 +215,15 @@ func TestGetFoldsStatus(t *testing.T) {
 			require.True(t, t0.Equal(r.StartedAt), "started at %v", r.StartedAt)
 			require.True(t, tt.recs[len(tt.recs)-1].At.Equal(r.UpdatedAt), "updated at %v", r.UpdatedAt)
 			require.Len(t, r.Records, len(tt.recs))
+			// List says what Get says, and filters by it.
+			rs, _, err := store.List(ctx, audit.Query{UserID: user, Status: tt.want, Limit: 100})
+			require.NoError(t, err)
+			var listed []string
+			for _, l := range rs {
+				require.Equal(t, tt.want, l.Status)
+				listed = append(listed, l.ID)
+			}
+			require.Contains(t, listed, r.ID)
 		})
 	}
 }

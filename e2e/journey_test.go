@@ -46,6 +46,11 @@ func TestRetargetJourney(t *testing.T) {
 		}
 		return len(push) == 3
 	}, 60*time.Second, 50*time.Millisecond, "a push to each user")
+	// While the silent user's run waits for push_open, the audit trail lists it as waiting.
+	require.Eventually(t, func() bool {
+		rs, _, err := p.store.List(context.Background(), audit.Query{UserID: silent, Status: "waiting", Limit: 10})
+		return err == nil && len(rs) == 1 && rs[0].ID == push[silent].Message.ReachID
+	}, timeout, 20*time.Millisecond, "the waiting reach is listed as waiting")
 
 	// The opener opens the push: the event names the reach. The buyer pays: routed by user.
 	p.produceEvent(event.Event{EventID: opener + "-open", UserID: opener, Type: "push_open",
@@ -84,10 +89,10 @@ func TestRetargetJourney(t *testing.T) {
 	// The trail says it step by step.
 	r, err := p.store.Get(context.Background(), push[silent].Message.ReachID)
 	require.NoError(t, err)
-	require.Equal(t, []string{"received", "matched", "routed", "filtered", "dispatched", "timed_out", "filtered", "dispatched", "completed"}, kinds(r))
+	require.Equal(t, []string{"received", "matched", "routed", "filtered", "dispatched", "waiting", "timed_out", "filtered", "dispatched", "completed"}, kinds(r))
 	r, err = p.store.Get(context.Background(), push[opener].Message.ReachID)
 	require.NoError(t, err)
-	require.Equal(t, []string{"received", "matched", "routed", "filtered", "dispatched", "responded", "completed"}, kinds(r))
+	require.Equal(t, []string{"received", "matched", "routed", "filtered", "dispatched", "waiting", "responded", "completed"}, kinds(r))
 
 	// The rule's funnel: three matched and sent, one opened, one converted.
 	f, err := p.store.Funnel(context.Background(), audit.FunnelQuery{RuleID: rule.ID, From: time.Now().Add(-time.Hour), To: time.Now()})

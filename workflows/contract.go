@@ -99,6 +99,10 @@ type ReachInput struct {
 	// Lean runs take as few workflow tasks as they can (see changeSkipIdleRegister's neighbour
 	// comment); NewReachInput sets it.
 	Lean bool `json:"lean,omitempty"`
+	// AuditWaits runs write a waiting record as each wait begins, so the audit trail (List) tells
+	// a waiting reach from a running one; NewReachInput sets it. On the input, not behind
+	// workflow.GetVersion, for the reason Lean is (runs recorded before it replay as they ran).
+	AuditWaits bool `json:"audit_waits,omitempty"`
 	// Resume carries a run across continue-as-new.
 	Resume *Resume `json:"resume,omitempty"`
 	// MaxSteps is how many steps one run takes before it continues as new (DefaultMaxSteps when
@@ -107,7 +111,7 @@ type ReachInput struct {
 }
 
 // NewReachInput is the input of a new reach.
-func NewReachInput(m Match) ReachInput { return ReachInput{Match: m, Lean: true} }
+func NewReachInput(m Match) ReachInput { return ReachInput{Match: m, Lean: true, AuditWaits: true} }
 
 // DefaultMaxSteps and maxHistory keep histories far below Temporal's limits and quick to replay.
 const (

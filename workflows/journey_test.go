@@ -17,6 +17,7 @@ import (
 	"github.com/omegareach/omega/activities"
 	"github.com/omegareach/omega/activities/channel"
 	"github.com/omegareach/omega/activities/filter"
+	"github.com/omegareach/omega/audit"
 	"github.com/omegareach/omega/journey"
 	"github.com/omegareach/omega/profile"
 	"github.com/omegareach/omega/workflows"
@@ -94,7 +95,7 @@ func TestRetargetPushOpened(t *testing.T) {
 	require.Equal(t, []string{"push"}, h.sentChannels())
 	require.Less(t, elapsed, 3*time.Hour, "ended when the push was opened, not at the timeout")
 	require.Equal(t, []string{"match:matched", "route:routed", "push:filtered", "push:dispatched",
-		"wait_open:responded", "end:completed"}, trail(h.records()))
+		"wait_open:waiting", "wait_open:responded", "end:completed"}, trail(h.records()))
 
 	require.Equal(t, "wait_open", mid.Current)
 	require.Equal(t, workflows.StatusWaiting, mid.Status)
@@ -109,6 +110,37 @@ func TestRetargetPushOpened(t *testing.T) {
 	require.Equal(t, 1, h.unregistered, "the run leaves the open-reach index when it ends")
 }
 
+// TestWaitingRecord: a wait begins with a waiting record saying for what and until when, written
+// before the run blocks (with the send before it); a run whose input predates it (AuditWaits
+// unset: started before the release) writes none, as it ran.
+func TestWaitingRecord(t *testing.T) {
+	h := journeyHarness(t, retarget(), profile.Profile{})
+	h.onDispatch(channel.Result{Status: 200}, nil)
+	var atWait []string
+	h.env.RegisterDelayedCallback(func() { atWait = trail(h.records()) }, time.Hour)
+	_, _ = h.run(withRetargetInput())
+	require.NoError(t, h.env.GetWorkflowError())
+	require.Equal(t, []string{"match:matched", "route:routed", "push:filtered", "push:dispatched", "wait_open:waiting"}, atWait,
+		"written before the run blocks")
+	var waiting audit.Record
+	for _, r := range h.records() {
+		if r.Kind == audit.KindWaiting {
+			waiting = r
+		}
+	}
+	require.Equal(t, "waiting", waiting.Outcome)
+	require.Regexp(t, `^wait up to 24h for push_open \(step wait_open\), until \d{4}-\d\d-\d\dT`, waiting.Reason)
+
+	old := journeyHarness(t, retarget(), profile.Profile{})
+	old.onDispatch(channel.Result{Status: 200}, nil)
+	in := withRetargetInput()
+	in.AuditWaits = false
+	_, _ = old.run(in)
+	require.NoError(t, old.env.GetWorkflowError())
+	require.NotContains(t, trail(old.records()), "wait_open:waiting")
+	require.Contains(t, trail(old.records()), "wait_open:timed_out")
+}
+
 func TestRetargetNoResponseSendsSMSAfterTimeout(t *testing.T) {
 	h := journeyHarness(t, retarget(), profile.Profile{})
 	h.onDispatch(channel.Result{Status: 200}, nil)
@@ -120,7 +152,7 @@ func TestRetargetNoResponseSendsSMSAfterTimeout(t *testing.T) {
 	require.Equal(t, []string{"push", "sms"}, h.sentChannels())
 	require.GreaterOrEqual(t, elapsed, 24*time.Hour, "the 24h timeout ran (skipped, not slept)")
 	require.Equal(t, []string{"match:matched", "route:routed", "push:filtered", "push:dispatched",
-		"wait_open:timed_out", "sms:filtered", "sms:dispatched", "end:completed"}, trail(h.records()))
+		"wait_open:waiting", "wait_open:timed_out", "sms:filtered", "sms:dispatched", "end:completed"}, trail(h.records()))
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	require.Equal(t, testReachID+"/push/push", h.dispatch[0].Message.IdempotencyKey)
@@ -162,7 +194,7 @@ func TestResponseAfterTimeout(t *testing.T) {
 	require.NoError(t, h.env.GetWorkflowError())
 	require.Equal(t, workflows.StatusSent, res.Status)
 	require.Equal(t, []string{"push"}, h.sentChannels())
-	require.Equal(t, []string{"match:matched", "route:routed", "w:timed_out", "pause:waited", "no:filtered", "no:dispatched", "end:completed"}, trail(h.records()))
+	require.Equal(t, []string{"match:matched", "route:routed", "w:waiting", "w:timed_out", "pause:waiting", "pause:waited", "no:filtered", "no:dispatched", "end:completed"}, trail(h.records()))
 	require.Len(t, end.Responses, 1)
 	require.False(t, end.Responses[0].Consumed)
 }
@@ -198,7 +230,7 @@ func TestGoalMidWaitConverts(t *testing.T) {
 	require.Contains(t, res.Reason, "goal order_paid (event pay-1) at step pause")
 	require.Equal(t, []string{"push"}, h.sentChannels())
 	require.Less(t, elapsed, 25*time.Hour)
-	require.Equal(t, []string{"match:matched", "route:routed", "first:filtered", "first:dispatched", "goal:converted", "end:completed"}, trail(h.records()))
+	require.Equal(t, []string{"match:matched", "route:routed", "first:filtered", "first:dispatched", "pause:waiting", "goal:converted", "end:completed"}, trail(h.records()))
 	require.Equal(t, workflows.StatusConverted, h.statuses[len(h.statuses)-1])
 }
 
@@ -234,7 +266,7 @@ func TestFallbackOnPermanentFailure(t *testing.T) {
 	require.Equal(t, workflows.StatusSent, res.Status)
 	require.Equal(t, "sms", res.Channel)
 	require.Equal(t, []string{"match:matched", "route:routed", "push:filtered", "push:failed", "push/sms:filtered",
-		"push/sms:dispatched", "wait_open:responded", "end:completed"}, trail(h.records()))
+		"push/sms:dispatched", "wait_open:waiting", "wait_open:responded", "end:completed"}, trail(h.records()))
 	require.Len(t, h.released, 1, "the failed push's reservation went back")
 }
 

@@ -195,6 +195,15 @@ func (r *reachRun) filter(name, ch, key string, send *journey.Send) (filter.Verd
 	return filter.Verdict{Outcome: filter.Drop, Filter: "journey", Reason: fmt.Sprintf("put off %d times", maxDefers+1)}, nil
 }
 
+// waiting marks the run waiting at step name (what: for what, until when): its status, and a
+// record in the audit trail (written with the step's others before the run blocks).
+func (r *reachRun) waiting(name, what string) {
+	r.setStatus(StatusWaiting, what)
+	if r.in.AuditWaits {
+		r.record(audit.Record{Step: name, Kind: audit.KindWaiting, Outcome: "waiting", Reason: what})
+	}
+}
+
 func (r *reachRun) wait(name string, s *journey.Step) (string, *ReachResult, error) {
 	w, note := r.bestHour(name, s.Wait)
 	now := workflow.Now(r.ctx)
@@ -203,7 +212,7 @@ func (r *reachRun) wait(name string, s *journey.Step) (string, *ReachResult, err
 		return "", nil, err
 	}
 	what += note
-	r.setStatus(StatusWaiting, fmt.Sprintf("%s (step %s), until %s", what, name, now.Add(d).Format(time.RFC3339)))
+	r.waiting(name, fmt.Sprintf("%s (step %s), until %s", what, name, now.Add(d).Format(time.RFC3339)))
 	if err := r.publish(); err != nil {
 		return "", nil, err
 	}
@@ -253,7 +262,7 @@ func (r *reachRun) bestHour(name string, w *journey.Wait) (*journey.Wait, string
 func (r *reachRun) waitFor(name string, s *journey.Step) (string, *ReachResult, error) {
 	wf := s.WaitFor
 	what := wf.Describe()
-	r.setStatus(StatusWaiting, fmt.Sprintf("%s (step %s), until %s", what, name, workflow.Now(r.ctx).Add(wf.Timeout.D()).Format(time.RFC3339)))
+	r.waiting(name, fmt.Sprintf("%s (step %s), until %s", what, name, workflow.Now(r.ctx).Add(wf.Timeout.D()).Format(time.RFC3339)))
 	if err := r.publish(); err != nil {
 		return "", nil, err
 	}

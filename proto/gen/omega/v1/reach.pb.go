@@ -490,9 +490,9 @@ type ListRequest struct {
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous ListResponse.next_page_token (with the same filter).
 	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	// Only reaches with this status, as the audit trail records it: running, sent, suppressed,
-	// converted, failed, cancelled, completed, shadow. (waiting is a running reach's live state:
-	// Get reports it; List refuses it as a filter.)
+	// Only reaches with this status, as the audit trail records it: running, waiting, sent,
+	// suppressed, converted, failed, cancelled, completed, shadow. (A reach started before waits
+	// were audited shows running while it waits; Get asks the run itself.)
 	Status        string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -616,8 +616,8 @@ type Reach struct {
 	UserId    string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	RuleId    string                 `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
 	JourneyId string                 `protobuf:"bytes,4,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
-	// running (Get: waiting when the run waits for time or a response), sent, suppressed,
-	// converted, failed, cancelled, completed.
+	// running, waiting (for time or a response), sent, suppressed, converted, failed, cancelled,
+	// completed.
 	Status string `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
 	// Last channel used, if any.
 	Channel   string                 `protobuf:"bytes,6,opt,name=channel,proto3" json:"channel,omitempty"`
