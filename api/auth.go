@@ -81,6 +81,11 @@ var MethodScopes = map[string]string{
 // keyCacheTTL bounds how long a revoked key keeps working on a running API replica.
 const keyCacheTTL = 10 * time.Second
 
+// keyStaleMax bounds how long a key keeps working past keyCacheTTL while the key store
+// (PostgreSQL) cannot be read: a calling service ingests through a database outage (events need
+// only Kafka), at the price of a revocation taking effect when the store is back, or after this.
+const keyStaleMax = time.Hour
+
 // authenticator checks every call's key and scope, applies the key's rate limit and caps the
 // call's deadline. Keys found are cached for keyCacheTTL; unknown keys are cached apart, in a
 // bounded set, and looking keys up in the store is rate-limited as a whole, so a flood of made-up
@@ -105,6 +110,9 @@ type keyEntry struct {
 	key     apikey.Key
 	at      time.Time
 	limiter *rate.Limiter
+	// retry: while the store is away, the key is served stale without a lookup until then (a
+	// store that hangs rather than refuses would otherwise hold every call for its timeout).
+	retry time.Time
 }
 
 func newAuthenticator(src KeySource, defaultRate float64, maxTimeout time.Duration, onError func(string, error) error) *authenticator {
@@ -118,10 +126,14 @@ func (a *authenticator) entry(ctx context.Context, secret string) (*keyEntry, er
 	now := a.now()
 	a.mu.Lock()
 	e, ok := a.entries[h]
+	var retry time.Time
+	if ok {
+		retry = e.retry
+	}
 	seen, isUnknown := a.unknown[h]
 	a.mu.Unlock()
 	switch {
-	case ok && now.Sub(e.at) < keyCacheTTL:
+	case ok && now.Sub(e.at) < keyCacheTTL, ok && now.Before(retry) && now.Sub(e.at) < keyStaleMax:
 		return e, nil
 	case isUnknown && now.Sub(seen) < keyCacheTTL:
 		return nil, nil
@@ -151,6 +163,13 @@ func (a *authenticator) entry(ctx context.Context, secret string) (*keyEntry, er
 		return nil, nil
 	}
 	if err != nil {
+		if ok && now.Sub(e.at) < keyStaleMax {
+			// The store is away: a key known live goes on, looked up again in a second.
+			a.mu.Lock()
+			e.retry = now.Add(time.Second)
+			a.mu.Unlock()
+			return e, nil
+		}
 		return nil, a.onError("look up api key", err) // not cached: the store may be back soon
 	}
 	r := k.RateLimit

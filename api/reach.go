@@ -219,7 +219,7 @@ func (s *server) Get(ctx context.Context, req *connect.Request[omegav1.GetReques
 		return nil, s.internal("get reach", err)
 	}
 	out := toProto(r)
-	if r.Status == workflows.StatusRunning {
+	if r.Status == workflows.StatusRunning || r.Status == workflows.StatusWaiting {
 		s.addLiveState(ctx, out)
 	}
 	return connect.NewResponse(&omegav1.GetResponse{Reach: out}), nil

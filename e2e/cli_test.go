@@ -178,7 +178,7 @@ func TestOperatorCLI(t *testing.T) {
 	require.Equal(t, "accepted 2 events\n", out)
 	require.NoError(t, os.WriteFile(evFile, []byte(`{"event_id":"x","type":"view","ts":"`+now+`"}`+"\n"), 0o600))
 	_, err = omega(ingestKey, "events", "send", "-f", evFile)
-	require.ErrorContains(t, err, "events[0].user_id")
+	require.ErrorContains(t, err, "line 1: user_id: required")
 
 	// Revoked keys are listed, never with their secret.
 	out, err = omega("", "apikey", "revoke", name+"-ingest")

@@ -58,6 +58,35 @@ func TestEventsSendNamesBadLines(t *testing.T) {
 	require.Contains(t, stderr, "line 1004: event_id: required") // line 1003 is blank
 	require.NotContains(t, stderr, "events[")
 
+	// Lines that are not events: the batch they are in is not sent, and every one is named.
+	var mixed []string
+	for i := range 1010 {
+		switch i {
+		case 1004:
+			mixed = append(mixed, "this is not json")
+		case 1007:
+			mixed = append(mixed, `{"event_id": "x", "user": "u1"}`) // no field user
+		default:
+			mixed = append(mixed, fmt.Sprintf(`{"event_id": "m%d", "user_id": "u1", "type": "cart_add", "item_id": "i1", "ts": "2026-12-02T10:00:00Z"}`, i))
+		}
+	}
+	require.NoError(t, os.WriteFile(path, []byte(strings.Join(mixed, "\n")+"\n"), 0o600))
+	for range 1000 { // the first batch; the second (lines 1001-1010) holds the bad lines
+		producer.ExpectSendMessageAndSucceed()
+	}
+	stderr = captureStderr(t, func() {
+		err = runEvents(context.Background(), cfg, []string{"send", "-f", path}, &bytes.Buffer{})
+	})
+	require.ErrorContains(t, err, "line 1005: not an event: proto: syntax error")
+	require.ErrorContains(t, err, "(and 1 more such line above): nothing from line 1001 on was sent (events before it accepted: 1000); fix the lines and send the file from line 1001")
+	require.Contains(t, stderr, "line 1008: not an event: proto:")
+	require.Contains(t, stderr, `unknown field "user"`)
+	require.NotContains(t, stderr, "\u00a0")
+
+	// Fields given as flags with -f are refused, not ignored.
+	err = runEvents(context.Background(), cfg, []string{"send", "-f", path, "--user", "x", "--ts", "2026-12-01T09:30:00Z"}, &bytes.Buffer{})
+	require.ErrorContains(t, err, "--ts, --user: with -f, every field comes from the file's lines")
+
 	// One event, dated with --ts.
 	producer.ExpectSendMessageWithCheckerFunctionAndSucceed(func(b []byte) error {
 		if !bytes.Contains(b, []byte(`"ts":"2026-12-01T09:30:00Z"`)) {

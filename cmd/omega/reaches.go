@@ -388,6 +388,17 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
+	if *path != "" {
+		var set []string
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name != "f" {
+				set = append(set, "--"+f.Name)
+			}
+		})
+		if len(set) > 0 {
+			return fmt.Errorf("%s: with -f, every field comes from the file's lines", strings.Join(set, ", "))
+		}
+	}
 	c, err := newAPIClient(cfg)
 	if err != nil {
 		return err
@@ -450,6 +461,10 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 		fmt.Fprintf(os.Stderr, "\raccepted %d", total)
 		return nil
 	}
+	// A line that is not an event stops the sending: the batch it is in and all after it stay
+	// unsent, and the rest of the file is read to name every such line.
+	var malformed []string
+	nMalformed, unsentFrom := 0, 0
 	for sc.Scan() {
 		line++
 		text := strings.TrimSpace(sc.Text())
@@ -458,7 +473,21 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 		}
 		var ev omegav1.Event
 		if err := protojson.Unmarshal([]byte(text), &ev); err != nil {
-			return fmt.Errorf("line %d: %w", line, err)
+			if nMalformed == 0 {
+				unsentFrom = line
+				if len(lines) > 0 {
+					unsentFrom = lines[0]
+				}
+			}
+			nMalformed++
+			if len(malformed) < 100 {
+				// protojson puts non-breaking spaces in its messages (so nobody parses them).
+				malformed = append(malformed, fmt.Sprintf("line %d: not an event: %s", line, strings.ReplaceAll(err.Error(), "\u00a0", " ")))
+			}
+			continue
+		}
+		if nMalformed > 0 {
+			continue
 		}
 		batch, lines = append(batch, &ev), append(lines, line)
 		if len(batch) == 1000 {
@@ -469,6 +498,25 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 	}
 	if err := sc.Err(); err != nil {
 		return err
+	}
+	if nMalformed > 0 {
+		if total > 0 {
+			fmt.Fprintln(os.Stderr)
+		}
+		for _, m := range malformed {
+			fmt.Fprintln(os.Stderr, m)
+		}
+		more := ""
+		switch {
+		case nMalformed > len(malformed):
+			more = fmt.Sprintf(" (%d such lines in all, the first %d listed above)", nMalformed, len(malformed))
+		case nMalformed == 2:
+			more = " (and 1 more such line above)"
+		case nMalformed > 2:
+			more = fmt.Sprintf(" (and %d more such lines above)", nMalformed-1)
+		}
+		return fmt.Errorf("%s%s: nothing from line %d on was sent (events before it accepted: %d); fix the lines and send the file from line %d",
+			malformed[0], more, unsentFrom, total, unsentFrom)
 	}
 	if err := flush(); err != nil {
 		return err
