@@ -778,3 +778,72 @@ func TestTagEscapesBraces(t *testing.T) {
 	require.Equal(t, "{a(b)c}", tag("a{b}c"))
 	require.Equal(t, "{)(}", tag("}{"))
 }
+
+// TestNewVersionState: a new version of a rule that keeps its pattern (a new description,
+// journey, rollout...) continues the open state of the version before it, machine-owned (an
+// absence's pending wait, a count) and shared (a join's links); one that changes the pattern
+// starts afresh. Found from outside: a description edit dropped every open window.
+func TestNewVersionState(t *testing.T) { onRedises(t, testNewVersionState) }
+
+func testNewVersionState(t *testing.T, rdb redis.UniversalClient) {
+	next := func(prev Rule, edit func(*Rule)) Rule {
+		r := prev
+		edit(&r)
+		r.Version, r.StateVersion = prev.Version+1, ContinuedState(prev, r)
+		return r
+	}
+	use := func(h *harness, r Rule) {
+		c, err := compile(r)
+		require.NoError(t, err)
+		h.rules = []compiledRule{c}
+	}
+	absence := Rule{ID: "abandon", Version: 1, Kind: KindAbsence, Steps: []Step{{Type: "cart_add"}}, Absent: &Step{Type: "order_paid"},
+		Within: Duration(time.Minute), JourneyID: "j"}
+	add := ev{id: "a", user: "u", typ: "cart_add", item: "i"}
+	t.Run("a new description keeps the pending absence", func(t *testing.T) {
+		h := newHarnessOn(t, rdb, absence)
+		require.Empty(t, h.feed(add))
+		v2 := next(absence, func(r *Rule) { r.Description = "carts left behind" })
+		require.Equal(t, 1, v2.StateVersion)
+		use(h, v2)
+		h.restore()
+		ms := h.fireUncommitted(61 * time.Second)
+		require.Equal(t, []string{"u/a"}, matchKeys(ms))
+		require.Equal(t, 2, ms[0].RuleVersion, "the match is the new version's")
+	})
+	t.Run("a new window starts afresh", func(t *testing.T) {
+		h := newHarnessOn(t, rdb, absence)
+		require.Empty(t, h.feed(add))
+		v2 := next(absence, func(r *Rule) { r.Within = Duration(2 * time.Minute) })
+		require.Zero(t, v2.StateVersion)
+		use(h, v2)
+		require.Empty(t, h.fire(3*time.Minute))
+	})
+	t.Run("a count carries on across a journey change, twice", func(t *testing.T) {
+		count := Rule{ID: "views", Version: 1, Kind: KindCount, Steps: []Step{{Type: "view"}}, Count: 3, Within: Duration(time.Hour), JourneyID: "j"}
+		h := newHarnessOn(t, rdb, count)
+		view := func(id string, at time.Duration) ev { return ev{id: id, user: "u", typ: "view", item: "i", at: at} }
+		require.Empty(t, h.feed(view("v1", 0)))
+		v2 := next(count, func(r *Rule) { r.JourneyID = "j2" })
+		use(h, v2)
+		require.Empty(t, h.feed(view("v2", time.Second)))
+		v3 := next(v2, func(r *Rule) { r.Rollout = 50 })
+		require.Equal(t, 1, v3.StateVersion, "the state of the first version, through the second")
+		use(h, v3)
+		require.Equal(t, []string{"u/v3"}, h.feed(view("v3", 2*time.Second)))
+	})
+	t.Run("join links carry on across a new fan-out bound", func(t *testing.T) {
+		join := Rule{ID: "drop", Version: 1, Kind: KindJoin, Steps: []Step{{Type: "favorite"}, {Type: "price_drop"}},
+			LinkTTL: Duration(24 * time.Hour), JourneyID: "j"}
+		h := newHarnessOn(t, rdb, join)
+		h.feed(ev{id: "f1", user: "u1", typ: "favorite", item: "i1"})
+		use(h, next(join, func(r *Rule) { r.MaxFanout = 500 }))
+		require.Equal(t, []string{"u1/d1"}, matchKeys(h.feedBatch(ev{id: "d1", typ: "price_drop", item: "i1", at: time.Hour})))
+	})
+	t.Run("unchanged content keeps its StateVersion as stored", func(t *testing.T) {
+		v2 := next(absence, func(r *Rule) { r.Description = "x" })
+		same := v2
+		same.Version, same.StateVersion = 0, 0
+		require.Equal(t, v2.StateVersion, ContinuedState(v2, same), "so the store sees no change")
+	})
+}

@@ -2,6 +2,7 @@ package cep
 
 import (
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -74,6 +75,52 @@ type Rule struct {
 	// Shadow rules record their matches and start nothing.
 	Shadow   bool `json:"shadow,omitempty"`
 	Disabled bool `json:"disabled,omitempty"`
+	// StateVersion is the version whose pattern state (open windows, counts, pending absences,
+	// join links) this version continues; 0: its own. The rule store sets it: a version that
+	// changes nothing of the pattern (samePattern) continues the state of the version it follows,
+	// so a new description, journey or rollout costs no open window.
+	StateVersion int `json:"state_version,omitempty"`
+}
+
+// stateVersion is the version that names r's pattern state.
+func (r Rule) stateVersion() int {
+	if r.StateVersion > 0 {
+		return r.StateVersion
+	}
+	return r.Version
+}
+
+// samePattern reports whether a and b detect the same pattern over the same state: the fields
+// that shape its instances (kind, key, steps and their conditions, absent, unless, count, within,
+// the join's link TTL). The others (description, journey, re-entry, open-run bound, rollout,
+// chain, fan-out bound, shadow) act on the matches only.
+func samePattern(a, b Rule) bool {
+	type pattern struct {
+		Kind, Key      string
+		Steps          []Step
+		Absent, Unless *Step
+		Count          int
+		Within, Link   Duration
+	}
+	of := func(r Rule) pattern {
+		return pattern{r.Kind, r.Key, r.Steps, r.Absent, r.Unless, r.Count, r.Within, r.LinkTTL}
+	}
+	return reflect.DeepEqual(of(a), of(b))
+}
+
+// ContinuedState is the StateVersion a new version r of the rule whose active version is prev
+// takes: prev's state when r's pattern is prev's (and prev's own StateVersion when r is prev's
+// content unchanged, so the store sees no change), else its own (0).
+func ContinuedState(prev, r Rule) int {
+	if !samePattern(prev, r) {
+		return 0
+	}
+	a, b := prev, r
+	a.Version, a.Disabled, b.Version, b.Disabled, b.StateVersion = 0, false, 0, false, prev.StateVersion
+	if reflect.DeepEqual(a, b) {
+		return prev.StateVersion
+	}
+	return prev.stateVersion()
 }
 
 // Step is one event of a pattern: its type and an optional CEL condition over `event`.
@@ -254,7 +301,7 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 	case r.Rollout < 0 || r.Rollout > 100:
 		return fail("rollout", "a percentage: 0 (everyone) to 100")
 	}
-	c := compiledRule{Rule: r, types: map[string]bool{}, instPrefix: r.ID + ":v" + strconv.Itoa(r.Version) + ":"}
+	c := compiledRule{Rule: r, types: map[string]bool{}, instPrefix: r.ID + ":v" + strconv.Itoa(r.stateVersion()) + ":"}
 	for i, f := range strings.Split(r.Key, "+") {
 		f = strings.TrimSpace(f)
 		if f != "user" && f != "item" && !(strings.HasPrefix(f, "attrs.") && len(f) > len("attrs.")) {

@@ -3,6 +3,7 @@ package cep
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -40,6 +41,9 @@ func (s *RuleStore) Apply(ctx context.Context, r Rule) (Applied, error) {
 	if err := Validate(r, s.cat); err != nil {
 		return Applied{}, err
 	}
+	if err := s.continueState(ctx, &r); err != nil {
+		return Applied{}, err
+	}
 	spec, err := json.Marshal(r)
 	if err != nil {
 		return Applied{}, fmt.Errorf("encode rule %s: %w", r.ID, err)
@@ -53,11 +57,29 @@ func (s *RuleStore) Draft(ctx context.Context, r Rule) (Applied, error) {
 	if err := Validate(r, s.cat); err != nil {
 		return Applied{}, err
 	}
+	if err := s.continueState(ctx, &r); err != nil {
+		return Applied{}, err
+	}
 	spec, err := json.Marshal(r)
 	if err != nil {
 		return Applied{}, fmt.Errorf("encode rule %s: %w", r.ID, err)
 	}
 	return s.vs.Draft(ctx, r.ID, spec)
+}
+
+// continueState sets r's StateVersion from the rule's active version (ContinuedState): a new
+// version that keeps the pattern keeps its open windows. A StateVersion in r itself is ignored.
+func (s *RuleStore) continueState(ctx context.Context, r *Rule) error {
+	r.StateVersion = 0
+	prev, err := s.Get(ctx, r.ID)
+	switch {
+	case errors.Is(err, ErrRuleNotFound):
+		return nil
+	case err != nil:
+		return err
+	}
+	r.StateVersion = ContinuedState(prev, *r)
+	return nil
 }
 
 // Activate makes a stored version of a rule the active one and enables the rule. A version that no

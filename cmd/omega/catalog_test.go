@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -139,4 +140,35 @@ func TestValidateOffline(t *testing.T) {
 	require.ErrorContains(t, validateOffline(good, cat), `unknown journey "server-only" (offline, only the demo journeys are known: pass yours with --journeys DIR)`)
 	good.JourneyID = "cart-reminder"
 	require.NoError(t, validateOffline(good, cat))
+}
+
+// A rule applied again with only its description changed continues its pattern state (the
+// version's StateVersion names the first); applied again unchanged it is unchanged; a new window
+// starts afresh; a user's own state_version is ignored.
+func TestRuleVersionsContinueState(t *testing.T) {
+	ctx := context.Background()
+	rules := cep.NewRuleStore(migratedPool(t), cep.Catalog{})
+	id := testenv.Unique("abandon-")
+	r := cep.Rule{ID: id, Kind: cep.KindAbsence, Steps: []cep.Step{{Type: "cart_add"}}, Absent: &cep.Step{Type: "order_paid"},
+		Within: cep.Duration(30 * time.Minute), JourneyID: "j", StateVersion: 7}
+	applied := func(r cep.Rule, wantVersion int, wantStatus string, wantState int) {
+		t.Helper()
+		a, err := rules.Apply(ctx, r)
+		require.NoError(t, err)
+		require.Equal(t, wantVersion, a.Version)
+		require.Equal(t, wantStatus, a.Status)
+		got, err := rules.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, wantState, got.StateVersion)
+	}
+	applied(r, 1, "created", 0)
+	r.Description = "carts left behind"
+	applied(r, 2, "updated", 1)
+	applied(r, 2, "unchanged", 1)
+	r.JourneyID = "j2"
+	applied(r, 3, "updated", 1)
+	r.Within = cep.Duration(time.Hour)
+	applied(r, 4, "updated", 0)
+	r.Description = "an hour now"
+	applied(r, 5, "updated", 4)
 }
