@@ -78,6 +78,9 @@ func (j *Journey) Advance(s *Step, user string, sent int, o Outcome) Move {
 	switch {
 	case s.Send != nil:
 		switch {
+		case o.Dropped && sent > 0:
+			// The user was reached before: a dropped retarget does not unsay it.
+			return Move{Done: true, Status: StatusSent, Reason: fmt.Sprintf("%d sent before the filter chain dropped the send at step %s", sent, s.ID)}
 		case o.Dropped:
 			return Move{Done: true, Status: StatusSuppressed, Reason: "the filter chain dropped the send"}
 		case o.Channel == "":

@@ -68,6 +68,8 @@ func TestAdvance(t *testing.T) {
 			Status: journey.StatusFailed, Reason: "no channel took the send"}},
 		{name: "dropped: suppressed", step: "push", o: journey.Outcome{Dropped: true}, want: journey.Move{Done: true,
 			Status: journey.StatusSuppressed, Reason: "the filter chain dropped the send"}},
+		{name: "dropped after a send: sent, the user was reached", step: "push", sent: 1, o: journey.Outcome{Dropped: true},
+			want: journey.Move{Done: true, Status: journey.StatusSent, Reason: "1 sent before the filter chain dropped the send at step push"}},
 		{name: "waited", step: "pause", want: journey.Move{Next: "ask"}},
 		{name: "responded: then (empty: next in the list)", step: "ask", o: journey.Outcome{Responded: true}, want: journey.Move{Next: "which"}},
 		{name: "timed out: on_timeout", step: "ask", want: journey.Move{Next: "which"}},

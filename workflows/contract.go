@@ -99,10 +99,10 @@ type ReachInput struct {
 	// Lean runs take as few workflow tasks as they can (see changeSkipIdleRegister's neighbour
 	// comment); NewReachInput sets it.
 	Lean bool `json:"lean,omitempty"`
-	// AuditWaits runs write a waiting record as each wait begins, so the audit trail (List) tells
-	// a waiting reach from a running one; NewReachInput sets it. On the input, not behind
-	// workflow.GetVersion, for the reason Lean is (runs recorded before it replay as they ran).
-	AuditWaits bool `json:"audit_waits,omitempty"`
+	// Rev is the revision of the run's behaviour it started under (NewReachInput: CurrentRev).
+	// Changes to the run's commands or outcome are keyed on it, not on workflow.GetVersion, for
+	// the reason Lean is: runs recorded before a change replay as they ran.
+	Rev int `json:"rev,omitempty"`
 	// Resume carries a run across continue-as-new.
 	Resume *Resume `json:"resume,omitempty"`
 	// MaxSteps is how many steps one run takes before it continues as new (DefaultMaxSteps when
@@ -111,7 +111,16 @@ type ReachInput struct {
 }
 
 // NewReachInput is the input of a new reach.
-func NewReachInput(m Match) ReachInput { return ReachInput{Match: m, Lean: true, AuditWaits: true} }
+func NewReachInput(m Match) ReachInput { return ReachInput{Match: m, Lean: true, Rev: CurrentRev} }
+
+// Revisions of the reach workflow's behaviour (ReachInput.Rev).
+const (
+	// RevWaitsAndDrops: a waiting record is audited as each wait begins, so the audit trail tells
+	// a waiting reach from a running one; a run that sent something and whose next send the
+	// filter chain drops ends as sent (the user was reached), not as suppressed.
+	RevWaitsAndDrops = 1
+	CurrentRev       = RevWaitsAndDrops
+)
 
 // DefaultMaxSteps and maxHistory keep histories far below Temporal's limits and quick to replay.
 const (

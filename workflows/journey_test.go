@@ -111,7 +111,7 @@ func TestRetargetPushOpened(t *testing.T) {
 }
 
 // TestWaitingRecord: a wait begins with a waiting record saying for what and until when, written
-// before the run blocks (with the send before it); a run whose input predates it (AuditWaits
+// before the run blocks (with the send before it); a run whose input predates it (Rev
 // unset: started before the release) writes none, as it ran.
 func TestWaitingRecord(t *testing.T) {
 	h := journeyHarness(t, retarget(), profile.Profile{})
@@ -134,7 +134,7 @@ func TestWaitingRecord(t *testing.T) {
 	old := journeyHarness(t, retarget(), profile.Profile{})
 	old.onDispatch(channel.Result{Status: 200}, nil)
 	in := withRetargetInput()
-	in.AuditWaits = false
+	in.Rev = 0
 	_, _ = old.run(in)
 	require.NoError(t, old.env.GetWorkflowError())
 	require.NotContains(t, trail(old.records()), "wait_open:waiting")
@@ -532,4 +532,44 @@ func TestChainFromRuleOrSend(t *testing.T) {
 	require.NoError(t, h.env.GetWorkflowError())
 	require.Equal(t, workflows.StatusSent, res.Status)
 	require.Equal(t, []string{"transactional", "whitelisted"}, chains)
+}
+
+// A run that reached the user and whose next send the filter chain drops (the retarget SMS over
+// the fatigue cap) ends as sent, on the channel that reached them; one started before the change
+// (Rev unset) ends suppressed, as it did.
+func TestDropAfterASendEndsSent(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		rev         int
+		wantStatus  string
+		wantChannel string
+	}{
+		{"now", workflows.CurrentRev, workflows.StatusSent, "push"},
+		{"started before", 0, workflows.StatusSuppressed, "sms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.env.OnActivity(a.Route, mock.Anything, mock.Anything).Return(activities.RouteResult{Journey: retarget(), Profile: profile.Profile{UserID: "u1"}}, nil)
+			h.env.OnActivity(a.Filter, mock.Anything, mock.Anything).Return(func(_ context.Context, r filter.Request) (filter.Verdict, error) {
+				if r.Channel == "sms" {
+					return filter.Verdict{Outcome: filter.Drop, Filter: "fatigue", Reason: "3 sends today"}, nil
+				}
+				return filter.Verdict{Outcome: filter.Pass}, nil
+			})
+			h.onDispatch(channel.Result{Status: 200}, nil)
+			in := withRetargetInput()
+			in.Rev = tc.rev
+			res, _ := h.run(in)
+			require.NoError(t, h.env.GetWorkflowError())
+			require.Equal(t, tc.wantStatus, res.Status)
+			require.Equal(t, tc.wantChannel, res.Channel)
+			require.Equal(t, []string{"push"}, h.sentChannels())
+			require.Contains(t, res.Reason, "drop by fatigue: 3 sends today")
+			recs := h.records()
+			end := recs[len(recs)-1]
+			require.Equal(t, "end:completed", trail(recs)[len(recs)-1])
+			require.Equal(t, tc.wantStatus, end.Outcome, "the trail's status")
+			require.Contains(t, trail(recs), "sms:suppressed", "the dropped send is in the trail either way")
+		})
+	}
 }

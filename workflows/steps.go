@@ -71,9 +71,13 @@ func (r *reachRun) send(name string, s *journey.Step) (string, *ReachResult, err
 		if verdict.Outcome != filter.Pass {
 			r.reserved = nil // a chain that does not pass has given back what it reserved
 			mv := r.j.Advance(s, r.m.UserID, r.st.Sent, journey.Outcome{Dropped: true})
-			r.took(label, journey.KindSend, mv.Status, verdict.String())
+			r.took(label, journey.KindSend, journey.StatusSuppressed, verdict.String())
 			r.record(audit.Record{Step: label, Kind: audit.KindSuppressed, Channel: ch, Outcome: verdict.Outcome, Reason: verdict.String()})
-			return "", &ReachResult{Status: mv.Status, Channel: ch, Verdict: verdict, Reason: verdict.String()}, nil
+			if mv.Status == StatusSent && r.in.Rev >= RevWaitsAndDrops {
+				// Reached before: the run ends as sent, on the channel that reached the user.
+				return "", &ReachResult{Status: StatusSent, Channel: r.st.Channel, Verdict: verdict, Reason: mv.Reason + ": " + verdict.String()}, nil
+			}
+			return "", &ReachResult{Status: StatusSuppressed, Channel: ch, Verdict: verdict, Reason: verdict.String()}, nil
 		}
 		if !r.lean {
 			if err := r.flush(); err != nil {
@@ -199,7 +203,7 @@ func (r *reachRun) filter(name, ch, key string, send *journey.Send) (filter.Verd
 // record in the audit trail (written with the step's others before the run blocks).
 func (r *reachRun) waiting(name, what string) {
 	r.setStatus(StatusWaiting, what)
-	if r.in.AuditWaits {
+	if r.in.Rev >= RevWaitsAndDrops {
 		r.record(audit.Record{Step: name, Kind: audit.KindWaiting, Outcome: "waiting", Reason: what})
 	}
 }
