@@ -121,3 +121,10 @@ func captureStderr(t *testing.T, f func()) string {
 	require.NoError(t, w.Close())
 	return string(<-done)
 }
+
+func TestMoreAbove(t *testing.T) {
+	require.Empty(t, moreAbove(1, 1, "bad line"))
+	require.Equal(t, " (and 1 more bad line above)", moreAbove(2, 2, "bad line"))
+	require.Equal(t, " (and 4 more bad lines above)", moreAbove(5, 5, "bad line"))
+	require.Equal(t, " (1000 bad lines in all, the first 100 listed above)", moreAbove(100, 1000, "bad line"))
+}

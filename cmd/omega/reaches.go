@@ -506,17 +506,8 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 		for _, m := range malformed {
 			fmt.Fprintln(os.Stderr, m)
 		}
-		more := ""
-		switch {
-		case nMalformed > len(malformed):
-			more = fmt.Sprintf(" (%d such lines in all, the first %d listed above)", nMalformed, len(malformed))
-		case nMalformed == 2:
-			more = " (and 1 more such line above)"
-		case nMalformed > 2:
-			more = fmt.Sprintf(" (and %d more such lines above)", nMalformed-1)
-		}
 		return fmt.Errorf("%s%s: nothing from line %d on was sent (events before it accepted: %d); fix the lines and send the file from line %d",
-			malformed[0], more, unsentFrom, total, unsentFrom)
+			malformed[0], moreAbove(len(malformed), nMalformed, "such line"), unsentFrom, total, unsentFrom)
 	}
 	if err := flush(); err != nil {
 		return err
@@ -561,19 +552,28 @@ func batchRefused(w io.Writer, err error, lines []int, accepted int) error {
 	for _, b := range bad {
 		fmt.Fprintln(w, b)
 	}
-	more := ""
-	if len(bad) > 1 {
-		more = fmt.Sprintf(" (and %d more bad lines above)", len(bad)-1)
-		if len(bad) == 2 {
-			more = " (and 1 more bad line above)"
-		}
-	}
+	total := len(bad)
 	if i := strings.Index(ce.Message(), " (and "); i >= 0 { // the API lists at most 100 and counts them all
 		var n int
-		if k, _ := fmt.Sscanf(ce.Message()[i:], " (and %d more violations", &n); k == 1 && n+1 > len(bad) {
-			more = fmt.Sprintf(" (%d bad lines in all, the first %d listed above)", n+1, len(bad))
+		if k, _ := fmt.Sscanf(ce.Message()[i:], " (and %d more violations", &n); k == 1 {
+			total = max(total, n+1)
 		}
 	}
+	more := moreAbove(len(bad), total, "bad line")
 	return fmt.Errorf("%s%s: the batch of lines %d-%d was refused whole, nothing of it sent (events before it accepted: %d); fix the lines and send the file from line %d",
 		bad[0], more, lines[0], lines[len(lines)-1], accepted, lines[0])
+}
+
+// moreAbove says, after the first of total lines of a kind (what: "bad line"), how many more are
+// listed above it, and how many in all when only the first listed are.
+func moreAbove(listed, total int, what string) string {
+	switch {
+	case total > listed:
+		return fmt.Sprintf(" (%d %ss in all, the first %d listed above)", total, what, listed)
+	case total == 2:
+		return " (and 1 more " + what + " above)"
+	case total > 2:
+		return fmt.Sprintf(" (and %d more %ss above)", total-1, what)
+	}
+	return ""
 }
