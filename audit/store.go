@@ -236,7 +236,8 @@ func (s *Store) ListByUser(ctx context.Context, userID string, limit int, pageTo
 type Query struct {
 	UserID string
 	// Status keeps only reaches with this status as fold computes it (running or waiting until a
-	// completed or cancelled record says otherwise); all when empty.
+	// completed or cancelled record says otherwise); all when empty. running keeps every reach
+	// still in progress, waiting ones included (what callers asking for running always meant).
 	Status    string
 	Limit     int
 	PageToken string
@@ -263,7 +264,8 @@ func (s *Store) List(ctx context.Context, q Query) ([]Reach, string, error) {
 			GROUP BY reach_id),
 		r AS (
 			SELECT reach_id, started FROM s
-			WHERE (started, reach_id) < ($2::timestamptz, $3::text) AND ($5::text = '' OR status = $5::text)
+			WHERE (started, reach_id) < ($2::timestamptz, $3::text)
+				AND ($5::text = '' OR status = $5::text OR ($5::text = 'running' AND status = 'waiting'))
 			ORDER BY started DESC, reach_id DESC
 			LIMIT $4)
 		SELECT `+prefixed("a.", recordCols)+` FROM audit_records a JOIN r USING (reach_id)

@@ -490,9 +490,10 @@ type ListRequest struct {
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous ListResponse.next_page_token (with the same filter).
 	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	// Only reaches with this status, as the audit trail records it: running, waiting, sent,
-	// suppressed, converted, failed, cancelled, completed, shadow. (A reach started before waits
-	// were audited shows running while it waits; Get asks the run itself.)
+	// Only reaches with this status, as the audit trail records it: running (every reach still in
+	// progress, waiting ones included), waiting, sent, suppressed, converted, failed, cancelled,
+	// completed, shadow. (A reach started before waits were audited shows running while it waits;
+	// Get asks the run itself.)
 	Status        string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
