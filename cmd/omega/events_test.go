@@ -83,6 +83,28 @@ func TestEventsSendNamesBadLines(t *testing.T) {
 	require.Contains(t, stderr, `unknown field "user"`)
 	require.NotContains(t, stderr, "\u00a0")
 
+	// A line too long to be an event is named like any other; it is read past, not held.
+	long := []string{mixed[0], mixed[1], `{"event_id": "` + strings.Repeat("x", 1_200_000) + `"}`, mixed[3]}
+	require.NoError(t, os.WriteFile(path, []byte(strings.Join(long, "\n")), 0o600)) // no newline at the end
+	stderr = captureStderr(t, func() {
+		err = runEvents(context.Background(), cfg, []string{"send", "-f", path}, &bytes.Buffer{})
+	})
+	require.ErrorContains(t, err, "line 3: not an event: longer than 1048576 bytes (an event is at most 65536): nothing from line 1 on was sent")
+
+	// Events too large to go 1,000 to a call go in smaller batches (the API takes 4 MiB a call).
+	var big []string
+	for i := range 1200 {
+		big = append(big, fmt.Sprintf(`{"event_id": "b%d", "user_id": "u1", "type": "view", "item_id": "i1", "ts": "2026-12-02T10:00:00Z", "attrs": {"note": %q}}`,
+			i, strings.Repeat("n", 6000)))
+	}
+	require.NoError(t, os.WriteFile(path, []byte(strings.Join(big, "\n")+"\n"), 0o600))
+	for range 1200 {
+		producer.ExpectSendMessageAndSucceed()
+	}
+	var out1 bytes.Buffer
+	require.NoError(t, runEvents(context.Background(), cfg, []string{"send", "-f", path}, &out1))
+	require.Equal(t, "accepted 1200 events\n", out1.String())
+
 	// Fields given as flags with -f are refused, not ignored.
 	err = runEvents(context.Background(), cfg, []string{"send", "-f", path, "--user", "x", "--ts", "2026-12-01T09:30:00Z"}, &bytes.Buffer{})
 	require.ErrorContains(t, err, "--ts, --user: with -f, every field comes from the file's lines")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/omegareach/omega/event"
 	omegav1 "github.com/omegareach/omega/proto/gen/omega/v1"
 	"github.com/omegareach/omega/proto/gen/omega/v1/omegav1connect"
 )
@@ -440,11 +442,10 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 		defer f.Close()
 		r = f
 	}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	br := bufio.NewReaderSize(r, 64<<10)
 	var batch []*omegav1.Event
 	var lines []int // the line of each event of the batch
-	total, line := 0, 0
+	total, line, size := 0, 0, 0
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -457,7 +458,7 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 			return batchRefused(os.Stderr, err, lines, total)
 		}
 		total += n
-		batch, lines = batch[:0], lines[:0]
+		batch, lines, size = batch[:0], lines[:0], 0
 		fmt.Fprintf(os.Stderr, "\raccepted %d", total)
 		return nil
 	}
@@ -465,14 +466,26 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 	// unsent, and the rest of the file is read to name every such line.
 	var malformed []string
 	nMalformed, unsentFrom := 0, 0
-	for sc.Scan() {
+	for {
+		raw, tooLong, err := readLine(br, maxLine)
+		if err == io.EOF && len(raw) == 0 && !tooLong {
+			break
+		}
+		if err != nil && err != io.EOF {
+			return err
+		}
 		line++
-		text := strings.TrimSpace(sc.Text())
-		if text == "" {
+		text := bytes.TrimSpace(raw)
+		if len(text) == 0 && !tooLong {
 			continue
 		}
 		var ev omegav1.Event
-		if err := protojson.Unmarshal([]byte(text), &ev); err != nil {
+		perr := protojson.Unmarshal(text, &ev)
+		if tooLong {
+			perr = fmt.Errorf("longer than %d bytes (an event is at most %d)", maxLine, event.MaxSize)
+		}
+		if perr != nil {
+			err := perr
 			if nMalformed == 0 {
 				unsentFrom = line
 				if len(lines) > 0 {
@@ -489,15 +502,13 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 		if nMalformed > 0 {
 			continue
 		}
-		batch, lines = append(batch, &ev), append(lines, line)
-		if len(batch) == 1000 {
+		// A batch is at most 1,000 events and maxBatchBytes (the API takes requests of 4 MiB).
+		if n := proto.Size(&ev); len(batch) == 1000 || size+n > maxBatchBytes {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return err
+		batch, lines, size = append(batch, &ev), append(lines, line), size+proto.Size(&ev)
 	}
 	if nMalformed > 0 {
 		if total > 0 {
@@ -576,4 +587,31 @@ func moreAbove(listed, total int, what string) string {
 		return fmt.Sprintf(" (and %d more %ss above)", total-1, what)
 	}
 	return ""
+}
+
+const (
+	// maxLine bounds a line of an events file: past it the line is named, not read (an event is
+	// at most event.MaxSize).
+	maxLine = 1 << 20
+	// maxBatchBytes bounds one Ingest call's events, under the API's 4 MiB request limit.
+	maxBatchBytes = 3 << 20
+)
+
+// readLine reads the next line (without its end) of up to max bytes; a longer one is read to its
+// end and dropped (tooLong). At the end of the input it returns io.EOF with the last line, if any.
+func readLine(br *bufio.Reader, max int) (line []byte, tooLong bool, err error) {
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if !tooLong {
+			if len(line)+len(chunk) > max+1 { // +1: the newline
+				tooLong, line = true, nil
+			} else {
+				line = append(line, chunk...)
+			}
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		return bytes.TrimRight(line, "\r\n"), tooLong, err
+	}
 }
