@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -171,4 +175,35 @@ func TestRuleVersionsContinueState(t *testing.T) {
 	applied(r, 4, "updated", 0)
 	r.Description = "an hour now"
 	applied(r, 5, "updated", 4)
+}
+
+// omega rules apply says what becomes of the open windows: carried on when the pattern is kept,
+// started afresh when it changed.
+func TestRulesApplySaysWhatBecomesOfOpenWindows(t *testing.T) {
+	pool := migratedPool(t)
+	cfg := config{pgURL: testenv.Require(t).PGURL}
+	id := testenv.Unique("views-")
+	var j journey.Journey
+	for _, d := range journey.Demo() {
+		if d.ID == "cart-reminder" {
+			j = d
+		}
+	}
+	j.ID = id
+	_, err := journey.NewStore(pool, journeyCatalogFor(pool)).Apply(context.Background(), j)
+	require.NoError(t, err)
+	doc := func(within, desc string) string {
+		path := filepath.Join(t.TempDir(), "rule.yaml")
+		require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf("id: %s\nkind: count\nsteps: [{type: view}]\ncount: 3\nwithin: %s\ndescription: %s\njourney_id: %s\n",
+			id, within, desc, id)), 0o600))
+		return path
+	}
+	apply := func(path string) string {
+		var out bytes.Buffer
+		require.NoError(t, runRules(context.Background(), cfg, []string{"apply", "-f", path}, &out))
+		return out.String()
+	}
+	require.Contains(t, apply(doc("10m", "a")), "created  -")
+	require.Contains(t, apply(doc("10m", "b")), "updated  carried on from v1 (pattern unchanged)")
+	require.Contains(t, apply(doc("20m", "b")), "updated  start afresh (pattern changed)")
 }

@@ -208,7 +208,13 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 		if err != nil {
 			return err
 		}
-		var applied []cep.Applied
+		// What happens to the open windows (pending absences, counts, links) of the version
+		// before: a new version that keeps the pattern carries them on.
+		type appliedRule struct {
+			cep.Applied
+			OpenState string
+		}
+		var applied []appliedRule
 		apply := st.Apply
 		if *draft {
 			apply = st.Draft
@@ -218,10 +224,21 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 			if err != nil {
 				return err
 			}
-			applied = append(applied, a)
+			ar := appliedRule{Applied: a, OpenState: "-"}
+			if a.Status == "updated" {
+				v, err := st.Version(ctx, a.ID, a.Version)
+				if err != nil {
+					return err
+				}
+				ar.OpenState = "start afresh (pattern changed)"
+				if v.StateVersion > 0 {
+					ar.OpenState = fmt.Sprintf("carried on from v%d (pattern unchanged)", v.StateVersion)
+				}
+			}
+			applied = append(applied, ar)
 		}
-		return render(stdout, *output, applied, []string{"RULE", "VERSION", "STATUS"}, func(a cep.Applied) []any {
-			return []any{a.ID, a.Version, a.Status}
+		return render(stdout, *output, applied, []string{"RULE", "VERSION", "STATUS", "OPEN WINDOWS"}, func(a appliedRule) []any {
+			return []any{a.ID, a.Version, a.Status, a.OpenState}
 		})
 	case "list", "get", "disable", "activate":
 		st, done, err := store()
