@@ -217,6 +217,19 @@ func TestIngestNamesEveryBadEvent(t *testing.T) {
 	require.ErrorContains(t, err, "and 999 more violations; the error's details list the first 100")
 }
 
+// validate_only checks a batch as Ingest would and produces nothing (the fixture's producer
+// expects no send).
+func TestIngestValidateOnly(t *testing.T) {
+	f := newFixture(t)
+	res, err := f.events.Ingest(context.Background(), connect.NewRequest(&omegav1.IngestRequest{Events: validEvents(3), ValidateOnly: true}))
+	require.NoError(t, err)
+	require.EqualValues(t, 3, res.Msg.GetAccepted())
+	evs := validEvents(3)
+	evs[2].Type = ""
+	_, err = f.events.Ingest(context.Background(), connect.NewRequest(&omegav1.IngestRequest{Events: evs, ValidateOnly: true}))
+	requireInvalid(t, err, "events[2].type")
+}
+
 func TestIngestProduces(t *testing.T) {
 	f := newFixture(t)
 	const n = 3

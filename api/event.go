@@ -44,6 +44,9 @@ func (s *server) Ingest(ctx context.Context, req *connect.Request[omegav1.Ingest
 	if err := bad.err(); err != nil {
 		return nil, err
 	}
+	if req.Msg.GetValidateOnly() {
+		return connect.NewResponse(&omegav1.IngestResponse{Accepted: int32(len(msgs))}), nil
+	}
 	if err := s.produce(ctx, msgs); err != nil {
 		return nil, s.internal("produce events", err)
 	}

@@ -105,6 +105,20 @@ func TestEventsSendNamesBadLines(t *testing.T) {
 	require.NoError(t, runEvents(context.Background(), cfg, []string{"send", "-f", path}, &out1))
 	require.Equal(t, "accepted 1200 events\n", out1.String())
 
+	// --check names every bad line of the file, malformed or refused by the API, and sends nothing.
+	checked := []string{mixed[0], "not json", mixed[2], `{"event_id": "", "user_id": "u1", "type": "cart_add", "ts": "2026-12-02T10:00:00Z"}`, mixed[4],
+		`{"event_id": "nouser", "type": "cart_add", "ts": "2026-12-02T10:00:00Z"}`}
+	require.NoError(t, os.WriteFile(path, []byte(strings.Join(checked, "\n")+"\n"), 0o600))
+	stderr = captureStderr(t, func() {
+		err = runEvents(context.Background(), cfg, []string{"send", "-f", path, "--check"}, &bytes.Buffer{})
+	})
+	require.EqualError(t, err, "3 bad lines (listed above), 3 events fit to send; nothing was sent (--check)")
+	require.Regexp(t, `(?s)line 2: not an event: .*\nline 4: event_id: required\nline 6: user_id: required`, stderr)
+	require.NoError(t, os.WriteFile(path, []byte(mixed[0]+"\n"), 0o600))
+	var okOut bytes.Buffer
+	require.NoError(t, runEvents(context.Background(), cfg, []string{"send", "-f", path, "--check"}, &okOut))
+	require.Equal(t, "1 event fit to send; nothing was sent (--check)\n", okOut.String()) // the producer saw nothing
+
 	// Fields given as flags with -f are refused, not ignored.
 	err = runEvents(context.Background(), cfg, []string{"send", "-f", path, "--user", "x", "--ts", "2026-12-01T09:30:00Z"}, &bytes.Buffer{})
 	require.ErrorContains(t, err, "--ts, --user: with -f, every field comes from the file's lines")

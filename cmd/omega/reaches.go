@@ -53,8 +53,9 @@ const eventsUsage = `usage: omega events send [flags]   (through the API: OMEGA_
 
   send --user U --type T [--item I] [--attr k=v ...] [--id ID] [--ts TIME]
                                     one event (ID generated when omitted; TIME RFC 3339, now when omitted)
-  send -f FILE.jsonl                events, one JSON object per line, in batches of 1000; a batch
-                                    with bad events is refused whole, each bad line named
+  send -f FILE.jsonl [--check]      events, one JSON object per line, in batches of 1000; a batch
+                                    with bad events is refused whole, each bad line named;
+                                    --check checks every line as the API would and sends nothing
 `
 
 // apiClient calls the API with the key from OMEGA_API_KEY.
@@ -385,6 +386,7 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 	item := fs.String("item", "", "item ID")
 	id := fs.String("id", "", "event ID")
 	ts := fs.String("ts", "", "when the event happened, RFC 3339 (2026-12-02T10:00:00Z; now when omitted)")
+	check := fs.Bool("check", false, "with -f: check every line as the API would, send nothing, and name every bad line")
 	attrs := attrFlags{}
 	fs.Var(attrs, "attr", "key=value (repeatable; JSON values are parsed)")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -393,7 +395,7 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 	if *path != "" {
 		var set []string
 		fs.Visit(func(f *flag.Flag) {
-			if f.Name != "f" {
+			if f.Name != "f" && f.Name != "check" {
 				set = append(set, "--"+f.Name)
 			}
 		})
@@ -406,7 +408,7 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 		return err
 	}
 	send := func(evs []*omegav1.Event) (int, error) {
-		resp, err := c.events.Ingest(ctx, connect.NewRequest(&omegav1.IngestRequest{Events: evs}))
+		resp, err := c.events.Ingest(ctx, connect.NewRequest(&omegav1.IngestRequest{Events: evs, ValidateOnly: *check}))
 		if err != nil {
 			return 0, err
 		}
@@ -442,6 +444,11 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 		defer f.Close()
 		r = f
 	}
+	// A line that is not an event stops the sending: the batch it is in and all after it stay
+	// unsent, and the rest of the file is read to name every such line. With --check nothing is
+	// sent, every line is checked and every bad one named.
+	var malformed []string
+	nMalformed, unsentFrom := 0, 0
 	br := bufio.NewReaderSize(r, 64<<10)
 	var batch []*omegav1.Event
 	var lines []int // the line of each event of the batch
@@ -451,6 +458,17 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 			return nil
 		}
 		n, err := send(batch)
+		if err != nil && *check {
+			// Checking: every batch is checked, its bad lines kept for the report.
+			bad, nBad, ok := badLines(err, lines)
+			if !ok {
+				return fmt.Errorf("checking the batch of lines %d-%d: %w", lines[0], lines[len(lines)-1], err)
+			}
+			malformed = append(malformed, bad...)
+			nMalformed += nBad
+			n = len(batch) - nBad
+			err = nil
+		}
 		if err != nil {
 			if total > 0 {
 				fmt.Fprintln(os.Stderr)
@@ -459,13 +477,13 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 		}
 		total += n
 		batch, lines, size = batch[:0], lines[:0], 0
-		fmt.Fprintf(os.Stderr, "\raccepted %d", total)
+		if *check {
+			fmt.Fprintf(os.Stderr, "\rchecked %d", total)
+		} else {
+			fmt.Fprintf(os.Stderr, "\raccepted %d", total)
+		}
 		return nil
 	}
-	// A line that is not an event stops the sending: the batch it is in and all after it stay
-	// unsent, and the rest of the file is read to name every such line.
-	var malformed []string
-	nMalformed, unsentFrom := 0, 0
 	for {
 		raw, tooLong, err := readLine(br, maxLine)
 		if err == io.EOF && len(raw) == 0 && !tooLong {
@@ -493,13 +511,13 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 				}
 			}
 			nMalformed++
-			if len(malformed) < 100 {
+			if len(malformed) < 100 || *check && len(malformed) < 10_000 {
 				// protojson puts non-breaking spaces in its messages (so nobody parses them).
 				malformed = append(malformed, fmt.Sprintf("line %d: not an event: %s", line, strings.ReplaceAll(err.Error(), "\u00a0", " ")))
 			}
 			continue
 		}
-		if nMalformed > 0 {
+		if nMalformed > 0 && !*check {
 			continue
 		}
 		// A batch is at most 1,000 events and maxBatchBytes (the API takes requests of 4 MiB).
@@ -509,6 +527,21 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 			}
 		}
 		batch, lines, size = append(batch, &ev), append(lines, line), size+proto.Size(&ev)
+	}
+	if *check {
+		if err := flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(os.Stderr)
+		sortByLine(malformed)
+		for _, m := range malformed {
+			fmt.Fprintln(os.Stderr, m)
+		}
+		if nMalformed > 0 {
+			return fmt.Errorf("%d bad lines (listed above), %s fit to send; nothing was sent (--check)", nMalformed, nEvents(total))
+		}
+		fmt.Fprintf(stdout, "%s fit to send; nothing was sent (--check)\n", nEvents(total))
+		return nil
 	}
 	if nMalformed > 0 {
 		if total > 0 {
@@ -532,23 +565,36 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 // error's field violations) on w, and returns the error: the first bad line, and how the file
 // stands (the batches before it were accepted, this one and those after it were not sent).
 func batchRefused(w io.Writer, err error, lines []int, accepted int) error {
+	bad, total, ok := badLines(err, lines)
+	if !ok {
+		return fmt.Errorf("the batch of lines %d-%d was refused (events before it accepted: %d): %w", lines[0], lines[len(lines)-1], accepted, err)
+	}
+	for _, b := range bad {
+		fmt.Fprintln(w, b)
+	}
+	return fmt.Errorf("%s%s: the batch of lines %d-%d was refused whole, nothing of it sent (events before it accepted: %d); fix the lines and send the file from line %d",
+		bad[0], moreAbove(len(bad), total, "bad line"), lines[0], lines[len(lines)-1], accepted, lines[0])
+}
+
+// badLines are the field violations of an InvalidArgument error from Ingest, each naming the
+// file's line of its events[i] (lines[i]), and how many the API counted (it lists at most 100);
+// false for another error.
+func badLines(err error, lines []int) (bad []string, total int, ok bool) {
 	var ce *connect.Error
 	if !errors.As(err, &ce) || ce.Code() != connect.CodeInvalidArgument {
-		return fmt.Errorf("the batch of lines %d-%d (events before it accepted: %d): %w", lines[0], lines[len(lines)-1], accepted, err)
+		return nil, 0, false
 	}
-	var bad []string
 	for _, d := range ce.Details() {
 		v, derr := d.Value()
-		br, ok := v.(*errdetails.BadRequest)
-		if derr != nil || !ok {
+		br, isBR := v.(*errdetails.BadRequest)
+		if derr != nil || !isBR {
 			continue
 		}
 		for _, fv := range br.GetFieldViolations() {
 			where := fv.GetField()
 			var i int
-			var rest string
 			if k, _ := fmt.Sscanf(where, "events[%d]", &i); k == 1 && i >= 0 && i < len(lines) {
-				rest = strings.TrimPrefix(where[strings.Index(where, "]")+1:], ".")
+				rest := strings.TrimPrefix(where[strings.Index(where, "]")+1:], ".")
 				where = "line " + strconv.Itoa(lines[i])
 				if rest != "" {
 					where += ": " + rest
@@ -558,21 +604,16 @@ func batchRefused(w io.Writer, err error, lines []int, accepted int) error {
 		}
 	}
 	if len(bad) == 0 {
-		return fmt.Errorf("the batch of lines %d-%d was refused (events before it accepted: %d): %w", lines[0], lines[len(lines)-1], accepted, err)
+		return nil, 0, false
 	}
-	for _, b := range bad {
-		fmt.Fprintln(w, b)
-	}
-	total := len(bad)
-	if i := strings.Index(ce.Message(), " (and "); i >= 0 { // the API lists at most 100 and counts them all
+	total = len(bad)
+	if i := strings.Index(ce.Message(), " (and "); i >= 0 {
 		var n int
 		if k, _ := fmt.Sscanf(ce.Message()[i:], " (and %d more violations", &n); k == 1 {
 			total = max(total, n+1)
 		}
 	}
-	more := moreAbove(len(bad), total, "bad line")
-	return fmt.Errorf("%s%s: the batch of lines %d-%d was refused whole, nothing of it sent (events before it accepted: %d); fix the lines and send the file from line %d",
-		bad[0], more, lines[0], lines[len(lines)-1], accepted, lines[0])
+	return bad, total, true
 }
 
 // moreAbove says, after the first of total lines of a kind (what: "bad line"), how many more are
@@ -614,4 +655,22 @@ func readLine(br *bufio.Reader, max int) (line []byte, tooLong bool, err error) 
 		}
 		return bytes.TrimRight(line, "\r\n"), tooLong, err
 	}
+}
+
+// sortByLine orders "line N: ..." messages by N.
+func sortByLine(ms []string) {
+	n := func(m string) int {
+		var i int
+		_, _ = fmt.Sscanf(m, "line %d", &i)
+		return i
+	}
+	slices.SortStableFunc(ms, func(a, b string) int { return n(a) - n(b) })
+}
+
+// nEvents is "1 event" or "n events".
+func nEvents(n int) string {
+	if n == 1 {
+		return "1 event"
+	}
+	return strconv.Itoa(n) + " events"
 }

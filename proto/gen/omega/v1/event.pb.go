@@ -122,7 +122,10 @@ func (x *Event) GetAttrs() *structpb.Struct {
 type IngestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Up to 1000 events.
-	Events        []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	Events []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Validate every event as Ingest would, and produce none: a caller (or omega events send
+	// --check) checks a batch before sending it. accepted then counts the events that would be.
+	ValidateOnly  bool `protobuf:"varint,2,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -162,6 +165,13 @@ func (x *IngestRequest) GetEvents() []*Event {
 		return x.Events
 	}
 	return nil
+}
+
+func (x *IngestRequest) GetValidateOnly() bool {
+	if x != nil {
+		return x.ValidateOnly
+	}
+	return false
 }
 
 type IngestResponse struct {
@@ -220,9 +230,10 @@ const file_omega_v1_event_proto_rawDesc = "" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x12\x17\n" +
 	"\aitem_id\x18\x04 \x01(\tR\x06itemId\x12*\n" +
 	"\x02ts\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02ts\x12-\n" +
-	"\x05attrs\x18\x06 \x01(\v2\x17.google.protobuf.StructR\x05attrs\"8\n" +
+	"\x05attrs\x18\x06 \x01(\v2\x17.google.protobuf.StructR\x05attrs\"]\n" +
 	"\rIngestRequest\x12'\n" +
-	"\x06events\x18\x01 \x03(\v2\x0f.omega.v1.EventR\x06events\",\n" +
+	"\x06events\x18\x01 \x03(\v2\x0f.omega.v1.EventR\x06events\x12#\n" +
+	"\rvalidate_only\x18\x02 \x01(\bR\fvalidateOnly\",\n" +
 	"\x0eIngestResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\x05R\baccepted2M\n" +
 	"\fEventService\x12=\n" +
