@@ -146,6 +146,8 @@ func TestSay(t *testing.T) {
 		{"holdout", &omegav1.AuditRecord{Kind: "split", Outcome: "holdout"}, "put in the control group (holdout): nothing is sent"},
 		{"converted", &omegav1.AuditRecord{Kind: "converted", Outcome: "order_paid"}, "converted by order_paid"},
 		{"routed", &omegav1.AuditRecord{Kind: "routed", Outcome: "v3"}, "routed to journey version 3"},
+		{"waiting", &omegav1.AuditRecord{Kind: "waiting", Outcome: "waiting", Reason: "wait up to 24h for push_open (step wait_open), until 2026-12-03T10:00:00Z"},
+			"began to wait: wait up to 24h for push_open (step wait_open), until 2026-12-03T10:00:00Z"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { require.Equal(t, tc.want, console.Say(tc.rec)) })
 	}

@@ -48,6 +48,8 @@ func Say(r *omegav1.AuditRecord) string {
 			retry = " (retryable)"
 		}
 		return "the send failed" + on + why + retry
+	case "waiting":
+		return "began to wait" + why
 	case "waited":
 		return "waited" + why
 	case "responded":
