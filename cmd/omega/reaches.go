@@ -478,7 +478,7 @@ func runEvents(ctx context.Context, cfg config, args []string, stdout io.Writer)
 		total += n
 		batch, lines, size = batch[:0], lines[:0], 0
 		if *check {
-			fmt.Fprintf(os.Stderr, "\rchecked %d", total)
+			fmt.Fprintf(os.Stderr, "\rchecked %d lines", line)
 		} else {
 			fmt.Fprintf(os.Stderr, "\raccepted %d", total)
 		}
