@@ -1,12 +1,17 @@
 package cep
 
 import (
+	"cmp"
+	"math"
+	"strings"
+
 	"cel.dev/cel-go/cel"
 	celast "cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/operators"
 	"cel.dev/cel-go/common/types"
 
 	"github.com/omegareach/omega/event"
+	"github.com/omegareach/omega/internal/spec"
 )
 
 // Most conditions growth teams write compare an event field with a literal
@@ -79,7 +84,7 @@ func compileNative(a *cel.Ast) nativeCond {
 			return false
 		}
 		cmp := nativeCmp{op: op}
-		switch p := selectPath(path); {
+		switch p := spec.SelectPath(path); {
 		case len(p) == 3 && p[0] == "event" && p[1] == "attrs":
 			cmp.attr = p[2]
 		case len(p) == 2 && p[0] == "event" && eventStrings[p[1]]:
@@ -117,26 +122,6 @@ func compileNative(a *cel.Ast) nativeCond {
 		return nil
 	}
 	return out
-}
-
-// selectPath is the names of a field selection (event.attrs.price), nil for any other expression.
-func selectPath(e celast.Expr) []string {
-	var path []string
-	for {
-		switch e.Kind() {
-		case celast.SelectKind:
-			s := e.AsSelect()
-			if s.IsTestOnly() {
-				return nil
-			}
-			path = append([]string{s.FieldName()}, path...)
-			e = s.Operand()
-		case celast.IdentKind:
-			return append([]string{e.AsIdent()}, path...)
-		default:
-			return nil
-		}
-	}
 }
 
 // decide evaluates the conjunction on e: fails as soon as a term fails or reads a missing
@@ -177,27 +162,15 @@ func (c *nativeCmp) decide(e *event.Event) verdict {
 	var r int // the field's value against the literal: -1, 0, 1
 	switch x := v.(type) {
 	case float64:
-		if c.kind != 'n' {
+		if c.kind != 'n' || math.IsNaN(x) { // NaN, which JSON cannot carry: left to CEL
 			return undecided
 		}
-		switch {
-		case x < c.num:
-			r = -1
-		case x > c.num:
-			r = 1
-		case x != c.num: // NaN, which JSON cannot carry: leave it to CEL
-			return undecided
-		}
+		r = cmp.Compare(x, c.num)
 	case string:
 		if c.kind != 's' {
 			return undecided
 		}
-		switch {
-		case x < c.str:
-			r = -1
-		case x > c.str:
-			r = 1
-		}
+		r = strings.Compare(x, c.str)
 	case bool:
 		if c.kind != 'b' {
 			return undecided

@@ -1,12 +1,7 @@
 package e2e_test
 
 import (
-	"bytes"
-	"fmt"
-	"net"
 	"net/url"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -32,28 +27,8 @@ func TestIngestThroughPostgreSQLOutage(t *testing.T) {
 	viaProxy := *pgu
 	viaProxy.Host = px.Addr()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	apiProc := exec.Command(bin, "api")
-	apiProc.Env = p.stackEnv("OMEGA_API_ADDR="+addr, "OMEGA_PG_URL="+viaProxy.String())
-	apiProc.Stdout, apiProc.Stderr = testWriter{t}, testWriter{t}
-	require.NoError(t, apiProc.Start())
-	t.Cleanup(func() { _ = apiProc.Process.Signal(os.Interrupt); _ = apiProc.Wait() })
-	waitAPI(t, addr)
-
-	omega := func(key string, args ...string) (string, error) {
-		cmd := exec.Command(bin, args...)
-		cmd.Env = p.stackEnv("OMEGA_API_URL=http://"+addr, "OMEGA_API_KEY="+key)
-		var out, errOut bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		err := cmd.Run()
-		if err != nil {
-			err = fmt.Errorf("omega %s: %w: %s", strings.Join(args, " "), err, errOut.String())
-		}
-		return out.String(), err
-	}
+	addr := p.startAPIProcess(t, bin, "OMEGA_PG_URL="+viaProxy.String())
+	omega := p.omegaWithKey(bin, addr)
 	create := func(name string) string {
 		out, err := omega("", "apikey", "create", "--name", p.id+"-"+name, "--scopes", "ingest")
 		require.NoError(t, err)

@@ -1,13 +1,8 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -83,17 +78,7 @@ func TestEventCatalogue(t *testing.T) {
 	require.NoError(t, err)
 	p.run(st)
 
-	omega := func(env []string, args ...string) (string, error) {
-		cmd := exec.Command(bin, args...)
-		cmd.Env = p.stackEnv(env...)
-		var out, errOut bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		err := cmd.Run()
-		if err != nil {
-			err = fmt.Errorf("omega %s: %w: %s", strings.Join(args, " "), err, errOut.String())
-		}
-		return out.String(), err
-	}
+	omega := p.omegaCLI(bin)
 	out, err := omega(nil, "events", "types", "apply", "-f", dir+"/event-types")
 	require.NoError(t, err)
 	require.Contains(t, out, "coupon_claimed")
@@ -152,16 +137,7 @@ func TestEventCatalogue(t *testing.T) {
 		"the undeclared coupon_shared is counted")
 
 	// Ingest through `omega api` checks the schema; a valid claim goes through Kafka to a reach.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	apiProc := exec.Command(bin, "api")
-	apiProc.Env = p.stackEnv("OMEGA_API_ADDR="+addr, "OMEGA_EVENTS_TOPIC="+p.topic)
-	apiProc.Stdout, apiProc.Stderr = testWriter{t}, testWriter{t}
-	require.NoError(t, apiProc.Start())
-	t.Cleanup(func() { _ = apiProc.Process.Signal(os.Interrupt); _ = apiProc.Wait() })
-	waitAPI(t, addr)
+	addr := p.startAPIProcess(t, bin, "OMEGA_EVENTS_TOPIC="+p.topic)
 	key, err := omega(nil, "apikey", "create", "--name", p.id+"-catalogue", "--scopes", "ingest")
 	require.NoError(t, err)
 	apiEnv := []string{"OMEGA_API_URL=http://" + addr, "OMEGA_API_KEY=" + strings.TrimSpace(key)}

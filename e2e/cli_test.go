@@ -64,6 +64,48 @@ func waitAPI(t *testing.T, addr string) {
 	}, 30*time.Second, 100*time.Millisecond, "omega api is up")
 }
 
+// startAPIProcess runs `omega api` (bin) as a process on a free port, with the stack's
+// environment and env over it, until the test ends; it returns its address once it answers.
+func (p *pipeline) startAPIProcess(t *testing.T, bin string, env ...string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	apiProc := exec.Command(bin, "api")
+	apiProc.Env = p.stackEnv(append([]string{"OMEGA_API_ADDR=" + addr}, env...)...)
+	apiProc.Stdout, apiProc.Stderr = testWriter{t}, testWriter{t}
+	require.NoError(t, apiProc.Start())
+	t.Cleanup(func() { _ = apiProc.Process.Signal(os.Interrupt); _ = apiProc.Wait() })
+	waitAPI(t, addr)
+	return addr
+}
+
+// omegaCLI runs the omega CLI (bin) with the stack's environment and env over it, and returns
+// its output; its error carries the CLI's stderr.
+func (p *pipeline) omegaCLI(bin string) func(env []string, args ...string) (string, error) {
+	return func(env []string, args ...string) (string, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = p.stackEnv(env...)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		if err != nil {
+			err = fmt.Errorf("omega %s: %w: %s", strings.Join(args, " "), err, errOut.String())
+		}
+		return out.String(), err
+	}
+}
+
+// omegaWithKey runs the omega CLI (bin) against the API at addr with an API key, as an
+// operator does.
+func (p *pipeline) omegaWithKey(bin, addr string) func(key string, args ...string) (string, error) {
+	run := p.omegaCLI(bin)
+	return func(key string, args ...string) (string, error) {
+		return run([]string{"OMEGA_API_URL=http://" + addr, "OMEGA_API_KEY=" + key}, args...)
+	}
+}
+
 // stackEnv is the environment the omega processes of a test get.
 func (p *pipeline) stackEnv(extra ...string) []string {
 	return append(append(os.Environ(), "OMEGA_TEMPORAL_ADDR="+p.env.TemporalAddr, "OMEGA_REDIS_ADDR="+p.env.RedisAddr,
@@ -85,28 +127,8 @@ func TestOperatorCLI(t *testing.T) {
 	require.NoError(t, err)
 	p.startWorkerWith(journeys)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	apiProc := exec.Command(bin, "api")
-	apiProc.Env = p.stackEnv("OMEGA_API_ADDR=" + addr)
-	apiProc.Stdout, apiProc.Stderr = testWriter{t}, testWriter{t}
-	require.NoError(t, apiProc.Start())
-	t.Cleanup(func() { _ = apiProc.Process.Signal(os.Interrupt); _ = apiProc.Wait() })
-	waitAPI(t, addr)
-
-	omega := func(key string, args ...string) (string, error) {
-		cmd := exec.Command(bin, args...)
-		cmd.Env = p.stackEnv("OMEGA_API_URL=http://"+addr, "OMEGA_API_KEY="+key)
-		var out, errOut bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		err := cmd.Run()
-		if err != nil {
-			err = fmt.Errorf("omega %s: %w: %s", strings.Join(args, " "), err, errOut.String())
-		}
-		return out.String(), err
-	}
+	addr := p.startAPIProcess(t, bin)
+	omega := p.omegaWithKey(bin, addr)
 	name := p.id + "-ops"
 	out, err := omega("", "apikey", "create", "--name", name, "--scopes", "trigger,read")
 	require.NoError(t, err)

@@ -49,7 +49,7 @@ func CheckCondition(a *cel.Ast, vars Fields, attrKind func(path, attr string) st
 	if err != nil || a.OutputType() != cel.DynType {
 		return err
 	}
-	path := selectPath(root)
+	path := SelectPath(root)
 	kind := pathKind(path, vars, attrKind)
 	if kind == "" || kind == "bool" || kind == "any" {
 		return nil
@@ -57,9 +57,9 @@ func CheckCondition(a *cel.Ast, vars Fields, attrKind func(path, attr string) st
 	return fmt.Errorf("%s is a %s, never true: compare it (%s == ...)", strings.Join(path, "."), kind, strings.Join(path, "."))
 }
 
-// selectPath is the names of a condition that is one field selection (event.attrs.vip), nil for
+// SelectPath is the names of a condition that is one field selection (event.attrs.vip), nil for
 // any other.
-func selectPath(e celast.Expr) []string {
+func SelectPath(e celast.Expr) []string {
 	var path []string
 	for {
 		switch e.Kind() {
@@ -118,7 +118,7 @@ func checkComparisons(root celast.Expr, vars Fields, attrKind func(path, attr st
 			if lit.Kind() != celast.LiteralKind {
 				continue
 			}
-			path := selectPath(arg)
+			path := SelectPath(arg)
 			kind := pathKind(path, vars, attrKind)
 			litKind := literalKind(lit)
 			if kind != "string" && kind != "number" && kind != "bool" || litKind == "" || litKind == kind {
