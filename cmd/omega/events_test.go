@@ -90,6 +90,7 @@ func TestEventsSendNamesBadLines(t *testing.T) {
 		err = runEvents(context.Background(), cfg, []string{"send", "-f", path}, &bytes.Buffer{})
 	})
 	require.ErrorContains(t, err, "line 3: not an event: longer than 1048576 bytes (an event is at most 65536): nothing from line 1 on was sent")
+	require.Equal(t, "line 3: not an event: longer than 1048576 bytes (an event is at most 65536)\n", stderr, "the line is named, not printed")
 
 	// Events too large to go 1,000 to a call go in smaller batches (the API takes 4 MiB a call).
 	var big []string
