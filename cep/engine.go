@@ -176,7 +176,7 @@ func tag(v string) string {
 }
 
 func (e *engine) stateKey(r *compiledRule, key, kind string) string {
-	return e.prefix + ":" + tag(key) + ":r:" + r.ID + ":v" + strconv.Itoa(r.stateVersion()) + ":" + kind
+	return e.prefix + ":" + tag(key) + ":r:" + r.ID + ":v" + strconv.Itoa(r.StateFrom()) + ":" + kind
 }
 
 func ms(t time.Time) int64         { return t.UnixMilli() }
@@ -341,7 +341,7 @@ func (e *engine) plan(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, va
 		}
 		if r.steps[0].test(ev, vars) {
 			absStartScript.Run(ctx, pipe, keys, ts, ev.EventID, at, msd(r.Within.D()))
-			entry, _ := json.Marshal(timerEntry{Rule: r.ID, Version: r.stateVersion(), Key: key, EventID: ev.EventID,
+			entry, _ := json.Marshal(timerEntry{Rule: r.ID, Version: r.StateFrom(), Key: key, EventID: ev.EventID,
 				UserID: ev.UserID, ItemID: ev.ItemID, Type: ev.Type, TS: ev.TS, Attrs: ev.Attrs})
 			pipe.ZAdd(ctx, e.timerSet(timerShard(r, key))[0], redis.Z{Score: float64(ts + msd(r.Within.D())), Member: string(entry)})
 		}

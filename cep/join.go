@@ -17,11 +17,11 @@ import (
 )
 
 func (e *engine) joinKey(r *compiledRule, item string) string {
-	return e.prefix + ":" + tag(item) + ":r:" + r.ID + ":v" + strconv.Itoa(r.stateVersion()) + ":links"
+	return e.prefix + ":" + tag(item) + ":r:" + r.ID + ":v" + strconv.Itoa(r.StateFrom()) + ":links"
 }
 
 func (e *engine) triggersKey(r *compiledRule, item string) string {
-	return e.prefix + ":" + tag(item) + ":r:" + r.ID + ":v" + strconv.Itoa(r.stateVersion()) + ":triggers"
+	return e.prefix + ":" + tag(item) + ":r:" + r.ID + ":v" + strconv.Itoa(r.StateFrom()) + ":triggers"
 }
 
 // lateLink is a link whose user may have missed a trigger processed before it, or (unlink) an
@@ -245,7 +245,7 @@ func fanMatch(r *compiledRule, trigger *event.Event, user string, now time.Time)
 }
 
 func (e *engine) fanKey(r *compiledRule, trigger *event.Event) string {
-	return e.prefix + ":" + tag(trigger.ItemID) + ":r:" + r.ID + ":v" + strconv.Itoa(r.stateVersion()) + ":fan:" + trigger.EventID
+	return e.prefix + ":" + tag(trigger.ItemID) + ":r:" + r.ID + ":v" + strconv.Itoa(r.StateFrom()) + ":fan:" + trigger.EventID
 }
 
 // fanPage reads users [from, from+n) of a fan-out snapshot.

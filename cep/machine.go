@@ -461,7 +461,7 @@ func instKey(r *compiledRule, kind, key string) string {
 // appendInstKey appends the key of rule r's instance of kind for key to b.
 func appendInstKey(b []byte, r *compiledRule, kind, key string) []byte {
 	if r.instPrefix == "" { // a rule compiled before the prefix was cached (never in the stage)
-		b = append(append(append(b, r.ID...), ":v"...), strconv.Itoa(r.stateVersion())...)
+		b = append(append(append(b, r.ID...), ":v"...), strconv.Itoa(r.StateFrom())...)
 		b = append(b, ':')
 	} else {
 		b = append(b, r.instPrefix...)

@@ -82,8 +82,8 @@ type Rule struct {
 	StateVersion int `json:"state_version,omitempty"`
 }
 
-// stateVersion is the version that names r's pattern state.
-func (r Rule) stateVersion() int {
+// StateFrom is the version that names r's pattern state: its StateVersion, else its own.
+func (r Rule) StateFrom() int {
 	if r.StateVersion > 0 {
 		return r.StateVersion
 	}
@@ -120,7 +120,7 @@ func ContinuedState(prev, r Rule) int {
 	if reflect.DeepEqual(a, b) {
 		return prev.StateVersion
 	}
-	return prev.stateVersion()
+	return prev.StateFrom()
 }
 
 // Step is one event of a pattern: its type and an optional CEL condition over `event`.
@@ -301,7 +301,7 @@ func compileWith(r Rule, cat Catalog) (compiledRule, error) {
 	case r.Rollout < 0 || r.Rollout > 100:
 		return fail("rollout", "a percentage: 0 (everyone) to 100")
 	}
-	c := compiledRule{Rule: r, types: map[string]bool{}, instPrefix: r.ID + ":v" + strconv.Itoa(r.stateVersion()) + ":"}
+	c := compiledRule{Rule: r, types: map[string]bool{}, instPrefix: r.ID + ":v" + strconv.Itoa(r.StateFrom()) + ":"}
 	for i, f := range strings.Split(r.Key, "+") {
 		f = strings.TrimSpace(f)
 		if f != "user" && f != "item" && !(strings.HasPrefix(f, "attrs.") && len(f) > len("attrs.")) {

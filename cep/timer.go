@@ -139,7 +139,7 @@ func (e *engine) fireDueOnce(ctx context.Context, rules []compiledRule, set [2]s
 			continue
 		}
 		r := byID[t.Rule]
-		if r == nil || r.stateVersion() != t.Version {
+		if r == nil || r.StateFrom() != t.Version {
 			// The rule was disabled or replaced: its instances end with it (documented).
 			pipe.ZRem(ctx, set[1], m)
 			continue

@@ -206,4 +206,14 @@ func TestRulesApplySaysWhatBecomesOfOpenWindows(t *testing.T) {
 	require.Contains(t, apply(doc("10m", "a")), "created  -")
 	require.Contains(t, apply(doc("10m", "b")), "updated  carried on from v1 (pattern unchanged)")
 	require.Contains(t, apply(doc("20m", "b")), "updated  start afresh (pattern changed)")
+
+	// Activating an older version says the same.
+	activate := func(v string) string {
+		var out bytes.Buffer
+		require.NoError(t, runRules(context.Background(), cfg, []string{"activate", id, v}, &out))
+		return out.String()
+	}
+	require.Equal(t, "activated "+id+" version 2 (its pattern differs from version 3's: those open windows end)\n", activate("2"))
+	require.Equal(t, "activated "+id+" version 1 (open windows carried on from v1)\n", activate("1"))
+	require.Equal(t, "activated "+id+" version 1\n", activate("1"))
 }

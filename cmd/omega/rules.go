@@ -287,10 +287,27 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 			if err != nil {
 				return err
 			}
+			prev, err := st.Get(ctx, id)
+			if err != nil && !errors.Is(err, cep.ErrRuleNotFound) {
+				return err
+			}
 			if err := st.Activate(ctx, id, v); err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "activated %s version %d\n", id, v)
+			now, err := st.Version(ctx, id, v)
+			if err != nil {
+				return err
+			}
+			// What becomes of the open windows of the version it replaces.
+			windows := ""
+			switch {
+			case prev.Version == 0 || prev.Version == v:
+			case prev.StateFrom() == now.StateFrom():
+				windows = fmt.Sprintf(" (open windows carried on from v%d)", now.StateFrom())
+			default:
+				windows = fmt.Sprintf(" (its pattern differs from version %d's: those open windows end)", prev.Version)
+			}
+			fmt.Fprintf(stdout, "activated %s version %d%s\n", id, v, windows)
 			return nil
 		default:
 			if fs.NArg() != 1 {
