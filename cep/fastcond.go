@@ -222,6 +222,3 @@ func (v *condVars) get() map[string]any {
 	}
 	return v.m
 }
-
-// varsOf are e's variables as a condition reads them (tests and dry runs).
-func varsOf(e *event.Event, withTS bool) *condVars { return &condVars{ev: e, withTS: withTS} }

@@ -10,6 +10,9 @@ import (
 	"github.com/omegareach/omega/event"
 )
 
+// varsOf are e's variables as a condition reads them, no profile loaded.
+func varsOf(e *event.Event, withTS bool) *condVars { return &condVars{ev: e, withTS: withTS} }
+
 // celHolds is the step's condition as CEL alone decides it on e (an error is no match).
 func celHolds(t *testing.T, s compiledStep, e *event.Event) bool {
 	t.Helper()
