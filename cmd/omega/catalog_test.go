@@ -207,6 +207,15 @@ func TestRulesApplySaysWhatBecomesOfOpenWindows(t *testing.T) {
 	require.Contains(t, apply(doc("10m", "b")), "updated  carried on from v1 (pattern unchanged)")
 	require.Contains(t, apply(doc("20m", "b")), "updated  start afresh (pattern changed)")
 
+	// A draft says what its activation would do now.
+	draft := func(path string) string {
+		var out bytes.Buffer
+		require.NoError(t, runRules(context.Background(), cfg, []string{"apply", "--draft", "-f", path}, &out))
+		return out.String()
+	}
+	require.Contains(t, draft(doc("20m", "c")), "if activated now: carried on from v3 (pattern unchanged)")
+	require.Contains(t, draft(doc("30m", "c")), "if activated now: start afresh (pattern changed)")
+
 	// Activating an older version says the same.
 	activate := func(v string) string {
 		var out bytes.Buffer

@@ -225,14 +225,9 @@ func runRules(ctx context.Context, cfg config, args []string, stdout io.Writer) 
 				return err
 			}
 			ar := appliedRule{Applied: a, OpenState: "-"}
-			if a.Status == "updated" {
-				v, err := st.Version(ctx, a.ID, a.Version)
-				if err != nil {
+			if a.Status == "updated" || a.Status == "draft" {
+				if ar.OpenState, err = openWindowsOf(ctx, st, a); err != nil {
 					return err
-				}
-				ar.OpenState = "start afresh (pattern changed)"
-				if v.StateVersion > 0 {
-					ar.OpenState = fmt.Sprintf("carried on from v%d (pattern unchanged)", v.StateVersion)
 				}
 			}
 			applied = append(applied, ar)
@@ -571,4 +566,28 @@ func validateOffline(r cep.Rule, cat cep.Catalog) error {
 		return rerr
 	}
 	return fmt.Errorf("%w (offline, only the demo journeys are known: pass yours with --journeys DIR)", err)
+}
+
+// openWindowsOf says what becomes of the open windows of the active version before a: carried on
+// when a keeps its pattern (the rule store set its StateVersion), else they end. For a draft, that
+// is what its activation would do now; a draft of a rule with no active version has none.
+func openWindowsOf(ctx context.Context, st *cep.RuleStore, a cep.Applied) (string, error) {
+	v, err := st.Version(ctx, a.ID, a.Version)
+	if err != nil {
+		return "", err
+	}
+	what := "start afresh (pattern changed)"
+	if v.StateVersion > 0 {
+		what = fmt.Sprintf("carried on from v%d (pattern unchanged)", v.StateVersion)
+	}
+	if a.Status != "draft" {
+		return what, nil
+	}
+	switch _, err := st.Get(ctx, a.ID); {
+	case errors.Is(err, cep.ErrRuleNotFound):
+		return "-", nil
+	case err != nil:
+		return "", err
+	}
+	return "if activated now: " + what, nil
 }
