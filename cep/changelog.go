@@ -299,16 +299,14 @@ func (c *changelog) prepare(m *machine, next int64) commitPlan {
 	}
 	pl := commitPlan{from: "0", next: next, wm: m.wm}
 	w := newRecord(c.buf)
+	w.compressing(c.zbuf)
 	changed := len(m.dirty)
 	m.encodeDirty(w)
 	m.clean()
-	c.buf = w.b
 	if !w.empty() {
-		pl.rec = compressRecord(c.zbuf, w.b)
-		if &pl.rec[0] != &w.b[0] {
-			c.zbuf = pl.rec[:cap(pl.rec)]
-		}
+		pl.rec, c.zbuf = w.compressed()
 	}
+	c.buf = w.b
 	b := c.building
 	if b == nil {
 		return pl
@@ -319,6 +317,7 @@ func (c *changelog) prepare(m *machine, next int64) commitPlan {
 	}
 	done := b.done
 	pw := newRecord(c.pieceBuf)
+	pw.compressing(c.pieceZ)
 	end := min(len(b.blocks), done+max(c.piece, 2*changed))
 	// Sized in a pass of its own, which also reads each block's header: the blocks, untouched for
 	// a while, come into the cache together (their reads do not wait on each other) rather than
@@ -336,11 +335,8 @@ func (c *changelog) prepare(m *machine, next int64) commitPlan {
 			pw.put(bl.key(), bl.raw())
 		}
 	}
+	pl.piece, c.pieceZ = pw.compressed()
 	c.pieceBuf = pw.b
-	pl.piece = compressRecord(c.pieceZ, pw.b)
-	if &pl.piece[0] != &pw.b[0] {
-		c.pieceZ = pl.piece[:cap(pl.piece)]
-	}
 	pl.done = done
 	if done == len(b.blocks) {
 		pl.last, pl.from = token, strconv.FormatInt(b.from, 10)

@@ -49,6 +49,44 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 }
 
+// A record compressed as it is written (a chunk at a time, the chunks' S2 blocks one block)
+// reads back as written, whatever its size: small and left as is, one chunk, many chunks, an
+// entry longer than a chunk.
+func TestRecordCompressedAsWritten(t *testing.T) {
+	samples := sampleInstances()
+	big := &instance{Exp: 1}
+	for i := range s2Chunk / 8 {
+		big.Seen = append(big.Seen, seen{TS: int64(i), ID: fmt.Sprintf("e%07d", i)})
+	}
+	for _, n := range []int{1, 200, 2_000, 20_000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			want := map[string]*instance{}
+			plain, z := newRecord(nil), newRecord(nil)
+			z.compressing(nil)
+			for i := range n {
+				k := fmt.Sprintf("r:v1:count:u%d", i)
+				in := samples["r:v1:count:u"]
+				if i == n/2 && n > 1 {
+					in = big
+				}
+				want[k] = in
+				plain.put(k, appendInstance(nil, in))
+				z.put(k, appendInstance(nil, in))
+			}
+			rec, _ := z.compressed()
+			if n == 1 {
+				require.Equal(t, plain.b, rec, "a small record stays as written")
+			} else {
+				require.Equal(t, byte(recordS2), rec[0])
+				require.Less(t, len(rec), len(plain.b)/2, "compressed")
+			}
+			m := newMachine(0)
+			require.NoError(t, apply(m, rec))
+			require.Equal(t, want, m.instances())
+		})
+	}
+}
+
 func FuzzRecord(f *testing.F) {
 	w := newRecord(nil)
 	for k, in := range sampleInstances() {
