@@ -20,7 +20,7 @@ import (
 //  1. decode (bad records to the dead-letter topic), skip what the restored state has seen;
 //  2. compute the matches in memory: each event advances its rules' instances, then the
 //     watermark, then fires the timers the watermark passed (shared state in Redis for joins and
-//     rules not keyed on the user);
+//     rules not keyed on the user: sent first, its round trip passing while the machine computes);
 //  3. start the reaches (workflow IDs derived from the matches collapse a replay's duplicates),
 //     route responses, write tracking records;
 //  4. make the partition's state durable (changelog commit, fenced), with the next offset;
@@ -136,9 +136,43 @@ func anyReadsTS(rules []compiledRule, js []int) bool {
 	return false
 }
 
-// compute runs step 2 for evs (in partition order; appended[i] is the broker's time of evs[i], or
-// zero). The machine's part cannot fail; the shared part is retried by the caller through
-// shared().
+// sharedOf lists the events of evs for the rules whose state is shared in Redis (joins, rules not
+// keyed on the user: ownedByPartition), in event order then rule order (appended[i] is the
+// broker's time of evs[i], or zero). They are step 2's shared part, sent to Redis while the
+// machine computes the rest (engine.goShared).
+func sharedOf(rules []compiledRule, evs []event.Event, appended []time.Time, profiles map[string]map[string]any) []sharedItem {
+	byType := rulesByType(rules)
+	var out []sharedItem
+	for i := range evs {
+		ev := &evs[i]
+		var vars *condVars
+		for _, j := range byType[ev.Type] {
+			r := &rules[j]
+			if ownedByPartition(r) {
+				continue
+			}
+			if vars == nil && r.hasCond { // a step without a condition reads no variables
+				vars = newCondVars(rules, byType[ev.Type], ev, profiles)
+			}
+			var at time.Time
+			if appended != nil {
+				at = appended[i]
+			}
+			out = append(out, sharedItem{rule: r, ev: ev, vars: vars, at: at})
+		}
+	}
+	return out
+}
+
+// newCondVars are the condition variables of ev, one of whose rules js has a condition.
+func newCondVars(rules []compiledRule, js []int, ev *event.Event, profiles map[string]map[string]any) *condVars {
+	vars := &condVars{ev: ev, withTS: anyReadsTS(rules, js)}
+	vars.profile, vars.loaded = profiles[ev.UserID]
+	return vars
+}
+
+// compute runs step 2 for evs in the machine (in partition order; appended[i] is the broker's time
+// of evs[i], or zero): the rules the partition owns; the others' are sharedOf's. It cannot fail.
 //
 // A batch fires at most fireSlack more timers than its events set (negative: no bound), so it
 // keeps up with a steady stream and does not carry a restart's thousands of overdue timers (their
@@ -147,7 +181,7 @@ func anyReadsTS(rules []compiledRule, js []int) bool {
 // (Stage.idle). The timers' matches come after the events' in the batch's, so its events' reaches
 // start first.
 func (p *partition) compute(rules []compiledRule, evs []event.Event, appended []time.Time, profiles map[string]map[string]any,
-	now time.Time, fireSlack int) (local []workflows.Match, shared []sharedItem) {
+	now time.Time, fireSlack int) (local []workflows.Match) {
 	byID, byType := rulesByID(rules), rulesByType(rules)
 	armed0 := p.m.armed
 	var timers []workflows.Match
@@ -163,15 +197,13 @@ func (p *partition) compute(rules []compiledRule, evs []event.Event, appended []
 		var vars *condVars
 		for _, j := range byType[ev.Type] {
 			r := &rules[j]
+			if !ownedByPartition(r) {
+				continue // sharedOf's
+			}
 			if vars == nil && r.hasCond { // a step without a condition reads no variables
-				vars = &condVars{ev: ev, withTS: anyReadsTS(rules, byType[ev.Type])}
-				vars.profile, vars.loaded = profiles[ev.UserID]
+				vars = newCondVars(rules, byType[ev.Type], ev, profiles)
 			}
-			if ownedByPartition(r) {
-				local = append(local, p.m.apply(r, ev, vars, now)...)
-			} else {
-				shared = append(shared, sharedItem{rule: r, ev: ev, vars: vars, at: at})
-			}
+			local = append(local, p.m.apply(r, ev, vars, now)...)
 		}
 		p.m.observe(ev.TS, at)
 		limit := -1
@@ -181,19 +213,27 @@ func (p *partition) compute(rules []compiledRule, evs []event.Event, appended []
 		timers = append(timers, p.m.fire(byID, now, limit)...)
 	}
 	p.m.sweep()
-	return append(local, timers...), shared
+	return append(local, timers...)
 }
 
 // complete adds the shared state's matches to the machine's and applies re-entry. Safe to retry:
 // the shared scripts are idempotent per event and a match holds its own re-entry mark.
 //
-// prep (nil: none) sees the matches before the re-entry policies do: a match it suppresses
-// (stale) holds no re-entry mark.
+// early (nil: none) is the shared part already sent (engine.goShared): the first attempt takes its
+// answer, a retry sends the shared part again. prep (nil: none) sees the matches before the
+// re-entry policies do: a match it suppresses (stale) holds no re-entry mark.
 func (p *partition) complete(ctx context.Context, e *engine, rules []compiledRule, local []workflows.Match, shared []sharedItem,
-	now time.Time, prep func([]workflows.Match)) ([]workflows.Match, error) {
+	early *sharedCall, now time.Time, prep func([]workflows.Match)) ([]workflows.Match, error) {
 	matches := slices.Clip(local)
 	if len(shared) > 0 {
-		sm, jobs, err := e.processShared(ctx, rules, shared, now)
+		var sm []workflows.Match
+		var jobs []fanJob
+		var err error
+		if early != nil && !early.taken {
+			sm, jobs, err = early.take()
+		} else {
+			sm, jobs, err = e.processShared(ctx, rules, shared, now)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -212,8 +252,9 @@ func (p *partition) complete(ctx context.Context, e *engine, rules []compiledRul
 // process is compute and complete in one (dry runs and tests: no retries).
 func (p *partition) process(ctx context.Context, e *engine, rules []compiledRule, evs []event.Event, appended []time.Time,
 	profiles map[string]map[string]any, now time.Time) ([]workflows.Match, error) {
-	local, shared := p.compute(rules, evs, appended, profiles, now, -1)
-	return p.complete(ctx, e, rules, local, shared, now, nil)
+	shared := sharedOf(rules, evs, appended, profiles)
+	local := p.compute(rules, evs, appended, profiles, now, -1)
+	return p.complete(ctx, e, rules, local, shared, nil, now, nil)
 }
 
 // admit applies the re-entry policies: in the machine for the rules it owns, in Redis for the
@@ -614,8 +655,11 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 		return batchOut{}, err
 	}
 	now := time.Now().UTC()
-	local, shared := p.compute(rules, evs, appended, profiles, now, p.fireLimit())
-	matches, err := s.finish(ctx, p, rules, local, shared, now, func(ms []workflows.Match) {
+	// The shared part goes to Redis first, and its round trip passes while the machine computes.
+	shared := sharedOf(rules, evs, appended, profiles)
+	early := s.engine.goShared(ctx, rules, shared, now)
+	local := p.compute(rules, evs, appended, profiles, now, p.fireLimit())
+	matches, err := s.finish(ctx, p, rules, local, shared, early, now, func(ms []workflows.Match) {
 		annotate(good, ms)
 		s.markStale(ms, p.m.wm)
 	})
@@ -639,9 +683,9 @@ type batchOut struct {
 
 // finish completes the batch's matches, retried until Redis answers.
 func (s *Stage) finish(ctx context.Context, p *partition, rules []compiledRule, local []workflows.Match, shared []sharedItem,
-	now time.Time, prep func([]workflows.Match)) (ms []workflows.Match, err error) {
+	early *sharedCall, now time.Time, prep func([]workflows.Match)) (ms []workflows.Match, err error) {
 	err = retry(ctx, s.cfg.Log, "advance shared pattern state", func() (err error) {
-		ms, err = p.complete(ctx, s.engine, rules, local, shared, now, prep)
+		ms, err = p.complete(ctx, s.engine, rules, local, shared, early, now, prep)
 		return err
 	})
 	return ms, err
@@ -719,7 +763,7 @@ func (s *Stage) idle(ctx context.Context, p *partition, now time.Time, publish b
 		if len(fired) == 0 && !p.m.changed() && !publish {
 			return nil
 		}
-		matches, err := s.finish(ctx, p, rules, fired, nil, now.UTC(), func(ms []workflows.Match) { s.markStale(ms, p.m.wm) })
+		matches, err := s.finish(ctx, p, rules, fired, nil, nil, now.UTC(), func(ms []workflows.Match) { s.markStale(ms, p.m.wm) })
 		if err != nil {
 			return err
 		}
