@@ -143,6 +143,7 @@ func main() {
 	// pass consumes the whole topic once with design d, in a new consumer group under its own
 	// Redis key prefix, and deletes its keys after counting them.
 	pass := func(d, prefix, profile string) result {
+		quiesce(rdb)
 		runtime.GC()
 		var r result
 		switch d {
@@ -187,7 +188,7 @@ func main() {
 				p = *profile
 			}
 			r := pass(d, prefix, p)
-			progress("  %.0f events/s, %.0f per CPU-second, Redis %.1f CPU s, %d matches, %d page faults", r.perSec(), r.perCPU(), r.redis.cpu.Seconds(), r.matches, r.faults)
+			progress("  %.0f events/s, %.0f per CPU-second, Redis %.1f CPU s, %d matches, %d page faults, %d Redis forks", r.perSec(), r.perCPU(), r.redis.cpu.Seconds(), r.matches, r.faults, r.redis.forks)
 			res[d] = append(res[d], r)
 		}
 	}

@@ -127,7 +127,10 @@ func report(in reportInput) {
 		"a long-running consumer's is: a first touch of a page of memory costs about 11 µs on this host, and without " +
 		"it the stage (whose state grows by the instances below in a couple of seconds) ran on memory the runtime had " +
 		"returned to the system during the slow designs' passes, the ceiling (run right after the stage) on mapped " +
-		"pages. The clock, this process's CPU and Redis' counters run from the " +
+		"pages. Each pass starts with Redis running no AOF rewrite, its AOF compacted if the passes before grew it " +
+		"(the previous engine writes about 200 MB of it a pass): Redis' own rewrite, a fork whose child takes one of " +
+		"the two cores for seconds, then never starts inside a pass (Redis forks during each measured pass are in the " +
+		"list of passes below). The clock, this process's CPU and Redis' counters run from the " +
 		"first batch handled (the stage: its first durable commit) to the last event handled (the stage: committed).\n\n")
 	p("| design | events/s (wall) | events per CEP CPU-second | Redis CPU µs per event | events per CPU-second of CEP + Redis | Redis commands per event (inside scripts too) | GC share of CEP CPU | Redis memory grown | Redis keys | live matches | shadow matches |\n")
 	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -141,7 +144,7 @@ func report(in reportInput) {
 			mib(int64(medOf(rs, func(r result) float64 { return float64(r.redis.memory) }))), m.keys, m.matches, m.shadow)
 	}
 	p("\nEvery pass, in order (events/s wall; events per CEP CPU-second; the rest of the machine's CPU in cores: the " +
-		"broker, the idle stack, anything else; the warm-up pass before it in brackets, events/s wall and per CEP CPU-second):\n\n")
+		"broker, the idle stack, anything else; Redis forks during the pass; the warm-up pass before it in brackets, events/s wall and per CEP CPU-second):\n\n")
 	for _, d := range designs {
 		var parts []string
 		for i, r := range in.res[d] {
@@ -149,7 +152,7 @@ func report(in reportInput) {
 			if i < len(in.warm[d]) {
 				w = fmt.Sprintf(" [%.0f; %.0f]", in.warm[d][i].perSec(), in.warm[d][i].perCPU())
 			}
-			parts = append(parts, fmt.Sprintf("%.0f; %.0f; %.2f%s", r.perSec(), r.perCPU(), r.other, w))
+			parts = append(parts, fmt.Sprintf("%.0f; %.0f; %.2f; %d%s", r.perSec(), r.perCPU(), r.other, r.redis.forks, w))
 		}
 		p("- %s: %s\n", d, strings.Join(parts, " | "))
 	}
