@@ -54,7 +54,7 @@ func (l latencies) p(q float64) time.Duration {
 // time to the Start call of the match it completed.
 // The run's topic is name.latency; its stage's keys and group name-lat (the caller deletes them).
 func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.Logger, name string, rate, secs int, g *generator) latencies {
-	quiesce(rdb)
+	quiesce(rdb, false)
 	topic := name + ".latency"
 	createTopic(brokers, topic)
 	defer deleteTopic(brokers, topic)

@@ -143,7 +143,6 @@ func main() {
 	// pass consumes the whole topic once with design d, in a new consumer group under its own
 	// Redis key prefix, and deletes its keys after counting them.
 	pass := func(d, prefix, profile string) result {
-		quiesce(rdb)
 		runtime.GC()
 		var r result
 		switch d {
@@ -179,6 +178,7 @@ func main() {
 		for _, d := range designs {
 			prefix := fmt.Sprintf("%s-%s%d", run, d, rep)
 			progress("pass %d/%d: %s (warm-up)", rep, *reps, names[d])
+			quiesce(rdb, true)
 			w := pass(d, prefix+"w", "")
 			progress("  %.0f events/s, %.0f per CPU-second (warm-up)", w.perSec(), w.perCPU())
 			warm[d] = append(warm[d], w)
@@ -187,6 +187,7 @@ func main() {
 			if d == dStage && rep == *profilePass {
 				p = *profile
 			}
+			quiesce(rdb, false)
 			r := pass(d, prefix, p)
 			progress("  %.0f events/s, %.0f per CPU-second, Redis %.1f CPU s, %d matches, %d page faults, %d Redis forks", r.perSec(), r.perCPU(), r.redis.cpu.Seconds(), r.matches, r.faults, r.redis.forks)
 			res[d] = append(res[d], r)

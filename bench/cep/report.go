@@ -127,10 +127,10 @@ func report(in reportInput) {
 		"a long-running consumer's is: a first touch of a page of memory costs about 11 µs on this host, and without " +
 		"it the stage (whose state grows by the instances below in a couple of seconds) ran on memory the runtime had " +
 		"returned to the system during the slow designs' passes, the ceiling (run right after the stage) on mapped " +
-		"pages. Each pass starts with Redis running no AOF rewrite, its AOF compacted if the passes before grew it " +
-		"(the previous engine writes about 200 MB of it a pass): Redis' own rewrite, a fork whose child takes one of " +
-		"the two cores for seconds, then never starts inside a pass (Redis forks during each measured pass are in the " +
-		"list of passes below). The clock, this process's CPU and Redis' counters run from the " +
+		"pages. Each pass starts with Redis running no AOF rewrite, and each warm-up pass with the AOF compacted if " +
+		"the passes before grew it (the previous engine writes about 200 MB of it a pass): Redis' own rewrite, a fork " +
+		"whose child takes one of the two cores for seconds and after which Redis' every written page faults once, " +
+		"then never starts inside a measured pass (Redis forks during each are in the list of passes below). The clock, this process's CPU and Redis' counters run from the " +
 		"first batch handled (the stage: its first durable commit) to the last event handled (the stage: committed).\n\n")
 	p("| design | events/s (wall) | events per CEP CPU-second | Redis CPU µs per event | events per CPU-second of CEP + Redis | Redis commands per event (inside scripts too) | GC share of CEP CPU | Redis memory grown | Redis keys | live matches | shadow matches |\n")
 	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
