@@ -157,6 +157,8 @@ type engine struct {
 	grace  time.Duration // how long shared join keys and absence instances outlive their event time's need (Config.SharedGrace)
 	// maxMatchAge is Config.MaxMatchAge (0 or negative: any age).
 	maxMatchAge time.Duration
+	// linkExp is the expiries this process has set on join link keys (linkExpiries).
+	linkExp linkExpiries
 }
 
 // newEngine keeps state under prefix.
@@ -288,10 +290,11 @@ func (e *engine) processSharedOnce(ctx context.Context, items []sharedItem, now 
 	var pend []pending
 	var joins []joinQuery
 	var late []lateLink
+	var exps []linkExpirySet
 	var matches []workflows.Match
 	for _, it := range items {
 		n := len(joins)
-		e.plan(pipe, it.rule, it.ev, it.vars, now, &pend, &joins, &late, &matches)
+		e.plan(pipe, it.rule, it.ev, it.vars, now, &pend, &joins, &late, &exps, &matches)
 		for i := n; i < len(joins); i++ {
 			joins[i].at = it.at // the trigger's Kafka time: a stale trigger fans out to nobody
 		}
@@ -301,6 +304,7 @@ func (e *engine) processSharedOnce(ctx context.Context, items []sharedItem, now 
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 			return nil, nil, fmt.Errorf("advance pattern state: %w", err)
 		}
+		e.linkExp.set(exps)
 	}
 	for _, p := range pend {
 		m, ok, err := e.decide(p, now)
@@ -320,10 +324,10 @@ func (e *engine) processSharedOnce(ctx context.Context, items []sharedItem, now 
 }
 
 func (e *engine) plan(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, vars *condVars, now time.Time,
-	pend *[]pending, joins *[]joinQuery, late *[]lateLink, matches *[]workflows.Match) {
+	pend *[]pending, joins *[]joinQuery, late *[]lateLink, exps *[]linkExpirySet, matches *[]workflows.Match) {
 	ctx := context.Background() // commands are queued, not sent
 	if r.Kind == KindJoin {
-		e.planJoin(pipe, r, ev, vars, now, joins, late)
+		e.planJoin(pipe, r, ev, vars, now, joins, late, exps)
 		return
 	}
 	if ev.UserID == "" {

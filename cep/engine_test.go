@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"testing"
 	"time"
@@ -404,14 +405,26 @@ func testJoin(t *testing.T, rdb redis.UniversalClient) {
 		linkExp := func(now time.Time) time.Time { return now.Add(event.MaxFutureLag + 24*time.Hour + DefaultSharedGrace) }
 		h.feed(fav("u1", "i1", 0))
 		require.Equal(t, linkExp(t0), expireAt(h.eng.joinKey(c, "i1")))
+		// A link that needs at most the slack (an hour) more than the expiry this process set on
+		// the key sends none: the key outlives it by the grace less the slack.
 		h.feedAt(t0.Add(time.Hour), fav("u2", "i1", time.Hour))
-		require.Equal(t, linkExp(t0.Add(time.Hour)), expireAt(h.eng.joinKey(c, "i1")))
+		require.Equal(t, linkExp(t0), expireAt(h.eng.joinKey(c, "i1")))
 		h.feedAt(t0.Add(2*time.Hour), fav("u3", "i1", 30*time.Minute))
 		require.Equal(t, linkExp(t0.Add(2*time.Hour)), expireAt(h.eng.joinKey(c, "i1")))
-		// A process whose clock is an hour behind takes that hour off the key, which still outlives
-		// every link's need by more than the grace less that hour.
+		h.feedAt(t0.Add(time.Hour), fav("u6", "i1", 40*time.Minute))
+		require.Equal(t, linkExp(t0.Add(2*time.Hour)), expireAt(h.eng.joinKey(c, "i1")), "this process set it later")
+		// Another process whose clock is an hour behind takes that hour off the key, which still
+		// outlives every link's need by more than the grace less that hour.
+		h.eng.linkExp = linkExpiries{}
 		h.feedAt(t0.Add(time.Hour), fav("u6", "i1", 40*time.Minute))
 		require.Equal(t, linkExp(t0.Add(time.Hour)), expireAt(h.eng.joinKey(c, "i1")))
+		// An unfavourite never empties a key (its member is scored out of every read), so the next
+		// link never creates it again without an expiry where this process remembers one.
+		h.feed(fav("u8", "i4", 0), ev{id: "x8", user: "u8", typ: "unfavorite", item: "i4", at: time.Minute})
+		require.Equal(t, linkExp(t0), expireAt(h.eng.joinKey(c, "i4")))
+		require.Equal(t, math.Inf(-1), rdb.ZScore(context.Background(), h.eng.joinKey(c, "i4"), "u8").Val())
+		h.feed(ev{id: "x9", user: "u9", typ: "unfavorite", item: "i5", at: time.Minute})
+		require.Zero(t, rdb.Exists(context.Background(), h.eng.joinKey(c, "i5")).Val(), "an unfavourite of no link writes nothing")
 		// A link later than that (decoded by a process whose clock is ahead) is kept its TTL and the
 		// grace past its own time.
 		h.feed(fav("u7", "i3", 25*time.Hour))

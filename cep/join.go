@@ -2,6 +2,8 @@ package cep
 
 import (
 	"context"
+	"math"
+	"sync"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -47,6 +49,64 @@ func linkExpiry(ts int64, now time.Time, ttl, grace time.Duration) int64 {
 	return max(ts, ms(now)+msd(event.MaxFutureLag)) + msd(ttl) + msd(grace)
 }
 
+// linkExpiries remembers, by a 64-bit hash of the key, the expiry (ms) this process last set on
+// each join link key, once the pipeline that set it succeeded. A link whose key this process set to
+// within linkExpirySlack of what the link needs sends no PEXPIREAT (the most frequent join write,
+// one command in three of a link): the key outlives the link's need by the grace less that slack,
+// and one link an hour per key and process extends it. A process whose clock is behind may have
+// shortened the key meanwhile, by less than the grace (linkExpiry); nothing else can: a link key
+// is never emptied but by its expiry (an unfavourite moves its member out of every read, it does
+// not remove it: planJoin), so it is never recreated without one under a remembered expiry, and
+// a key that expired is past every expiry remembered for it. Bounded: it starts afresh at
+// linkExpiriesMax keys.
+type linkExpiries struct {
+	mu sync.Mutex
+	m  map[uint64]int64
+}
+
+const linkExpiriesMax = 1 << 20
+
+// linkExpirySlack is how far short of a link's need its key's expiry may be left (at most a
+// quarter of the grace).
+func (e *engine) linkExpirySlack() int64 { return msd(min(time.Hour, e.grace/4)) }
+
+func hashKey(k string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(k))
+	return h.Sum64()
+}
+
+// covers reports whether this process has set key k to expire at or after at less slack.
+func (l *linkExpiries) covers(k uint64, at, slack int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	set, ok := l.m[k]
+	return ok && set >= at-slack
+}
+
+// set remembers expiries a successful pipeline set.
+func (l *linkExpiries) set(sets []linkExpirySet) {
+	if len(sets) == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil || len(l.m)+len(sets) > linkExpiriesMax {
+		l.m = make(map[uint64]int64, len(sets))
+	}
+	for _, s := range sets {
+		if s.at > l.m[s.key] {
+			l.m[s.key] = s.at
+		}
+	}
+}
+
+// linkExpirySet is a link key's expiry sent in a pipeline, remembered once it succeeds.
+type linkExpirySet struct {
+	key uint64
+	at  int64
+}
+
 // expireAt sets key's expiry to at (ms), unless it expires later already: an item's trigger keys
 // live a grace past their newest trigger's need, whatever order triggers come in.
 func expireAt(ctx context.Context, pipe redis.Pipeliner, key string, at int64) {
@@ -70,7 +130,7 @@ func fresh(at int64, now time.Time) bool { return at > ms(now)+msd(time.Minute) 
 // is exact in event time for links that arrive up to an hour late. The same (rule, user, trigger)
 // found both ways is one match.
 func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event, vars *condVars, now time.Time,
-	joins *[]joinQuery, late *[]lateLink) {
+	joins *[]joinQuery, late *[]lateLink, exps *[]linkExpirySet) {
 	ctx := context.Background()
 	if ev.ItemID == "" {
 		return
@@ -98,14 +158,21 @@ func (e *engine) planJoin(pipe redis.Pipeliner, r *compiledRule, ev *event.Event
 				pipe.ZRemRangeByScore(ctx, k, "-inf", "("+strconv.FormatInt(ts-ttl, 10))
 				pipe.ZRemRangeByRank(ctx, k, 0, int64(-r.MaxFanout-1))
 			}
-			pipe.PExpireAt(ctx, k, time.UnixMilli(linkExpiry(ts, now, r.LinkTTL.D(), e.grace)))
+			at, h := linkExpiry(ts, now, r.LinkTTL.D(), e.grace), hashKey(k)
+			if !e.linkExp.covers(h, at, e.linkExpirySlack()) {
+				pipe.PExpireAt(ctx, k, time.UnixMilli(at))
+				*exps = append(*exps, linkExpirySet{key: h, at: at})
+			}
 		}
 		cmd := pipe.ZRangeByScore(ctx, e.triggersKey(r, ev.ItemID), &redis.ZRangeBy{Min: "(" + strconv.FormatInt(ts, 10),
 			Max: strconv.FormatInt(ts+ttl, 10)})
 		*late = append(*late, lateLink{rule: r, ev: ev, cmd: cmd})
 	}
 	if ev.Type == "unfavorite" && ev.UserID != "" && r.steps[0].Type == "favorite" {
-		pipe.ZRem(ctx, k, ev.UserID)
+		// Scored out of every read, not removed (the next trim of the key drops it): a key emptied
+		// by an unfavourite would be created again by the next link without an expiry, where
+		// linkExpiries remembers one (XX: an unfavourite of no link writes nothing).
+		pipe.ZAddXX(ctx, k, redis.Z{Score: math.Inf(-1), Member: ev.UserID})
 		*late = append(*late, lateLink{rule: r, ev: ev, unlink: true})
 	}
 	if r.steps[1].test(ev, vars) {
