@@ -67,7 +67,7 @@ func main() {
 	reps := flag.Int("reps", 3, "passes of each consumer over the stream (medians are reported)")
 	latencySecs := flag.Int("latency-seconds", 20, "duration of the open-loop latency run")
 	latencyRate := flag.Int("rate", 0, "events/s of the latency run (0: half the stage's measured peak)")
-	rampSecs := flag.Int("ramp-seconds", 10, "seconds per step of the live ramp, which finds the highest rate the stage keeps up with while the producer and broker share the machine; a latency run then offers half of it (0: no ramp)")
+	rampSecs := flag.Int("ramp-seconds", 20, "seconds per step of the live ramp, which finds the highest rate the stage keeps up with while the producer and broker share the machine, as long as a latency run lasts (a 10-second step kept up with rates a 20-second run at the same rate fell behind on, as the state grew); a latency run then offers half of it (0: no ramp)")
 	flatUsers := flag.Int("flat-users", 10_000, "users of the memory-flat test's streams")
 	flatEvents := flag.Int("flat-events", 400_000, "events of the memory-flat test's first stream (the second has twice as many)")
 	flatSpan := flag.Duration("flat-span", 40*24*time.Hour, "event time spanned by the memory-flat test's first stream (past every key's life: the 30-day join links and their day of grace)")
