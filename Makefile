@@ -43,7 +43,7 @@ build-dev: ## build bin/omega-dev (Temporal server, UI and Kafka broker for the 
 # proxy, rate limiters, readiness, backfills), and the end-to-end tests that run CEP replicas in-process, are
 # also tested under the race detector.
 RACE_PKGS := ./cep/ ./backfill/ ./audit/ ./internal/... ./activities/... ./worker/
-RACE_E2E := TestPatterns|TestJoinAcrossReplicas|TestAbsenceDecidedInEventTime|TestFanOut|TestBackfill
+RACE_E2E := TestPatterns|TestJoinAcrossReplicas|TestSharedStateHoldsNoEvents|TestCrashPoints|TestAbsenceDecidedInEventTime|TestFanOut|TestBackfill
 
 .PHONY: test
 test: check-generate breaking vet lint build-dev chromium ## everything: generated code, the wire contract, vet, unit tests, integration + e2e tests on a fresh stack, and the race detector on the concurrent parts

@@ -60,7 +60,7 @@ func DryRun(ctx context.Context, rdb redis.UniversalClient, rules []Rule, evs []
 		far = max(far, ms(e.TS)+msd(maxWindow+time.Hour))
 	}
 	p.m.advance(far)
-	fired, err := p.complete(ctx, eng, compiled, p.m.fire(rulesByID(compiled), time.UnixMilli(far).UTC(), -1), nil, nil, time.UnixMilli(far).UTC(), nil)
+	fired, err := p.complete(ctx, eng, compiled, p.m.fire(rulesByID(compiled), time.UnixMilli(far).UTC(), -1), nil, time.UnixMilli(far).UTC(), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/omegareach/omega/event"
 	"github.com/omegareach/omega/internal/metrics"
 	"github.com/omegareach/omega/workflows"
 )
@@ -36,21 +35,29 @@ const (
 
 // effects tracks a partition's batches whose effects run.
 type effects struct {
-	done     chan error    // one result per batch launched
-	inflight int           // batches launched whose result is not read yet
-	tail     chan struct{} // closed when the last batch launched has signalled and tracked
+	m        *machine           // the partition's: a batch's fan-out jobs are recorded in it as it lands
+	done     chan effectsResult // one result per batch launched
+	inflight int                // batches launched whose result is not read yet
+	tail     chan struct{}      // closed when the last batch launched has signalled and tracked
 }
 
-func newEffects() *effects {
+// effectsResult is a batch's effects' outcome: the fan-out jobs of its shared part (to record in
+// the machine before a commit covers the batch), or why they failed.
+type effectsResult struct {
+	jobs []fanJob
+	err  error
+}
+
+func newEffects(m *machine) *effects {
 	tail := make(chan struct{})
 	close(tail)
-	return &effects{done: make(chan error, maxInflight), tail: tail}
+	return &effects{m: m, done: make(chan effectsResult, maxInflight), tail: tail}
 }
 
 // launch runs a batch's effects in the background; its result comes on done (read it with
 // landed). At most maxInflight run: launch first waits for one of them to end when that many do,
 // and returns its failure.
-func (e *effects) launch(ctx context.Context, s *Stage, evs []event.Event, matches []workflows.Match) error {
+func (e *effects) launch(ctx context.Context, s *Stage, out batchOut) error {
 	if e.inflight >= maxInflight {
 		if err := e.landed(<-e.done); err != nil {
 			return err
@@ -59,15 +66,18 @@ func (e *effects) launch(ctx context.Context, s *Stage, evs []event.Event, match
 	prev, tail := e.tail, make(chan struct{})
 	e.tail = tail
 	e.inflight++
-	go func() { e.done <- s.runEffects(ctx, prev, tail, evs, matches) }()
+	go func() { e.done <- s.runEffects(ctx, prev, tail, out) }()
 	return nil
 }
 
-// landed counts one batch's result, read from done, and returns it: a failure means the session
-// ends or a start was refused for good.
-func (e *effects) landed(err error) error {
+// landed counts one batch's result, read from done, records its fan-out jobs and returns its
+// failure: the session ends or a start was refused for good. It runs on the partition's loop.
+func (e *effects) landed(res effectsResult) error {
 	e.inflight--
-	return err
+	if res.err == nil {
+		e.m.addJobs(res.jobs)
+	}
+	return res.err
 }
 
 // wait reads every running batch's result and returns the first failure.
@@ -81,17 +91,33 @@ func (e *effects) wait() error {
 	return first
 }
 
-// runEffects starts a batch's reaches and, once the batch before it has (prev closed), signals
-// its responses and tracks its conversions and receipts, then closes tail.
-func (s *Stage) runEffects(ctx context.Context, prev, tail chan struct{}, evs []event.Event, matches []workflows.Match) error {
-	started := make(chan error, 1)
+// runEffects starts a batch's reaches (its shared part's once Redis has answered it) and, once the
+// batch before it has (prev closed), signals its responses and tracks its conversions and
+// receipts, then closes tail.
+func (s *Stage) runEffects(ctx context.Context, prev, tail chan struct{}, out batchOut) effectsResult {
+	type startResult struct {
+		n    int // matches started
+		jobs []fanJob
+		err  error
+	}
+	started := make(chan startResult, 1)
 	go func() {
 		began := time.Now()
-		err := s.dispatch(ctx, matches)
+		err := s.dispatch(ctx, out.matches)
+		n := len(out.matches)
+		var jobs []fanJob
+		if err == nil && out.shared != nil {
+			var ms []workflows.Match
+			if ms, jobs, err = out.shared.wait(ctx); err == nil {
+				crash(PointComputed, len(ms))
+				err = s.dispatch(ctx, ms)
+				n += len(ms)
+			}
+		}
 		if err == nil {
 			metrics.BatchSeconds.WithLabelValues("start").Observe(time.Since(began).Seconds())
 		}
-		started <- err
+		started <- startResult{n, jobs, err}
 	}()
 	err := func() error {
 		defer close(tail)
@@ -101,22 +127,23 @@ func (s *Stage) runEffects(ctx context.Context, prev, tail chan struct{}, evs []
 			return ctx.Err()
 		}
 		began := time.Now()
-		if err := s.routeResponses(ctx, evs); err != nil {
+		if err := s.routeResponses(ctx, out.evs); err != nil {
 			return err
 		}
 		metrics.BatchSeconds.WithLabelValues("respond").Observe(time.Since(began).Seconds())
 		began = time.Now()
-		if err := s.track(ctx, evs); err != nil {
+		if err := s.track(ctx, out.evs); err != nil {
 			return err
 		}
 		metrics.BatchSeconds.WithLabelValues("track").Observe(time.Since(began).Seconds())
 		return nil
 	}()
-	if serr := <-started; err == nil {
-		err = serr
+	st := <-started
+	if err == nil {
+		err = st.err
 	}
 	if err == nil {
-		crash(PointStarted, len(matches))
+		crash(PointStarted, st.n)
 	}
-	return err
+	return effectsResult{jobs: st.jobs, err: err}
 }

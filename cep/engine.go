@@ -226,44 +226,12 @@ type timerEntry struct {
 // yields the same matches.
 // A join's triggers come back as fan-out jobs (fanout.go): their users are started a slice at a
 // time, so a trigger with many links never holds its partition.
-func (e *engine) processShared(ctx context.Context, rules []compiledRule, items []sharedItem, now time.Time) (ms []workflows.Match, jobs []fanJob, err error) {
+func (e *engine) processShared(ctx context.Context, items []sharedItem, now time.Time) (ms []workflows.Match, jobs []fanJob, err error) {
 	err = e.withScripts(ctx, func() error {
 		ms, jobs, err = e.processSharedOnce(ctx, items, now)
 		return err
 	})
 	return ms, jobs, err
-}
-
-// sharedCall is processShared running beside the partition's machine (goShared).
-type sharedCall struct {
-	done  chan struct{}
-	ms    []workflows.Match
-	jobs  []fanJob
-	err   error
-	taken bool
-}
-
-// goShared starts processShared for items and returns at once (nil when there are none): the
-// partition computes its own rules meanwhile, and takes the answer when it completes the batch.
-// The shared part is sent earlier than the machine's matches are computed, and no later than
-// before: still after the batch is decoded, before any of its reaches start or its state commits.
-func (e *engine) goShared(ctx context.Context, rules []compiledRule, items []sharedItem, now time.Time) *sharedCall {
-	if len(items) == 0 {
-		return nil
-	}
-	c := &sharedCall{done: make(chan struct{})}
-	go func() {
-		defer close(c.done)
-		c.ms, c.jobs, c.err = e.processShared(ctx, rules, items, now)
-	}()
-	return c
-}
-
-// take waits for the call's answer; once.
-func (c *sharedCall) take() ([]workflows.Match, []fanJob, error) {
-	<-c.done
-	c.taken = true
-	return c.ms, c.jobs, c.err
 }
 
 var allScripts = []*redis.Script{countScript, unlessScript, seqScript, absStartScript, absCancelScript,

@@ -105,7 +105,7 @@ func (h *harness) fire(at time.Duration) []string {
 func (h *harness) fireUncommitted(at time.Duration) []workflows.Match {
 	h.t.Helper()
 	h.part.m.advance(ms(t0.Add(at)))
-	ms, err := h.part.complete(context.Background(), h.eng, h.rules, h.part.m.fire(rulesByID(h.rules), t0, -1), nil, nil, t0, nil)
+	ms, err := h.part.complete(context.Background(), h.eng, h.rules, h.part.m.fire(rulesByID(h.rules), t0, -1), nil, t0, nil)
 	require.NoError(h.t, err)
 	return ms
 }
@@ -116,7 +116,7 @@ func (h *harness) fireUpTo(at time.Duration, limit int) []string {
 	h.t.Helper()
 	h.restore()
 	h.part.m.advance(ms(t0.Add(at)))
-	ms, err := h.part.complete(context.Background(), h.eng, h.rules, h.part.m.fire(rulesByID(h.rules), t0, limit), nil, nil, t0, nil)
+	ms, err := h.part.complete(context.Background(), h.eng, h.rules, h.part.m.fire(rulesByID(h.rules), t0, limit), nil, t0, nil)
 	require.NoError(h.t, err)
 	h.part.m.sweep()
 	require.NoError(h.t, h.log.commit(context.Background(), h.part.m, -1, time.Hour))

@@ -2,13 +2,13 @@ package cep
 
 import (
 	"context"
-	"math"
-	"sync"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"

@@ -20,7 +20,7 @@ import (
 //  1. decode (bad records to the dead-letter topic), skip what the restored state has seen;
 //  2. compute the matches in memory: each event advances its rules' instances, then the
 //     watermark, then fires the timers the watermark passed (shared state in Redis for joins and
-//     rules not keyed on the user: sent first, its round trip passing while the machine computes);
+//     rules not keyed on the user: sent first, and completed with the batch's effects: shared.go);
 //  3. start the reaches (workflow IDs derived from the matches collapse a replay's duplicates),
 //     route responses, write tracking records;
 //  4. make the partition's state durable (changelog commit, fenced), with the next offset;
@@ -77,7 +77,8 @@ type partition struct {
 	// published is the watermark last committed: the group's, the least of its partitions', decides
 	// the shared absences (fireTimers).
 	published int64
-	fl        *flight // the commit in flight, if any
+	fl        *flight       // the commit in flight, if any
+	shared    *sharedSender // sends the batches' shared parts (shared.go)
 }
 
 // sharedItem is an event for a rule whose state is shared in Redis.
@@ -139,7 +140,7 @@ func anyReadsTS(rules []compiledRule, js []int) bool {
 // sharedOf lists the events of evs for the rules whose state is shared in Redis (joins, rules not
 // keyed on the user: ownedByPartition), in event order then rule order (appended[i] is the
 // broker's time of evs[i], or zero). They are step 2's shared part, sent to Redis while the
-// machine computes the rest (engine.goShared).
+// machine computes the rest (shared.go).
 func sharedOf(rules []compiledRule, evs []event.Event, appended []time.Time, profiles map[string]map[string]any) []sharedItem {
 	byType := rulesByType(rules)
 	var out []sharedItem
@@ -217,23 +218,15 @@ func (p *partition) compute(rules []compiledRule, evs []event.Event, appended []
 }
 
 // complete adds the shared state's matches to the machine's and applies re-entry. Safe to retry:
-// the shared scripts are idempotent per event and a match holds its own re-entry mark.
-//
-// early (nil: none) is the shared part already sent (engine.goShared): the first attempt takes its
-// answer, a retry sends the shared part again. prep (nil: none) sees the matches before the
-// re-entry policies do: a match it suppresses (stale) holds no re-entry mark.
+// the shared scripts are idempotent per event and a match holds its own re-entry mark. shared is
+// sent to Redis here, and waited for: a dry run's, a test's (a claimed partition's batches send
+// theirs through the partition's shared sender, shared.go). prep (nil: none) sees the matches
+// before the re-entry policies do: a match it suppresses (stale) holds no re-entry mark.
 func (p *partition) complete(ctx context.Context, e *engine, rules []compiledRule, local []workflows.Match, shared []sharedItem,
-	early *sharedCall, now time.Time, prep func([]workflows.Match)) ([]workflows.Match, error) {
+	now time.Time, prep func([]workflows.Match)) ([]workflows.Match, error) {
 	matches := slices.Clip(local)
 	if len(shared) > 0 {
-		var sm []workflows.Match
-		var jobs []fanJob
-		var err error
-		if early != nil && !early.taken {
-			sm, jobs, err = early.take()
-		} else {
-			sm, jobs, err = e.processShared(ctx, rules, shared, now)
-		}
+		sm, jobs, err := e.processShared(ctx, shared, now)
 		if err != nil {
 			return nil, err
 		}
@@ -254,7 +247,7 @@ func (p *partition) process(ctx context.Context, e *engine, rules []compiledRule
 	profiles map[string]map[string]any, now time.Time) ([]workflows.Match, error) {
 	shared := sharedOf(rules, evs, appended, profiles)
 	local := p.compute(rules, evs, appended, profiles, now, -1)
-	return p.complete(ctx, e, rules, local, shared, nil, now, nil)
+	return p.complete(ctx, e, rules, local, shared, now, nil)
 }
 
 // admit applies the re-entry policies: in the machine for the rules it owns, in Redis for the
@@ -280,19 +273,27 @@ func (p *partition) admit(ctx context.Context, e *engine, rules []compiledRule, 
 			out = append(out, m)
 		}
 	}
-	if len(shared) > 0 {
-		var passed []workflows.Match
-		if err := e.withScripts(ctx, func() (err error) {
-			// From the same matches each time: a first run that found Redis without its scripts
-			// passed none of them.
-			passed, err = e.applyReentryOnce(ctx, rules, shared)
-			return err
-		}); err != nil {
-			return nil, err
-		}
-		out = append(out, passed...)
+	passed, err := admitShared(ctx, e, rules, shared)
+	if err != nil {
+		return nil, err
 	}
-	return dedupeMatches(out), nil
+	return dedupeMatches(append(out, passed...)), nil
+}
+
+// admitShared applies the re-entry policies of rules whose state is shared (ownedByPartition
+// false) to their matches ms, in Redis; it reads nothing of a partition's machine.
+func admitShared(ctx context.Context, e *engine, rules []compiledRule, ms []workflows.Match) ([]workflows.Match, error) {
+	if len(ms) == 0 {
+		return nil, nil
+	}
+	var passed []workflows.Match
+	err := e.withScripts(ctx, func() (err error) {
+		// From the same matches each time: a first run that found Redis without its scripts
+		// passed none of them.
+		passed, err = e.applyReentryOnce(ctx, rules, ms)
+		return err
+	})
+	return passed, err
 }
 
 type handler struct {
@@ -346,7 +347,8 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	defer cancel()
 	s := h.s
 	cfg := s.cfg
-	p := &partition{id: claim.Partition(), log: newChangelog(cfg.Redis, cfg.KeyPrefix, cfg.Group, claim.Topic(), claim.Partition())}
+	p := &partition{id: claim.Partition(), log: newChangelog(cfg.Redis, cfg.KeyPrefix, cfg.Group, claim.Topic(), claim.Partition()),
+		shared: s.newSharedSender(ctx)}
 	if ps, err := h.client.Partitions(claim.Topic()); err == nil && !cfg.KeepMisrouted && !cfg.DiscardDeadLetters {
 		p.partitions = int32(len(ps))
 	}
@@ -389,7 +391,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	commitTimer.Stop()
 	// Batches' effects run beside the next batches (effects.go); a commit waits for them, and a
 	// due one is put off while they run (the partition goes on), at most cfg.CommitDelay.
-	eff := newEffects()
+	eff := newEffects(p.m)
 	defer func() {
 		cancel()
 		_ = eff.wait()
@@ -463,7 +465,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			cfg.Log.Info("batch left for the next owner", "partition", claim.Partition(), "err", err)
 			return false
 		}
-		if err := eff.launch(ctx, s, out.evs, out.matches); err != nil {
+		if err := eff.launch(ctx, s, out); err != nil {
 			cfg.Log.Info("batches left for the next owner: their effects failed", "partition", claim.Partition(), "err", err)
 			return false
 		}
@@ -541,8 +543,8 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			if commitWanted && eff.inflight == 0 && !durable(false) {
 				return nil
 			}
-		case err := <-eff.done:
-			if eff.landed(err) != nil {
+		case res := <-eff.done:
+			if err := eff.landed(res); err != nil {
 				cfg.Log.Info("batches left for the next owner: their effects failed", "partition", claim.Partition(), "err", err)
 				return nil
 			}
@@ -655,11 +657,14 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 		return batchOut{}, err
 	}
 	now := time.Now().UTC()
-	// The shared part goes to Redis first, and its round trip passes while the machine computes.
-	shared := sharedOf(rules, evs, appended, profiles)
-	early := s.engine.goShared(ctx, rules, shared, now)
+	// The shared part goes to the partition's sender first (shared.go): Redis answers while the
+	// machine computes, and the batch's effects wait for the answer, not the partition.
+	var call *sharedCall
+	if shared := sharedOf(rules, evs, appended, profiles); len(shared) > 0 {
+		call = p.shared.send(ctx, &sharedCall{items: shared, rules: rules, now: now, fresh: good, wm: p.m.wm})
+	}
 	local := p.compute(rules, evs, appended, profiles, now, p.fireLimit())
-	matches, err := s.finish(ctx, p, rules, local, shared, early, now, func(ms []workflows.Match) {
+	matches, err := s.finish(ctx, p, rules, local, now, func(ms []workflows.Match) {
 		annotate(good, ms)
 		s.markStale(ms, p.m.wm)
 	})
@@ -672,20 +677,22 @@ func (s *Stage) processBatch(ctx context.Context, dlq sarama.SyncProducer, p *pa
 		return batchOut{}, err
 	}
 	lap("fanout")
-	return batchOut{evs: evs, matches: matches}, nil
+	return batchOut{evs: evs, matches: matches, shared: call}, nil
 }
 
 // batchOut is what a computed batch leaves to its effects (effects.go).
 type batchOut struct {
 	evs     []event.Event
 	matches []workflows.Match
+	shared  *sharedCall // the batch's shared part, sent (nil: none)
 }
 
-// finish completes the batch's matches, retried until Redis answers.
-func (s *Stage) finish(ctx context.Context, p *partition, rules []compiledRule, local []workflows.Match, shared []sharedItem,
-	early *sharedCall, now time.Time, prep func([]workflows.Match)) (ms []workflows.Match, err error) {
-	err = retry(ctx, s.cfg.Log, "advance shared pattern state", func() (err error) {
-		ms, err = p.complete(ctx, s.engine, rules, local, shared, early, now, prep)
+// finish completes matches of the partition's own rules (re-entry, prep), retried until Redis
+// answers.
+func (s *Stage) finish(ctx context.Context, p *partition, rules []compiledRule, local []workflows.Match,
+	now time.Time, prep func([]workflows.Match)) (ms []workflows.Match, err error) {
+	err = retry(ctx, s.cfg.Log, "complete the partition's matches", func() (err error) {
+		ms, err = p.complete(ctx, s.engine, rules, local, nil, now, prep)
 		return err
 	})
 	return ms, err
@@ -763,7 +770,7 @@ func (s *Stage) idle(ctx context.Context, p *partition, now time.Time, publish b
 		if len(fired) == 0 && !p.m.changed() && !publish {
 			return nil
 		}
-		matches, err := s.finish(ctx, p, rules, fired, nil, nil, now.UTC(), func(ms []workflows.Match) { s.markStale(ms, p.m.wm) })
+		matches, err := s.finish(ctx, p, rules, fired, now.UTC(), func(ms []workflows.Match) { s.markStale(ms, p.m.wm) })
 		if err != nil {
 			return err
 		}

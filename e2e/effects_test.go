@@ -305,3 +305,85 @@ func TestOverdueTimersHoldNoFreshEvent(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // a second start would show by now
 	require.Equal(t, want, starts.counts())
 }
+
+// ruleStarter records, per rule, the users whose reaches were started (it starts nothing).
+type ruleStarter struct {
+	cep.Starter
+	mu    sync.Mutex
+	users map[string]map[string]bool // rule -> users
+}
+
+func (r *ruleStarter) Start(ctx context.Context, m workflows.Match) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.users[m.RuleID] == nil {
+		r.users[m.RuleID] = map[string]bool{}
+	}
+	r.users[m.RuleID][m.UserID] = true
+	return nil
+}
+
+func (r *ruleStarter) count(rule string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.users[rule])
+}
+
+// TestSharedStateHoldsNoEvents: a batch's shared part (here a join's links, kept in Redis) is
+// completed with the batch's effects, not before its partition goes on. While Redis does not
+// answer, users who favourite an item and then add to their cart are reached for the cart at
+// once: the partition's own rules wait for nothing of Redis. Once Redis is back, the favourites
+// sent meanwhile are in it, in order: a price drop of the item reaches every one of them, and the
+// user who unfavourited it after favouriting it is not reached.
+func TestSharedStateHoldsNoEvents(t *testing.T) {
+	p := newPipeline(t)
+	px, err := faultproxy.Start(p.env.RedisAddr)
+	require.NoError(t, err)
+	t.Cleanup(px.Close)
+	rdb := redis.NewClient(&redis.Options{Addr: px.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	st := &ruleStarter{users: map[string]map[string]bool{}}
+	group := p.id + "-cep"
+	add := cep.Rule{ID: p.id + "-add", Steps: []cep.Step{{Type: "cart_add"}}, JourneyID: "cart-retarget"}
+	drop := demoRule(t, "price-drop-favorited")
+	drop.ID = p.id + "-drop"
+	p.startCEPConfig(group, p.prefix, []cep.Rule{add, drop}, func(c *cep.Config) {
+		c.Redis, c.Starter = rdb, st
+		c.CommitDelay = time.Minute // the partitions read on behind a commit in flight for the whole outage
+	})
+	item := p.id + "-item"
+	now := time.Now().UTC()
+	p.produceEvent(event.Event{EventID: "u0-add", UserID: p.id + "-u0", Type: "cart_add", ItemID: item})
+	require.Eventually(t, func() bool { return st.count(add.ID) == 1 }, 30*time.Second, 20*time.Millisecond)
+	p.waitCaughtUp(group)
+
+	px.SetDown(true)
+	const waves, perWave = 3, 6
+	users := 0
+	for w := range waves {
+		for range perWave {
+			users++
+			u := fmt.Sprintf("%s-u%d", p.id, users)
+			p.produceEvent(event.Event{EventID: u + "-fav", UserID: u, Type: "favorite", ItemID: item, TS: now.Add(-time.Minute)})
+			p.produceEvent(event.Event{EventID: u + "-add", UserID: u, Type: "cart_add", ItemID: item})
+		}
+		require.Eventually(t, func() bool { return st.count(add.ID) == users+1 }, 10*time.Second, 20*time.Millisecond,
+			"wave %d's cart reaches waited for Redis to answer the favourites before them", w)
+	}
+	// One user takes the favourite back during the outage: sent after the favourite, it lands after it.
+	gone := fmt.Sprintf("%s-u%d", p.id, users)
+	p.produceEvent(event.Event{EventID: gone + "-unfav", UserID: gone, Type: "unfavorite", ItemID: item, TS: now.Add(-30 * time.Second)})
+	time.Sleep(300 * time.Millisecond)
+	require.Zero(t, st.count(drop.ID))
+
+	px.SetDown(false)
+	p.waitCaughtUp(group)
+	p.produceEvent(event.Event{EventID: p.id + "-drop", Type: "price_drop", ItemID: item, TS: now, Attrs: map[string]any{"new_price": "5"}})
+	require.Eventually(t, func() bool { return st.count(drop.ID) == users-1 }, 30*time.Second, 20*time.Millisecond)
+	p.waitCaughtUp(group)
+	time.Sleep(500 * time.Millisecond)
+	require.Equal(t, users-1, st.count(drop.ID))
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	require.False(t, st.users[drop.ID][gone], "the user who unfavourited the item was reached")
+}

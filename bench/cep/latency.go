@@ -248,7 +248,7 @@ type stepStat struct {
 	mean, p99 time.Duration // p99: the upper bound of the bucket holding it
 }
 
-var stepOrder = []string{"wait", "decode", "compute", "fanout", "start", "respond", "track", "commit"}
+var stepOrder = []string{"wait", "decode", "compute", "shared", "fanout", "start", "respond", "track", "commit"}
 
 // batchSteps reads the stage's batch step histograms: per step, the cumulative bucket counts
 // (upper bounds in bounds), the count and the sum.

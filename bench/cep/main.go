@@ -25,6 +25,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"time"
@@ -74,6 +75,7 @@ func main() {
 	flatOnly := flag.Bool("flat-only", false, "only the memory-flat test (a development loop, not a report)")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of this process during a measured pass of the stage (-profile-pass), and allocation profiles at its start and end (<path>.heap0, .heap1: pprof -sample_index=alloc_space -base) (with -latency-only: of the latency run)")
 	samplesPath = flag.String("samples", "", "append every latency run's samples to this file: run, due time (Unix ms), latency (µs), rule, tab-separated")
+	tracePath := flag.String("trace", "", "with -latency-only: write a runtime trace of the latency run (go tool trace)")
 	profilePass := flag.Int("profile-pass", 1, "with -cpuprofile: the measured stage pass to profile (1: the first)")
 	transport := flag.Bool("transport", false, "with -latency-only: the decode ceiling's consumer in the stage's place (what the producer, broker and consumer add before any stage)")
 	latencyOnly := flag.Bool("latency-only", false, "only the open-loop latency run, at -rate (a sweep of rates, one run each)")
@@ -112,6 +114,12 @@ func main() {
 			must(err)
 			must(pprof.StartCPUProfile(f))
 			defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+		}
+		if *tracePath != "" {
+			f, err := os.Create(*tracePath)
+			must(err)
+			must(trace.Start(f))
+			defer func() { trace.Stop(); _ = f.Close() }()
 		}
 		var lat latencies
 		if *transport {

@@ -250,7 +250,7 @@ func latencyReport(l latencies, title, what string) {
 		"cores, everything else (the broker, the idle Temporal and PostgreSQL of the stack) %.2f cores.\n\n",
 		runtime.NumCPU(), 100*l.machineBusy, l.procCores, l.redisCores, l.machineBusy*float64(runtime.NumCPU())-l.procCores-l.redisCores)
 	if len(l.steps) > 0 {
-		p("Where the batches spent their time (`omega_cep_batch_seconds`; wait is from a batch's first record to its processing; p99 is the upper bound of its histogram bucket):\n\n")
+		p("Where the batches spent their time (`omega_cep_batch_seconds`; wait is from a batch's first record to its processing; shared is one pipeline of a partition's shared parts (joins; the batches that queued meanwhile share one), sent beside the partition, until its matches are admitted (a batch's start includes waiting for it); p99 is the upper bound of its histogram bucket):\n\n")
 		p("| step | batches | mean | p99 <= |\n|---|---:|---:|---:|\n")
 		for _, s := range l.steps {
 			p("| %s | %d | %s | %s |\n", s.step, s.batches, s.mean.Round(10*time.Microsecond), s.p99.Round(10*time.Microsecond))

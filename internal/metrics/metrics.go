@@ -90,7 +90,7 @@ var (
 	// reading nothing while a commit put off for running effects, at its bound of changes, waits
 	// for them: the starts are slower than the events come).
 	BatchSeconds = f.NewHistogramVec(prometheus.HistogramOpts{Name: "omega_cep_batch_seconds",
-		Help:    "Time a CEP batch spends in each step: wait, decode, compute, start, respond, track, fanout, commit (encoded to durable, the partition reading on); hold: a partition not reading while its commit waits for starts or for the commit in flight.",
+		Help:    "Time a CEP batch spends in each step: wait, decode, compute, shared (one pipeline of shared parts: joins and rules not keyed on the user, sent beside the partition, until its matches are admitted), start (with the wait for the shared part), respond, track, fanout, commit (encoded to durable, the partition reading on); hold: a partition not reading while its commit waits for starts or for the commit in flight.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17)}, []string{"step"})
 	// EventToMatch is the time from an event's production (the Kafka record time) to its match.
 	EventToMatch = f.NewHistogram(prometheus.HistogramOpts{Name: "omega_cep_event_to_match_seconds",
