@@ -36,6 +36,10 @@ type latencies struct {
 	steps       []stepStat
 	// CPU while the events were produced: the machine's busy share, this process's and Redis' cores.
 	machineBusy, procCores, redisCores float64
+	redisForks                         int64 // Redis forks (AOF rewrites) while the events were produced
+	rewriteSecs                        int   // how long the last of them took (s, as Redis counts them)
+	aofGrown                           int64 // bytes added to the AOF while the events were produced (none rewritten)
+	rewriteAt                          time.Duration
 }
 
 func (l latencies) p(q float64) time.Duration {
@@ -53,8 +57,13 @@ func (l latencies) p(q float64) time.Duration {
 // stamped with that time, so queueing shows as latency. A sample is the time from an event's due
 // time to the Start call of the match it completed.
 // The run's topic is name.latency; its stage's keys and group name-lat (the caller deletes them).
-func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.Logger, name string, rate, secs int, g *generator) latencies {
-	quiesce(rdb, false)
+// Redis' AOF is compacted first (quiesce), so none of its automatic rewrites falls inside the
+// run (a run writes about 200 MB of AOF at 75,000 events/s; a rewrite starts past 512 MB and
+// twice the last compaction): rewriteAt > 0 forces one that long after the clock starts, to show
+// what it costs.
+func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.Logger, name string, rate, secs int, g *generator,
+	rewriteAt time.Duration) latencies {
+	quiesce(rdb, true)
 	topic := name + ".latency"
 	createTopic(brokers, topic)
 	defer deleteTopic(brokers, topic)
@@ -67,7 +76,7 @@ func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog
 			break
 		}
 	}
-	return openLoop(brokers, rdb, topic, rate, secs, g, sr.committed, func() []time.Duration {
+	return openLoop(brokers, rdb, topic, rate, secs, g, rewriteAt, sr.committed, func() []time.Duration {
 		progress("  latency run: %d matches started", sr.starter.n.Load())
 		sr.starter.mu.Lock()
 		defer sr.starter.mu.Unlock()
@@ -108,7 +117,7 @@ func transportRun(brokers []string, rdb *redis.Client, name string, rate, secs i
 	defer runGroup(brokers, name+"-lat", topic, h)()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !h.claimed.Load(); time.Sleep(50 * time.Millisecond) {
 	}
-	return openLoop(brokers, rdb, topic, rate, secs, g, h.count.Load, func() []time.Duration {
+	return openLoop(brokers, rdb, topic, rate, secs, g, 0, h.count.Load, func() []time.Duration {
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(samples)
@@ -118,7 +127,8 @@ func transportRun(brokers []string, rdb *redis.Client, name string, rate, secs i
 // openLoop produces rate events/s for secs seconds to topic (every partition's consumer started)
 // and returns the latencies: consumed is how many records the consumer has taken for good,
 // samples what it measured.
-func openLoop(brokers []string, rdb *redis.Client, topic string, rate, secs int, g *generator, consumed func() int64, samples func() []time.Duration) latencies {
+func openLoop(brokers []string, rdb *redis.Client, topic string, rate, secs int, g *generator, rewriteAt time.Duration,
+	consumed func() int64, samples func() []time.Duration) latencies {
 	ctx := context.Background()
 	time.Sleep(500 * time.Millisecond)
 	// The load generator is franz-go's producer (lingering 1 ms): Sarama's async producer took
@@ -135,7 +145,7 @@ func openLoop(brokers []string, rdb *redis.Client, topic string, rate, secs int,
 		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(1<<20))
 	must(err)
 	produced := func(_ *kgo.Record, err error) { must(err) }
-	l := latencies{rate: rate, secs: secs}
+	l := latencies{rate: rate, secs: secs, rewriteAt: rewriteAt}
 	// The events are generated and encoded before the clock starts, each stamped with the time it
 	// is due: the open loop then only hands records to the producer, so the harness takes as little
 	// of the machine's CPU from the stage as it can.
@@ -152,7 +162,12 @@ func openLoop(brokers []string, rdb *redis.Client, topic string, rate, secs int,
 		v, _ := e.Encode()
 		recs[i] = record{e.Key(), v}
 	}
+	if rewriteAt > 0 {
+		t := time.AfterFunc(time.Until(base.Add(rewriteAt)), func() { must(rdb.BgRewriteAOF(ctx).Err()) })
+		defer t.Stop()
+	}
 	time.Sleep(time.Until(base))
+	aof0 := aofSize(rdb)
 	m0, cpu0, r0, t0, h0 := machineCPU(), cpuTime(), snapRedis(rdb), time.Now(), batchSteps()
 	for i := 0; i < n; {
 		due := base.Add(time.Duration(i) * interval)
@@ -171,7 +186,14 @@ func openLoop(brokers []string, rdb *redis.Client, topic string, rate, secs int,
 	m1 := machineCPU()
 	l.machineBusy = float64(m1.busy-m0.busy) / float64(m1.total-m0.total)
 	l.procCores = (cpuTime() - cpu0).Seconds() / el
-	l.redisCores = snapRedis(rdb).since(r0).cpu.Seconds() / el
+	rd := snapRedis(rdb).since(r0)
+	l.redisCores, l.redisForks = rd.cpu.Seconds()/el, rd.forks
+	if rd.forks == 0 {
+		l.aofGrown = aofSize(rdb) - aof0
+	} else {
+		quiesce(rdb, false)
+		l.rewriteSecs, _ = strconv.Atoi(infoFields(rdb, "persistence")["aof_last_rewrite_time_sec"])
+	}
 	must(p.Flush(ctx))
 	p.Close()
 	l.backlog = l.produced - consumed()
@@ -202,9 +224,10 @@ func (l latencies) kept() bool {
 
 // liveLatency is the live ramp and the latency run at half its peak.
 type liveLatency struct {
-	peak int
-	ramp []rampStep
-	lat  latencies
+	peak    int
+	ramp    []rampStep
+	lat     latencies
+	rewrite latencies // lat's rate, an AOF rewrite forced halfway
 }
 
 // rampStep is one step of the live ramp.
@@ -221,11 +244,11 @@ func liveRamp(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.L
 	step := func(rate int) bool {
 		name := fmt.Sprintf("%s-r%d", run, rate)
 		progress("live ramp: open loop at %d events/s for %ds", rate, secs)
-		l := latencyRun(brokers, rdb, rules, log, name, rate, secs, g)
+		l := latencyRun(brokers, rdb, rules, log, name, rate, secs, g, 0)
 		deleteKeys(rdb, name+"-lat")
 		s := rampStep{lat: l, kept: l.kept()}
 		steps = append(steps, s)
-		progress("  p99 %s, backlog %d records at the producer's end, producer %s behind, kept up: %v", l.p(0.99), l.backlog, l.producerLag.Round(time.Millisecond), s.kept)
+		progress("  p99 %s, backlog %d records at the producer's end, producer %s behind, kept up: %v, Redis forks %d", l.p(0.99), l.backlog, l.producerLag.Round(time.Millisecond), s.kept, l.redisForks)
 		if s.kept {
 			peak = max(peak, rate)
 		}

@@ -75,6 +75,7 @@ func main() {
 	flatOnly := flag.Bool("flat-only", false, "only the memory-flat test (a development loop, not a report)")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of this process during a measured pass of the stage (-profile-pass), and allocation profiles at its start and end (<path>.heap0, .heap1: pprof -sample_index=alloc_space -base) (with -latency-only: of the latency run)")
 	samplesPath = flag.String("samples", "", "append every latency run's samples to this file: run, due time (Unix ms), latency (µs), rule, tab-separated")
+	rewriteAt := flag.Duration("rewrite-at", 0, "with -latency-only: force a Redis AOF rewrite this long into the run (0: none)")
 	tracePath := flag.String("trace", "", "with -latency-only: write a runtime trace of the latency run (go tool trace)")
 	profilePass := flag.Int("profile-pass", 1, "with -cpuprofile: the measured stage pass to profile (1: the first)")
 	transport := flag.Bool("transport", false, "with -latency-only: the decode ceiling's consumer in the stage's place (what the producer, broker and consumer add before any stage)")
@@ -125,7 +126,7 @@ func main() {
 		if *transport {
 			lat = transportRun(brokers, rdb, run, *latencyRate, *latencySecs, newGenerator(*users, *items, 1))
 		} else {
-			lat = latencyRun(brokers, rdb, rules, log, run, *latencyRate, *latencySecs, newGenerator(*users, *items, 1))
+			lat = latencyRun(brokers, rdb, rules, log, run, *latencyRate, *latencySecs, newGenerator(*users, *items, 1), *rewriteAt)
 		}
 		deleteKeys(rdb, run+"-lat")
 		fmt.Printf("Command: `go run ./bench/cep %s`\n\n", strings.Join(os.Args[1:], " "))
@@ -219,7 +220,7 @@ func main() {
 		rate = *latencyRate
 	}
 	progress("latency: open loop at %d events/s for %ds", rate, *latencySecs)
-	lat := latencyRun(brokers, rdb, rules, log, run, rate, *latencySecs, gen)
+	lat := latencyRun(brokers, rdb, rules, log, run, rate, *latencySecs, gen, 0)
 	deleteKeys(rdb, run+"-lat")
 	var live liveLatency
 	if *rampSecs > 0 {
@@ -229,7 +230,13 @@ func main() {
 		if live.peak > 0 {
 			progress("latency: open loop at half the live peak, %d events/s for %ds", live.peak/2, *latencySecs)
 			name := run + "-half"
-			live.lat = latencyRun(brokers, rdb, rules, log, name, live.peak/2, *latencySecs, gen)
+			live.lat = latencyRun(brokers, rdb, rules, log, name, live.peak/2, *latencySecs, gen, 0)
+			deleteKeys(rdb, name+"-lat")
+			// The same run with an AOF rewrite forced halfway: what Redis' own maintenance costs on
+			// these two shared cores (the runs above are kept clear of it).
+			progress("latency: open loop at half the live peak, %d events/s for %ds, an AOF rewrite forced halfway", live.peak/2, *latencySecs)
+			name = run + "-rewrite"
+			live.rewrite = latencyRun(brokers, rdb, rules, log, name, live.peak/2, *latencySecs, gen, time.Duration(*latencySecs)*time.Second/2)
 			deleteKeys(rdb, name+"-lat")
 		}
 	}

@@ -180,3 +180,9 @@ func redisSetup(rdb *redis.Client) string {
 		", save \"" + cfg["save"] + "\", auto-aof-rewrite-min-size " +
 		cfg["auto-aof-rewrite-min-size"] + ", maxmemory " + cfg["maxmemory"] + ")"
 }
+
+// aofSize is the size of Redis' AOF (bytes; 0 without one).
+func aofSize(rdb *redis.Client) int64 {
+	n, _ := strconv.ParseInt(infoFields(rdb, "persistence")["aof_current_size"], 10, 64)
+	return n
+}
