@@ -58,7 +58,7 @@ func flatRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.Lo
 		el := time.Since(began)
 		sr.stop()
 		p := flatPass{s: s, span: time.Duration(events) * step, memory: snapRedis(rdb).since(before).memory, elapsed: el,
-			matches: sr.starter.n.Load(), shadow: sr.shadow.n.Load()}
+			matches: sr.starter.reaches(), shadow: sr.shadow.n.Load()}
 		st := stateStats(rdb, prefix)
 		p.instances, p.stateEncoded, p.stateBytes, p.logBytes = st.Instances, st.Encoded, st.Stored, st.Log
 		p.shared = sharedStats(rdb, prefix)

@@ -33,7 +33,8 @@ type result struct {
 	other   float64
 	redis   redisDelta
 	faults  int64 // minor page faults of this process in the window (first touches of memory)
-	matches int64 // live matches (reaches that would start)
+	matches int64 // live matches (distinct reaches that would start)
+	starts  int64 // Start calls for them (the stage's: a reach found twice is started twice, one workflow)
 	shadow  int64 // matches of shadow rules (recorded, not started)
 	keys    int64 // Redis keys under the phase's prefix afterwards
 	// The new stage only: its partition state hashes afterwards.
@@ -175,8 +176,10 @@ func runGroup(brokers []string, group, topic string, h sarama.ConsumerGroupHandl
 }
 
 type countingStarter struct {
-	n       atomic.Int64
-	mu      sync.Mutex
+	n   atomic.Int64 // Start calls
+	mu  sync.Mutex
+	ids map[string]struct{} // the reach IDs started: a match found twice (a join's link and trigger
+	// racing on two partitions each find the other) is one reach, as Temporal's workflow ID makes it
 	samples []time.Duration
 	byRule  map[string][]time.Duration
 	points  []point // with -samples: every sample with its due time and rule
@@ -192,6 +195,12 @@ type point struct {
 
 func (c *countingStarter) Start(_ context.Context, m workflows.Match) error {
 	c.n.Add(1)
+	c.mu.Lock()
+	if c.ids == nil {
+		c.ids = map[string]struct{}{}
+	}
+	c.ids[workflows.ReachID(m.RuleID, m.UserID, m.MatchKey)] = struct{}{}
+	c.mu.Unlock()
 	if c.record {
 		d := time.Since(m.EventTime)
 		c.mu.Lock()
@@ -206,6 +215,13 @@ func (c *countingStarter) Start(_ context.Context, m workflows.Match) error {
 		c.mu.Unlock()
 	}
 	return nil
+}
+
+// reaches is how many distinct reaches were started.
+func (c *countingStarter) reaches() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return int64(len(c.ids))
 }
 
 type countingShadow struct{ n atomic.Int64 }
@@ -309,7 +325,7 @@ func runStage(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog.L
 		writeHeap(profile + ".heap1")
 	}
 	s.stop()
-	r.matches, r.shadow = s.starter.n.Load(), s.shadow.n.Load()
+	r.matches, r.starts, r.shadow = s.starter.reaches(), s.starter.n.Load(), s.shadow.n.Load()
 	return r
 }
 

@@ -77,7 +77,7 @@ func latencyRun(brokers []string, rdb *redis.Client, rules []cep.Rule, log *slog
 		}
 	}
 	return openLoop(brokers, rdb, topic, rate, secs, g, rewriteAt, sr.committed, func() []time.Duration {
-		progress("  latency run: %d matches started", sr.starter.n.Load())
+		progress("  latency run: %d matches started (%d Start calls)", sr.starter.reaches(), sr.starter.n.Load())
 		sr.starter.mu.Lock()
 		defer sr.starter.mu.Unlock()
 		for r, ss := range sr.starter.byRule {

@@ -162,11 +162,13 @@ func main() {
 			must(err)
 			r = consume(brokers, rdb, topic, prefix, total, e.Handle)
 			r.matches, r.shadow = e.Matches(), e.Shadow()
+			r.starts = r.matches
 		case dObvious:
 			o, err := obvious.New(rdb, prefix, rules)
 			must(err)
 			r = consume(brokers, rdb, topic, prefix, total, o.Handle)
 			r.matches, r.shadow = o.Matches(), o.Shadow()
+			r.starts = r.matches
 		case dStage:
 			r = runStage(brokers, rdb, rules, log, prefix, prefix, topic, hw, total, profile)
 			st := stateStats(rdb, prefix)
@@ -198,7 +200,8 @@ func main() {
 			}
 			quiesce(rdb, false)
 			r := pass(d, prefix, p)
-			progress("  %.0f events/s, %.0f per CPU-second, Redis %.1f CPU s, %d matches, %d page faults, %d Redis forks", r.perSec(), r.perCPU(), r.redis.cpu.Seconds(), r.matches, r.faults, r.redis.forks)
+			progress("  %.0f events/s, %.0f per CPU-second, Redis %.1f CPU s, %d matches (%d Start calls), %d page faults, %d Redis forks",
+				r.perSec(), r.perCPU(), r.redis.cpu.Seconds(), r.matches, r.starts, r.faults, r.redis.forks)
 			res[d] = append(res[d], r)
 		}
 	}

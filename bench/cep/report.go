@@ -132,7 +132,7 @@ func report(in reportInput) {
 		"whose child takes one of the two cores for seconds and after which Redis' every written page faults once, " +
 		"then never starts inside a measured pass (Redis forks during each are in the list of passes below). The clock, this process's CPU and Redis' counters run from the " +
 		"first batch handled (the stage: its first durable commit) to the last event handled (the stage: committed).\n\n")
-	p("| design | events/s (wall) | events per CEP CPU-second | Redis CPU µs per event | events per CPU-second of CEP + Redis | Redis commands per event (inside scripts too) | GC share of CEP CPU | Redis memory grown | Redis keys | live matches | shadow matches |\n")
+	p("| design | events/s (wall) | events per CEP CPU-second | Redis CPU µs per event | events per CPU-second of CEP + Redis | Redis commands per event (inside scripts too) | GC share of CEP CPU | Redis memory grown | Redis keys | live matches (distinct reaches) | shadow matches |\n")
 	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, d := range designs {
 		rs := in.res[d]
@@ -144,7 +144,8 @@ func report(in reportInput) {
 			mib(int64(medOf(rs, func(r result) float64 { return float64(r.redis.memory) }))), m.keys, m.matches, m.shadow)
 	}
 	p("\nEvery pass, in order (events/s wall; events per CEP CPU-second; the rest of the machine's CPU in cores: the " +
-		"broker, the idle stack, anything else; Redis forks during the pass; the warm-up pass before it in brackets, events/s wall and per CEP CPU-second):\n\n")
+		"broker, the idle stack, anything else; Redis forks during the pass; live matches (distinct reaches) / Start calls for them, " +
+		"more when a join's link and trigger racing on two partitions each found the other, one workflow ID; the warm-up pass before it in brackets, events/s wall and per CEP CPU-second):\n\n")
 	for _, d := range designs {
 		var parts []string
 		for i, r := range in.res[d] {
@@ -152,7 +153,7 @@ func report(in reportInput) {
 			if i < len(in.warm[d]) {
 				w = fmt.Sprintf(" [%.0f; %.0f]", in.warm[d][i].perSec(), in.warm[d][i].perCPU())
 			}
-			parts = append(parts, fmt.Sprintf("%.0f; %.0f; %.2f; %d%s", r.perSec(), r.perCPU(), r.other, r.redis.forks, w))
+			parts = append(parts, fmt.Sprintf("%.0f; %.0f; %.2f; %d; %d/%d%s", r.perSec(), r.perCPU(), r.other, r.redis.forks, r.matches, r.starts, w))
 		}
 		p("- %s: %s\n", d, strings.Join(parts, " | "))
 	}

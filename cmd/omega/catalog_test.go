@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
@@ -215,6 +216,12 @@ func TestRulesApplySaysWhatBecomesOfOpenWindows(t *testing.T) {
 	}
 	require.Contains(t, draft(doc("20m", "c")), "if activated now: carried on from v3 (pattern unchanged)")
 	require.Contains(t, draft(doc("30m", "c")), "if activated now: start afresh (pattern changed)")
+	// A draft of a rule with no active version: no open windows to carry on or end.
+	newID := id + "-new"
+	first := filepath.Join(t.TempDir(), "first.yaml")
+	require.NoError(t, os.WriteFile(first, []byte(fmt.Sprintf("id: %s\nkind: count\nsteps: [{type: view}]\ncount: 3\nwithin: 10m\njourney_id: %s\n",
+		newID, id)), 0o600))
+	require.Regexp(t, `(?m)^`+regexp.QuoteMeta(newID)+`\s+1\s+draft\s+-\s*$`, draft(first))
 
 	// Activating an older version says the same.
 	activate := func(v string) string {
