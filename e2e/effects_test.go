@@ -173,17 +173,24 @@ func holdsObserved(t *testing.T) uint64 {
 	return 0
 }
 
+// proxiedRedis is a client of the stack's Redis through a fault proxy, for a test that takes Redis
+// away.
+func proxiedRedis(t *testing.T, p *pipeline) (*faultproxy.Proxy, *redis.Client) {
+	px, err := faultproxy.Start(p.env.RedisAddr)
+	require.NoError(t, err)
+	t.Cleanup(px.Close)
+	rdb := redis.NewClient(&redis.Options{Addr: px.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return px, rdb
+}
+
 // TestUnreachableRedisHoldsNoEvents: a commit Redis does not answer (the state store unreachable
 // for a moment) does not hold back the events behind it: the commit is in flight, retried, while
 // the partitions read on and start their reaches; nothing is marked for Kafka past what is
 // durable, and once Redis answers the commits land and every user was reached once.
 func TestUnreachableRedisHoldsNoEvents(t *testing.T) {
 	p := newPipeline(t)
-	px, err := faultproxy.Start(p.env.RedisAddr)
-	require.NoError(t, err)
-	t.Cleanup(px.Close)
-	rdb := redis.NewClient(&redis.Options{Addr: px.Addr()})
-	t.Cleanup(func() { _ = rdb.Close() })
+	px, rdb := proxiedRedis(t, p)
 	count := &recordingStarter{at: map[string]time.Time{}} // starts nothing
 	group := p.id + "-cep"
 	rule := cep.Rule{ID: p.id + "-add", Steps: []cep.Step{{Type: "cart_add"}}, JourneyID: "cart-retarget"}
@@ -337,11 +344,7 @@ func (r *ruleStarter) count(rule string) int {
 // user who unfavourited it after favouriting it is not reached.
 func TestSharedStateHoldsNoEvents(t *testing.T) {
 	p := newPipeline(t)
-	px, err := faultproxy.Start(p.env.RedisAddr)
-	require.NoError(t, err)
-	t.Cleanup(px.Close)
-	rdb := redis.NewClient(&redis.Options{Addr: px.Addr()})
-	t.Cleanup(func() { _ = rdb.Close() })
+	px, rdb := proxiedRedis(t, p)
 	st := &ruleStarter{users: map[string]map[string]bool{}}
 	group := p.id + "-cep"
 	add := cep.Rule{ID: p.id + "-add", Steps: []cep.Step{{Type: "cart_add"}}, JourneyID: "cart-retarget"}
