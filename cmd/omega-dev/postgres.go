@@ -18,6 +18,10 @@ const (
 	pgVisibility = "postgres-visibility"
 )
 
+// pgPoolConns bounds each of the server's connection pools (one per service and database: up to
+// eight pools, 160 connections, under the stack's max_connections of 200).
+const pgPoolConns = 20
+
 // postgresStores returns the SQL stores of a Temporal server on the PostgreSQL server at rawURL
 // (postgres://user[:password]@host:port), its databases created and their schemas brought to the
 // version this server build expects (the schemas embedded in the server module).
@@ -35,9 +39,14 @@ func postgresStores(ctx context.Context, rawURL string) (store, visibility *conf
 	}
 	user := u.User.Username()
 	password, _ := u.User.Password()
+	// Every connection a pool opens is kept (MaxIdleConns = MaxConns). With fewer idle ones than
+	// open ones, database/sql closes a connection whenever it is returned to a full idle list, so
+	// under a load whose concurrency hovers between the two each burst opened connections and
+	// each lull closed them: about one new PostgreSQL backend per reach at 23 reaches/s, each a
+	// fork, a cold catalog cache and every statement prepared again.
 	sqlCfg := func(db string) *config.SQL {
 		return &config.SQL{PluginName: pgplugin.PluginNamePGX, DatabaseName: db, ConnectAddr: host + ":" + port,
-			ConnectProtocol: "tcp", User: user, Password: password, MaxConns: 20, MaxIdleConns: 10}
+			ConnectProtocol: "tcp", User: user, Password: password, MaxConns: pgPoolConns, MaxIdleConns: pgPoolConns}
 	}
 	for db, schema := range map[string]string{"temporal": "postgresql/v12/temporal", "temporal_visibility": "postgresql/v12/visibility"} {
 		if err := createDatabase(ctx, u, db); err != nil {

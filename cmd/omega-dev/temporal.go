@@ -12,6 +12,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/server/common/authorization"
 	"go.temporal.io/server/common/cluster"
@@ -216,8 +217,35 @@ func ensureSearchAttributes(ctx context.Context, c client.Client, want map[strin
 	if err != nil {
 		return fmt.Errorf("add search attributes: %w", err)
 	}
+	// Each service reads the namespace's attributes from its namespace registry, refreshed every
+	// namespaceRefresh (the server is not told to read them from the store on every request: that
+	// cost a tenth of its CPU per reach). The frontend accepting a query on each is the sign its
+	// registry has them; the other services refresh on the same interval.
+	for name := range missing {
+		q := fmt.Sprintf("%s = ''", name)
+		for {
+			_, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: namespace, Query: q})
+			if err == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("search attribute %s registered but not yet usable: %w", name, err)
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(namespaceRefresh):
+	}
 	return nil
 }
+
+// namespaceRefresh is how often each service's namespace registry reads the namespaces
+// (Temporal's system.namespaceCacheRefreshInterval, at its default).
+const namespaceRefresh = 2 * time.Second
 
 // serverConfig describes one process running all four Temporal services on loopback.
 func serverConfig(dbPath string, port, shards int, lowPorts bool) (*config.Config, error) {
@@ -326,11 +354,10 @@ const historyCacheEntries = 4096
 // dynamicClient is the server's dynamic configuration.
 func dynamicClient(postgres bool) dynamicconfig.StaticClient {
 	c := dynamicconfig.StaticClient{
-		// Search attributes registered a moment ago are usable at once.
-		dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): true,
-		dynamicconfig.EnableEagerWorkflowStart.Key():                true,
-		dynamicconfig.FrontendEnableUpdateWorkflowExecution.Key():   true,
-		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():            historyCacheEntries,
+		dynamicconfig.EnableEagerWorkflowStart.Key():              true,
+		dynamicconfig.FrontendEnableUpdateWorkflowExecution.Key(): true,
+		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():          historyCacheEntries,
+		dynamicconfig.NamespaceCacheRefreshInterval.Key():         namespaceRefresh,
 		// Every task goes to a task queue's root partition, which its other (read) partitions
 		// forward their polls to. With four write partitions, a backlog waited in some while a
 		// worker's few polls sat in the emptied others for their whole minute: tasks held up to
